@@ -1,0 +1,92 @@
+"""hk_effects: scoped side effects and state for Haiku models.
+
+``import hk_effects as hke``. A layer says what it needs with an *effect
+request* stored as an attribute; a *handler* wrapped around the forward
+function serves it. Using an effect takes three steps:
+
+1. In a module's ``__init__``, store a request:
+   ``self.rng = hke.RandomRequest()`` or
+   ``self.mask = hke.SideInputRequest("attn_mask")``.
+2. In its methods, call the effect's protocol method as if it were handled:
+   ``self.rng.next_key()``, ``self.mask.ask()``.
+3. Wrap the forward function in handlers and transform it:
+   ``hke.transform(hke.handlers.WithHaikuRandom.handling(forward))``.
+
+While a handler runs, each module method call binds the requests the
+handler claims (innermost handler first) and swaps in a runtime
+implementation for the duration of the call. Requests nobody claims raise
+``UnhandledEffectError`` naming the module and attribute when used;
+``hke.bindings(fn)(x)`` lists them all beforehand.
+
+Defining a new effect takes a protocol, a request and a handler written with
+``EffectRequest``, ``EffectRuntimeImpl`` and ``EffectHandler`` (the README has
+a complete 40-line example).
+
+Example:
+
+>>> import haiku as hk, jax, jax.numpy as jnp
+>>> import hk_effects as hke
+>>> def forward(x):
+...   x = hk.Linear(4)(x)
+...   return hke.Dropout(0.5)(x)
+>>> f = hke.transform(hke.handlers.WithHaikuRandom.handling(forward))
+>>> params = f.init(jax.random.key(0), jnp.ones([2, 3]))
+>>> f.apply(params, jax.random.key(1), jnp.ones([2, 3])).shape
+(2, 4)
+"""
+
+from hk_effects import handlers
+from hk_effects.binding import RawTransformError
+from hk_effects.effect_base import effect_colour
+from hk_effects.effect_base import EffectHandler
+from hk_effects.effect_base import EffectRequest
+from hk_effects.effect_base import EffectRuntimeImpl
+from hk_effects.effect_base import HandledEffectRef
+from hk_effects.effect_base import pytree_dataclass
+from hk_effects.effect_base import static_field
+from hk_effects.effect_base import UnhandledEffectError
+from hk_effects.handlers.random import HandledRandomRef
+from hk_effects.handlers.random import RandomEffect
+from hk_effects.handlers.random import RandomRequest
+from hk_effects.handlers.random import TaggedRandomRequest
+from hk_effects.handlers.side_input import HandledSideInputRef
+from hk_effects.handlers.side_input import HoistedTag
+from hk_effects.handlers.side_input import SideInputEffect
+from hk_effects.handlers.side_input import SideInputRequest
+from hk_effects.inspection import BindingTable
+from hk_effects.inspection import bindings
+from hk_effects.inspection import free_effect_types
+from hk_effects.layers import ApplyAttentionMask
+from hk_effects.layers import Dropout
+from hk_effects.transform import transform
+from hk_effects.transform import transform_with_state
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "ApplyAttentionMask",
+    "BindingTable",
+    "Dropout",
+    "EffectHandler",
+    "EffectRequest",
+    "EffectRuntimeImpl",
+    "HandledEffectRef",
+    "HandledRandomRef",
+    "HandledSideInputRef",
+    "HoistedTag",
+    "RandomEffect",
+    "RandomRequest",
+    "RawTransformError",
+    "SideInputEffect",
+    "SideInputRequest",
+    "TaggedRandomRequest",
+    "UnhandledEffectError",
+    "bindings",
+    "effect_colour",
+    "free_effect_types",
+    "handlers",
+    "pytree_dataclass",
+    "static_field",
+    "transform",
+    "transform_with_state",
+)

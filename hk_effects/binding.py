@@ -1,0 +1,380 @@
+"""Binding by traversal: how requests meet the handlers that serve them.
+
+While at least one handler (or ``hke.transform``) runs, a Haiku method
+interceptor is installed. On every module method call it walks the module's
+attributes (and the dicts, lists, tuples and dataclass nodes inside them) as
+PyTrees. Each request is bound to the innermost running handler that claims
+it, becoming that handler's ``HandledEffectRef``; for the duration of the call
+each ref whose handler runs is replaced by the handler's runtime
+implementation. After the call the module holds refs again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import types
+from typing import Any, Callable, Iterator
+
+import haiku as hk
+import jax
+import numpy as np
+from haiku._src import base as hk_base
+
+from hk_effects import effect_base
+
+_EFFECT_NODE_TYPES = (effect_base.EffectRequest, effect_base.HandledEffectRef)
+# Attribute values of these types never hold effect nodes: skipping them keeps
+# the per-call cost of modules without effects near zero.
+_SKIP_TYPES = (str, int, float, bool, type(None), bytes, complex, np.ndarray,
+               jax.Array, hk.Module, types.FunctionType, types.MethodType,
+               types.BuiltinFunctionType, type)
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+  """Where a request sits: the module's Haiku name and the attribute path."""
+  module_path: str
+  attribute_path: str
+
+  def __str__(self) -> str:
+    return f"module {self.module_path!r}, attribute {self.attribute_path!r}"
+
+
+class HandlerScope:
+  """One running call of one handler; runtime impls check ``active``."""
+
+  def __init__(self, handler, pushes_rng: bool = False, **data):
+    self.handler = handler
+    self.handler_id = handler.handler_id
+    self.pushes_rng = pushes_rng
+    self.active = True
+    self.data = data
+    self.claimed_sites: list[tuple[Site, Any]] = []
+
+
+@dataclasses.dataclass
+class Row:
+  """One row of ``hke.bindings``: a request and what serves it."""
+  module_path: str
+  attribute_path: str
+  request: Any
+  handler_id: str
+
+  @property
+  def handled(self) -> bool:
+    return self.handler_id != "unhandled"
+
+
+class _EffectScope:
+  """What ``hke.transform`` (or an inspection pass) adds to a call."""
+
+  def __init__(self, stateless: bool = False, recording: list | None = None):
+    self.stateless = stateless
+    self.recording = recording
+    self.recorded: set[tuple[str, str]] = set()
+    self.unhandled: list[tuple[Site, Any]] = []
+
+
+class _ThreadState(threading.local):
+
+  def __init__(self):
+    self.scopes: list[HandlerScope] = []
+    self.effect_scopes: list[_EffectScope] = []
+    self.bound_modules: set[int] = set()
+    self.interceptor_depth = 0
+
+
+_state = _ThreadState()
+
+
+def active_scopes() -> tuple[HandlerScope, ...]:
+  """The running handler scopes, outermost first (for tests and debugging)."""
+  return tuple(_state.scopes)
+
+
+def current_effect_scope() -> _EffectScope | None:
+  return _state.effect_scopes[-1] if _state.effect_scopes else None
+
+
+def innermost_rng_owner() -> HandlerScope | None:
+  """The innermost running scope that pushed a Haiku rng sequence."""
+  for scope in reversed(_state.scopes):
+    if scope.pushes_rng:
+      return scope
+  return None
+
+
+@contextlib.contextmanager
+def _interceptor_installed() -> Iterator[None]:
+  if _state.interceptor_depth:
+    _state.interceptor_depth += 1
+    try:
+      yield
+    finally:
+      _state.interceptor_depth -= 1
+    return
+  _state.interceptor_depth = 1
+  try:
+    with hk.intercept_methods(_intercept):
+      yield
+  finally:
+    _state.interceptor_depth = 0
+
+
+@contextlib.contextmanager
+def handler_scope(handler, pushes_rng: bool = False,
+                  **data) -> Iterator[HandlerScope]:
+  """Runs a block with ``handler`` active; yields its ``HandlerScope``.
+
+  Example (inside a handler's ``__call__``):
+
+  >>> import hk_effects as hke
+  >>> h = hke.handlers.WithConstantSideInputs.handling(lambda x: x, {})
+  >>> with handler_scope(h) as scope:
+  ...   print(scope.handler_id == h.handler_id)
+  True
+  """
+  for scope in _state.scopes:
+    if scope.handler_id == handler.handler_id:
+      raise ValueError(
+          f"Handler id {handler.handler_id!r} of {handler!r} collides with an "
+          "enclosing running handler with the same id. Pass a distinct "
+          "`handler_id=` to `.handling(...)` (ids must be unique in a nest).")
+  scope = HandlerScope(handler, pushes_rng=pushes_rng, **data)
+  _state.scopes.append(scope)
+  try:
+    with _interceptor_installed():
+      yield scope
+  finally:
+    scope.active = False
+    _state.scopes.remove(scope)
+
+
+@contextlib.contextmanager
+def effect_scope(stateless: bool = False,
+                 recording: list | None = None) -> Iterator[_EffectScope]:
+  """Installs the binding machinery for a whole transformed function."""
+  scope = _EffectScope(stateless=stateless, recording=recording)
+  _state.effect_scopes.append(scope)
+  try:
+    with _interceptor_installed():
+      yield scope
+  finally:
+    _state.effect_scopes.remove(scope)
+
+
+def _is_effect_node(x: Any) -> bool:
+  return isinstance(x, _EFFECT_NODE_TYPES)
+
+
+def _find_claiming_scope(request) -> HandlerScope | None:
+  for scope in reversed(_state.scopes):
+    if scope.handler.claims(request):
+      return scope
+  return None
+
+
+def _find_scope_by_id(handler_id: str) -> HandlerScope | None:
+  for scope in reversed(_state.scopes):
+    if scope.handler_id == handler_id:
+      return scope
+  return None
+
+
+def _record(site: Site, request, handler_id: str) -> None:
+  for effect_scope_ in _state.effect_scopes:
+    if effect_scope_.recording is None:
+      continue
+    key = (site.module_path, site.attribute_path)
+    if key not in effect_scope_.recorded:
+      effect_scope_.recorded.add(key)
+      effect_scope_.recording.append(
+          Row(site.module_path, site.attribute_path, request, handler_id))
+
+
+def _bind_node(node, site: Site) -> tuple[Any, Any]:
+  """Returns (what the module keeps, what it sees during the call)."""
+  if isinstance(node, effect_base.HandledEffectRef):
+    scope = _find_scope_by_id(node.handler_id)
+    _record(site, node.request, node.handler_id)
+    if scope is None:
+      return node, node  # Its own __getattr__ explains the stale ref.
+    return node, scope.handler.runtime_impl(scope, node, site)
+  scope = _find_claiming_scope(node)
+  if scope is None:
+    _record(site, node, "unhandled")
+    return node, UnhandledPlaceholder(node, site)
+  ref = scope.handler.make_ref(node)
+  _record(site, node, scope.handler_id)
+  return ref, scope.handler.runtime_impl(scope, ref, site)
+
+
+def _bind_attribute(module_path: str, name: str, value):
+  """None if ``value`` holds no effect node, else (kept, runtime) values."""
+  if isinstance(value, _SKIP_TYPES):
+    return None
+  if _is_effect_node(value):
+    return _bind_node(value, Site(module_path, name))
+  if not isinstance(value, (list, tuple, dict)) and not (
+      dataclasses.is_dataclass(value)):
+    return None
+  leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(
+      value, is_leaf=_is_effect_node)
+  if not any(_is_effect_node(leaf) for _, leaf in leaves_with_path):
+    return None
+  kept, runtime = [], []
+  for path, leaf in leaves_with_path:
+    if _is_effect_node(leaf):
+      site = Site(module_path, name + jax.tree_util.keystr(path))
+      k, r = _bind_node(leaf, site)
+    else:
+      k = r = leaf
+    kept.append(k)
+    runtime.append(r)
+  return (jax.tree_util.tree_unflatten(treedef, kept),
+          jax.tree_util.tree_unflatten(treedef, runtime))
+
+
+def _intercept(next_fun: Callable, args, kwargs, context):
+  module = context.module
+  if context.method_name == "__init__" or id(module) in _state.bound_modules:
+    return next_fun(*args, **kwargs)
+  attributes = vars(module)
+  swaps = []
+  for name, value in attributes.items():
+    bound = _bind_attribute(module.module_name, name, value)
+    if bound is not None:
+      swaps.append((name, bound[0], bound[1]))
+  if not swaps:
+    return next_fun(*args, **kwargs)
+  for name, _, runtime in swaps:
+    object.__setattr__(module, name, runtime)
+  _state.bound_modules.add(id(module))
+  try:
+    return next_fun(*args, **kwargs)
+  finally:
+    _state.bound_modules.discard(id(module))
+    for name, kept, _ in swaps:
+      object.__setattr__(module, name, kept)
+
+
+class UnhandledPlaceholder:
+  """Stands in for an unclaimed request during a call.
+
+  Protocol methods raise ``UnhandledEffectError`` naming the module path and
+  attribute, except where the request defines an unhandled behaviour
+  (``SideOutputRequest.tell`` is a no-op, ``FrozenLocalStateRequest.get``
+  returns its value). Inspection passes (``hke.bindings``) get stand-in
+  values instead, so that they can go on.
+  """
+
+  def __init__(self, request, site: Site):
+    self._request = request
+    self._site = site
+    effect_scope_ = current_effect_scope()
+    if effect_scope_ is not None:
+      effect_scope_.unhandled.append((site, request))
+
+  def __getattr__(self, name: str):
+    request = self.__dict__["_request"]
+    own = getattr(type(request), name, None)
+    if own is not None:
+      return getattr(request, name)
+    if name not in effect_base.protocol_methods(request.effect_protocol()):
+      raise AttributeError(
+          f"{type(request).__name__!r} object has no attribute {name!r}")
+    effect_scope_ = current_effect_scope()
+    if effect_scope_ is not None and effect_scope_.recording is not None:
+      stand_in = getattr(request, "inspection_stand_in", None)
+      if stand_in is not None:
+        return lambda *a, **k: stand_in(name, *a, **k)
+      raise StopInspection(self._site, request)
+    raise effect_base.UnhandledEffectError(self._message(name))
+
+  def _message(self, method: str) -> str:
+    request = self._request
+    protocol = request.effect_protocol()
+    others = []
+    effect_scope_ = current_effect_scope()
+    if effect_scope_ is not None:
+      others = [f"  - {s}: {r!r}" for s, r in effect_scope_.unhandled
+                if s != self._site]
+    text = (
+        f"Unhandled {protocol.__name__}: {self._site} holds {request!r}, and "
+        f"its .{method}() was called, but no running handler claims it. "
+        "Wrap the forward function in a handler that claims it, e.g. "
+        f"{effect_base._suggested_handler(protocol)}, or check that the "
+        "handler's tag / predicate / category matches this request.")
+    if others:
+      text += "\nOther unhandled requests met so far:\n" + "\n".join(others)
+    return text
+
+  def __repr__(self) -> str:
+    return f"UnhandledPlaceholder({self._request!r} at {self._site})"
+
+
+class StopInspection(Exception):
+  """Raised by inspection passes when an unhandled effect blocks the run."""
+
+  def __init__(self, site: Site, request):
+    super().__init__(f"{site}: {request!r}")
+    self.site = site
+    self.request = request
+
+
+class RawTransformError(ValueError):
+  """An effect was used under a raw JAX transform inside a Haiku function.
+
+  Haiku threads its state, parameters and rng through its own wrappers
+  (``hk.scan``, ``hk.vmap``, ``hk.cond``, ``hk.fori_loop``, ``hk.remat``),
+  and hk_effects keeps effect data in the same places. Under the raw
+  ``jax.*`` equivalent the data would leak a tracer or repeat itself, so the
+  effect refuses to run.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> issubclass(hke.RawTransformError, ValueError)
+  True
+  """
+
+RawTransformError.__module__ = "hk_effects"
+
+
+def _trace_kind() -> str:
+  from jax._src import core as jax_core  # pylint: disable=g-import-not-at-top
+  trace = jax_core.trace_ctx.trace
+  name = type(trace).__name__
+  if "Batch" in name:
+    return "jax.vmap"
+  if "JVP" in name or "Linearize" in name:
+    return "jax.grad / jax.jvp"
+  return "jax.lax.scan / jax.lax.cond / jax.lax.fori_loop / jax.checkpoint / jax.jit"
+
+
+_HAIKU_WRAPPER_FOR = {
+    "jax.vmap": "hk.vmap",
+    "jax.grad / jax.jvp": "hk.grad / hk.value_and_grad",
+}
+
+
+def check_no_raw_transform(site: Site, effect: str, method: str) -> None:
+  """Raises ``RawTransformError`` if a raw JAX transform is active.
+
+  Haiku records the JAX trace level at the transform and inside each of its
+  wrappers; any other level means a raw ``jax.*`` transform sits between.
+  """
+  expected = hk_base.current_frame().jax_trace_stack.peek()
+  if hk_base.JaxTraceLevel.current() == expected:
+    return
+  kind = _trace_kind()
+  wrapper = _HAIKU_WRAPPER_FOR.get(
+      kind, "hk.scan / hk.cond / hk.fori_loop / hk.remat (or jit the whole "
+      "apply function)")
+  raise RawTransformError(
+      f"{effect}.{method}() at {site} ran under a raw JAX transform ({kind}) "
+      "inside a Haiku function. The effect's data lives where Haiku threads "
+      "it, which raw transforms do not, so it would leak a tracer, reuse a "
+      f"key or lose an update. Use the Haiku wrapper instead: {wrapper}.")

@@ -1,0 +1,303 @@
+"""Base types of the effect system: requests, refs, runtime impls, handlers.
+
+An effect is described by four pieces, all defined with the classes here:
+
+1. a ``typing.Protocol`` naming its methods (``RandomEffect.next_key``);
+2. an ``EffectRequest`` subclass that a layer stores as an attribute to say
+   "I need that effect";
+3. an ``EffectHandler`` subclass that claims requests while it runs and builds
+   the runtime implementation (an ``EffectRuntimeImpl``) that serves them;
+4. optionally, a ``HandledEffectRef`` subclass: what a claimed request turns
+   into. ``HandledEffectRef`` itself serves every effect.
+
+See ``hk_effects/__init__.py`` for a walk-through.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import hashlib
+from typing import Any, Callable, ClassVar
+
+import jax
+
+# One colour per effect protocol, used by `hke.bindings` renderings.
+_PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1",
+            "#76b7b2", "#edc948", "#ff9da7", "#9c755f", "#bab0ac")
+_EFFECT_COLOURS: dict[type, str] = {}
+
+
+class UnhandledEffectError(Exception):
+  """Raised when an effect is used but no running handler serves it.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> try:
+  ...   hke.RandomRequest().next_key()
+  ... except hke.UnhandledEffectError as e:
+  ...   print("caught")
+  caught
+  """
+
+UnhandledEffectError.__module__ = "hk_effects"
+
+
+def pytree_dataclass(cls=None, /, *, frozen: bool = True):
+  """Makes ``cls`` a frozen dataclass registered as a JAX PyTree node.
+
+  Fields whose ``metadata`` has ``static=True`` are PyTree metadata (hashed,
+  compared, never traced); the others are children.
+
+  Example:
+
+  >>> import dataclasses, jax
+  >>> @pytree_dataclass
+  ... class Pair:
+  ...   value: object
+  ...   name: str = dataclasses.field(metadata={"static": True})
+  >>> jax.tree_util.tree_leaves(Pair(1.0, "a"))
+  [1.0]
+  """
+  def wrap(cls):
+    cls = dataclasses.dataclass(frozen=frozen)(cls)
+    return jax.tree_util.register_dataclass(cls)
+  return wrap if cls is None else wrap(cls)
+
+
+def static_field(**kwargs) -> Any:
+  """A dataclass field that is PyTree metadata rather than a child.
+
+  Example:
+
+  >>> import dataclasses
+  >>> @pytree_dataclass
+  ... class Tagged:
+  ...   tag: str = static_field()
+  >>> Tagged("x").tag
+  'x'
+  """
+  return dataclasses.field(metadata={"static": True}, **kwargs)
+
+
+def effect_colour(protocol: type) -> str:
+  """The display colour of an effect protocol (stable per process).
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> effect_colour(hke.RandomEffect).startswith("#")
+  True
+  """
+  if protocol not in _EFFECT_COLOURS:
+    _EFFECT_COLOURS[protocol] = _PALETTE[len(_EFFECT_COLOURS) % len(_PALETTE)]
+  return _EFFECT_COLOURS[protocol]
+
+
+def protocol_methods(protocol: type) -> frozenset[str]:
+  """Names of the methods a ``typing.Protocol`` declares."""
+  names = set()
+  for klass in protocol.__mro__:
+    if klass is object or klass.__name__ in ("Protocol", "Generic"):
+      continue
+    names.update(n for n, v in vars(klass).items()
+                 if callable(v) and not n.startswith("_"))
+  return frozenset(names)
+
+
+class EffectRequest(abc.ABC):
+  """Base class of requests: "this layer needs effect X".
+
+  Subclasses are ``pytree_dataclass`` es and define ``effect_protocol()``.
+  While no handler serves it, calling a protocol method on a request raises
+  ``UnhandledEffectError``; other missing attributes raise ``AttributeError``.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> isinstance(hke.RandomRequest(), hke.EffectRequest)
+  True
+  """
+
+  @classmethod
+  @abc.abstractmethod
+  def effect_protocol(cls) -> type:
+    """The protocol this request asks for."""
+
+  def describe(self) -> str:
+    """A short human description (tag, category) used in tables and errors."""
+    return repr(self)
+
+  def __getattr__(self, name: str):
+    if name.startswith("__") or name not in protocol_methods(
+        type(self).effect_protocol()):
+      raise AttributeError(
+          f"{type(self).__name__!r} object has no attribute {name!r}")
+    raise UnhandledEffectError(
+        f"{self!r}.{name}() was called, but no handler serves this "
+        f"{type(self).effect_protocol().__name__}. This usually means an "
+        "effectful layer ran without an enclosing effect handler, or outside "
+        "`hke.transform` (which would also name the module and attribute). "
+        "Wrap the forward function in a handler that claims this request, "
+        f"e.g. {_suggested_handler(type(self).effect_protocol())}.")
+
+
+def _suggested_handler(protocol: type) -> str:
+  return {
+      "RandomEffect": "hke.handlers.WithHaikuRandom.handling(forward)",
+      "SideInputEffect":
+          "hke.handlers.WithConstantSideInputs.handling(forward, {tag: value})",
+      "SideOutputEffect": "hke.handlers.CollectingSideOutputs.handling(forward)",
+      "LocalStateEffect": "hke.handlers.handle_local_states(forward)",
+  }.get(protocol.__name__, "the handler of that effect")
+
+
+@pytree_dataclass
+class HandledEffectRef:
+  """What a claimed request becomes: it names the handler that serves it.
+
+  The original request is kept (as a child) so that handlers can read its
+  tag, category or initial value. Calling a protocol method on a ref whose
+  handler is not running raises ``UnhandledEffectError``.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> ref = hke.HandledEffectRef(hke.RandomRequest(), handler_id="h")
+  >>> ref.handler_id
+  'h'
+  """
+  request: EffectRequest
+  handler_id: str = static_field()
+
+  def effect_protocol(self) -> type:
+    """The protocol of the request this ref stands for."""
+    return self.request.effect_protocol()
+
+  def __getattr__(self, name: str):
+    if name.startswith("__") or name not in protocol_methods(
+        type(self.request).effect_protocol()):
+      raise AttributeError(
+          f"{type(self).__name__!r} object has no attribute {name!r}")
+    raise UnhandledEffectError(
+        f"{self.request!r} belongs to handler {self.handler_id!r}, which is "
+        f"not running, so .{name}() cannot be served. A module bound by one "
+        "handler was called after that handler returned; call the module "
+        "inside the handler's body.")
+
+
+class EffectRuntimeImpl:
+  """Base class of the objects that implement an effect while a handler runs.
+
+  A runtime implementation is swapped into a module's attribute for the
+  duration of one method call; it must not outlive its handler's call:
+  ``check_alive()`` raises once the handler returned.
+
+  Example:
+
+  >>> class Constant(EffectRuntimeImpl):
+  ...   def ask(self):
+  ...     self.check_alive()
+  ...     return 3
+  >>> Constant(scope=None, site=None).ask()
+  3
+  """
+  __slots__ = ("scope", "site")
+
+  def __init__(self, scope, site):
+    self.scope = scope
+    self.site = site
+
+  def check_alive(self) -> None:
+    if self.scope is not None and not self.scope.active:
+      raise UnhandledEffectError(
+          f"The runtime implementation for {self.site} was used after its "
+          f"handler {self.scope.handler.handler_id!r} returned. Runtime "
+          "implementations live only for one call; do not store them.")
+
+
+def _describe_callable(fn: Any) -> str:
+  if isinstance(fn, EffectHandler):
+    return fn.handler_id
+  inner = getattr(fn, "func", None)  # functools.partial
+  if inner is not None:
+    return f"partial({_describe_callable(inner)})"
+  module = getattr(fn, "__module__", None) or ""
+  qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+  return f"{module}.{qualname}"
+
+
+def infer_handler_id(kind: str, body: Callable, config: str = "") -> str:
+  """A handler id stable from run to run: kind plus a hash of body/config.
+
+  Example:
+
+  >>> def f(x): return x
+  >>> infer_handler_id("WithHaikuRandom", f) == infer_handler_id(
+  ...     "WithHaikuRandom", f)
+  True
+  """
+  digest = hashlib.sha256(
+      f"{_describe_callable(body)}|{config}".encode()).hexdigest()[:8]
+  return f"{kind}_{digest}"
+
+
+class EffectHandler(abc.ABC):
+  """Base class of handlers: wrap a one-argument function, serve requests.
+
+  A handler is built with ``Handler.handling(body, ...)`` and called with one
+  argument. While it runs, every module method call binds the requests this
+  handler ``claims`` (unless an inner handler claimed them) and serves them
+  with the runtime implementation from ``runtime_impl``.
+
+  Subclasses define ``effect_protocol``, ``claims``, ``runtime_impl`` and
+  ``__call__`` (which runs ``self.body`` inside ``hke.binding.handler_scope``).
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> h = hke.handlers.WithConstantSideInputs.handling(
+  ...     lambda x: x, {"scale": 2.0})
+  >>> h.effect_protocol().__name__
+  'SideInputEffect'
+  """
+  kind: ClassVar[str] = ""
+  body: Callable[[Any], Any]
+  handler_id: str
+
+  def __init__(self, body: Callable[[Any], Any], handler_id: str | None,
+               config: str = ""):
+    if not callable(body):
+      raise TypeError(
+          f"{type(self).__name__}.handling expects a callable body taking one "
+          f"argument; got {body!r}.")
+    if handler_id is not None and not isinstance(handler_id, str):
+      raise TypeError(f"handler_id must be a string or None; got {handler_id!r}.")
+    self.body = body
+    self.handler_id = handler_id or infer_handler_id(
+        type(self).__name__, body, config)
+
+  @classmethod
+  @abc.abstractmethod
+  def effect_protocol(cls) -> type:
+    """The protocol of the effect this handler serves."""
+
+  @abc.abstractmethod
+  def claims(self, request: EffectRequest) -> bool:
+    """Whether this handler takes ownership of ``request``."""
+
+  def make_ref(self, request: EffectRequest) -> HandledEffectRef:
+    """The ref a claimed request becomes (override for a dedicated class)."""
+    return HandledEffectRef(request, handler_id=self.handler_id)
+
+  @abc.abstractmethod
+  def runtime_impl(self, scope, ref: HandledEffectRef, site) -> Any:
+    """The object serving ``ref`` at ``site`` during this call."""
+
+  @abc.abstractmethod
+  def __call__(self, arg):
+    """Runs the body with this handler active."""
+
+  def __repr__(self) -> str:
+    return f"{type(self).__name__}(handler_id={self.handler_id!r})"

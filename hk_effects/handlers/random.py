@@ -1,0 +1,337 @@
+"""The random effect: layers draw fresh keys with ``next_key()``.
+
+Keys are drawn from Haiku's rng sequence, the one thing besides params and
+state that Haiku threads through ``hk.scan``, ``hk.vmap``, ``hk.remat``,
+``hk.cond`` and ``hk.layer_stack``. So every ``next_key()`` in one
+application is distinct across loop iterations and vmapped members, and the
+stream position never lives in a Python object that a loop would repeat.
+
+Handlers that own a key (``WithRandomKeyFromArg``, ``WithFrozenRandomState``)
+push a Haiku rng sequence seeded by it for the duration of their body. When
+random handlers nest, a request of an outer handler called inside an inner
+handler's body draws from the innermost sequence, folded with the outer
+handler's id: keys stay distinct and threaded, at the price that the outer
+stream then also depends on the inner key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable, Protocol
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+from hk_effects import binding
+from hk_effects import effect_base
+
+
+class RandomEffect(Protocol):
+  """Protocol of the random effect.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> sorted(hke.effect_base.protocol_methods(hke.RandomEffect))
+  ['next_key']
+  """
+
+  def next_key(self) -> jax.Array:
+    """Returns a fresh PRNG key, distinct from every other in this call."""
+
+
+@effect_base.pytree_dataclass
+class RandomRequest(effect_base.EffectRequest):
+  """Requests untagged random keys (claimed by random handlers by default).
+
+  Example:
+
+  >>> import haiku as hk, jax, hk_effects as hke
+  >>> class Noise(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.rng = hke.RandomRequest()
+  ...   def __call__(self, x):
+  ...     return x + jax.random.normal(self.rng.next_key(), x.shape)
+  >>> f = hke.transform(hke.handlers.WithHaikuRandom.handling(
+  ...     lambda x: Noise()(x)))
+  >>> f.apply({}, jax.random.key(0), jax.numpy.zeros(2)).shape
+  (2,)
+  """
+
+  @classmethod
+  def effect_protocol(cls):
+    return RandomEffect
+
+  def describe(self) -> str:
+    return "random"
+
+  def inspection_stand_in(self, method: str, *args) -> jax.Array:
+    """A key standing in for an unhandled draw during ``hke.bindings``."""
+    del method, args
+    return jax.random.key(0)
+
+
+@effect_base.pytree_dataclass
+class TaggedRandomRequest(effect_base.EffectRequest):
+  """Requests keys from a named stream, served only by handlers that claim it.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> req = hke.TaggedRandomRequest("noise")
+  >>> h = hke.handlers.WithHaikuRandom.handling(
+  ...     lambda x: x, hole_predicate=hke.handlers.tagged("noise"))
+  >>> h.claims(req), h.claims(hke.RandomRequest())
+  (True, False)
+  """
+  tag: Any = effect_base.static_field()
+
+  @classmethod
+  def effect_protocol(cls):
+    return RandomEffect
+
+  def describe(self) -> str:
+    return f"random[{self.tag!r}]"
+
+  def inspection_stand_in(self, method: str, *args) -> jax.Array:
+    """A key standing in for an unhandled draw during ``hke.bindings``."""
+    del method, args
+    return jax.random.key(0)
+
+
+@effect_base.pytree_dataclass
+class HandledRandomRef(effect_base.HandledEffectRef):
+  """A random request claimed by a random handler.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> hke.HandledRandomRef(hke.RandomRequest(), handler_id="h").handler_id
+  'h'
+  """
+
+
+def untagged_only(request: effect_base.EffectRequest) -> bool:
+  """Default ``hole_predicate``: claims ``RandomRequest`` but no tagged one.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> untagged_only(hke.RandomRequest()), untagged_only(
+  ...     hke.TaggedRandomRequest("a"))
+  (True, False)
+  """
+  return isinstance(request, RandomRequest)
+
+
+def tagged(*tags: Any) -> Callable[[effect_base.EffectRequest], bool]:
+  """A ``hole_predicate`` claiming tagged requests with one of ``tags``.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> tagged("a", "b")(hke.TaggedRandomRequest("b"))
+  True
+  """
+  wanted = frozenset(tags)
+  def predicate(request):
+    return isinstance(request, TaggedRandomRequest) and request.tag in wanted
+  predicate.__qualname__ = f"tagged{tuple(sorted(map(repr, wanted)))}"
+  return predicate
+
+
+class RandomRuntimeImpl(effect_base.EffectRuntimeImpl):
+  """Serves ``next_key()`` from Haiku's innermost rng sequence.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> issubclass(RandomRuntimeImpl, hke.EffectRuntimeImpl)
+  True
+  """
+  __slots__ = ()
+
+  def next_key(self) -> jax.Array:
+    self.check_alive()
+    binding.check_no_raw_transform(self.site, "RandomEffect", "next_key")
+    key = hk.maybe_next_rng_key()
+    if key is None:
+      raise ValueError(
+          f"{self.scope.handler!r} serves a random request at {self.site}, but "
+          "no rng is available: pass a key as `rng` to `init`/`apply` (for "
+          "WithHaikuRandom), or use WithRandomKeyFromArg / "
+          "WithFrozenRandomState to supply one explicitly.")
+    owner = binding.innermost_rng_owner()
+    if owner is not None and owner is not self.scope and _is_inner(
+        owner, self.scope):
+      key = jax.random.fold_in(key, self.scope.data["salt"])
+    return key
+
+
+def _is_inner(candidate: binding.HandlerScope,
+              scope: binding.HandlerScope) -> bool:
+  scopes = binding.active_scopes()
+  return scopes.index(candidate) > scopes.index(scope)
+
+
+def _salt(handler_id: str) -> int:
+  return int(hashlib.sha256(handler_id.encode()).hexdigest()[:7], 16)
+
+
+def check_key(key: Any, handler: Any) -> jax.Array:
+  """Raises a clear ``TypeError`` unless ``key`` is a JAX PRNG key."""
+  if isinstance(key, jax.Array) or hasattr(key, "dtype"):
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
+      return key
+    if key.dtype == jnp.uint32 and key.shape == (2,):
+      return key
+  raise TypeError(
+      f"{type(handler).__name__} needs a PRNG key, got {key!r}. Make one with "
+      "`jax.random.key(seed)` (or `jax.random.PRNGKey(seed)`).")
+
+
+class _RandomHandler(effect_base.EffectHandler):
+  """Shared parts of the random handlers."""
+
+  def __init__(self, body, hole_predicate, handler_id, config=""):
+    if not callable(hole_predicate):
+      raise TypeError(
+          f"hole_predicate must be a callable taking a request; got "
+          f"{hole_predicate!r}. Use hke.handlers.tagged('name') for a tag.")
+    predicate_name = getattr(hole_predicate, "__qualname__",
+                             type(hole_predicate).__name__)
+    super().__init__(body, handler_id, config=f"{predicate_name}|{config}")
+    self.hole_predicate = hole_predicate
+
+  @classmethod
+  def effect_protocol(cls):
+    return RandomEffect
+
+  def claims(self, request):
+    return (request.effect_protocol() is RandomEffect
+            and bool(self.hole_predicate(request)))
+
+  def make_ref(self, request):
+    return HandledRandomRef(request, handler_id=self.handler_id)
+
+  def runtime_impl(self, scope, ref, site):
+    return RandomRuntimeImpl(scope, site)
+
+  def _run_with_key(self, arg, key):
+    with hk.with_rng(key):
+      with binding.handler_scope(self, pushes_rng=True,
+                                 salt=_salt(self.handler_id)):
+        return self.body(arg)
+
+
+class WithRandomKeyFromArg(_RandomHandler):
+  """Serves random requests from a key passed with the argument.
+
+  Called as ``h((arg, key))``; runs ``body(arg)``.
+
+  Example:
+
+  >>> import haiku as hk, jax, hk_effects as hke
+  >>> class Draw(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.rng = hke.RandomRequest()
+  ...   def __call__(self, x):
+  ...     return jax.random.uniform(self.rng.next_key(), x.shape)
+  >>> f = hke.transform(hke.handlers.WithRandomKeyFromArg.handling(
+  ...     lambda x: Draw()(x)), apply_rng=False)
+  >>> a = f.apply({}, (jax.numpy.zeros(3), jax.random.key(1)))
+  >>> b = f.apply({}, (jax.numpy.zeros(3), jax.random.key(1)))
+  >>> bool((a == b).all())
+  True
+  """
+
+  @classmethod
+  def handling(cls, body: Callable[[Any], Any], hole_predicate=untagged_only,
+               handler_id: str | None = None) -> "WithRandomKeyFromArg":
+    return cls(body, hole_predicate, handler_id)
+
+  def __call__(self, arg_and_key):
+    if not (isinstance(arg_and_key, tuple) and len(arg_and_key) == 2):
+      raise ValueError(
+          f"{self!r} must be called with a pair (arg, key); got "
+          f"{type(arg_and_key).__name__} {arg_and_key!r:.200}.")
+    arg, key = arg_and_key
+    return self._run_with_key(arg, check_key(key, self))
+
+
+class WithFrozenRandomState(_RandomHandler):
+  """Serves random requests from a fixed key: ``body`` becomes deterministic.
+
+  Keys are drawn from ``fold_in(random_key, starting_offset)``; the same
+  offset gives the same keys on every call.
+
+  Example:
+
+  >>> import haiku as hk, jax, hk_effects as hke
+  >>> class Draw(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.rng = hke.RandomRequest()
+  ...   def __call__(self, x):
+  ...     return jax.random.uniform(self.rng.next_key(), x.shape)
+  >>> f = hke.transform(hke.handlers.WithFrozenRandomState.handling(
+  ...     lambda x: Draw()(x), jax.random.key(3)), apply_rng=False)
+  >>> bool((f.apply({}, jax.numpy.zeros(2)) == f.apply(
+  ...     {}, jax.numpy.zeros(2))).all())
+  True
+  """
+
+  def __init__(self, body, random_key, starting_offset, hole_predicate,
+               handler_id):
+    super().__init__(body, hole_predicate, handler_id,
+                     config=f"offset={starting_offset}")
+    self.random_key = check_key(random_key, self)
+    if not isinstance(starting_offset, int) or starting_offset < 0:
+      raise ValueError(
+          f"starting_offset must be a non-negative int; got {starting_offset!r}.")
+    self.starting_offset = starting_offset
+
+  @classmethod
+  def handling(cls, body: Callable[[Any], Any], random_key: jax.Array,
+               starting_offset: int = 0, hole_predicate=untagged_only,
+               handler_id: str | None = None) -> "WithFrozenRandomState":
+    return cls(body, random_key, starting_offset, hole_predicate, handler_id)
+
+  def __call__(self, arg):
+    key = jax.random.fold_in(self.random_key, self.starting_offset)
+    return self._run_with_key(arg, key)
+
+
+class WithHaikuRandom(_RandomHandler):
+  """Serves random requests from Haiku's own ``hk.next_rng_key()``.
+
+  Keys come from the ``rng`` given to ``apply``, exactly as if each layer
+  called ``hk.next_rng_key()``: after ``jax.jit`` the program is the one a
+  hand-written Haiku model compiles to.
+
+  Example:
+
+  >>> import haiku as hk, jax, hk_effects as hke
+  >>> class Draw(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.rng = hke.RandomRequest()
+  ...   def __call__(self, x):
+  ...     return jax.random.uniform(self.rng.next_key(), x.shape)
+  >>> f = hke.transform(hke.handlers.WithHaikuRandom.handling(
+  ...     lambda x: Draw()(x)))
+  >>> f.apply({}, jax.random.key(0), jax.numpy.zeros(2)).shape
+  (2,)
+  """
+
+  @classmethod
+  def handling(cls, body: Callable[[Any], Any], hole_predicate=untagged_only,
+               handler_id: str | None = None) -> "WithHaikuRandom":
+    return cls(body, hole_predicate, handler_id)
+
+  def __call__(self, arg):
+    with binding.handler_scope(self, salt=_salt(self.handler_id)):
+      return self.body(arg)

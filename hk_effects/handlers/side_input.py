@@ -1,0 +1,284 @@
+"""The side-input effect: layers read a tagged value with ``ask()``.
+
+A side input (an attention mask, token positions) is a value fixed for one
+call of the handler, so it needs no threading: the runtime implementation
+returns it, and it may be read anywhere, raw JAX transforms included.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+import jax
+
+from hk_effects import binding
+from hk_effects import effect_base
+
+
+class SideInputEffect(Protocol):
+  """Protocol of the side-input effect.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> sorted(hke.effect_base.protocol_methods(hke.SideInputEffect))
+  ['ask']
+  """
+
+  def ask(self) -> Any:
+    """Returns the side input's value."""
+
+
+@effect_base.pytree_dataclass
+class SideInputRequest(effect_base.EffectRequest):
+  """Requests the side input named ``tag``.
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class Scale(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.scale = hke.SideInputRequest("scale")
+  ...   def __call__(self, x):
+  ...     return x * self.scale.ask()
+  >>> f = hke.transform(hke.handlers.WithConstantSideInputs.handling(
+  ...     lambda x: Scale()(x), {"scale": 3.0}), apply_rng=False)
+  >>> print(f.apply({}, jnp.ones(2)))
+  [3. 3.]
+  """
+  tag: Any = effect_base.static_field()
+
+  @classmethod
+  def effect_protocol(cls):
+    return SideInputEffect
+
+  def describe(self) -> str:
+    return f"side input {self.tag!r}"
+
+
+@effect_base.pytree_dataclass
+class HandledSideInputRef(effect_base.HandledEffectRef):
+  """A side-input request claimed by a side-input handler.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> hke.HandledSideInputRef(hke.SideInputRequest("m"), handler_id="h").request.tag
+  'm'
+  """
+
+
+@effect_base.pytree_dataclass
+class HoistedTag:
+  """Names a side input hoisted out of a ``WithConstantSideInputs`` handler.
+
+  Example:
+
+  >>> HoistedTag(source="WithConstantSideInputs_0", tag="mask").tag
+  'mask'
+  """
+  source: str = effect_base.static_field()
+  tag: Any = effect_base.static_field()
+
+
+class SideInputRuntimeImpl(effect_base.EffectRuntimeImpl):
+  """Returns the handler's value for the request's tag.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> issubclass(SideInputRuntimeImpl, hke.EffectRuntimeImpl)
+  True
+  """
+  __slots__ = ("value",)
+
+  def __init__(self, scope, site, value):
+    super().__init__(scope, site)
+    self.value = value
+
+  def ask(self) -> Any:
+    self.check_alive()
+    return self.value
+
+
+def _check_tags(tags: Any, handler_name: str) -> tuple[Any, ...]:
+  if isinstance(tags, str):
+    raise ValueError(
+        f"{handler_name}.handling got the string {tags!r} as `tags`; a string "
+        f"would be read as {len(tags)} one-letter tags. Pass a sequence: "
+        f"tags=({tags!r},).")
+  tags = tuple(tags)
+  if len(set(tags)) != len(tags):
+    raise ValueError(f"{handler_name}: duplicate tags in {tags!r}.")
+  return tags
+
+
+def _check_value(tag: Any, value: Any, handler_name: str) -> None:
+  for leaf in jax.tree_util.tree_leaves(value):
+    if not (isinstance(leaf, (int, float, complex, bool, jax.Array))
+            or hasattr(leaf, "__jax_array__") or hasattr(leaf, "dtype")):
+      raise TypeError(
+          f"{handler_name}: the side input {tag!r} holds {leaf!r} of type "
+          f"{type(leaf).__name__}, which is not an array. Side inputs must be "
+          "PyTrees of arrays or scalars; convert it with jnp.asarray, or keep "
+          "non-array configuration on the module itself.")
+
+
+class _SideInputHandler(effect_base.EffectHandler):
+  tags: tuple[Any, ...]
+
+  @classmethod
+  def effect_protocol(cls):
+    return SideInputEffect
+
+  def claims(self, request):
+    return isinstance(request, SideInputRequest) and request.tag in self.tags
+
+  def make_ref(self, request):
+    return HandledSideInputRef(request, handler_id=self.handler_id)
+
+  def runtime_impl(self, scope, ref, site):
+    scope.data["used"].add(ref.request.tag)
+    return SideInputRuntimeImpl(scope, site, scope.data["values"][ref.request.tag])
+
+
+class WithSideInputsFromInputTuple(_SideInputHandler):
+  """Serves side inputs passed beside the argument.
+
+  Called as ``h((arg, v_1, ..., v_n))``: ``ask()`` on tag ``tags[i]`` gives
+  ``v_i``, and ``body(arg)`` runs.
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class Shift(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.by = hke.SideInputRequest("by")
+  ...   def __call__(self, x):
+  ...     return x + self.by.ask()
+  >>> h = hke.handlers.WithSideInputsFromInputTuple.handling(
+  ...     lambda x: Shift()(x), tags=("by",))
+  >>> f = hke.transform(h, apply_rng=False)
+  >>> print(f.apply({}, (jnp.zeros(2), 5.0)))
+  [5. 5.]
+  """
+
+  def __init__(self, body, tags, handler_id):
+    self.tags = _check_tags(tags, type(self).__name__)
+    super().__init__(body, handler_id, config=repr(self.tags))
+
+  @classmethod
+  def handling(cls, body: Callable[[Any], Any], tags: Sequence[Any],
+               handler_id: str | None = None) -> "WithSideInputsFromInputTuple":
+    return cls(body, tags, handler_id)
+
+  def __call__(self, arg_tuple):
+    expected = 1 + len(self.tags)
+    if not isinstance(arg_tuple, tuple) or len(arg_tuple) != expected:
+      got = (f"a tuple of {len(arg_tuple)}" if isinstance(arg_tuple, tuple)
+             else f"a {type(arg_tuple).__name__}")
+      raise ValueError(
+          f"{self!r} expects (arg, " + ", ".join(
+              f"<{t!r}>" for t in self.tags) + f") ({expected} items) but got "
+          f"{got}. Pass one value per tag, in the order of `tags`.")
+    arg, *values = arg_tuple
+    for tag, value in zip(self.tags, values):
+      _check_value(tag, value, type(self).__name__)
+    with binding.handler_scope(self, values=dict(zip(self.tags, values)),
+                               used=set()):
+      return self.body(arg)
+
+
+class WithConstantSideInputs(_SideInputHandler):
+  """Serves side inputs with values fixed when the handler is built.
+
+  With ``keep_unused=False`` (the default), a side input that no module asked
+  for during a call is an error, so a misspelt tag never goes unnoticed;
+  ``keep_unused=True`` allows unused entries.
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class Shift(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.by = hke.SideInputRequest("by")
+  ...   def __call__(self, x):
+  ...     return x + self.by.ask()
+  >>> f = hke.transform(hke.handlers.WithConstantSideInputs.handling(
+  ...     lambda x: Shift()(x), {"by": 1.0}), apply_rng=False)
+  >>> print(f.apply({}, jnp.zeros(2)))
+  [1. 1.]
+  """
+
+  def __init__(self, body, side_inputs, keep_unused, handler_id):
+    if not isinstance(side_inputs, Mapping):
+      raise TypeError(
+          f"WithConstantSideInputs.handling expects a dict {{tag: value}} for "
+          f"side_inputs; got {side_inputs!r:.200}.")
+    for tag, value in side_inputs.items():
+      _check_value(tag, value, "WithConstantSideInputs")
+    self.side_inputs = dict(side_inputs)
+    self.tags = tuple(self.side_inputs)
+    self.keep_unused = keep_unused
+    super().__init__(body, handler_id,
+                     config=f"{self.tags!r}|keep_unused={keep_unused}")
+
+  @classmethod
+  def handling(cls, body: Callable[[Any], Any], side_inputs: Mapping[Any, Any],
+               keep_unused: bool = False,
+               handler_id: str | None = None) -> "WithConstantSideInputs":
+    return cls(body, side_inputs, keep_unused, handler_id)
+
+  def __call__(self, arg):
+    with binding.handler_scope(self, values=self.side_inputs,
+                               used=set()) as scope:
+      out = self.body(arg)
+    unused = [t for t in self.tags if t not in scope.data["used"]]
+    if unused and not self.keep_unused:
+      raise ValueError(
+          f"{self!r} was given side inputs {unused!r} that no module asked "
+          "for during the call (a misspelt tag?). Remove them, fix the "
+          "tag, or pass keep_unused=True to allow unused side inputs.")
+    return out
+
+
+def hoist_constant_side_inputs(
+    handler: WithConstantSideInputs,
+) -> tuple[WithSideInputsFromInputTuple, dict[HoistedTag, Any]]:
+  """Turns constant side inputs into arguments of the handled function.
+
+  Returns a ``WithSideInputsFromInputTuple`` handler over the same body and
+  the hoisted values keyed by ``HoistedTag``, so that
+  ``new((arg, *hoisted.values()))`` equals ``handler(arg)``. This moves
+  constants baked into a function into its arguments (for example to pass a
+  mask as a traced argument to a jitted step instead of a constant).
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class Shift(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.by = hke.SideInputRequest("by")
+  ...   def __call__(self, x):
+  ...     return x + self.by.ask()
+  >>> h = hke.handlers.WithConstantSideInputs.handling(
+  ...     lambda x: Shift()(x), {"by": 2.0})
+  >>> new, hoisted = hke.handlers.hoist_constant_side_inputs(h)
+  >>> f = hke.transform(new, apply_rng=False)
+  >>> print(f.apply({}, (jnp.zeros(1), *hoisted.values())))
+  [2.]
+  """
+  if not isinstance(handler, WithConstantSideInputs):
+    raise TypeError(
+        "hoist_constant_side_inputs expects a WithConstantSideInputs handler; "
+        f"got {handler!r}.")
+  hoisted = {HoistedTag(handler.handler_id, tag): value
+             for tag, value in handler.side_inputs.items()}
+  new = WithSideInputsFromInputTuple.handling(
+      handler.body, tags=handler.tags,
+      handler_id=f"{handler.handler_id}_hoisted")
+  return new, hoisted

@@ -1,0 +1,71 @@
+"""Layers built on the shipped effects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+from hk_effects.handlers import random
+from hk_effects.handlers import side_input
+
+
+class Dropout(hk.Module):
+  """Dropout whose keys come from the random effect.
+
+  Args:
+    rate: probability of dropping a unit, in ``[0, 1)``.
+    name: Haiku module name.
+
+  Example:
+
+  >>> import jax, jax.numpy as jnp, hk_effects as hke
+  >>> f = hke.transform(hke.handlers.WithHaikuRandom.handling(
+  ...     lambda x: hke.Dropout(0.5)(x)))
+  >>> y = f.apply({}, jax.random.key(0), jnp.ones(1000))
+  >>> set(map(float, jnp.unique(y)))
+  {0.0, 2.0}
+  """
+
+  def __init__(self, rate: float, name: str | None = None):
+    super().__init__(name=name)
+    if not 0.0 <= rate < 1.0:
+      raise ValueError(f"Dropout rate must be in [0, 1); got {rate!r}.")
+    self.rate = rate
+    self.rng = random.RandomRequest()
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.rate == 0.0:
+      return x
+    keep = jax.random.bernoulli(self.rng.next_key(), 1.0 - self.rate, x.shape)
+    return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
+
+
+class ApplyAttentionMask(hk.Module):
+  """Masks attention logits with a boolean mask read as a side input.
+
+  ``True`` in the mask keeps a logit; ``False`` replaces it with
+  ``masked_out_value``. The mask broadcasts against the logits.
+
+  Example:
+
+  >>> import jax.numpy as jnp, hk_effects as hke
+  >>> f = hke.transform(hke.handlers.WithConstantSideInputs.handling(
+  ...     lambda x: hke.ApplyAttentionMask("mask")(x),
+  ...     {"mask": jnp.array([True, False])}), apply_rng=False)
+  >>> print(f.apply({}, jnp.ones(2)))
+  [ 1.e+00 -1.e+09]
+  """
+
+  def __init__(self, mask_tag: Any, masked_out_value: float = -1e9,
+               name: str | None = None):
+    super().__init__(name=name)
+    self.mask = side_input.SideInputRequest(mask_tag)
+    self.masked_out_value = masked_out_value
+
+  def __call__(self, logits: jax.Array) -> jax.Array:
+    mask = self.mask.ask()
+    return jnp.where(mask, logits,
+                     jnp.asarray(self.masked_out_value, logits.dtype))

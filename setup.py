@@ -1,0 +1,27 @@
+"""Packaging for hk_effects."""
+
+import setuptools
+
+setuptools.setup(
+    name="hk_effects",
+    version="0.1.0",
+    description="Scoped side effects and state for Haiku models, in the style "
+                "of Penzai's data effects.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["hk_effects", "hk_effects.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.6",
+        "jaxlib>=0.6",
+        "dm-haiku>=0.0.14",
+        "chex>=0.1.89",
+        "absl-py>=2.0",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100"],
+        "examples": ["optax>=0.2", "matplotlib>=3.8"],
+        "bench": ["penzai>=0.2"],
+        "render": ["treescope>=0.1.5"],
+    },
+)

@@ -1,0 +1,14 @@
+"""Test-wide settings: 8 simulated CPU devices and strict JAX.
+
+XLA_FLAGS must be set before jax is imported anywhere; pytest imports this
+file first. `.ci/run` sets it too, for runs outside pytest.
+"""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
