@@ -45,6 +45,12 @@ from hk_effects.effect_base import HandledEffectRef
 from hk_effects.effect_base import pytree_dataclass
 from hk_effects.effect_base import static_field
 from hk_effects.effect_base import UnhandledEffectError
+from hk_effects.attention import KVCachedAttention
+from hk_effects.handlers.local_state import FrozenLocalStateRequest
+from hk_effects.handlers.local_state import HandledLocalStateRef
+from hk_effects.handlers.local_state import InitialLocalStateRequest
+from hk_effects.handlers.local_state import LocalStateEffect
+from hk_effects.handlers.local_state import SharedLocalStateRequest
 from hk_effects.handlers.random import HandledRandomRef
 from hk_effects.handlers.random import RandomEffect
 from hk_effects.handlers.random import RandomRequest
@@ -70,13 +76,19 @@ __all__ = (
     "EffectHandler",
     "EffectRequest",
     "EffectRuntimeImpl",
+    "FrozenLocalStateRequest",
     "HandledEffectRef",
+    "HandledLocalStateRef",
     "HandledRandomRef",
     "HandledSideInputRef",
     "HoistedTag",
+    "InitialLocalStateRequest",
+    "KVCachedAttention",
+    "LocalStateEffect",
     "RandomEffect",
     "RandomRequest",
     "RawTransformError",
+    "SharedLocalStateRequest",
     "SideInputEffect",
     "SideInputRequest",
     "TaggedRandomRequest",

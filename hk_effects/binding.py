@@ -169,13 +169,6 @@ def _is_effect_node(x: Any) -> bool:
   return isinstance(x, _EFFECT_NODE_TYPES)
 
 
-def _find_claiming_scope(request) -> HandlerScope | None:
-  for scope in reversed(_state.scopes):
-    if scope.handler.claims(request):
-      return scope
-  return None
-
-
 def _find_scope_by_id(handler_id: str) -> HandlerScope | None:
   for scope in reversed(_state.scopes):
     if scope.handler_id == handler_id:
@@ -202,7 +195,17 @@ def _bind_node(node, site: Site) -> tuple[Any, Any]:
     if scope is None:
       return node, node  # Its own __getattr__ explains the stale ref.
     return node, scope.handler.runtime_impl(scope, node, site)
-  scope = _find_claiming_scope(node)
+  scope = None
+  for candidate in reversed(_state.scopes):
+    if not candidate.handler.claims(node):
+      continue
+    if getattr(candidate.handler, "rewrites", False):
+      # A rewriting handler (e.g. freeze_local_states) turns the request into
+      # another one that outer handlers may claim.
+      node = candidate.handler.rewrite(node, site)
+      continue
+    scope = candidate
+    break
   if scope is None:
     _record(site, node, "unhandled")
     return node, UnhandledPlaceholder(node, site)

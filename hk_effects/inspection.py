@@ -72,9 +72,9 @@ def bindings(fn: Callable[..., Any]) -> Callable[..., BindingTable]:
   >>> h = hke.handlers.WithConstantSideInputs.handling(
   ...     lambda x: Scale()(x), {"s": 2.0}, handler_id="consts")
   >>> print(hke.bindings(h)(jnp.ones(2)))
-  module | attribute | request          | handler
-  -------+-----------+------------------+--------
-  scale  | s         | side input 's'   | consts
+  module | attribute | request        | handler
+  -------+-----------+----------------+--------
+  scale  | s         | side input 's' | consts
   """
   @functools.wraps(fn)
   def run(*args, **kwargs) -> BindingTable:

@@ -7,11 +7,15 @@ Example:
 'RandomEffect'
 """
 
+from hk_effects.handlers.local_state import freeze_local_states
+from hk_effects.handlers.local_state import handle_local_states
+from hk_effects.handlers.local_state import WithFunctionalLocalState
 from hk_effects.handlers.random import tagged
 from hk_effects.handlers.random import untagged_only
 from hk_effects.handlers.random import WithFrozenRandomState
 from hk_effects.handlers.random import WithHaikuRandom
 from hk_effects.handlers.random import WithRandomKeyFromArg
+from hk_effects.handlers.random import WithStatefulRandomKey
 from hk_effects.handlers.side_input import hoist_constant_side_inputs
 from hk_effects.handlers.side_input import WithConstantSideInputs
 from hk_effects.handlers.side_input import WithSideInputsFromInputTuple
@@ -19,9 +23,13 @@ from hk_effects.handlers.side_input import WithSideInputsFromInputTuple
 __all__ = (
     "WithConstantSideInputs",
     "WithFrozenRandomState",
+    "WithFunctionalLocalState",
     "WithHaikuRandom",
     "WithRandomKeyFromArg",
     "WithSideInputsFromInputTuple",
+    "WithStatefulRandomKey",
+    "freeze_local_states",
+    "handle_local_states",
     "hoist_constant_side_inputs",
     "tagged",
     "untagged_only",

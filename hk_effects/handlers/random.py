@@ -10,8 +10,9 @@ Handlers that own a key (``WithRandomKeyFromArg``, ``WithFrozenRandomState``)
 push a Haiku rng sequence seeded by it for the duration of their body. When
 random handlers nest, a request of an outer handler called inside an inner
 handler's body draws from the innermost sequence, folded with the outer
-handler's id: keys stay distinct and threaded, at the price that the outer
-stream then also depends on the inner key.
+handler's id and with a key the inner handler drew from the enclosing
+sequence on entry: keys stay distinct and threaded, and the outer stream
+depends on its own key as well as (at the price of) the inner key.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 
 from hk_effects import binding
 from hk_effects import effect_base
+from hk_effects.handlers import local_state
 
 
 class RandomEffect(Protocol):
@@ -167,6 +169,9 @@ class RandomRuntimeImpl(effect_base.EffectRuntimeImpl):
     if owner is not None and owner is not self.scope and _is_inner(
         owner, self.scope):
       key = jax.random.fold_in(key, self.scope.data["salt"])
+      entry_key = _first_owner_inside(self.scope).data["entry_key"]
+      if entry_key is not None:
+        key = jax.random.fold_in(entry_key, jax.random.bits(key))
     return key
 
 
@@ -174,6 +179,12 @@ def _is_inner(candidate: binding.HandlerScope,
               scope: binding.HandlerScope) -> bool:
   scopes = binding.active_scopes()
   return scopes.index(candidate) > scopes.index(scope)
+
+
+def _first_owner_inside(
+    scope: binding.HandlerScope) -> binding.HandlerScope:
+  scopes = binding.active_scopes()
+  return next(s for s in scopes[scopes.index(scope) + 1:] if s.pushes_rng)
 
 
 def _salt(handler_id: str) -> int:
@@ -220,8 +231,13 @@ class _RandomHandler(effect_base.EffectHandler):
     return RandomRuntimeImpl(scope, site)
 
   def _run_with_key(self, arg, key):
+    # Without this key, an enclosing random handler's requests served in this
+    # body would depend only on `key`, not on the enclosing handler's own key.
+    encloses = any(isinstance(s.handler, _RandomHandler)
+                   for s in binding.active_scopes())
+    entry_key = hk.maybe_next_rng_key() if encloses else None
     with hk.with_rng(key):
-      with binding.handler_scope(self, pushes_rng=True,
+      with binding.handler_scope(self, pushes_rng=True, entry_key=entry_key,
                                  salt=_salt(self.handler_id)):
         return self.body(arg)
 
@@ -335,3 +351,63 @@ class WithHaikuRandom(_RandomHandler):
   def __call__(self, arg):
     with binding.handler_scope(self, salt=_salt(self.handler_id)):
       return self.body(arg)
+
+
+class _KeyState(hk.Module):
+  """Holds a stateful handler's key as a local state and advances it."""
+
+  def __init__(self, initial_key, category, name):
+    super().__init__(name=name)
+    self.key = local_state.InitialLocalStateRequest(
+        lambda: initial_key, category=category)
+
+  def __call__(self) -> jax.Array:
+    new_key, use_key = jax.random.split(self.key.get())
+    self.key.set(new_key)
+    return use_key
+
+
+class WithStatefulRandomKey(_RandomHandler):
+  """Serves random requests from a key kept in a local state.
+
+  The key lives in a local state of category ``state_category`` (served by
+  an enclosing ``handle_local_states``), keyed ``"<handler id>:key"``. Every
+  call splits it: one half serves this call, the other is stored, so
+  successive ``apply`` calls draw fresh keys without a key argument.
+
+  Example:
+
+  >>> import haiku as hk, jax, hk_effects as hke
+  >>> class Draw(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.rng = hke.RandomRequest()
+  ...   def __call__(self, x):
+  ...     return jax.random.uniform(self.rng.next_key(), x.shape)
+  >>> f = hke.transform_with_state(hke.handlers.handle_local_states(
+  ...     hke.handlers.WithStatefulRandomKey.handling(
+  ...         lambda x: Draw()(x), jax.random.key(0))))
+  >>> params, state = f.init(None, jax.numpy.zeros(2))
+  >>> a, state = f.apply(params, state, None, jax.numpy.zeros(2))
+  >>> b, state = f.apply(params, state, None, jax.numpy.zeros(2))
+  >>> bool((a != b).all())
+  True
+  """
+
+  def __init__(self, body, initial_key, hole_predicate, state_category,
+               handler_id):
+    super().__init__(body, hole_predicate, handler_id,
+                     config=f"category={state_category!r}")
+    self.initial_key = check_key(initial_key, self)
+    self.state_category = state_category
+
+  @classmethod
+  def handling(cls, body: Callable[[Any], Any], initial_key: jax.Array,
+               hole_predicate=untagged_only, state_category: Any = "random",
+               handler_id: str | None = None) -> "WithStatefulRandomKey":
+    return cls(body, initial_key, hole_predicate, state_category, handler_id)
+
+  def __call__(self, arg):
+    key = _KeyState(self.initial_key, self.state_category,
+                    name=self.handler_id.lower())()
+    return self._run_with_key(arg, key)

@@ -1,0 +1,525 @@
+"""The local-state effect: layers keep state with ``get()`` / ``set(value)``.
+
+Local states live in Haiku state, the one mutable place Haiku threads through
+``hk.scan``, ``hk.cond``, ``hk.switch``, ``hk.fori_loop``, ``hk.while_loop``,
+``hk.vmap``, ``hk.remat`` and ``hk.layer_stack``. So a ``set`` inside any of
+them comes out of ``apply``, and ``init`` returns the initial values, under
+``hke.transform_with_state``.
+
+Naming (deterministic): every state of category ``c`` is an entry of the
+Haiku state bundle ``"~local_state/c"``. An unnamed state is keyed by the
+requesting module's Haiku name and its attribute path, joined by ``":"``
+(``"transformer/~/block_3/attention:cache['k']"``); a named one by its name.
+For example a model with one counter module and one shared cache gives::
+
+  {"~local_state/counters": {"counter:count": 3},
+   "~local_state/cache": {"shared_cache": ...}}
+
+``state_sharing`` (Penzai's three levels) decides what two requests with one
+explicit name mean: ``"forbidden"`` is an error; ``"allowed"`` shares one value
+when both have the same initializer object (or one is a
+``SharedLocalStateRequest``); ``"unsafe"`` always shares, and the initial value
+of the request bound last wins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, Protocol
+
+import haiku as hk
+import jax
+from haiku._src import base as hk_base
+
+from hk_effects import binding
+from hk_effects import effect_base
+
+BUNDLE_PREFIX = "~local_state/"
+_SHARING_LEVELS = ("forbidden", "allowed", "unsafe")
+
+
+class LocalStateEffect(Protocol):
+  """Protocol of the local-state effect.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> sorted(hke.effect_base.protocol_methods(hke.LocalStateEffect))
+  ['get', 'set']
+  """
+
+  def get(self) -> Any:
+    """Returns the current value of the state."""
+
+  def set(self, value: Any) -> None:
+    """Replaces the value of the state (same structure, shapes, dtypes)."""
+
+
+@effect_base.pytree_dataclass
+class InitialLocalStateRequest(effect_base.EffectRequest):
+  """Requests a local state whose initial value ``state_initializer()`` makes.
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class Counter(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.count = hke.InitialLocalStateRequest(
+  ...         lambda: jnp.zeros([], jnp.int32), category="counters")
+  ...   def __call__(self, x):
+  ...     self.count.set(self.count.get() + 1)
+  ...     return x
+  >>> f = hke.transform_with_state(
+  ...     hke.handlers.handle_local_states(lambda x: Counter()(x)))
+  >>> params, state = f.init(None, 0.0)
+  >>> _, state = f.apply(params, state, None, 0.0)
+  >>> print(state["~local_state/counters"]["counter:count"])
+  1
+  """
+  state_initializer: Callable[[], Any] = effect_base.static_field()
+  category: Any = effect_base.static_field()
+  name: str | None = effect_base.static_field(default=None)
+
+  @classmethod
+  def effect_protocol(cls):
+    return LocalStateEffect
+
+  def describe(self) -> str:
+    named = f" {self.name!r}" if self.name else ""
+    return f"local state{named} [{self.category}]"
+
+  def initial_value(self) -> Any:
+    return self.state_initializer()
+
+  def inspection_stand_in(self, method: str, *args) -> Any:
+    return self.initial_value() if method == "get" else None
+
+
+@effect_base.pytree_dataclass
+class FrozenLocalStateRequest(effect_base.EffectRequest):
+  """A local state with a fixed value: ``get()`` works even when unhandled.
+
+  Under ``handle_local_states`` it becomes a mutable state starting at
+  ``state``; unhandled, ``get()`` returns ``state`` and ``set`` is an error.
+
+  Example:
+
+  >>> import jax.numpy as jnp, hk_effects as hke
+  >>> req = hke.FrozenLocalStateRequest(jnp.ones(2), category="c")
+  >>> print(req.get())
+  [1. 1.]
+  """
+  state: Any
+  category: Any = effect_base.static_field()
+  name: str | None = effect_base.static_field(default=None)
+
+  @classmethod
+  def effect_protocol(cls):
+    return LocalStateEffect
+
+  def describe(self) -> str:
+    named = f" {self.name!r}" if self.name else ""
+    return f"frozen local state{named} [{self.category}]"
+
+  def initial_value(self) -> Any:
+    return self.state
+
+  def get(self) -> Any:
+    return self.state
+
+  def set(self, value: Any) -> None:
+    raise effect_base.UnhandledEffectError(
+        f"set() was called on {self.describe()}, which no handler serves: a "
+        "frozen state without a handler is read-only. Wrap the forward "
+        "function in hke.handlers.handle_local_states(...) to make it mutable.")
+
+
+@effect_base.pytree_dataclass
+class SharedLocalStateRequest(effect_base.EffectRequest):
+  """Refers to the local state another request created under ``name``.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> hke.SharedLocalStateRequest("cache", category="c").name
+  'cache'
+  """
+  name: str = effect_base.static_field()
+  category: Any = effect_base.static_field()
+
+  @classmethod
+  def effect_protocol(cls):
+    return LocalStateEffect
+
+  def describe(self) -> str:
+    return f"shared local state {self.name!r} [{self.category}]"
+
+
+@effect_base.pytree_dataclass
+class HandledLocalStateRef(effect_base.HandledEffectRef):
+  """A local-state request claimed by a local-state handler.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> ref = hke.HandledLocalStateRef(
+  ...     hke.SharedLocalStateRequest("s", "c"), handler_id="h")
+  >>> ref.handler_id
+  'h'
+  """
+
+
+def state_key(request: effect_base.EffectRequest, site: binding.Site) -> str:
+  """The key of a request's state inside its category's bundle.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> site = hke.binding.Site("mlp/~/counter", "count")
+  >>> state_key(hke.InitialLocalStateRequest(lambda: 0, "c"), site)
+  'mlp/~/counter:count'
+  """
+  name = getattr(request, "name", None)
+  return name if name else f"{site.module_path}:{site.attribute_path}"
+
+
+def bundle_name(category: Any) -> str:
+  """The Haiku state bundle holding the local states of ``category``."""
+  return f"{BUNDLE_PREFIX}{category}"
+
+
+def _abstract(tree: Any) -> Any:
+  return jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(jax.numpy.shape(x),
+                                     jax.numpy.result_type(x)), tree)
+
+
+def _check_like(what: str, expected: Any, value: Any, fix: str) -> None:
+  expected_abs, value_abs = _abstract(expected), _abstract(value)
+  if (jax.tree_util.tree_structure(expected_abs)
+      != jax.tree_util.tree_structure(value_abs)
+      or any(a.shape != b.shape or a.dtype != b.dtype for a, b in zip(
+          jax.tree_util.tree_leaves(expected_abs),
+          jax.tree_util.tree_leaves(value_abs)))):
+    raise ValueError(
+        f"{what} has the wrong structure, shape or dtype: expected "
+        f"{expected_abs}, got {value_abs}. {fix}")
+
+
+class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
+  """Reads and writes one local state in the current Haiku frame's state.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> issubclass(LocalStateRuntimeImpl, hke.EffectRuntimeImpl)
+  True
+  """
+  __slots__ = ("bundle", "key", "request")
+
+  def __init__(self, scope, site, bundle, key, request):
+    super().__init__(scope, site)
+    self.bundle = bundle
+    self.key = key
+    self.request = request
+
+  def _entry(self, method: str):
+    self.check_alive()
+    binding.check_no_raw_transform(self.site, "LocalStateEffect", method)
+    effect_scope = binding.current_effect_scope()
+    if effect_scope is not None and effect_scope.stateless:
+      raise ValueError(
+          f"Local state {self.key!r} at {self.site} was used under "
+          "hke.transform, which has no state. Use hke.transform_with_state: "
+          "its init returns the local states and its apply updates them.")
+    frame_state = hk_base.current_frame().state
+    bundle = frame_state[self.bundle]
+    pair = bundle.get(self.key)
+    if pair is None:
+      pair = self._create(bundle)
+    self.scope.data["touched"].add((self.bundle, self.key))
+    return bundle, pair
+
+  def _create(self, bundle):
+    if isinstance(self.request, SharedLocalStateRequest):
+      raise ValueError(
+          f"SharedLocalStateRequest {self.key!r} at {self.site} found no "
+          f"state named {self.key!r} in category {self.request.category!r}. "
+          "A shared request refers to a state that an "
+          f"InitialLocalStateRequest(..., name={self.key!r}) creates; make "
+          "sure that module runs first, or use an InitialLocalStateRequest.")
+    if not hk.running_init():
+      raise ValueError(
+          f"apply got no local state {self.key!r} (bundle {self.bundle!r}) "
+          f"for {self.site}. Pass the state returned by init (the entry is "
+          "missing from the state mapping given to apply).")
+    value = self.request.initial_value()
+    bundle[self.key] = hk_base.StatePair(value, value)
+    return bundle[self.key]
+
+  def get(self) -> Any:
+    bundle, pair = self._entry("get")
+    checked = self.scope.data["checked"]
+    if (self.bundle, self.key) not in checked and not hk.running_init():
+      checked.add((self.bundle, self.key))
+      if not isinstance(self.request, SharedLocalStateRequest):
+        expected = (jax.eval_shape(self.request.state_initializer)
+                    if isinstance(self.request, InitialLocalStateRequest)
+                    else self.request.state)
+        _check_like(f"Local state {self.key!r} given to apply", expected,
+                    pair.current,
+                    "Pass the state returned by init (or one of the same "
+                    "shapes and dtypes).")
+    del bundle
+    return pair.current
+
+  def set(self, value: Any) -> None:
+    bundle, pair = self._entry("set")
+    _check_like(f"The value set into local state {self.key!r} at {self.site}",
+                pair.current, value,
+                "A local state keeps its structure, shapes and dtypes; "
+                "cast or reshape the new value.")
+    bundle[self.key] = hk_base.StatePair(pair.initial, value)
+
+
+@dataclasses.dataclass
+class _Claim:
+  site: binding.Site
+  request: effect_base.EffectRequest
+
+
+class WithFunctionalLocalState(effect_base.EffectHandler):
+  """Serves local states from Haiku state (see ``handle_local_states``).
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> h = hke.handlers.handle_local_states(lambda x: x, category="c")
+  >>> isinstance(h, hke.handlers.WithFunctionalLocalState)
+  True
+  """
+
+  def __init__(self, body, category, category_predicate, state_sharing,
+               handler_id):
+    if state_sharing not in _SHARING_LEVELS:
+      raise ValueError(
+          f"state_sharing must be one of {_SHARING_LEVELS}; got "
+          f"{state_sharing!r}.")
+    if category is not None and category_predicate is not None:
+      raise ValueError(
+          "Pass either category or category_predicate to handle_local_states, "
+          f"not both (got {category!r} and {category_predicate!r}).")
+    if category_predicate is not None and not callable(category_predicate):
+      raise TypeError(
+          f"category_predicate must be callable; got {category_predicate!r}.")
+    self.category = category
+    self.category_predicate = category_predicate
+    self.state_sharing = state_sharing
+    predicate_name = getattr(category_predicate, "__qualname__", None)
+    super().__init__(body, handler_id, config=(
+        f"{category!r}|{predicate_name}|{state_sharing}"))
+
+  @classmethod
+  def effect_protocol(cls):
+    return LocalStateEffect
+
+  def claims(self, request):
+    if request.effect_protocol() is not LocalStateEffect:
+      return False
+    if self.category_predicate is not None:
+      return bool(self.category_predicate(request.category))
+    return self.category is None or request.category == self.category
+
+  def make_ref(self, request):
+    return HandledLocalStateRef(request, handler_id=self.handler_id)
+
+  def runtime_impl(self, scope, ref, site):
+    request = ref.request
+    key = state_key(request, site)
+    bundle = bundle_name(request.category)
+    if getattr(request, "name", None):
+      self._check_sharing(scope, (bundle, key), site, request)
+    return LocalStateRuntimeImpl(scope, site, bundle, key, request)
+
+  def _check_sharing(self, scope, full_key, site, request):
+    claims = scope.data["named"]
+    first = claims.get(full_key)
+    if first is None or first.site == site:
+      claims[full_key] = _Claim(site, request)
+      return
+    shared = (isinstance(request, SharedLocalStateRequest)
+              or isinstance(first.request, SharedLocalStateRequest))
+    if self.state_sharing == "forbidden" and not shared:
+      raise ValueError(
+          f"Two local states are named {full_key[1]!r}: at {first.site} and "
+          f"at {site}, and state_sharing='forbidden'. Give them distinct "
+          "names, or pass state_sharing='allowed' (same initializer object) "
+          "or 'unsafe' to share one value, or use SharedLocalStateRequest.")
+    if self.state_sharing == "allowed" and not shared and (
+        getattr(first.request, "state_initializer", None)
+        is not getattr(request, "state_initializer", None)):
+      raise ValueError(
+          f"Local states named {full_key[1]!r} at {first.site} and {site} "
+          "have different initializers, so state_sharing='allowed' cannot "
+          "share them. Use the same initializer object, a "
+          "SharedLocalStateRequest, or state_sharing='unsafe'.")
+    if self.state_sharing == "unsafe" and hk.running_init() and not shared:
+      # "Last one wins": the later request's initial value replaces the
+      # earlier one while no module has set it yet.
+      bundle = hk_base.current_frame().state[full_key[0]]
+      pair = bundle.get(full_key[1])
+      if pair is not None and pair.initial is pair.current:
+        value = request.initial_value()
+        bundle[full_key[1]] = hk_base.StatePair(value, value)
+    claims[full_key] = _Claim(site, request)
+
+  def __call__(self, arg):
+    with binding.handler_scope(self, named={}, touched=set(),
+                               checked=set()) as scope:
+      out = self.body(arg)
+      if not hk.running_init():
+        self._check_no_extra_states(scope)
+    return out
+
+  def _check_no_extra_states(self, scope) -> None:
+    frame_state = hk_base.current_frame().state
+    for bundle, entries in frame_state.items():
+      if not bundle.startswith(BUNDLE_PREFIX):
+        continue
+      category = bundle[len(BUNDLE_PREFIX):]
+      for key in entries:
+        if (bundle, key) in scope.data["touched"]:
+          continue
+        if self._claims_category_name(category):
+          raise ValueError(
+              f"apply got local state {key!r} (bundle {bundle!r}) that no "
+              f"module requested under {self!r}. Remove it from the state "
+              "mapping, or pass the state returned by init for this model.")
+
+  def _claims_category_name(self, category_name: str) -> bool:
+    if self.category_predicate is not None:
+      try:
+        return bool(self.category_predicate(category_name))
+      except Exception:  # pylint: disable=broad-except
+        return False
+    return self.category is None or str(self.category) == category_name
+
+
+def handle_local_states(
+    body: Callable[[Any], Any],
+    category: Any = None,
+    category_predicate: Callable[[Any], bool] | None = None,
+    state_sharing: str = "forbidden",
+    handler_id: str | None = None,
+) -> WithFunctionalLocalState:
+  """Serves the local states of ``body`` from Haiku state.
+
+  Args:
+    body: the one-argument forward function.
+    category: claim only requests of this category (default: all).
+    category_predicate: alternatively, claim categories for which this
+      returns True.
+    state_sharing: ``"forbidden"``, ``"allowed"`` or ``"unsafe"`` (see the
+      module docstring).
+    handler_id: an explicit id; inferred when None.
+
+  Returns:
+    A ``WithFunctionalLocalState`` handler, to be used inside
+    ``hke.transform_with_state``: ``init`` returns the initial states and
+    ``apply`` the updated ones.
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class Total(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.total = hke.InitialLocalStateRequest(
+  ...         lambda: jnp.zeros([]), category="sums")
+  ...   def __call__(self, x):
+  ...     self.total.set(self.total.get() + x)
+  ...     return x
+  >>> f = hke.transform_with_state(hke.handlers.handle_local_states(
+  ...     lambda x: Total()(x), category="sums"))
+  >>> params, state = f.init(None, 2.0)
+  >>> _, state = f.apply(params, state, None, 2.0)
+  >>> _, state = f.apply(params, state, None, 3.0)
+  >>> print(state["~local_state/sums"]["total:total"])
+  5.0
+  """
+  return WithFunctionalLocalState(body, category, category_predicate,
+                                  state_sharing, handler_id)
+
+
+class _FreezingHandler(effect_base.EffectHandler):
+  """Rewrites the requests ``handler`` claims into frozen requests."""
+
+  rewrites = True
+
+  def __init__(self, handler: WithFunctionalLocalState,
+               states: Mapping[str, Mapping[str, Any]]):
+    super().__init__(handler.body, f"{handler.handler_id}_frozen")
+    self.source = handler
+    self.states = states
+
+  @classmethod
+  def effect_protocol(cls):
+    return LocalStateEffect
+
+  def claims(self, request):
+    return self.source.claims(request)
+
+  def rewrite(self, request, site):
+    bundle, key = bundle_name(request.category), state_key(request, site)
+    try:
+      value = self.states[bundle][key]
+    except KeyError:
+      raise ValueError(
+          f"freeze_local_states got no value for local state {key!r} "
+          f"(bundle {bundle!r}) at {site}. Pass the state mapping that "
+          "init/apply returned for this model.") from None
+    return FrozenLocalStateRequest(value, request.category,
+                                   name=getattr(request, "name", None) or key)
+
+  def make_ref(self, request):
+    raise NotImplementedError  # Rewriting handlers never bind.
+
+  def runtime_impl(self, scope, ref, site):
+    raise NotImplementedError
+
+  def __call__(self, arg):
+    with binding.handler_scope(self):
+      return self.body(arg)
+
+
+def freeze_local_states(handler: WithFunctionalLocalState,
+                        states: Mapping[str, Mapping[str, Any]]):
+  """A forward function whose local states carry the given values, frozen.
+
+  The requests ``handler`` would claim become ``FrozenLocalStateRequest`` s
+  holding their entry of ``states`` (the state mapping ``init`` / ``apply``
+  returned), so the function runs, read-only, at that state; wrapping it in
+  ``handle_local_states`` again makes the states mutable, starting there.
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class Total(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.total = hke.InitialLocalStateRequest(
+  ...         lambda: jnp.zeros([]), "sums")
+  ...   def __call__(self, x):
+  ...     return self.total.get() + x
+  >>> h = hke.handlers.handle_local_states(lambda x: Total()(x))
+  >>> frozen = hke.handlers.freeze_local_states(
+  ...     h, {"~local_state/sums": {"total:total": 10.0}})
+  >>> print(hke.transform(frozen).apply({}, None, 1.0))
+  11.0
+  """
+  if not isinstance(handler, WithFunctionalLocalState):
+    raise TypeError(
+        "freeze_local_states expects the handler handle_local_states "
+        f"returned; got {handler!r}.")
+  return _FreezingHandler(handler, states)
