@@ -1,0 +1,94 @@
+"""Helpers shared by the tests: small effectful modules and a transform runner.
+
+``transform_and_run`` follows Haiku's ``test_utils.transform_and_run``: the
+decorated test body runs inside ``hke.transform_with_state`` (``init`` then
+``apply``), optionally under handlers, so a test can build modules and call
+them directly.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import hk_effects as hke
+
+
+class DrawKey(hk.Module):
+  """Returns the raw data of the key its random request serves."""
+
+  def __init__(self, request: hke.EffectRequest | None = None,
+               name: str | None = None):
+    super().__init__(name=name)
+    self.rng = hke.RandomRequest() if request is None else request
+
+  def __call__(self, x: Any = None) -> jax.Array:
+    del x
+    return jax.random.key_data(self.rng.next_key())
+
+
+class AskSideInput(hk.Module):
+  """Returns the value of the side input ``tag``."""
+
+  def __init__(self, tag: Any, name: str | None = None):
+    super().__init__(name=name)
+    self.value = hke.SideInputRequest(tag)
+
+  def __call__(self, x: Any = None) -> Any:
+    del x
+    return self.value.ask()
+
+
+def key_rows(*key_data: jax.Array) -> np.ndarray:
+  """Stacks key data of any leading shape into rows of 2 uint32 words."""
+  return np.concatenate([np.asarray(k).reshape(-1, 2) for k in key_data])
+
+
+def count_distinct_rows(rows: np.ndarray) -> int:
+  """How many distinct rows ``rows`` holds."""
+  return len({tuple(int(w) for w in row) for row in rows})
+
+
+def transform_and_run(
+    f: Callable[..., Any] | None = None,
+    *,
+    seed: int | None = 42,
+    handler: Callable[[Callable[[Any], Any]], Callable[[Any], Any]] | None = None,
+    jit: bool = False,
+) -> Callable[..., Any]:
+  """Runs a test body under ``hke.transform_with_state`` init and apply.
+
+  Args:
+    f: the test body, ``f(self)``; its return value is returned from apply.
+    seed: seed of the rng given to ``init`` and ``apply`` (None: no rng).
+    handler: wraps the one-argument body, e.g.
+      ``hke.handlers.WithHaikuRandom.handling``.
+    jit: whether to jit ``init`` and ``apply``.
+
+  Returns:
+    The decorated test method; it returns the output of ``apply``.
+  """
+  if f is None:
+    return functools.partial(transform_and_run, seed=seed, handler=handler,
+                             jit=jit)
+
+  @functools.wraps(f)
+  def wrapper(*args, **kwargs):
+    def body(_):
+      return f(*args, **kwargs)
+    forward = body if handler is None else handler(body)
+    transformed = hke.transform_with_state(forward)
+    init, apply = transformed.init, transformed.apply
+    if jit:
+      init, apply = jax.jit(init), jax.jit(apply)
+    rng = None if seed is None else jax.random.key(seed)
+    params, state = init(rng, None)
+    out, _ = apply(params, state, rng, None)
+    return out
+  return wrapper
+
