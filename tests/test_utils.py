@@ -44,9 +44,9 @@ class AskSideInput(hk.Module):
     return self.value.ask()
 
 
-def key_rows(*key_data: jax.Array) -> np.ndarray:
+def key_rows(*key_data: jax.Array) -> jax.Array:
   """Stacks key data of any leading shape into rows of 2 uint32 words."""
-  return np.concatenate([np.asarray(k).reshape(-1, 2) for k in key_data])
+  return jnp.concatenate([jnp.reshape(k, (-1, 2)) for k in key_data])
 
 
 def count_distinct_rows(rows: np.ndarray) -> int:

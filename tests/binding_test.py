@@ -1,0 +1,269 @@
+"""Tests of binding by traversal (hk_effects/binding.py), rules S1, S2, S4."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from absl.testing import absltest
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import hk_effects as hke
+from hk_effects import binding
+from test_utils import count_distinct_rows
+from test_utils import DrawKey
+from test_utils import key_rows
+
+
+@hke.pytree_dataclass
+class _Config:
+  rng: Any
+  scale: Any
+
+
+class _HoldsNestedRequests(hk.Module):
+  """Keeps requests inside dict, list, tuple and dataclass attributes."""
+
+  def __init__(self):
+    super().__init__(name="nested")
+    self.masks = {"a": hke.SideInputRequest("a"),
+                  "b": hke.SideInputRequest("b")}
+    self.rngs = [hke.RandomRequest(), hke.RandomRequest()]
+    self.pair = (hke.SideInputRequest("a"), 10.0)
+    self.deep = {"x": [hke.SideInputRequest("b")]}
+    self.config = _Config(rng=hke.RandomRequest(), scale=3.0)
+
+  def __call__(self, x):
+    keys = key_rows(*(jax.random.key_data(r.next_key()) for r in
+                      (self.rngs[0], self.rngs[1], self.config.rng)))
+    values = (self.masks["a"].ask() + self.masks["b"].ask()
+              + self.pair[0].ask() * self.pair[1]
+              + self.deep["x"][0].ask() * self.config.scale)
+    return x + values, keys
+
+
+def _handle_nested(body):
+  return hke.handlers.WithHaikuRandom.handling(
+      hke.handlers.WithConstantSideInputs.handling(body, {"a": 1.0, "b": 2.0}))
+
+
+class UnhandledErrorTest(absltest.TestCase):
+
+  def test_names_module_path_attribute_and_request(self):
+    f = hke.transform(lambda x: DrawKey(name="encoder")(x))
+    with self.assertRaisesRegex(
+        hke.UnhandledEffectError,
+        r"Unhandled RandomEffect: module 'encoder', attribute 'rng' holds "
+        r"RandomRequest\(\).*WithHaikuRandom\.handling\(forward\)"):
+      f.apply({}, jax.random.key(0), 0.0)
+
+  def test_lists_other_unhandled_requests_met_so_far(self):
+    class Holds(hk.Module):
+
+      def __init__(self):
+        super().__init__(name="holder")
+        self.masks = {"pad": hke.SideInputRequest("pad")}
+
+      def __call__(self, x):
+        return x
+
+    def forward(x):
+      Holds()(x)
+      return DrawKey(name="draw")(x)
+    with self.assertRaisesRegex(
+        hke.UnhandledEffectError,
+        r"module 'draw', attribute 'rng'[\s\S]*Other unhandled requests met "
+        r"so far:\n  - module 'holder', attribute \"masks\['pad'\]\": "
+        r"SideInputRequest\(tag='pad'\)"):
+      hke.transform(forward).apply({}, None, 0.0)
+
+  def test_request_claimed_by_no_handler_in_a_nest_is_unhandled(self):
+    handled = hke.handlers.WithConstantSideInputs.handling(
+        lambda x: DrawKey(name="draw")(x), {"s": 1.0}, keep_unused=True)
+    with self.assertRaisesRegex(hke.UnhandledEffectError,
+                                "module 'draw', attribute 'rng'"):
+      hke.transform(handled).apply({}, None, 0.0)
+
+
+class LifetimeTest(absltest.TestCase):
+
+  def test_module_holds_a_ref_of_its_handler_after_the_call(self):
+    modules = []
+    def body(x):
+      modules.append(DrawKey())
+      return modules[-1](x)
+    handler = hke.handlers.WithHaikuRandom.handling(body, handler_id="rand")
+    hke.transform(handler).apply({}, jax.random.key(0), 0.0)
+    self.assertEqual(modules[-1].rng,
+                     hke.HandledRandomRef(hke.RandomRequest(), "rand"))
+    self.assertEqual(binding.active_scopes(), ())
+
+  def test_ref_used_after_its_handler_returned_raises(self):
+    modules = []
+    def body(x):
+      modules.append(DrawKey(name="late"))
+      return modules[-1](x)
+    handler = hke.handlers.WithHaikuRandom.handling(body, handler_id="rand")
+    def forward(x):
+      handler(x)
+      return modules[-1](x)  # The handler has returned.
+    with self.assertRaisesRegex(
+        hke.UnhandledEffectError,
+        r"belongs to handler 'rand', which is not running.*inside the "
+        "handler's body"):
+      hke.transform(forward).apply({}, jax.random.key(0), 0.0)
+
+  def test_runtime_impl_used_after_its_handler_returned_raises(self):
+    leaked = []
+    class Leaks(hk.Module):
+
+      def __init__(self):
+        super().__init__(name="leaks")
+        self.rng = hke.RandomRequest()
+
+      def __call__(self, x):
+        leaked.append(self.rng)
+        return x
+    handler = hke.handlers.WithHaikuRandom.handling(
+        lambda x: Leaks()(x), handler_id="rand")
+    def forward(x):
+      handler(x)
+      return leaked[-1].next_key()
+    with self.assertRaisesRegex(
+        hke.UnhandledEffectError,
+        r"module 'leaks', attribute 'rng' was used after its handler 'rand' "
+        "returned"):
+      hke.transform(forward).apply({}, jax.random.key(0), 0.0)
+
+  def test_side_input_impl_used_after_its_handler_returned_raises(self):
+    leaked = []
+    class Leaks(hk.Module):
+
+      def __init__(self):
+        super().__init__(name="leaks")
+        self.mask = hke.SideInputRequest("m")
+
+      def __call__(self, x):
+        leaked.append(self.mask)
+        return x * self.mask.ask()
+    handler = hke.handlers.WithConstantSideInputs.handling(
+        lambda x: Leaks()(x), {"m": 2.0})
+    hke.transform(handler).apply({}, None, 1.0)
+    with self.assertRaisesRegex(hke.UnhandledEffectError, "do not store them"):
+      leaked[-1].ask()
+
+
+class HandlerIdTest(absltest.TestCase):
+
+  def test_colliding_explicit_ids_in_a_nest_are_an_error(self):
+    inner = hke.handlers.WithConstantSideInputs.handling(
+        lambda x: x, {}, handler_id="consts")
+    outer = hke.handlers.WithHaikuRandom.handling(inner, handler_id="consts")
+    with self.assertRaisesRegex(
+        ValueError, r"Handler id 'consts' of WithConstantSideInputs.*collides"
+        r".*distinct `handler_id=`"):
+      hke.transform(outer).apply({}, None, 1.0)
+
+  def test_the_same_explicit_id_in_sequence_is_fine(self):
+    first = hke.handlers.WithConstantSideInputs.handling(
+        lambda x: x * AskScale()(), {"s": 2.0}, handler_id="consts")
+    second = hke.handlers.WithConstantSideInputs.handling(
+        lambda x: x * AskScale()(), {"s": 3.0}, handler_id="consts")
+    out = hke.transform(lambda x: second(first(x))).apply({}, None, 1.0)
+    self.assertEqual(float(out), 6.0)
+
+  def test_non_string_handler_id_is_an_error(self):
+    with self.assertRaisesRegex(TypeError, "handler_id must be a string.*7"):
+      hke.handlers.WithHaikuRandom.handling(lambda x: x, handler_id=7)
+
+  def test_non_callable_body_is_an_error(self):
+    with self.assertRaisesRegex(
+        TypeError, "WithHaikuRandom.handling expects a callable body.*got 3"):
+      hke.handlers.WithHaikuRandom.handling(3)
+
+
+class AskScale(hk.Module):
+
+  def __init__(self):
+    super().__init__()
+    self.s = hke.SideInputRequest("s")
+
+  def __call__(self):
+    return self.s.ask()
+
+
+class TraversalTest(absltest.TestCase):
+
+  def test_requests_in_containers_are_served(self):
+    def body(x):
+      return _HoldsNestedRequests()(x)
+    out, keys = hke.transform(_handle_nested(body)).apply(
+        {}, jax.random.key(0), jnp.zeros(1))
+    # a + b + a * 10 + b * 3 with a=1, b=2.
+    np.testing.assert_array_equal(out, [1.0 + 2.0 + 10.0 + 6.0])
+    self.assertEqual(count_distinct_rows(np.asarray(keys)), 3)
+
+  def test_attribute_paths_name_the_place_in_the_container(self):
+    table = hke.bindings(_handle_nested(lambda x: _HoldsNestedRequests()(x)))(
+        jnp.zeros(1))
+    self.assertCountEqual(
+        [r.attribute_path for r in table.rows],
+        ["masks['a']", "masks['b']", "rngs[0]", "rngs[1]", "pair[0]",
+         "deep['x'][0]", "config.rng"])
+    self.assertTrue(all(r.module_path == "nested" for r in table.rows))
+
+  def test_containers_hold_refs_again_after_the_call(self):
+    modules = []
+    def body(x):
+      modules.append(_HoldsNestedRequests())
+      return modules[-1](x)
+    hke.transform(_handle_nested(body)).apply(
+        {}, jax.random.key(0), jnp.zeros(1))
+    module = modules[-1]
+    self.assertIsInstance(module.masks["a"], hke.HandledSideInputRef)
+    self.assertIsInstance(module.config.rng, hke.HandledRandomRef)
+    self.assertEqual(module.pair[1], 10.0)
+
+  def test_nested_call_on_the_same_module_binds_once(self):
+    seen = []
+    class CallsItself(hk.Module):
+
+      def __init__(self):
+        super().__init__()
+        self.rng = hke.RandomRequest()
+
+      def helper(self):
+        seen.append(self.rng)
+        return jax.random.key_data(self.rng.next_key())
+
+      def __call__(self, x):
+        seen.append(self.rng)
+        first = self.helper()
+        # Still the runtime impl: the nested call did not restore the ref.
+        seen.append(self.rng)
+        return key_rows(first, jax.random.key_data(self.rng.next_key()))
+    f = hke.transform(hke.handlers.WithHaikuRandom.handling(
+        lambda x: CallsItself()(x)))
+    rows = np.asarray(f.apply({}, jax.random.key(0), 0.0))
+    self.assertEqual(count_distinct_rows(rows), 2)
+    self.assertLen(seen, 3)
+    self.assertIs(seen[0], seen[1])
+    self.assertIs(seen[1], seen[2])
+    self.assertIsInstance(seen[0], hke.EffectRuntimeImpl)
+
+  def test_module_without_requests_keeps_its_attributes(self):
+    modules = []
+    def body(x):
+      modules.append(hk.Linear(2, name="plain"))
+      return modules[-1](x)
+    f = hke.transform(hke.handlers.WithHaikuRandom.handling(body))
+    params = f.init(jax.random.key(0), jnp.ones([1, 3]))
+    f.apply(params, jax.random.key(0), jnp.ones([1, 3]))
+    self.assertEqual(modules[-1].output_size, 2)
+    self.assertEqual(modules[-1].module_name, "plain")
+
+
+if __name__ == "__main__":
+  absltest.main()
