@@ -1,0 +1,452 @@
+"""Tests of the local-state effect (S7) and its handlers."""
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import chex
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import hk_effects as hke
+from hk_effects.handlers import local_state
+
+COUNTERS = "~local_state/counters"
+
+
+class Counter(hk.Module):
+  """Adds its input to a local counter and returns the new count."""
+
+  def __init__(self, name=None, state_name=None, initializer=None,
+               category="counters"):
+    super().__init__(name=name)
+    self.count = hke.InitialLocalStateRequest(
+        initializer or (lambda: jnp.zeros([], jnp.float32)), category,
+        name=state_name)
+
+  def __call__(self, x):
+    new = self.count.get() + x
+    self.count.set(new)
+    return new
+
+  def peek(self):
+    return self.count.get()
+
+
+def _run(fn, *args, states=None, **handler_kwargs):
+  f = hke.transform_with_state(
+      hke.handlers.handle_local_states(fn, **handler_kwargs))
+  params, state = f.init(jax.random.key(0), *args)
+  out, state = f.apply(params, states if states is not None else state,
+                       None, *args)
+  return out, state, (f, params)
+
+
+class WorkflowTest(parameterized.TestCase):
+
+  def test_init_returns_initial_states_and_apply_updates(self):
+    f = hke.transform_with_state(hke.handlers.handle_local_states(
+        lambda x: Counter()(x)))
+    params, state = f.init(None, 2.0)
+    self.assertEqual(float(state[COUNTERS]["counter:count"]), 0.0)
+    _, state = f.apply(params, state, None, 2.0)
+    _, state = f.apply(params, state, None, 3.0)
+    self.assertEqual(float(state[COUNTERS]["counter:count"]), 5.0)
+
+  def test_unnamed_states_are_named_by_module_path_and_attribute(self):
+    class Holder(hk.Module):
+
+      def __init__(self):
+        super().__init__(name="holder")
+        self.cache = {"k": hke.InitialLocalStateRequest(
+            lambda: jnp.zeros([2]), "cache")}
+
+      def __call__(self, x):
+        self.cache["k"].set(self.cache["k"].get() + x)
+        return x
+
+    def forward(x):
+      with hk.experimental.name_scope("outer"):
+        return Holder()(x)
+
+    _, state, _ = _run(forward, jnp.ones([2]))
+    self.assertEqual(list(state["~local_state/cache"]),
+                     ["outer/holder:cache['k']"])
+
+  def test_jit_equals_no_jit(self):
+    f = hke.transform_with_state(hke.handlers.handle_local_states(
+        lambda x: Counter()(x) * 2))
+    params, state = f.init(None, 1.5)
+    out1, state1 = f.apply(params, state, None, 1.5)
+    out2, state2 = jax.jit(f.apply)(params, state, None, 1.5)
+    chex.assert_trees_all_equal((out1, state1), (out2, state2))
+
+  def test_category_predicate_claims_only_matching_categories(self):
+    def forward(x):
+      a = Counter(name="a", category="mine")(x)
+      b = Counter(name="b", category="yours")(x)
+      return a + b
+
+    inner = hke.handlers.handle_local_states(
+        forward, category_predicate=lambda c: c == "mine",
+        handler_id="inner")
+    outer = hke.handlers.handle_local_states(inner, category="yours",
+                                             handler_id="outer")
+    table = hke.bindings(outer)(1.0)
+    served = {r.module_path: r.handler_id for r in table.rows}
+    self.assertEqual(served, {"a": "inner", "b": "outer"})
+
+  def test_stateless_transform_is_a_clear_error(self):
+    f = hke.transform(hke.handlers.handle_local_states(
+        lambda x: Counter()(x)))
+    with self.assertRaisesRegex(ValueError, "transform_with_state"):
+      f.init(None, 1.0)
+
+  def test_unhandled_local_state_names_module(self):
+    f = hke.transform_with_state(lambda x: Counter(name="lonely")(x))
+    with self.assertRaisesRegex(hke.UnhandledEffectError,
+                                "'lonely'.*'count'"):
+      f.init(None, 1.0)
+
+
+class PlacementTest(parameterized.TestCase):
+  """A set is never lost inside Haiku's control-flow wrappers (S7)."""
+
+  def test_scan_counter_ends_at_three(self):
+    def forward(x):
+      counter = Counter()
+      def body(c, _):
+        return c + counter(1.0), None
+      c, _ = hk.scan(body, x, None, length=3)
+      return c
+
+    f = hke.transform_with_state(hke.handlers.handle_local_states(forward))
+    params, state = f.init(None, 0.0)
+    _, state = f.apply(params, state, None, 0.0)
+    self.assertEqual(float(state[COUNTERS]["counter:count"]), 3.0)
+
+  @parameterized.parameters(True, False)
+  def test_cond_keeps_taken_branch_update(self, pred):
+    def forward(p):
+      counter = Counter()
+      if hk.running_init():
+        counter(0.0)  # Create the state before the cond, as in Haiku.
+      return hk.cond(p, lambda: counter(10.0), lambda: counter(-1.0))
+
+    f = hke.transform_with_state(hke.handlers.handle_local_states(forward))
+    params, state = f.init(None, pred)
+    _, state = f.apply(params, state, None, pred)
+    self.assertEqual(float(state[COUNTERS]["counter:count"]),
+                     10.0 if pred else -1.0)
+
+  def test_switch_keeps_taken_branch_update(self):
+    def forward(i):
+      counter = Counter()
+      if hk.running_init():
+        counter(0.0)
+      return hk.switch(i, [lambda: counter(1.0), lambda: counter(2.0),
+                           lambda: counter(3.0)])
+
+    f = hke.transform_with_state(hke.handlers.handle_local_states(forward))
+    params, state = f.init(None, 2)
+    _, state = f.apply(params, state, None, 2)
+    self.assertEqual(float(state[COUNTERS]["counter:count"]), 3.0)
+
+  def test_fori_loop_and_while_loop(self):
+    def forward(x):
+      counter = Counter()
+      if hk.running_init():
+        counter(0.0)
+      hk.fori_loop(0, 4, lambda i, c: c + counter(1.0), x)
+      if not hk.running_init():  # hk.while_loop cannot run at init.
+        hk.while_loop(lambda c: c < 3, lambda c: c + counter(0.5) * 0 + 1, x)
+      return x
+
+    f = hke.transform_with_state(hke.handlers.handle_local_states(forward))
+    params, state = f.init(None, 0.0)
+    _, state = f.apply(params, state, None, 0.0)
+    # 4 increments of 1 in fori_loop, 3 of 0.5 in while_loop.
+    self.assertEqual(float(state[COUNTERS]["counter:count"]), 5.5)
+
+  def test_remat_update_survives(self):
+    def forward(x):
+      counter = Counter()
+      return hk.remat(counter)(x)
+
+    _, state, _ = _run(forward, 4.0)
+    self.assertEqual(float(state[COUNTERS]["counter:count"]), 4.0)
+
+  def test_vmap_shares_unbatched_state(self):
+    # Haiku state is not mapped by hk.vmap: a state read and updated with a
+    # value that does not depend on the example is shared by all members.
+    def forward(xs):
+      counter = Counter()
+      if hk.running_init():
+        counter(0.0)
+      return hk.vmap(lambda x: x + counter(1.0), split_rng=False)(xs)
+
+    f = hke.transform_with_state(hke.handlers.handle_local_states(forward))
+    xs = jnp.arange(3.0)
+    params, state = f.init(None, xs)
+    out, state = f.apply(params, state, None, xs)
+    np.testing.assert_array_equal(out, xs + 1.0)
+    self.assertEqual(float(state[COUNTERS]["counter:count"]), 1.0)
+
+  def test_vmap_per_example_set_is_an_error_naming_the_state(self):
+    def forward(xs):
+      counter = Counter()
+      if hk.running_init():
+        counter(0.0)
+      return hk.vmap(counter, split_rng=False)(xs)
+
+    f = hke.transform_with_state(hke.handlers.handle_local_states(forward))
+    with self.assertRaisesRegex(ValueError, "counter:count"):
+      f.init(None, jnp.arange(3.0))
+
+  def test_layer_stack_gives_per_layer_states(self):
+    def forward(x):
+      @hk.layer_stack(4)
+      def stack(y):
+        return y + Counter()(1.0)
+      return stack(x)
+
+    f = hke.transform_with_state(hke.handlers.handle_local_states(forward))
+    params, state = f.init(None, 0.0)
+    _, state1 = f.apply(params, state, None, 0.0)
+    _, state2 = f.apply(params, state1, None, 0.0)
+    ((key, before),) = [(k, v) for b in state1.values() for k, v in b.items()]
+    ((_, after),) = [(k, v) for b in state2.values() for k, v in b.items()]
+    self.assertEqual(key, "counter:count")
+    # One counter per layer, stacked on a leading axis; each apply adds one
+    # per layer. (Haiku's layer_stack init runs each layer once in apply
+    # mode, so init's states already count one step, as with hk.set_state.)
+    self.assertEqual(before.shape, (4,))
+    np.testing.assert_array_equal(after - before, np.ones(4))
+
+
+class SharingTest(parameterized.TestCase):
+
+  def test_forbidden_rejects_duplicate_names(self):
+    def forward(x):
+      return Counter(name="a", state_name="n")(x) + Counter(
+          name="b", state_name="n")(x)
+    with self.assertRaisesRegex(ValueError, "'n'.*'a'.*'b'.*forbidden"):
+      _run(forward, 1.0)
+
+  def test_allowed_shares_same_initializer(self):
+    init = lambda: jnp.zeros([])  # pylint: disable=unnecessary-lambda-assignment
+    def forward(x):
+      Counter(name="a", state_name="n", initializer=init)(x)
+      return Counter(name="b", state_name="n", initializer=init)(x)
+    out, state, _ = _run(forward, 1.0, state_sharing="allowed")
+    self.assertEqual(float(state[COUNTERS]["n"]), 2.0)
+    self.assertEqual(float(out), 2.0)
+
+  def test_allowed_rejects_different_initializers(self):
+    def forward(x):
+      Counter(name="a", state_name="n")(x)
+      return Counter(name="b", state_name="n")(x)
+    with self.assertRaisesRegex(ValueError, "different initializers"):
+      _run(forward, 1.0, state_sharing="allowed")
+
+  def test_unsafe_shares_and_last_initializer_wins(self):
+    def forward(x):
+      Counter(name="a", state_name="n",
+           initializer=lambda: jnp.asarray(100.0)).peek()
+      Counter(name="b", state_name="n",
+           initializer=lambda: jnp.asarray(7.0)).peek()
+      return x
+
+    f = hke.transform_with_state(hke.handlers.handle_local_states(
+        forward, state_sharing="unsafe"))
+    _, state = f.init(None, 1.0)
+    self.assertEqual(float(state[COUNTERS]["n"]), 7.0)
+
+  def test_shared_request_reads_named_state(self):
+    class Reader(hk.Module):
+
+      def __init__(self):
+        super().__init__()
+        self.shared = hke.SharedLocalStateRequest("n", "counters")
+
+      def __call__(self):
+        self.shared.set(self.shared.get() * 10)
+        return self.shared.get()
+
+    def forward(x):
+      Counter(state_name="n")(x)
+      return Reader()()
+
+    out, state, _ = _run(forward, 2.0)
+    self.assertEqual(float(out), 20.0)
+    self.assertEqual(float(state[COUNTERS]["n"]), 20.0)
+
+  def test_shared_request_without_owner_is_an_error(self):
+    class Reader(hk.Module):
+
+      def __init__(self):
+        super().__init__()
+        self.shared = hke.SharedLocalStateRequest("missing", "counters")
+
+      def __call__(self):
+        return self.shared.get()
+
+    with self.assertRaisesRegex(ValueError, "'missing'.*InitialLocalState"):
+      _run(lambda x: Reader()(), 1.0)
+
+  def test_bad_sharing_level(self):
+    with self.assertRaisesRegex(ValueError, "'sometimes'"):
+      hke.handlers.handle_local_states(lambda x: x, state_sharing="sometimes")
+
+
+class ValidationTest(parameterized.TestCase):
+
+  def _init(self):
+    f = hke.transform_with_state(hke.handlers.handle_local_states(
+        lambda x: Counter()(x)))
+    params, state = f.init(None, 1.0)
+    return f, params, state
+
+  def test_missing_entry(self):
+    f, params, _ = self._init()
+    with self.assertRaisesRegex(ValueError, "no local state 'counter:count'"):
+      f.apply(params, {}, None, 1.0)
+
+  def test_extra_entry(self):
+    f, params, state = self._init()
+    state = {COUNTERS: {**state[COUNTERS], "ghost:x": jnp.zeros([])}}
+    with self.assertRaisesRegex(ValueError, "'ghost:x'.*no module requested"):
+      f.apply(params, state, None, 1.0)
+
+  def test_wrong_shape(self):
+    f, params, _ = self._init()
+    with self.assertRaisesRegex(ValueError, "'counter:count'.*shape"):
+      f.apply(params, {COUNTERS: {"counter:count": jnp.zeros([3])}}, None, 1.0)
+
+  def test_wrong_dtype(self):
+    f, params, _ = self._init()
+    with self.assertRaisesRegex(ValueError, "'counter:count'.*int32"):
+      f.apply(params, {COUNTERS: {"counter:count": jnp.zeros([], jnp.int32)}},
+              None, 1.0)
+
+  def test_set_with_wrong_shape(self):
+    class Bad(hk.Module):
+
+      def __init__(self):
+        super().__init__()
+        self.s = hke.InitialLocalStateRequest(lambda: jnp.zeros([2]), "c")
+
+      def __call__(self):
+        self.s.set(jnp.zeros([5]))
+
+    with self.assertRaisesRegex(ValueError, "'bad:s'.*keeps its structure"):
+      _run(lambda x: Bad()(), 1.0)
+
+
+class FreezeTest(parameterized.TestCase):
+
+  def test_freeze_round_trip(self):
+    handler = hke.handlers.handle_local_states(lambda x: Counter()(x))
+    f = hke.transform_with_state(handler)
+    params, state = f.init(None, 1.0)
+    _, state = f.apply(params, state, None, 4.0)
+
+    frozen = hke.handlers.freeze_local_states(handler, state)
+    # Read-only run at that state, without a local-state handler: the
+    # counter's get() returns the frozen value and the output adds x.
+    peek = hke.transform(hke.handlers.freeze_local_states(
+        hke.handlers.handle_local_states(lambda x: Counter().peek()), state))
+    self.assertEqual(float(peek.apply({}, None, 0.0)), 4.0)
+    g = hke.transform_with_state(hke.handlers.handle_local_states(frozen))
+    _, state2 = g.init(None, 0.0)
+    chex.assert_trees_all_equal(
+        jax.tree_util.tree_leaves(state2), jax.tree_util.tree_leaves(state))
+
+  def test_frozen_get_without_handler_and_set_error(self):
+    class Reader(hk.Module):
+
+      def __init__(self):
+        super().__init__()
+        self.count = hke.InitialLocalStateRequest(jnp.zeros, "counters")
+
+      def __call__(self, write):
+        if write:
+          self.count.set(1.0)
+        return self.count.get()
+
+    handler = hke.handlers.handle_local_states(lambda w: Reader()(w))
+    frozen = hke.handlers.freeze_local_states(
+        handler, {COUNTERS: {"reader:count": jnp.asarray(6.0)}})
+    f = hke.transform(frozen)
+    self.assertEqual(float(f.apply({}, None, False)), 6.0)
+    with self.assertRaisesRegex(hke.UnhandledEffectError, "read-only"):
+      f.apply({}, None, True)
+
+  def test_freeze_missing_value_names_state(self):
+    handler = hke.handlers.handle_local_states(lambda x: Counter()(x))
+    frozen = hke.handlers.freeze_local_states(handler, {COUNTERS: {}})
+    with self.assertRaisesRegex(ValueError, "'counter:count'"):
+      hke.transform(frozen).apply({}, None, 1.0)
+
+
+class StatefulRandomKeyTest(absltest.TestCase):
+
+  def test_key_advances_every_call(self):
+    class Draw(hk.Module):
+
+      def __init__(self):
+        super().__init__()
+        self.rng = hke.RandomRequest()
+
+      def __call__(self, x):
+        return jax.random.uniform(self.rng.next_key(), x.shape)
+
+    h = hke.handlers.WithStatefulRandomKey.handling(
+        lambda x: Draw()(x), jax.random.key(0))
+    f = hke.transform_with_state(hke.handlers.handle_local_states(
+        h, category="random"))
+    params, state = f.init(None, jnp.zeros(4))
+    (bundle,) = state.values()
+    (key_name,) = bundle
+    self.assertEqual(key_name, f"{h.handler_id.lower()}:key")
+    a, state1 = f.apply(params, state, None, jnp.zeros(4))
+    b, state2 = f.apply(params, state1, None, jnp.zeros(4))
+    a2, _ = f.apply(params, state, None, jnp.zeros(4))
+    self.assertFalse(np.any(np.asarray(a) == np.asarray(b)))
+    np.testing.assert_array_equal(a, a2)
+    self.assertFalse(np.array_equal(
+        jax.random.key_data(state1["~local_state/random"][key_name]),
+        jax.random.key_data(state2["~local_state/random"][key_name])))
+
+
+class KVCacheTest(absltest.TestCase):
+
+  def test_cached_greedy_steps_equal_full_sequence(self):
+    batch, time, model = 2, 6, 16
+
+    def make(decode):
+      def forward(x):
+        attn = hke.KVCachedAttention(num_heads=4, key_size=4,
+                                     max_length=time, batch_size=batch)
+        return attn(x, decode=decode)
+      return hke.transform_with_state(
+          hke.handlers.handle_local_states(forward))
+
+    full_f, decode_f = make(False), make(True)
+    x = jax.random.normal(jax.random.key(1), [batch, time, model])
+    params, state = decode_f.init(jax.random.key(0), x[:, :1])
+    full, _ = full_f.apply(params, {}, None, x)
+    outs = []
+    apply = jax.jit(decode_f.apply)
+    for t in range(time):
+      out, state = apply(params, state, None, x[:, t:t + 1])
+      outs.append(out)
+    np.testing.assert_allclose(jnp.concatenate(outs, axis=1), full,
+                               rtol=1e-5, atol=1e-5)
+    self.assertEqual(
+        int(state["~local_state/kv_cache"]["kv_cached_attention:cache['index']"]),
+        time)
+
+
+if __name__ == "__main__":
+  absltest.main()
