@@ -24,8 +24,9 @@ class KVCachedAttention(hk.Module):
   ``<module>:cache['v']``, ``<module>:cache['index']``).
 
   An optional ``mask_tag`` names a boolean side input, broadcastable to
-  ``[batch, heads, query, key]``, combined with the causal mask in the
-  full-sequence call (for padding).
+  ``[batch, heads, query, key]``, combined with the causal mask (for
+  padding); with ``decode=True`` its key axis spans the whole cache,
+  ``max_length``.
 
   Example:
 
@@ -92,8 +93,10 @@ class KVCachedAttention(hk.Module):
       k, v = k_all.astype(k.dtype), v_all.astype(v.dtype)
     else:
       mask = jnp.tril(jnp.ones([time, time], bool))[None, None]
-      if self.mask is not None:
-        mask = mask & self.mask.ask()
+    if self.mask is not None:
+      # Also when decoding: a left-padded prompt leaves padding keys in the
+      # cache, which later queries must not read.
+      mask = mask & self.mask.ask()
     logits = jnp.einsum("bthd,bThd->bhtT", q, k) / jnp.sqrt(
         jnp.asarray(self.key_size, q.dtype))
     logits = jnp.where(mask, logits, jnp.asarray(-1e30, logits.dtype))
