@@ -1,0 +1,293 @@
+"""Checks that the Bazel BUILD files still describe the Python files.
+
+Run from anywhere:
+
+  python tools/check_build_files.py [--root DIR]
+
+It fails (exit status 1, one line per problem) when
+
+- a module in `hk_effects/` or `hk_effects/handlers/` is in no `py_library`,
+- a `*_test.py` in `tests/` (or `examples/`, `benchmarks/`, `tools/`) has no
+  `py_test`,
+- a launcher (a file with an `if __name__ == "__main__":` block) in
+  `examples/`, `benchmarks/` or `tools/` has no `py_binary`, and any other
+  module there or in `tests/` is in no target,
+- a target names a source file that does not exist,
+- a target imports a project module that its `deps` leave out (Bazel would
+  fail with an ImportError), or lists a dep no BUILD file defines.
+
+The fix is nearly always `python tools/gen_build_files.py`, which writes the
+BUILD files from the imports. Imports Python cannot see statically (a module
+loaded by path, a data file read at run time) are declared in the source with
+`# bazel-deps: //pkg:target` and `# bazel-data: //pkg:target` comment lines.
+
+This module is also the one model of the layout that the generator shares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import pathlib
+import re
+import sys
+
+# Directories whose modules are each a py_library, imported by dotted path.
+LIBRARY_DIRS = ("hk_effects", "hk_effects/handlers")
+# Directories of tests, launchers and their helpers. Python puts a script's
+# own directory first on sys.path, so their files import siblings by bare
+# name (`from test_utils import ...`); their targets carry imports = ["."].
+SCRIPT_DIRS = ("tests", "examples", "benchmarks", "tools")
+# pytest's hook file: pytest loads it, Bazel never does.
+NOT_TARGETS = frozenset({"conftest.py"})
+REGENERATE = "run `python tools/gen_build_files.py`"
+
+_DIRECTIVE = re.compile(r"^#\s*bazel-(deps|data):\s*(.+)$", re.MULTILINE)
+_PY_RULES = ("py_library", "py_binary", "py_test")
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceFile:
+  """A Python file of the project and the target it must belong to.
+
+  Attributes:
+    path: path relative to the project root, e.g. `hk_effects/binding.py`.
+    rule: `py_library`, `py_binary` or `py_test`.
+    label: the target's full label, e.g. `//hk_effects:binding`.
+    deps: full labels of the project targets its imports need.
+    data: full labels from `# bazel-data:` lines.
+  """
+
+  path: pathlib.PurePosixPath
+  rule: str
+  label: str
+  deps: tuple[str, ...]
+  data: tuple[str, ...]
+
+  @property
+  def package(self) -> str:
+    return str(self.path.parent)
+
+  @property
+  def target_name(self) -> str:
+    return self.label.rsplit(":", 1)[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+  """A py_* rule read from a BUILD file; None where not a plain literal."""
+
+  rule: str
+  label: str
+  srcs: tuple[str, ...] | None
+  deps: tuple[str, ...] | None
+
+
+def label_of(path: pathlib.PurePosixPath) -> str:
+  """The label of the target that holds `path`; a package's `__init__.py`
+  is the target named after the package, so `//hk_effects` is the facade."""
+  package = str(path.parent)
+  name = path.parent.name if path.name == "__init__.py" else path.stem
+  return f"//{package}:{name}"
+
+
+def normalize_label(label: str, package: str) -> str:
+  """`:x` -> `//package:x` and `//a/b` -> `//a/b:b`."""
+  if label.startswith(":"):
+    return f"//{package}{label}"
+  if label.startswith("//") and ":" not in label:
+    return f"{label}:{label.rsplit('/', 1)[-1]}"
+  return label
+
+
+def short_label(label: str, package: str) -> str:
+  """The shortest spelling of `label` inside `package` (buildifier style)."""
+  target_package, name = label[2:].split(":")
+  if target_package == package:
+    return f":{name}"
+  if target_package.rsplit("/", 1)[-1] == name:
+    return f"//{target_package}"
+  return label
+
+
+def _is_launcher(tree: ast.Module) -> bool:
+  for node in tree.body:
+    if (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
+        and isinstance(node.test.left, ast.Name)
+        and node.test.left.id == "__name__"):
+      return True
+  return False
+
+
+def _rule_for(path: pathlib.PurePosixPath, tree: ast.Module) -> str:
+  if str(path.parent) in LIBRARY_DIRS or path.name == "__init__.py":
+    return "py_library"
+  if path.name.endswith("_test.py"):
+    return "py_test"
+  return "py_binary" if _is_launcher(tree) else "py_library"
+
+
+def _imported_names(tree: ast.Module) -> list[str]:
+  """Dotted names each import may load, including function-level imports."""
+  names = []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      names.extend(alias.name for alias in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+      # `from a import b` loads `a.b` when b is a module, else just `a`.
+      names.extend(f"{node.module}.{alias.name}" for alias in node.names)
+  return names
+
+
+def _resolve(root: pathlib.Path, name: str,
+             importer: pathlib.PurePosixPath) -> pathlib.PurePosixPath | None:
+  """The project file a dotted import name loads, or None if third-party."""
+  parts = name.split(".")
+  top_dirs = {d.split("/")[0] for d in LIBRARY_DIRS + SCRIPT_DIRS}
+  if parts[0] in top_dirs:
+    base = pathlib.PurePosixPath()
+  elif str(importer.parent) in SCRIPT_DIRS:
+    base = importer.parent
+  else:
+    return None
+  for length in range(len(parts), 0, -1):
+    candidate = base.joinpath(*parts[:length])
+    for path in (candidate.with_suffix(".py"), candidate / "__init__.py"):
+      if (root / path).is_file() and path.name not in NOT_TARGETS:
+        return path
+  return None
+
+
+def scan(root: pathlib.Path, path: pathlib.PurePosixPath) -> SourceFile:
+  """Reads one Python file: its rule, label, project deps and data."""
+  text = (root / path).read_text(encoding="utf-8")
+  tree = ast.parse(text, filename=str(path))
+  label = label_of(path)
+  deps = set()
+  for name in _imported_names(tree):
+    resolved = _resolve(root, name, path)
+    if resolved is not None and label_of(resolved) != label:
+      deps.add(label_of(resolved))
+  data = set()
+  for kind, labels in _DIRECTIVE.findall(text):
+    normalized = {normalize_label(l, str(path.parent)) for l in labels.split()}
+    (deps if kind == "deps" else data).update(normalized)
+  return SourceFile(path, _rule_for(path, tree), label, tuple(sorted(deps)),
+                    tuple(sorted(data)))
+
+
+def package_dirs(root: pathlib.Path) -> list[str]:
+  """The BUILD packages that exist under `root`, in a fixed order."""
+  return [d for d in LIBRARY_DIRS + SCRIPT_DIRS if (root / d).is_dir()]
+
+
+def source_files(root: pathlib.Path) -> list[SourceFile]:
+  """Every Python file that must belong to a target, scanned."""
+  files = []
+  for package in package_dirs(root):
+    for path in sorted((root / package).glob("*.py")):
+      if path.name not in NOT_TARGETS:
+        files.append(scan(root, path.relative_to(root)))
+  return files
+
+
+def _literal_strings(node: ast.expr | None) -> tuple[str, ...] | None:
+  try:
+    value = ast.literal_eval(node) if node is not None else []
+  except ValueError:
+    return None
+  return tuple(value) if isinstance(value, (list, tuple)) else None
+
+
+def read_targets(build_file: pathlib.Path, package: str) -> list[Target]:
+  """The py_* rules of one BUILD file (Starlark parses as Python here)."""
+  tree = ast.parse(build_file.read_text(encoding="utf-8"),
+                   filename=str(build_file))
+  targets = []
+  for node in tree.body:
+    call = node.value if isinstance(node, ast.Expr) else None
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+            and call.func.id in _PY_RULES):
+      continue
+    kwargs = {k.arg: k.value for k in call.keywords}
+    name = ast.literal_eval(kwargs["name"])
+    deps = _literal_strings(kwargs.get("deps"))
+    if deps is not None:
+      deps = tuple(normalize_label(d, package) for d in deps)
+    targets.append(Target(call.func.id, f"//{package}:{name}",
+                          _literal_strings(kwargs.get("srcs")), deps))
+  return targets
+
+
+def _missing_target_problem(source: SourceFile) -> str:
+  build = f"{source.package}/BUILD"
+  return (f"{source.path} is in no {source.rule} of {build}; {REGENERATE}, "
+          f'or add {source.rule}(name = "{source.target_name}", '
+          f'srcs = ["{source.path.name}"], ...) to {build}.')
+
+
+def find_problems(root: pathlib.Path) -> list[str]:
+  """Every way the BUILD files under `root` disagree with the Python files."""
+  problems = []
+  targets: dict[str, Target] = {}
+  owner: dict[tuple[str, str], Target] = {}
+  unbuilt = set()
+  for package in package_dirs(root):
+    build_file = root / package / "BUILD"
+    if not build_file.is_file():
+      unbuilt.add(package)
+      if any(p.name not in NOT_TARGETS for p in (root / package).glob("*.py")):
+        problems.append(f"{package}/ has Python files but no {package}/BUILD;"
+                        f" {REGENERATE}.")
+      continue
+    for target in read_targets(build_file, package):
+      targets[target.label] = target
+      for src in target.srcs or ():
+        if not (root / package / src).is_file():
+          problems.append(
+              f"{target.label} names {package}/{src}, which does not exist; "
+              f"delete it from {package}/BUILD or {REGENERATE}.")
+        owner[(package, src)] = target
+
+  for source in source_files(root):
+    if source.package in unbuilt:
+      continue
+    target = owner.get((source.package, source.path.name))
+    if target is None or target.rule != source.rule:
+      problems.append(_missing_target_problem(source))
+      continue
+    for dep in source.deps:
+      if target.deps is not None and dep not in target.deps:
+        problems.append(
+            f"{target.label} imports {dep} but its deps leave it out (Bazel "
+            f"would fail with an ImportError); {REGENERATE}.")
+
+  for target in targets.values():
+    for dep in target.deps or ():
+      if dep.startswith("//") and dep not in targets:
+        problems.append(
+            f"{target.label} depends on {dep}, which no BUILD file defines; "
+            f"{REGENERATE}.")
+  return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument(
+      "--root", type=pathlib.Path,
+      default=pathlib.Path(__file__).resolve().parent.parent,
+      help="project root holding WORKSPACE (default: this file's parent's "
+           "parent)")
+  args = parser.parse_args(argv)
+  problems = find_problems(args.root)
+  for problem in problems:
+    print(problem)
+  if not problems:
+    count = len(source_files(args.root))
+    print(f"BUILD files describe all {count} Python files.")
+  return 1 if problems else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
