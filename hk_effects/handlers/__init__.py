@@ -8,7 +8,9 @@ Example:
 """
 
 from hk_effects.handlers.local_state import freeze_local_states
+from hk_effects.handlers.local_state import embed_shared_state_requests
 from hk_effects.handlers.local_state import handle_local_states
+from hk_effects.handlers.local_state import hoist_shared_state_requests
 from hk_effects.handlers.local_state import WithFunctionalLocalState
 from hk_effects.handlers.random import tagged
 from hk_effects.handlers.random import untagged_only
@@ -29,7 +31,9 @@ __all__ = (
     "WithSideInputsFromInputTuple",
     "WithStatefulRandomKey",
     "freeze_local_states",
+    "embed_shared_state_requests",
     "handle_local_states",
+    "hoist_shared_state_requests",
     "hoist_constant_side_inputs",
     "tagged",
     "untagged_only",

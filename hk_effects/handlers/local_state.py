@@ -523,3 +523,114 @@ def freeze_local_states(handler: WithFunctionalLocalState,
         "freeze_local_states expects the handler handle_local_states "
         f"returned; got {handler!r}.")
   return _FreezingHandler(handler, states)
+
+
+class _HoistingHandler(effect_base.EffectHandler):
+  """Rewrites named local-state requests into shared references."""
+
+  rewrites = True
+
+  def __init__(self, body, category, handler_id=None):
+    super().__init__(body, handler_id, config=f"hoist|{category!r}")
+    self.category = category
+
+  @classmethod
+  def effect_protocol(cls):
+    return LocalStateEffect
+
+  def claims(self, request):
+    return (isinstance(request, (InitialLocalStateRequest,
+                                 FrozenLocalStateRequest))
+            and request.name is not None
+            and (self.category is None or request.category == self.category))
+
+  def rewrite(self, request, site):
+    del site
+    return SharedLocalStateRequest(request.name, request.category)
+
+  def make_ref(self, request):
+    raise NotImplementedError  # Rewriting handlers never bind.
+
+  def runtime_impl(self, scope, ref, site):
+    raise NotImplementedError
+
+  def __call__(self, arg):
+    with binding.handler_scope(self):
+      return self.body(arg)
+
+
+def hoist_shared_state_requests(body: Callable[[Any], Any],
+                                category: Any = None):
+  """Turns every named local state of ``body`` into a shared reference.
+
+  The returned forward function no longer creates its named states: its
+  named ``InitialLocalStateRequest`` / ``FrozenLocalStateRequest`` s become
+  ``SharedLocalStateRequest`` s, so the states must be created outside it,
+  once, with ``embed_shared_state_requests``. This pins a state that several
+  layers share to one definition, chosen by the caller.
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class Bump(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.n = hke.InitialLocalStateRequest(
+  ...         lambda: jnp.zeros([]), "c", name="steps")
+  ...   def __call__(self, x):
+  ...     self.n.set(self.n.get() + 1)
+  ...     return x
+  >>> hoisted = hke.handlers.hoist_shared_state_requests(lambda x: Bump()(x))
+  >>> embedded = hke.handlers.embed_shared_state_requests(
+  ...     hoisted, {"steps": hke.InitialLocalStateRequest(
+  ...         lambda: jnp.full([], 10.0), "c", name="steps")})
+  >>> f = hke.transform_with_state(hke.handlers.handle_local_states(embedded))
+  >>> params, state = f.init(None, 0.0)
+  >>> _, state = f.apply(params, state, None, 0.0)
+  >>> print(state["~local_state/c"]["steps"])
+  11.0
+  """
+  return _HoistingHandler(body, category)
+
+
+class _StateOwner(hk.Module):
+  """Holds hoisted local-state requests so that they bind like any other."""
+
+  def __init__(self, requests: Mapping[str, effect_base.EffectRequest]):
+    super().__init__(name="embedded_shared_states")
+    self.requests = dict(requests)
+
+  def __call__(self) -> None:
+    for request in self.requests.values():
+      request.get()
+
+
+def embed_shared_state_requests(
+    body: Callable[[Any], Any],
+    requests: Mapping[str, effect_base.EffectRequest],
+) -> Callable[[Any], Any]:
+  """Creates the given named states before running ``body``.
+
+  The inverse of ``hoist_shared_state_requests``: ``requests`` maps each
+  state name to the ``InitialLocalStateRequest`` (or
+  ``FrozenLocalStateRequest``) that defines it; each must carry that name.
+
+  Example: see ``hoist_shared_state_requests``.
+
+  >>> import hk_effects as hke
+  >>> callable(hke.handlers.embed_shared_state_requests(lambda x: x, {}))
+  True
+  """
+  for name, request in requests.items():
+    if not isinstance(request, (InitialLocalStateRequest,
+                                FrozenLocalStateRequest)) or (
+                                    request.name != name):
+      raise ValueError(
+          f"embed_shared_state_requests: entry {name!r} must be an "
+          f"InitialLocalStateRequest or FrozenLocalStateRequest with "
+          f"name={name!r}; got {request!r}.")
+
+  def embedded(arg):
+    _StateOwner(requests)()
+    return body(arg)
+  return embedded
