@@ -389,6 +389,35 @@ class FreezeTest(parameterized.TestCase):
       hke.transform(frozen).apply({}, None, 1.0)
 
 
+class HoistTest(absltest.TestCase):
+
+  def test_hoist_then_embed_shares_one_definition(self):
+    def forward(x):
+      Counter(name="a", state_name="n")(x)
+      return Counter(name="b", state_name="n")(x)
+
+    hoisted = hke.handlers.hoist_shared_state_requests(forward)
+    embedded = hke.handlers.embed_shared_state_requests(
+        hoisted, {"n": hke.InitialLocalStateRequest(
+            lambda: jnp.asarray(100.0), "counters", name="n")})
+    # Without hoisting, two definitions of "n" are forbidden; hoisted, both
+    # layers refer to the one embedded definition.
+    out, state, _ = _run(embedded, 1.0)
+    self.assertEqual(float(out), 102.0)
+    self.assertEqual(float(state[COUNTERS]["n"]), 102.0)
+
+  def test_hoisted_without_embedding_names_missing_state(self):
+    hoisted = hke.handlers.hoist_shared_state_requests(
+        lambda x: Counter(state_name="n")(x))
+    with self.assertRaisesRegex(ValueError, "'n'"):
+      _run(hoisted, 1.0)
+
+  def test_embed_rejects_misnamed_request(self):
+    with self.assertRaisesRegex(ValueError, "'n'.*name='n'"):
+      hke.handlers.embed_shared_state_requests(
+          lambda x: x, {"n": hke.InitialLocalStateRequest(jnp.zeros, "c")})
+
+
 class StatefulRandomKeyTest(absltest.TestCase):
 
   def test_key_advances_every_call(self):
