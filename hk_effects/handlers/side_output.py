@@ -1,0 +1,280 @@
+"""The side-output effect: layers report a value with ``tell(value)``.
+
+A side output (an intermediate activation, an auxiliary loss) flows *out* of
+the model: ``CollectingSideOutputs`` returns ``(out, [SideOutputValue, ...])``
+in call order, each value with the path of the module and attribute that told
+it. An unhandled ``tell`` does nothing, so a model that reports intermediates
+runs unchanged without a collector.
+
+Each request declares once how repeated tells at its site combine (``mode``):
+
+* ``"append"`` (default): every tell is kept; inside ``hk.scan``,
+  ``hk.map``, ``hk.fori_loop`` and ``hk.layer_stack`` the values come back as
+  one ``SideOutputValue`` per telling site, stacked on a new leading axis;
+* ``"last"``: one value per site, the last one told (inside loops, the value
+  of the last iteration to run);
+* ``"sum"``: one value per site, the sum of all values told.
+
+Inside ``hk.vmap`` each member applies the mode to its own tells and the
+result is batched on a leading axis; inside ``hk.remat`` values are unchanged.
+``hk_effects.control_flow`` explains how values leave these wrappers and why
+``hk.cond`` / ``hk.switch`` / ``hk.while_loop`` bodies cannot tell.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+from haiku._src import base as hk_base
+
+from hk_effects import binding
+from hk_effects import control_flow
+from hk_effects import effect_base
+
+
+class SideOutputEffect(Protocol):
+  """Protocol of the side-output effect.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> sorted(hke.effect_base.protocol_methods(hke.SideOutputEffect))
+  ['tell']
+  """
+
+  def tell(self, value: Any) -> None:
+    """Reports ``value`` (a PyTree of arrays) to the collecting handler."""
+
+
+def _check_mode(mode: Any) -> None:
+  if mode not in control_flow.MODES:
+    raise ValueError(
+        f"Unknown side-output mode {mode!r}; use one of "
+        f"{control_flow.MODES!r} ('append' keeps every value, 'last' the last "
+        "one, 'sum' adds them).")
+
+
+@effect_base.pytree_dataclass
+class SideOutputRequest(effect_base.EffectRequest):
+  """Requests to report values under ``tag``; ``tell`` is a no-op if unhandled.
+
+  Args:
+    tag: the name collectors select by.
+    mode: how repeated tells at this site combine: ``"append"`` (default),
+      ``"last"`` or ``"sum"`` (see the module docstring).
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class Double(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.report = hke.SideOutputRequest("half")
+  ...   def __call__(self, x):
+  ...     self.report.tell(x)
+  ...     return 2 * x
+  >>> f = hke.transform(lambda x: Double()(x), apply_rng=False)
+  >>> print(f.apply({}, jnp.ones(2)))  # Unhandled: tell does nothing.
+  [2. 2.]
+  """
+  tag: Any = effect_base.static_field()
+  mode: str = effect_base.static_field(default="append")
+
+  def __post_init__(self):
+    _check_mode(self.mode)
+
+  @classmethod
+  def effect_protocol(cls):
+    return SideOutputEffect
+
+  def describe(self) -> str:
+    suffix = "" if self.mode == "append" else f", {self.mode}"
+    return f"side output {self.tag!r}{suffix}"
+
+  def tell(self, value: Any) -> None:
+    """Does nothing: an unhandled side output is dropped by design (S4)."""
+    del value
+
+
+@effect_base.pytree_dataclass
+class HandledSideOutputRef(effect_base.HandledEffectRef):
+  """A side-output request claimed by a collector.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> hke.HandledSideOutputRef(hke.SideOutputRequest("a"),
+  ...                          handler_id="h").request.tag
+  'a'
+  """
+
+
+@effect_base.pytree_dataclass
+class SideOutputValue:
+  """One collected value with where it came from.
+
+  ``path`` is the telling module's Haiku name and the request's attribute
+  path, joined by ``/`` (``"mlp/~/linear_1/tell_intermediate/intermediate"``);
+  ``hke.tell`` outside a module gives ``"~/tell"``. ``path`` and ``tag`` are
+  static PyTree metadata, ``value`` the child.
+
+  Example:
+
+  >>> import jax
+  >>> v = SideOutputValue(path="block/probe", tag="act", value=1.0)
+  >>> jax.tree_util.tree_leaves(v)
+  [1.0]
+  """
+  path: str = effect_base.static_field()
+  tag: Any = effect_base.static_field()
+  value: Any
+
+
+def _as_arrays(value: Any, site: binding.Site, tag: Any) -> Any:
+  def convert(leaf):
+    try:
+      return jnp.asarray(leaf)
+    except TypeError as e:
+      raise TypeError(
+          f"Side output {tag!r} at {site} was told {leaf!r} of type "
+          f"{type(leaf).__name__}, which is not an array. Tell PyTrees of "
+          "arrays or numbers (convert with jnp.asarray).") from e
+  return jax.tree_util.tree_map(convert, value)
+
+
+def _tell(scope: binding.HandlerScope, site: binding.Site, tag: Any,
+          mode: str, value: Any) -> None:
+  told = control_flow.Told(scope, site, tag, mode)
+  control_flow.deliver(told, _as_arrays(value, site, tag))
+
+
+class SideOutputRuntimeImpl(effect_base.EffectRuntimeImpl):
+  """Hands told values to the collector (through any Haiku wrapper between).
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> issubclass(SideOutputRuntimeImpl, hke.EffectRuntimeImpl)
+  True
+  """
+  __slots__ = ("request",)
+
+  def __init__(self, scope, site, request: SideOutputRequest):
+    super().__init__(scope, site)
+    self.request = request
+
+  def tell(self, value: Any) -> None:
+    self.check_alive()
+    _tell(self.scope, self.site, self.request.tag, self.request.mode, value)
+
+
+class CollectingSideOutputs(effect_base.EffectHandler):
+  """Collects side outputs: ``h(arg)`` returns ``(body(arg), values)``.
+
+  ``values`` is a list of ``SideOutputValue`` in call order. With neither
+  ``tag`` nor ``tag_predicate`` every side output is collected.
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> def forward(x):
+  ...   x = hke.TellIntermediate("act", name="probe")(x + 1)
+  ...   return 2 * x
+  >>> f = hke.transform(hke.handlers.CollectingSideOutputs.handling(forward),
+  ...                   apply_rng=False)
+  >>> out, values = f.apply({}, jnp.zeros(2))
+  >>> print(out, values[0].path, values[0].tag, values[0].value)
+  [2. 2.] probe/intermediate act [1. 1.]
+  """
+
+  def __init__(self, body, tag, tag_predicate, handler_id):
+    if tag is not None and tag_predicate is not None:
+      raise ValueError(
+          f"CollectingSideOutputs.handling got both tag={tag!r} and "
+          f"tag_predicate={tag_predicate!r}; pass one of them (or neither, to "
+          "collect every tag).")
+    if tag_predicate is not None and not callable(tag_predicate):
+      raise TypeError(
+          "tag_predicate must be a callable taking a tag and returning a "
+          f"bool; got {tag_predicate!r}.")
+    self.tag = tag
+    self.tag_predicate = tag_predicate
+    predicate_name = getattr(tag_predicate, "__qualname__", repr(tag_predicate))
+    super().__init__(body, handler_id, config=f"{tag!r}|{predicate_name}")
+
+  @classmethod
+  def handling(cls, body: Callable[[Any], Any], tag: Any = None,
+               tag_predicate: Callable[[Any], bool] | None = None,
+               handler_id: str | None = None) -> "CollectingSideOutputs":
+    """Builds the collector around ``body``.
+
+    Args:
+      body: one-argument forward function.
+      tag: collect only side outputs with this tag.
+      tag_predicate: collect the side outputs whose tag it accepts.
+      handler_id: explicit id (inferred if None).
+
+    Returns:
+      The handler; calling it returns ``(body(arg), [SideOutputValue, ...])``.
+    """
+    return cls(body, tag, tag_predicate, handler_id)
+
+  @classmethod
+  def effect_protocol(cls):
+    return SideOutputEffect
+
+  def claims(self, request):
+    if not isinstance(request, SideOutputRequest):
+      return False
+    if self.tag is not None:
+      return request.tag == self.tag
+    if self.tag_predicate is not None:
+      return bool(self.tag_predicate(request.tag))
+    return True
+
+  def make_ref(self, request):
+    return HandledSideOutputRef(request, handler_id=self.handler_id)
+
+  def runtime_impl(self, scope, ref, site):
+    return SideOutputRuntimeImpl(scope, site, ref.request)
+
+  def __call__(self, arg):
+    with binding.handler_scope(self) as scope:
+      with control_flow.collecting(scope) as collected:
+        out = self.body(arg)
+    values = [SideOutputValue(told.path, told.tag, value)
+              for told, value in zip(collected.told, collected.values)]
+    return out, values
+
+
+def tell(tag: Any, value: Any, mode: str = "append") -> None:
+  """Tells ``value`` under ``tag`` from anywhere inside a forward function.
+
+  The functional form of ``SideOutputRequest(tag, mode).tell(value)``, for
+  code outside modules (or between Haiku wrappers): the innermost running
+  collector that claims the tag gets it, with path ``<current module>/tell``
+  (``~/tell`` outside modules). With no collector it does nothing.
+
+  Example:
+
+  >>> import jax.numpy as jnp, hk_effects as hke
+  >>> def forward(x):
+  ...   hke.tell("input_norm", jnp.linalg.norm(x))
+  ...   return x
+  >>> f = hke.transform(hke.handlers.CollectingSideOutputs.handling(forward),
+  ...                   apply_rng=False)
+  >>> _, values = f.apply({}, jnp.array([3.0, 4.0]))
+  >>> print(values[0].path, float(values[0].value))
+  ~/tell 5.0
+  """
+  request = SideOutputRequest(tag, mode)
+  for scope in reversed(binding.active_scopes()):
+    if scope.handler.claims(request):
+      module_path = (hk.experimental.current_name()
+                     if hk_base.inside_transform() else "~")
+      site = binding.Site(module_path, "tell")
+      _tell(scope, site, tag, mode, value)
+      return
