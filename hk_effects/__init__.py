@@ -37,6 +37,9 @@ Example:
 
 from hk_effects import handlers
 from hk_effects.binding import RawTransformError
+from hk_effects.control_flow import SideOutputPlacementError
+from hk_effects.editing import CallSelection
+from hk_effects.editing import select_calls
 from hk_effects.effect_base import effect_colour
 from hk_effects.effect_base import EffectHandler
 from hk_effects.effect_base import EffectRequest
@@ -59,11 +62,17 @@ from hk_effects.handlers.side_input import HandledSideInputRef
 from hk_effects.handlers.side_input import HoistedTag
 from hk_effects.handlers.side_input import SideInputEffect
 from hk_effects.handlers.side_input import SideInputRequest
+from hk_effects.handlers.side_output import HandledSideOutputRef
+from hk_effects.handlers.side_output import SideOutputEffect
+from hk_effects.handlers.side_output import SideOutputRequest
+from hk_effects.handlers.side_output import SideOutputValue
+from hk_effects.handlers.side_output import tell
 from hk_effects.inspection import BindingTable
 from hk_effects.inspection import bindings
 from hk_effects.inspection import free_effect_types
 from hk_effects.layers import ApplyAttentionMask
 from hk_effects.layers import Dropout
+from hk_effects.layers import TellIntermediate
 from hk_effects.transform import transform
 from hk_effects.transform import transform_with_state
 
@@ -72,6 +81,7 @@ __version__ = "0.1.0"
 __all__ = (
     "ApplyAttentionMask",
     "BindingTable",
+    "CallSelection",
     "Dropout",
     "EffectHandler",
     "EffectRequest",
@@ -81,6 +91,7 @@ __all__ = (
     "HandledLocalStateRef",
     "HandledRandomRef",
     "HandledSideInputRef",
+    "HandledSideOutputRef",
     "HoistedTag",
     "InitialLocalStateRequest",
     "KVCachedAttention",
@@ -91,14 +102,21 @@ __all__ = (
     "SharedLocalStateRequest",
     "SideInputEffect",
     "SideInputRequest",
+    "SideOutputEffect",
+    "SideOutputPlacementError",
+    "SideOutputRequest",
+    "SideOutputValue",
     "TaggedRandomRequest",
+    "TellIntermediate",
     "UnhandledEffectError",
     "bindings",
     "effect_colour",
     "free_effect_types",
     "handlers",
     "pytree_dataclass",
+    "select_calls",
     "static_field",
+    "tell",
     "transform",
     "transform_with_state",
 )

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from hk_effects.handlers import random
 from hk_effects.handlers import side_input
+from hk_effects.handlers import side_output
 
 
 class Dropout(hk.Module):
@@ -69,3 +70,35 @@ class ApplyAttentionMask(hk.Module):
     mask = self.mask.ask()
     return jnp.where(mask, logits,
                      jnp.asarray(self.masked_out_value, logits.dtype))
+
+
+class TellIntermediate(hk.Module):
+  """Identity layer that tells its input as a side output.
+
+  Insert it after the layers whose outputs you want (by hand or with
+  ``hke.select_calls(...).insert_after``) and collect with
+  ``hke.handlers.CollectingSideOutputs``; without a collector it only returns
+  its input. The request is the attribute ``intermediate``.
+
+  Args:
+    tag: the side-output tag collectors select by.
+    mode: ``"append"`` (default), ``"last"`` or ``"sum"``.
+    name: Haiku module name.
+
+  Example:
+
+  >>> import jax.numpy as jnp, hk_effects as hke
+  >>> f = hke.transform(hke.handlers.CollectingSideOutputs.handling(
+  ...     lambda x: hke.TellIntermediate("x")(x * 3)), apply_rng=False)
+  >>> out, values = f.apply({}, jnp.ones(2))
+  >>> print(values[0].path, values[0].value)
+  tell_intermediate/intermediate [3. 3.]
+  """
+
+  def __init__(self, tag: Any, mode: str = "append", name: str | None = None):
+    super().__init__(name=name)
+    self.intermediate = side_output.SideOutputRequest(tag, mode)
+
+  def __call__(self, x: Any) -> Any:
+    self.intermediate.tell(x)
+    return x

@@ -21,8 +21,10 @@ from hk_effects.handlers.random import WithStatefulRandomKey
 from hk_effects.handlers.side_input import hoist_constant_side_inputs
 from hk_effects.handlers.side_input import WithConstantSideInputs
 from hk_effects.handlers.side_input import WithSideInputsFromInputTuple
+from hk_effects.handlers.side_output import CollectingSideOutputs
 
 __all__ = (
+    "CollectingSideOutputs",
     "WithConstantSideInputs",
     "WithFrozenRandomState",
     "WithFunctionalLocalState",
