@@ -1,0 +1,32 @@
+"""The README's commands and snippets stay true."""
+
+import pathlib
+import re
+
+from absl.testing import absltest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _readme_commands() -> list[str]:
+  text = (ROOT / "README.md").read_text()
+  block = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
+  return [line for line in block.splitlines()
+          if line.strip() and not line.startswith("#")]
+
+
+class ReadmeTest(absltest.TestCase):
+
+  def test_opens_with_two_commands(self):
+    commands = _readme_commands()
+    self.assertLen(commands, 2)
+    self.assertIn("examples/train_lm.py", commands[0])
+    self.assertIn("pytest", commands[1])
+
+  def test_ci_runs_the_readme_test_command_verbatim(self):
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    self.assertIn(_readme_commands()[1], ci_lines)
+
+
+if __name__ == "__main__":
+  absltest.main()
