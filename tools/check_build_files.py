@@ -13,6 +13,8 @@ It fails (exit status 1, one line per problem) when
   `examples/`, `benchmarks/` or `tools/` has no `py_binary`, and any other
   module there or in `tests/` is in no target,
 - a target names a source file that does not exist,
+- a `*_test.py` lacks `if __name__ == "__main__": absltest.main()` (its
+  py_test would run nothing and pass),
 - a target imports a project module that its `deps` leave out (Bazel would
   fail with an ImportError), or lists a dep no BUILD file defines.
 
@@ -57,6 +59,7 @@ class SourceFile:
     label: the target's full label, e.g. `//hk_effects:binding`.
     deps: full labels of the project targets its imports need.
     data: full labels from `# bazel-data:` lines.
+    has_main: whether it has an `if __name__ == "__main__":` block.
   """
 
   path: pathlib.PurePosixPath
@@ -64,6 +67,7 @@ class SourceFile:
   label: str
   deps: tuple[str, ...]
   data: tuple[str, ...]
+  has_main: bool
 
   @property
   def package(self) -> str:
@@ -120,12 +124,12 @@ def _is_launcher(tree: ast.Module) -> bool:
   return False
 
 
-def _rule_for(path: pathlib.PurePosixPath, tree: ast.Module) -> str:
+def _rule_for(path: pathlib.PurePosixPath, has_main: bool) -> str:
   if str(path.parent) in LIBRARY_DIRS or path.name == "__init__.py":
     return "py_library"
   if path.name.endswith("_test.py"):
     return "py_test"
-  return "py_binary" if _is_launcher(tree) else "py_library"
+  return "py_binary" if has_main else "py_library"
 
 
 def _imported_names(tree: ast.Module) -> list[str]:
@@ -146,16 +150,19 @@ def _resolve(root: pathlib.Path, name: str,
   parts = name.split(".")
   top_dirs = {d.split("/")[0] for d in LIBRARY_DIRS + SCRIPT_DIRS}
   if parts[0] in top_dirs:
-    base = pathlib.PurePosixPath()
+    bases = [pathlib.PurePosixPath()]
   elif str(importer.parent) in SCRIPT_DIRS:
-    base = importer.parent
+    # A sibling first, as Python finds it; then a script directory the file
+    # put on sys.path itself (a test of an example launcher).
+    bases = [importer.parent] + [pathlib.PurePosixPath(d) for d in SCRIPT_DIRS]
   else:
     return None
-  for length in range(len(parts), 0, -1):
-    candidate = base.joinpath(*parts[:length])
-    for path in (candidate.with_suffix(".py"), candidate / "__init__.py"):
-      if (root / path).is_file() and path.name not in NOT_TARGETS:
-        return path
+  for base in bases:
+    for length in range(len(parts), 0, -1):
+      candidate = base.joinpath(*parts[:length])
+      for path in (candidate.with_suffix(".py"), candidate / "__init__.py"):
+        if (root / path).is_file() and path.name not in NOT_TARGETS:
+          return path
   return None
 
 
@@ -173,8 +180,9 @@ def scan(root: pathlib.Path, path: pathlib.PurePosixPath) -> SourceFile:
   for kind, labels in _DIRECTIVE.findall(text):
     normalized = {normalize_label(l, str(path.parent)) for l in labels.split()}
     (deps if kind == "deps" else data).update(normalized)
-  return SourceFile(path, _rule_for(path, tree), label, tuple(sorted(deps)),
-                    tuple(sorted(data)))
+  has_main = _is_launcher(tree)
+  return SourceFile(path, _rule_for(path, has_main), label,
+                    tuple(sorted(deps)), tuple(sorted(data)), has_main)
 
 
 def package_dirs(root: pathlib.Path) -> list[str]:
@@ -251,6 +259,11 @@ def find_problems(root: pathlib.Path) -> list[str]:
         owner[(package, src)] = target
 
   for source in source_files(root):
+    if source.rule == "py_test" and not source.has_main:
+      problems.append(
+          f"{source.path} has no `if __name__ == \"__main__\": "
+          f"absltest.main()`, so its py_test would run no test and pass; "
+          f"add that block at its end.")
     if source.package in unbuilt:
       continue
     target = owner.get((source.package, source.path.name))
