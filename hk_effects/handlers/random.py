@@ -206,7 +206,15 @@ def check_key(key: Any, handler: Any) -> jax.Array:
 class _RandomHandler(effect_base.EffectHandler):
   """Shared parts of the random handlers."""
 
-  def __init__(self, body, hole_predicate, handler_id, config=""):
+  def __init__(self, body, hole_predicate, handler_id, config="",
+               fold_in_axis=None):
+    if fold_in_axis is not None and not isinstance(fold_in_axis, str):
+      raise TypeError(
+          f"fold_in_axis must be the name of a mapped axis (a str) or None; "
+          f"got {fold_in_axis!r}.")
+    self.fold_in_axis = fold_in_axis
+    if fold_in_axis is not None:
+      config = f"{config}|fold_in_axis={fold_in_axis}"
     if not callable(hole_predicate):
       raise TypeError(
           f"hole_predicate must be a callable taking a request; got "
@@ -230,7 +238,24 @@ class _RandomHandler(effect_base.EffectHandler):
   def runtime_impl(self, scope, ref, site):
     return RandomRuntimeImpl(scope, site)
 
+  def _device_key(self, key: jax.Array) -> jax.Array:
+    """Folds the index along ``fold_in_axis`` into ``key``, if asked to."""
+    if self.fold_in_axis is None:
+      return key
+    try:
+      index = jax.lax.axis_index(self.fold_in_axis)
+    except NameError:
+      raise ValueError(
+          f"{self!r} was built with fold_in_axis={self.fold_in_axis!r}, but "
+          "no mapped axis of that name is active. Call the transformed "
+          "function inside jax.pmap(..., axis_name=...) or shard_map over a "
+          "mesh axis of that name, or pass fold_in_axis=None to give every "
+          "device the same stream (and note that under sharded jax.jit the "
+          "values never depend on the sharding).") from None
+    return jax.random.fold_in(key, index)
+
   def _run_with_key(self, arg, key):
+    key = self._device_key(key)
     # Without this key, an enclosing random handler's requests served in this
     # body would depend only on `key`, not on the enclosing handler's own key.
     encloses = any(isinstance(s.handler, _RandomHandler)
@@ -266,8 +291,10 @@ class WithRandomKeyFromArg(_RandomHandler):
 
   @classmethod
   def handling(cls, body: Callable[[Any], Any], hole_predicate=untagged_only,
-               handler_id: str | None = None) -> "WithRandomKeyFromArg":
-    return cls(body, hole_predicate, handler_id)
+               handler_id: str | None = None,
+               fold_in_axis: str | None = None) -> "WithRandomKeyFromArg":
+    """Builds the handler (``fold_in_axis``: see ``WithHaikuRandom``)."""
+    return cls(body, hole_predicate, handler_id, fold_in_axis=fold_in_axis)
 
   def __call__(self, arg_and_key):
     if not (isinstance(arg_and_key, tuple) and len(arg_and_key) == 2):
@@ -301,9 +328,10 @@ class WithFrozenRandomState(_RandomHandler):
   """
 
   def __init__(self, body, random_key, starting_offset, hole_predicate,
-               handler_id):
+               handler_id, fold_in_axis=None):
     super().__init__(body, hole_predicate, handler_id,
-                     config=f"offset={starting_offset}")
+                     config=f"offset={starting_offset}",
+                     fold_in_axis=fold_in_axis)
     self.random_key = check_key(random_key, self)
     if not isinstance(starting_offset, int) or starting_offset < 0:
       raise ValueError(
@@ -313,8 +341,11 @@ class WithFrozenRandomState(_RandomHandler):
   @classmethod
   def handling(cls, body: Callable[[Any], Any], random_key: jax.Array,
                starting_offset: int = 0, hole_predicate=untagged_only,
-               handler_id: str | None = None) -> "WithFrozenRandomState":
-    return cls(body, random_key, starting_offset, hole_predicate, handler_id)
+               handler_id: str | None = None,
+               fold_in_axis: str | None = None) -> "WithFrozenRandomState":
+    """Builds the handler (``fold_in_axis``: see ``WithHaikuRandom``)."""
+    return cls(body, random_key, starting_offset, hole_predicate, handler_id,
+               fold_in_axis=fold_in_axis)
 
   def __call__(self, arg):
     key = jax.random.fold_in(self.random_key, self.starting_offset)
@@ -345,10 +376,33 @@ class WithHaikuRandom(_RandomHandler):
 
   @classmethod
   def handling(cls, body: Callable[[Any], Any], hole_predicate=untagged_only,
-               handler_id: str | None = None) -> "WithHaikuRandom":
-    return cls(body, hole_predicate, handler_id)
+               handler_id: str | None = None,
+               fold_in_axis: str | None = None) -> "WithHaikuRandom":
+    """Builds the handler.
+
+    Args:
+      body: the one-argument forward function.
+      hole_predicate: which random requests to claim (default: untagged).
+      handler_id: an explicit id; inferred when None.
+      fold_in_axis: the name of a mapped axis (``jax.pmap``'s ``axis_name``
+        or a ``shard_map`` mesh axis). When given, the index along it is
+        folded into the stream, so each device draws differently; when None
+        (the default) every device draws the same stream. Using it outside
+        such an axis is a ``ValueError``.
+
+    Returns:
+      The handler.
+    """
+    return cls(body, hole_predicate, handler_id, fold_in_axis=fold_in_axis)
 
   def __call__(self, arg):
+    if self.fold_in_axis is not None:
+      key = hk.maybe_next_rng_key()
+      if key is None:
+        raise ValueError(
+            f"{self!r} needs an rng to fold the device index into: pass a key "
+            "as `rng` to `init`/`apply`.")
+      return self._run_with_key(arg, key)
     with binding.handler_scope(self, salt=_salt(self.handler_id)):
       return self.body(arg)
 
@@ -395,17 +449,21 @@ class WithStatefulRandomKey(_RandomHandler):
   """
 
   def __init__(self, body, initial_key, hole_predicate, state_category,
-               handler_id):
+               handler_id, fold_in_axis=None):
     super().__init__(body, hole_predicate, handler_id,
-                     config=f"category={state_category!r}")
+                     config=f"category={state_category!r}",
+                     fold_in_axis=fold_in_axis)
     self.initial_key = check_key(initial_key, self)
     self.state_category = state_category
 
   @classmethod
   def handling(cls, body: Callable[[Any], Any], initial_key: jax.Array,
                hole_predicate=untagged_only, state_category: Any = "random",
-               handler_id: str | None = None) -> "WithStatefulRandomKey":
-    return cls(body, initial_key, hole_predicate, state_category, handler_id)
+               handler_id: str | None = None,
+               fold_in_axis: str | None = None) -> "WithStatefulRandomKey":
+    """Builds the handler (``fold_in_axis``: see ``WithHaikuRandom``)."""
+    return cls(body, initial_key, hole_predicate, state_category, handler_id,
+               fold_in_axis=fold_in_axis)
 
   def __call__(self, arg):
     key = _KeyState(self.initial_key, self.state_category,
