@@ -44,6 +44,12 @@ SCRIPT_DIRS = ("tests", "examples", "benchmarks", "tools")
 # pytest's hook file: pytest loads it, Bazel never does.
 NOT_TARGETS = frozenset({"conftest.py"})
 REGENERATE = "run `python tools/gen_build_files.py`"
+# Files read at run time by files that do not (yet) say so in `# bazel-data:`
+# lines of their own: path -> labels.
+RUNTIME_DATA = {
+    "tests/readme_test.py": ("//:README.md", "//:.ci/run"),
+    "tests/user_defined_effect_test.py": ("//examples:custom_effect",),
+}
 
 _DIRECTIVE = re.compile(r"^#\s*bazel-(deps|data):\s*(.+)$", re.MULTILINE)
 _PY_RULES = ("py_library", "py_binary", "py_test")
@@ -176,7 +182,7 @@ def scan(root: pathlib.Path, path: pathlib.PurePosixPath) -> SourceFile:
     resolved = _resolve(root, name, path)
     if resolved is not None and label_of(resolved) != label:
       deps.add(label_of(resolved))
-  data = set()
+  data = set(RUNTIME_DATA.get(str(path), ()))
   for kind, labels in _DIRECTIVE.findall(text):
     normalized = {normalize_label(l, str(path.parent)) for l in labels.split()}
     (deps if kind == "deps" else data).update(normalized)
@@ -275,6 +281,11 @@ def find_problems(root: pathlib.Path) -> list[str]:
         problems.append(
             f"{target.label} imports {dep} but its deps leave it out (Bazel "
             f"would fail with an ImportError); {REGENERATE}.")
+
+  for path in RUNTIME_DATA:
+    if (root / path.split("/")[0]).is_dir() and not (root / path).is_file():
+      problems.append(f"RUNTIME_DATA in tools/check_build_files.py names "
+                      f"{path}, which does not exist; update or delete it.")
 
   for target in targets.values():
     for dep in target.deps or ():

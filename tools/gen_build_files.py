@@ -101,7 +101,9 @@ def top_build(packages: list[str]) -> str:
   groups = ["BUILD", "WORKSPACE"] + [f"//{p}:build_inputs" for p in packages]
   return (_DESIGN_CARD + "\n" + _GENERATED + '\npackage(default_visibility = '
           '["//visibility:public"])\n\n'
-          'exports_files(["setup.py"])\n\n'
+          '# Read by tests at run time.\n'
+          'exports_files([\n    ".ci/run",\n    "README.md",\n'
+          '    "setup.py",\n])\n\n'
           'filegroup(\n    name = "build_inputs",\n'
           f"    srcs = {_string_list(groups)},\n)\n")
 
