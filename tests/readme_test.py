@@ -27,6 +27,19 @@ class ReadmeTest(absltest.TestCase):
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     self.assertIn(_readme_commands()[1], ci_lines)
 
+  def test_twenty_line_example_runs(self):
+    text = (ROOT / "README.md").read_text()
+    snippet = re.search(r"## In 20 lines\n\n```python\n(.*?)```", text,
+                        re.S).group(1)
+    self.assertLessEqual(len(snippet.strip().splitlines()), 30)
+    namespace = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)  # pylint: disable=exec-used
+    out, acts = namespace["out"], namespace["acts"]
+    self.assertEqual(out.shape, (2, 8))
+    self.assertLen(acts, 2)
+    counters = namespace["state"]["~local_state/counters"]
+    self.assertEqual(sorted(counters), ["block:steps", "block_1:steps"])
+
 
 if __name__ == "__main__":
   absltest.main()
