@@ -1,0 +1,202 @@
+"""Tests of ``hke.select_calls`` (hk_effects/editing.py)."""
+
+from __future__ import annotations
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import chex
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import hk_effects as hke
+
+Collect = hke.handlers.CollectingSideOutputs
+X = jnp.array([[1.0, -2.0, 3.0]])
+
+
+def mlp(x):
+  return hk.nets.MLP([4, 2])(x)
+
+
+class Scale(hk.Module):
+  """Multiplies by a constant; no parameters."""
+
+  def __init__(self, factor, name=None):
+    super().__init__(name=name)
+    self.factor = factor
+
+  def __call__(self, x):
+    return self.factor * x
+
+
+def _init_apply(fn, x=X, params=None):
+  f = hk.transform(fn)
+  init_params = f.init(jax.random.key(0), x)
+  return init_params, f.apply(params or init_params, None, x)
+
+
+def _manual_mlp(params, x, before=lambda v: v, after=lambda v: v):
+  for i in range(2):
+    p = params[f"mlp/~/linear_{i}"]
+    x = after(before(x) @ p["w"] + p["b"][None])
+    if i == 0:
+      x = jax.nn.relu(x)
+  return x
+
+
+class EditTest(parameterized.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.params, self.out = _init_apply(mlp)
+
+  def test_insert_after_keeps_params_and_applies_layer(self):
+    edited = hke.select_calls(mlp).at_instances_of(hk.Linear).insert_after(
+        lambda: Scale(3.0))
+    params, out = _init_apply(edited)
+    chex.assert_trees_all_equal(params, self.params)
+    self.assertEqual(list(params), list(self.params))
+    np.testing.assert_allclose(
+        out, _manual_mlp(self.params, X, after=lambda v: 3.0 * v), rtol=1e-6)
+
+  def test_insert_before_keeps_params_and_applies_layer(self):
+    edited = hke.select_calls(mlp).at_instances_of(hk.Linear).insert_before(
+        lambda: Scale(-1.0))
+    params, out = _init_apply(edited)
+    chex.assert_trees_all_equal(params, self.params)
+    np.testing.assert_allclose(
+        out, _manual_mlp(self.params, X, before=lambda v: -v), rtol=1e-6)
+
+  def test_apply_remat_keeps_params_and_outputs(self):
+    edited = hke.select_calls(mlp).at_instances_of(hk.Linear).apply(hk.remat)
+    params, out = _init_apply(edited)
+    chex.assert_trees_all_equal(params, self.params)
+    np.testing.assert_array_equal(out, self.out)
+
+  def test_apply_wrapper_sees_the_call(self):
+    edited = hke.select_calls(mlp).at_instances_of(hk.Linear).apply(
+        lambda call: lambda x: call(2.0 * x))
+    params, out = _init_apply(edited)
+    chex.assert_trees_all_equal(params, self.params)
+    np.testing.assert_allclose(
+        out, _manual_mlp(self.params, X, before=lambda v: 2.0 * v), rtol=1e-6)
+
+  def test_trained_params_still_load(self):
+    trained = jax.tree_util.tree_map(lambda p: p + 0.5, self.params)
+    edited = hke.select_calls(mlp).at_instances_of(hk.Linear).insert_after(
+        lambda: hke.TellIntermediate("t"))
+    _, out = _init_apply(edited, params=trained)
+    np.testing.assert_allclose(out, _manual_mlp(trained, X), rtol=1e-6)
+
+  def test_where_narrows_by_module_and_method(self):
+    edited = hke.select_calls(mlp).at_instances_of(hk.Linear).where(
+        lambda module, method: module.module_name.endswith("linear_1"))
+    _, out = _init_apply(edited.insert_after(lambda: Scale(0.0)))
+    np.testing.assert_array_equal(out, [[0.0, 0.0]])
+    _, out = _init_apply(
+        hke.select_calls(mlp).where(lambda m, method: method == "nope")
+        .insert_after(lambda: Scale(0.0)))
+    np.testing.assert_array_equal(out, self.out)
+
+  def test_readme_collects_every_linear_of_an_mlp_under_jit(self):
+    probed = hke.select_calls(mlp).at_instances_of(hk.Linear).insert_after(
+        lambda: hke.TellIntermediate("linear_out"))
+    f = hke.transform(Collect.handling(probed))
+    params = f.init(jax.random.key(0), X)
+    out, values = jax.jit(f.apply)(params, None, X)
+    chex.assert_trees_all_equal(params, self.params)
+    np.testing.assert_array_equal(out, self.out)
+    self.assertEqual(
+        [(v.path, v.tag) for v in values],
+        [("mlp/~/linear_0/tell_intermediate/intermediate", "linear_out"),
+         ("mlp/~/linear_1/tell_intermediate/intermediate", "linear_out")])
+    p = self.params["mlp/~/linear_0"]
+    np.testing.assert_allclose(values[0].value, X @ p["w"] + p["b"][None],
+                               rtol=1e-6)
+    np.testing.assert_array_equal(values[1].value, out)
+
+  def test_selecting_every_module_does_not_recurse_into_inserts(self):
+    probed = hke.select_calls(mlp).at_instances_of(hk.Module).insert_after(
+        lambda: hke.TellIntermediate("out"))
+    f = hke.transform(Collect.handling(probed), apply_rng=False)
+    params = f.init(jax.random.key(0), X)
+    _, values = f.apply(params, X)
+    self.assertEqual([v.path for v in values], [
+        "mlp/~/linear_0/tell_intermediate/intermediate",
+        "mlp/~/linear_1/tell_intermediate/intermediate",
+        "mlp/tell_intermediate/intermediate"])
+
+  def test_edits_compose(self):
+    once = hke.select_calls(mlp).at_instances_of(hk.Linear).insert_after(
+        lambda: Scale(2.0))
+    twice = hke.select_calls(once).at_instances_of(Scale).insert_after(
+        lambda: Scale(5.0))
+    params, out = _init_apply(twice)
+    chex.assert_trees_all_equal(params, self.params)
+    np.testing.assert_allclose(
+        out, _manual_mlp(self.params, X, after=lambda v: 10.0 * v), rtol=1e-6)
+
+  def test_methods_none_selects_other_methods(self):
+    class Codec(hk.Module):
+      def __call__(self, x):
+        return self.decode(x + 1.0)
+
+      def decode(self, x):
+        return 2.0 * x
+
+    fn = lambda x: Codec()(x)
+    default = hke.select_calls(fn).at_instances_of(Codec).insert_after(
+        lambda: Scale(10.0))
+    every = hke.select_calls(fn, methods=None).at_instances_of(
+        Codec).insert_after(lambda: Scale(10.0))
+    _, out_default = _init_apply(default)
+    _, out_every = _init_apply(every)
+    np.testing.assert_array_equal(out_default, 10.0 * (2.0 * (X + 1.0)))
+    np.testing.assert_array_equal(out_every, 100.0 * (2.0 * (X + 1.0)))
+
+
+class ErrorTest(parameterized.TestCase):
+
+  def test_select_calls_needs_a_callable(self):
+    with self.assertRaisesRegex(TypeError, "forward function; got 3"):
+      hke.select_calls(3)
+
+  def test_methods_as_a_string(self):
+    with self.assertRaisesRegex(TypeError, r"\('encode',\)"):
+      hke.select_calls(mlp, methods="encode")
+
+  @parameterized.parameters(((),), (("Linear",),))
+  def test_at_instances_of_needs_classes(self, types):
+    with self.assertRaisesRegex(TypeError, "expects one or more classes"):
+      hke.select_calls(mlp).at_instances_of(*types)
+
+  def test_where_needs_a_callable(self):
+    with self.assertRaisesRegex(TypeError, "predicate.*got 'linear'"):
+      hke.select_calls(mlp).where("linear")
+
+  @parameterized.parameters("insert_before", "insert_after", "apply")
+  def test_edit_needs_a_callable(self, method):
+    with self.assertRaisesRegex(TypeError, f"{method} expects a callable"):
+      getattr(hke.select_calls(mlp), method)(None)
+
+  def test_factory_returning_a_non_callable(self):
+    edited = hke.select_calls(mlp).at_instances_of(hk.Linear).insert_after(
+        lambda: 3)
+    with self.assertRaisesRegex(TypeError,
+                                "calls of mlp/~/linear_0 returned 3"):
+      _init_apply(edited)
+
+  def test_insert_before_a_call_without_positional_arguments(self):
+    def fn(x):
+      return hk.Linear(2)(inputs=x)
+    edited = hke.select_calls(fn).insert_before(lambda: Scale(1.0))
+    with self.assertRaisesRegex(ValueError,
+                                "linear.__call__ was called without "
+                                "positional arguments.*apply"):
+      _init_apply(edited)
+
+
+if __name__ == "__main__":
+  absltest.main()
