@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import hk_effects as hke
+from test_utils import transform_and_run
 
 
 def _dropout(rate, key=jax.random.key(0), n=1000):
@@ -26,6 +27,12 @@ class DropoutTest(parameterized.TestCase):
     kept = out != 0.0
     np.testing.assert_allclose(out[kept], 1.0 / (1.0 - rate), rtol=1e-6)
     self.assertAlmostEqual(kept.mean(), 1.0 - rate, delta=0.02)
+
+  @transform_and_run(handler=hke.handlers.WithHaikuRandom.handling)
+  def test_inverted_scaling_keeps_the_mean(self):
+    out = hke.Dropout(0.2)(jnp.ones(20000))
+    self.assertAlmostEqual(float(out.mean()), 1.0, delta=0.02)
+    self.assertEqual(out.dtype, jnp.float32)
 
   def test_mask_is_bernoulli_of_the_served_key(self):
     key = jax.random.key(4)
