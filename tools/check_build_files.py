@@ -44,11 +44,17 @@ SCRIPT_DIRS = ("tests", "examples", "benchmarks", "tools")
 # pytest's hook file: pytest loads it, Bazel never does.
 NOT_TARGETS = frozenset({"conftest.py"})
 REGENERATE = "run `python tools/gen_build_files.py`"
-# Files read at run time by files that do not (yet) say so in `# bazel-data:`
-# lines of their own: path -> labels.
-RUNTIME_DATA = {
-    "tests/readme_test.py": ("//:README.md", "//:.ci/run"),
-    "tests/user_defined_effect_test.py": ("//examples:custom_effect",),
+# What files load at run time without saying so in `# bazel-deps:` and
+# `# bazel-data:` lines of their own (their authors may move them there):
+# path -> those lines.
+RUNTIME_INPUTS = {
+    "tests/doctest_test.py": (
+        "# bazel-data: //hk_effects:all_files //hk_effects/handlers:all_files"),
+    # It runs README.md's snippet, which imports hk_effects.
+    "tests/readme_test.py": ("# bazel-deps: //hk_effects\n"
+                             "# bazel-data: //:README.md //:.ci/run"),
+    "tests/user_defined_effect_test.py": (
+        "# bazel-data: //examples:custom_effect"),
 }
 
 _DIRECTIVE = re.compile(r"^#\s*bazel-(deps|data):\s*(.+)$", re.MULTILINE)
@@ -182,8 +188,9 @@ def scan(root: pathlib.Path, path: pathlib.PurePosixPath) -> SourceFile:
     resolved = _resolve(root, name, path)
     if resolved is not None and label_of(resolved) != label:
       deps.add(label_of(resolved))
-  data = set(RUNTIME_DATA.get(str(path), ()))
-  for kind, labels in _DIRECTIVE.findall(text):
+  data = set()
+  directives = text + "\n" + RUNTIME_INPUTS.get(str(path), "")
+  for kind, labels in _DIRECTIVE.findall(directives):
     normalized = {normalize_label(l, str(path.parent)) for l in labels.split()}
     (deps if kind == "deps" else data).update(normalized)
   has_main = _is_launcher(tree)
@@ -282,9 +289,9 @@ def find_problems(root: pathlib.Path) -> list[str]:
             f"{target.label} imports {dep} but its deps leave it out (Bazel "
             f"would fail with an ImportError); {REGENERATE}.")
 
-  for path in RUNTIME_DATA:
+  for path in RUNTIME_INPUTS:
     if (root / path.split("/")[0]).is_dir() and not (root / path).is_file():
-      problems.append(f"RUNTIME_DATA in tools/check_build_files.py names "
+      problems.append(f"RUNTIME_INPUTS in tools/check_build_files.py names "
                       f"{path}, which does not exist; update or delete it.")
 
   for target in targets.values():
