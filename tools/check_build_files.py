@@ -72,6 +72,10 @@ class SourceFile:
     deps: full labels of the project targets its imports need.
     data: full labels from `# bazel-data:` lines.
     has_main: whether it has an `if __name__ == "__main__":` block.
+    lazy_deps: labels imported only inside functions that would close a
+      dependency cycle, which Bazel cannot build; whoever calls those
+      functions depends on both ends (`benchmarks/models.py` loads
+      `penzai_model`, which imports `models`, only when asked to).
   """
 
   path: pathlib.PurePosixPath
@@ -80,6 +84,7 @@ class SourceFile:
   deps: tuple[str, ...]
   data: tuple[str, ...]
   has_main: bool
+  lazy_deps: tuple[str, ...] = ()
 
   @property
   def package(self) -> str:
@@ -144,15 +149,21 @@ def _rule_for(path: pathlib.PurePosixPath, has_main: bool) -> str:
   return "py_binary" if has_main else "py_library"
 
 
-def _imported_names(tree: ast.Module) -> list[str]:
-  """Dotted names each import may load, including function-level imports."""
+def _imported_names(tree: ast.AST, lazy: bool = False
+                    ) -> list[tuple[str, bool]]:
+  """(dotted name an import may load, whether it waits for a call)."""
   names = []
-  for node in ast.walk(tree):
+  for node in ast.iter_child_nodes(tree):
     if isinstance(node, ast.Import):
-      names.extend(alias.name for alias in node.names)
+      names.extend((alias.name, lazy) for alias in node.names)
     elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
       # `from a import b` loads `a.b` when b is a module, else just `a`.
-      names.extend(f"{node.module}.{alias.name}" for alias in node.names)
+      names.extend((f"{node.module}.{alias.name}", lazy)
+                   for alias in node.names)
+    else:
+      inside_function = isinstance(
+          node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+      names.extend(_imported_names(node, lazy or inside_function))
   return names
 
 
@@ -183,11 +194,11 @@ def scan(root: pathlib.Path, path: pathlib.PurePosixPath) -> SourceFile:
   text = (root / path).read_text(encoding="utf-8")
   tree = ast.parse(text, filename=str(path))
   label = label_of(path)
-  deps = set()
-  for name in _imported_names(tree):
+  deps, lazy_deps = set(), set()
+  for name, lazy in _imported_names(tree):
     resolved = _resolve(root, name, path)
     if resolved is not None and label_of(resolved) != label:
-      deps.add(label_of(resolved))
+      (lazy_deps if lazy else deps).add(label_of(resolved))
   data = set()
   directives = text + "\n" + RUNTIME_INPUTS.get(str(path), "")
   for kind, labels in _DIRECTIVE.findall(directives):
@@ -195,7 +206,8 @@ def scan(root: pathlib.Path, path: pathlib.PurePosixPath) -> SourceFile:
     (deps if kind == "deps" else data).update(normalized)
   has_main = _is_launcher(tree)
   return SourceFile(path, _rule_for(path, has_main), label,
-                    tuple(sorted(deps)), tuple(sorted(data)), has_main)
+                    tuple(sorted(deps)), tuple(sorted(data)), has_main,
+                    tuple(sorted(lazy_deps - deps)))
 
 
 def package_dirs(root: pathlib.Path) -> list[str]:
@@ -210,7 +222,33 @@ def source_files(root: pathlib.Path) -> list[SourceFile]:
     for path in sorted((root / package).glob("*.py")):
       if path.name not in NOT_TARGETS:
         files.append(scan(root, path.relative_to(root)))
-  return files
+  graph = {f.label: set(f.deps) for f in files}
+  # A lazy import becomes a dep unless it would close a cycle.
+  for source in files:
+    for dep in source.lazy_deps:
+      if source.label not in _reachable(graph, dep):
+        graph[source.label].add(dep)
+  return [dataclasses.replace(
+      f, deps=tuple(sorted(graph[f.label])),
+      lazy_deps=tuple(sorted(set(f.lazy_deps) - graph[f.label])))
+          for f in files]
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+  seen, stack = set(), [start]
+  while stack:
+    label = stack.pop()
+    if label not in seen:
+      seen.add(label)
+      stack.extend(graph.get(label, ()))
+  return seen
+
+
+def _cycles(files: list[SourceFile]) -> list[str]:
+  """Each label that depends on itself through its deps."""
+  graph = {f.label: set(f.deps) for f in files}
+  return [label for label in sorted(graph)
+          if any(label in _reachable(graph, d) for d in graph[label])]
 
 
 def _literal_strings(node: ast.expr | None) -> tuple[str, ...] | None:
@@ -271,7 +309,13 @@ def find_problems(root: pathlib.Path) -> list[str]:
               f"delete it from {package}/BUILD or {REGENERATE}.")
         owner[(package, src)] = target
 
-  for source in source_files(root):
+  sources = source_files(root)
+  for label in _cycles(sources):
+    problems.append(
+        f"{label} imports itself through a cycle of module-level imports, "
+        f"which Bazel cannot build; move one of those imports into the "
+        f"function that needs it.")
+  for source in sources:
     if source.rule == "py_test" and not source.has_main:
       problems.append(
           f"{source.path} has no `if __name__ == \"__main__\": "
