@@ -89,22 +89,23 @@ def package_build(package: str, sources: list[layout.SourceFile]) -> str:
   blocks = [_GENERATED + '\npackage(default_visibility = '
             '["//visibility:public"])']
   blocks += [_target(s) for s in sources if s.package == package]
-  # Inputs of //tools:check_build_files' test, so that adding a file reruns
-  # it instead of reusing a cached pass.
-  blocks.append('filegroup(\n    name = "build_inputs",\n'
+  # Every file, for tests that read files rather than import them: the BUILD
+  # files' own test (so adding a file reruns it instead of reusing a cached
+  # pass) and the doctest test (which walks the package's modules).
+  blocks.append('filegroup(\n    name = "all_files",\n'
                 '    srcs = glob(["*.py"]) + ["BUILD"],\n)')
   return "\n\n".join(blocks) + "\n"
 
 
 def top_build(packages: list[str]) -> str:
   """The text of the top-level BUILD: the design card and shared groups."""
-  groups = ["BUILD", "WORKSPACE"] + [f"//{p}:build_inputs" for p in packages]
+  groups = ["BUILD", "WORKSPACE"] + [f"//{p}:all_files" for p in packages]
   return (_DESIGN_CARD + "\n" + _GENERATED + '\npackage(default_visibility = '
           '["//visibility:public"])\n\n'
           '# Read by tests at run time.\n'
           'exports_files([\n    ".ci/run",\n    "README.md",\n'
           '    "setup.py",\n])\n\n'
-          'filegroup(\n    name = "build_inputs",\n'
+          'filegroup(\n    name = "all_files",\n'
           f"    srcs = {_string_list(groups)},\n)\n")
 
 
