@@ -66,6 +66,16 @@ class Row:
   def handled(self) -> bool:
     return self.handler_id != "unhandled"
 
+  def __treescope_repr__(self, path, subtree_renderer):
+    """Renders in treescope, coloured by the request's effect protocol."""
+    from treescope import repr_lib  # pylint: disable=g-import-not-at-top
+    return repr_lib.render_object_constructor(
+        type(self), {"module_path": self.module_path,
+                     "attribute_path": self.attribute_path,
+                     "request": self.request, "handler_id": self.handler_id},
+        path, subtree_renderer,
+        color=effect_base.effect_colour(self.request.effect_protocol()))
+
 
 class _EffectScope:
   """What ``hke.transform`` (or an inspection pass) adds to a call."""

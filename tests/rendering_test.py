@@ -1,0 +1,40 @@
+"""Binding tables render with one colour per effect protocol."""
+
+from absl.testing import absltest
+import jax.numpy as jnp
+import treescope
+
+import hk_effects as hke
+
+
+def _table():
+  def forward(x):
+    return hke.Dropout(0.5)(hke.ApplyAttentionMask("m")(x))
+  model = hke.handlers.WithConstantSideInputs.handling(
+      hke.handlers.WithHaikuRandom.handling(forward),
+      {"m": jnp.ones(3, bool)})
+  return hke.bindings(model)(jnp.ones(3))
+
+
+class RenderingTest(absltest.TestCase):
+
+  def test_effect_colours_are_distinct(self):
+    self.assertNotEqual(hke.effect_colour(hke.RandomEffect),
+                        hke.effect_colour(hke.SideInputEffect))
+
+  def test_treescope_rows_carry_their_effect_colour(self):
+    html = treescope.render_to_html(_table().rows, compressed=False)
+    for protocol in (hke.RandomEffect, hke.SideInputEffect):
+      self.assertIn(hke.effect_colour(protocol), html)
+
+  def test_html_table_colours_rows_and_marks_unhandled(self):
+    table = _table()
+    html = table._repr_html_()
+    self.assertIn(hke.effect_colour(hke.RandomEffect), html)
+    self.assertIn(hke.effect_colour(hke.SideInputEffect), html)
+    unhandled = hke.bindings(lambda x: hke.Dropout(0.5)(x))(jnp.ones(3))
+    self.assertIn("color:#b00", unhandled._repr_html_())
+
+
+if __name__ == "__main__":
+  absltest.main()
