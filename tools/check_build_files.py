@@ -48,6 +48,7 @@ REGENERATE = "run `python tools/gen_build_files.py`"
 # `# bazel-data:` lines of their own (their authors may move them there):
 # path -> those lines.
 RUNTIME_INPUTS = {
+    "tests/bazel_test_sh_test.py": "# bazel-data: //tools:all_files",
     "tests/doctest_test.py": (
         "# bazel-data: //hk_effects:all_files //hk_effects/handlers:all_files"),
     # It runs README.md's snippet, which imports hk_effects.

@@ -93,7 +93,7 @@ def package_build(package: str, sources: list[layout.SourceFile]) -> str:
   # files' own test (so adding a file reruns it instead of reusing a cached
   # pass) and the doctest test (which walks the package's modules).
   blocks.append('filegroup(\n    name = "all_files",\n'
-                '    srcs = glob(["*.py"]) + ["BUILD"],\n)')
+                '    srcs = glob(["*.py", "*.sh"]) + ["BUILD"],\n)')
   return "\n\n".join(blocks) + "\n"
 
 
