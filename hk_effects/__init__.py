@@ -73,6 +73,8 @@ from hk_effects.inspection import free_effect_types
 from hk_effects.layers import ApplyAttentionMask
 from hk_effects.layers import Dropout
 from hk_effects.layers import TellIntermediate
+from hk_effects.signature import effect_signature
+from hk_effects.signature import EffectSignature
 from hk_effects.transform import transform
 from hk_effects.transform import transform_with_state
 
@@ -86,6 +88,7 @@ __all__ = (
     "EffectHandler",
     "EffectRequest",
     "EffectRuntimeImpl",
+    "EffectSignature",
     "FrozenLocalStateRequest",
     "HandledEffectRef",
     "HandledLocalStateRef",
@@ -111,6 +114,7 @@ __all__ = (
     "UnhandledEffectError",
     "bindings",
     "effect_colour",
+    "effect_signature",
     "free_effect_types",
     "handlers",
     "pytree_dataclass",

@@ -93,6 +93,7 @@ class _ThreadState(threading.local):
     self.scopes: list[HandlerScope] = []
     self.effect_scopes: list[_EffectScope] = []
     self.bound_modules: set[int] = set()
+    self.call_recorders: list[list[EffectCall]] = []
     self.interceptor_depth = 0
 
 
@@ -175,6 +176,59 @@ def effect_scope(stateless: bool = False,
     _state.effect_scopes.remove(scope)
 
 
+@dataclasses.dataclass
+class EffectCall:
+  """One protocol-method call seen by an inspection pass."""
+  site: Site
+  request: Any
+  handler_id: str
+  method: str
+  value: Any  # Abstract (ShapeDtypeStruct) argument or result, or None.
+
+
+def _abstract(tree: Any) -> Any:
+  def one(x):
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+      return jax.ShapeDtypeStruct(x.shape, x.dtype)
+    return x
+  return jax.tree_util.tree_map(one, tree)
+
+
+class _RecordingProxy:
+  """Forwards to a runtime implementation and records protocol calls."""
+
+  def __init__(self, runtime, site, request, handler_id, calls):
+    self._runtime = runtime
+    self._site = site
+    self._request = request
+    self._handler_id = handler_id
+    self._calls = calls
+
+  def __getattr__(self, name: str):
+    target = getattr(self._runtime, name)
+    if name not in effect_base.protocol_methods(
+        self._request.effect_protocol()):
+      return target
+
+    def recorded(*args, **kwargs):
+      result = target(*args, **kwargs)
+      value = args[0] if args else result
+      self._calls.append(EffectCall(self._site, self._request,
+                                    self._handler_id, name, _abstract(value)))
+      return result
+    return recorded
+
+
+@contextlib.contextmanager
+def recording_calls(calls: list[EffectCall]) -> Iterator[None]:
+  """Records every protocol-method call into ``calls`` (inspection only)."""
+  _state.call_recorders.append(calls)
+  try:
+    yield
+  finally:
+    _state.call_recorders.remove(calls)
+
+
 def _is_effect_node(x: Any) -> bool:
   return isinstance(x, _EFFECT_NODE_TYPES)
 
@@ -199,6 +253,18 @@ def _record(site: Site, request, handler_id: str) -> None:
 
 def _bind_node(node, site: Site) -> tuple[Any, Any]:
   """Returns (what the module keeps, what it sees during the call)."""
+  kept, runtime = _bind_node_unrecorded(node, site)
+  if _state.call_recorders:
+    request = kept.request if isinstance(
+        kept, effect_base.HandledEffectRef) else kept
+    handler_id = kept.handler_id if isinstance(
+        kept, effect_base.HandledEffectRef) else "unhandled"
+    runtime = _RecordingProxy(runtime, site, request, handler_id,
+                              _state.call_recorders[-1])
+  return kept, runtime
+
+
+def _bind_node_unrecorded(node, site: Site) -> tuple[Any, Any]:
   if isinstance(node, effect_base.HandledEffectRef):
     scope = _find_scope_by_id(node.handler_id)
     _record(site, node.request, node.handler_id)

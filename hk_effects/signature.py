@@ -1,0 +1,162 @@
+"""``hke.effect_signature``: what a forward function asks of its handlers.
+
+An abstract pass (``jax.eval_shape`` of Haiku's ``init``, so no real
+computation) records every protocol-method call with the abstract value it
+passed or returned, and summarises it per module path: random streams and
+how many keys each draws, local states with names, shapes and dtypes, side
+outputs with tags and shapes, side inputs required, and the handler serving
+each (or ``"unhandled"``). Requests reached only inside control flow
+(``hk.cond`` branches, ``hk.scan`` bodies) are included, since ``init``
+traces them.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import haiku as hk
+import jax
+
+from hk_effects import binding
+
+
+def _shape_str(value: Any) -> str:
+  leaves = jax.tree_util.tree_leaves(value)
+  parts = []
+  for leaf in leaves:
+    if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
+      dims = ",".join(str(d) for d in leaf.shape)
+      parts.append(f"{jax.numpy.dtype(leaf.dtype).name}[{dims}]"
+                   if not str(leaf.dtype).startswith("key") else
+                   f"{leaf.dtype}[{dims}]")
+    else:
+      parts.append(type(leaf).__name__)
+  return parts[0] if len(parts) == 1 else "(" + ", ".join(parts) + ")"
+
+
+@dataclasses.dataclass
+class SignatureEntry:
+  """What one request (module path + attribute) needs and who serves it."""
+  module_path: str
+  attribute_path: str
+  effect: str
+  request: Any
+  handler_id: str
+  detail: str
+
+
+@dataclasses.dataclass
+class EffectSignature:
+  """Per-request summary of a forward function's effects; prints as a table.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> print(hke.EffectSignature([]))
+  module | attribute | effect | detail | handler
+  """
+  entries: list[SignatureEntry]
+  stopped_at: str | None = None
+
+  def by_module(self) -> dict[str, list[SignatureEntry]]:
+    """Entries grouped by module path, in first-call order."""
+    grouped: dict[str, list[SignatureEntry]] = collections.OrderedDict()
+    for entry in self.entries:
+      grouped.setdefault(entry.module_path, []).append(entry)
+    return dict(grouped)
+
+  def unhandled(self) -> list[SignatureEntry]:
+    return [e for e in self.entries if e.handler_id == "unhandled"]
+
+  def __str__(self) -> str:
+    header = ("module", "attribute", "effect", "detail", "handler")
+    cells = [header] + [(e.module_path, e.attribute_path, e.effect, e.detail,
+                         e.handler_id) for e in self.entries]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    lines = [" | ".join(c[i].ljust(widths[i]) for i in range(len(header)))
+             .rstrip() for c in cells]
+    if self.entries:
+      lines.insert(1, "-+-".join("-" * w for w in widths))
+    if self.stopped_at:
+      lines.append(f"(stopped early at unhandled {self.stopped_at})")
+    return "\n".join(lines)
+
+  def _repr_html_(self) -> str:
+    from hk_effects import rendering  # pylint: disable=g-import-not-at-top
+    rows = [binding.Row(e.module_path, e.attribute_path, e.request,
+                        e.handler_id) for e in self.entries]
+    return rendering.html_table(type("T", (), {"rows": rows,
+                                               "stopped_at": self.stopped_at}))
+
+
+def _detail(effect: str, calls: list[binding.EffectCall], request) -> str:
+  tag = getattr(request, "tag", None)
+  if effect == "RandomEffect":
+    stream = "random" if tag is None else f"random[{tag!r}]"
+    # Counted at trace time: a body Haiku traces twice (hk.scan at init)
+    # counts twice; inside loops each draw is once per iteration.
+    return f"{stream}: {len(calls)} next_key() traced"
+  if effect == "SideInputEffect":
+    shapes = sorted({_shape_str(c.value) for c in calls})
+    return f"needs {tag!r}: {', '.join(shapes) or '?'}"
+  if effect == "SideOutputEffect":
+    shapes = sorted({_shape_str(c.value) for c in calls if c.method == "tell"})
+    return f"tells {tag!r} x{len(calls)}: {', '.join(shapes) or '?'}"
+  if effect == "LocalStateEffect":
+    name = getattr(request, "name", None)
+    shapes = sorted({_shape_str(c.value) for c in calls})
+    label = f"{name!r}" if name else "unnamed"
+    category = getattr(request, "category", None)
+    return f"state {label} [{category}]: {', '.join(shapes) or '?'}"
+  methods = collections.Counter(c.method for c in calls)
+  return ", ".join(f"{m} x{n}" for m, n in methods.items())
+
+
+def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
+  """Summarises the effects of ``fn`` without running it for real.
+
+  Returns a function taking ``fn``'s arguments and returning an
+  ``EffectSignature``: per request, the effect, a detail (keys drawn, state
+  shapes, told shapes, side-input shapes) and the serving handler.
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> model = hke.handlers.WithHaikuRandom.handling(
+  ...     lambda x: hke.Dropout(0.5)(x), handler_id="rng")
+  >>> print(hke.effect_signature(model)(jnp.ones([2, 3])))
+  module  | attribute | effect       | detail                      | handler
+  --------+-----------+--------------+-----------------------------+--------
+  dropout | rng       | RandomEffect | random: 1 next_key() traced | rng
+  """
+  @functools.wraps(fn)
+  def run(*args, **kwargs) -> EffectSignature:
+    rows: list[binding.Row] = []
+    calls: list[binding.EffectCall] = []
+
+    def forward(*a, **k):
+      with binding.effect_scope(recording=rows), binding.recording_calls(calls):
+        return fn(*a, **k)
+
+    init = hk.transform_with_state(forward).init
+    stopped = None
+    try:
+      jax.eval_shape(functools.partial(init, jax.random.key(0)),
+                     *args, **kwargs)
+    except binding.StopInspection as stop:
+      stopped = f"{stop.site}: {stop.request!r}"
+    by_site = collections.defaultdict(list)
+    for call in calls:
+      by_site[(call.site.module_path, call.site.attribute_path)].append(call)
+    entries = []
+    for row in rows:
+      site_calls = by_site.get((row.module_path, row.attribute_path), [])
+      effect = row.request.effect_protocol().__name__
+      entries.append(SignatureEntry(
+          row.module_path, row.attribute_path, effect, row.request,
+          row.handler_id, _detail(effect, site_calls, row.request)))
+    return EffectSignature(entries, stopped_at=stopped)
+  return run
