@@ -237,16 +237,19 @@ def greedy_decode_uncached(scorer, params, prompt: jax.Array,
 
 
 def make_evaluate(decoder, answer_length: int, prompt_length: int):
-  """A jitted function: exact-sequence accuracy of cached greedy decoding."""
+  """A jitted function decoding held-out strings greedily with the KV cache.
+
+  Returns ``(exact-sequence accuracy, predicted answers, local states)``.
+  """
 
   @jax.jit
   def evaluate(params, tokens):
-    predicted, _, _ = greedy_decode_cached(
+    predicted, _, states = greedy_decode_cached(
         decoder, params, tokens[:, :prompt_length], answer_length)
     answer = tokens[:, prompt_length:]
     counted = answer != lm_data.PAD
     exact = jnp.all((predicted == answer) | ~counted, axis=1)
-    return jnp.mean(exact.astype(jnp.float32))
+    return jnp.mean(exact.astype(jnp.float32)), predicted, states
   return evaluate
 
 
@@ -297,10 +300,9 @@ def train_batch(step: int, rows: int) -> np.ndarray:
   return lm_data.make_batch(rng, rows, MAX_DIGITS.value).tokens
 
 
-def held_out_batch(rows: int, offset: int = 0) -> lm_data.Batch:
+def held_out_batch(rows: int) -> lm_data.Batch:
   """Held-out rows for this process (the same at every evaluation)."""
-  rng = np.random.default_rng([1_000_003, SEED.value, jax.process_index(),
-                               offset])
+  rng = np.random.default_rng([1_000_003, SEED.value, jax.process_index()])
   return lm_data.make_batch(rng, rows, MAX_DIGITS.value, held_out=True)
 
 
@@ -376,22 +378,23 @@ def show_bindings(config: lm_model.ModelConfig) -> None:
       model_inputs(tokens)))
 
 
-def decode_samples(config, params, count: int):
-  """Decodes ``count`` held-out strings on one device and prints them."""
-  batch = held_out_batch(count, offset=1)
-  decoder = hke.transform_with_state(lm_model.decoding_forward(config, count))
-  predicted, _, states = jax.jit(functools.partial(
-      greedy_decode_cached, decoder, answer_length=batch.answer.shape[1]))(
-          params, jnp.asarray(batch.prompt))
-  predicted = np.asarray(predicted)
-  for row in range(count):
-    ok = bool(lm_data.exact_match(predicted[row:row + 1],
-                                  lm_data.Batch(batch.tokens[row:row + 1],
-                                                batch.lengths[row:row + 1],
-                                                batch.prompt_length))[0])
+def print_samples(tokens: np.ndarray, predicted: np.ndarray,
+                  prompt_length: int) -> None:
+  """Prints held-out prompts with their decoded answers."""
+  lengths = np.sum(tokens[:, prompt_length:] != lm_data.PAD, axis=1) - 1
+  batch = lm_data.Batch(tokens, lengths, prompt_length)
+  exact = lm_data.exact_match(predicted, batch)
+  for row in range(len(tokens)):
     print(f"  {lm_data.render(batch.prompt[row]):>40} -> "
-          f"{lm_data.render(predicted[row])}  {'ok' if ok else 'WRONG'}")
-  return states
+          f"{lm_data.render(predicted[row])}  "
+          f"{'ok' if exact[row] else 'WRONG'}")
+
+
+def gathered(tree: Any) -> Any:
+  """``tree`` as numpy on every process (gathered across processes)."""
+  if jax.process_count() > 1:
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.device_get(tree)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -459,7 +462,8 @@ def run(config: lm_model.ModelConfig) -> dict[str, Any]:
         params, opt_state, jax.random.fold_in(rng, step), tokens)
     last = step == NUM_STEPS.value
     if step % EVAL_EVERY.value == 0 or last:
-      accuracy = float(evaluate(params, eval_tokens))
+      accuracy, predicted, states = evaluate(params, eval_tokens)
+      accuracy = float(accuracy)
     if step % LOG_EVERY.value == 0 or last:
       metrics = jax.device_get(metrics)
       now = time.perf_counter()
@@ -480,12 +484,18 @@ def run(config: lm_model.ModelConfig) -> dict[str, Any]:
               f"{row['token_accuracy']:.3f}, {steps_per_s:.1f} steps/s"
               f"{evaluated}", flush=True)
   if start_step >= NUM_STEPS.value:
-    accuracy = float(evaluate(params, eval_tokens))
+    accuracy, predicted, states = evaluate(params, eval_tokens)
+    accuracy = float(accuracy)
 
-  local_states = {}
-  if is_chief and NUM_SAMPLES.value > 0:
+  # Only the caches of the printed samples are kept: enough to inspect or
+  # resume their decoding, without the whole evaluation batch.
+  samples = min(NUM_SAMPLES.value, eval_rows * jax.process_count())
+  predicted, states = gathered((predicted, states))
+  local_states = jax.tree.map(lambda x: x[:samples] if x.ndim else x, states)
+  if is_chief and samples:
     print("Held-out samples (cached greedy decoding):")
-    local_states = decode_samples(config, params, NUM_SAMPLES.value)
+    print_samples(gathered(eval_tokens)[:samples], predicted[:samples],
+                  prompt_length)
   final_step = max(start_step, NUM_STEPS.value)
   if is_chief:
     if rows:

@@ -97,10 +97,12 @@ class ModelTest(chex.TestCase):
     answer_length = batch.answer.shape[1]
     decoder = hke.transform_with_state(
         lm_model.decoding_forward(config, batch_size=6))
-    cached_tokens, cached_logits, states = train_lm.greedy_decode_cached(
-        decoder, params, prompt, answer_length)
-    tokens, logits = train_lm.greedy_decode_uncached(
-        model, params, prompt, answer_length)
+    cached_tokens, cached_logits, states = jax.jit(
+        train_lm.greedy_decode_cached, static_argnums=(0, 3))(
+            decoder, params, prompt, answer_length)
+    tokens, logits = jax.jit(
+        train_lm.greedy_decode_uncached, static_argnums=(0, 3))(
+            model, params, prompt, answer_length)
     chex.assert_trees_all_close(cached_logits, logits, atol=1e-4, rtol=1e-4)
     np.testing.assert_array_equal(cached_tokens, tokens)
     # The caches hold every position that was fed: the prompt and all but
@@ -143,9 +145,10 @@ class ModelTest(chex.TestCase):
     config = _tiny_config(dropout_rate=0.5)
     model, params = self._params(config)
     inputs = train_lm.model_inputs(jnp.ones([2, config.max_length], jnp.int32))
-    a, _ = model.apply(params, jax.random.key(1), inputs)
-    b, _ = model.apply(params, jax.random.key(1), inputs)
-    c, _ = model.apply(params, jax.random.key(2), inputs)
+    apply = jax.jit(model.apply)
+    a, _ = apply(params, jax.random.key(1), inputs)
+    b, _ = apply(params, jax.random.key(1), inputs)
+    c, _ = apply(params, jax.random.key(2), inputs)
     np.testing.assert_array_equal(a, b)
     self.assertFalse(np.allclose(a, c))
 
@@ -199,17 +202,12 @@ class LauncherTest(absltest.TestCase):
                            saved["params"], resumed["params"])
     self.assertTrue(any(jax.tree.leaves(changed)))
 
-  def test_restore_at_final_step_only_evaluates(self):
-    _run_main(output_dir=self.output_dir, **dict(_TINY, num_steps=2))
-    path = os.path.join(self.output_dir, train_lm.CHECKPOINT_NAME)
-    with open(path, "rb") as f:
-      saved = pickle.load(f)
+    # At or past the checkpoint's step, a restored run only evaluates.
     printed = _run_main(output_dir=self.output_dir, restore=True,
-                        **dict(_TINY, num_steps=2))
-    self.assertIn("Final: step 2", printed)
+                        **dict(_TINY, num_steps=6))
+    self.assertIn("Final: step 6", printed)
     with open(path, "rb") as f:
-      again = pickle.load(f)
-    chex.assert_trees_all_equal(saved["params"], again["params"])
+      chex.assert_trees_all_equal(pickle.load(f)["params"], resumed["params"])
 
   def test_show_bindings_prints_every_request_and_its_handler(self):
     printed = _run_main(show_bindings=True, **_TINY)
