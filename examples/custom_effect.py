@@ -66,7 +66,7 @@ class WithMultiplier(hke.EffectHandler):
 
   def __call__(self, arg_and_factor: tuple[Any, Any]):
     arg, factor = arg_and_factor
-    with hke.binding.handler_scope(self, factor=factor):
+    with hke.handler_scope(self, factor=factor):
       return self.body(arg)
 # --------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ Example:
 """
 
 from hk_effects import handlers
+from hk_effects.binding import handler_scope
 from hk_effects.binding import RawTransformError
 from hk_effects.control_flow import SideOutputPlacementError
 from hk_effects.editing import CallSelection
@@ -116,6 +117,7 @@ __all__ = (
     "effect_colour",
     "effect_signature",
     "free_effect_types",
+    "handler_scope",
     "handlers",
     "pytree_dataclass",
     "select_calls",

@@ -1,5 +1,7 @@
 """The README's commands and snippets stay true."""
 
+import contextlib
+import io
 import pathlib
 import re
 
@@ -39,6 +41,17 @@ class ReadmeTest(absltest.TestCase):
     self.assertLen(acts, 2)
     counters = namespace["state"]["~local_state/counters"]
     self.assertEqual(sorted(counters), ["block:steps", "block_1:steps"])
+
+  def test_side_output_snippet_prints_what_the_readme_shows(self):
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Side outputs"):]
+    code, shown = re.search(r"```python\n(.*?)```\n```\n(.*?)```", section,
+                            re.S).groups()
+    preamble = "import haiku as hk, jax, jax.numpy as jnp\nimport hk_effects as hke\n"
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+      exec(compile(preamble + code, "README.md", "exec"), {})  # pylint: disable=exec-used
+    self.assertEqual(buffer.getvalue(), shown)
 
 
 if __name__ == "__main__":
