@@ -53,6 +53,13 @@ class ReadmeTest(absltest.TestCase):
       exec(compile(preamble + code, "README.md", "exec"), {})  # pylint: disable=exec-used
     self.assertEqual(buffer.getvalue(), shown)
 
+  def test_new_effect_section_is_the_tested_example(self):
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Writing a new effect"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    example = (ROOT / "examples" / "custom_effect.py").read_text()
+    self.assertIn(code.strip(), example)
+
 
 if __name__ == "__main__":
   absltest.main()
