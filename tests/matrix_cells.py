@@ -1,0 +1,703 @@
+"""The cells of the compatibility matrix: one check per (transform, effect).
+
+Each effect has a probe layer whose output shows what the effect did:
+
+* random: ``Noise`` returns ``x + uniform(next_key())``, so ``out - x`` is the
+  draw and distinct draws mean distinct keys;
+* side input: ``Scale`` returns ``x * ask()``;
+* side output: ``Report`` tells ``2 * x`` and returns ``x``;
+* local state: ``Counter`` adds ``x`` to a state shaped like ``x``.
+
+A *harness* per effect turns a forward function into a pure function of
+arrays (params, initial states and, but for the random effect, the rng
+closed over), which is what a transform under test receives. Random probes
+get zeros, so their outputs are the draws themselves, bit for bit. ``@cell(row, effect)`` registers the check of one
+matrix cell; it is called as ``check(test, wrap)``, where ``wrap`` is
+``test.variant`` (chex's with/without jit) for rows tested both ways and the
+identity otherwise. Error cells only build and call the model: the test
+module asserts the error the matrix promises.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import chex
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import hk_effects as hke
+
+Check = Callable[[Any, Callable[[Callable[..., Any]], Callable[..., Any]]],
+                 None]
+CELLS: dict[tuple[str, str], Check] = {}
+
+XS = jnp.array([1.0, 2.0, 3.0])
+ZEROS = jnp.zeros(3)
+SCALE = 3.0
+KEY = jax.random.key(0)
+
+
+def cell(row: str, effect: str) -> Callable[[Check], Check]:
+  """Registers the check of matrix cell ``(row, effect)``."""
+  def register(check: Check) -> Check:
+    if (row, effect) in CELLS:
+      raise ValueError(f"Two checks for cell ({row!r}, {effect!r}).")
+    CELLS[(row, effect)] = check
+    return check
+  return register
+
+
+# ----------------------------------------------------------------- probes ---
+
+class Noise(hk.Module):
+  """Adds a uniform draw from the random effect."""
+
+  def __init__(self, name: str | None = None):
+    super().__init__(name=name)
+    self.rng = hke.RandomRequest()
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return x + jax.random.uniform(self.rng.next_key(), jnp.shape(x))
+
+
+class Scale(hk.Module):
+  """Multiplies by the side input ``"scale"``."""
+
+  def __init__(self, name: str | None = None):
+    super().__init__(name=name)
+    self.scale = hke.SideInputRequest("scale")
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return x * self.scale.ask()
+
+
+class Report(hk.Module):
+  """Tells ``2 * x`` under the tag ``"t"``; returns ``x``."""
+
+  def __init__(self, name: str | None = None):
+    super().__init__(name=name)
+    self.told = hke.SideOutputRequest("t")
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    self.told.tell(2 * x)
+    return x
+
+
+class Counter(hk.Module):
+  """Adds ``x`` to a local state of ``x``'s shape; returns the new count."""
+
+  def __init__(self, shape: tuple[int, ...] = (), name: str | None = None):
+    super().__init__(name=name)
+    self.count = hke.InitialLocalStateRequest(lambda: jnp.zeros(shape),
+                                              "counters")
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    self.count.set(self.count.get() + x)
+    return self.count.get()
+
+
+# -------------------------------------------------------------- harnesses ---
+
+def random_fn(forward, fold_in_axis: str | None = None):
+  """``(key, arg) -> out`` under ``WithHaikuRandom``."""
+  f = hke.transform(hke.handlers.WithHaikuRandom.handling(
+      forward, fold_in_axis=fold_in_axis))
+  return lambda key, arg: f.apply({}, key, arg)
+
+
+def side_input_fn(forward):
+  """``(arg, scale) -> out`` under ``WithSideInputsFromInputTuple``."""
+  f = hke.transform(hke.handlers.WithSideInputsFromInputTuple.handling(
+      forward, tags=("scale",)))
+  return lambda arg, scale: f.apply({}, KEY, (arg, scale))
+
+
+def side_output_fn(forward):
+  """``arg -> (out, told)``, ``told`` the list of ``SideOutputValue``s."""
+  f = hke.transform(hke.handlers.CollectingSideOutputs.handling(forward))
+  return lambda arg: f.apply({}, KEY, arg)
+
+
+def local_state_fn(forward, example):
+  """``arg -> (out, count)`` from the state ``init`` gives for ``example``.
+
+  Returns the function and the initial count (the one local state's value).
+  """
+  f = hke.transform_with_state(hke.handlers.handle_local_states(forward))
+  params, state = f.init(KEY, example)
+
+  def apply(arg):
+    out, new_state = f.apply(params, state, KEY, arg)
+    return out, _only_leaf(new_state)
+  return apply, _only_leaf(state)
+
+
+def _only_leaf(tree):
+  (leaf,) = jax.tree_util.tree_leaves(tree)
+  return leaf
+
+
+def assert_rows_distinct(draws) -> None:
+  """Every row of ``draws`` differs from every other (distinct keys)."""
+  rows = np.asarray(draws).reshape(len(draws), -1)
+  assert len({r.tobytes() for r in rows}) == len(rows), f"repeated: {rows}"
+
+
+def assert_rows_equal(draws) -> None:
+  rows = np.asarray(draws).reshape(len(draws), -1)
+  for row in rows[1:]:
+    np.testing.assert_array_equal(row, rows[0])
+
+
+def assert_draws(draws) -> None:
+  """Values look like uniform draws: in [0, 1), not all zero."""
+  draws = np.asarray(draws)
+  assert ((draws >= 0) & (draws < 1)).all() and draws.any(), draws
+
+
+def assert_told(told, expected, path: str = "report/told") -> None:
+  """One side output, told at ``path``, with value ``expected``."""
+  assert [v.path for v in told] == [path], told
+  np.testing.assert_allclose(told[0].value, expected, rtol=1e-6)
+
+
+def sum_out(fn, *args, **kwargs):
+  """``fn`` returning ``sum(out), extra``: for value_and_grad(has_aux)."""
+  out, extra = fn(*args, **kwargs)
+  return jnp.sum(out), extra
+
+
+# ---------------------------------------------------------------- jax.jit ---
+
+JIT = "`jax.jit`"
+
+
+@cell(JIT, "random")
+def _(t, wrap):
+  del wrap
+  apply = random_fn(lambda x: Noise()(x))
+  eager, jitted = apply(KEY, ZEROS), jax.jit(apply)(KEY, ZEROS)
+  np.testing.assert_array_equal(jitted, eager)  # Bit for bit (S3).
+  assert_draws(jitted)
+  assert_rows_distinct(jitted)
+  t.assertFalse(np.array_equal(jax.jit(apply)(jax.random.key(1), ZEROS),
+                               eager))
+
+
+@cell(JIT, "side input")
+def _(t, wrap):
+  del t, wrap
+  apply = side_input_fn(lambda x: Scale()(x))
+  np.testing.assert_array_equal(jax.jit(apply)(XS, SCALE), XS * SCALE)
+  np.testing.assert_array_equal(jax.jit(apply)(XS, 5.0), XS * 5.0)
+
+
+@cell(JIT, "side output")
+def _(t, wrap):
+  del t, wrap
+  apply = side_output_fn(lambda x: Report()(x))
+  out, told = jax.jit(apply)(XS)
+  np.testing.assert_array_equal(out, XS)
+  assert_told(told, 2 * XS)
+  chex.assert_trees_all_equal((out, told), apply(XS))
+
+
+@cell(JIT, "local state")
+def _(t, wrap):
+  del t, wrap
+  apply, initial = local_state_fn(lambda x: Counter(x.shape)(x), XS)
+  np.testing.assert_array_equal(initial, np.zeros(3))
+  out, count = jax.jit(apply)(XS)
+  np.testing.assert_array_equal(count, XS)
+  chex.assert_trees_all_equal((out, count), apply(XS))
+
+
+# ------------------------------------------------------------------- grad ---
+
+GRAD = "`jax.grad` / `jax.value_and_grad`"
+
+
+@cell(GRAD, "random")
+def _(t, wrap):
+  del t
+  apply = random_fn(lambda x: Noise()(x))
+  value, grad = wrap(jax.value_and_grad(
+      lambda x: jnp.sum(apply(KEY, x))))(XS)
+  np.testing.assert_allclose(value, jnp.sum(apply(KEY, XS)), rtol=1e-6)
+  np.testing.assert_array_equal(grad, np.ones(3))
+
+
+@cell(GRAD, "side input")
+def _(t, wrap):
+  del t
+  apply = side_input_fn(lambda x: Scale()(x))
+  value, (dx, ds) = wrap(jax.value_and_grad(
+      lambda x, s: jnp.sum(apply(x, s)), argnums=(0, 1)))(XS, SCALE)
+  np.testing.assert_allclose(value, SCALE * 6.0)
+  np.testing.assert_array_equal(dx, np.full(3, SCALE))
+  np.testing.assert_allclose(ds, 6.0)  # Side inputs are differentiable.
+
+
+@cell(GRAD, "side output")
+def _(t, wrap):
+  del t
+  apply = side_output_fn(lambda x: Report()(x))
+
+  def loss(x):
+    out, told = apply(x)
+    return jnp.sum(out) + jnp.sum(told[0].value), told
+  (value, told), grad = wrap(jax.value_and_grad(loss, has_aux=True))(XS)
+  assert_told(told, 2 * XS)
+  np.testing.assert_allclose(value, 18.0)
+  np.testing.assert_array_equal(grad, np.full(3, 3.0))  # Through the tell.
+
+
+@cell(GRAD, "local state")
+def _(t, wrap):
+  del t
+  apply, _ = local_state_fn(lambda x: Counter(x.shape)(x) * x, XS)
+  (value, count), grad = wrap(jax.value_and_grad(
+      functools.partial(sum_out, apply), has_aux=True))(XS)
+  np.testing.assert_array_equal(count, XS)
+  np.testing.assert_allclose(value, 14.0)  # sum(x * x) from a zero count.
+  np.testing.assert_array_equal(grad, 2 * XS)
+
+
+# ------------------------------------------------------------ jax.vmap ---
+
+JAX_VMAP = "`jax.vmap` over `apply`"
+
+
+@cell(JAX_VMAP, "random")
+def _(t, wrap):
+  del t
+  apply = random_fn(lambda x: Noise()(x))
+  keys = jax.random.split(KEY, 3)
+  per_key = wrap(jax.vmap(apply))(keys, ZEROS)
+  assert_rows_distinct(per_key)
+  np.testing.assert_array_equal(per_key[1], apply(keys[1], ZEROS[1]))
+  shared_key = wrap(jax.vmap(apply, in_axes=(None, 0)))(KEY, ZEROS)
+  assert_draws(shared_key)
+  assert_rows_equal(shared_key)  # Same key, same draw.
+
+
+@cell(JAX_VMAP, "side input")
+def _(t, wrap):
+  del t
+  apply = side_input_fn(lambda x: Scale()(x))
+  scales = jnp.array([10.0, 20.0, 30.0])
+  np.testing.assert_array_equal(wrap(jax.vmap(apply))(XS, scales),
+                                XS * scales)
+
+
+@cell(JAX_VMAP, "side output")
+def _(t, wrap):
+  del t
+  out, told = wrap(jax.vmap(side_output_fn(lambda x: Report()(x))))(XS)
+  np.testing.assert_array_equal(out, XS)
+  assert_told(told, 2 * XS)  # Batched.
+
+
+@cell(JAX_VMAP, "local state")
+def _(t, wrap):
+  del t
+  apply, _ = local_state_fn(lambda x: Counter()(x), XS[0])
+  out, counts = wrap(jax.vmap(apply))(XS)
+  np.testing.assert_array_equal(counts, XS)  # One state per member.
+  np.testing.assert_array_equal(out, XS)
+
+
+# ---------------------------------------------------------------- hk.vmap ---
+
+def _hk_vmap_row(split_rng: bool) -> str:
+  row = f"`hk.vmap(split_rng={split_rng})`"
+
+  def vmap(fn):
+    # Haiku refuses split_rng=True at init (params are shared); its idiom.
+    return hk.vmap(fn, split_rng=split_rng and not hk.running_init())
+
+  @cell(row, "random")
+  def _(t, wrap):
+    del t
+    draws = wrap(random_fn(lambda xs: vmap(Noise())(xs)))(KEY, ZEROS)
+    assert_draws(draws)
+    if split_rng:
+      assert_rows_distinct(draws)
+    else:
+      assert_rows_equal(draws)
+
+  @cell(row, "side input")
+  def _(t, wrap):
+    del t
+    out = wrap(side_input_fn(lambda xs: vmap(Scale())(xs)))(XS, SCALE)
+    np.testing.assert_array_equal(out, XS * SCALE)
+
+  @cell(row, "side output")
+  def _(t, wrap):
+    del t
+    out, told = wrap(side_output_fn(lambda xs: vmap(Report())(xs)))(XS)
+    np.testing.assert_array_equal(out, XS)
+    assert_told(told, 2 * XS)  # Batched.
+
+  @cell(row, "local state")
+  def _(t, wrap):
+    del t
+    def forward(xs):
+      counter = Counter()
+      if hk.running_init():
+        counter(0.0)  # Created outside, as Haiku needs; per example below.
+      return vmap(counter)(xs)
+    wrap(lambda xs: local_state_fn(forward, xs)[0](xs))(XS)
+  return row
+
+
+HK_VMAP_SPLIT = _hk_vmap_row(True)
+HK_VMAP_SHARED = _hk_vmap_row(False)
+
+
+# ------------------------------------------- hk.scan, layer_stack, fori ---
+
+SCAN = "`hk.scan`"
+LAYER_STACK = "`hk.layer_stack`"
+FORI_LOOP = "`hk.fori_loop`"
+
+
+def scanned(layer: hk.Module, xs: jax.Array) -> jax.Array:
+  """``layer`` applied to each element of ``xs`` by ``hk.scan``."""
+  return hk.scan(lambda c, x: (c, layer(x)), 0.0, xs)[1]
+
+
+def layer_stacked(make_layer: Callable[[], hk.Module],
+                  xs: jax.Array) -> jax.Array:
+  """One fresh layer per element of ``xs``, stacked by ``hk.layer_stack``."""
+  stack = hk.layer_stack(len(xs), with_per_layer_inputs=True, name="stack")
+  return stack(lambda c, x: (c, make_layer()(x)))(0.0, xs)[1]
+
+
+def fori_looped(layer: hk.Module, xs: jax.Array) -> jax.Array:
+  """``layer`` applied to each element of ``xs`` by ``hk.fori_loop``."""
+  return hk.fori_loop(0, len(xs), lambda i, acc: acc.at[i].set(layer(xs[i])),
+                      jnp.zeros_like(xs))
+
+
+@cell(SCAN, "random")
+def _(t, wrap):
+  del t
+  draws = wrap(random_fn(lambda xs: scanned(Noise(), xs)))(KEY, ZEROS)
+  assert_draws(draws)
+  assert_rows_distinct(draws)  # A fresh key per iteration (S5).
+
+
+@cell(LAYER_STACK, "random")
+def _(t, wrap):
+  del t
+  draws = wrap(random_fn(lambda xs: layer_stacked(Noise, xs)))(KEY, ZEROS)
+  assert_draws(draws)
+  assert_rows_distinct(draws)  # A fresh key per layer.
+
+
+@cell(FORI_LOOP, "random")
+def _(t, wrap):
+  del t
+  draws = wrap(random_fn(lambda xs: fori_looped(Noise(), xs)))(KEY, ZEROS)
+  assert_draws(draws)
+  assert_rows_distinct(draws)
+
+
+@cell(SCAN, "side input")
+def _(t, wrap):
+  del t
+  out = wrap(side_input_fn(lambda xs: scanned(Scale(), xs)))(XS, SCALE)
+  np.testing.assert_array_equal(out, XS * SCALE)
+
+
+@cell(LAYER_STACK, "side input")
+def _(t, wrap):
+  del t
+  out = wrap(side_input_fn(lambda xs: layer_stacked(Scale, xs)))(XS, SCALE)
+  np.testing.assert_array_equal(out, XS * SCALE)
+
+
+@cell(FORI_LOOP, "side input")
+def _(t, wrap):
+  del t
+  out = wrap(side_input_fn(lambda xs: fori_looped(Scale(), xs)))(XS, SCALE)
+  np.testing.assert_array_equal(out, XS * SCALE)
+
+
+@cell(SCAN, "side output")
+def _(t, wrap):
+  del t
+  _, told = wrap(side_output_fn(lambda xs: scanned(Report(), xs)))(XS)
+  assert_told(told, 2 * XS)  # Stacked on a leading axis.
+
+
+@cell(LAYER_STACK, "side output")
+def _(t, wrap):
+  del t
+  _, told = wrap(side_output_fn(lambda xs: layer_stacked(Report, xs)))(XS)
+  assert_told(told, 2 * XS, path="stack/report/told")
+
+
+@cell(FORI_LOOP, "side output")
+def _(t, wrap):
+  del t
+  _, told = wrap(side_output_fn(lambda xs: fori_looped(Report(), xs)))(XS)
+  assert_told(told, 2 * XS)
+
+
+@cell(SCAN, "local state")
+def _(t, wrap):
+  del t
+  apply, _ = local_state_fn(lambda xs: scanned(Counter(), xs), XS)
+  out, count = wrap(apply)(XS)
+  np.testing.assert_array_equal(out, np.cumsum(XS))
+  np.testing.assert_array_equal(count, 6.0)  # Every iteration's set stays.
+
+
+@cell(LAYER_STACK, "local state")
+def _(t, wrap):
+  del t
+  apply, initial = local_state_fn(lambda xs: layer_stacked(Counter, xs), XS)
+  _, count = wrap(apply)(XS)
+  # One state per layer, stacked. Haiku's layer_stack init runs each layer
+  # once in apply mode, so the initial states already hold one step.
+  np.testing.assert_array_equal(initial, XS)
+  np.testing.assert_array_equal(count - initial, XS)
+
+
+@cell(FORI_LOOP, "local state")
+def _(t, wrap):
+  del t
+  def forward(xs):
+    counter = Counter()
+    if hk.running_init():
+      counter(0.0)  # Haiku creates state before a loop, not inside it.
+    return fori_looped(counter, xs)
+  out, count = wrap(local_state_fn(forward, XS)[0])(XS)
+  np.testing.assert_array_equal(out, np.cumsum(XS))
+  np.testing.assert_array_equal(count, 6.0)
+
+
+# ---------------------------------------------------- remat, checkpoint ---
+
+REMAT = "`hk.remat`"
+CHECKPOINT_INSIDE = "`jax.checkpoint` inside the model"
+CHECKPOINT_AROUND = "`jax.checkpoint` around `apply`"
+
+
+def _sum_told(apply, x):
+  _, told = apply(x)
+  return jnp.sum(told[0].value), told
+
+
+def _grad_of_sum(fn, wrap):
+  return wrap(jax.value_and_grad(lambda x: jnp.sum(fn(x))))(XS)
+
+
+@cell(REMAT, "random")
+def _(t, wrap):
+  del t
+  plain = random_fn(lambda x: Noise()(x))
+  rematted = random_fn(lambda x: hk.remat(Noise())(x))
+  value, grad = _grad_of_sum(functools.partial(rematted, KEY), wrap)
+  np.testing.assert_array_equal(rematted(KEY, XS), plain(KEY, XS))
+  np.testing.assert_allclose(value, jnp.sum(plain(KEY, XS)), rtol=1e-6)
+  np.testing.assert_array_equal(grad, np.ones(3))
+
+
+@cell(REMAT, "side input")
+def _(t, wrap):
+  del t
+  apply = side_input_fn(lambda x: hk.remat(Scale())(x))
+  value, grad = _grad_of_sum(lambda x: apply(x, SCALE), wrap)
+  np.testing.assert_allclose(value, SCALE * 6.0)
+  np.testing.assert_array_equal(grad, np.full(3, SCALE))
+
+
+@cell(REMAT, "side output")
+def _(t, wrap):
+  del t
+  apply = side_output_fn(lambda x: hk.remat(Report())(x))
+  (_, told), grad = wrap(jax.value_and_grad(
+      functools.partial(_sum_told, apply), has_aux=True))(XS)
+  assert_told(told, 2 * XS)  # Unchanged by remat.
+  np.testing.assert_array_equal(grad, np.full(3, 2.0))
+
+
+@cell(REMAT, "local state")
+def _(t, wrap):
+  del t
+  apply, _ = local_state_fn(lambda x: hk.remat(Counter(x.shape))(x), XS)
+  (_, count), grad = wrap(jax.value_and_grad(
+      functools.partial(sum_out, apply), has_aux=True))(XS)
+  np.testing.assert_array_equal(count, XS)
+  np.testing.assert_array_equal(grad, np.ones(3))
+
+
+@cell(CHECKPOINT_INSIDE, "random")
+def _(t, wrap):
+  del t
+  wrap(random_fn(lambda x: jax.checkpoint(Noise())(x)))(KEY, XS)
+
+
+@cell(CHECKPOINT_INSIDE, "side input")
+def _(t, wrap):
+  del t
+  apply = side_input_fn(lambda x: jax.checkpoint(Scale())(x))
+  value, grad = _grad_of_sum(lambda x: apply(x, SCALE), wrap)
+  np.testing.assert_allclose(value, SCALE * 6.0)
+  np.testing.assert_array_equal(grad, np.full(3, SCALE))
+
+
+@cell(CHECKPOINT_INSIDE, "side output")
+def _(t, wrap):
+  del t
+  wrap(side_output_fn(lambda x: jax.checkpoint(Report())(x)))(XS)
+
+
+@cell(CHECKPOINT_INSIDE, "local state")
+def _(t, wrap):
+  del t
+  forward = lambda x: jax.checkpoint(Counter(x.shape))(x)  # pylint: disable=unnecessary-lambda-assignment
+  wrap(lambda xs: local_state_fn(forward, xs)[0](xs))(XS)
+
+
+@cell(CHECKPOINT_AROUND, "random")
+def _(t, wrap):
+  del t
+  apply = random_fn(lambda x: Noise()(x))
+  value, grad = _grad_of_sum(jax.checkpoint(functools.partial(apply, KEY)),
+                             wrap)
+  np.testing.assert_allclose(value, jnp.sum(apply(KEY, XS)), rtol=1e-6)
+  np.testing.assert_array_equal(grad, np.ones(3))
+
+
+@cell(CHECKPOINT_AROUND, "side input")
+def _(t, wrap):
+  del t
+  apply = jax.checkpoint(side_input_fn(lambda x: Scale()(x)))
+  value, grad = _grad_of_sum(lambda x: apply(x, SCALE), wrap)
+  np.testing.assert_allclose(value, SCALE * 6.0)
+  np.testing.assert_array_equal(grad, np.full(3, SCALE))
+
+
+@cell(CHECKPOINT_AROUND, "side output")
+def _(t, wrap):
+  del t
+  apply = jax.checkpoint(side_output_fn(lambda x: Report()(x)))
+  (_, told), grad = wrap(jax.value_and_grad(
+      functools.partial(_sum_told, apply), has_aux=True))(XS)
+  assert_told(told, 2 * XS)
+  np.testing.assert_array_equal(grad, np.full(3, 2.0))
+
+
+@cell(CHECKPOINT_AROUND, "local state")
+def _(t, wrap):
+  del t
+  apply, _ = local_state_fn(lambda x: Counter(x.shape)(x), XS)
+  (_, count), grad = wrap(jax.value_and_grad(
+      functools.partial(sum_out, jax.checkpoint(apply)), has_aux=True))(XS)
+  np.testing.assert_array_equal(count, XS)
+  np.testing.assert_array_equal(grad, np.ones(3))
+
+
+# ------------------------------------------------------- hk.cond, switch ---
+
+COND = "`hk.cond`"
+SWITCH = "`hk.switch`"
+
+
+def _branches(layer: hk.Module, x: jax.Array) -> list[Callable[[], Any]]:
+  """Three branches: the layer on ``x``, on ``10 * x``, and no layer."""
+  return [lambda: layer(x), lambda: layer(10 * x), lambda: x]
+
+
+@cell(COND, "random")
+def _(t, wrap):
+  def forward(arg):
+    x, pred = arg
+    noise = Noise()
+    first = noise(x)
+    return first, hk.cond(pred, lambda: noise(x), lambda: x)
+  apply = wrap(random_fn(forward))
+  first, taken = apply(KEY, (ZEROS, True))
+  assert_draws(taken)
+  t.assertFalse(np.array_equal(taken, first))  # Its own key.
+  np.testing.assert_array_equal(apply(KEY, (ZEROS, False))[1], ZEROS)
+
+
+@cell(SWITCH, "random")
+def _(t, wrap):
+  def forward(arg):
+    x, index = arg
+    return hk.switch(index, _branches(Noise(), x))
+  apply = wrap(random_fn(forward))
+  assert_draws(apply(KEY, (ZEROS, 1)))  # The taken branch drew.
+  np.testing.assert_array_equal(apply(KEY, (ZEROS, 2)), ZEROS)
+
+
+@cell(COND, "side input")
+def _(t, wrap):
+  del t
+  apply = wrap(side_input_fn(
+      lambda arg: hk.cond(arg[1], lambda: Scale()(arg[0]), lambda: arg[0])))
+  np.testing.assert_array_equal(apply((XS, True), SCALE), XS * SCALE)
+  np.testing.assert_array_equal(apply((XS, False), SCALE), XS)
+
+
+@cell(SWITCH, "side input")
+def _(t, wrap):
+  del t
+  apply = wrap(side_input_fn(
+      lambda arg: hk.switch(arg[1], _branches(Scale(), arg[0]))))
+  np.testing.assert_array_equal(apply((XS, 1), SCALE), 10 * XS * SCALE)
+  np.testing.assert_array_equal(apply((XS, 2), SCALE), XS)
+
+
+@cell(COND, "side output")
+def _(t, wrap):
+  del t
+  wrap(side_output_fn(
+      lambda x: hk.cond(True, lambda: Report()(x), lambda: x)))(XS)
+
+
+@cell(SWITCH, "side output")
+def _(t, wrap):
+  del t
+  wrap(side_output_fn(lambda x: hk.switch(0, _branches(Report(), x))))(XS)
+
+
+def _counter_in(branching: Callable[..., Any]):
+  def forward(arg):
+    x, choice = arg
+    counter = Counter(x.shape)
+    if hk.running_init():
+      counter(0 * x)  # Haiku creates state before a cond, not in a branch.
+    return branching(choice, counter, x)
+  return forward
+
+
+@cell(COND, "local state")
+def _(t, wrap):
+  del t
+  forward = _counter_in(
+      lambda pred, counter, x: hk.cond(pred, lambda: counter(x),
+                                       lambda: counter(-x)))
+  apply, _ = local_state_fn(forward, (XS, True))
+  np.testing.assert_array_equal(wrap(apply)((XS, True))[1], XS)
+  np.testing.assert_array_equal(wrap(apply)((XS, False))[1], -XS)
+
+
+@cell(SWITCH, "local state")
+def _(t, wrap):
+  del t
+  forward = _counter_in(
+      lambda index, counter, x: hk.switch(index, _branches(counter, x)))
+  apply, _ = local_state_fn(forward, (XS, 0))
+  np.testing.assert_array_equal(wrap(apply)((XS, 1))[1], 10 * XS)
+  np.testing.assert_array_equal(wrap(apply)((XS, 2))[1], np.zeros(3))
