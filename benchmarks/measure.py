@@ -1,0 +1,91 @@
+"""Measurements of one model version: trace, compile, step, HLO, memory.
+
+Every measurement that times a trace builds a fresh step function first,
+because ``jax.make_jaxpr`` and ``jax.jit`` reuse the trace of a function
+object they have seen (DESIGN section 10): timing the same function twice
+would time a cache hit.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+import statistics
+import time
+import tracemalloc
+from typing import Any, Callable
+
+import haiku as hk
+import jax
+
+from benchmarks import models
+
+# An HLO instruction is a line `[ROOT] name = type op(...)` inside a
+# computation; headers, braces and metadata lines do not match.
+_HLO_INSTRUCTION = re.compile(r"^\s*(ROOT\s+)?%?[\w.\-]+ = ")
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+  gc.collect()
+  start = time.perf_counter()
+  out = fn()
+  return time.perf_counter() - start, out
+
+
+def trace_time(version: models.Version) -> tuple[float, int]:
+  """Seconds to ``jax.make_jaxpr`` a fresh step, and its equation count."""
+  step = version.make_step()
+  seconds, jaxpr = _timed(lambda: jax.make_jaxpr(step)(*version.args))
+  return seconds, len(jaxpr.jaxpr.eqns)
+
+
+def compile_time(version: models.Version) -> tuple[float, Any]:
+  """Seconds to lower and compile a fresh, already traced step."""
+  traced = jax.jit(version.make_step()).trace(*version.args)
+  return _timed(lambda: traced.lower().compile())
+
+
+def hlo_instruction_count(compiled: Any) -> int:
+  """Instructions in the optimized HLO module, all computations included."""
+  return sum(1 for line in compiled.as_text().splitlines()
+             if _HLO_INSTRUCTION.match(line))
+
+
+def step_times(compiled: Any, args: tuple[Any, ...], calls: int) -> list[float]:
+  """Seconds per call of the compiled step, each waited for."""
+  times = []
+  for _ in range(calls):
+    seconds, out = _timed(lambda: jax.block_until_ready(compiled(*args)))
+    del out
+    times.append(seconds)
+  return times
+
+
+def trace_peak_memory(version: models.Version) -> int:
+  """Peak bytes Python allocated while tracing a fresh step (tracemalloc)."""
+  step = version.make_step()
+  gc.collect()
+  tracemalloc.start()
+  try:
+    jax.make_jaxpr(step)(*version.args)
+    return tracemalloc.get_traced_memory()[1]
+  finally:
+    tracemalloc.stop()
+
+
+def module_calls(depth: int) -> int:
+  """Haiku module method calls in one trace of the hand-threaded step."""
+  calls = 0
+  def count(next_fun, args, kwargs, context):
+    nonlocal calls
+    calls += context.method_name != "__init__"
+    return next_fun(*args, **kwargs)
+  version = models.hand_threaded(depth)
+  with hk.intercept_methods(count):
+    jax.make_jaxpr(version.make_step())(*version.args)
+  return calls
+
+
+def summary(values: list[float]) -> tuple[float, float, float]:
+  """(median, min, max)."""
+  return statistics.median(values), min(values), max(values)

@@ -1,0 +1,169 @@
+r"""What hk_effects costs over hand-threaded Haiku, and over Penzai v1.
+
+Traces, compiles and runs one pre-LayerNorm transformer stack (d_model 128,
+4 heads, MLP 512, sequence 64, batch 8; see ``benchmarks/models.py``) at
+several depths in three versions: hand-threaded Haiku, hk_effects and
+Penzai v1 with its data effects (skipped, with a note, when penzai is not
+installed: ``pip install -e .[bench]``). Repetitions are interleaved across
+versions, so a busy machine slows all of them alike and the ratios stay fair.
+
+Usage::
+
+  python benchmarks/overhead.py --quick   # a few minutes at most
+  python benchmarks/overhead.py           # more repetitions, all compiles
+
+It prints medians with [min-max] and the ratios hk_effects / hand-threaded
+and hk_effects / Penzai, then the targets of DESIGN section 8 and whether
+they were met.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from typing import Any, Sequence
+
+if __package__ in (None, ""):
+  # Run as a script: make `hk_effects` and `benchmarks` importable from a
+  # checkout without installing it.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from benchmarks import measure  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import report  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+QUICK = flags.DEFINE_boolean(
+    "quick", False,
+    "Fewer repetitions, and compile/step only up to --quick_compile_depth.")
+DEPTHS = flags.DEFINE_list("depths", ["4", "16", "64"],
+                           "Numbers of transformer blocks to measure.")
+TRACE_REPS = flags.DEFINE_integer(
+    "trace_reps", None, "Traces per version and depth (default 7, quick 3).")
+COMPILE_REPS = flags.DEFINE_integer(
+    "compile_reps", None,
+    "Lower+compile runs per version and depth (default 3, quick 1).")
+STEP_CALLS = flags.DEFINE_integer(
+    "step_calls", 20, "Calls of each compiled step timed (at least 20).")
+QUICK_COMPILE_DEPTH = flags.DEFINE_integer(
+    "quick_compile_depth", 16,
+    "With --quick, the deepest model that is compiled and run (XLA takes "
+    "minutes for 64 blocks on 2 CPU cores).")
+MEMORY_DEPTH = flags.DEFINE_integer(
+    "memory_depth", 64, "Depth at which peak tracing memory is measured.")
+SKIP_PENZAI = flags.DEFINE_boolean(
+    "skip_penzai", False, "Leave Penzai v1 out even if it is installed.")
+JSON_OUT = flags.DEFINE_string(
+    "json_out", None, "Also write every raw measurement to this JSON file.")
+
+
+def _versions(depth: int, with_penzai: bool) -> list[models.Version]:
+  names = ["hand-threaded", "hk_effects"] + (["penzai v1"] if with_penzai
+                                             else [])
+  return [models.BUILDERS[name](depth) for name in names]
+
+
+def _rotated(items: list[Any], shift: int) -> list[Any]:
+  shift %= len(items)
+  return items[shift:] + items[:shift]
+
+
+def _measure_depth(depth: int, versions: list[models.Version],
+                   trace_reps: int, compile_reps: int,
+                   step_calls: int) -> dict[str, dict[str, Any]]:
+  """Raw measurements of every version at one depth, interleaved."""
+  results = {v.name: {"trace_s": [], "compile_s": [], "step_s": []}
+             for v in versions}
+  # One untimed trace each: the first trace of a process pays for JAX's own
+  # caches (primitive rules, lowering tables) whatever the version.
+  for version in versions:
+    results[version.name]["jaxpr_eqns"] = measure.trace_time(version)[1]
+  for rep in range(trace_reps):
+    for version in _rotated(versions, rep):
+      seconds, _ = measure.trace_time(version)
+      results[version.name]["trace_s"].append(seconds)
+  compiled = {}
+  for rep in range(compile_reps):
+    for version in _rotated(versions, rep):
+      seconds, compiled[version.name] = measure.compile_time(version)
+      results[version.name]["compile_s"].append(seconds)
+  if compiled:
+    for version in versions:
+      results[version.name]["hlo_instructions"] = (
+          measure.hlo_instruction_count(compiled[version.name]))
+      measure.step_times(compiled[version.name], version.args, 1)  # Warm up.
+    rounds = 4
+    for rnd in range(rounds):
+      for version in _rotated(versions, rnd):
+        results[version.name]["step_s"] += measure.step_times(
+            compiled[version.name], version.args, -(-step_calls // rounds))
+  return results
+
+
+def _penzai_available() -> bool:
+  try:
+    import penzai.deprecated.v1  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return False
+  return True
+
+
+def run(depths: Sequence[int], trace_reps: int, compile_reps: int,
+        compile_depth: int, step_calls: int, memory_depth: int | None,
+        with_penzai: bool) -> dict[str, Any]:
+  """All measurements, as a JSON-able dict (see ``report.render``)."""
+  data: dict[str, Any] = {
+      "machine": {
+          "python": platform.python_version(), "jax": jax.__version__,
+          "cpus": os.cpu_count(), "load_average": list(os.getloadavg()),
+          "backend": jax.default_backend()},
+      "penzai": with_penzai, "depths": {}, "memory": {},
+  }
+  for depth in depths:
+    versions = _versions(depth, with_penzai)
+    reps = compile_reps if depth <= compile_depth else 0
+    print(f"depth {depth}: measuring {', '.join(v.name for v in versions)}",
+          flush=True)
+    data["depths"][depth] = _measure_depth(depth, versions, trace_reps, reps,
+                                           step_calls)
+    data["depths"][depth]["module_calls"] = measure.module_calls(depth)
+  if memory_depth:
+    for version in _versions(memory_depth, with_penzai):
+      data["memory"][version.name] = measure.trace_peak_memory(version)
+    data["memory_depth"] = memory_depth
+  data["machine"]["load_average_after"] = list(os.getloadavg())
+  return data
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  if STEP_CALLS.value < 20:
+    raise app.UsageError(
+        f"--step_calls={STEP_CALLS.value}: the step time is a median of at "
+        "least 20 calls; pass 20 or more.")
+  with_penzai = not SKIP_PENZAI.value and _penzai_available()
+  quick = QUICK.value
+  trace_reps = TRACE_REPS.value or (3 if quick else 7)
+  compile_reps = COMPILE_REPS.value or (1 if quick else 3)
+  depths = [int(d) for d in DEPTHS.value]
+  compile_depth = QUICK_COMPILE_DEPTH.value if quick else max(depths)
+  data = run(depths, trace_reps, compile_reps, compile_depth,
+             STEP_CALLS.value, MEMORY_DEPTH.value, with_penzai)
+  print()
+  print(report.render(data))
+  if not with_penzai:
+    print("\nPenzai v1 skipped: "
+          + ("--skip_penzai given." if SKIP_PENZAI.value else
+             "penzai is not installed (pip install -e .[bench])."))
+  if JSON_OUT.value:
+    with open(JSON_OUT.value, "w", encoding="utf-8") as f:
+      json.dump(data, f, indent=1)
+
+
+if __name__ == "__main__":
+  app.run(main)
