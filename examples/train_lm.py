@@ -295,9 +295,15 @@ def per_process_rows(total: int, mesh: jax.sharding.Mesh, what: str) -> int:
 
 
 def train_batch(step: int, rows: int) -> np.ndarray:
-  """Training rows for ``step`` on this process (deterministic, resumable)."""
-  rng = np.random.default_rng([SEED.value, jax.process_index(), step])
-  return lm_data.make_batch(rng, rows, MAX_DIGITS.value).tokens
+  """This process's ``rows`` rows of the global batch of ``step``.
+
+  The global batch depends on the seed and step only (deterministic,
+  resumable), so runs on any number of processes train on the same data.
+  """
+  rng = np.random.default_rng([SEED.value, step])
+  tokens = lm_data.make_batch(rng, rows * jax.process_count(),
+                              MAX_DIGITS.value).tokens
+  return tokens[jax.process_index() * rows:][:rows]
 
 
 def held_out_batch(rows: int) -> lm_data.Batch:
@@ -503,7 +509,10 @@ def run(config: lm_model.ModelConfig) -> dict[str, Any]:
       plot_metrics(os.path.join(output_dir, PLOT_NAME), rows,
                    config.num_layers)
   if jax.process_count() > 1:
-    params, opt_state = multihost_utils.process_allgather((params, opt_state))
+    # Replicated global arrays: tiled=True returns their value on every host
+    # (the default, tiled=False, refuses arrays that span processes).
+    params, opt_state = multihost_utils.process_allgather((params, opt_state),
+                                                          tiled=True)
   if is_chief:
     save_checkpoint(checkpoint_path, step=final_step, params=params,
                     opt_state=opt_state, local_states=local_states,
