@@ -348,7 +348,10 @@ class WithFrozenRandomState(_RandomHandler):
                fold_in_axis=fold_in_axis)
 
   def __call__(self, arg):
-    key = jax.random.fold_in(self.random_key, self.starting_offset)
+    # Reusing the frozen key on every call is the point of this handler;
+    # cloning says so to JAX's key-reuse checker.
+    key = jax.random.fold_in(jax.random.clone(self.random_key),
+                             self.starting_offset)
     return self._run_with_key(arg, key)
 
 
@@ -416,7 +419,13 @@ class _KeyState(hk.Module):
         lambda: initial_key, category=category)
 
   def __call__(self) -> jax.Array:
-    new_key, use_key = jax.random.split(self.key.get())
+    key = self.key.get()
+    if hk.running_init():
+      # init returns this very key as the initial state, so the split made
+      # during init must not consume it (JAX's key-reuse checker would see
+      # the first apply reuse it).
+      key = jax.random.clone(key)
+    new_key, use_key = jax.random.split(key)
     self.key.set(new_key)
     return use_key
 
