@@ -54,7 +54,7 @@ from examples import lm_model
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 NUM_STEPS = flags.DEFINE_integer(
-    "num_steps", 1000, "Total optimizer steps; with --restore, training goes "
+    "num_steps", 600, "Total optimizer steps; with --restore, training goes "
     "on from the checkpoint's step up to this number.")
 BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", 64, "Global batch size (sequences per step), split evenly "
@@ -75,7 +75,7 @@ SEED = flags.DEFINE_integer(
     "seed", 0, "Seed of parameters, dropout and training data (held-out "
     "data is seeded apart from it).")
 EVAL_EVERY = flags.DEFINE_integer(
-    "eval_every", 250, "Steps between evaluations by cached greedy decoding "
+    "eval_every", 50, "Steps between evaluations by cached greedy decoding "
     "of held-out strings (also run after the last step).")
 EVAL_SIZE = flags.DEFINE_integer(
     "eval_size", 512, "Held-out strings decoded per evaluation (rounded "
