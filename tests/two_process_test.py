@@ -1,0 +1,113 @@
+"""examples/train_lm.py across two processes trains like one process.
+
+Two launcher processes on this machine join with ``jax.distributed`` on a
+loopback address (CPU collectives over gloo), each with 2 simulated devices,
+and train data-parallel over the 4; a third, plain run trains on 1 device.
+With the same flags the global batches, parameters and dropout keys are the
+same, so the losses each run logs must match up to float reduction order.
+"""
+
+# bazel-data: //examples:train_lm
+
+from __future__ import annotations
+
+import csv
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl.testing import absltest
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+LAUNCHER = ROOT / "examples" / "train_lm.py"
+TINY_FLAGS = ("--num_steps=3", "--batch_size=8", "--num_layers=1",
+              "--d_model=16", "--num_heads=2", "--max_digits=3",
+              "--eval_every=100", "--log_every=1", "--eval_size=4",
+              "--num_samples=0", "--dropout_rate=0.1", "--seed=3")
+# A hard limit for all three runs together; a hung collective fails the test
+# instead of hanging it.
+TIMEOUT_S = 480
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _launch(output_dir: pathlib.Path, devices: int, *flags: str
+            ) -> subprocess.Popen:
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  return subprocess.Popen(
+      [sys.executable, str(LAUNCHER), *TINY_FLAGS,
+       f"--output_dir={output_dir}", *flags],
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True)
+
+
+def _finish(runs: dict[str, subprocess.Popen]) -> dict[str, str]:
+  """Waits for every run (killing all at the deadline); returns outputs."""
+  deadline = time.monotonic() + TIMEOUT_S
+  outputs, failed = {}, []
+  for name, process in runs.items():
+    try:
+      outputs[name], _ = process.communicate(
+          timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+      for other in runs.values():
+        other.kill()
+      outputs[name], _ = process.communicate()
+      failed.append(f"{name} timed out after {TIMEOUT_S} s")
+      continue
+    if process.returncode:
+      failed.append(f"{name} exited with status {process.returncode}")
+  if failed:
+    tails = "\n".join(f"--- {name} ---\n{out[-3000:]}"
+                      for name, out in outputs.items())
+    raise AssertionError(f"{'; '.join(failed)}\n{tails}")
+  return outputs
+
+
+def _losses(output_dir: pathlib.Path) -> list[float]:
+  with open(output_dir / "metrics.csv", encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  assert [int(r["step"]) for r in rows] == [1, 2, 3], rows
+  return [float(r["loss"]) for r in rows]
+
+
+class TwoProcessTest(absltest.TestCase):
+
+  def test_two_processes_log_the_losses_of_one(self):
+    tmp = pathlib.Path(tempfile.mkdtemp())
+    self.addCleanup(shutil.rmtree, tmp)
+    address = f"--coordinator_address=127.0.0.1:{_free_port()}"
+    runs = {
+        "one process": _launch(tmp / "one", 1),
+        "process 0": _launch(tmp / "p0", 2, address, "--num_processes=2",
+                             "--process_id=0"),
+        "process 1": _launch(tmp / "p1", 2, address, "--num_processes=2",
+                             "--process_id=1"),
+    }
+    outputs = _finish(runs)
+    for name in ("process 0", "process 1"):
+      self.assertIn("on 4 device(s) in 2 process(es)", outputs[name])
+    self.assertIn("on 1 device(s) in 1 process(es)", outputs["one process"])
+
+    single, distributed = _losses(tmp / "one"), _losses(tmp / "p0")
+    np.testing.assert_allclose(distributed, single, rtol=1e-5)
+    # Training moved: the steps saw different batches and parameters.
+    self.assertLen(set(single), 3)
+    # Only process 0 writes outputs; process 1 leaves its directory empty.
+    self.assertTrue((tmp / "p0" / "checkpoint.pkl").exists())
+    self.assertEqual(list((tmp / "p1").iterdir()), [])
+
+
+if __name__ == "__main__":
+  absltest.main()
