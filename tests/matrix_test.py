@@ -1,7 +1,8 @@
 """The compatibility matrix: every effect under every transform.
 
 ``MATRIX`` is the single source: it drives one test per cell (the checks
-live in ``matrix_cells.py`` and ``matrix_cells_devices.py``), and README.md's
+live in ``matrix_cells.py``, ``matrix_cells_wrappers.py`` and
+``matrix_cells_devices.py``), and README.md's
 table is rendered from it, so the table cannot drift from what is tested.
 A "supported" cell's test checks values (distinct or identical keys, side
 inputs, told values, final local states); an "error" cell's test checks that
@@ -24,7 +25,9 @@ import chex
 
 import hk_effects as hke
 import matrix_cells
-import matrix_cells_devices  # pylint: disable=unused-import  # Registers cells.
+# Importing these registers their cells.
+import matrix_cells_devices  # pylint: disable=unused-import
+import matrix_cells_wrappers  # pylint: disable=unused-import
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 START, END = "<!-- matrix:start -->", "<!-- matrix:end -->"
