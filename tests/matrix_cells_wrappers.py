@@ -70,12 +70,22 @@ def _hk_vmap_row(split_rng: bool) -> str:
   @cell(row, "local state")
   def _(t, wrap):
     del t
-    def forward(xs):
-      counter = Counter()
-      if hk.running_init():
-        counter(0.0)  # Created outside, as Haiku needs; per example below.
-      return vmap(counter)(xs)
-    wrap(lambda xs: local_state_fn(forward, xs)[0](xs))(XS)
+    def forward(per_example):
+      def run(xs):
+        counter = Counter()
+        if hk.running_init():
+          counter(0.0)  # Created outside the vmap, as Haiku needs.
+        if per_example:
+          return vmap(counter)(xs)
+        return vmap(lambda x: x + counter(1.0))(xs)
+      return run
+    # An update that does not depend on the example is shared by all.
+    shared, _ = local_state_fn(forward(False), XS)
+    out, count = wrap(shared)(XS)
+    np.testing.assert_array_equal(out, XS + 1.0)
+    np.testing.assert_array_equal(count, 1.0)
+    # A per-example one cannot be kept: Haiku raises, naming the state.
+    wrap(lambda xs: local_state_fn(forward(True), xs)[0](xs))(XS)
   return row
 
 

@@ -47,7 +47,8 @@ class Error:
 
 
 _RAW = "raw JAX transform inside the model; use `hk.remat`"
-_PER_EXAMPLE_SET = "per-example `set` (Haiku state is not batched)"
+_PER_EXAMPLE_SET = ("per-example `set` (Haiku state is not batched; "
+                    "example-independent updates work)")
 
 
 def _all(cell=SUPPORTED, **others):
