@@ -375,27 +375,21 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
     claims[full_key] = _Claim(site, request)
 
   def __call__(self, arg):
-    with binding.handler_scope(self, named={}, touched=set(),
-                               checked=set()) as scope:
+    enclosing = next((s for s in reversed(binding.active_scopes())
+                      if isinstance(s.handler, WithFunctionalLocalState)), None)
+    # Nested local-state handlers share one record of the states they touched
+    # and the outermost checks it when the whole nest has run: a state an
+    # inner handler served is not "extra" to an outer one claiming its
+    # category, and an outer handler may serve more after an inner returns.
+    nest = (enclosing.data["nest"] if enclosing is not None
+            else {"touched": set(), "handlers": []})
+    nest["handlers"].append(self)
+    with binding.handler_scope(self, named={}, touched=nest["touched"],
+                               checked=set(), nest=nest):
       out = self.body(arg)
-      if not hk.running_init():
-        self._check_no_extra_states(scope)
+      if enclosing is None and not hk.running_init():
+        _check_no_extra_states(nest)
     return out
-
-  def _check_no_extra_states(self, scope) -> None:
-    frame_state = hk_base.current_frame().state
-    for bundle, entries in frame_state.items():
-      if not bundle.startswith(BUNDLE_PREFIX):
-        continue
-      category = bundle[len(BUNDLE_PREFIX):]
-      for key in entries:
-        if (bundle, key) in scope.data["touched"]:
-          continue
-        if self._claims_category_name(category):
-          raise ValueError(
-              f"apply got local state {key!r} (bundle {bundle!r}) that no "
-              f"module requested under {self!r}. Remove it from the state "
-              "mapping, or pass the state returned by init for this model.")
 
   def _claims_category_name(self, category_name: str) -> bool:
     if self.category_predicate is not None:
@@ -404,6 +398,23 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
       except Exception:  # pylint: disable=broad-except
         return False
     return self.category is None or str(self.category) == category_name
+
+
+def _check_no_extra_states(nest: dict[str, Any]) -> None:
+  """Raises if apply got a local state no handler of the nest touched."""
+  frame_state = hk_base.current_frame().state
+  for bundle, entries in frame_state.items():
+    if not bundle.startswith(BUNDLE_PREFIX):
+      continue
+    category = bundle[len(BUNDLE_PREFIX):]
+    owner = next((h for h in nest["handlers"]
+                  if h._claims_category_name(category)), None)  # pylint: disable=protected-access
+    for key in entries:
+      if owner is not None and (bundle, key) not in nest["touched"]:
+        raise ValueError(
+            f"apply got local state {key!r} (bundle {bundle!r}) that no "
+            f"module requested under {owner!r}. Remove it from the state "
+            "mapping, or pass the state returned by init for this model.")
 
 
 def handle_local_states(

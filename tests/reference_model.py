@@ -1,0 +1,344 @@
+"""A reference interpreter of hk_effects' semantics, for property tests.
+
+Given a nest of handlers and modules whose attributes hold requests, it
+predicts, without JAX or Haiku, what the library must do (DESIGN section 3):
+
+* S1: which handler (by index in the nest, outermost first) serves each
+  request, or ``None`` when none claims it;
+* what each ``ask()`` returns;
+* S6: which side outputs each collector gets, in call order, with their path,
+  tag and value (stacked inside ``hk.scan``, batched inside ``hk.vmap``);
+* S7: the local states ``init`` returns and those ``apply`` returns;
+* S5: which sites draw keys and how many (all must be distinct);
+* the first error, when the case is bad input.
+
+Every module method runs the same plan: for each request, in the order its
+attributes were set and, inside an attribute, in PyTree order (dict keys
+sorted, list and tuple items in order, dataclass fields in order):
+
+* random: ``next_key()``, observed as key data;
+* side input: ``ask()``, observed;
+* side output: ``tell(x * inc)``;
+* local state (initial or shared): ``set(get() + inc)``, the new value
+  observed.
+
+The interpreter is written to be obviously right rather than fast: it walks
+the case step by step, as a careful reader of DESIGN.md would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+RANDOM_KINDS = ("haiku_random", "frozen_random", "arg_random")
+SIDE_INPUT_KINDS = ("const_inputs", "tuple_inputs")
+HANDLER_KINDS = RANDOM_KINDS + SIDE_INPUT_KINDS + ("collect", "local_state")
+REQUEST_KINDS = ("random", "side_input", "side_output", "state",
+                 "shared_state")
+PLACEMENTS = ("plain", "scan", "vmap")
+X = np.array([1.0, 2.0], np.float32)
+LENGTH = 3  # Iterations of hk.scan and members of hk.vmap.
+
+
+@dataclasses.dataclass(frozen=True)
+class Handler:
+  """One handler of the nest.
+
+  ``selector`` says what it claims: random handlers, a frozenset of tags
+  (``None`` standing for untagged requests); side-input handlers, the tuple
+  of tags they serve; collectors and local-state handlers, ``None`` (all), or
+  a frozenset of tags / categories (one tag given as ``tag=`` /
+  ``category=`` when ``by_predicate`` is False, a predicate otherwise).
+  """
+  kind: str
+  selector: Any = None
+  by_predicate: bool = False
+  handler_id: str | None = None
+  keep_unused: bool = True
+  sharing: str = "forbidden"
+  seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+  """One request: ``tag`` is the tag (None: untagged random) or category."""
+  kind: str
+  tag: Any = None
+  name: str | None = None
+  init: int = 0  # Initial value; requests with equal `init` share one object.
+  inc: float = 1.0
+  mode: str = "append"
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+  """Stands for a two-field ``hke.pytree_dataclass`` node."""
+  left: Any
+  right: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Module:
+  name: str
+  attributes: tuple[tuple[str, Any], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  handlers: tuple[Handler, ...]  # Outermost first.
+  modules: tuple[Module, ...]
+  placement: str = "plain"
+  stateful: bool = True
+
+
+@dataclasses.dataclass
+class Prediction:
+  """What the library must do with a case."""
+  error: type[Exception] | None = None
+  error_mentions: tuple[str, ...] = ()
+  served: dict[str, int | None] = dataclasses.field(default_factory=dict)
+  observed: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  collected: dict[int, list[tuple[str, Any, np.ndarray]]] = dataclasses.field(
+      default_factory=dict)
+  init_states: dict[str, dict[str, float]] = dataclasses.field(
+      default_factory=dict)
+  states: dict[str, dict[str, float]] = dataclasses.field(
+      default_factory=dict)
+  key_sites: list[str] = dataclasses.field(default_factory=list)
+
+
+class _Stop(Exception):
+  """The case fails here; carries the predicted error."""
+
+  def __init__(self, error: type[Exception], *mentions: str):
+    super().__init__(error.__name__)
+    self.error = error
+    self.mentions = mentions
+
+
+def sites(structure: Any, path: str = ""):
+  """Yields (attribute path, request) in PyTree order."""
+  if isinstance(structure, Request):
+    yield path, structure
+  elif isinstance(structure, dict):
+    for key in sorted(structure):
+      yield from sites(structure[key], f"{path}[{key!r}]")
+  elif isinstance(structure, (list, tuple)):
+    for i, item in enumerate(structure):
+      yield from sites(item, f"{path}[{i}]")
+  elif isinstance(structure, Node):
+    yield from sites(structure.left, f"{path}.left")
+    yield from sites(structure.right, f"{path}.right")
+
+
+def module_sites(module: Module):
+  """Yields (attribute path, request) for every request of ``module``."""
+  for name, structure in module.attributes:
+    yield from sites(structure, name)
+
+
+def claims(handler: Handler, request: Request) -> bool:
+  if handler.kind in RANDOM_KINDS:
+    return request.kind == "random" and request.tag in handler.selector
+  if handler.kind in SIDE_INPUT_KINDS:
+    return request.kind == "side_input" and request.tag in handler.selector
+  if handler.kind == "collect":
+    return request.kind == "side_output" and (
+        handler.selector is None or request.tag in handler.selector)
+  return request.kind in ("state", "shared_state") and (
+      handler.selector is None or request.tag in handler.selector)
+
+
+def server(case: Case, request: Request) -> int | None:
+  """S1: the innermost handler claiming ``request`` (index), or None."""
+  for index in reversed(range(len(case.handlers))):
+    if claims(case.handlers[index], request):
+      return index
+  return None
+
+
+def side_input_value(index: int, tag: Any) -> float:
+  """The value handler ``index`` gives side input ``tag``."""
+  return float(10 * (index + 1) + len(str(tag)))
+
+
+def inputs(placement: str) -> np.ndarray:
+  """The model's input: one row, or LENGTH rows for scan and vmap."""
+  if placement == "plain":
+    return X
+  return X[None] + np.arange(LENGTH, dtype=np.float32)[:, None]
+
+
+def state_key(module: Module, path: str, request: Request) -> str:
+  """DESIGN 2: a named state is keyed by its name, else by its site."""
+  return request.name if request.name else f"{module.name}:{path}"
+
+
+def bundle(request: Request) -> str:
+  return f"~local_state/{request.tag}"
+
+
+def _check_ids(case: Case) -> None:
+  seen = set()
+  for handler in case.handlers:
+    if handler.handler_id is not None and handler.handler_id in seen:
+      raise _Stop(ValueError, repr(handler.handler_id), "handler_id=")
+    seen.add(handler.handler_id)
+
+
+class _Run:
+  """One traced call of the model (init or apply) in the interpreter."""
+
+  def __init__(self, case: Case, initial: dict[tuple[str, str], float] | None):
+    self.case = case
+    self.init = initial is None
+    # (bundle, key) -> [initial, current, was set]
+    self.states: dict[tuple[str, str], list[Any]] = {
+        k: [v, v, False] for k, v in (initial or {}).items()}
+    self.named: dict[tuple[int, str, str], tuple[str, Request]] = {}
+    self.used: dict[int, set[Any]] = {}
+
+  def bind(self, module: Module, path: str, request: Request) -> int | None:
+    index = server(self.case, request)
+    if index is None:
+      return None
+    handler = self.case.handlers[index]
+    self.used.setdefault(index, set()).add(request.tag)
+    if request.kind in ("state", "shared_state") and request.name:
+      self._check_sharing(index, handler, module, path, request)
+    return index
+
+  def _check_sharing(self, index, handler, module, path, request) -> None:
+    if request.kind == "shared_state":
+      return  # A shared request refers to a state; it never conflicts.
+    site = f"{module.name}/{path}"
+    full = (index, bundle(request), request.name)
+    first = self.named.setdefault(full, (site, request))
+    if first[0] == site:
+      return
+    if handler.sharing == "forbidden":
+      raise _Stop(ValueError, repr(request.name), "state_sharing=")
+    if handler.sharing == "allowed" and first[1].init != request.init:
+      raise _Stop(ValueError, repr(request.name), "initializer")
+    if handler.sharing == "unsafe" and self.init:
+      # The later request's initial value wins while nothing set the state.
+      pair = self.states.get(full[1:])
+      if pair is not None and not pair[2]:
+        self.states[full[1:]] = [float(request.init)] * 2 + [False]
+
+  def act(self, module: Module, path: str, request: Request,
+          index: int | None) -> float | None:
+    """Runs one protocol call; returns the observed state value, if any."""
+    if index is None:
+      if request.kind == "side_output":
+        return None
+      raise _Stop(_unhandled_error(), repr(module.name), path)
+    if request.kind not in ("state", "shared_state"):
+      return None
+    if not self.case.stateful:
+      raise _Stop(ValueError, "hke.transform_with_state")
+    key = (bundle(request), state_key(module, path, request))
+    if key not in self.states:
+      if request.kind == "shared_state":
+        raise _Stop(ValueError, repr(request.name), "SharedLocalStateRequest")
+      if not self.init:
+        raise _Stop(ValueError, repr(key[1]), "init")
+      self.states[key] = [float(request.init)] * 2 + [False]
+    pair = self.states[key]
+    pair[1] += request.inc
+    pair[2] = True
+    return pair[1]
+
+
+def _unhandled_error() -> type[Exception]:
+  import hk_effects  # pylint: disable=g-import-not-at-top
+  return hk_effects.UnhandledEffectError
+
+
+def _nest(states: dict[tuple[str, str], list[Any]], slot: int):
+  out: dict[str, dict[str, float]] = {}
+  for (b, k), pair in sorted(states.items()):
+    out.setdefault(b, {})[k] = pair[slot]
+  return out
+
+
+def _trace(case: Case, run: _Run, pred: Prediction | None) -> None:
+  """One pass over the modules, as the traced body runs them."""
+  calls = LENGTH if case.placement == "scan" else 1
+  observed: dict[str, list[float]] = {}
+  for _ in range(calls if pred is not None else 1):
+    for module in case.modules:
+      bound = [(p, r, run.bind(module, p, r)) for p, r in module_sites(module)]
+      for path, request, index in bound:
+        value = run.act(module, path, request, index)
+        if value is not None:
+          observed.setdefault(f"{module.name}/{path}", []).append(value)
+  for index in reversed(range(len(case.handlers))):  # Inner ones exit first.
+    handler = case.handlers[index]
+    if handler.kind == "const_inputs" and not handler.keep_unused:
+      unused = [t for t in handler.selector if t not in run.used.get(index, ())]
+      if unused:
+        raise _Stop(ValueError, repr(unused), "keep_unused=True")
+  if pred is None:
+    return
+  for site, values in observed.items():
+    pred.observed[site] = _placed(case.placement, np.asarray(values))
+
+
+def _placed(placement: str, per_call: np.ndarray) -> np.ndarray:
+  """Observations: one per call; stacked by scan, broadcast by vmap."""
+  if placement == "plain":
+    return per_call[0]
+  if placement == "scan":
+    return per_call
+  return np.full((LENGTH,), per_call[0], np.float32)
+
+
+def _told(case: Case, request: Request) -> np.ndarray:
+  value = inputs(case.placement) * np.float32(request.inc)
+  if case.placement != "scan" or request.mode == "append":
+    return value
+  return value[-1] if request.mode == "last" else value.sum(0)
+
+
+def predict(case: Case) -> Prediction:
+  """Everything the library must do with ``case`` (see module docstring)."""
+  pred = Prediction()
+  try:
+    _check_ids(case)
+    init_run = _Run(case, None)
+    _trace(case, init_run, None)
+    initial = {k: pair[0] for k, pair in init_run.states.items()}
+    pred.init_states = _nest(init_run.states, 0)
+    apply_run = _Run(case, initial)
+    _trace(case, apply_run, pred)
+    pred.states = _nest(apply_run.states, 1)
+  except _Stop as stop:
+    return Prediction(error=stop.error, error_mentions=stop.mentions)
+  for module in case.modules:
+    for path, request in module_sites(module):
+      site = f"{module.name}/{path}"
+      index = server(case, request)
+      pred.served[site] = index
+      if request.kind == "random":
+        pred.key_sites.append(site)
+      elif request.kind == "side_input":
+        calls = LENGTH if case.placement == "scan" else 1
+        pred.observed[site] = _placed(
+            case.placement,
+            np.full((calls,), side_input_value(index, request.tag), np.float32))
+      elif request.kind == "side_output" and index is not None:
+        pred.collected.setdefault(index, []).append(
+            (site, request.tag, _told(case, request)))
+  for index, handler in enumerate(case.handlers):
+    if handler.kind == "collect":
+      pred.collected.setdefault(index, [])
+  return pred
+
+
+def keys_per_site(placement: str) -> int:
+  """How many keys one site draws in one application (S5)."""
+  return 1 if placement == "plain" else LENGTH
