@@ -41,8 +41,6 @@ LIBRARY_DIRS = ("hk_effects", "hk_effects/handlers")
 # own directory first on sys.path, so their files import siblings by bare
 # name (`from test_utils import ...`); their targets carry imports = ["."].
 SCRIPT_DIRS = ("tests", "examples", "benchmarks", "tools")
-# pytest's hook file: pytest loads it, Bazel never does.
-NOT_TARGETS = frozenset({"conftest.py"})
 REGENERATE = "run `python tools/gen_build_files.py`"
 # What files load at run time without saying so in `# bazel-deps:` and
 # `# bazel-data:` lines of their own (their authors may move them there):
@@ -185,7 +183,7 @@ def _resolve(root: pathlib.Path, name: str,
     for length in range(len(parts), 0, -1):
       candidate = base.joinpath(*parts[:length])
       for path in (candidate.with_suffix(".py"), candidate / "__init__.py"):
-        if (root / path).is_file() and path.name not in NOT_TARGETS:
+        if (root / path).is_file():
           return path
   return None
 
@@ -221,8 +219,7 @@ def source_files(root: pathlib.Path) -> list[SourceFile]:
   files = []
   for package in package_dirs(root):
     for path in sorted((root / package).glob("*.py")):
-      if path.name not in NOT_TARGETS:
-        files.append(scan(root, path.relative_to(root)))
+      files.append(scan(root, path.relative_to(root)))
   graph = {f.label: set(f.deps) for f in files}
   # A lazy import becomes a dep unless it would close a cycle.
   for source in files:
@@ -297,7 +294,7 @@ def find_problems(root: pathlib.Path) -> list[str]:
     build_file = root / package / "BUILD"
     if not build_file.is_file():
       unbuilt.add(package)
-      if any(p.name not in NOT_TARGETS for p in (root / package).glob("*.py")):
+      if any((root / package).glob("*.py")):
         problems.append(f"{package}/ has Python files but no {package}/BUILD;"
                         f" {REGENERATE}.")
       continue
