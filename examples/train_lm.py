@@ -450,7 +450,7 @@ def run(config: lm_model.ModelConfig) -> dict[str, Any]:
           f"{len(jax.tree.leaves(checkpoint['local_states']))} arrays).")
   else:
     sample = jnp.asarray(train_batch(0, 1))[:, :-1]
-    params = model.init(rng, model_inputs(sample))
+    params = jax.jit(model.init)(rng, model_inputs(sample))
     opt_state = optimizer.init(params)
   params, opt_state = jax.device_put((params, opt_state), replicated)
   eval_tokens = global_batch(mesh, held_out_batch(eval_rows).tokens)
