@@ -264,6 +264,29 @@ def _bind_node(node, site: Site) -> tuple[Any, Any]:
   return kept, runtime
 
 
+def handler_claims(handler, request, site: Site | None = None) -> bool:
+  """``handler.claims(request)``; a predicate that raises is named, with the fix.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> h = hke.handlers.CollectingSideOutputs.handling(lambda x: x, tag="a")
+  >>> handler_claims(h, hke.SideOutputRequest("a"))
+  True
+  """
+  try:
+    return bool(handler.claims(request))
+  except Exception as e:  # pylint: disable=broad-except
+    where = "" if site is None else f" at {site}"
+    raise TypeError(
+        f"The predicate of {handler!r} raised {type(e).__name__}: {e} when "
+        f"asked whether it claims {request!r}{where}. A handler asks its "
+        "predicate about every request of its effect (untagged ones too, and "
+        "tags or categories of any type); make it return False for those it "
+        "does not want, e.g. `lambda r: getattr(r, 'tag', None) == 'x'`."
+    ) from e
+
+
 def _bind_node_unrecorded(node, site: Site) -> tuple[Any, Any]:
   if isinstance(node, effect_base.HandledEffectRef):
     scope = _find_scope_by_id(node.handler_id)
@@ -273,7 +296,7 @@ def _bind_node_unrecorded(node, site: Site) -> tuple[Any, Any]:
     return node, scope.handler.runtime_impl(scope, node, site)
   scope = None
   for candidate in reversed(_state.scopes):
-    if not candidate.handler.claims(node):
+    if not handler_claims(candidate.handler, node, site):
       continue
     if getattr(candidate.handler, "rewrites", False):
       # A rewriting handler (e.g. freeze_local_states) turns the request into

@@ -209,6 +209,22 @@ class EffectRuntimeImpl:
     self.scope = scope
     self.site = site
 
+  def __getattr__(self, name: str):
+    # Only reached for a missing attribute: a method of another effect.
+    if name.startswith("__") or name in EffectRuntimeImpl.__slots__:
+      raise AttributeError(name)
+    handler = getattr(self.scope, "handler", None)
+    if handler is None:
+      raise AttributeError(
+          f"{type(self).__name__!r} object has no attribute {name!r}")
+    protocol = handler.effect_protocol()
+    raise AttributeError(
+        f"{type(self).__name__} at {self.site} serves {protocol.__name__} "
+        f"(methods {sorted(protocol_methods(protocol))}) for handler "
+        f"{handler.handler_id!r}; it has no {name!r}. The attribute holds a "
+        f"request of that effect: call one of its methods, or give the "
+        "module a request of the effect you meant.")
+
   def check_alive(self) -> None:
     if self.scope is not None and not self.scope.active:
       raise UnhandledEffectError(
@@ -217,15 +233,27 @@ class EffectRuntimeImpl:
           "implementations live only for one call; do not store them.")
 
 
-def _describe_callable(fn: Any) -> str:
+def _describe_callable(fn: Any, depth: int = 0) -> str:
   if isinstance(fn, EffectHandler):
     return fn.handler_id
   inner = getattr(fn, "func", None)  # functools.partial
   if inner is not None:
-    return f"partial({_describe_callable(inner)})"
+    return f"partial({_describe_callable(inner, depth + 1)})"
   module = getattr(fn, "__module__", None) or ""
   qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
-  return f"{module}.{qualname}"
+  # Closures of one function (a helper wrapping its argument in a handler,
+  # applied twice) differ only in what they close over; naming the callables
+  # they close over keeps the ids of such nested handlers distinct.
+  closed_over = []
+  for cell in (getattr(fn, "__closure__", None) or ()) if depth < 4 else ():
+    try:
+      value = cell.cell_contents
+    except ValueError:  # An empty cell.
+      continue
+    if callable(value) and not isinstance(value, type):
+      closed_over.append(_describe_callable(value, depth + 1))
+  suffix = f"({','.join(closed_over)})" if closed_over else ""
+  return f"{module}.{qualname}{suffix}"
 
 
 def infer_handler_id(kind: str, body: Callable, config: str = "") -> str:

@@ -375,6 +375,11 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
     claims[full_key] = _Claim(site, request)
 
   def __call__(self, arg):
+    if not hk_base.inside_transform():
+      raise ValueError(
+          f"{self!r} was called outside a Haiku transform, but local states "
+          "live in Haiku state. Call it inside hke.transform_with_state(...) "
+          "init / apply.")
     enclosing = next((s for s in reversed(binding.active_scopes())
                       if isinstance(s.handler, WithFunctionalLocalState)), None)
     # Nested local-state handlers share one record of the states they touched

@@ -23,6 +23,7 @@ from typing import Any, Callable, Protocol
 import haiku as hk
 import jax
 import jax.numpy as jnp
+from haiku._src import base as hk_base
 
 from hk_effects import binding
 from hk_effects import effect_base
@@ -255,6 +256,11 @@ class _RandomHandler(effect_base.EffectHandler):
     return jax.random.fold_in(key, index)
 
   def _run_with_key(self, arg, key):
+    if not hk_base.inside_transform():
+      raise ValueError(
+          f"{self!r} was called outside a Haiku transform, but it serves keys "
+          "through Haiku's rng sequence. Call it inside hke.transform(...) (or "
+          "hke.transform_with_state) init / apply.")
     key = self._device_key(key)
     # Without this key, an enclosing random handler's requests served in this
     # body would depend only on `key`, not on the enclosing handler's own key.

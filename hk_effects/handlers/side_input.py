@@ -110,7 +110,9 @@ def _check_tags(tags: Any, handler_name: str) -> tuple[Any, ...]:
         f"tags=({tags!r},).")
   tags = tuple(tags)
   if len(set(tags)) != len(tags):
-    raise ValueError(f"{handler_name}: duplicate tags in {tags!r}.")
+    raise ValueError(
+        f"{handler_name}: duplicate tags in {tags!r}; each tag takes one value, "
+        "so list each tag once.")
   return tags
 
 

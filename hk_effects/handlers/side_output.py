@@ -272,7 +272,7 @@ def tell(tag: Any, value: Any, mode: str = "append") -> None:
   """
   request = SideOutputRequest(tag, mode)
   for scope in reversed(binding.active_scopes()):
-    if scope.handler.claims(request):
+    if binding.handler_claims(scope.handler, request):
       module_path = (hk.experimental.current_name()
                      if hk_base.inside_transform() else "~")
       site = binding.Site(module_path, "tell")
