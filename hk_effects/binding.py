@@ -381,17 +381,23 @@ class UnhandledPlaceholder:
 
   def __getattr__(self, name: str):
     request = self.__dict__["_request"]
-    own = getattr(type(request), name, None)
-    if own is not None:
-      return getattr(request, name)
-    if name not in effect_base.protocol_methods(request.effect_protocol()):
-      raise AttributeError(
-          f"{type(request).__name__!r} object has no attribute {name!r}")
+    is_protocol_method = name in effect_base.protocol_methods(
+        request.effect_protocol())
     effect_scope_ = current_effect_scope()
-    if effect_scope_ is not None and effect_scope_.recording is not None:
+    if (is_protocol_method and effect_scope_ is not None
+        and effect_scope_.recording is not None):
+      # Inspection passes never fail on what the request would do unhandled
+      # (a frozen state's set() raises): they use stand-in values.
       stand_in = getattr(request, "inspection_stand_in", None)
       if stand_in is not None:
         return lambda *a, **k: stand_in(name, *a, **k)
+    own = getattr(type(request), name, None)
+    if own is not None:
+      return getattr(request, name)
+    if not is_protocol_method:
+      raise AttributeError(
+          f"{type(request).__name__!r} object has no attribute {name!r}")
+    if effect_scope_ is not None and effect_scope_.recording is not None:
       raise StopInspection(self._site, request)
     raise effect_base.UnhandledEffectError(self._message(name))
 

@@ -382,6 +382,16 @@ class FreezeTest(parameterized.TestCase):
     with self.assertRaisesRegex(hke.UnhandledEffectError, "read-only"):
       f.apply({}, None, True)
 
+  def test_bindings_of_a_frozen_model_that_sets_state(self):
+    handler = hke.handlers.handle_local_states(lambda x: Counter()(x))
+    frozen = hke.handlers.freeze_local_states(
+        handler, {COUNTERS: {"counter:count": jnp.asarray(2.0)}})
+    table = hke.bindings(frozen)(1.0)
+    self.assertIsNone(table.stopped_at)
+    (row,) = table.rows
+    self.assertIsInstance(row.request, hke.FrozenLocalStateRequest)
+    self.assertEqual(row.handler_id, "unhandled")
+
   def test_freeze_missing_value_names_state(self):
     handler = hke.handlers.handle_local_states(lambda x: Counter()(x))
     frozen = hke.handlers.freeze_local_states(handler, {COUNTERS: {}})

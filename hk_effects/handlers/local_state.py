@@ -125,6 +125,10 @@ class FrozenLocalStateRequest(effect_base.EffectRequest):
   def initial_value(self) -> Any:
     return self.state
 
+  def inspection_stand_in(self, method: str, *args) -> Any:
+    del args
+    return self.state if method == "get" else None
+
   def get(self) -> Any:
     return self.state
 
