@@ -17,7 +17,6 @@ from typing import Any
 from absl.testing import absltest
 import conftest  # pylint: disable=unused-import  # Profiles, when run alone.
 import haiku as hk
-from haiku._src import module as hk_module
 import hypothesis
 from hypothesis import strategies as st
 import jax
@@ -25,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import hk_effects as hke
-from hk_effects import binding
-from hk_effects import control_flow
+from leaks_test import global_state_left
+from leaks_test import nothing_left
 import reference_model as ref
 
 TAGS = ("a", "b")
@@ -236,6 +235,20 @@ def _wrap(spec: ref.Handler, index: int, body):
                                       **selection, **common)
 
 
+def _empty_observations(probes: list[Probe]) -> dict[str, jax.Array]:
+  """Zeros shaped like LENGTH stacked observations of ``probes``."""
+  observed = {}
+  for probe in probes:
+    for _, plan in probe.plan:
+      for path, kind, _ in plan:
+        if kind == "random":
+          observed[f"{probe.module_name}/{path}"] = jnp.zeros(
+              (ref.LENGTH, 2), jnp.uint32)
+        elif kind != "side_output":
+          observed[f"{probe.module_name}/{path}"] = jnp.zeros((ref.LENGTH,))
+  return observed
+
+
 def build(case: ref.Case):
   """(forward function, its argument, the handler objects) of ``case``."""
   initializers = {i: (lambda v=float(i): jnp.asarray(v)) for i in range(3)}
@@ -250,8 +263,16 @@ def build(case: ref.Case):
       return observed
     if case.placement == "scan":
       return hk.scan(lambda c, xi: (c, run_all(xi)), jnp.zeros(()), x)[1]
+    if case.placement == "fori_loop":
+      # fori_loop has no per-iteration outputs: observations go in the carry.
+      def step(i, observed):
+        return {site: observed[site].at[i].set(value)
+                for site, value in run_all(x[i]).items()}
+      return hk.fori_loop(0, ref.LENGTH, step, _empty_observations(probes))
     if case.placement == "vmap":
       return hk.vmap(run_all, split_rng=True)(x)
+    if case.placement == "remat":
+      return hk.remat(run_all)(x)
     return run_all(x)
 
   forward, built = core, []
@@ -288,21 +309,6 @@ def run(case: ref.Case, jit: bool):
     if spec.kind == "collect":
       out, collected[index] = out
   return out, collected, init_states, states
-
-
-def global_state_left() -> dict[str, Any]:
-  """Every piece of global state hk_effects or Haiku's interceptors keep."""
-  return {
-      "scopes": list(binding._state.scopes),
-      "effect_scopes": list(binding._state.effect_scopes),
-      "bound_modules": set(binding._state.bound_modules),
-      "call_recorders": list(binding._state.call_recorders),
-      "interceptor_depth": binding._state.interceptor_depth,
-      "interceptor_stack": list(hk_module.interceptor_stack),
-      "targets": list(control_flow._state.targets),
-      "collectors": control_flow._state.collectors,
-      "lifts": list(control_flow._state.lifts),
-  }
 
 
 def _as_floats(states) -> dict[str, dict[str, float]]:
@@ -345,8 +351,7 @@ EVERY_KIND = ref.Case(
 class PropertiesTest(absltest.TestCase):
 
   def assert_no_global_state_left(self):
-    left = global_state_left()
-    self.assertEqual(left, {k: type(v)() for k, v in left.items()})
+    self.assertEqual(global_state_left(), nothing_left())
 
   def check_against_reference(self, case: ref.Case, jit: bool):
     pred = ref.predict(case)

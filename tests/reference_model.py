@@ -38,7 +38,12 @@ SIDE_INPUT_KINDS = ("const_inputs", "tuple_inputs")
 HANDLER_KINDS = RANDOM_KINDS + SIDE_INPUT_KINDS + ("collect", "local_state")
 REQUEST_KINDS = ("random", "side_input", "side_output", "state",
                  "shared_state")
-PLACEMENTS = ("plain", "scan", "vmap")
+# Where the modules are called: plainly, inside hk.remat (values unchanged),
+# inside a loop of LENGTH iterations (hk.scan, hk.fori_loop with int bounds:
+# values stacked) or inside hk.vmap over LENGTH members (values batched).
+PLACEMENTS = ("plain", "remat", "scan", "fori_loop", "vmap")
+ONCE = ("plain", "remat")
+LOOPS = ("scan", "fori_loop")
 X = np.array([1.0, 2.0], np.float32)
 LENGTH = 3  # Iterations of hk.scan and members of hk.vmap.
 
@@ -167,7 +172,7 @@ def side_input_value(index: int, tag: Any) -> float:
 
 def inputs(placement: str) -> np.ndarray:
   """The model's input: one row, or LENGTH rows for scan and vmap."""
-  if placement == "plain":
+  if placement in ONCE:
     return X
   return X[None] + np.arange(LENGTH, dtype=np.float32)[:, None]
 
@@ -185,7 +190,8 @@ def _check_ids(case: Case) -> None:
   seen = set()
   for handler in case.handlers:
     if handler.handler_id is not None and handler.handler_id in seen:
-      raise _Stop(ValueError, repr(handler.handler_id), "handler_id=")
+      # The message may name an inferred id derived from the duplicate.
+      raise _Stop(ValueError, "collides", "handler_id=")
     seen.add(handler.handler_id)
 
 
@@ -267,7 +273,7 @@ def _nest(states: dict[tuple[str, str], list[Any]], slot: int):
 
 def _trace(case: Case, run: _Run, pred: Prediction | None) -> None:
   """One pass over the modules, as the traced body runs them."""
-  calls = LENGTH if case.placement == "scan" else 1
+  calls = LENGTH if case.placement in LOOPS else 1
   observed: dict[str, list[float]] = {}
   for _ in range(calls if pred is not None else 1):
     for module in case.modules:
@@ -290,16 +296,16 @@ def _trace(case: Case, run: _Run, pred: Prediction | None) -> None:
 
 def _placed(placement: str, per_call: np.ndarray) -> np.ndarray:
   """Observations: one per call; stacked by scan, broadcast by vmap."""
-  if placement == "plain":
+  if placement in ONCE:
     return per_call[0]
-  if placement == "scan":
+  if placement in LOOPS:
     return per_call
   return np.full((LENGTH,), per_call[0], np.float32)
 
 
 def _told(case: Case, request: Request) -> np.ndarray:
   value = inputs(case.placement) * np.float32(request.inc)
-  if case.placement != "scan" or request.mode == "append":
+  if case.placement not in LOOPS or request.mode == "append":
     return value
   return value[-1] if request.mode == "last" else value.sum(0)
 
@@ -326,7 +332,7 @@ def predict(case: Case) -> Prediction:
       if request.kind == "random":
         pred.key_sites.append(site)
       elif request.kind == "side_input":
-        calls = LENGTH if case.placement == "scan" else 1
+        calls = LENGTH if case.placement in LOOPS else 1
         pred.observed[site] = _placed(
             case.placement,
             np.full((calls,), side_input_value(index, request.tag), np.float32))
@@ -341,4 +347,4 @@ def predict(case: Case) -> Prediction:
 
 def keys_per_site(placement: str) -> int:
   """How many keys one site draws in one application (S5)."""
-  return 1 if placement == "plain" else LENGTH
+  return 1 if placement in ONCE else LENGTH
