@@ -30,6 +30,12 @@ _EFFECT_NODE_TYPES = (effect_base.EffectRequest, effect_base.HandledEffectRef)
 _SKIP_TYPES = (str, int, float, bool, type(None), bytes, complex, np.ndarray,
                jax.Array, hk.Module, types.FunctionType, types.MethodType,
                types.BuiltinFunctionType, type)
+# The common ones, tested first by exact type with one set lookup, because
+# `isinstance(x, hk.Module)` goes through typing's Protocol machinery (about
+# 10 µs), which every plain attribute of every module call would pay.
+_SKIP_EXACT_TYPES = frozenset({
+    str, int, float, bool, type(None), bytes, complex, set, frozenset,
+    types.FunctionType, types.MethodType, types.BuiltinFunctionType})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,12 +321,17 @@ def _bind_node_unrecorded(node, site: Site) -> tuple[Any, Any]:
 
 def _bind_attribute(module_path: str, name: str, value):
   """None if ``value`` holds no effect node, else (kept, runtime) values."""
-  if isinstance(value, _SKIP_TYPES):
+  if type(value) in _SKIP_EXACT_TYPES:
     return None
   if _is_effect_node(value):
     return _bind_node(value, Site(module_path, name))
-  if not isinstance(value, (list, tuple, dict)) and not (
-      dataclasses.is_dataclass(value)):
+  if isinstance(value, (list, tuple, dict)):
+    # Flattening with paths costs far more than this look at the items
+    # (LayerNorm's `axis` tuple, on every call).
+    items = value.values() if isinstance(value, dict) else value
+    if all(type(item) in _SKIP_EXACT_TYPES for item in items):
+      return None
+  elif not dataclasses.is_dataclass(value) or isinstance(value, _SKIP_TYPES):
     return None
   leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(
       value, is_leaf=_is_effect_node)

@@ -211,6 +211,32 @@ def _check_like(what: str, expected: Any, value: Any, fix: str) -> None:
         f"{expected_abs}, got {value_abs}. {fix}")
 
 
+def _initial_shapes(scope: binding.HandlerScope,
+                    initializer: Callable[[], Any]) -> Any:
+  """``jax.eval_shape(initializer)``, shared within one handler call.
+
+  An eval_shape costs about a millisecond, and a deep model has one state per
+  layer, usually all made by one function or by copies of one closure-free
+  lambda (one code object), whose shapes cannot differ within a call.
+  Closures and defaults may make copies differ, so those are keyed by the
+  function object itself.
+  """
+  code = getattr(initializer, "__code__", None)
+  plain = code is not None and not (
+      getattr(initializer, "__closure__", None)
+      or getattr(initializer, "__defaults__", None)
+      or getattr(initializer, "__kwdefaults__", None))
+  key = code if plain else initializer
+  shapes = scope.data.setdefault("initial_shapes", {})
+  try:
+    known = key in shapes
+  except TypeError:  # An unhashable callable object: nothing to share.
+    return jax.eval_shape(initializer)
+  if not known:
+    shapes[key] = jax.eval_shape(initializer)
+  return shapes[key]
+
+
 class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
   """Reads and writes one local state in the current Haiku frame's state.
 
@@ -268,7 +294,8 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
     if (self.bundle, self.key) not in checked and not hk.running_init():
       checked.add((self.bundle, self.key))
       if not isinstance(self.request, SharedLocalStateRequest):
-        expected = (jax.eval_shape(self.request.state_initializer)
+        expected = (_initial_shapes(self.scope,
+                                    self.request.state_initializer)
                     if isinstance(self.request, InitialLocalStateRequest)
                     else self.request.state)
         _check_like(f"Local state {self.key!r} given to apply", expected,

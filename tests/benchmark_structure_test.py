@@ -1,0 +1,185 @@
+"""The benchmark's effectful model compiles to the hand-threaded program.
+
+Structure only, never time: the jaxpr equation count and the optimized HLO
+instruction count of ``benchmarks/models.py``'s hk_effects version equal
+those of its hand-threaded version, and both compute the same values. Also
+the hot-path fixes made for the benchmark (shared initial-state shapes,
+cheap attribute skipping) keep their behaviour.
+"""
+
+from __future__ import annotations
+
+from unittest import mock
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import chex
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+import hk_effects as hke
+from benchmarks import measure
+from benchmarks import models
+from benchmarks import report
+from hk_effects.handlers import local_state
+
+DEPTH = 2
+
+
+class BenchmarkStructureTest(parameterized.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.hand = models.hand_threaded(DEPTH)
+    cls.effectful = models.effectful(DEPTH)
+
+  def test_jaxpr_equation_counts_equal(self):
+    _, hand_eqns = measure.trace_time(self.hand)
+    _, effectful_eqns = measure.trace_time(self.effectful)
+    self.assertEqual(effectful_eqns, hand_eqns)
+    self.assertGreater(hand_eqns, 50 * DEPTH)  # A real model was traced.
+
+  def test_hlo_instruction_counts_equal(self):
+    counts = {}
+    for version in (self.hand, self.effectful):
+      _, compiled = measure.compile_time(version)
+      counts[version.name] = measure.hlo_instruction_count(compiled)
+    self.assertEqual(counts["hk_effects"], counts["hand-threaded"])
+    self.assertGreater(counts["hand-threaded"], 100)
+
+  def test_same_parameters_give_same_values(self):
+    # Same module names, so the effectful step takes the hand-threaded
+    # parameters, and the same hk.next_rng_key order draws the same dropout.
+    params, hand_state, rng, x, mask = self.hand.args
+    chex.assert_trees_all_equal_structs(params, self.effectful.args[0])
+    (out, intermediates), hand_state = jax.jit(self.hand.make_step())(
+        params, hand_state, rng, x, mask)
+    (effectful_out, told), state = jax.jit(self.effectful.make_step())(
+        params, self.effectful.args[1], rng, x, mask)
+    chex.assert_trees_all_close(effectful_out, out, rtol=1e-6)
+    self.assertEqual([t.path for t in told],
+                     [f"block_{i}/output" for i in range(DEPTH)])
+    chex.assert_trees_all_close([t.value for t in told], intermediates,
+                                rtol=1e-6)
+    counters = state[f"~local_state/{models.COUNTER}"]
+    self.assertEqual(
+        {k: int(v) for k, v in counters.items()},
+        {f"block_{i}:count": 1 for i in range(DEPTH)})
+    self.assertEqual([int(hand_state[f"block_{i}"]["count"])
+                      for i in range(DEPTH)], [1] * DEPTH)
+
+  def test_module_calls_counts_every_method_call(self):
+    # 13 module calls per block (block, 2 LayerNorms, attention, its 4
+    # Linears and mask, 2 dropouts, 2 MLP Linears) and the final LayerNorm.
+    self.assertEqual(measure.module_calls(DEPTH), 13 * DEPTH + 1)
+
+
+def _fake_results(hand: float, hke_: float, step_ratio: float,
+                  hlo: tuple[int, int], module_calls: int) -> dict:
+  def version(trace, step, hlo_count):
+    return {"trace_s": [trace] * 3, "compile_s": [1.0], "step_s": [step] * 20,
+            "jaxpr_eqns": 10, "hlo_instructions": hlo_count}
+  return {"module_calls": module_calls,
+          report.HAND: version(hand, 1.0, hlo[0]),
+          report.HKE: version(hke_, step_ratio, hlo[1])}
+
+
+class ReportTest(parameterized.TestCase):
+
+  def _data(self, deepest: dict | None = None) -> dict:
+    return {"penzai": False, "memory": {},
+            "machine": {"cpus": 2, "backend": "cpu", "jax": "x",
+                        "python": "3", "load_average": [1.0],
+                        "load_average_after": [1.0]},
+            "depths": {4: _fake_results(1.0, 1.05, 1.0, (10, 10), 53),
+                       64: deepest or _fake_results(16.0, 16.8, 1.0,
+                                                    (90, 90), 833)}}
+
+  def test_all_targets_met(self):
+    checks = report.targets(self._data())
+    self.assertTrue(all(ok for _, ok in checks), checks)
+
+  @parameterized.named_parameters(
+      ("slow_trace", (16.0, 17.9, 1.0, (90, 90), 833), "trace time"),
+      ("slow_step", (16.0, 16.8, 1.05, (90, 90), 833), "step time"),
+      ("extra_hlo", (16.0, 16.8, 1.0, (90, 91), 833), "HLO"),
+      ("superlinear", (16.0, 16.8, 1.0, (90, 90), 600), "flat"))
+  def test_missed_target_is_reported(self, deepest, what):
+    checks = report.targets(self._data(_fake_results(*deepest)))
+    missed = [text for text, ok in checks if not ok]
+    self.assertLen(missed, 1)
+    self.assertIn(what, missed[0])
+
+  def test_render_has_a_row_per_metric_and_ratios(self):
+    text = report.render(self._data())
+    self.assertIn("| 64 | trace (ms) | 1.6e+04 [1.6e+04-1.6e+04] |", text)
+    self.assertIn("| 1.050 |", text)
+    self.assertNotIn("MISSED", text)
+
+
+class _Counter(hk.Module):
+
+  def __init__(self, initializer, name=None):
+    super().__init__(name=name)
+    self.count = hke.InitialLocalStateRequest(initializer, category="c")
+
+  def __call__(self):
+    return self.count.get()
+
+
+class HotPathTest(absltest.TestCase):
+
+  def _transformed(self, *initializers):
+    def forward(x):
+      for i, initializer in enumerate(initializers):
+        _Counter(initializer, name=f"counter_{i}")()
+      return x
+    return hke.transform_with_state(hke.handlers.handle_local_states(forward))
+
+  def test_copies_of_one_lambda_are_evaluated_once_per_call(self):
+    f = self._transformed(*[lambda: jnp.zeros([2]) for _ in range(3)])
+    params, state = f.init(None, 0.0)
+    with mock.patch.object(local_state.jax, "eval_shape",
+                           wraps=jax.eval_shape) as eval_shape:
+      f.apply(params, state, None, 0.0)
+    self.assertEqual(eval_shape.call_count, 1)
+
+  def test_closures_of_one_lambda_keep_their_own_shapes(self):
+    def make(n):
+      return lambda: jnp.zeros([n])
+    f = self._transformed(make(2), make(3))
+    params, state = f.init(None, 0.0)
+    bundle = dict(state["~local_state/c"])
+    bundle["counter_1:count"] = jnp.zeros([2])  # counter_1 makes shape [3].
+    with self.assertRaisesRegex(ValueError, r"'counter_1:count'.*wrong"):
+      f.apply(params, {"~local_state/c": bundle}, None, 0.0)
+
+  def test_defaults_of_one_lambda_keep_their_own_shapes(self):
+    f = self._transformed(*[lambda n=n: jnp.zeros([n]) for n in (2, 3)])
+    params, state = f.init(None, 0.0)
+    bundle = dict(state["~local_state/c"])
+    bundle["counter_0:count"] = jnp.zeros([3])  # counter_0 makes shape [2].
+    with self.assertRaisesRegex(ValueError, r"'counter_0:count'.*wrong"):
+      f.apply(params, {"~local_state/c": bundle}, None, 0.0)
+
+  def test_requests_in_containers_beside_plain_values_still_bind(self):
+    class Holder(hk.Module):
+
+      def __init__(self):
+        super().__init__()
+        self.plain = (1, "a", None)
+        self.mixed = (3, hke.SideInputRequest("s"))
+        self.table = {"k": hke.SideInputRequest("s"), "n": 2.0}
+
+      def __call__(self):
+        return self.mixed[1].ask() + self.table["k"].ask()
+
+    f = hke.transform(hke.handlers.WithConstantSideInputs.handling(
+        lambda x: Holder()(), {"s": jnp.float32(2.0)}), apply_rng=False)
+    self.assertEqual(float(f.apply({}, 0.0)), 4.0)
+
+
+if __name__ == "__main__":
+  absltest.main()
