@@ -318,6 +318,17 @@ def _as_floats(states) -> dict[str, dict[str, float]]:
 
 # ------------------------------------------------------------------ properties
 
+
+def examples(share: float) -> hypothesis.settings:
+  """The active profile with ``share`` of its examples (ci: 40 -> 40 * share).
+
+  The shares keep the ci profile at 100 examples in all, the costliest
+  property (two compilations per example) getting the fewest.
+  """
+  return hypothesis.settings(max_examples=max(
+      1, int(hypothesis.settings.default.max_examples * share)))
+
+
 R = ref.Request
 # Bugs the properties found, kept as explicit examples run by every profile.
 # An outer local-state handler saw the states an inner one served as "extra"
@@ -390,12 +401,14 @@ class PropertiesTest(absltest.TestCase):
                      * ref.keys_per_site(case.placement))
       self.assertLen({tuple(r) for r in rows.tolist()}, len(rows))
 
+  @examples(1.25)
   @hypothesis.given(cases(), st.booleans())
   @hypothesis.example(NESTED_LOCAL_STATES, False)
   @hypothesis.example(EVERY_KIND, True)
   def test_model_agrees_with_the_reference(self, case, jit):
     self.check_against_reference(case, jit)
 
+  @examples(0.75)
   @hypothesis.given(cases())
   def test_bindings_table_names_the_innermost_claiming_handler(self, case):
     pred = ref.predict(case)
@@ -410,6 +423,7 @@ class PropertiesTest(absltest.TestCase):
         {f"{r.module_path}/{r.attribute_path}": r.handler_id
          for r in table.rows}, expected)
 
+  @examples(0.5)
   @hypothesis.given(cases())
   def test_jit_equals_no_jit_bit_for_bit(self, case):
     hypothesis.assume(ref.predict(case).error is None)
