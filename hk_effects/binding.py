@@ -91,6 +91,10 @@ class _EffectScope:
     self.recording = recording
     self.recorded: set[tuple[str, str]] = set()
     self.unhandled: list[tuple[Site, Any]] = []
+    # Per-call data of handlers, and checks to run once the whole function
+    # returned normally (e.g. that apply got no local state nobody asked for).
+    self.data: dict[str, Any] = {}
+    self.on_exit: list[Callable[[], None]] = []
 
 
 class _ThreadState(threading.local):
@@ -178,6 +182,8 @@ def effect_scope(stateless: bool = False,
   try:
     with _interceptor_installed():
       yield scope
+      for check in scope.on_exit:
+        check()
   finally:
     _state.effect_scopes.remove(scope)
 

@@ -350,6 +350,29 @@ class BadInputTest(parameterized.TestCase):
       self.assertIn(mention, str(exception))
     self.assertEqual(global_state_left(), nothing_left())
 
+  @parameterized.parameters("inner_first", "outer_first")
+  def test_states_of_sibling_local_state_handlers_are_not_extra(self, order):
+    # Two sub-models handled separately in one forward function: neither
+    # handler may call the other's states "extra" in apply.
+    def forward(x):
+      c0 = H.handle_local_states(lambda y: Counter(name="a")(y))
+      every = H.handle_local_states(
+          lambda y: Counter(request=hke.InitialLocalStateRequest(
+              lambda: jnp.zeros([]), "other"), name="b")(y))
+      return every(c0(x)) if order == "inner_first" else c0(every(x))
+    _, states = _apply_with_state(forward)
+    self.assertEqual({k: {n: float(v) for n, v in e.items()}
+                      for k, e in states.items()},
+                     {COUNT: {"a:count": 1.0},
+                      "~local_state/other": {"b:count": 1.0}})
+
+  def test_extra_state_is_found_under_plain_haiku_transform_too(self):
+    f = hk.transform_with_state(H.handle_local_states(_counter))
+    params, state = f.init(KEY, X)
+    with self.assertRaisesRegex(ValueError, "'stray'.*Remove it"):
+      f.apply(params, {COUNT: {**state[COUNT], "stray": jnp.zeros([])}},
+              KEY, X)
+
   def test_a_raising_predicate_keeps_its_exception_as_the_cause(self):
     with self.assertRaises(TypeError) as caught:
       _apply(H.CollectingSideOutputs.handling(lambda x: Tell()(x),

@@ -411,19 +411,12 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
           f"{self!r} was called outside a Haiku transform, but local states "
           "live in Haiku state. Call it inside hke.transform_with_state(...) "
           "init / apply.")
-    enclosing = next((s for s in reversed(binding.active_scopes())
-                      if isinstance(s.handler, WithFunctionalLocalState)), None)
-    # Nested local-state handlers share one record of the states they touched
-    # and the outermost checks it when the whole nest has run: a state an
-    # inner handler served is not "extra" to an outer one claiming its
-    # category, and an outer handler may serve more after an inner returns.
-    nest = (enclosing.data["nest"] if enclosing is not None
-            else {"touched": set(), "handlers": []})
+    nest, check_on_return = _local_state_nest()
     nest["handlers"].append(self)
     with binding.handler_scope(self, named={}, touched=nest["touched"],
                                checked=set(), nest=nest):
       out = self.body(arg)
-      if enclosing is None and not hk.running_init():
+      if check_on_return and not hk.running_init():
         _check_no_extra_states(nest)
     return out
 
@@ -434,6 +427,34 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
       except Exception:  # pylint: disable=broad-except
         return False
     return self.category is None or str(self.category) == category_name
+
+
+def _local_state_nest() -> tuple[dict[str, Any], bool]:
+  """The record of touched states a local-state handler call shares.
+
+  All local-state handlers of one call share one record of the states they
+  touched, and apply checks it for states nobody asked for once all of them
+  ran: a state one handler served is not "extra" to another claiming its
+  category, whether they nest or run one after the other. Under
+  ``hke.transform_with_state`` the check runs when the whole function
+  returned; under plain Haiku transforms, when the outermost handler returns.
+
+  Returns:
+    The record, and whether the caller must run the check when it returns.
+  """
+  for scope in reversed(binding.active_scopes()):
+    if isinstance(scope.handler, WithFunctionalLocalState):
+      return scope.data["nest"], False
+  effect_scope = binding.current_effect_scope()
+  if effect_scope is None:
+    return {"touched": set(), "handlers": []}, True
+  nest = effect_scope.data.get("local_state_nest")
+  if nest is None:
+    nest = effect_scope.data["local_state_nest"] = {"touched": set(),
+                                                    "handlers": []}
+    if not hk.running_init():
+      effect_scope.on_exit.append(lambda: _check_no_extra_states(nest))
+  return nest, False
 
 
 def _check_no_extra_states(nest: dict[str, Any]) -> None:
