@@ -3,7 +3,8 @@
 Hypothesis draws a nest of handlers (every kind, tags, predicates,
 categories, explicit and inferred ids) around modules whose attributes hold
 requests in dicts, lists, tuples and ``hke.pytree_dataclass`` nodes, called
-plainly, inside ``hk.scan`` or inside ``hk.vmap``, under
+plainly or inside ``hk.remat``, ``hk.scan``, ``hk.fori_loop`` or ``hk.vmap``,
+under
 ``hke.transform`` / ``transform_with_state``, with or without ``jax.jit``.
 ``reference_model.predict`` says what must happen; every property compares
 everything it can observe with it. Profiles (``tests/conftest.py``): ``ci``
@@ -35,6 +36,7 @@ IDS = ("h0", "h1", "h2")
 
 @hke.pytree_dataclass
 class Node:
+  """A dataclass PyTree node holding requests (``ref.Node`` stands for it)."""
   left: Any
   right: Any
 
@@ -291,7 +293,7 @@ def build(case: ref.Case):
 
 
 def run(case: ref.Case, jit: bool):
-  """init + apply; returns (observed, {collector index: values}, states)."""
+  """init + apply; returns observations, collected values and both states."""
   forward, arg, _ = build(case)
   rng = jax.random.key(7)
   if case.stateful:
