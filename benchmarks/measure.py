@@ -26,17 +26,23 @@ _HLO_INSTRUCTION = re.compile(r"^\s*(ROOT\s+)?%?[\w.\-]+ = ")
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-  gc.collect()
+  gc.collect()  # Leftovers of the previous measurement are not this one's.
   start = time.perf_counter()
   out = fn()
   return time.perf_counter() - start, out
 
 
-def trace_time(version: models.Version) -> tuple[float, int]:
-  """Seconds to ``jax.make_jaxpr`` a fresh step, and its equation count."""
+def trace_time(version: models.Version) -> tuple[float, float, int]:
+  """Wall and thread-CPU seconds to ``jax.make_jaxpr`` a fresh step, and
+  its equation count.
+
+  Tracing is single-threaded Python, so its thread CPU time leaves out the
+  time spent waiting for a core that other processes hold (a shared machine).
+  """
   step = version.make_step()
+  cpu_start = time.thread_time()
   seconds, jaxpr = _timed(lambda: jax.make_jaxpr(step)(*version.args))
-  return seconds, len(jaxpr.jaxpr.eqns)
+  return seconds, time.thread_time() - cpu_start, len(jaxpr.jaxpr.eqns)
 
 
 def compile_time(version: models.Version) -> tuple[float, Any]:

@@ -9,7 +9,7 @@ versions, so a busy machine slows all of them alike and the ratios stay fair.
 
 Usage::
 
-  python benchmarks/overhead.py --quick   # a few minutes at most
+  python benchmarks/overhead.py --quick   # about 2 minutes on 2 idle cores
   python benchmarks/overhead.py           # more repetitions, all compiles
 
 It prints medians with [min-max] and the ratios hk_effects / hand-threaded
@@ -51,7 +51,7 @@ COMPILE_REPS = flags.DEFINE_integer(
 STEP_CALLS = flags.DEFINE_integer(
     "step_calls", 20, "Calls of each compiled step timed (at least 20).")
 QUICK_COMPILE_DEPTH = flags.DEFINE_integer(
-    "quick_compile_depth", 16,
+    "quick_compile_depth", 4,
     "With --quick, the deepest model that is compiled and run (XLA takes "
     "minutes for 64 blocks on 2 CPU cores).")
 MEMORY_DEPTH = flags.DEFINE_integer(
@@ -73,20 +73,23 @@ def _rotated(items: list[Any], shift: int) -> list[Any]:
   return items[shift:] + items[:shift]
 
 
-def _measure_depth(depth: int, versions: list[models.Version],
-                   trace_reps: int, compile_reps: int,
-                   step_calls: int) -> dict[str, dict[str, Any]]:
+def _measure_depth(versions: list[models.Version], trace_reps: int,
+                   compile_reps: int, step_calls: int,
+                   warm_up: bool) -> dict[str, dict[str, Any]]:
   """Raw measurements of every version at one depth, interleaved."""
-  results = {v.name: {"trace_s": [], "compile_s": [], "step_s": []}
-             for v in versions}
-  # One untimed trace each: the first trace of a process pays for JAX's own
-  # caches (primitive rules, lowering tables) whatever the version.
-  for version in versions:
-    results[version.name]["jaxpr_eqns"] = measure.trace_time(version)[1]
+  results = {v.name: {"trace_s": [], "trace_cpu_s": [], "compile_s": [],
+                      "step_s": []} for v in versions}
+  if warm_up:
+    # The first trace of a process pays for JAX's own caches (primitive
+    # rules, lowering tables) whatever the version, so it is not timed.
+    for version in versions:
+      measure.trace_time(version)
   for rep in range(trace_reps):
     for version in _rotated(versions, rep):
-      seconds, _ = measure.trace_time(version)
+      seconds, cpu_seconds, eqns = measure.trace_time(version)
       results[version.name]["trace_s"].append(seconds)
+      results[version.name]["trace_cpu_s"].append(cpu_seconds)
+      results[version.name]["jaxpr_eqns"] = eqns
   compiled = {}
   for rep in range(compile_reps):
     for version in _rotated(versions, rep):
@@ -129,8 +132,8 @@ def run(depths: Sequence[int], trace_reps: int, compile_reps: int,
     reps = compile_reps if depth <= compile_depth else 0
     print(f"depth {depth}: measuring {', '.join(v.name for v in versions)}",
           flush=True)
-    data["depths"][depth] = _measure_depth(depth, versions, trace_reps, reps,
-                                           step_calls)
+    data["depths"][depth] = _measure_depth(
+        versions, trace_reps, reps, step_calls, warm_up=depth == depths[0])
     data["depths"][depth]["module_calls"] = measure.module_calls(depth)
   if memory_depth:
     for version in _versions(memory_depth, with_penzai):
