@@ -25,11 +25,12 @@ from benchmarks import models
 _HLO_INSTRUCTION = re.compile(r"^\s*(ROOT\s+)?%?[\w.\-]+ = ")
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+def _timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+  """Wall seconds, this thread's CPU seconds, and what ``fn()`` returned."""
   gc.collect()  # Leftovers of the previous measurement are not this one's.
-  start = time.perf_counter()
+  wall, cpu = time.perf_counter(), time.thread_time()
   out = fn()
-  return time.perf_counter() - start, out
+  return time.perf_counter() - wall, time.thread_time() - cpu, out
 
 
 def trace_time(version: models.Version) -> tuple[float, float, int]:
@@ -40,15 +41,16 @@ def trace_time(version: models.Version) -> tuple[float, float, int]:
   time spent waiting for a core that other processes hold (a shared machine).
   """
   step = version.make_step()
-  cpu_start = time.thread_time()
-  seconds, jaxpr = _timed(lambda: jax.make_jaxpr(step)(*version.args))
-  return seconds, time.thread_time() - cpu_start, len(jaxpr.jaxpr.eqns)
+  seconds, cpu_seconds, jaxpr = _timed(
+      lambda: jax.make_jaxpr(step)(*version.args))
+  return seconds, cpu_seconds, len(jaxpr.jaxpr.eqns)
 
 
 def compile_time(version: models.Version) -> tuple[float, Any]:
   """Seconds to lower and compile a fresh, already traced step."""
   traced = jax.jit(version.make_step()).trace(*version.args)
-  return _timed(lambda: traced.lower().compile())
+  seconds, _, compiled = _timed(lambda: traced.lower().compile())
+  return seconds, compiled
 
 
 def hlo_instruction_count(compiled: Any) -> int:
@@ -61,8 +63,7 @@ def step_times(compiled: Any, args: tuple[Any, ...], calls: int) -> list[float]:
   """Seconds per call of the compiled step, each waited for."""
   times = []
   for _ in range(calls):
-    seconds, out = _timed(lambda: jax.block_until_ready(compiled(*args)))
-    del out
+    seconds, _, _ = _timed(lambda: jax.block_until_ready(compiled(*args)))
     times.append(seconds)
   return times
 
