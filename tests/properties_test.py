@@ -339,6 +339,12 @@ NESTED_LOCAL_STATES = ref.Case(
     (ref.Handler("local_state"), ref.Handler("local_state", frozenset(["c0"]))),
     (ref.Module("m0", (("r", {"p": R("state", "c0", inc=2.0),
                               "q": R("state", "c1")}),)),))
+# A SharedLocalStateRequest met between two initial requests of one name hid
+# the duplicate under state_sharing="forbidden".
+SHARED_BETWEEN_DUPLICATES = ref.Case(
+    (ref.Handler("local_state"),),
+    tuple(ref.Module(f"m{i}", (("r", R(kind, "c0", name="n0")),))
+          for i, kind in enumerate(("state", "shared_state", "state"))))
 # Every handler kind, requests in a list, a dataclass node, a tuple and a
 # dict, sharing by name and by SharedLocalStateRequest, all three modes.
 EVERY_KIND = ref.Case(
@@ -406,6 +412,7 @@ class PropertiesTest(absltest.TestCase):
   @examples(1.25)
   @hypothesis.given(cases(), st.booleans())
   @hypothesis.example(NESTED_LOCAL_STATES, False)
+  @hypothesis.example(SHARED_BETWEEN_DUPLICATES, False)
   @hypothesis.example(EVERY_KIND, True)
   def test_model_agrees_with_the_reference(self, case, jit):
     self.check_against_reference(case, jit)

@@ -374,6 +374,10 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
     return LocalStateRuntimeImpl(scope, site, bundle, key, request)
 
   def _check_sharing(self, scope, full_key, site, request):
+    if isinstance(request, SharedLocalStateRequest):
+      # It refers to the state and never conflicts; recording it would hide
+      # a duplicate name met after it.
+      return
     claims = scope.data["named"]
     first = claims.get(full_key)
     if first is None or first.site == site:
