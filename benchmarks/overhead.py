@@ -49,7 +49,7 @@ COMPILE_REPS = flags.DEFINE_integer(
     "compile_reps", None,
     "Lower+compile runs per version and depth (default 3, quick 1).")
 STEP_CALLS = flags.DEFINE_integer(
-    "step_calls", 20, "Calls of each compiled step timed (at least 20).")
+    "step_calls", 60, "Calls of each compiled step timed (at least 20).")
 QUICK_COMPILE_DEPTH = flags.DEFINE_integer(
     "quick_compile_depth", 4,
     "With --quick, the deepest model that is compiled and run (XLA takes "
@@ -100,11 +100,12 @@ def _measure_depth(versions: list[models.Version], trace_reps: int,
       results[version.name]["hlo_instructions"] = (
           measure.hlo_instruction_count(compiled[version.name]))
       measure.step_times(compiled[version.name], version.args, 1)  # Warm up.
-    rounds = 4
-    for rnd in range(rounds):
+    # One call per version per round, rotating the order: load changes on a
+    # shared machine then hit every version alike.
+    for rnd in range(step_calls):
       for version in _rotated(versions, rnd):
         results[version.name]["step_s"] += measure.step_times(
-            compiled[version.name], version.args, -(-step_calls // rounds))
+            compiled[version.name], version.args, 1)
   return results
 
 
