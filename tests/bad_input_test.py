@@ -23,7 +23,9 @@ from leaks_test import nothing_left
 
 H = hke.handlers
 X = jnp.ones([2])
-KEY = jax.random.key(0)
+def key() -> jax.Array:
+  """A fresh key each time: JAX's key-reuse checker marks used keys."""
+  return jax.random.key(0)
 COUNT = "~local_state/count"
 
 
@@ -72,7 +74,7 @@ class Counter(hk.Module):
     return x
 
 
-def _apply(handler, arg=X, rng=KEY):
+def _apply(handler, arg=X, rng=key()):
   """init and apply of ``handler`` under hke.transform."""
   f = hke.transform(handler)
   return f.apply(f.init(rng, arg), rng, arg)
@@ -80,8 +82,8 @@ def _apply(handler, arg=X, rng=KEY):
 
 def _apply_with_state(handler, arg=X, states=None):
   f = hke.transform_with_state(handler)
-  params, state = f.init(KEY, arg)
-  return f.apply(params, state if states is None else states(state), KEY, arg)
+  params, state = f.init(key(), arg)
+  return f.apply(params, state if states is None else states(state), key(), arg)
 
 
 def _counter(x):
@@ -236,7 +238,7 @@ MATRIX: list[tuple[str, Callable[[], Any], type[Exception], tuple[str, ...]]] = 
      lambda: H.WithStatefulRandomKey.handling(lambda x: x, None),
      TypeError, ("got None", "jax.random.key(seed)")),
     ("negative_starting_offset",
-     lambda: H.WithFrozenRandomState.handling(lambda x: x, KEY, -1),
+     lambda: H.WithFrozenRandomState.handling(lambda x: x, key(), -1),
      ValueError, ("-1", "non-negative int")),
     ("haiku_random_without_an_rng",
      lambda: _apply(H.WithHaikuRandom.handling(lambda x: Draw()(x)),
@@ -249,7 +251,7 @@ MATRIX: list[tuple[str, Callable[[], Any], type[Exception], tuple[str, ...]]] = 
      ValueError, ("fold_in_axis='devices'", "jax.pmap(..., axis_name=...)",
                   "fold_in_axis=None")),
     ("fold_in_axis_not_a_name",
-     lambda: H.WithFrozenRandomState.handling(lambda x: x, KEY,
+     lambda: H.WithFrozenRandomState.handling(lambda x: x, key(),
                                               fold_in_axis=0),
      TypeError, ("got 0", "a str")),
     # Runtime implementations and refs past their handler.
@@ -326,7 +328,7 @@ MATRIX: list[tuple[str, Callable[[], Any], type[Exception], tuple[str, ...]]] = 
      hke.UnhandledEffectError, ("RandomRequest().next_key()",
                                 "WithHaikuRandom.handling")),
     ("key_handler_called_outside_any_transform",
-     lambda: H.WithFrozenRandomState.handling(lambda x: x, KEY)(X),
+     lambda: H.WithFrozenRandomState.handling(lambda x: x, key())(X),
      ValueError, ("WithFrozenRandomState", "hke.transform(...)")),
     ("local_state_handler_called_outside_any_transform",
      lambda: H.handle_local_states(lambda x: x)(X),
@@ -368,10 +370,10 @@ class BadInputTest(parameterized.TestCase):
 
   def test_extra_state_is_found_under_plain_haiku_transform_too(self):
     f = hk.transform_with_state(H.handle_local_states(_counter))
-    params, state = f.init(KEY, X)
+    params, state = f.init(key(), X)
     with self.assertRaisesRegex(ValueError, "'stray'.*Remove it"):
       f.apply(params, {COUNT: {**state[COUNT], "stray": jnp.zeros([])}},
-              KEY, X)
+              key(), X)
 
   def test_a_raising_predicate_keeps_its_exception_as_the_cause(self):
     with self.assertRaises(TypeError) as caught:

@@ -43,7 +43,9 @@ CELLS: dict[tuple[str, str], Check] = {}
 XS = jnp.array([1.0, 2.0, 3.0])
 ZEROS = jnp.zeros(3)
 SCALE = 3.0
-KEY = jax.random.key(0)
+def key() -> jax.Array:
+  """A fresh key each time: JAX's key-reuse checker marks used keys."""
+  return jax.random.key(0)
 
 
 def cell(row: str, effect: str) -> Callable[[Check], Check]:
@@ -118,13 +120,13 @@ def side_input_fn(forward):
   """``(arg, scale) -> out`` under ``WithSideInputsFromInputTuple``."""
   f = hke.transform(hke.handlers.WithSideInputsFromInputTuple.handling(
       forward, tags=("scale",)))
-  return lambda arg, scale: f.apply({}, KEY, (arg, scale))
+  return lambda arg, scale: f.apply({}, key(), (arg, scale))
 
 
 def side_output_fn(forward):
   """``arg -> (out, told)``, ``told`` the list of ``SideOutputValue``s."""
   f = hke.transform(hke.handlers.CollectingSideOutputs.handling(forward))
-  return lambda arg: f.apply({}, KEY, arg)
+  return lambda arg: f.apply({}, key(), arg)
 
 
 def local_state_fn(forward, example):
@@ -133,10 +135,10 @@ def local_state_fn(forward, example):
   Returns the function and the initial count (the one local state's value).
   """
   f = hke.transform_with_state(hke.handlers.handle_local_states(forward))
-  params, state = f.init(KEY, example)
+  params, state = f.init(key(), example)
 
   def apply(arg):
-    out, new_state = f.apply(params, state, KEY, arg)
+    out, new_state = f.apply(params, state, key(), arg)
     return out, _only_leaf(new_state)
   return apply, _only_leaf(state)
 
@@ -185,7 +187,7 @@ JIT = "`jax.jit`"
 def _(t, wrap):
   del wrap
   apply = random_fn(lambda x: Noise()(x))
-  eager, jitted = apply(KEY, ZEROS), jax.jit(apply)(KEY, ZEROS)
+  eager, jitted = apply(key(), ZEROS), jax.jit(apply)(key(), ZEROS)
   np.testing.assert_array_equal(jitted, eager)  # Bit for bit (S3).
   assert_draws(jitted)
   assert_rows_distinct(jitted)
@@ -231,8 +233,8 @@ def _(t, wrap):
   del t
   apply = random_fn(lambda x: Noise()(x))
   value, grad = wrap(jax.value_and_grad(
-      lambda x: jnp.sum(apply(KEY, x))))(XS)
-  np.testing.assert_allclose(value, jnp.sum(apply(KEY, XS)), rtol=1e-6)
+      lambda x: jnp.sum(apply(key(), x))))(XS)
+  np.testing.assert_allclose(value, jnp.sum(apply(key(), XS)), rtol=1e-6)
   np.testing.assert_array_equal(grad, np.ones(3))
 
 
@@ -281,11 +283,11 @@ JAX_VMAP = "`jax.vmap` over `apply`"
 def _(t, wrap):
   del t
   apply = random_fn(lambda x: Noise()(x))
-  keys = jax.random.split(KEY, 3)
+  keys = jax.random.split(key(), 3)
   per_key = wrap(jax.vmap(apply))(keys, ZEROS)
   assert_rows_distinct(per_key)
   np.testing.assert_array_equal(per_key[1], apply(keys[1], ZEROS[1]))
-  shared_key = wrap(jax.vmap(apply, in_axes=(None, 0)))(KEY, ZEROS)
+  shared_key = wrap(jax.vmap(apply, in_axes=(None, 0)))(key(), ZEROS)
   assert_draws(shared_key)
   assert_rows_equal(shared_key)  # Same key, same draw.
 

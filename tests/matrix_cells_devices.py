@@ -24,7 +24,7 @@ from matrix_cells import assert_rows_equal
 from matrix_cells import assert_told
 from matrix_cells import cell
 from matrix_cells import Counter
-from matrix_cells import KEY
+from matrix_cells import key
 from matrix_cells import local_state_fn
 from matrix_cells import Noise
 from matrix_cells import random_fn
@@ -82,12 +82,12 @@ def _shard_mapped(fn, in_specs, out_specs):
 def _(t, wrap):
   del t, wrap
   zeros = jnp.zeros([N, 2])
-  same = both_pmaps(random_fn(lambda x: Noise()(x)), KEY, zeros,
+  same = both_pmaps(random_fn(lambda x: Noise()(x)), key(), zeros,
                     in_axes=(None, 0), axis_name="dev")
   assert_draws(same)
   assert_rows_equal(same)  # One stream unless asked (S5).
   folded = both_pmaps(random_fn(lambda x: Noise()(x), fold_in_axis="dev"),
-                      KEY, zeros, in_axes=(None, 0), axis_name="dev")
+                      key(), zeros, in_axes=(None, 0), axis_name="dev")
   assert_rows_distinct(folded)
 
 
@@ -122,10 +122,10 @@ def _(t, wrap):
   del wrap
   apply = jax.jit(random_fn(lambda x: Noise()(x)))
   zeros = jnp.zeros_like(WIDE)
-  sharded = apply(KEY, _sharded(zeros))
+  sharded = apply(key(), _sharded(zeros))
   _on_all_devices(t, sharded)
   # Partitionable threefry: the draws do not depend on the sharding.
-  np.testing.assert_array_equal(sharded, apply(KEY, zeros))
+  np.testing.assert_array_equal(sharded, apply(key(), zeros))
   assert_draws(sharded)
   assert_rows_distinct(sharded)
 
@@ -165,7 +165,7 @@ def _(t, wrap):
   def draws(fold_in_axis):
     apply = random_fn(lambda x: Noise()(x), fold_in_axis=fold_in_axis)
     sharded = _shard_mapped(apply, (P(), P("data")), P("data"))
-    return sharded(KEY, jnp.zeros_like(WIDE)).reshape(N, 2)
+    return sharded(key(), jnp.zeros_like(WIDE)).reshape(N, 2)
   same, folded = draws(None), draws("data")
   assert_draws(same)
   assert_rows_equal(same)

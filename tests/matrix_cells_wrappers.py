@@ -21,7 +21,7 @@ from matrix_cells import assert_rows_equal
 from matrix_cells import assert_told
 from matrix_cells import cell
 from matrix_cells import Counter
-from matrix_cells import KEY
+from matrix_cells import key
 from matrix_cells import local_state_fn
 from matrix_cells import Noise
 from matrix_cells import random_fn
@@ -47,7 +47,7 @@ def _hk_vmap_row(split_rng: bool) -> str:
   @cell(row, "random")
   def _(t, wrap):
     del t
-    draws = wrap(random_fn(lambda xs: vmap(Noise())(xs)))(KEY, ZEROS)
+    draws = wrap(random_fn(lambda xs: vmap(Noise())(xs)))(key(), ZEROS)
     assert_draws(draws)
     if split_rng:
       assert_rows_distinct(draws)
@@ -121,7 +121,7 @@ def fori_looped(layer: hk.Module, xs: jax.Array) -> jax.Array:
 @cell(SCAN, "random")
 def _(t, wrap):
   del t
-  draws = wrap(random_fn(lambda xs: scanned(Noise(), xs)))(KEY, ZEROS)
+  draws = wrap(random_fn(lambda xs: scanned(Noise(), xs)))(key(), ZEROS)
   assert_draws(draws)
   assert_rows_distinct(draws)  # A fresh key per iteration (S5).
 
@@ -129,7 +129,7 @@ def _(t, wrap):
 @cell(LAYER_STACK, "random")
 def _(t, wrap):
   del t
-  draws = wrap(random_fn(lambda xs: layer_stacked(Noise, xs)))(KEY, ZEROS)
+  draws = wrap(random_fn(lambda xs: layer_stacked(Noise, xs)))(key(), ZEROS)
   assert_draws(draws)
   assert_rows_distinct(draws)  # A fresh key per layer.
 
@@ -137,7 +137,7 @@ def _(t, wrap):
 @cell(FORI_LOOP, "random")
 def _(t, wrap):
   del t
-  draws = wrap(random_fn(lambda xs: fori_looped(Noise(), xs)))(KEY, ZEROS)
+  draws = wrap(random_fn(lambda xs: fori_looped(Noise(), xs)))(key(), ZEROS)
   assert_draws(draws)
   assert_rows_distinct(draws)
 
@@ -238,9 +238,9 @@ def _(t, wrap):
   del t
   plain = random_fn(lambda x: Noise()(x))
   rematted = random_fn(lambda x: hk.remat(Noise())(x))
-  value, grad = _grad_of_sum(functools.partial(rematted, KEY), wrap)
-  np.testing.assert_array_equal(rematted(KEY, XS), plain(KEY, XS))
-  np.testing.assert_allclose(value, jnp.sum(plain(KEY, XS)), rtol=1e-6)
+  value, grad = _grad_of_sum(functools.partial(rematted, key()), wrap)
+  np.testing.assert_array_equal(rematted(key(), XS), plain(key(), XS))
+  np.testing.assert_allclose(value, jnp.sum(plain(key(), XS)), rtol=1e-6)
   np.testing.assert_array_equal(grad, np.ones(3))
 
 
@@ -276,7 +276,7 @@ def _(t, wrap):
 @cell(CHECKPOINT_INSIDE, "random")
 def _(t, wrap):
   del t
-  wrap(random_fn(lambda x: jax.checkpoint(Noise())(x)))(KEY, XS)
+  wrap(random_fn(lambda x: jax.checkpoint(Noise())(x)))(key(), XS)
 
 
 @cell(CHECKPOINT_INSIDE, "side input")
@@ -305,9 +305,9 @@ def _(t, wrap):
 def _(t, wrap):
   del t
   apply = random_fn(lambda x: Noise()(x))
-  value, grad = _grad_of_sum(jax.checkpoint(functools.partial(apply, KEY)),
+  value, grad = _grad_of_sum(jax.checkpoint(functools.partial(apply, key())),
                              wrap)
-  np.testing.assert_allclose(value, jnp.sum(apply(KEY, XS)), rtol=1e-6)
+  np.testing.assert_allclose(value, jnp.sum(apply(key(), XS)), rtol=1e-6)
   np.testing.assert_array_equal(grad, np.ones(3))
 
 
@@ -359,10 +359,10 @@ def _(t, wrap):
     first = noise(x)
     return first, hk.cond(pred, lambda: noise(x), lambda: x)
   apply = wrap(random_fn(forward))
-  first, taken = apply(KEY, (ZEROS, True))
+  first, taken = apply(key(), (ZEROS, True))
   assert_draws(taken)
   t.assertFalse(np.array_equal(taken, first))  # Its own key.
-  np.testing.assert_array_equal(apply(KEY, (ZEROS, False))[1], ZEROS)
+  np.testing.assert_array_equal(apply(key(), (ZEROS, False))[1], ZEROS)
 
 
 @cell(SWITCH, "random")
@@ -371,8 +371,8 @@ def _(t, wrap):
     x, index = arg
     return hk.switch(index, _branches(Noise(), x))
   apply = wrap(random_fn(forward))
-  assert_draws(apply(KEY, (ZEROS, 1)))  # The taken branch drew.
-  np.testing.assert_array_equal(apply(KEY, (ZEROS, 2)), ZEROS)
+  assert_draws(apply(key(), (ZEROS, 1)))  # The taken branch drew.
+  np.testing.assert_array_equal(apply(key(), (ZEROS, 2)), ZEROS)
 
 
 @cell(COND, "side input")
