@@ -13,6 +13,11 @@ handler's body draws from the innermost sequence, folded with the outer
 handler's id and with a key the inner handler drew from the enclosing
 sequence on entry: keys stay distinct and threaded, and the outer stream
 depends on its own key as well as (at the price of) the inner key.
+
+``WithHaikuRandom`` serves keys from whatever ``hk.next_rng_key()`` returns
+where the request is called: inside the body of a key-owning handler that
+is that handler's sequence, not the ``rng`` given to ``apply``. Put
+``WithHaikuRandom`` outside key-owning handlers to follow ``apply``'s rng.
 """
 
 from __future__ import annotations
