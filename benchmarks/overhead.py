@@ -44,7 +44,8 @@ QUICK = flags.DEFINE_boolean(
 DEPTHS = flags.DEFINE_list("depths", ["4", "16", "64"],
                            "Numbers of transformer blocks to measure.")
 TRACE_REPS = flags.DEFINE_integer(
-    "trace_reps", None, "Traces per version and depth (default 7, quick 3).")
+    "trace_reps", None,
+    "Traces per version and depth (default 7, quick 5; Penzai 2 with quick).")
 COMPILE_REPS = flags.DEFINE_integer(
     "compile_reps", None,
     "Lower+compile runs per version and depth (default 3, quick 1).")
@@ -75,7 +76,9 @@ def _rotated(items: list[Any], shift: int) -> list[Any]:
 
 def _measure_depth(versions: list[models.Version], trace_reps: int,
                    compile_reps: int, step_calls: int,
-                   warm_up: bool) -> dict[str, dict[str, Any]]:
+                   warm_up: bool,
+                   penzai_trace_reps: int | None = None
+                   ) -> dict[str, dict[str, Any]]:
   """Raw measurements of every version at one depth, interleaved."""
   results = {v.name: {"trace_s": [], "trace_cpu_s": [], "compile_s": [],
                       "step_s": []} for v in versions}
@@ -86,6 +89,9 @@ def _measure_depth(versions: list[models.Version], trace_reps: int,
       measure.trace_time(version)
   for rep in range(trace_reps):
     for version in _rotated(versions, rep):
+      if (version.name == "penzai v1" and penzai_trace_reps is not None
+          and rep >= penzai_trace_reps):
+        continue  # --quick: Penzai is ~10x slower; fewer reps tell as much.
       seconds, cpu_seconds, eqns = measure.trace_time(version)
       results[version.name]["trace_s"].append(seconds)
       results[version.name]["trace_cpu_s"].append(cpu_seconds)
@@ -119,7 +125,8 @@ def _penzai_available() -> bool:
 
 def run(depths: Sequence[int], trace_reps: int, compile_reps: int,
         compile_depth: int, step_calls: int, memory_depth: int | None,
-        with_penzai: bool) -> dict[str, Any]:
+        with_penzai: bool,
+        penzai_trace_reps: int | None = None) -> dict[str, Any]:
   """All measurements, as a JSON-able dict (see ``report.render``)."""
   data: dict[str, Any] = {
       "machine": {
@@ -128,16 +135,19 @@ def run(depths: Sequence[int], trace_reps: int, compile_reps: int,
           "backend": jax.default_backend()},
       "penzai": with_penzai, "depths": {}, "memory": {},
   }
+  built = {}
   for depth in depths:
-    versions = _versions(depth, with_penzai)
+    versions = built[depth] = _versions(depth, with_penzai)
     reps = compile_reps if depth <= compile_depth else 0
     print(f"depth {depth}: measuring {', '.join(v.name for v in versions)}",
           flush=True)
     data["depths"][depth] = _measure_depth(
-        versions, trace_reps, reps, step_calls, warm_up=depth == depths[0])
+        versions, trace_reps, reps, step_calls, warm_up=depth == depths[0],
+        penzai_trace_reps=penzai_trace_reps)
     data["depths"][depth]["module_calls"] = measure.module_calls(depth)
   if memory_depth:
-    for version in _versions(memory_depth, with_penzai):
+    for version in (built.get(memory_depth)
+                    or _versions(memory_depth, with_penzai)):
       data["memory"][version.name] = measure.trace_peak_memory(version)
     data["memory_depth"] = memory_depth
   data["machine"]["load_average_after"] = list(os.getloadavg())
@@ -152,12 +162,13 @@ def main(argv: Sequence[str]) -> None:
         "least 20 calls; pass 20 or more.")
   with_penzai = not SKIP_PENZAI.value and _penzai_available()
   quick = QUICK.value
-  trace_reps = TRACE_REPS.value or (3 if quick else 7)
+  trace_reps = TRACE_REPS.value or (5 if quick else 7)
   compile_reps = COMPILE_REPS.value or (1 if quick else 3)
   depths = [int(d) for d in DEPTHS.value]
   compile_depth = QUICK_COMPILE_DEPTH.value if quick else max(depths)
   data = run(depths, trace_reps, compile_reps, compile_depth,
-             STEP_CALLS.value, MEMORY_DEPTH.value, with_penzai)
+             STEP_CALLS.value, MEMORY_DEPTH.value, with_penzai,
+             penzai_trace_reps=2 if quick else None)
   print()
   print(report.render(data))
   if not with_penzai:
