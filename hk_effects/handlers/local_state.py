@@ -524,20 +524,42 @@ def handle_local_states(
                                   state_sharing, handler_id)
 
 
-class _FreezingHandler(effect_base.EffectHandler):
-  """Rewrites the requests ``handler`` claims into frozen requests."""
+class _RewritingHandler(effect_base.EffectHandler):
+  """A handler that rewrites the local-state requests it claims.
+
+  Binding (``binding._bind_node``) replaces each claimed request with
+  ``rewrite(request, site)`` and offers the result to outer handlers; the
+  handler itself never binds, so it has no refs or runtime implementations.
+  """
 
   rewrites = True
+
+  @classmethod
+  def effect_protocol(cls):
+    return LocalStateEffect
+
+  def rewrite(self, request, site):
+    raise NotImplementedError
+
+  def make_ref(self, request):
+    raise NotImplementedError  # Rewriting handlers never bind.
+
+  def runtime_impl(self, scope, ref, site):
+    raise NotImplementedError
+
+  def __call__(self, arg):
+    with binding.handler_scope(self):
+      return self.body(arg)
+
+
+class _FreezingHandler(_RewritingHandler):
+  """Rewrites the requests ``handler`` claims into frozen requests."""
 
   def __init__(self, handler: WithFunctionalLocalState,
                states: Mapping[str, Mapping[str, Any]]):
     super().__init__(handler.body, f"{handler.handler_id}_frozen")
     self.source = handler
     self.states = states
-
-  @classmethod
-  def effect_protocol(cls):
-    return LocalStateEffect
 
   def claims(self, request):
     return self.source.claims(request)
@@ -553,16 +575,6 @@ class _FreezingHandler(effect_base.EffectHandler):
           "init/apply returned for this model.") from None
     return FrozenLocalStateRequest(value, request.category,
                                    name=getattr(request, "name", None) or key)
-
-  def make_ref(self, request):
-    raise NotImplementedError  # Rewriting handlers never bind.
-
-  def runtime_impl(self, scope, ref, site):
-    raise NotImplementedError
-
-  def __call__(self, arg):
-    with binding.handler_scope(self):
-      return self.body(arg)
 
 
 def freeze_local_states(handler: WithFunctionalLocalState,
@@ -597,18 +609,12 @@ def freeze_local_states(handler: WithFunctionalLocalState,
   return _FreezingHandler(handler, states)
 
 
-class _HoistingHandler(effect_base.EffectHandler):
+class _HoistingHandler(_RewritingHandler):
   """Rewrites named local-state requests into shared references."""
-
-  rewrites = True
 
   def __init__(self, body, category, handler_id=None):
     super().__init__(body, handler_id, config=f"hoist|{category!r}")
     self.category = category
-
-  @classmethod
-  def effect_protocol(cls):
-    return LocalStateEffect
 
   def claims(self, request):
     return (isinstance(request, (InitialLocalStateRequest,
@@ -619,16 +625,6 @@ class _HoistingHandler(effect_base.EffectHandler):
   def rewrite(self, request, site):
     del site
     return SharedLocalStateRequest(request.name, request.category)
-
-  def make_ref(self, request):
-    raise NotImplementedError  # Rewriting handlers never bind.
-
-  def runtime_impl(self, scope, ref, site):
-    raise NotImplementedError
-
-  def __call__(self, arg):
-    with binding.handler_scope(self):
-      return self.body(arg)
 
 
 def hoist_shared_state_requests(body: Callable[[Any], Any],
