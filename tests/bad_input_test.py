@@ -74,10 +74,11 @@ class Counter(hk.Module):
     return x
 
 
-def _apply(handler, arg=X, rng=key()):
-  """init and apply of ``handler`` under hke.transform."""
+def _apply(handler, arg=X, with_rng=True):
+  """init and apply of ``handler`` under hke.transform, each with a fresh key."""
   f = hke.transform(handler)
-  return f.apply(f.init(rng, arg), rng, arg)
+  rng = key if with_rng else lambda: None
+  return f.apply(f.init(rng(), arg), rng(), arg)
 
 
 def _apply_with_state(handler, arg=X, states=None):
@@ -242,7 +243,7 @@ MATRIX: list[tuple[str, Callable[[], Any], type[Exception], tuple[str, ...]]] = 
      ValueError, ("-1", "non-negative int")),
     ("haiku_random_without_an_rng",
      lambda: _apply(H.WithHaikuRandom.handling(lambda x: Draw()(x)),
-                    rng=None),
+                    with_rng=False),
      ValueError, ("module 'draw', attribute 'rng'", "pass a key as `rng`")),
     # Per-device RNG.
     ("fold_in_axis_outside_pmap",

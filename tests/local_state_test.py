@@ -448,9 +448,11 @@ class StatefulRandomKeyTest(absltest.TestCase):
     (bundle,) = state.values()
     (key_name,) = bundle
     self.assertEqual(key_name, f"{h.handler_id.lower()}:key")
+    # The same key value again, to show the draw depends on it alone.
+    replayed = jax.tree.map(jax.random.clone, state)
     a, state1 = f.apply(params, state, None, jnp.zeros(4))
     b, state2 = f.apply(params, state1, None, jnp.zeros(4))
-    a2, _ = f.apply(params, state, None, jnp.zeros(4))
+    a2, _ = f.apply(params, replayed, None, jnp.zeros(4))
     self.assertFalse(np.any(np.asarray(a) == np.asarray(b)))
     np.testing.assert_array_equal(a, a2)
     self.assertFalse(np.array_equal(

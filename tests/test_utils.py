@@ -86,9 +86,12 @@ def transform_and_run(
     init, apply = transformed.init, transformed.apply
     if jit:
       init, apply = jax.jit(init), jax.jit(apply)
+    # Like Haiku's helper, init and apply see the same key value; a clone, as
+    # the key-reuse checker marks the key init used.
     rng = None if seed is None else jax.random.key(seed)
     params, state = init(rng, None)
-    out, _ = apply(params, state, rng, None)
+    apply_rng = None if rng is None else jax.random.clone(rng)
+    out, _ = apply(params, state, apply_rng, None)
     return out
   return wrapper
 

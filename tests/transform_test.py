@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from absl.testing import absltest
 from absl.testing import parameterized
 import chex
@@ -54,6 +56,10 @@ _RANDOM_HANDLERS = (
 )
 
 
+# These tests compare two runs fed the same key value; each run gets its own
+# copy (`rng()`), as JAX's key-reuse checker marks a key once it is used.
+
+
 class PurityTest(parameterized.TestCase):
 
   @parameterized.named_parameters(*_RANDOM_HANDLERS)
@@ -61,31 +67,31 @@ class PurityTest(parameterized.TestCase):
     f = hke.transform(handled(hke.handlers.WithConstantSideInputs.handling(
         _effectful, {"mask": _MASK})))
     x = jnp.linspace(-1.0, 1.0, 12).reshape(4, 3)
-    rng = jax.random.key(1)
-    params = f.init(rng, arg(x))
-    eager = f.apply(params, rng, arg(x))
-    jitted = jax.jit(f.apply)(params, rng, arg(x))
+    rng = functools.partial(jax.random.key, 1)
+    params = f.init(rng(), arg(x))
+    eager = f.apply(params, rng(), arg(x))
+    jitted = jax.jit(f.apply)(params, rng(), arg(x))
     np.testing.assert_array_equal(eager, jitted)
-    jitted_params = jax.jit(f.init)(rng, arg(x))
+    jitted_params = jax.jit(f.init)(rng(), arg(x))
     chex.assert_trees_all_equal(params, jitted_params)
 
   def test_effectful_model_equals_the_hand_threaded_one(self):
     x = jnp.linspace(-1.0, 1.0, 12).reshape(4, 3)
-    rng = jax.random.key(2)
-    params = _handled_model().init(rng, x)
+    rng = functools.partial(jax.random.key, 2)
+    params = _handled_model().init(rng(), x)
     plain = hk.transform(_hand_threaded)
-    chex.assert_trees_all_equal(params, plain.init(rng, x))
-    np.testing.assert_array_equal(_handled_model().apply(params, rng, x),
-                                  plain.apply(params, rng, x))
+    chex.assert_trees_all_equal(params, plain.init(rng(), x))
+    np.testing.assert_array_equal(_handled_model().apply(params, rng(), x),
+                                  plain.apply(params, rng(), x))
 
   def test_grad_through_dropout_and_mask(self):
     f, plain = _handled_model(), hk.transform(_hand_threaded)
     x = jnp.linspace(-1.0, 1.0, 12).reshape(4, 3)
-    rng = jax.random.key(2)
-    params = f.init(rng, x)
+    rng = functools.partial(jax.random.key, 2)
+    params = f.init(rng(), x)
 
     def loss(apply, p):
-      return jnp.sum(apply(p, rng, x) ** 2)
+      return jnp.sum(apply(p, rng(), x) ** 2)
     grads = jax.grad(loss, argnums=1)(f.apply, params)
     expected = jax.grad(loss, argnums=1)(plain.apply, params)
     chex.assert_trees_all_close(grads, expected)
@@ -109,12 +115,12 @@ class OptInTest(absltest.TestCase):
 
   def test_params_and_outputs_equal_hk_transform(self):
     x = jnp.linspace(-2.0, 2.0, 8).reshape(2, 4)
-    rng = jax.random.key(0)
+    rng = functools.partial(jax.random.key, 0)
     ours, theirs = hke.transform(_plain), hk.transform(_plain)
-    params = ours.init(rng, x)
-    chex.assert_trees_all_equal(params, theirs.init(rng, x))
-    np.testing.assert_array_equal(ours.apply(params, rng, x),
-                                  theirs.apply(params, rng, x))
+    params = ours.init(rng(), x)
+    chex.assert_trees_all_equal(params, theirs.init(rng(), x))
+    np.testing.assert_array_equal(ours.apply(params, rng(), x),
+                                  theirs.apply(params, rng(), x))
 
   def test_with_state_equals_hk_transform_with_state(self):
     def forward(x):
@@ -122,13 +128,13 @@ class OptInTest(absltest.TestCase):
       hk.set_state("count", counter + 1.0)
       return _plain(x)
     x = jnp.ones([2, 4])
-    rng = jax.random.key(0)
+    rng = functools.partial(jax.random.key, 0)
     ours = hke.transform_with_state(forward)
     theirs = hk.transform_with_state(forward)
-    params, state = ours.init(rng, x)
-    chex.assert_trees_all_equal((params, state), theirs.init(rng, x))
-    chex.assert_trees_all_equal(ours.apply(params, state, rng, x),
-                                theirs.apply(params, state, rng, x))
+    params, state = ours.init(rng(), x)
+    chex.assert_trees_all_equal((params, state), theirs.init(rng(), x))
+    chex.assert_trees_all_equal(ours.apply(params, state, rng(), x),
+                                theirs.apply(params, state, rng(), x))
 
   def test_jaxpr_equals_hk_transform(self):
     x = jnp.ones([2, 4])
@@ -139,12 +145,12 @@ class OptInTest(absltest.TestCase):
 
   def test_unused_handlers_change_nothing(self):
     x = jnp.ones([2, 4])
-    rng = jax.random.key(0)
+    rng = functools.partial(jax.random.key, 0)
     handled = hke.transform(hke.handlers.WithHaikuRandom.handling(_plain))
-    params = handled.init(rng, x)
-    chex.assert_trees_all_equal(params, hk.transform(_plain).init(rng, x))
-    np.testing.assert_array_equal(handled.apply(params, rng, x),
-                                  hk.transform(_plain).apply(params, rng, x))
+    params = handled.init(rng(), x)
+    chex.assert_trees_all_equal(params, hk.transform(_plain).init(rng(), x))
+    np.testing.assert_array_equal(handled.apply(params, rng(), x),
+                                  hk.transform(_plain).apply(params, rng(), x))
 
   def test_apply_rng_false_drops_the_rng_argument(self):
     f = hke.transform(_plain, apply_rng=False)
