@@ -52,12 +52,14 @@ class BenchmarkStructureTest(parameterized.TestCase):
   def test_same_parameters_give_same_values(self):
     # Same module names, so the effectful step takes the hand-threaded
     # parameters, and the same hk.next_rng_key order draws the same dropout.
+    # Each step gets its own copy of the one key (the checker marks used
+    # keys), which also leaves the class's shared arguments unused.
     params, hand_state, rng, x, mask = self.hand.args
     chex.assert_trees_all_equal_structs(params, self.effectful.args[0])
     (out, intermediates), hand_state = jax.jit(self.hand.make_step())(
-        params, hand_state, rng, x, mask)
+        params, hand_state, jax.random.clone(rng), x, mask)
     (effectful_out, told), state = jax.jit(self.effectful.make_step())(
-        params, self.effectful.args[1], rng, x, mask)
+        params, self.effectful.args[1], jax.random.clone(rng), x, mask)
     chex.assert_trees_all_close(effectful_out, out, rtol=1e-6)
     self.assertEqual([t.path for t in told],
                      [f"block_{i}/output" for i in range(DEPTH)])
@@ -73,13 +75,18 @@ class BenchmarkStructureTest(parameterized.TestCase):
   def test_module_calls_counts_every_method_call(self):
     # 13 module calls per block (block, 2 LayerNorms, attention, its 4
     # Linears and mask, 2 dropouts, 2 MLP Linears) and the final LayerNorm.
-    self.assertEqual(measure.module_calls(DEPTH), 13 * DEPTH + 1)
+    self.assertEqual(measure.module_calls(self.hand), 13 * DEPTH + 1)
+    self.assertEqual(measure.module_calls(self.effectful), 13 * DEPTH + 1)
 
 
 def _fake_results(hand: float, hke_: float, step_ratio: float,
                   hlo: tuple[int, int], module_calls: int) -> dict:
   def version(trace, step, hlo_count):
-    return {"trace_s": [trace] * 3, "compile_s": [1.0], "step_s": [step] * 20,
+    # Wall times and the median thread CPU time sit well above the minimum
+    # thread CPU time, which is what the trace targets use.
+    return {"trace_s": [trace * 1.5] * 3,
+            "trace_cpu_s": [trace, trace * 1.4, trace * 1.4],
+            "compile_s": [1.0], "step_s": [step] * 20,
             "jaxpr_eqns": 10, "hlo_instructions": hlo_count}
   return {"module_calls": module_calls,
           report.HAND: version(hand, 1.0, hlo[0]),
@@ -112,10 +119,36 @@ class ReportTest(parameterized.TestCase):
     self.assertLen(missed, 1)
     self.assertIn(what, missed[0])
 
+  def test_trace_targets_use_min_thread_cpu_not_wall_time(self):
+    deepest = _fake_results(16.0, 16.8, 1.0, (90, 90), 833)
+    # One slow hk_effects trace in wall time and in its CPU median: the
+    # minimum still says 1.05.
+    deepest[report.HKE]["trace_s"] = [30.0] * 3
+    deepest[report.HKE]["trace_cpu_s"] = [16.8, 30.0, 30.0]
+    checks = dict(report.targets(self._data(deepest)))
+    [(text, ok)] = [(t, ok) for t, ok in checks.items() if "trace time" in t]
+    self.assertTrue(ok, text)
+    self.assertIn("ratio 1.050 <= 1.10 (min thread CPU of 3 traces each",
+                  text)
+    self.assertIn("median wall 1.250", text)
+
+  def test_trace_target_missed_when_the_minimum_is_slow(self):
+    deepest = _fake_results(16.0, 16.8, 1.0, (90, 90), 833)
+    deepest[report.HKE]["trace_cpu_s"] = [18.0, 18.0, 18.0]
+    deepest[report.HAND]["trace_cpu_s"] = [16.0, 30.0, 30.0]
+    missed = [t for t, ok in report.targets(self._data(deepest)) if not ok]
+    self.assertLen(missed, 1)
+    self.assertIn("trace time ratio 1.125", missed[0])
+
   def test_render_has_a_row_per_metric_and_ratios(self):
     text = report.render(self._data())
-    self.assertIn("| 64 | trace (ms) | 1.6e+04 [1.6e+04-1.6e+04] |", text)
-    self.assertIn("| 1.050 |", text)
+    self.assertIn("| 64 | trace, wall (ms) | 2.4e+04 [2.4e+04-2.4e+04] |",
+                  text)
+    self.assertIn("| 64 | trace, thread CPU min (ms) [decides] | 1.6e+04 | "
+                  "1.68e+04 | 1.050 |", text)
+    self.assertIn("Traces per depth (hand-threaded / hk_effects): 4: 3/3, "
+                  "64: 3/3.", text)
+    self.assertIn("decided by the minimum thread CPU time", text)
     self.assertNotIn("MISSED", text)
 
 

@@ -284,9 +284,10 @@ def _(t, wrap):
   del t
   apply = random_fn(lambda x: Noise()(x))
   keys = jax.random.split(key(), 3)
+  replayed = jax.random.clone(keys)  # The same keys again, fed on purpose.
   per_key = wrap(jax.vmap(apply))(keys, ZEROS)
   assert_rows_distinct(per_key)
-  np.testing.assert_array_equal(per_key[1], apply(keys[1], ZEROS[1]))
+  np.testing.assert_array_equal(per_key[1], apply(replayed[1], ZEROS[1]))
   shared_key = wrap(jax.vmap(apply, in_axes=(None, 0)))(key(), ZEROS)
   assert_draws(shared_key)
   assert_rows_equal(shared_key)  # Same key, same draw.

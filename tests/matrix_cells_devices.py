@@ -32,6 +32,7 @@ from matrix_cells import Report
 from matrix_cells import Scale
 from matrix_cells import side_input_fn
 from matrix_cells import side_output_fn
+from test_utils import clone_keys
 
 N = 8
 PER_DEVICE = jnp.arange(1.0, N + 1.0)  # One element per device.
@@ -55,9 +56,10 @@ def _mesh() -> Mesh:
 def both_pmaps(fn: Callable[..., Any], *args, **pmap_kwargs):
   """``fn`` under the real 8-device pmap and chex's fake pmap; checks they
   agree and returns the real result."""
+  copies = clone_keys(args)  # The real run marks its keys used.
   real = jax.pmap(fn, **pmap_kwargs)(*args)
   with chex.fake_pmap():
-    fake = jax.pmap(fn, **pmap_kwargs)(*args)
+    fake = jax.pmap(fn, **pmap_kwargs)(*copies)
   chex.assert_trees_all_close(real, fake)
   return real
 

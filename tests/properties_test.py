@@ -28,6 +28,7 @@ import hk_effects as hke
 from leaks_test import global_state_left
 from leaks_test import nothing_left
 import reference_model as ref
+from test_utils import clone_keys
 
 TAGS = ("a", "b")
 CATEGORIES = ("c0", "c1")
@@ -295,17 +296,19 @@ def build(case: ref.Case):
 def run(case: ref.Case, jit: bool):
   """init + apply; returns observations, collected values and both states."""
   forward, arg, _ = build(case)
+  # init and apply see the same key values; apply gets copies.
   rng = jax.random.key(7)
+  apply_rng, apply_arg = clone_keys((rng, arg))
   if case.stateful:
     f = hke.transform_with_state(forward)
     params, init_states = f.init(rng, arg)
     apply = jax.jit(f.apply) if jit else f.apply
-    out, states = apply(params, init_states, rng, arg)
+    out, states = apply(params, init_states, apply_rng, apply_arg)
   else:
     f = hke.transform(forward)
     params, init_states, states = f.init(rng, arg), {}, {}
     apply = jax.jit(f.apply) if jit else f.apply
-    out = apply(params, rng, arg)
+    out = apply(params, apply_rng, apply_arg)
   collected = {}
   for index, spec in enumerate(case.handlers):
     if spec.kind == "collect":

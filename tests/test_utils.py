@@ -44,6 +44,19 @@ class AskSideInput(hk.Module):
     return self.value.ask()
 
 
+def clone_keys(tree: Any) -> Any:
+  """``tree`` with each PRNG key array replaced by a copy of the same value.
+
+  JAX's key-reuse checker (on in the tests) marks a key once it is used; a
+  test that feeds one key value twice on purpose feeds the second use a copy.
+  """
+  def clone(leaf: Any) -> Any:
+    if jnp.issubdtype(jnp.result_type(leaf), jax.dtypes.prng_key):
+      return jax.random.clone(leaf)
+    return leaf
+  return jax.tree.map(clone, tree)
+
+
 def key_rows(*key_data: jax.Array) -> jax.Array:
   """Stacks key data of any leading shape into rows of 2 uint32 words."""
   return jnp.concatenate([jnp.reshape(k, (-1, 2)) for k in key_data])
