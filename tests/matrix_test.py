@@ -22,6 +22,7 @@ import unittest
 from absl.testing import absltest
 from absl.testing import parameterized
 import chex
+import conftest  # pylint: disable=unused-import  # Key-reuse checker, alone.
 
 import hk_effects as hke
 import matrix_cells

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from absl.testing import absltest
 from absl.testing import parameterized
+import conftest  # pylint: disable=unused-import  # Key-reuse checker, alone.
 import haiku as hk
 import jax
 import jax.numpy as jnp

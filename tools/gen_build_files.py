@@ -25,6 +25,7 @@ import check_build_files as layout  # a sibling: tools/ is on sys.path
 
 # What tests/conftest.py sets for pytest, which Bazel never loads.
 TEST_ENV = (
+    ("JAX_DEBUG_KEY_REUSE", "true"),
     ("JAX_NUMPY_RANK_PROMOTION", "raise"),
     ("JAX_PLATFORMS", "cpu"),
     ("XLA_FLAGS", "--xla_force_host_platform_device_count=8"),
