@@ -74,6 +74,7 @@ from hk_effects.inspection import free_effect_types
 from hk_effects.layers import ApplyAttentionMask
 from hk_effects.layers import Dropout
 from hk_effects.layers import TellIntermediate
+from hk_effects.path_keys import PathKeyCollisionError
 from hk_effects.signature import effect_signature
 from hk_effects.signature import EffectSignature
 from hk_effects.transform import transform
@@ -100,6 +101,7 @@ __all__ = (
     "InitialLocalStateRequest",
     "KVCachedAttention",
     "LocalStateEffect",
+    "PathKeyCollisionError",
     "RandomEffect",
     "RandomRequest",
     "RawTransformError",

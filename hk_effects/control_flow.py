@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import operator
 import threading
 from typing import Any, Callable, Iterator
@@ -55,6 +56,7 @@ from haiku._src import recurrent as hk_recurrent
 from haiku._src import stateful as hk_stateful
 
 from hk_effects import binding
+from hk_effects import path_keys
 
 MODES = ("append", "last", "sum")
 
@@ -282,17 +284,58 @@ _ORIGINAL_SCAN = hk_stateful.scan
 
 
 def _make_scan(orig: Callable[..., Any]) -> Callable[..., Any]:
-  @functools.wraps(orig)
-  def scan(f, init, xs, length=None, reverse=False, unroll=1):
+  def carried(f, init, xs, length, reverse, unroll):
     if not is_collecting():
       return orig(f, init, xs, length, reverse, unroll)
     return _carried_scan(orig, "hk.scan", f, init, xs, length, reverse, unroll)
+
+  @functools.wraps(orig)
+  def scan(f, init, xs, length=None, reverse=False, unroll=1):
+    if path_keys.tracking():
+      return _indexed_scan(carried, "hk.scan", f, init, xs, length, reverse,
+                           unroll)
+    return carried(f, init, xs, length, reverse, unroll)
   return scan
+
+
+def _indexed_scan(run: Callable[..., Any], kind: str, f, init, xs, length,
+                  reverse, unroll):
+  """``run`` with each body run told its position in ``xs`` (path keys)."""
+  if length is None:
+    length = jax.tree_util.tree_leaves(xs)[0].shape[0]
+  with path_keys.loop(kind, length) as frame:
+    def indexed(carry, x_and_index):
+      x, index = x_and_index
+      with path_keys.body(frame, index):
+        return f(carry, x)
+    # The index rides along with xs, so Haiku's init (which runs the first
+    # step outside the scan) indexes it too. It counts steps in the order
+    # they run: a reverse scan's first step is at the last position.
+    return run(indexed, init, (xs, _step_indices(length, reverse)), length,
+               reverse, unroll)
+
+
+def _step_indices(length: int, reverse: bool) -> jax.Array:
+  indices = jnp.arange(length)
+  return indices[::-1] if reverse else indices
 
 
 def _make_fori_loop(orig: Callable[..., Any]) -> Callable[..., Any]:
   @functools.wraps(orig)
   def fori_loop(lower, upper, body_fun, init_val):
+    if not path_keys.tracking():
+      return carried(lower, upper, body_fun, init_val)
+    try:
+      length = max(0, operator.index(upper) - operator.index(lower))
+    except (TypeError, jax.errors.ConcretizationTypeError):
+      length = None
+    with path_keys.loop("hk.fori_loop", length) as frame:
+      def indexed(i, val):
+        with path_keys.body(frame, i - lower):
+          return body_fun(i, val)
+      return carried(lower, upper, indexed, init_val)
+
+  def carried(lower, upper, body_fun, init_val):
     if not is_collecting():
       return orig(lower, upper, body_fun, init_val)
     try:
@@ -318,16 +361,55 @@ def _make_vmap(orig: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fun)
     def mapped(*args):
+      body, name, direct = fun, axis_name, plain
+      if path_keys.tracking() and kwargs.get("split_rng", False):
+        # Path keys fold in the member index, read from a named axis.
+        name = axis_name if axis_name is not None else (
+            f"hk_effects_member_{next(_MEMBER_AXES)}")
+        body, direct = _member_indexed(fun, name), None
       if not is_collecting():
-        return plain(*args)
+        if direct is None:
+          direct = orig(body, in_axes, out_axes, name, axis_size, **kwargs)
+        return direct(*args)
       transport = _Transport("hk.vmap")
-      out, told = orig(transport.wrap(fun), in_axes, (out_axes, 0), axis_name,
+      out, told = orig(transport.wrap(body), in_axes, (out_axes, 0), name,
                        axis_size, **kwargs)(*args)
       transport.retell(told, _unchanged)
       return out
     return mapped
   vmap.require_split_rng = getattr(orig, "require_split_rng", True)
   return vmap
+
+
+_MEMBER_AXES = itertools.count()
+
+
+def _member_indexed(fun: Callable[..., Any],
+                    axis_name: str) -> Callable[..., Any]:
+  @functools.wraps(fun)
+  def indexed(*args, **kwargs):
+    with path_keys.member(jax.lax.axis_index(axis_name)):
+      return fun(*args, **kwargs)
+  return indexed
+
+
+def _make_while_loop(orig: Callable[..., Any]) -> Callable[..., Any]:
+  barriered = _make_barrier(orig, "hk.while_loop")
+
+  @functools.wraps(orig)
+  def while_loop(cond_fun, body_fun, init_val):
+    if not path_keys.tracking():
+      return barriered(cond_fun, body_fun, init_val)
+    # The iteration count is carried, to index the body for path keys.
+    with path_keys.loop("hk.while_loop", None) as frame:
+      def indexed(val_and_index):
+        val, index = val_and_index
+        with path_keys.body(frame, index):
+          return body_fun(val), index + 1
+      val, _ = barriered(lambda val_and_index: cond_fun(val_and_index[0]),
+                         indexed, (init_val, jnp.zeros((), jnp.int32)))
+    return val
+  return while_loop
 
 
 def _make_remat(orig: Callable[..., Any]) -> Callable[..., Any]:
@@ -361,6 +443,20 @@ def _make_barrier(orig: Callable[..., Any], name: str) -> Callable[..., Any]:
 def _make_layer_stack_call(orig: Callable[..., Any]) -> Callable[..., Any]:
   @functools.wraps(orig)
   def __call__(self, x, *args_ys, reverse=False):  # pylint: disable=invalid-name
+    if not path_keys.tracking():
+      return carried(self, x, *args_ys, reverse=reverse)
+    # Layer i is the i-th copy of the layer's modules: its index rides along
+    # as one more per-layer input, which _make_layer_call takes off again.
+    count = self._count  # pylint: disable=protected-access
+    with path_keys.loop("hk.layer_stack", count, relative=True) as frame:
+      self._hke_frame = frame  # pylint: disable=protected-access
+      try:
+        return carried(self, x, *args_ys, _step_indices(count, reverse),
+                       reverse=reverse)
+      finally:
+        del self._hke_frame
+
+  def carried(self, x, *args_ys, reverse=False):
     if not is_collecting():
       return orig(self, x, *args_ys, reverse=reverse)
     transport = _Transport("hk.layer_stack")
@@ -384,6 +480,14 @@ def _make_layer_call(orig: Callable[..., Any]) -> Callable[..., Any]:
   # what jax.lax.scan stacks, so told values ride along with it.
   @functools.wraps(orig)
   def _call_wrapped(self, *args, **kwargs):
+    frame = getattr(self, "_hke_frame", None)
+    if frame is None:
+      return carried(self, *args, **kwargs)
+    *args, index = args
+    with path_keys.body(frame, index):
+      return carried(self, *args, **kwargs)
+
+  def carried(self, *args, **kwargs):
     transport = getattr(self, "_hke_transport", None)
     if transport is None:
       return orig(self, *args, **kwargs)
@@ -439,7 +543,7 @@ def install() -> None:
     _patch(owner, "remat", _make_remat)
     _patch(owner, "cond", _make_barrier, "hk.cond")
     _patch(owner, "switch", _make_barrier, "hk.switch")
-    _patch(owner, "while_loop", _make_barrier, "hk.while_loop")
+    _patch(owner, "while_loop", _make_while_loop)
   _patch(hk_recurrent.hk, "scan", _make_scan)
   if not isinstance(hk_layer_stack.lift, _LiftRecorder):
     hk_layer_stack.lift = _LiftRecorder(hk_layer_stack.lift)

@@ -32,6 +32,7 @@ from haiku._src import base as hk_base
 
 from hk_effects import binding
 from hk_effects import effect_base
+from hk_effects import path_keys as path_keys_lib
 from hk_effects.handlers import local_state
 
 
@@ -181,6 +182,31 @@ class RandomRuntimeImpl(effect_base.EffectRuntimeImpl):
     return key
 
 
+class PathRandomRuntimeImpl(effect_base.EffectRuntimeImpl):
+  """Serves ``next_key()`` as a pure function of where the draw happens.
+
+  Used by random handlers built with ``path_keys=True``; see
+  ``hk_effects.path_keys`` for the coordinates.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> issubclass(PathRandomRuntimeImpl, hke.EffectRuntimeImpl)
+  True
+  """
+  __slots__ = ("tag",)
+
+  def __init__(self, scope, site, tag):
+    super().__init__(scope, site)
+    self.tag = tag
+
+  def next_key(self) -> jax.Array:
+    self.check_alive()
+    binding.check_no_raw_transform(self.site, "RandomEffect", "next_key")
+    return path_keys_lib.draw(self.scope.data["root"], self.site.module_path,
+                              self.site.attribute_path, self.tag)
+
+
 def _is_inner(candidate: binding.HandlerScope,
               scope: binding.HandlerScope) -> bool:
   scopes = binding.active_scopes()
@@ -213,7 +239,13 @@ class _RandomHandler(effect_base.EffectHandler):
   """Shared parts of the random handlers."""
 
   def __init__(self, body, hole_predicate, handler_id, config="",
-               fold_in_axis=None):
+               fold_in_axis=None, path_keys=False):
+    if not isinstance(path_keys, bool):
+      raise TypeError(
+          f"path_keys must be True or False; got {path_keys!r}.")
+    self.path_keys = path_keys
+    if path_keys:
+      config = f"{config}|path_keys"
     if fold_in_axis is not None and not isinstance(fold_in_axis, str):
       raise TypeError(
           f"fold_in_axis must be the name of a mapped axis (a str) or None; "
@@ -242,6 +274,9 @@ class _RandomHandler(effect_base.EffectHandler):
     return HandledRandomRef(request, handler_id=self.handler_id)
 
   def runtime_impl(self, scope, ref, site):
+    if self.path_keys:
+      return PathRandomRuntimeImpl(scope, site,
+                                   getattr(ref.request, "tag", None))
     return RandomRuntimeImpl(scope, site)
 
   def _device_key(self, key: jax.Array) -> jax.Array:
@@ -267,6 +302,12 @@ class _RandomHandler(effect_base.EffectHandler):
           "through Haiku's rng sequence. Call it inside hke.transform(...) (or "
           "hke.transform_with_state) init / apply.")
     key = self._device_key(key)
+    if self.path_keys:
+      # Keys derive from `key` and the draw's coordinates alone, so nothing
+      # is pushed on Haiku's rng sequence.
+      with binding.handler_scope(self, root=key, salt=_salt(self.handler_id)):
+        with path_keys_lib.handler_running():
+          return self.body(arg)
     # Without this key, an enclosing random handler's requests served in this
     # body would depend only on `key`, not on the enclosing handler's own key.
     encloses = any(isinstance(s.handler, _RandomHandler)
@@ -303,9 +344,12 @@ class WithRandomKeyFromArg(_RandomHandler):
   @classmethod
   def handling(cls, body: Callable[[Any], Any], hole_predicate=untagged_only,
                handler_id: str | None = None,
-               fold_in_axis: str | None = None) -> "WithRandomKeyFromArg":
-    """Builds the handler (``fold_in_axis``: see ``WithHaikuRandom``)."""
-    return cls(body, hole_predicate, handler_id, fold_in_axis=fold_in_axis)
+               fold_in_axis: str | None = None,
+               path_keys: bool = False) -> "WithRandomKeyFromArg":
+    """Builds the handler (``fold_in_axis``, ``path_keys``: see
+    ``WithHaikuRandom``)."""
+    return cls(body, hole_predicate, handler_id, fold_in_axis=fold_in_axis,
+               path_keys=path_keys)
 
   def __call__(self, arg_and_key):
     if not (isinstance(arg_and_key, tuple) and len(arg_and_key) == 2):
@@ -339,10 +383,10 @@ class WithFrozenRandomState(_RandomHandler):
   """
 
   def __init__(self, body, random_key, starting_offset, hole_predicate,
-               handler_id, fold_in_axis=None):
+               handler_id, fold_in_axis=None, path_keys=False):
     super().__init__(body, hole_predicate, handler_id,
                      config=f"offset={starting_offset}",
-                     fold_in_axis=fold_in_axis)
+                     fold_in_axis=fold_in_axis, path_keys=path_keys)
     self.random_key = check_key(random_key, self)
     if not isinstance(starting_offset, int) or starting_offset < 0:
       raise ValueError(
@@ -353,10 +397,12 @@ class WithFrozenRandomState(_RandomHandler):
   def handling(cls, body: Callable[[Any], Any], random_key: jax.Array,
                starting_offset: int = 0, hole_predicate=untagged_only,
                handler_id: str | None = None,
-               fold_in_axis: str | None = None) -> "WithFrozenRandomState":
-    """Builds the handler (``fold_in_axis``: see ``WithHaikuRandom``)."""
+               fold_in_axis: str | None = None,
+               path_keys: bool = False) -> "WithFrozenRandomState":
+    """Builds the handler (``fold_in_axis``, ``path_keys``: see
+    ``WithHaikuRandom``)."""
     return cls(body, random_key, starting_offset, hole_predicate, handler_id,
-               fold_in_axis=fold_in_axis)
+               fold_in_axis=fold_in_axis, path_keys=path_keys)
 
   def __call__(self, arg):
     # Reusing the frozen key on every call is the point of this handler;
@@ -391,7 +437,8 @@ class WithHaikuRandom(_RandomHandler):
   @classmethod
   def handling(cls, body: Callable[[Any], Any], hole_predicate=untagged_only,
                handler_id: str | None = None,
-               fold_in_axis: str | None = None) -> "WithHaikuRandom":
+               fold_in_axis: str | None = None,
+               path_keys: bool = False) -> "WithHaikuRandom":
     """Builds the handler.
 
     Args:
@@ -403,14 +450,21 @@ class WithHaikuRandom(_RandomHandler):
         folded into the stream, so each device draws differently; when None
         (the default) every device draws the same stream. Using it outside
         such an axis is a ``ValueError``.
+      path_keys: when True, each key is a pure function of the handler's key
+        (here one ``hk.next_rng_key()`` drawn on entry), the module path, the
+        request's attribute and tag, the module's call index and the loop
+        indices, so a Python loop, ``hk.scan`` and ``hk.layer_stack``
+        versions of a model draw identical keys (``hk_effects.path_keys``).
+        When False (the default) keys come from Haiku's rng sequence.
 
     Returns:
       The handler.
     """
-    return cls(body, hole_predicate, handler_id, fold_in_axis=fold_in_axis)
+    return cls(body, hole_predicate, handler_id, fold_in_axis=fold_in_axis,
+               path_keys=path_keys)
 
   def __call__(self, arg):
-    if self.fold_in_axis is not None:
+    if self.fold_in_axis is not None or self.path_keys:
       key = hk.maybe_next_rng_key()
       if key is None:
         raise ValueError(
@@ -469,10 +523,10 @@ class WithStatefulRandomKey(_RandomHandler):
   """
 
   def __init__(self, body, initial_key, hole_predicate, state_category,
-               handler_id, fold_in_axis=None):
+               handler_id, fold_in_axis=None, path_keys=False):
     super().__init__(body, hole_predicate, handler_id,
                      config=f"category={state_category!r}",
-                     fold_in_axis=fold_in_axis)
+                     fold_in_axis=fold_in_axis, path_keys=path_keys)
     self.initial_key = check_key(initial_key, self)
     self.state_category = state_category
 
@@ -480,10 +534,12 @@ class WithStatefulRandomKey(_RandomHandler):
   def handling(cls, body: Callable[[Any], Any], initial_key: jax.Array,
                hole_predicate=untagged_only, state_category: Any = "random",
                handler_id: str | None = None,
-               fold_in_axis: str | None = None) -> "WithStatefulRandomKey":
-    """Builds the handler (``fold_in_axis``: see ``WithHaikuRandom``)."""
+               fold_in_axis: str | None = None,
+               path_keys: bool = False) -> "WithStatefulRandomKey":
+    """Builds the handler (``fold_in_axis``, ``path_keys``: see
+    ``WithHaikuRandom``)."""
     return cls(body, initial_key, hole_predicate, state_category, handler_id,
-               fold_in_axis=fold_in_axis)
+               fold_in_axis=fold_in_axis, path_keys=path_keys)
 
   def __call__(self, arg):
     key = _KeyState(self.initial_key, self.state_category,
