@@ -53,6 +53,18 @@ class ReadmeTest(absltest.TestCase):
       exec(compile(preamble + code, "README.md", "exec"), {})  # pylint: disable=exec-used
     self.assertEqual(buffer.getvalue(), shown)
 
+  def test_what_it_catches_snippet_prints_what_the_readme_shows(self):
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## What hk_effects catches"):
+                   text.index("## Performance")]
+    code, shown = re.search(r"```python\n(.*?)```\n```\n(.*?)```", section,
+                            re.S).groups()
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+      exec(compile(code, "README.md", "exec"), {})  # pylint: disable=exec-used
+    self.assertEqual(buffer.getvalue(), shown)
+    self.assertIn("path keys: [True, True]", shown)
+
   def test_new_effect_section_is_the_tested_example(self):
     text = (ROOT / "README.md").read_text()
     section = text[text.index("## Writing a new effect"):]
