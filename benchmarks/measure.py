@@ -8,12 +8,13 @@ would time a cache hit.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import re
 import statistics
 import time
 import tracemalloc
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import haiku as hk
 import jax
@@ -25,9 +26,11 @@ from benchmarks import models
 _HLO_INSTRUCTION = re.compile(r"^\s*(ROOT\s+)?%?[\w.\-]+ = ")
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+def _timed(fn: Callable[[], Any],
+           collect: bool = True) -> tuple[float, float, Any]:
   """Wall seconds, this thread's CPU seconds, and what ``fn()`` returned."""
-  gc.collect()  # Leftovers of the previous measurement are not this one's.
+  if collect:
+    gc.collect()  # Leftovers of the previous measurement are not this one's.
   wall, cpu = time.perf_counter(), time.thread_time()
   out = fn()
   return time.perf_counter() - wall, time.thread_time() - cpu, out
@@ -60,12 +63,29 @@ def hlo_instruction_count(compiled: Any) -> int:
 
 
 def step_times(compiled: Any, args: tuple[Any, ...], calls: int) -> list[float]:
-  """Seconds per call of the compiled step, each waited for."""
+  """Seconds per call of the compiled step, each waited for.
+
+  Run it inside ``no_gc()``: a full collection per call would cost more than
+  the call (the heap holds every model built), and a call allocates too few
+  Python objects to need one.
+  """
   times = []
   for _ in range(calls):
-    seconds, _, _ = _timed(lambda: jax.block_until_ready(compiled(*args)))
+    seconds, _, _ = _timed(lambda: jax.block_until_ready(compiled(*args)),
+                           collect=False)
     times.append(seconds)
   return times
+
+
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+  """Collects once, then keeps the cyclic garbage collector off inside."""
+  gc.collect()
+  gc.disable()
+  try:
+    yield
+  finally:
+    gc.enable()
 
 
 def trace_peak_memory(version: models.Version) -> int:
@@ -80,14 +100,13 @@ def trace_peak_memory(version: models.Version) -> int:
     tracemalloc.stop()
 
 
-def module_calls(depth: int) -> int:
-  """Haiku module method calls in one trace of the hand-threaded step."""
+def module_calls(version: models.Version) -> int:
+  """Haiku module method calls in one trace of a Haiku version's step."""
   calls = 0
   def count(next_fun, args, kwargs, context):
     nonlocal calls
     calls += context.method_name != "__init__"
     return next_fun(*args, **kwargs)
-  version = models.hand_threaded(depth)
   with hk.intercept_methods(count):
     jax.make_jaxpr(version.make_step())(*version.args)
   return calls

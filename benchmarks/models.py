@@ -243,7 +243,7 @@ def penzai(depth: int) -> Version:
   """
   from benchmarks import penzai_model  # pylint: disable=g-import-not-at-top
   x, mask = inputs()
-  handled, states = penzai_model.handled_model(depth, jax.random.key(1))
+  handled, states = penzai_model.handled_model(depth)
   return Version("penzai v1", penzai_model.make_step,
                  (handled, states, jax.random.key(2), x, mask))
 

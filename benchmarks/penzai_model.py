@@ -11,6 +11,7 @@ per-block counter).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
@@ -93,15 +94,30 @@ def _block(i: int) -> pz.nn.Sequential:
   return pz.nn.add_parameter_prefix(f"block_{i}", block)
 
 
-def handled_model(depth: int, init_key: jax.Array) -> tuple[Any, dict]:
+def _initialized(layer: Any) -> Any:
+  """``layer`` with its parameters filled from their shapes.
+
+  Penzai's eager ``initialize_parameters`` runs op by op; values do not
+  matter to the benchmark.
+  """
+  init_key = jax.random.key(1)
+  return (layer.select().at_instances_of(pz.nn.UninitializedParameter)
+          .apply(lambda p: p.initialize_with_value(models.materialize(
+              jax.eval_shape(p.initializer, init_key)))))
+
+
+@functools.lru_cache(maxsize=None)
+def _initialized_block(i: int) -> pz.nn.Sequential:
+  # Penzai layers are immutable PyTrees, so the models of several depths in
+  # one benchmark run share their first blocks instead of rebuilding them.
+  return _initialized(_block(i))
+
+
+def handled_model(depth: int) -> tuple[Any, dict]:
   """The initialized, handled model and its initial local states."""
-  model = pz.nn.Sequential(
-      [_block(i) for i in range(depth)] + [_layer_norm("ln_final")])
+  model = pz.nn.Sequential([_initialized_block(i) for i in range(depth)]
+                           + [_initialized(_layer_norm("ln_final"))])
   pz.nn.check_no_duplicated_parameters(model)
-  # Penzai's eager initialize_parameters runs op by op; fill shapes instead.
-  model = (model.select().at_instances_of(pz.nn.UninitializedParameter)
-           .apply(lambda p: p.initialize_with_value(models.materialize(
-               jax.eval_shape(p.initializer, init_key)))))
   handled = pz.de.WithSideInputsFromInputTuple.handling(
       model, tags=[models.MASK_TAG])
   handled = pz.de.CollectingSideOutputs.handling(handled)
