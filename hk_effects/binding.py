@@ -327,18 +327,25 @@ def _bind_node_unrecorded(node, site: Site) -> tuple[Any, Any]:
 
 
 def _bind_attribute(module_path: str, name: str, value):
-  """None if ``value`` holds no effect node, else (kept, runtime) values."""
-  if type(value) in _SKIP_EXACT_TYPES:
-    return None
-  if _is_effect_node(value):
-    return _bind_node(value, Site(module_path, name))
-  if isinstance(value, (list, tuple, dict)):
-    # Flattening with paths costs far more than this look at the items
+  """None if ``value`` holds no effect node, else (kept, runtime) values.
+
+  ``_bind_and_call`` has already skipped values of ``_SKIP_EXACT_TYPES``.
+  """
+  kind = type(value)
+  if kind is tuple or kind is list or kind is dict:
+    # Exact containers first: the ABC check of `_is_effect_node` costs more,
+    # and flattening with paths far more, than this look at the items
     # (LayerNorm's `axis` tuple, on every call).
-    items = value.values() if isinstance(value, dict) else value
-    if all(type(item) in _SKIP_EXACT_TYPES for item in items):
+    items = value.values() if kind is dict else value
+    for item in items:
+      if type(item) not in _SKIP_EXACT_TYPES:
+        break
+    else:
       return None
-  elif not dataclasses.is_dataclass(value) or isinstance(value, _SKIP_TYPES):
+  elif _is_effect_node(value):
+    return _bind_node(value, Site(module_path, name))
+  elif not isinstance(value, (list, tuple, dict)) and (
+      not dataclasses.is_dataclass(value) or isinstance(value, _SKIP_TYPES)):
     return None
   leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(
       value, is_leaf=_is_effect_node)
@@ -359,6 +366,9 @@ def _bind_attribute(module_path: str, name: str, value):
 
 def _intercept(next_fun: Callable, args, kwargs, context):
   try:
+    if context.method_name == "__init__":
+      # Requests are created in __init__; they bind when a method runs.
+      return next_fun(*args, **kwargs)
     return _bind_and_call(next_fun, args, kwargs, context)
   finally:
     if len(hk_module.interceptor_stack) == 1:
@@ -376,21 +386,35 @@ def _break_self_reference(next_fun: Callable) -> None:
   When ours is the only interceptor, nothing calls ``next_fun`` after we
   return, so the cell can be emptied and the call's objects freed at once.
   """
-  for cell in getattr(next_fun, "__closure__", None) or ():
+  code = getattr(next_fun, "__code__", None)
+  index = _SELF_CELL_INDEX.get(code)
+  if index is None:
+    # Haiku's `next_fun` refers to itself through the free variable of its
+    # own name; look that up once per code object.
+    freevars = getattr(code, "co_freevars", ())
+    index = _SELF_CELL_INDEX[code] = (
+        freevars.index(next_fun.__name__)
+        if next_fun.__name__ in freevars else -1)
+  if index >= 0:
+    cell = next_fun.__closure__[index]
     try:
       if cell.cell_contents is next_fun:
         cell.cell_contents = None
-    except ValueError:  # An empty cell.
+    except ValueError:  # Already empty.
       pass
+
+
+_SELF_CELL_INDEX: dict[Any, int] = {}
 
 
 def _bind_and_call(next_fun: Callable, args, kwargs, context):
   module = context.module
-  if context.method_name == "__init__" or id(module) in _state.bound_modules:
+  if id(module) in _state.bound_modules:
     return next_fun(*args, **kwargs)
-  attributes = vars(module)
   swaps = []
-  for name, value in attributes.items():
+  for name, value in vars(module).items():
+    if type(value) in _SKIP_EXACT_TYPES:
+      continue  # Most attributes: checked here, without a call.
     bound = _bind_attribute(module.module_name, name, value)
     if bound is not None:
       swaps.append((name, bound[0], bound[1]))
