@@ -199,7 +199,27 @@ def _abstract(tree: Any) -> Any:
                                      jax.numpy.result_type(x)), tree)
 
 
+def _same_leaves(expected: Any, value: Any) -> bool:
+  """True when both trees have one structure and arrays of equal shapes and
+  dtypes; False means "look closer" (dtypes may still canonicalize alike)."""
+  expected_leaves, expected_def = jax.tree_util.tree_flatten(expected)
+  value_leaves, value_def = jax.tree_util.tree_flatten(value)
+  if expected_def != value_def:
+    return False
+  for a, b in zip(expected_leaves, value_leaves):
+    try:
+      if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    except AttributeError:  # A Python scalar.
+      return False
+  return True
+
+
 def _check_like(what: str, expected: Any, value: Any, fix: str) -> None:
+  # The common case (a traced value set into a state of its own shape) is
+  # decided without building ShapeDtypeStructs: one per state per call.
+  if _same_leaves(expected, value):
+    return
   expected_abs, value_abs = _abstract(expected), _abstract(value)
   if (jax.tree_util.tree_structure(expected_abs)
       != jax.tree_util.tree_structure(value_abs)
