@@ -37,6 +37,7 @@ from typing import Any, Iterator
 
 import haiku as hk
 import jax
+from haiku._src import base as hk_base
 
 _SUFFIX = re.compile(r"^(.*)_(\d+)$")
 
@@ -114,9 +115,19 @@ class _Call:
   module: Any
   space: Any
   seq: int
-  canon: tuple[_Component, ...]
+  parent: "_Call | None"
+  base: tuple[_Component, ...]  # The coordinates above it, if no parent.
+  component: _Component
   child_counts: dict = dataclasses.field(default_factory=dict)
   draws: dict = dataclasses.field(default_factory=dict)
+  # (root, JAX trace level, key folded down to this call): draws in one call
+  # share the folds of its coordinates, but only within one trace.
+  keys: list = dataclasses.field(default_factory=list)
+
+  @property
+  def canon(self) -> tuple[_Component, ...]:
+    above = self.parent.canon if self.parent is not None else self.base
+    return above + (self.component,)
 
 
 class _ThreadState(threading.local):
@@ -216,13 +227,13 @@ def _enter(module: Any) -> _Call:
   space = inv.space
   family = split_name(module.module_name.rsplit("/", 1)[-1])[0]
   parent = _innermost_call(space)
-  base = parent.canon if parent is not None else _base(space)
+  base = () if parent is not None else _base(space)
   if parent is not None and parent.seq > inv.seq:
     component = _counted(_bump(parent.child_counts, family), family,
                          module.module_name, "its caller")
   else:
     component = _loop_component(module.module_name, family, parent, inv)
-  return _Call(module, space, _next_seq(), base + (component,))
+  return _Call(module, space, _next_seq(), parent, base, component)
 
 
 def _counted(count: Any, family: str, path: str, where: str) -> _Component:
@@ -333,6 +344,30 @@ def _hash32(text: str) -> int:
   return int(hashlib.sha256(text.encode()).hexdigest()[:7], 16)
 
 
+def _fold_all(key: jax.Array, components: tuple[_Component, ...]) -> jax.Array:
+  for component in components:
+    key = jax.random.fold_in(key, component.value())
+  return key
+
+
+def _call_key(call: _Call, root: jax.Array, level: Any) -> jax.Array:
+  """``root`` folded with the values of ``call``'s coordinates.
+
+  The cached key is only ever cloned, never consumed, so each user holds a
+  key of its own (JAX's key-reuse checker counts every fold as a use).
+  """
+  for cached_root, cached_level, key in call.keys:
+    if cached_root is root and cached_level == level:
+      return jax.random.clone(key)
+  if call.parent is not None:
+    above = _call_key(call.parent, root, level)
+  else:
+    above = _fold_all(jax.random.clone(root), call.base)
+  key = jax.random.fold_in(above, call.component.value())
+  call.keys.append((root, level, key))
+  return jax.random.clone(key)
+
+
 def draw(root: jax.Array, module_path: str, attribute_path: str,
          tag: Any) -> jax.Array:
   """The key of the next draw of request ``(module_path, attribute_path,
@@ -366,12 +401,15 @@ def draw(root: jax.Array, module_path: str, attribute_path: str,
           f"{attribute_path!r} of module {module_path!r} a key of its own: "
           f"{component.problem}; or use a random handler without "
           "path_keys=True.")
+  # The call indices first, so draws of one call share their folds; then
+  # one fold of what is static: the families, the request and the number.
+  if call is None:
+    key = _fold_all(jax.random.clone(root), canon)
+  else:
+    key = _call_key(call, root, hk_base.JaxTraceLevel.current())
   name = "/".join(c.family for c in canon)
-  key = jax.random.fold_in(jax.random.clone(root),
-                           _hash32(f"{name}|{attribute_path}|{tag!r}"))
-  for component in canon:
-    key = jax.random.fold_in(key, component.value())
-  key = jax.random.fold_in(key, number)
+  key = jax.random.fold_in(
+      key, _hash32(f"{name}|{attribute_path}|{tag!r}|{number}"))
   for index in _state.members:
     key = jax.random.fold_in(key, index)
   return key
