@@ -440,6 +440,27 @@ def _make_barrier(orig: Callable[..., Any], name: str) -> Callable[..., Any]:
   return wrapper
 
 
+def _make_branching(orig: Callable[..., Any], name: str) -> Callable[..., Any]:
+  """``hk.cond`` / ``hk.switch``: a barrier for side outputs, and branches
+  that count module calls from one start for path keys."""
+  barriered = _make_barrier(orig, name)
+
+  @functools.wraps(orig)
+  def wrapper(*args, **kwargs):
+    if not path_keys.tracking():
+      return barriered(*args, **kwargs)
+    with path_keys.alternatives() as branch:
+      if name == "hk.switch":
+        index, branches, *operands = args
+        args = (index, [branch(f) for f in branches], *operands)
+      else:  # Haiku's cond takes its branches in two positional layouts.
+        args = tuple(branch(a) if callable(a) else a for a in args)
+        kwargs = {k: branch(v) if callable(v) else v
+                  for k, v in kwargs.items()}
+      return barriered(*args, **kwargs)
+  return wrapper
+
+
 def _make_layer_stack_call(orig: Callable[..., Any]) -> Callable[..., Any]:
   @functools.wraps(orig)
   def __call__(self, x, *args_ys, reverse=False):  # pylint: disable=invalid-name
@@ -541,8 +562,8 @@ def install() -> None:
     _patch(owner, "fori_loop", _make_fori_loop)
     _patch(owner, "vmap", _make_vmap)
     _patch(owner, "remat", _make_remat)
-    _patch(owner, "cond", _make_barrier, "hk.cond")
-    _patch(owner, "switch", _make_barrier, "hk.switch")
+    _patch(owner, "cond", _make_branching, "hk.cond")
+    _patch(owner, "switch", _make_branching, "hk.switch")
     _patch(owner, "while_loop", _make_while_loop)
   _patch(hk_recurrent.hk, "scan", _make_scan)
   if not isinstance(hk_layer_stack.lift, _LiftRecorder):

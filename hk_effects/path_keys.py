@@ -21,19 +21,20 @@ runs. Where a call index is not well defined (a family called twice in one
 loop iteration, a module called directly in two nested loops, a call after a
 loop of unknown length that called the same family), a draw raises
 ``PathKeyCollisionError`` at trace time instead of sharing a key; calls that
-draw nothing are never refused. Branches of ``hk.cond`` / ``hk.switch`` are
-traced one after the other, so a family called in both counts twice: keys
-stay distinct, but differ from those of a Python ``if``.
+draw nothing are never refused. The branches of ``hk.cond`` and
+``hk.switch`` count from the same start, as only one of them runs: a branch
+draws what the same code under a Python ``if`` would.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import re
 import threading
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import haiku as hk
 import jax
@@ -321,6 +322,51 @@ def body(frame: _Frame, index: Any) -> Iterator[None]:
     yield
   finally:
     _state.invocations.remove(inv)
+
+
+@contextlib.contextmanager
+def alternatives() -> Iterator[Callable[[Callable[..., Any]], Callable[..., Any]]]:
+  """Branches of ``hk.cond`` / ``hk.switch``: each starts from the counts
+  before the branching, as only one of them runs; after it, every count is
+  the largest any branch reached. Yields the wrapper for branch functions.
+
+  Example:
+
+  >>> with handler_running(), alternatives() as branch:
+  ...   print(branch(lambda: 1)())
+  1
+  """
+  inv = _state.invocations[-1]
+  call = _innermost_call(inv.space)
+  inside = call is not None and call.seq > inv.seq
+  tallies = [call.child_counts, call.draws] if inside else [inv.counts]
+  if call is not None and not inside:
+    tallies.append(call.draws)
+  starts = [dict(t) for t in tallies]
+  ends: list[list[dict]] = []
+
+  def branch(fun: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fun)
+    def alternative(*args, **kwargs):
+      for tally, start in zip(tallies, starts):
+        tally.clear()
+        tally.update(start)
+      try:
+        return fun(*args, **kwargs)
+      finally:
+        ends.append([dict(t) for t in tallies])
+    return alternative
+
+  yield branch
+  for i, tally in enumerate(tallies):
+    merged = dict(starts[i])
+    for end in ends:
+      for name, count in end[i].items():
+        before = merged.get(name, 0)
+        merged[name] = (_UNKNOWN if _UNKNOWN in (count, before)
+                        else max(count, before))
+    tally.clear()
+    tally.update(merged)
 
 
 @contextlib.contextmanager

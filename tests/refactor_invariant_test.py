@@ -192,6 +192,32 @@ class FormsTest(parameterized.TestCase):
       return noise(x)
     np.testing.assert_array_equal(_run(looped)[0], _run(python)[0])
 
+  def test_branches_draw_what_a_python_if_draws(self):
+    def python_if(take_first):
+      def forward(x):
+        noise = Noise(False)
+        x = noise(x)
+        x = Noise(False)(x) if take_first else noise(noise(x))
+        return noise(Noise(False)(x))
+      return forward
+    def branching(x):
+      noise = Noise(False)
+      x = noise(x)
+      other = Noise(False)
+      x = hk.cond(x[0] > 0.5, lambda y: other(y), lambda y: noise(noise(y)),
+                  x)
+      later = Noise(False)
+      return noise(later(x))
+    first = _run(python_if(True))[0]
+    second = _run(python_if(False))[0]
+    out = _run(branching)[0]
+    self.assertTrue(np.array_equal(out, first) or np.array_equal(out, second))
+    self.assertFalse(np.array_equal(first, second))
+    switched = lambda x: hk.switch(0, [lambda y: Noise(False)(y),
+                                       lambda y: Noise(False)(y)], x)
+    np.testing.assert_array_equal(_run(switched)[0],
+                                  _run(lambda x: Noise(False)(x))[0])
+
   def test_calls_inside_remat_and_cond_keep_their_coordinates(self):
     # hk.cond carries no side output: these layers tell nothing.
     def plain(x):
