@@ -26,11 +26,9 @@ from benchmarks import models
 _HLO_INSTRUCTION = re.compile(r"^\s*(ROOT\s+)?%?[\w.\-]+ = ")
 
 
-def _timed(fn: Callable[[], Any],
-           collect: bool = True) -> tuple[float, float, Any]:
+def _timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
   """Wall seconds, this thread's CPU seconds, and what ``fn()`` returned."""
-  if collect:
-    gc.collect()  # Leftovers of the previous measurement are not this one's.
+  gc.collect()  # Leftovers of the previous measurement are not this one's.
   wall, cpu = time.perf_counter(), time.thread_time()
   out = fn()
   return time.perf_counter() - wall, time.thread_time() - cpu, out
@@ -62,18 +60,22 @@ def hlo_instruction_count(compiled: Any) -> int:
              if _HLO_INSTRUCTION.match(line))
 
 
-def step_times(compiled: Any, args: tuple[Any, ...], calls: int) -> list[float]:
-  """Seconds per call of the compiled step, each waited for.
+def step_times(compiled: Any, args: tuple[Any, ...],
+               calls: int) -> list[tuple[float, float]]:
+  """Wall and process-CPU seconds per call of the compiled step, each
+  waited for.
 
-  Run it inside ``no_gc()``: a full collection per call would cost more than
-  the call (the heap holds every model built), and a call allocates too few
-  Python objects to need one.
+  XLA runs a step on several threads of this process, so its CPU time is the
+  process's (which, unlike wall time, leaves out waiting for a core that
+  other processes hold). Run it inside ``no_gc()``: a full collection per
+  call would cost more than the call (the heap holds every model built), and
+  a call allocates too few Python objects to need one.
   """
   times = []
   for _ in range(calls):
-    seconds, _, _ = _timed(lambda: jax.block_until_ready(compiled(*args)),
-                           collect=False)
-    times.append(seconds)
+    wall, cpu = time.perf_counter(), time.process_time()
+    jax.block_until_ready(compiled(*args))
+    times.append((time.perf_counter() - wall, time.process_time() - cpu))
   return times
 
 

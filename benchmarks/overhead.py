@@ -98,7 +98,7 @@ def _rotated(items: list[Any], shift: int) -> list[Any]:
 
 def _new_results(versions: list[models.Version]) -> dict[str, Any]:
   return {v.name: {"trace_s": [], "trace_cpu_s": [], "compile_s": [],
-                   "step_s": []} for v in versions}
+                   "step_s": [], "step_cpu_s": []} for v in versions}
 
 
 def _penzai_rounds(trace_reps: int, penzai_trace_reps: int) -> set[int]:
@@ -139,8 +139,10 @@ def _compile_and_step(versions: list[models.Version], results: dict[str, Any],
     # shared machine then hit every version alike.
     for rnd in range(step_calls):
       for version in _rotated(versions, rnd):
-        results[version.name]["step_s"] += measure.step_times(
-            compiled[version.name], version.args, 1)
+        [(wall, cpu)] = measure.step_times(compiled[version.name],
+                                           version.args, 1)
+        results[version.name]["step_s"].append(wall)
+        results[version.name]["step_cpu_s"].append(cpu)
 
 
 def _measure_memory(data: dict[str, Any],

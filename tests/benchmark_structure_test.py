@@ -87,6 +87,7 @@ def _fake_results(hand: float, hke_: float, step_ratio: float,
     return {"trace_s": [trace * 1.5] * 3,
             "trace_cpu_s": [trace, trace * 1.4, trace * 1.4],
             "compile_s": [1.0], "step_s": [step] * 20,
+            "step_cpu_s": [step * 2] * 20,
             "jaxpr_eqns": 10, "hlo_instructions": hlo_count}
   return {"module_calls": module_calls,
           report.HAND: version(hand, 1.0, hlo[0]),
