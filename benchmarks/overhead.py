@@ -6,9 +6,11 @@ several depths in three versions: hand-threaded Haiku, hk_effects and
 Penzai v1 with its data effects (skipped, with a note, when penzai is not
 installed: ``pip install -e .[bench]``). Repetitions are interleaved across
 versions, so a busy machine slows all of them alike and the ratios stay fair.
-The trace targets are decided by the minimum thread CPU time of many traces
-(see ``benchmarks/report.py``); Penzai, about ten times slower to trace, gets
-fewer of them.
+The targets are decided by CPU times, which leave out waiting for a core
+that other processes hold: the ratios by the median over rounds of the two
+Haiku versions' back-to-back ratios, the rest by minima (see
+``benchmarks/report.py``). Penzai, about ten times slower to trace, gets
+fewer traces, and with ``--quick`` its tracemalloc pass runs at 16 blocks.
 
 The models of every depth are built once, first, and moved to the garbage
 collector's permanent generation (``gc.freeze``) while they are measured, so
