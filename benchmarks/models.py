@@ -26,6 +26,7 @@ function (JAX caches traces by function identity) and ``args`` its inputs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import haiku as hk
@@ -206,8 +207,9 @@ class EffectfulBlock(hk.Module):
     return x
 
 
-def effectful_forward(depth: int):
-  """The hk_effects forward function, wrapped in its four handlers."""
+def effectful_forward(depth: int, path_keys: bool = False):
+  """The hk_effects forward function, wrapped in its four handlers
+  (``path_keys``: the random handler's option of that name)."""
   def model(x):
     for i in range(depth):
       x = EffectfulBlock(name=f"block_{i}")(x)
@@ -215,22 +217,24 @@ def effectful_forward(depth: int):
   handled = hke.handlers.WithSideInputsFromInputTuple.handling(
       model, tags=(MASK_TAG,))
   handled = hke.handlers.CollectingSideOutputs.handling(handled)
-  handled = hke.handlers.WithHaikuRandom.handling(handled)
+  handled = hke.handlers.WithHaikuRandom.handling(handled,
+                                                  path_keys=path_keys)
   return hke.handlers.handle_local_states(handled, category=COUNTER)
 
 
-def effectful(depth: int) -> Version:
+def effectful(depth: int, path_keys: bool = False) -> Version:
   """The hk_effects version: ``step(params, state, rng, x, mask)``."""
   x, mask = inputs()
   def make_step():
-    apply = hke.transform_with_state(effectful_forward(depth)).apply
+    apply = hke.transform_with_state(
+        effectful_forward(depth, path_keys)).apply
     def step(params, state, rng, x, mask):
       return apply(params, state, rng, (x, mask))
     return step
   params, state = _init_haiku(
-      hke.transform_with_state(effectful_forward(depth)), (x, mask))
-  return Version("hk_effects", make_step,
-                 (params, state, jax.random.key(2), x, mask))
+      hke.transform_with_state(effectful_forward(depth, path_keys)), (x, mask))
+  name = "hk_effects, path keys" if path_keys else "hk_effects"
+  return Version(name, make_step, (params, state, jax.random.key(2), x, mask))
 
 
 # --- Penzai v1 --------------------------------------------------------------
@@ -251,5 +255,6 @@ def penzai(depth: int) -> Version:
 BUILDERS: dict[str, Callable[[int], Version]] = {
     "hand-threaded": hand_threaded,
     "hk_effects": effectful,
+    "hk_effects, path keys": functools.partial(effectful, path_keys=True),
     "penzai v1": penzai,
 }

@@ -371,7 +371,9 @@ def _intercept(next_fun: Callable, args, kwargs, context):
       return next_fun(*args, **kwargs)
     return _bind_and_call(next_fun, args, kwargs, context)
   finally:
-    if len(hk_module.interceptor_stack) == 1:
+    # Haiku runs the first-pushed interceptor outermost; once it returns,
+    # nothing calls `next_fun` again.
+    if hk_module.interceptor_stack.peek(0) is _intercept:
       _break_self_reference(next_fun)
 
 
@@ -383,8 +385,8 @@ def _break_self_reference(next_fun: Callable) -> None:
   name: a reference cycle per intercepted call that only the cyclic garbage
   collector frees. In a deep model those cycles trigger extra collections
   over the whole heap during tracing (measured by benchmarks/overhead.py).
-  When ours is the only interceptor, nothing calls ``next_fun`` after we
-  return, so the cell can be emptied and the call's objects freed at once.
+  When ours is the outermost interceptor, nothing calls ``next_fun`` after
+  we return, so the cell can be emptied and the call's objects freed at once.
   """
   code = getattr(next_fun, "__code__", None)
   index = _SELF_CELL_INDEX.get(code)

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import hk_effects as hke
 from benchmarks import measure
 from benchmarks import models
+from benchmarks import path_keys_cost
 from benchmarks import report
 from hk_effects.handlers import local_state
 
@@ -230,6 +231,33 @@ class HotPathTest(absltest.TestCase):
     f = hke.transform(hke.handlers.WithConstantSideInputs.handling(
         lambda x: Holder()(), {"s": jnp.float32(2.0)}), apply_rng=False)
     self.assertEqual(float(f.apply({}, 0.0)), 4.0)
+
+
+class PathKeysCostTest(absltest.TestCase):
+
+  def test_paired_measurements_and_table(self):
+    result = path_keys_cost.measure_depth(2, trace_reps=2, compile=True,
+                                          step_calls=20)
+    self.assertLen(result["trace_cpu_s"], 2)
+    self.assertLen(result["step_cpu_s"], 20)
+    hlo = result["hlo_instructions"]
+    # Path keys fold coordinates instead of slicing Haiku's key block: more
+    # instructions, never fewer.
+    self.assertGreater(hlo[path_keys_cost.PATH], hlo[path_keys_cost.SEQUENCE])
+    table = path_keys_cost.render({2: result})
+    self.assertIn("| 2 | step, process CPU (ms) |", table)
+    self.assertIn(f"| 2 | HLO instructions | {hlo[path_keys_cost.SEQUENCE]} "
+                  f"| {hlo[path_keys_cost.PATH]} |", table)
+
+  def test_path_keys_version_draws_other_keys_than_the_sequence(self):
+    outs = []
+    for path_keys in (False, True):
+      version = models.effectful(2, path_keys=path_keys)
+      outs.append(jax.jit(version.make_step())(*version.args))
+    first = jax.tree_util.tree_leaves(outs[0])[0]
+    second = jax.tree_util.tree_leaves(outs[1])[0]
+    self.assertEqual(first.shape, second.shape)
+    self.assertFalse(bool(jnp.array_equal(first, second)))
 
 
 if __name__ == "__main__":

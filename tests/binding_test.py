@@ -291,6 +291,28 @@ class GarbageTest(absltest.TestCase):
     finally:
       gc.enable()
 
+  def test_no_cycles_with_a_path_keyed_handler_stacked_inside(self):
+    # A path-keyed random handler adds its own interceptor inside ours.
+    refs = []
+
+    def forward(x):
+      module = hk.Linear(2, w_init=jnp.ones, name="probe")
+      refs.append(weakref.ref(module))
+      return module(x)
+
+    f = hke.transform(hke.handlers.WithRandomKeyFromArg.handling(
+        forward, path_keys=True), apply_rng=False)
+    x = jnp.ones([1, 2])
+    params = f.init(None, (x, jax.random.key(0)))
+    gc.collect()
+    gc.disable()
+    try:
+      refs.clear()
+      f.apply(params, (x, jax.random.key(1)))
+      self.assertIsNone(refs[0]())
+    finally:
+      gc.enable()
+
 
 if __name__ == "__main__":
   absltest.main()
