@@ -179,6 +179,28 @@ class FormsTest(parameterized.TestCase):
     self.assertCountEqual(map(tuple, keys), map(tuple, expected_keys))
     self.assertLen({tuple(k) for k in keys}, 6)
 
+  def test_rnn_core_unrolled_in_python_or_by_dynamic_unroll(self):
+    class NoisyCore(hk.RNNCore):
+      def __init__(self):
+        super().__init__()
+        self.rng = hke.RandomRequest()
+      def __call__(self, x, state):
+        h = state + x + jax.random.uniform(self.rng.next_key(), x.shape)
+        return h, h
+      def initial_state(self, batch_size):
+        del batch_size
+        return jnp.zeros(3)
+    def python(x):
+      core, state, outs = NoisyCore(), jnp.zeros(3), []
+      for _ in range(5):
+        out, state = core(x, state)
+        outs.append(out)
+      return jnp.stack(outs)
+    def unrolled(x):
+      core = NoisyCore()
+      return hk.dynamic_unroll(core, jnp.stack([x] * 5), jnp.zeros(3))[0]
+    np.testing.assert_array_equal(_run(unrolled)[0], _run(python)[0])
+
   def test_calls_before_and_after_a_loop_continue_the_count(self):
     def python(x):
       noise = Noise()
