@@ -7,11 +7,11 @@ Example:
 'RandomEffect'
 """
 
-from hk_effects.handlers.local_state import freeze_local_states
-from hk_effects.handlers.local_state import embed_shared_state_requests
 from hk_effects.handlers.local_state import handle_local_states
-from hk_effects.handlers.local_state import hoist_shared_state_requests
 from hk_effects.handlers.local_state import WithFunctionalLocalState
+from hk_effects.handlers.local_state_rewriting import embed_shared_state_requests
+from hk_effects.handlers.local_state_rewriting import freeze_local_states
+from hk_effects.handlers.local_state_rewriting import hoist_shared_state_requests
 from hk_effects.handlers.random import tagged
 from hk_effects.handlers.random import untagged_only
 from hk_effects.handlers.random import WithFrozenRandomState
