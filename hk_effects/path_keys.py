@@ -250,13 +250,13 @@ def _counted(count: Any, family: str, path: str, where: str) -> _Component:
 def _loop_component(path: str, family: str, parent: _Call | None,
                     inv: _Invocation) -> _Component:
   """The component of a call made at the top of a loop body (or root)."""
-  loops = [v for v in _state.invocations
-           if v.space is inv.space and v.frame is not None
-           and (parent is None or v.seq > parent.seq)]
   count = _bump(inv.counts, family)
   frame = inv.frame
   if frame is None:
     return _counted(count, family, path, "the same place")
+  loops = [v for v in _state.invocations
+           if v.space is inv.space and v.frame is not None
+           and (parent is None or v.seq > parent.seq)]
   if len(loops) > 1:
     return _Component(family, 0, problem=(
         f"module {path!r} is called directly inside two nested loops "
@@ -324,8 +324,11 @@ def body(frame: _Frame, index: Any) -> Iterator[None]:
     _state.invocations.remove(inv)
 
 
+_Wrapper = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
 @contextlib.contextmanager
-def alternatives() -> Iterator[Callable[[Callable[..., Any]], Callable[..., Any]]]:
+def alternatives() -> Iterator[_Wrapper]:
   """Branches of ``hk.cond`` / ``hk.switch``: each starts from the counts
   before the branching, as only one of them runs; after it, every count is
   the largest any branch reached. Yields the wrapper for branch functions.
@@ -386,7 +389,15 @@ def member(index: Any) -> Iterator[None]:
     _state.members.remove(index)
 
 
-def _hash32(text: str) -> int:
+def hash32(text: str) -> int:
+  """A stable 28-bit hash of ``text`` (the same in every process), to fold
+  static names into keys.
+
+  Example:
+
+  >>> hash32("block|rng|None") == hash32("block|rng|None"), hash32("a") < 2**28
+  (True, True)
+  """
   return int(hashlib.sha256(text.encode()).hexdigest()[:7], 16)
 
 
@@ -455,7 +466,7 @@ def draw(root: jax.Array, module_path: str, attribute_path: str,
     key = _call_key(call, root, hk_base.JaxTraceLevel.current())
   name = "/".join(c.family for c in canon)
   key = jax.random.fold_in(
-      key, _hash32(f"{name}|{attribute_path}|{tag!r}|{number}"))
+      key, hash32(f"{name}|{attribute_path}|{tag!r}|{number}"))
   for index in _state.members:
     key = jax.random.fold_in(key, index)
   return key

@@ -22,7 +22,6 @@ is that handler's sequence, not the ``rng`` given to ``apply``. Put
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Callable, Protocol
 
 import haiku as hk
@@ -219,10 +218,6 @@ def _first_owner_inside(
   return next(s for s in scopes[scopes.index(scope) + 1:] if s.pushes_rng)
 
 
-def _salt(handler_id: str) -> int:
-  return int(hashlib.sha256(handler_id.encode()).hexdigest()[:7], 16)
-
-
 def check_key(key: Any, handler: Any) -> jax.Array:
   """Raises a clear ``TypeError`` unless ``key`` is a JAX PRNG key."""
   if isinstance(key, jax.Array) or hasattr(key, "dtype"):
@@ -305,7 +300,7 @@ class _RandomHandler(effect_base.EffectHandler):
     if self.path_keys:
       # Keys derive from `key` and the draw's coordinates alone, so nothing
       # is pushed on Haiku's rng sequence.
-      with binding.handler_scope(self, root=key, salt=_salt(self.handler_id)):
+      with binding.handler_scope(self, root=key):
         with path_keys_lib.handler_running():
           return self.body(arg)
     # Without this key, an enclosing random handler's requests served in this
@@ -315,7 +310,7 @@ class _RandomHandler(effect_base.EffectHandler):
     entry_key = hk.maybe_next_rng_key() if encloses else None
     with hk.with_rng(key):
       with binding.handler_scope(self, pushes_rng=True, entry_key=entry_key,
-                                 salt=_salt(self.handler_id)):
+                                 salt=path_keys_lib.hash32(self.handler_id)):
         return self.body(arg)
 
 
@@ -471,7 +466,8 @@ class WithHaikuRandom(_RandomHandler):
             f"{self!r} needs an rng to fold the device index into: pass a key "
             "as `rng` to `init`/`apply`.")
       return self._run_with_key(arg, key)
-    with binding.handler_scope(self, salt=_salt(self.handler_id)):
+    with binding.handler_scope(
+        self, salt=path_keys_lib.hash32(self.handler_id)):
       return self.body(arg)
 
 
