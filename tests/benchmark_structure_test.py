@@ -7,8 +7,14 @@ the hot-path fixes made for the benchmark (shared initial-state shapes,
 cheap attribute skipping) keep their behaviour.
 """
 
+# bazel-data: //benchmarks:overhead //benchmarks:path_keys_cost
+
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
 from unittest import mock
 
 from absl.testing import absltest
@@ -258,6 +264,29 @@ class PathKeysCostTest(absltest.TestCase):
     second = jax.tree_util.tree_leaves(outs[1])[0]
     self.assertEqual(first.shape, second.shape)
     self.assertFalse(bool(jnp.array_equal(first, second)))
+
+
+class ScriptUsageTest(parameterized.TestCase):
+  """Bad flags stop the scripts before they measure anything."""
+
+  @parameterized.parameters(
+      ("overhead.py", "--step_calls=5",
+       "--step_calls=5: the step time is a median of at least 20 calls; "
+       "pass 20 or more."),
+      ("path_keys_cost.py", "--step_calls=5",
+       "--step_calls=5: pass 20 or more"),
+      ("path_keys_cost.py", "--trace_reps=0",
+       "--trace_reps=0: pass 1 or more."))
+  def test_bad_flag_is_a_usage_error(self, script, flag, message):
+    root = pathlib.Path(__file__).resolve().parent.parent
+    # A subprocess each: the two scripts define flags of the same names.
+    result = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / script), flag],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"}, check=False)
+    self.assertNotEqual(result.returncode, 0)
+    self.assertIn(message, result.stderr)
+    self.assertNotIn("measuring", result.stdout)
 
 
 if __name__ == "__main__":
