@@ -312,11 +312,17 @@ class ValidationTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, "no local state 'counter:count'"):
       f.apply(params, {}, None, 1.0)
 
-  def test_extra_entry(self):
+  def test_entry_nobody_requested_passes_through_unchanged(self):
     f, params, state = self._init()
-    state = {COUNTERS: {**state[COUNTERS], "ghost:x": jnp.zeros([])}}
-    with self.assertRaisesRegex(ValueError, "'ghost:x'.*no module requested"):
-      f.apply(params, state, None, 1.0)
+    ghost = jnp.arange(3, dtype=jnp.int32)
+    state = {COUNTERS: {**state[COUNTERS], "ghost:x": ghost},
+             "~local_state/elsewhere": {"y": jnp.ones([2])}}
+    _, state = f.apply(params, state, None, 1.0)
+    np.testing.assert_array_equal(state[COUNTERS]["ghost:x"], ghost)
+    self.assertEqual(state[COUNTERS]["ghost:x"].dtype, jnp.int32)
+    np.testing.assert_array_equal(state["~local_state/elsewhere"]["y"],
+                                  jnp.ones([2]))
+    self.assertEqual(float(state[COUNTERS]["counter:count"]), 1.0)
 
   def test_wrong_shape(self):
     f, params, _ = self._init()
@@ -341,6 +347,62 @@ class ValidationTest(parameterized.TestCase):
 
     with self.assertRaisesRegex(ValueError, "'bad:s'.*keeps its structure"):
       _run(lambda x: Bad()(), 1.0)
+
+
+class HaikuStateSemanticsTest(parameterized.TestCase):
+  """apply treats local states as Haiku treats hk.get_state / hk.set_state."""
+
+  def test_multi_transform_decoder_apply_passes_encoder_state_through(self):
+    def fns():
+      encoder = Counter(name="encoder")
+      decoder = Counter(name="decoder")
+      encode = hke.handlers.handle_local_states(encoder)
+      decode = hke.handlers.handle_local_states(decoder)
+      return (lambda x: decode(encode(x))), (encode, decode)
+
+    f = hk.multi_transform_with_state(fns)
+    params, state = f.init(None, 1.0)
+    encode_apply, decode_apply = f.apply
+    _, state = encode_apply(params, state, None, 2.0)
+    out, state = decode_apply(params, state, None, 5.0)
+    self.assertEqual(float(out), 5.0)
+    self.assertEqual({k: float(v) for k, v in state[COUNTERS].items()},
+                     {"encoder:count": 2.0, "decoder:count": 5.0})
+
+  def test_eval_forward_returns_an_untouched_state_bit_identical(self):
+    def forward(train):
+      def fn(x):
+        if train:
+          Counter(name="steps")(1.0)
+        return Counter(name="seen")(x)
+      return hke.transform_with_state(hke.handlers.handle_local_states(fn))
+
+    train_f, eval_f = forward(True), forward(False)
+    params, state = train_f.init(None, 1.0)
+    _, state = train_f.apply(params, state, None, 0.25)
+    steps = state[COUNTERS]["steps:count"]
+    _, evaluated = eval_f.apply(params, state, None, 3.0)
+    self.assertEqual(set(evaluated[COUNTERS]), {"steps:count", "seen:count"})
+    after = evaluated[COUNTERS]["steps:count"]
+    self.assertEqual(after.dtype, steps.dtype)
+    self.assertEqual(np.asarray(after).tobytes(), np.asarray(steps).tobytes())
+    self.assertEqual(float(evaluated[COUNTERS]["seen:count"]), 3.25)
+
+  def test_sibling_handlers_under_plain_haiku_transform_keep_both_states(self):
+    def forward(x):
+      first = hke.handlers.handle_local_states(lambda y: Counter(name="a")(y))
+      second = hke.handlers.handle_local_states(
+          lambda y: Counter(name="b", category="other")(y))
+      return second(first(x))
+
+    f = hk.transform_with_state(forward)
+    params, state = f.init(None, 1.0)
+    _, state = f.apply(params, state, None, 1.0)
+    out, state = f.apply(params, state, None, 1.0)
+    # a counts 1 per apply; b adds a's output: 1, then 1 + 2.
+    self.assertEqual(float(state[COUNTERS]["a:count"]), 2.0)
+    self.assertEqual(float(state["~local_state/other"]["b:count"]), 3.0)
+    self.assertEqual(float(out), 3.0)
 
 
 class FreezeTest(parameterized.TestCase):

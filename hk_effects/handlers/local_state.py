@@ -291,7 +291,6 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
     pair = bundle.get(self.key)
     if pair is None:
       pair = self._create(bundle)
-    self.scope.data["touched"].add((self.bundle, self.key))
     return bundle, pair
 
   def _create(self, bundle):
@@ -438,67 +437,11 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
           f"{self!r} was called outside a Haiku transform, but local states "
           "live in Haiku state. Call it inside hke.transform_with_state(...) "
           "init / apply.")
-    nest, check_on_return = _local_state_nest()
-    nest["handlers"].append(self)
-    with binding.handler_scope(self, named={}, touched=nest["touched"],
-                               checked=set(), nest=nest):
-      out = self.body(arg)
-      if check_on_return and not hk.running_init():
-        _check_no_extra_states(nest)
-    return out
-
-  def _claims_category_name(self, category_name: str) -> bool:
-    if self.category_predicate is not None:
-      try:
-        return bool(self.category_predicate(category_name))
-      except Exception:  # pylint: disable=broad-except
-        return False
-    return self.category is None or str(self.category) == category_name
-
-
-def _local_state_nest() -> tuple[dict[str, Any], bool]:
-  """The record of touched states a local-state handler call shares.
-
-  All local-state handlers of one call share one record of the states they
-  touched, and apply checks it for states nobody asked for once all of them
-  ran: a state one handler served is not "extra" to another claiming its
-  category, whether they nest or run one after the other. Under
-  ``hke.transform_with_state`` the check runs when the whole function
-  returned; under plain Haiku transforms, when the outermost handler returns.
-
-  Returns:
-    The record, and whether the caller must run the check when it returns.
-  """
-  for scope in reversed(binding.active_scopes()):
-    if isinstance(scope.handler, WithFunctionalLocalState):
-      return scope.data["nest"], False
-  effect_scope = binding.current_effect_scope()
-  if effect_scope is None:
-    return {"touched": set(), "handlers": []}, True
-  nest = effect_scope.data.get("local_state_nest")
-  if nest is None:
-    nest = effect_scope.data["local_state_nest"] = {"touched": set(),
-                                                    "handlers": []}
-    if not hk.running_init():
-      effect_scope.on_exit.append(lambda: _check_no_extra_states(nest))
-  return nest, False
-
-
-def _check_no_extra_states(nest: dict[str, Any]) -> None:
-  """Raises if apply got a local state no handler of the nest touched."""
-  frame_state = hk_base.current_frame().state
-  for bundle, entries in frame_state.items():
-    if not bundle.startswith(BUNDLE_PREFIX):
-      continue
-    category = bundle[len(BUNDLE_PREFIX):]
-    owner = next((h for h in nest["handlers"]
-                  if h._claims_category_name(category)), None)  # pylint: disable=protected-access
-    for key in entries:
-      if owner is not None and (bundle, key) not in nest["touched"]:
-        raise ValueError(
-            f"apply got local state {key!r} (bundle {bundle!r}) that no "
-            f"module requested under {owner!r}. Remove it from the state "
-            "mapping, or pass the state returned by init for this model.")
+    # Entries the body does not touch stay in Haiku's state as they are, so
+    # apply returns them unchanged (hk.multi_transform_with_state, an eval
+    # forward skipping a training-only module, sibling handlers).
+    with binding.handler_scope(self, named={}, checked=set()):
+      return self.body(arg)
 
 
 def handle_local_states(
