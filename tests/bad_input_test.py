@@ -164,16 +164,15 @@ MATRIX: list[tuple[str, Callable[[], Any], type[Exception], tuple[str, ...]]] = 
      lambda: _apply(H.WithSideInputsFromInputTuple.handling(
          lambda x: Ask("mask")(x), ("mask",)), (X, {"m": None, "o": object})),
      TypeError, ("'mask'", "jnp.asarray")),
-    # Local-state mappings given to apply. (Extra entries pass through, as in
-    # Haiku.)
-    ("state_entry_missing",
-     lambda: _apply_with_state(H.handle_local_states(_counter),
-                               states=lambda s: {COUNT: {}}),
-     ValueError, ("'counter:count'", "Pass the state returned by init")),
-    ("state_bundle_missing",
-     lambda: _apply_with_state(H.handle_local_states(_counter),
+    # Local-state mappings given to apply. (Missing entries are created from
+    # their initializers and extra ones pass through, as in Haiku.)
+    ("shared_state_missing_from_apply_state",
+     lambda: _apply_with_state(H.handle_local_states(
+         lambda x: Counter(request=hke.SharedLocalStateRequest(
+             "cache", "count"))(x) if not hk.running_init() else x),
                                states=lambda s: {}),
-     ValueError, ("'counter:count'", "Pass the state returned by init")),
+     ValueError, ("'cache'", "'~local_state/count'",
+                  "pass apply the state returned by init")),
     ("state_entry_of_wrong_shape",
      lambda: _apply_with_state(
          H.handle_local_states(_counter),

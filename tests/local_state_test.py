@@ -262,6 +262,41 @@ class SharingTest(parameterized.TestCase):
     _, state = f.init(None, 1.0)
     self.assertEqual(float(state[COUNTERS]["n"]), 7.0)
 
+  def test_unsafe_last_initializer_wins_when_created_in_apply(self):
+    class LazyPeek(Counter):
+
+      def __call__(self, x):
+        return x if hk.running_init() else self.peek()
+
+    def forward(x):
+      LazyPeek(name="a", state_name="n",
+               initializer=lambda: jnp.asarray(100.0))(x)
+      return LazyPeek(name="b", state_name="n",
+                      initializer=lambda: jnp.asarray(7.0))(x)
+
+    f = hke.transform_with_state(hke.handlers.handle_local_states(
+        forward, state_sharing="unsafe"))
+    params, state = f.init(None, 1.0)
+    self.assertNotIn("n", state.get(COUNTERS, {}))
+    out, state = f.apply(params, state, None, 1.0)
+    self.assertEqual(float(out), 7.0)
+    self.assertEqual(float(state[COUNTERS]["n"]), 7.0)
+
+  def test_unsafe_keeps_a_shared_state_given_to_apply(self):
+    def forward(x):
+      Counter(name="a", state_name="n",
+              initializer=lambda: jnp.asarray(100.0)).peek()
+      return Counter(name="b", state_name="n",
+                     initializer=lambda: jnp.asarray(7.0)).peek() + 0 * x
+
+    f = hke.transform_with_state(hke.handlers.handle_local_states(
+        forward, state_sharing="unsafe"))
+    params, _ = f.init(None, 1.0)
+    out, state = f.apply(params, {COUNTERS: {"n": jnp.asarray(3.0)}}, None,
+                         1.0)
+    self.assertEqual(float(out), 3.0)
+    self.assertEqual(float(state[COUNTERS]["n"]), 3.0)
+
   def test_shared_request_reads_named_state(self):
     class Reader(hk.Module):
 
@@ -307,11 +342,6 @@ class ValidationTest(parameterized.TestCase):
     params, state = f.init(None, 1.0)
     return f, params, state
 
-  def test_missing_entry(self):
-    f, params, _ = self._init()
-    with self.assertRaisesRegex(ValueError, "no local state 'counter:count'"):
-      f.apply(params, {}, None, 1.0)
-
   def test_entry_nobody_requested_passes_through_unchanged(self):
     f, params, state = self._init()
     ghost = jnp.arange(3, dtype=jnp.int32)
@@ -347,6 +377,15 @@ class ValidationTest(parameterized.TestCase):
 
     with self.assertRaisesRegex(ValueError, "'bad:s'.*keeps its structure"):
       _run(lambda x: Bad()(), 1.0)
+
+
+class LazyCounter(Counter):
+  """A counter that skips its update at init, as Haiku users write it."""
+
+  def __call__(self, x):
+    if hk.running_init():
+      return x
+    return super().__call__(x)
 
 
 class HaikuStateSemanticsTest(parameterized.TestCase):
@@ -403,6 +442,49 @@ class HaikuStateSemanticsTest(parameterized.TestCase):
     self.assertEqual(float(state[COUNTERS]["a:count"]), 2.0)
     self.assertEqual(float(state["~local_state/other"]["b:count"]), 3.0)
     self.assertEqual(float(out), 3.0)
+
+  def test_state_skipped_at_init_is_created_in_apply_and_returned(self):
+    f = hke.transform_with_state(hke.handlers.handle_local_states(
+        lambda x: LazyCounter(name="lazy")(x)))
+    params, state = f.init(None, 1.0)
+    self.assertNotIn("lazy:count", state.get(COUNTERS, {}))
+    _, state = f.apply(params, state, None, 2.0)
+    self.assertEqual(float(state[COUNTERS]["lazy:count"]), 2.0)
+    _, state = f.apply(params, state, None, 3.0)
+    self.assertEqual(float(state[COUNTERS]["lazy:count"]), 5.0)
+
+  def test_missing_entry_is_created_from_its_initializer(self):
+    f = hke.transform_with_state(hke.handlers.handle_local_states(
+        lambda x: Counter()(x)))
+    params, _ = f.init(None, 1.0)
+    _, state = f.apply(params, {}, None, 4.0)
+    self.assertEqual(float(state[COUNTERS]["counter:count"]), 4.0)
+
+  def test_shared_state_missing_from_apply_state_is_an_error_naming_it(self):
+    class Reader(hk.Module):
+
+      def __init__(self):
+        super().__init__()
+        self.shared = hke.SharedLocalStateRequest("n", "counters")
+
+      def __call__(self):
+        return self.shared.get()
+
+    def make(with_owner):
+      def forward(x):
+        if with_owner:
+          Counter(state_name="n")(x)
+        return Reader()()
+      return hke.transform_with_state(
+          hke.handlers.handle_local_states(forward))
+
+    params, state = make(True).init(None, 1.0)
+    # Given init's state, the reader finds "n" though its owner is skipped.
+    self.assertEqual(float(make(False).apply(params, state, None, 1.0)[0]),
+                     0.0)
+    with self.assertRaisesRegex(
+        ValueError, "'n'.*'~local_state/counters'.*state returned by init"):
+      make(False).apply(params, {}, None, 1.0)
 
 
 class FreezeTest(parameterized.TestCase):

@@ -294,20 +294,26 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
     return bundle, pair
 
   def _create(self, bundle):
+    """Creates a missing state from its initial value, at init or in apply.
+
+    As ``hk.get_state(name, init=...)``: a state first used in apply (a
+    module that skips it at init under ``hk.running_init()``) is created
+    there and comes out of apply. This is the only place an initializer runs.
+    """
     if isinstance(self.request, SharedLocalStateRequest):
+      given = ("" if hk.running_init() else
+               "it is not in the state given to apply, and ")
       raise ValueError(
           f"SharedLocalStateRequest {self.key!r} at {self.site} found no "
-          f"state named {self.key!r} in category {self.request.category!r}. "
-          "A shared request refers to a state that an "
-          f"InitialLocalStateRequest(..., name={self.key!r}) creates; make "
-          "sure that module runs first, or use an InitialLocalStateRequest.")
-    if not hk.running_init():
-      raise ValueError(
-          f"apply got no local state {self.key!r} (bundle {self.bundle!r}) "
-          f"for {self.site}. Pass the state returned by init (the entry is "
-          "missing from the state mapping given to apply).")
+          f"state named {self.key!r} in category {self.request.category!r} "
+          f"(bundle {self.bundle!r}): {given}no module created it before "
+          "this one ran. A shared request refers to a state that an "
+          f"InitialLocalStateRequest(..., name={self.key!r}) creates: make "
+          "sure that module runs first, pass apply the state returned by "
+          "init (which holds it), or use an InitialLocalStateRequest.")
     value = self.request.initial_value()
     bundle[self.key] = hk_base.StatePair(value, value)
+    self.scope.data["created"].add((self.bundle, self.key))
     return bundle[self.key]
 
   def get(self) -> Any:
@@ -421,9 +427,11 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
           "have different initializers, so state_sharing='allowed' cannot "
           "share them. Use the same initializer object, a "
           "SharedLocalStateRequest, or state_sharing='unsafe'.")
-    if self.state_sharing == "unsafe" and hk.running_init() and not shared:
+    if (self.state_sharing == "unsafe" and not shared
+        and full_key in scope.data["created"]):
       # "Last one wins": the later request's initial value replaces the
-      # earlier one while no module has set it yet.
+      # earlier one while no module has set it yet (at init, or in the apply
+      # that creates the state; a state given to apply is kept).
       bundle = hk_base.current_frame().state[full_key[0]]
       pair = bundle.get(full_key[1])
       if pair is not None and pair.initial is pair.current:
@@ -440,7 +448,7 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
     # Entries the body does not touch stay in Haiku's state as they are, so
     # apply returns them unchanged (hk.multi_transform_with_state, an eval
     # forward skipping a training-only module, sibling handlers).
-    with binding.handler_scope(self, named={}, checked=set()):
+    with binding.handler_scope(self, named={}, created=set(), checked=set()):
       return self.body(arg)
 
 
