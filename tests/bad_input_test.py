@@ -173,12 +173,13 @@ MATRIX: list[tuple[str, Callable[[], Any], type[Exception], tuple[str, ...]]] = 
                                states=lambda s: {}),
      ValueError, ("'cache'", "'~local_state/count'",
                   "pass apply the state returned by init")),
-    ("state_entry_of_wrong_shape",
+    ("state_entry_of_wrong_dtype",
      lambda: _apply_with_state(
          H.handle_local_states(_counter),
-         states=lambda s: {COUNT: {"counter:count": jnp.zeros([3])}}),
-     ValueError, ("'counter:count'", "shape=(3,)",
-                  "Pass the state returned by init")),
+         states=lambda s: {COUNT: {"counter:count": jnp.zeros([3],
+                                                             jnp.int32)}}),
+     ValueError, ("'counter:count'", "int32",
+                  "pass the state returned by init")),
     ("state_set_to_a_wrong_shape",
      lambda: _apply_with_state(H.handle_local_states(
          lambda x: Counter(step=jnp.ones([3]))(x))),

@@ -354,16 +354,40 @@ class ValidationTest(parameterized.TestCase):
                                   jnp.ones([2]))
     self.assertEqual(float(state[COUNTERS]["counter:count"]), 1.0)
 
-  def test_wrong_shape(self):
-    f, params, _ = self._init()
-    with self.assertRaisesRegex(ValueError, "'counter:count'.*shape"):
-      f.apply(params, {COUNTERS: {"counter:count": jnp.zeros([3])}}, None, 1.0)
+  def test_state_given_with_a_wrong_shape_fails_at_set_naming_it(self):
+    class Last(hk.Module):
+      """Keeps its last input."""
 
-  def test_wrong_dtype(self):
+      def __init__(self):
+        super().__init__()
+        self.last = hke.InitialLocalStateRequest(lambda: jnp.zeros([]), "c")
+
+      def __call__(self, x):
+        self.last.set(x)
+        return x
+
+    f = hke.transform_with_state(hke.handlers.handle_local_states(
+        lambda x: Last()(x)))
+    params, _ = f.init(None, jnp.float32(1.0))
+    with self.assertRaisesRegex(ValueError,
+                                r"'last:last'.*shape=\(3,\).*shape=\(\)"):
+      f.apply(params, {"~local_state/c": {"last:last": jnp.zeros([3])}}, None,
+              jnp.float32(1.0))
+
+  def test_state_given_with_a_wrong_dtype_fails_at_set_naming_it(self):
     f, params, _ = self._init()
     with self.assertRaisesRegex(ValueError, "'counter:count'.*int32"):
       f.apply(params, {COUNTERS: {"counter:count": jnp.zeros([], jnp.int32)}},
               None, 1.0)
+
+  def test_frozen_state_given_with_a_wrong_shape_is_an_error_naming_it(self):
+    handler = hke.handlers.handle_local_states(lambda x: Counter()(x))
+    frozen = hke.handlers.freeze_local_states(
+        handler, {COUNTERS: {"counter:count": jnp.asarray(2.0)}})
+    f = hke.transform_with_state(hke.handlers.handle_local_states(frozen))
+    params, _ = f.init(None, 1.0)
+    with self.assertRaisesRegex(ValueError, "'counter:count'.*given to apply"):
+      f.apply(params, {COUNTERS: {"counter:count": jnp.zeros([3])}}, None, 1.0)
 
   def test_set_with_wrong_shape(self):
     class Bad(hk.Module):
@@ -459,6 +483,64 @@ class HaikuStateSemanticsTest(parameterized.TestCase):
     params, _ = f.init(None, 1.0)
     _, state = f.apply(params, {}, None, 4.0)
     self.assertEqual(float(state[COUNTERS]["counter:count"]), 4.0)
+
+  def test_initializer_drawing_a_key_leaves_apply_draws_as_in_haiku(self):
+    class Noisy(hk.Module):
+
+      def __init__(self):
+        super().__init__()
+        self.noise = hke.InitialLocalStateRequest(
+            lambda: jax.random.normal(hk.next_rng_key(), [2]), "noise")
+
+      def __call__(self, x):
+        self.noise.set(self.noise.get() * 0.5)
+        return x * jax.random.bernoulli(hk.next_rng_key(), 0.5, x.shape)
+
+    f = hke.transform_with_state(hke.handlers.handle_local_states(
+        lambda x: Noisy()(x)))
+    x = jnp.ones([8])
+    params, state = f.init(jax.random.key(0), x)
+    out, new_state = f.apply(params, state, jax.random.key(1), x)
+    # The dropout-like draw is apply's first key, as if no initializer ran.
+    plain = hk.transform(
+        lambda x: x * jax.random.bernoulli(hk.next_rng_key(), 0.5, x.shape))
+    np.testing.assert_array_equal(out, plain.apply({}, jax.random.key(1), x))
+    np.testing.assert_array_equal(new_state["~local_state/noise"]["noisy:noise"],
+                                  state["~local_state/noise"]["noisy:noise"]
+                                  * 0.5)
+
+  def test_initializer_runs_once_at_init_and_never_for_existing_states(self):
+    calls = []
+
+    def initializer():
+      calls.append(1)
+      return jnp.zeros([])
+
+    f = hke.transform_with_state(hke.handlers.handle_local_states(
+        lambda x: Counter(initializer=initializer)(x)))
+    params, state = f.init(None, 1.0)
+    self.assertLen(calls, 1)
+    _, state = f.apply(params, state, None, 1.0)
+    _, state = jax.jit(f.apply)(params, state, None, 1.0)
+    self.assertLen(calls, 1)
+    self.assertEqual(float(state[COUNTERS]["counter:count"]), 2.0)
+
+  def test_initializer_runs_once_when_created_in_apply(self):
+    calls = []
+
+    def initializer():
+      calls.append(1)
+      return jnp.zeros([])
+
+    f = hke.transform_with_state(hke.handlers.handle_local_states(
+        lambda x: LazyCounter(initializer=initializer)(x)))
+    params, state = f.init(None, 1.0)
+    self.assertEmpty(calls)
+    _, state = f.apply(params, state, None, 1.0)
+    self.assertLen(calls, 1)
+    _, state = f.apply(params, state, None, 1.0)
+    self.assertLen(calls, 1)
+    self.assertEqual(float(state[COUNTERS]["lazy_counter:count"]), 2.0)
 
   def test_shared_state_missing_from_apply_state_is_an_error_naming_it(self):
     class Reader(hk.Module):

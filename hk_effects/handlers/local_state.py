@@ -6,6 +6,13 @@ Local states live in Haiku state, the one mutable place Haiku threads through
 them comes out of ``apply``, and ``init`` returns the initial values, under
 ``hke.transform_with_state``.
 
+They behave as ``hk.get_state`` / ``hk.set_state``: ``apply`` returns the
+entries its forward did not touch unchanged; a state missing from ``apply``'s
+state is created there from its initializer and returned; an initializer
+runs only when its state is created (never to check a state that exists);
+``set`` checks the new value against the current one. A
+``SharedLocalStateRequest`` whose state is missing is an error.
+
 Naming (deterministic): every state of category ``c`` is an entry of the
 Haiku state bundle ``"~local_state/c"``. An unnamed state is keyed by the
 requesting module's Haiku name and its attribute path, joined by ``":"``
@@ -234,32 +241,6 @@ def _check_like(what: str, expected: Any, value: Any, fix: str) -> None:
         f"{expected_abs}, got {value_abs}. {fix}")
 
 
-def _initial_shapes(scope: binding.HandlerScope,
-                    initializer: Callable[[], Any]) -> Any:
-  """``jax.eval_shape(initializer)``, shared within one handler call.
-
-  An eval_shape costs about a millisecond, and a deep model has one state per
-  layer, usually all made by one function or by copies of one closure-free
-  lambda (one code object), whose shapes cannot differ within a call.
-  Closures and defaults may make copies differ, so those are keyed by the
-  function object itself.
-  """
-  code = getattr(initializer, "__code__", None)
-  plain = code is not None and not (
-      getattr(initializer, "__closure__", None)
-      or getattr(initializer, "__defaults__", None)
-      or getattr(initializer, "__kwdefaults__", None))
-  key = code if plain else initializer
-  shapes = scope.data.setdefault("initial_shapes", {})
-  try:
-    known = key in shapes
-  except TypeError:  # An unhashable callable object: nothing to share.
-    return jax.eval_shape(initializer)
-  if not known:
-    shapes[key] = jax.eval_shape(initializer)
-  return shapes[key]
-
-
 class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
   """Reads and writes one local state in the current Haiku frame's state.
 
@@ -291,6 +272,16 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
     pair = bundle.get(self.key)
     if pair is None:
       pair = self._create(bundle)
+    elif (isinstance(self.request, FrozenLocalStateRequest)
+          and (self.bundle, self.key) not in self.scope.data["checked"]):
+      # A frozen value is known without running user code, so a state given
+      # to apply is checked against it (once per handler call). An
+      # initializer is never run for that: it may draw keys or count calls.
+      self.scope.data["checked"].add((self.bundle, self.key))
+      _check_like(f"Local state {self.key!r} (bundle {self.bundle!r}) given "
+                  "to apply", self.request.state, pair.current,
+                  "Pass the state returned by init (or one of the same "
+                  "structure, shapes and dtypes).")
     return bundle, pair
 
   def _create(self, bundle):
@@ -317,28 +308,15 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
     return bundle[self.key]
 
   def get(self) -> Any:
-    bundle, pair = self._entry("get")
-    checked = self.scope.data["checked"]
-    if (self.bundle, self.key) not in checked and not hk.running_init():
-      checked.add((self.bundle, self.key))
-      if not isinstance(self.request, SharedLocalStateRequest):
-        expected = (_initial_shapes(self.scope,
-                                    self.request.state_initializer)
-                    if isinstance(self.request, InitialLocalStateRequest)
-                    else self.request.state)
-        _check_like(f"Local state {self.key!r} given to apply", expected,
-                    pair.current,
-                    "Pass the state returned by init (or one of the same "
-                    "shapes and dtypes).")
-    del bundle
-    return pair.current
+    return self._entry("get")[1].current
 
   def set(self, value: Any) -> None:
     bundle, pair = self._entry("set")
     _check_like(f"The value set into local state {self.key!r} at {self.site}",
                 pair.current, value,
-                "A local state keeps its structure, shapes and dtypes; "
-                "cast or reshape the new value.")
+                "A local state keeps its structure, shapes and dtypes: cast "
+                "or reshape the new value (or, if the state given to apply "
+                "is wrong, pass the state returned by init).")
     bundle[self.key] = hk_base.StatePair(pair.initial, value)
 
 
