@@ -505,9 +505,9 @@ class HaikuStateSemanticsTest(parameterized.TestCase):
     plain = hk.transform(
         lambda x: x * jax.random.bernoulli(hk.next_rng_key(), 0.5, x.shape))
     np.testing.assert_array_equal(out, plain.apply({}, jax.random.key(1), x))
-    np.testing.assert_array_equal(new_state["~local_state/noise"]["noisy:noise"],
-                                  state["~local_state/noise"]["noisy:noise"]
-                                  * 0.5)
+    noise = "~local_state/noise"
+    np.testing.assert_array_equal(new_state[noise]["noisy:noise"],
+                                  state[noise]["noisy:noise"] * 0.5)
 
   def test_initializer_runs_once_at_init_and_never_for_existing_states(self):
     calls = []
