@@ -12,6 +12,7 @@ implementation. After the call the module holds refs again.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import threading
 import types
@@ -24,6 +25,7 @@ from haiku._src import base as hk_base
 from haiku._src import module as hk_module
 
 from hk_effects import effect_base
+from hk_effects import nesting
 
 _EFFECT_NODE_TYPES = (effect_base.EffectRequest, effect_base.HandledEffectRef)
 # Attribute values of these types never hold effect nodes: skipping them keeps
@@ -58,7 +60,8 @@ class HandlerScope:
     self.pushes_rng = pushes_rng
     self.active = True
     self.data = data
-    self.claimed_sites: list[tuple[Site, Any]] = []
+    # The Haiku transform the handler was entered in (hk_effects.nesting).
+    self.token = None
 
 
 @dataclasses.dataclass
@@ -90,7 +93,7 @@ class _EffectScope:
   def __init__(self, stateless: bool = False, recording: list | None = None):
     self.stateless = stateless
     self.recording = recording
-    self.recorded: set[tuple[str, str]] = set()
+    self.recorded: set[tuple[str, str, str]] = set()
     self.unhandled: list[tuple[Site, Any]] = []
     # Per-call data of handlers, and checks to run once the whole function
     # returned normally (e.g. that apply got no local state nobody asked for).
@@ -103,7 +106,11 @@ class _ThreadState(threading.local):
   def __init__(self):
     self.scopes: list[HandlerScope] = []
     self.effect_scopes: list[_EffectScope] = []
-    self.bound_modules: set[int] = set()
+    # id(module) -> (scope_version, swaps) of the innermost running binding
+    # of that module: a nested method call rebinds only if handlers were
+    # entered or left since.
+    self.bound_modules: dict[int, tuple[int, list]] = {}
+    self.scope_version = 0
     self.call_recorders: list[list[EffectCall]] = []
     self.interceptor_depth = 0
 
@@ -143,6 +150,7 @@ def _interceptor_installed() -> Iterator[None]:
       yield
   finally:
     _state.interceptor_depth = 0
+    nesting.clear()
 
 
 @contextlib.contextmanager
@@ -158,20 +166,31 @@ def handler_scope(handler, pushes_rng: bool = False,
   ...   print(scope.handler_id == h.handler_id)
   True
   """
+  token = nesting.transform_token()
   for scope in _state.scopes:
-    if scope.handler_id == handler.handler_id:
+    if scope.handler is handler and scope.token is token:
+      raise ValueError(
+          f"Handler {handler!r} was applied inside its own body (id "
+          f"{handler.handler_id!r}): its body calls it again in the same "
+          "Haiku transform. Call the body, not the handler, or wrap it in a "
+          "second handler with a distinct `handler_id=`.")
+    if (scope.handler_id == handler.handler_id and scope.handler is not handler
+        and getattr(handler, "explicit_id", False)):
       raise ValueError(
           f"Handler id {handler.handler_id!r} of {handler!r} collides with an "
           "enclosing running handler with the same id. Pass a distinct "
           "`handler_id=` to `.handling(...)` (ids must be unique in a nest).")
   scope = HandlerScope(handler, pushes_rng=pushes_rng, **data)
+  scope.token = token
   _state.scopes.append(scope)
+  _state.scope_version += 1
   try:
     with _interceptor_installed():
       yield scope
   finally:
     scope.active = False
     _state.scopes.remove(scope)
+    _state.scope_version += 1
 
 
 @contextlib.contextmanager
@@ -257,7 +276,7 @@ def _record(site: Site, request, handler_id: str) -> None:
   for effect_scope_ in _state.effect_scopes:
     if effect_scope_.recording is None:
       continue
-    key = (site.module_path, site.attribute_path)
+    key = (site.module_path, site.attribute_path, handler_id)
     if key not in effect_scope_.recorded:
       effect_scope_.recorded.add(key)
       effect_scope_.recording.append(
@@ -301,29 +320,121 @@ def handler_claims(handler, request, site: Site | None = None) -> bool:
 
 
 def _bind_node_unrecorded(node, site: Site) -> tuple[Any, Any]:
-  if isinstance(node, effect_base.HandledEffectRef):
-    scope = _find_scope_by_id(node.handler_id)
-    _record(site, node.request, node.handler_id)
-    if scope is None:
-      return node, node  # Its own __getattr__ explains the stale ref.
-    return node, scope.handler.runtime_impl(scope, node, site)
+  # A stored ref only caches the last binding: which handler serves the
+  # request is decided afresh against the handlers running now (S1).
+  is_ref = isinstance(node, effect_base.HandledEffectRef)
+  request = node.request if is_ref else node
   scope = None
+  rewritten = False
   for candidate in reversed(_state.scopes):
-    if not handler_claims(candidate.handler, node, site):
+    if not handler_claims(candidate.handler, request, site):
       continue
     if getattr(candidate.handler, "rewrites", False):
       # A rewriting handler (e.g. freeze_local_states) turns the request into
       # another one that outer handlers may claim.
-      node = candidate.handler.rewrite(node, site)
+      request = candidate.handler.rewrite(request, site)
+      rewritten = True
       continue
     scope = candidate
     break
   if scope is None:
-    _record(site, node, "unhandled")
-    return node, UnhandledPlaceholder(node, site)
-  ref = scope.handler.make_ref(node)
-  _record(site, node, scope.handler_id)
-  return ref, scope.handler.runtime_impl(scope, ref, site)
+    _record(site, request, "unhandled")
+    return node, UnhandledPlaceholder(
+        request, site, last_handler=node.handler_id if is_ref else None)
+  _record(site, request, scope.handler_id)
+  if rewritten:
+    # The module keeps what it had: the rewrite holds only while its
+    # handler runs.
+    return node, scope.handler.runtime_impl(
+        scope, scope.handler.make_ref(request), site)
+  if is_ref and node.handler_id == scope.handler_id:
+    kept = node
+  else:
+    kept = scope.handler.make_ref(request)
+    # Lets the ref say where it sits if it is used outside a method.
+    object.__setattr__(kept, "_hke_site", site)
+  return kept, scope.handler.runtime_impl(scope, kept, site)
+
+
+def _is_dataclass_instance(value: Any) -> bool:
+  return (dataclasses.is_dataclass(value) and not isinstance(value, type))
+
+
+# Containers nested deeper than this are not searched for requests (it also
+# stops a container that holds itself).
+_MAX_DEPTH = 32
+
+
+def _bind_tree(value: Any, module_path: str, path: str,
+               depth: int = 0) -> tuple[Any, Any] | None:
+  """Binds the effect nodes inside ``value``; None if it holds none.
+
+  Walks dicts, lists, tuples (named ones too) and dataclasses, PyTree nodes
+  or not, without ``jax.tree_util``: an attribute JAX cannot flatten (a dict
+  with keys of mixed types) must not break a module that has no requests.
+  Paths are written as ``jax.tree_util.keystr`` writes them.
+  """
+  if _is_effect_node(value):
+    return _bind_node(value, Site(module_path, path))
+  if type(value) in _SKIP_EXACT_TYPES or depth >= _MAX_DEPTH:
+    return None
+  if isinstance(value, dict):
+    bound = {key: _bind_tree(item, module_path, f"{path}[{key!r}]", depth + 1)
+             for key, item in value.items()}
+    if all(b is None for b in bound.values()):
+      return None
+    return tuple(_rebuilt_dict(value, {
+        key: value[key] if b is None else b[i] for key, b in bound.items()})
+                 for i in (0, 1))
+  if isinstance(value, (list, tuple)):
+    named = hasattr(value, "_fields")
+    keys = value._fields if named else range(len(value))  # pytype: disable=attribute-error
+    bound = [_bind_tree(item, module_path,
+                        f"{path}.{key}" if named else f"{path}[{key}]",
+                        depth + 1) for key, item in zip(keys, value)]
+    if all(b is None for b in bound):
+      return None
+    return tuple(_rebuilt_sequence(value, [
+        item if b is None else b[i] for item, b in zip(value, bound)])
+                 for i in (0, 1))
+  if _is_dataclass_instance(value) and not isinstance(value, _SKIP_TYPES):
+    # (A dataclass module binds its requests in its own calls.)
+    bound = {f.name: _bind_tree(getattr(value, f.name, None), module_path,
+                                f"{path}.{f.name}", depth + 1)
+             for f in dataclasses.fields(value)}
+    if all(b is None for b in bound.values()):
+      return None
+    return tuple(_rebuilt_dataclass(value, {
+        name: b[i] for name, b in bound.items() if b is not None})
+                 for i in (0, 1))
+  return None
+
+
+def _rebuilt_dict(original: dict, items: dict) -> dict:
+  if type(original) is dict:
+    return items
+  new = copy.copy(original)  # Keeps a defaultdict's factory, an OrderedDict.
+  new.clear()
+  new.update(items)
+  return new
+
+
+def _rebuilt_sequence(original: Any, items: list) -> Any:
+  kind = type(original)
+  if kind is list or kind is tuple:
+    return kind(items)
+  if hasattr(original, "_fields"):  # A namedtuple.
+    return kind(*items)
+  return kind(items)
+
+
+def _rebuilt_dataclass(original: Any, changed: dict) -> Any:
+  # A copy with the fields set directly: no __init__ / __post_init__ runs
+  # (they may validate or derive fields), and frozen classes work too.
+  new = copy.copy(original)
+  for name, value in changed.items():
+    object.__setattr__(new, name, value)
+  return new
 
 
 def _bind_attribute(module_path: str, name: str, value):
@@ -333,9 +444,8 @@ def _bind_attribute(module_path: str, name: str, value):
   """
   kind = type(value)
   if kind is tuple or kind is list or kind is dict:
-    # Exact containers first: the ABC check of `_is_effect_node` costs more,
-    # and flattening with paths far more, than this look at the items
-    # (LayerNorm's `axis` tuple, on every call).
+    # Exact containers first: the ABC check of `_is_effect_node` costs more
+    # than this look at the items (LayerNorm's `axis` tuple, on every call).
     items = value.values() if kind is dict else value
     for item in items:
       if type(item) not in _SKIP_EXACT_TYPES:
@@ -345,23 +455,9 @@ def _bind_attribute(module_path: str, name: str, value):
   elif _is_effect_node(value):
     return _bind_node(value, Site(module_path, name))
   elif not isinstance(value, (list, tuple, dict)) and (
-      not dataclasses.is_dataclass(value) or isinstance(value, _SKIP_TYPES)):
+      not _is_dataclass_instance(value) or isinstance(value, _SKIP_TYPES)):
     return None
-  leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(
-      value, is_leaf=_is_effect_node)
-  if not any(_is_effect_node(leaf) for _, leaf in leaves_with_path):
-    return None
-  kept, runtime = [], []
-  for path, leaf in leaves_with_path:
-    if _is_effect_node(leaf):
-      site = Site(module_path, name + jax.tree_util.keystr(path))
-      k, r = _bind_node(leaf, site)
-    else:
-      k = r = leaf
-    kept.append(k)
-    runtime.append(r)
-  return (jax.tree_util.tree_unflatten(treedef, kept),
-          jax.tree_util.tree_unflatten(treedef, runtime))
+  return _bind_tree(value, module_path, name)
 
 
 def _intercept(next_fun: Callable, args, kwargs, context):
@@ -369,12 +465,25 @@ def _intercept(next_fun: Callable, args, kwargs, context):
     if context.method_name == "__init__":
       # Requests are created in __init__; they bind when a method runs.
       return next_fun(*args, **kwargs)
+    if nesting.is_lifting_module(context.module):
+      return _lift_call(next_fun, args, kwargs, context)
     return _bind_and_call(next_fun, args, kwargs, context)
   finally:
     # Haiku runs the first-pushed interceptor outermost; once it returns,
     # nothing calls `next_fun` again.
     if hk_module.interceptor_stack.peek(0) is _intercept:
       _break_self_reference(next_fun)
+
+
+def _lift_call(next_fun: Callable, args, kwargs, context):
+  # Values told in the lifted transform are named after the lifting module.
+  nesting.lift_call_started(context.module)
+  result = None
+  try:
+    result = next_fun(*args, **kwargs)
+    return result
+  finally:
+    nesting.lift_call_ended(context.module, result)
 
 
 def _break_self_reference(next_fun: Callable) -> None:
@@ -411,26 +520,42 @@ _SELF_CELL_INDEX: dict[Any, int] = {}
 
 def _bind_and_call(next_fun: Callable, args, kwargs, context):
   module = context.module
-  if id(module) in _state.bound_modules:
+  key = id(module)
+  outer = _state.bound_modules.get(key)
+  if outer is not None and outer[0] == _state.scope_version:
+    # A nested call under the same handlers: already bound.
     return next_fun(*args, **kwargs)
   swaps = []
-  for name, value in vars(module).items():
-    if type(value) in _SKIP_EXACT_TYPES:
-      continue  # Most attributes: checked here, without a call.
-    bound = _bind_attribute(module.module_name, name, value)
-    if bound is not None:
-      swaps.append((name, bound[0], bound[1]))
+  if outer is None:
+    for name, value in vars(module).items():
+      if type(value) in _SKIP_EXACT_TYPES:
+        continue  # Most attributes: checked here, without a call.
+      bound = _bind_attribute(module.module_name, name, value)
+      if bound is not None:
+        swaps.append((name, bound[0], bound[1]))
+  else:
+    # A nested call under other handlers (one the outer call entered, or a
+    # method run inside a handler of its own): rebind what the module keeps.
+    for name, kept, _ in outer[1]:
+      bound = _bind_attribute(module.module_name, name, kept)
+      if bound is not None:
+        swaps.append((name, bound[0], bound[1]))
   if not swaps:
     return next_fun(*args, **kwargs)
   for name, _, runtime in swaps:
     object.__setattr__(module, name, runtime)
-  _state.bound_modules.add(id(module))
+  _state.bound_modules[key] = (_state.scope_version, swaps)
   try:
     return next_fun(*args, **kwargs)
   finally:
-    _state.bound_modules.discard(id(module))
-    for name, kept, _ in swaps:
-      object.__setattr__(module, name, kept)
+    if outer is None:
+      del _state.bound_modules[key]
+      for name, kept, _ in swaps:
+        object.__setattr__(module, name, kept)
+    else:
+      _state.bound_modules[key] = outer
+      for name, _, runtime in outer[1]:
+        object.__setattr__(module, name, runtime)
 
 
 class UnhandledPlaceholder:
@@ -443,9 +568,10 @@ class UnhandledPlaceholder:
   values instead, so that they can go on.
   """
 
-  def __init__(self, request, site: Site):
+  def __init__(self, request, site: Site, last_handler: str | None = None):
     self._request = request
     self._site = site
+    self._last_handler = last_handler
     effect_scope_ = current_effect_scope()
     if effect_scope_ is not None:
       effect_scope_.unhandled.append((site, request))
@@ -486,6 +612,12 @@ class UnhandledPlaceholder:
         "Wrap the forward function in a handler that claims it, e.g. "
         f"{effect_base._suggested_handler(protocol)}, or check that the "
         "handler's tag / predicate / category matches this request.")
+    if self._last_handler is not None:
+      text += (
+          f" It was served by handler {self._last_handler!r} in an earlier "
+          "call, and that handler is not running now: the module was called "
+          "after the handler returned; call the module inside the handler's "
+          "body.")
     if others:
       text += "\nOther unhandled requests met so far:\n" + "\n".join(others)
     return text

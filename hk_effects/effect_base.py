@@ -134,6 +134,14 @@ class EffectRequest(abc.ABC):
         type(self).effect_protocol()):
       raise AttributeError(
           f"{type(self).__name__!r} object has no attribute {name!r}")
+    from hk_effects import binding  # pylint: disable=g-import-not-at-top
+    if any(_claims_quietly(s.handler, self) for s in binding.active_scopes()):
+      raise UnhandledEffectError(
+          f"{self!r}.{name}() was called outside a module method, while a "
+          "handler that claims it runs. Effects are served only inside the "
+          "methods of the module that holds the request: call the request "
+          "from a method of that module, not from the forward function's "
+          "body.")
     raise UnhandledEffectError(
         f"{self!r}.{name}() was called, but no handler serves this "
         f"{type(self).effect_protocol().__name__}. This usually means an "
@@ -141,6 +149,13 @@ class EffectRequest(abc.ABC):
         "`hke.transform` (which would also name the module and attribute). "
         "Wrap the forward function in a handler that claims this request, "
         f"e.g. {_suggested_handler(type(self).effect_protocol())}.")
+
+
+def _claims_quietly(handler: Any, request: Any) -> bool:
+  try:
+    return bool(handler.claims(request))
+  except Exception:  # pylint: disable=broad-except
+    return False
 
 
 def _suggested_handler(protocol: type) -> str:
@@ -176,15 +191,31 @@ class HandledEffectRef:
     return self.request.effect_protocol()
 
   def __getattr__(self, name: str):
-    if name.startswith("__") or name not in protocol_methods(
+    if name.startswith("_") or name not in protocol_methods(
         type(self.request).effect_protocol()):
       raise AttributeError(
           f"{type(self).__name__!r} object has no attribute {name!r}")
+    site = self.__dict__.get("_hke_site")
+    where = f" at {site}" if site is not None else ""
+    if _handler_running(self.handler_id):
+      raise UnhandledEffectError(
+          f"{self.request!r}{where} was used (.{name}()) outside a method of "
+          f"its module, while its handler {self.handler_id!r} runs. Effects "
+          "are served only inside the methods of the module that holds the "
+          "request, for the duration of the call: call the request from a "
+          "method of that module (e.g. add a method that uses it and call "
+          "that), not from the forward function's body.")
     raise UnhandledEffectError(
-        f"{self.request!r} belongs to handler {self.handler_id!r}, which is "
-        f"not running, so .{name}() cannot be served. A module bound by one "
-        "handler was called after that handler returned; call the module "
-        "inside the handler's body.")
+        f"{self.request!r}{where} belongs to handler {self.handler_id!r}, "
+        f"which is not running, so .{name}() cannot be served. Effects are "
+        "served only inside the methods of the module that holds the "
+        "request, while a handler that claims it runs: call the module "
+        "inside the handler's body instead of using its request directly.")
+
+
+def _handler_running(handler_id: str) -> bool:
+  from hk_effects import binding  # pylint: disable=g-import-not-at-top
+  return any(s.handler_id == handler_id for s in binding.active_scopes())
 
 
 class EffectRuntimeImpl:
@@ -241,6 +272,11 @@ def _describe_callable(fn: Any, depth: int = 0) -> str:
     return f"partial({_describe_callable(inner, depth + 1)})"
   module = getattr(fn, "__module__", None) or ""
   qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+  code = getattr(fn, "__code__", None)
+  if code is not None:
+    # Where the function is defined: two lambdas of one scope (even of one
+    # line) are distinct callables and get distinct ids.
+    qualname += f"@{code.co_firstlineno}:{_first_column(code)}"
   # Closures of one function (a helper wrapping its argument in a handler,
   # applied twice) differ only in what they close over; naming the callables
   # they close over keeps the ids of such nested handlers distinct.
@@ -254,6 +290,14 @@ def _describe_callable(fn: Any, depth: int = 0) -> str:
       closed_over.append(_describe_callable(value, depth + 1))
   suffix = f"({','.join(closed_over)})" if closed_over else ""
   return f"{module}.{qualname}{suffix}"
+
+
+def _first_column(code: Any) -> int:
+  # The first instruction (RESUME) sits at column 0; the body's come after.
+  for _, _, column, end in getattr(code, "co_positions", lambda: ())():
+    if column is not None and (column, end) != (0, 0):
+      return column
+  return 0
 
 
 def infer_handler_id(kind: str, body: Callable, config: str = "") -> str:
@@ -303,6 +347,9 @@ class EffectHandler(abc.ABC):
     if handler_id is not None and not isinstance(handler_id, str):
       raise TypeError(f"handler_id must be a string or None; got {handler_id!r}.")
     self.body = body
+    # Only ids the user chose must be unique in a nest: an inferred id met
+    # twice is one model applied inside itself (a re-entrant apply).
+    self.explicit_id = handler_id is not None
     self.handler_id = handler_id or infer_handler_id(
         type(self).__name__, body, config)
 

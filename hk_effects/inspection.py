@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import haiku as hk
 import jax
@@ -31,6 +31,31 @@ class BindingTable:
   """
   rows: list[binding.Row]
   stopped_at: str | None = None
+
+  def __iter__(self) -> Iterator[binding.Row]:
+    """The rows, in the order the requests were met.
+
+    Example:
+
+    >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+    >>> class Scale(hk.Module):
+    ...   def __init__(self):
+    ...     super().__init__()
+    ...     self.s = hke.SideInputRequest("s")
+    ...   def __call__(self, x):
+    ...     return x * self.s.ask()
+    >>> table = hke.bindings(hke.handlers.WithConstantSideInputs.handling(
+    ...     lambda x: Scale()(x), {"s": 2.0}, handler_id="consts"))(1.0)
+    >>> len(table), [(r.module_path, r.handler_id) for r in table]
+    (1, [('scale', 'consts')])
+    """
+    return iter(self.rows)
+
+  def __len__(self) -> int:
+    return len(self.rows)
+
+  def __getitem__(self, index: int) -> binding.Row:
+    return self.rows[index]
 
   def unhandled(self) -> list[binding.Row]:
     """The rows no handler serves."""

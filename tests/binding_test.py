@@ -113,8 +113,8 @@ class LifetimeTest(absltest.TestCase):
       return modules[-1](x)  # The handler has returned.
     with self.assertRaisesRegex(
         hke.UnhandledEffectError,
-        r"belongs to handler 'rand', which is not running.*inside the "
-        "handler's body"):
+        r"module 'late', attribute 'rng'.*served by handler 'rand'.*not "
+        r"running now.*inside the handler's body"):
       hke.transform(forward).apply({}, jax.random.key(0), 0.0)
 
   def test_runtime_impl_used_after_its_handler_returned_raises(self):
