@@ -22,6 +22,7 @@ is that handler's sequence, not the ``rng`` given to ``apply``. Put
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Protocol
 
 import haiku as hk
@@ -296,6 +297,8 @@ class _RandomHandler(effect_base.EffectHandler):
           f"{self!r} was called outside a Haiku transform, but it serves keys "
           "through Haiku's rng sequence. Call it inside hke.transform(...) (or "
           "hke.transform_with_state) init / apply.")
+    if hk.running_init():
+      return self._run_init(arg, key)
     key = self._device_key(key)
     if self.path_keys:
       # Keys derive from `key` and the draw's coordinates alone, so nothing
@@ -303,6 +306,9 @@ class _RandomHandler(effect_base.EffectHandler):
       with binding.handler_scope(self, root=key):
         with path_keys_lib.handler_running():
           return self.body(arg)
+    return self._run_pushed(arg, key)
+
+  def _run_pushed(self, arg, key):
     # Without this key, an enclosing random handler's requests served in this
     # body would depend only on `key`, not on the enclosing handler's own key.
     encloses = any(isinstance(s.handler, _RandomHandler)
@@ -312,6 +318,42 @@ class _RandomHandler(effect_base.EffectHandler):
       with binding.handler_scope(self, pushes_rng=True, entry_key=entry_key,
                                  salt=path_keys_lib.hash32(self.handler_id)):
         return self.body(arg)
+
+  def _run_init(self, arg, key):
+    """``init``: parameters depend on init's rng alone (DESIGN 11).
+
+    Haiku initialises parameters (and lifted modules, layer stacks, split
+    vmaps) from the top of its rng sequence, so during ``init`` nothing is
+    pushed on it: requests draw from init's rng as under ``WithHaikuRandom``
+    (init's outputs are parameters and initial states, which must not depend
+    on which random handler serves the forward pass), and no device index
+    is folded in (``init`` usually runs outside ``pmap``).
+    """
+    if self.path_keys:
+      with binding.handler_scope(self, root=key):
+        with path_keys_lib.handler_running():
+          return self.body(arg)
+    if hk_base.current_frame().rng_stack.peek() is not None:
+      with binding.handler_scope(
+          self, salt=path_keys_lib.hash32(self.handler_id)):
+        return self.body(arg)
+    # init got no rng: requests draw from this handler's key, but Haiku's
+    # initialisers still see no rng, exactly as without the handler.
+    with hk.custom_creator(_without_handler_rng, params=True, state=True):
+      return self._run_pushed(arg, key)
+
+
+def _without_handler_rng(next_creator, shape, dtype, init, context):
+  """A Haiku creator running an initialiser with the rng a random handler
+  pushed hidden (Haiku then raises its own error if the initialiser draws)."""
+  del context
+  frame = hk_base.current_frame()
+  top = frame.rng_stack.peek()
+  pushed = any(s.pushes_rng for s in binding.active_scopes())
+  if top is None or not pushed:
+    return next_creator(shape, dtype, init)
+  with frame.rng_stack(None):
+    return next_creator(shape, dtype, init)
 
 
 class WithRandomKeyFromArg(_RandomHandler):
@@ -459,6 +501,12 @@ class WithHaikuRandom(_RandomHandler):
                path_keys=path_keys)
 
   def __call__(self, arg):
+    if (self.fold_in_axis is not None and not self.path_keys
+        and hk.running_init()):
+      # No device index at init: parameters are the same on every device.
+      with binding.handler_scope(
+          self, salt=path_keys_lib.hash32(self.handler_id)):
+        return self.body(arg)
     if self.fold_in_axis is not None or self.path_keys:
       key = hk.maybe_next_rng_key()
       if key is None:
@@ -472,12 +520,26 @@ class WithHaikuRandom(_RandomHandler):
 
 
 class _KeyState(hk.Module):
-  """Holds a stateful handler's key as a local state and advances it."""
+  """Holds a stateful handler's key as a local state and advances it.
+
+  Each call of the handler makes one of these; the first at the top level
+  keeps ``initial_key``, the others (a second call, or calls under other
+  name scopes) fold their module path into it, so no two calls of one
+  handler object hand out the same keys.
+  """
 
   def __init__(self, initial_key, category, name):
     super().__init__(name=name)
     self.key = local_state.InitialLocalStateRequest(
-        lambda: initial_key, category=category)
+        self._initial_key, category=category)
+    self._key = initial_key
+    self._first = self.module_name == name
+
+  def _initial_key(self) -> jax.Array:
+    if self._first:
+      return self._key
+    return jax.random.fold_in(jax.random.clone(self._key),
+                              path_keys_lib.hash32(self.module_name))
 
   def __call__(self) -> jax.Array:
     key = self.key.get()
@@ -489,6 +551,12 @@ class _KeyState(hk.Module):
     new_key, use_key = jax.random.split(key)
     self.key.set(new_key)
     return use_key
+
+
+def _module_name_for(handler_id: str) -> str:
+  """A valid Haiku module name for any handler id (``"train-rng"``)."""
+  name = re.sub(r"\W", "_", handler_id.lower())
+  return name if name[:1].isalpha() else f"key_{name}"
 
 
 class WithStatefulRandomKey(_RandomHandler):
@@ -539,5 +607,5 @@ class WithStatefulRandomKey(_RandomHandler):
 
   def __call__(self, arg):
     key = _KeyState(self.initial_key, self.state_category,
-                    name=self.handler_id.lower())()
+                    name=_module_name_for(self.handler_id))()
     return self._run_with_key(arg, key)
