@@ -149,10 +149,10 @@ MATRIX: list[tuple[str, Callable[[], Any], type[Exception], tuple[str, ...]]] = 
     ("duplicate_tags",
      lambda: H.WithSideInputsFromInputTuple.handling(lambda x: x, ("a", "a")),
      ValueError, ("('a', 'a')", "list each tag once")),
-    ("unused_constant_side_input",
+    ("unused_constant_side_input_when_strict",
      lambda: _apply(H.WithConstantSideInputs.handling(
-         lambda x: Ask("mask")(x), {"mask": 1.0, "msak": 2.0})),
-     ValueError, ("['msak']", "keep_unused=True")),
+         lambda x: Ask("mask")(x), {"mask": 1.0, "msak": 2.0}, strict=True)),
+     ValueError, ("['msak']", "strict=True")),
     ("side_inputs_not_a_dict",
      lambda: H.WithConstantSideInputs.handling(lambda x: x, [("a", 1.0)]),
      TypeError, ("[('a', 1.0)]", "dict {tag: value}")),

@@ -57,7 +57,7 @@ def handlers(draw) -> ref.Handler:
   elif kind in ref.SIDE_INPUT_KINDS:
     fields["selector"] = tuple(draw(st.lists(
         st.sampled_from(TAGS), min_size=1, max_size=2, unique=True)))
-    fields["keep_unused"] = draw(st.sampled_from((True, True, True, False)))
+    fields["strict"] = draw(st.sampled_from((False, False, False, True)))
   else:
     pool = TAGS if kind == "collect" else CATEGORIES
     how = draw(st.sampled_from(("all", "one", "predicate")))
@@ -219,7 +219,7 @@ def _wrap(spec: ref.Handler, index: int, body):
   if spec.kind == "const_inputs":
     return handlers.WithConstantSideInputs.handling(
         body, {t: ref.side_input_value(index, t) for t in spec.selector},
-        keep_unused=spec.keep_unused, **common)
+        strict=spec.strict, **common)
   if spec.kind == "tuple_inputs":
     return handlers.WithSideInputsFromInputTuple.handling(
         body, spec.selector, **common)

@@ -62,7 +62,7 @@ class Handler:
   selector: Any = None
   by_predicate: bool = False
   handler_id: str | None = None
-  keep_unused: bool = True
+  strict: bool = False
   sharing: str = "forbidden"
   seed: int = 0
 
@@ -284,10 +284,10 @@ def _trace(case: Case, run: _Run, pred: Prediction | None) -> None:
           observed.setdefault(f"{module.name}/{path}", []).append(value)
   for index in reversed(range(len(case.handlers))):  # Inner ones exit first.
     handler = case.handlers[index]
-    if handler.kind == "const_inputs" and not handler.keep_unused:
+    if handler.kind == "const_inputs" and handler.strict:
       unused = [t for t in handler.selector if t not in run.used.get(index, ())]
       if unused:
-        raise _Stop(ValueError, repr(unused), "keep_unused=True")
+        raise _Stop(ValueError, repr(unused), "strict=True")
   if pred is None:
     return
   for site, values in observed.items():

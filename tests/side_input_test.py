@@ -69,12 +69,39 @@ class ConstantSideInputsTest(absltest.TestCase):
     np.testing.assert_array_equal(_apply(handled, jnp.array([1.0, 3.0])),
                                   [3.0, 7.0])
 
-  def test_unused_side_input_is_an_error_naming_the_tag(self):
+  def test_unused_side_input_is_an_error_naming_the_tag_when_strict(self):
     handled = Constant.handling(_weighted_sum,
-                                {"a": 2.0, "b": 1.0, "mask_typo": 0.0})
+                                {"a": 2.0, "b": 1.0, "mask_typo": 0.0},
+                                strict=True)
     with self.assertRaisesRegex(
-        ValueError, r"\['mask_typo'\].*keep_unused=True"):
+        ValueError, r"\['mask_typo'\].*strict=True"):
       _apply(handled, jnp.ones(2))
+
+  def test_unused_side_inputs_are_dropped_by_default(self):
+    # Penzai's keep_unused=False: a side input nobody asks for is no error
+    # (modules may ask only on some paths, as in train vs eval).
+    handled = Constant.handling(_weighted_sum,
+                                {"a": 2.0, "b": 1.0, "unused": 0.0})
+    np.testing.assert_array_equal(_apply(handled, jnp.ones(2)), [3.0, 3.0])
+
+  def test_a_forward_asking_only_in_training_works_in_eval(self):
+    class MaybeAsk(hk.Module):
+
+      def __call__(self, x, train):
+        return x * self.s.ask() if train else x
+
+      def __init__(self):
+        super().__init__()
+        self.s = hke.SideInputRequest("s")
+
+    for train, want in ((True, 4.0), (False, 1.0)):
+      handled = Constant.handling(
+          lambda x, train=train: MaybeAsk()(x, train), {"s": 4.0})
+      np.testing.assert_array_equal(_apply(handled, jnp.ones(1)), [want])
+
+  def test_strict_must_be_a_bool(self):
+    with self.assertRaisesRegex(TypeError, "strict must be True or False.*1"):
+      Constant.handling(lambda x: x, {}, strict=1)
 
   def test_keep_unused_allows_unused_side_inputs(self):
     handled = Constant.handling(_weighted_sum,
@@ -117,14 +144,14 @@ class LexicalScopingTest(absltest.TestCase):
 
   def test_inner_handler_wins_for_the_same_tag(self):
     inner = Constant.handling(lambda x: x * AskSideInput("s")(), {"s": 3.0})
-    outer = Constant.handling(inner, {"s": 100.0}, keep_unused=True)
+    outer = Constant.handling(inner, {"s": 100.0})
     np.testing.assert_array_equal(_apply(outer, jnp.ones(1)), [3.0])
 
   def test_outer_handler_never_sees_a_claimed_request(self):
     # The outer handler would call its only side input unused only if the
     # inner handler claimed every request for it.
     inner = Constant.handling(lambda x: x * AskSideInput("s")(), {"s": 3.0})
-    outer = Constant.handling(inner, {"s": 100.0})
+    outer = Constant.handling(inner, {"s": 100.0}, strict=True)
     with self.assertRaisesRegex(ValueError, r"\['s'\]"):
       _apply(outer, jnp.ones(1))
 

@@ -196,9 +196,13 @@ class WithSideInputsFromInputTuple(_SideInputHandler):
 class WithConstantSideInputs(_SideInputHandler):
   """Serves side inputs with values fixed when the handler is built.
 
-  With ``keep_unused=False`` (the default), a side input that no module asked
-  for during a call is an error, so a misspelt tag never goes unnoticed;
-  ``keep_unused=True`` allows unused entries.
+  As in Penzai, a side input that no module asks for during a call is simply
+  unused (``keep_unused=False``, the default, drops it; ``keep_unused=True``
+  keeps it), so an inner handler may provide a tag an outer one provides too
+  (the inner one wins, S1), and a forward whose modules ask only on some
+  paths (train vs eval) works. To catch a misspelt tag, look at
+  ``hke.bindings`` / ``hke.effect_signature``, or pass ``strict=True``: then
+  a side input nobody asked for during the call is a ``ValueError``.
 
   Example:
 
@@ -210,40 +214,59 @@ class WithConstantSideInputs(_SideInputHandler):
   ...   def __call__(self, x):
   ...     return x + self.by.ask()
   >>> f = hke.transform(hke.handlers.WithConstantSideInputs.handling(
-  ...     lambda x: Shift()(x), {"by": 1.0}), apply_rng=False)
+  ...     lambda x: Shift()(x), {"by": 1.0, "unused": 2.0}), apply_rng=False)
   >>> print(f.apply({}, jnp.zeros(2)))
   [1. 1.]
   """
 
-  def __init__(self, body, side_inputs, keep_unused, handler_id):
+  def __init__(self, body, side_inputs, keep_unused, handler_id, strict=False):
     if not isinstance(side_inputs, Mapping):
       raise TypeError(
           f"WithConstantSideInputs.handling expects a dict {{tag: value}} for "
           f"side_inputs; got {side_inputs!r:.200}.")
     for tag, value in side_inputs.items():
       _check_value(tag, value, "WithConstantSideInputs")
+    if not isinstance(strict, bool):
+      raise TypeError(f"strict must be True or False; got {strict!r}.")
     self.side_inputs = dict(side_inputs)
     self.tags = tuple(self.side_inputs)
     self.keep_unused = keep_unused
-    super().__init__(body, handler_id,
-                     config=f"{self.tags!r}|keep_unused={keep_unused}")
+    self.strict = strict
+    super().__init__(
+        body, handler_id,
+        config=f"{self.tags!r}|keep_unused={keep_unused}|strict={strict}")
 
   @classmethod
   def handling(cls, body: Callable[[Any], Any], side_inputs: Mapping[Any, Any],
-               keep_unused: bool = False,
-               handler_id: str | None = None) -> "WithConstantSideInputs":
-    return cls(body, side_inputs, keep_unused, handler_id)
+               keep_unused: bool = False, handler_id: str | None = None,
+               strict: bool = False) -> "WithConstantSideInputs":
+    """Builds the handler.
+
+    Args:
+      body: the one-argument forward function.
+      side_inputs: ``{tag: value}``; values are PyTrees of arrays.
+      keep_unused: Penzai's flag; side inputs nobody asks for are never an
+        error unless ``strict``.
+      handler_id: an explicit id; inferred when None.
+      strict: if True, a side input that no module asked for during the call
+        raises ``ValueError`` (a misspelt tag).
+
+    Returns:
+      The handler.
+    """
+    return cls(body, side_inputs, keep_unused, handler_id, strict=strict)
 
   def __call__(self, arg):
     with binding.handler_scope(self, values=self.side_inputs,
                                used=set()) as scope:
       out = self.body(arg)
     unused = [t for t in self.tags if t not in scope.data["used"]]
-    if unused and not self.keep_unused:
+    if unused and self.strict:
       raise ValueError(
           f"{self!r} was given side inputs {unused!r} that no module asked "
-          "for during the call (a misspelt tag?). Remove them, fix the "
-          "tag, or pass keep_unused=True to allow unused side inputs.")
+          "for during the call (a misspelt tag?), and strict=True. Remove "
+          "them, fix the tag, or drop strict=True to allow unused side "
+          "inputs.")
     return out
 
 
