@@ -56,6 +56,7 @@ from haiku._src import recurrent as hk_recurrent
 from haiku._src import stateful as hk_stateful
 
 from hk_effects import binding
+from hk_effects import nesting
 from hk_effects import path_keys
 
 MODES = ("append", "last", "sum")
@@ -132,6 +133,10 @@ class _Target:
   level: Any
   scope: Any = None
   accumulator: Accumulator | None = None
+  # The Haiku transform the target lives in (hk_effects.nesting), and
+  # whether it runs init.
+  token: Any = None
+  init: bool = False
 
 
 class _ThreadState(threading.local):
@@ -164,7 +169,9 @@ def _pushed(target: _Target) -> Iterator[_Target]:
 def collecting(scope) -> Iterator[Accumulator]:
   """Makes ``scope`` a collector whose home is the current trace level."""
   target = _Target("home", "collector", hk_base.JaxTraceLevel.current(),
-                   scope=scope, accumulator=Accumulator())
+                   scope=scope, accumulator=Accumulator(),
+                   token=nesting.transform_token(),
+                   init=hk_base.inside_transform() and hk.running_init())
   _state.collectors += 1
   try:
     with _pushed(target):
@@ -202,6 +209,11 @@ def deliver(told: Told, value: Any) -> None:
         "modules), or use hk.scan / hk.fori_loop with Python int bounds, "
         "which carry side outputs.")
   if hk_base.JaxTraceLevel.current() != target.level:
+    if target.init and nesting.transform_token() is not target.token:
+      # A nested transform's init under a raw JAX transform (hk.lift of a
+      # jax.vmap'ed init: an ensemble). init returns parameters and states
+      # only, so what is told during it never reaches the user anyway.
+      return
     if hk_base.inside_transform():
       binding.check_no_raw_transform(told.site, "SideOutputEffect", "tell")
     raise SideOutputPlacementError(
@@ -210,6 +222,13 @@ def deliver(told: Told, value: Any) -> None:
         "does not know, such as hk.eval_shape or a nested hk.transform), so "
         "the value would leak a tracer. Return it from that wrapper and tell "
         "it outside, or use hk.scan / hk.vmap / hk.remat / hk.layer_stack.")
+  if nesting.transform_token() is not target.token:
+    # Told in a model nested in the target's (hk.lift, a re-entrant apply):
+    # its module names get the path of the nesting.
+    prefix = nesting.prefix_from(target.token)
+    if prefix:
+      told = dataclasses.replace(told, site=binding.Site(
+          f"{prefix}/{told.site.module_path}", told.site.attribute_path))
   target.accumulator.add(told, value)
 
 
@@ -226,7 +245,9 @@ class _Transport:
     def carried(*args, **kwargs):
       target = _Target("transport", self.name,
                        hk_base.JaxTraceLevel.current(),
-                       accumulator=Accumulator())
+                       accumulator=Accumulator(),
+                       token=nesting.transform_token(),
+                       init=hk.running_init())
       with _pushed(target):
         out = fun(*args, **kwargs)
       # Static metadata only; the values leave as outputs of the trace.
