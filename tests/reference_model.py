@@ -22,6 +22,14 @@ sorted, list and tuple items in order, dataclass fields in order):
 * local state (initial or shared): ``set(get() + inc)``, the new value
   observed.
 
+A case may also list its module *calls* (``Case.calls``): modules called in
+that order, a module possibly several times and by a second method, each
+call under an inner nest of handlers of its own that wraps just that call
+(sibling and nested nests around one module, the ``hk.multi_transform``
+pattern). Binding is per call (DESIGN 11): each call is served by the
+innermost claiming handler of the outer nest plus that call's nest. The
+k-th call (k >= 1) of a module observes under ``<site>#<k>``.
+
 The interpreter is written to be obviously right rather than fast: it walks
 the case step by step, as a careful reader of DESIGN.md would.
 """
@@ -92,11 +100,54 @@ class Module:
 
 
 @dataclasses.dataclass(frozen=True)
+class Call:
+  """One call of ``modules[module]`` by ``method``, wrapped in ``nest``
+  (outermost first): handlers of these kinds only, which need no argument
+  of their own."""
+  module: int
+  nest: tuple[Handler, ...] = ()
+  method: str = "__call__"
+
+
+INNER_KINDS = ("haiku_random", "frozen_random", "const_inputs", "collect",
+               "local_state")
+
+
+@dataclasses.dataclass(frozen=True)
 class Case:
   handlers: tuple[Handler, ...]  # Outermost first.
   modules: tuple[Module, ...]
   placement: str = "plain"
   stateful: bool = True
+  # None: each module called once, by __call__, with no inner nest.
+  calls: tuple[Call, ...] | None = None
+
+
+def module_calls(case: Case) -> tuple[Call, ...]:
+  if case.calls is not None:
+    return case.calls
+  return tuple(Call(i) for i in range(len(case.modules)))
+
+
+def all_handlers(case: Case) -> tuple[Handler, ...]:
+  """The outer nest, then every call's nest: a handler's index in this
+  tuple is its index everywhere (``served``, ``collected``)."""
+  inner = tuple(h for call in module_calls(case) for h in call.nest)
+  return case.handlers + inner
+
+
+def nest_indices(case: Case, call_number: int) -> list[int]:
+  """Indices (into ``all_handlers``) of the handlers around a call,
+  outermost first."""
+  calls = module_calls(case)
+  start = len(case.handlers) + sum(len(c.nest) for c in calls[:call_number])
+  return list(range(len(case.handlers))) + list(
+      range(start, start + len(calls[call_number].nest)))
+
+
+def observed_site(module: Module, path: str, k: int) -> str:
+  site = f"{module.name}/{path}"
+  return site if k == 0 else f"{site}#{k}"
 
 
 @dataclasses.dataclass
@@ -157,10 +208,15 @@ def claims(handler: Handler, request: Request) -> bool:
       handler.selector is None or request.tag in handler.selector)
 
 
-def server(case: Case, request: Request) -> int | None:
-  """S1: the innermost handler claiming ``request`` (index), or None."""
-  for index in reversed(range(len(case.handlers))):
-    if claims(case.handlers[index], request):
+def server(case: Case, request: Request,
+           call_number: int | None = None) -> int | None:
+  """S1: the innermost handler claiming ``request`` (index into
+  ``all_handlers``) in the nest around a call, or None."""
+  handlers = all_handlers(case)
+  indices = (list(range(len(case.handlers))) if call_number is None
+             else nest_indices(case, call_number))
+  for index in reversed(indices):
+    if claims(handlers[index], request):
       return index
   return None
 
@@ -187,12 +243,15 @@ def bundle(request: Request) -> str:
 
 
 def _check_ids(case: Case) -> None:
-  seen = set()
-  for handler in case.handlers:
-    if handler.handler_id is not None and handler.handler_id in seen:
-      # The message may name an inferred id derived from the duplicate.
-      raise _Stop(ValueError, "collides", "handler_id=")
-    seen.add(handler.handler_id)
+  handlers = all_handlers(case)
+  for number in range(len(module_calls(case))):
+    seen = set()
+    for index in nest_indices(case, number):
+      handler_id = handlers[index].handler_id
+      if handler_id is not None and handler_id in seen:
+        # The message may name an inferred id derived from the duplicate.
+        raise _Stop(ValueError, "collides", "handler_id=")
+      seen.add(handler_id)
 
 
 class _Run:
@@ -207,11 +266,12 @@ class _Run:
     self.named: dict[tuple[int, str, str], tuple[str, Request]] = {}
     self.used: dict[int, set[Any]] = {}
 
-  def bind(self, module: Module, path: str, request: Request) -> int | None:
-    index = server(self.case, request)
+  def bind(self, module: Module, path: str, request: Request,
+           call_number: int) -> int | None:
+    index = server(self.case, request, call_number)
     if index is None:
       return None
-    handler = self.case.handlers[index]
+    handler = all_handlers(self.case)[index]
     self.used.setdefault(index, set()).add(request.tag)
     if request.kind in ("state", "shared_state") and request.name:
       self._check_sharing(index, handler, module, path, request)
@@ -250,8 +310,7 @@ class _Run:
     if key not in self.states:
       if request.kind == "shared_state":
         raise _Stop(ValueError, repr(request.name), "SharedLocalStateRequest")
-      if not self.init:
-        raise _Stop(ValueError, repr(key[1]), "init")
+      # Created from its initializer, at init or in apply (DESIGN 11).
       self.states[key] = [float(request.init)] * 2 + [False]
     pair = self.states[key]
     pair[1] += request.inc
@@ -272,26 +331,40 @@ def _nest(states: dict[tuple[str, str], list[Any]], slot: int):
 
 
 def _trace(case: Case, run: _Run, pred: Prediction | None) -> None:
-  """One pass over the modules, as the traced body runs them."""
-  calls = LENGTH if case.placement in LOOPS else 1
+  """One pass over the module calls, as the traced body runs them."""
+  loops = LENGTH if case.placement in LOOPS else 1
   observed: dict[str, list[float]] = {}
-  for _ in range(calls if pred is not None else 1):
-    for module in case.modules:
-      bound = [(p, r, run.bind(module, p, r)) for p, r in module_sites(module)]
+  calls = module_calls(case)
+  handlers = all_handlers(case)
+  for _ in range(loops if pred is not None else 1):
+    seen: dict[int, int] = {}
+    for number, call in enumerate(calls):
+      module = case.modules[call.module]
+      k = seen[call.module] = seen.get(call.module, -1) + 1
+      bound = [(p, r, run.bind(module, p, r, number))
+               for p, r in module_sites(module)]
       for path, request, index in bound:
         value = run.act(module, path, request, index)
         if value is not None:
-          observed.setdefault(f"{module.name}/{path}", []).append(value)
-  for index in reversed(range(len(case.handlers))):  # Inner ones exit first.
-    handler = case.handlers[index]
-    if handler.kind == "const_inputs" and handler.strict:
-      unused = [t for t in handler.selector if t not in run.used.get(index, ())]
-      if unused:
-        raise _Stop(ValueError, repr(unused), "strict=True")
+          observed.setdefault(observed_site(module, path, k), []).append(
+              value)
+      # A call's own handlers exit when it returns, inner ones first.
+      _check_unused(handlers, nest_indices(case, number)[len(case.handlers):],
+                    run)
+  _check_unused(handlers, list(range(len(case.handlers))), run)
   if pred is None:
     return
   for site, values in observed.items():
     pred.observed[site] = _placed(case.placement, np.asarray(values))
+
+
+def _check_unused(handlers, indices: list[int], run: _Run) -> None:
+  for index in reversed(indices):  # Inner ones exit first.
+    handler = handlers[index]
+    if handler.kind == "const_inputs" and handler.strict:
+      unused = [t for t in handler.selector if t not in run.used.get(index, ())]
+      if unused:
+        raise _Stop(ValueError, repr(unused), "strict=True")
 
 
 def _placed(placement: str, per_call: np.ndarray) -> np.ndarray:
@@ -310,6 +383,20 @@ def _told(case: Case, request: Request) -> np.ndarray:
   return value[-1] if request.mode == "last" else value.sum(0)
 
 
+def _collect(pred: Prediction, index: int, site: str, request: Request,
+             value: np.ndarray) -> None:
+  """One tell reaching collector ``index``: "append" adds an entry, "last"
+  and "sum" keep one per site (where the site was first told)."""
+  entries = pred.collected.setdefault(index, [])
+  if request.mode != "append":
+    for i, (other, tag, old) in enumerate(entries):
+      if other == site and tag == request.tag:
+        entries[i] = (site, tag, value if request.mode == "last"
+                      else old + value)
+        return
+  entries.append((site, request.tag, value))
+
+
 def predict(case: Case) -> Prediction:
   """Everything the library must do with ``case`` (see module docstring)."""
   pred = Prediction()
@@ -324,22 +411,25 @@ def predict(case: Case) -> Prediction:
     pred.states = _nest(apply_run.states, 1)
   except _Stop as stop:
     return Prediction(error=stop.error, error_mentions=stop.mentions)
-  for module in case.modules:
+  handlers = all_handlers(case)
+  seen: dict[int, int] = {}
+  for number, call in enumerate(module_calls(case)):
+    module = case.modules[call.module]
+    k = seen[call.module] = seen.get(call.module, -1) + 1
     for path, request in module_sites(module):
       site = f"{module.name}/{path}"
-      index = server(case, request)
-      pred.served[site] = index
+      index = server(case, request, number)
+      pred.served[observed_site(module, path, k)] = index
       if request.kind == "random":
-        pred.key_sites.append(site)
+        pred.key_sites.append(observed_site(module, path, k))
       elif request.kind == "side_input":
         calls = LENGTH if case.placement in LOOPS else 1
-        pred.observed[site] = _placed(
+        pred.observed[observed_site(module, path, k)] = _placed(
             case.placement,
             np.full((calls,), side_input_value(index, request.tag), np.float32))
       elif request.kind == "side_output" and index is not None:
-        pred.collected.setdefault(index, []).append(
-            (site, request.tag, _told(case, request)))
-  for index, handler in enumerate(case.handlers):
+        _collect(pred, index, site, request, _told(case, request))
+  for index, handler in enumerate(handlers):
     if handler.kind == "collect":
       pred.collected.setdefault(index, [])
   return pred
