@@ -569,6 +569,121 @@ class HaikuStateSemanticsTest(parameterized.TestCase):
       make(False).apply(params, {}, None, 1.0)
 
 
+class HaikuCounter(hk.Module):
+  """Counter written with Haiku state, to compare with local states."""
+
+  def __call__(self, x):
+    count = hk.get_state("count", [], init=jnp.zeros) + x
+    hk.set_state("count", count)
+    return count
+
+
+def _lifted_forward(inner, lift_name="sub"):
+  """A model embedding ``inner`` (a TransformedWithState) in a module."""
+
+  class Embed(hk.Module):
+
+    def __call__(self, x):
+      lifted, updater = hk.experimental.lift_with_state(inner.init,
+                                                        name=lift_name)
+      params, state = lifted(hk.next_rng_key() if hk.running_init() else None,
+                             x)
+      y, state = inner.apply(params, state, None, x)
+      updater.update(state)
+      return y
+
+  return lambda x: Counter(name="counter")(Embed(name="embed")(x))
+
+
+class LiftedStateTest(parameterized.TestCase):
+  """Local states of a stateful sub-model embedded with lift_with_state."""
+
+  @parameterized.named_parameters(("inner_handler", True),
+                                  ("outer_handler", False))
+  def test_states_come_back_under_the_lifting_modules_name(self, own):
+    inner_fn = lambda x: Counter(name="counter")(x)
+    inner = hke.transform_with_state(
+        hke.handlers.handle_local_states(inner_fn) if own else inner_fn)
+    f = hke.transform_with_state(hke.handlers.handle_local_states(
+        _lifted_forward(inner)))
+    params, state = f.init(jax.random.key(0), 1.0)
+    self.assertEqual(sorted(state), ["embed/sub/~local_state/counters",
+                                     COUNTERS])
+    for _ in range(2):
+      out, state = f.apply(params, state, None, 2.0)
+    # The inner counter adds 2 per apply, the outer adds the inner's count.
+    self.assertEqual(
+        float(state["embed/sub/~local_state/counters"]["counter:count"]), 4.0)
+    self.assertEqual(float(state[COUNTERS]["counter:count"]), 6.0)
+    self.assertEqual(float(out), 6.0)
+
+  def test_same_layout_as_haiku_state(self):
+    local = hke.transform_with_state(
+        lambda x: Counter(name="counter")(x))
+    haiku = hk.transform_with_state(lambda x: HaikuCounter(name="counter")(x))
+    states = []
+    for inner in (local, haiku):
+      f = hke.transform_with_state(hke.handlers.handle_local_states(
+          _lifted_forward(inner)))
+      params, state = f.init(jax.random.key(0), 1.0)
+      _, state = f.apply(params, state, None, 3.0)
+      states.append(state)
+    local_state, haiku_state = states
+    self.assertEqual(
+        float(local_state["embed/sub/~local_state/counters"]["counter:count"]),
+        float(haiku_state["embed/sub/counter"]["count"]))
+
+  def test_one_explicit_name_inside_and_outside_a_lift_is_no_clash(self):
+    named = lambda name: Counter(name=name, state_name="total")
+    inner = hke.transform_with_state(lambda x: named("deep")(x))
+    f = hke.transform_with_state(hke.handlers.handle_local_states(
+        lambda x: named("top")(10 * _lifted_forward(inner)(x))))
+    params, state = f.init(jax.random.key(0), 1.0)
+    _, state = f.apply(params, state, None, 1.0)
+    self.assertEqual(
+        float(state["embed/sub/~local_state/counters"]["total"]), 1.0)
+    self.assertEqual(float(state[COUNTERS]["total"]), 10.0)
+
+  def test_ignored_update_keeps_the_lifted_state_as_haiku_does(self):
+    inner = hke.transform_with_state(lambda x: Counter(name="counter")(x))
+
+    def forward(x):
+      lifted, updater = hk.experimental.lift_with_state(inner.init,
+                                                        name="sub")
+      params, state = lifted(hk.next_rng_key() if hk.running_init() else None,
+                             x)
+      y, _ = inner.apply(params, state, None, x)
+      updater.ignore_update()
+      return y
+
+    f = hke.transform_with_state(hke.handlers.handle_local_states(forward))
+    params, state = f.init(jax.random.key(0), 1.0)
+    out, state = f.apply(params, state, None, 5.0)
+    self.assertEqual(float(out), 5.0)
+    self.assertEqual(
+        float(state["sub/~local_state/counters"]["counter:count"]), 0.0)
+
+  def test_vmapped_lift_gives_one_state_per_member(self):
+    inner = hke.transform_with_state(lambda x: Counter(name="counter")(x))
+    members = 3
+
+    def forward(x):
+      init = jax.vmap(inner.init, in_axes=(0, None))
+      keys = hk.next_rng_keys(members) if hk.running_init() else None
+      lifted, updater = hk.experimental.lift_with_state(init, name="ens")
+      params, state = lifted(keys, x)
+      ys, state = jax.vmap(inner.apply, in_axes=(0, 0, None, 0))(
+          params, state, None, x * jnp.arange(1.0, members + 1))
+      updater.update(state)
+      return ys
+
+    f = hke.transform_with_state(hke.handlers.handle_local_states(forward))
+    params, state = f.init(jax.random.key(0), 1.0)
+    _, state = f.apply(params, state, None, 1.0)
+    np.testing.assert_array_equal(
+        state["ens/~local_state/counters"]["counter:count"], [1.0, 2.0, 3.0])
+
+
 class FreezeTest(parameterized.TestCase):
 
   def test_freeze_round_trip(self):

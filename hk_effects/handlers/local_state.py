@@ -43,6 +43,7 @@ from haiku._src import base as hk_base
 
 from hk_effects import binding
 from hk_effects import effect_base
+from hk_effects import nesting
 
 BUNDLE_PREFIX = "~local_state/"
 _SHARING_LEVELS = ("forbidden", "allowed", "unsafe")
@@ -384,7 +385,14 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
       # It refers to the state and never conflicts; recording it would hide
       # a duplicate name met after it.
       return
-    claims = scope.data["named"]
+    # Names are per Haiku transform: a model nested in another (hk.lift,
+    # lift_with_state) keeps its states in its own state dict.
+    token = nesting.transform_token()
+    per_transform = scope.data["named"]
+    entry = per_transform.get(id(token))
+    if entry is None or entry[0] is not token:
+      entry = per_transform[id(token)] = (token, {})
+    claims = entry[1]
     first = claims.get(full_key)
     if first is None or first.site == site:
       claims[full_key] = _Claim(site, request)
