@@ -14,6 +14,11 @@ handler's id and with a key the inner handler drew from the enclosing
 sequence on entry: keys stay distinct and threaded, and the outer stream
 depends on its own key as well as (at the price of) the inner key.
 
+During ``init`` no handler pushes anything: every random request draws from
+``init``'s rng, so parameters (which Haiku initialises from the same
+sequence) depend on ``init``'s rng alone, whichever random handlers serve
+the forward pass (DESIGN 11).
+
 ``WithHaikuRandom`` serves keys from whatever ``hk.next_rng_key()`` returns
 where the request is called: inside the body of a key-owning handler that
 is that handler's sequence, not the ``rng`` given to ``apply``. Put
