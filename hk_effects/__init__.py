@@ -77,6 +77,8 @@ from hk_effects.layers import TellIntermediate
 from hk_effects.path_keys import PathKeyCollisionError
 from hk_effects.signature import effect_signature
 from hk_effects.signature import EffectSignature
+from hk_effects.transform import multi_transform
+from hk_effects.transform import multi_transform_with_state
 from hk_effects.transform import transform
 from hk_effects.transform import transform_with_state
 
@@ -121,6 +123,8 @@ __all__ = (
     "free_effect_types",
     "handler_scope",
     "handlers",
+    "multi_transform",
+    "multi_transform_with_state",
     "pytree_dataclass",
     "select_calls",
     "static_field",

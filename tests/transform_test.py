@@ -11,6 +11,8 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
+from haiku._src import base as hk_base
+from haiku._src import transform as hk_transform
 
 import hk_effects as hke
 
@@ -158,6 +160,241 @@ class OptInTest(absltest.TestCase):
     params = f.init(jax.random.key(0), x)
     np.testing.assert_array_equal(
         f.apply(params, x), hk.transform(_plain).apply(params, None, x))
+
+
+def _summary_model():
+  """A handled model with two named user modules (and an effect)."""
+  def forward(x):
+    x = hk.Linear(4, name="encoder")(x)
+    return hke.Dropout(0.5, name="noise")(x)
+  return hke.handlers.WithHaikuRandom.handling(forward)
+
+
+class _Noisy(hk.Module):
+  """Linear plus Gaussian noise; the multi_transform test shares one."""
+
+  def __init__(self, name=None):
+    super().__init__(name=name)
+    self.rng = hke.RandomRequest()
+
+  def __call__(self, x):
+    x = hk.Linear(3, name="proj")(x)
+    return x + jax.random.normal(self.rng.next_key(), x.shape)
+
+
+class HaikuContractsTest(parameterized.TestCase):
+  """What hke.transform* returns is treated as Haiku's own objects are."""
+
+  @parameterized.named_parameters(
+      ("transform", lambda f: hke.transform(f)),
+      ("transform_no_apply_rng", lambda f: hke.transform(f, apply_rng=False)),
+      ("transform_with_state", hke.transform_with_state),
+      ("hk_without_apply_rng",
+       lambda f: hk.without_apply_rng(hke.transform(f))),
+      ("hk_without_apply_rng_with_state",
+       lambda f: hk.without_apply_rng(hke.transform_with_state(f))),
+  )
+  def test_get_original_fn_is_the_users_function(self, make):
+    model = _summary_model()
+    f = make(model)
+    self.assertIs(hk_transform.get_original_fn(f), model)
+    self.assertIs(hk_transform.get_original_fn(f.init), model)
+    self.assertIs(hk_transform.get_original_fn(f.apply), model)
+    # As for Haiku's objects, a jitted apply still links back.
+    self.assertIs(hk_transform.get_original_fn(jax.jit(f.apply)), model)
+
+  @parameterized.named_parameters(
+      ("transform", hke.transform, hk.transform),
+      ("with_state", hke.transform_with_state, hk.transform_with_state),
+  )
+  def test_jitted_function_is_refused_as_haiku_does(self, ours, theirs):
+    def forward(x):
+      return hk.Linear(2)(x)
+    with self.assertRaises(ValueError) as haiku_error:
+      theirs(jax.jit(forward))
+    with self.assertRaises(ValueError) as our_error:
+      ours(jax.jit(forward))
+    self.assertEqual(str(our_error.exception), str(haiku_error.exception))
+    self.assertIn("jax.jit(hk.transform(f).apply)", str(our_error.exception))
+
+  def test_pmapped_function_is_treated_as_haiku_treats_it(self):
+    # Haiku's check looks at the function's type; since JAX 0.9 `jax.pmap`
+    # returns a plain function, which Haiku accepts. hke does what Haiku does.
+    def outcome(transform):
+      try:
+        transform(jax.pmap(lambda x: hk.Linear(2)(x)))
+      except ValueError as e:
+        return str(e)
+      return "accepted"
+    self.assertEqual(outcome(hke.transform), outcome(hk.transform))
+    self.assertEqual(outcome(hke.transform_with_state),
+                     outcome(hk.transform_with_state))
+
+  def test_running_init_is_true_in_init_only(self):
+    seen = []
+
+    class Probe(hk.Module):
+
+      def __init__(self):
+        super().__init__(name="probe")
+        self.rng = hke.RandomRequest()
+
+      def __call__(self, x):
+        seen.append(hk.running_init())
+        return x + jax.random.uniform(self.rng.next_key(), x.shape)
+
+    f = hke.transform(hke.handlers.WithHaikuRandom.handling(
+        lambda x: Probe()(x)))
+    x = jnp.zeros([2])
+    params = f.init(jax.random.key(0), x)
+    f.apply(params, jax.random.key(1), x)
+    jax.jit(f.apply)(params, jax.random.key(2), x)
+    self.assertEqual(seen, [True, False, False])
+
+  def test_check_jax_usage_refuses_raw_jax_and_accepts_haiku_wrappers(self):
+    with hk.config.context(check_jax_usage=True):
+      raw = hke.transform(lambda x: jax.vmap(lambda y: hk.Linear(2)(y))(x))
+      with self.assertRaisesRegex(hk_base.JaxUsageError, "hk.vmap"):
+        raw.init(jax.random.key(0), jnp.ones([3, 5]))
+
+      def forward(x):
+        rows = hk.vmap(lambda y: hke.Dropout(0.5)(y), split_rng=True)(x)
+        steps = hk.scan(lambda c, y: (c, hke.Dropout(0.5)(y)), 0.0, x)[1]
+        return rows, steps
+      f = hke.transform(hke.handlers.WithHaikuRandom.handling(forward))
+      x = jnp.ones([4, 16])
+      params = f.init(jax.random.key(0), x)
+      rows, steps = f.apply(params, jax.random.key(1), x)
+    for out in (rows, steps):
+      self.assertEqual(set(np.unique(np.asarray(out))), {0.0, 2.0})
+      # Each member / step draws its own key.
+      self.assertLen({tuple(r) for r in np.asarray(out)}, 4)
+
+  def test_without_apply_rng_drops_the_rng_and_keeps_values(self):
+    forward = hke.handlers.WithHaikuRandom.handling(_plain)
+    x = jnp.linspace(-1.0, 1.0, 8).reshape(2, 4)
+    ours = hk.without_apply_rng(hke.transform(forward))
+    theirs = hk.transform(forward)
+    params = ours.init(jax.random.key(0), x)
+    chex.assert_trees_all_equal(params, theirs.init(jax.random.key(0), x))
+    np.testing.assert_array_equal(ours.apply(params, x),
+                                  theirs.apply(params, None, x))
+    stateful = hk.without_apply_rng(hke.transform_with_state(forward))
+    out, state = stateful.apply(params, {}, x)
+    np.testing.assert_array_equal(out, theirs.apply(params, None, x))
+    self.assertEqual(state, {})
+
+  def test_tabulate_lists_the_users_modules(self):
+    model = _summary_model()
+    x = jnp.ones([2, 3])
+    table = hk.experimental.tabulate(hke.transform(model))(x)
+    self.assertEqual(table, hk.experimental.tabulate(model)(x))
+    self.assertIn("encoder (Linear)", table)
+    self.assertIn("noise (Dropout)", table)
+    self.assertIn("w: f32[3,4]", table)
+
+  def test_eval_summary_records_the_users_module_calls(self):
+    model = _summary_model()
+    f = hke.transform_with_state(model)
+    x = jnp.ones([2, 3])
+    for summarised in (f, f.apply, jax.jit(f.apply)):
+      calls = hk.experimental.eval_summary(summarised)(x)
+      self.assertEqual(
+          [(c.module_details.module.module_name, str(c.output_spec))
+           for c in calls],
+          [("encoder", "f32[2,4]"), ("noise", "f32[2,4]")])
+
+  def _multi(self, multi):
+    def build():
+      shared = _Noisy(name="shared")
+
+      def encode(x):
+        return hke.handlers.WithFrozenRandomState.handling(
+            shared, jax.random.key(6))(x)
+
+      def decode(x):
+        return hke.handlers.WithHaikuRandom.handling(shared)(x)
+
+      return (lambda x: (encode(x), decode(x))), (encode, decode)
+    return multi(build)
+
+  @parameterized.named_parameters(("haiku", hk.multi_transform),
+                                  ("hke", hke.multi_transform))
+  def test_multi_transform_with_handlers_inside(self, multi):
+    f = self._multi(multi)
+    x = jnp.ones([1, 2])
+    params = f.init(jax.random.key(0), x)
+    chex.assert_trees_all_equal(
+        params, self._multi(hk.multi_transform).init(jax.random.key(0), x))
+    self.assertEqual(jax.tree.map(jnp.shape, params),
+                     {"shared/proj": {"b": (3,), "w": (2, 3)}})
+    encode, decode = f.apply
+    h_a = encode(params, jax.random.key(1), x)
+    h_b = encode(params, jax.random.key(2), x)
+    np.testing.assert_array_equal(h_a, h_b)  # Frozen key: same noise.
+    proj = x @ params["shared/proj"]["w"] + params["shared/proj"]["b"][None]
+    self.assertFalse(np.array_equal(h_a, proj))  # Noise was added.
+    n_a = decode(params, jax.random.key(1), x)
+    n_b = decode(params, jax.random.key(2), x)
+    self.assertFalse(np.array_equal(n_a, n_b))  # Haiku's rng: fresh noise.
+    # hke.multi_transform computes what hk.multi_transform computes.
+    _, (ref_encode, ref_decode) = self._multi(hk.multi_transform)
+    np.testing.assert_array_equal(h_a,
+                                  ref_encode(params, jax.random.key(1), x))
+    np.testing.assert_array_equal(n_a,
+                                  ref_decode(params, jax.random.key(1), x))
+
+  def test_multi_transform_with_state_keeps_local_states_per_function(self):
+    def build():
+      counter = hke.InitialLocalStateRequest(lambda: jnp.zeros([], jnp.int32),
+                                             "counters", name="n")
+
+      class Count(hk.Module):
+
+        def __init__(self):
+          super().__init__(name="count")
+          self.n = counter
+
+        def __call__(self, x):
+          self.n.set(self.n.get() + 1)
+          return x + self.n.get()
+
+      count = Count()
+      step = hke.handlers.handle_local_states(count)
+      peek = hke.handlers.handle_local_states(lambda x: x)
+      return step, (step, peek)
+
+    f = hke.multi_transform_with_state(build)
+    params, state = f.init(jax.random.key(0), jnp.zeros([]))
+    self.assertEqual(state, {"~local_state/counters": {"n": 0}})
+    step, peek = f.apply
+    for expected in (1, 2):
+      out, state = step(params, state, None, jnp.zeros([]))
+      self.assertEqual((out, state),
+                       (expected, {"~local_state/counters": {"n": expected}}))
+    # The other function passes the entry it does not touch through.
+    out, state = peek(params, state, None, jnp.zeros([]))
+    self.assertEqual(state, {"~local_state/counters": {"n": 2}})
+
+  def test_multi_transform_without_state_refuses_local_state_by_name(self):
+    def build():
+      def forward(x):
+        return Counter()(x)
+      handled = hke.handlers.handle_local_states(forward)
+      return handled, (handled,)
+
+    class Counter(hk.Module):
+
+      def __init__(self):
+        super().__init__(name="counter")
+        self.n = hke.InitialLocalStateRequest(jnp.zeros, "c")
+
+      def __call__(self, x):
+        self.n.set(self.n.get() + 1)
+        return x
+
+    with self.assertRaisesRegex(ValueError, "hke.transform_with_state"):
+      hke.multi_transform(build).init(jax.random.key(0), jnp.zeros([]))
 
 
 if __name__ == "__main__":
