@@ -14,7 +14,7 @@ setuptools.setup(
     install_requires=[
         "jax>=0.6",
         "jaxlib>=0.6",
-        "dm-haiku>=0.0.14",
+        "dm-haiku>=0.0.17,<0.0.18",  # haiku_internals.SUPPORTED_HAIKU
         "chex>=0.1.89",
         "absl-py>=2.0",
     ],

@@ -35,10 +35,12 @@ Example:
 (2, 4)
 """
 
+from hk_effects import boundaries
 from hk_effects import handlers
 from hk_effects.binding import handler_scope
 from hk_effects.binding import RawTransformError
-from hk_effects.control_flow import SideOutputPlacementError
+from hk_effects.boundaries import BoundaryBypassError
+from hk_effects.boundaries import BoundaryEffect
 from hk_effects.editing import CallSelection
 from hk_effects.editing import select_calls
 from hk_effects.effect_base import effect_colour
@@ -68,6 +70,7 @@ from hk_effects.handlers.side_output import SideOutputEffect
 from hk_effects.handlers.side_output import SideOutputRequest
 from hk_effects.handlers.side_output import SideOutputValue
 from hk_effects.handlers.side_output import tell
+from hk_effects.handlers.side_output_transport import SideOutputPlacementError
 from hk_effects.inspection import BindingTable
 from hk_effects.inspection import bindings
 from hk_effects.inspection import free_effect_types
@@ -87,6 +90,8 @@ __version__ = "0.1.0"
 __all__ = (
     "ApplyAttentionMask",
     "BindingTable",
+    "BoundaryBypassError",
+    "BoundaryEffect",
     "CallSelection",
     "Dropout",
     "EffectHandler",
@@ -118,6 +123,7 @@ __all__ = (
     "TellIntermediate",
     "UnhandledEffectError",
     "bindings",
+    "boundaries",
     "effect_colour",
     "effect_signature",
     "free_effect_types",

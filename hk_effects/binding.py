@@ -21,10 +21,10 @@ from typing import Any, Callable, Iterator
 import haiku as hk
 import jax
 import numpy as np
-from haiku._src import base as hk_base
-from haiku._src import module as hk_module
 
+from hk_effects import boundaries
 from hk_effects import effect_base
+from hk_effects import haiku_internals as hki
 from hk_effects import nesting
 
 _EFFECT_NODE_TYPES = (effect_base.EffectRequest, effect_base.HandledEffectRef)
@@ -185,7 +185,7 @@ def handler_scope(handler, pushes_rng: bool = False,
   _state.scopes.append(scope)
   _state.scope_version += 1
   try:
-    with _interceptor_installed():
+    with _interceptor_installed(), boundaries.known_level():
       yield scope
   finally:
     scope.active = False
@@ -200,7 +200,7 @@ def effect_scope(stateless: bool = False,
   scope = _EffectScope(stateless=stateless, recording=recording)
   _state.effect_scopes.append(scope)
   try:
-    with _interceptor_installed():
+    with _interceptor_installed(), boundaries.known_level():
       yield scope
       for check in scope.on_exit:
         check()
@@ -471,7 +471,7 @@ def _intercept(next_fun: Callable, args, kwargs, context):
   finally:
     # Haiku runs the first-pushed interceptor outermost; once it returns,
     # nothing calls `next_fun` again.
-    if hk_module.interceptor_stack.peek(0) is _intercept:
+    if hki.interceptor_stack.peek(0) is _intercept:
       _break_self_reference(next_fun)
 
 
@@ -677,8 +677,7 @@ def check_no_raw_transform(site: Site, effect: str, method: str) -> None:
   Haiku records the JAX trace level at the transform and inside each of its
   wrappers; any other level means a raw ``jax.*`` transform sits between.
   """
-  expected = hk_base.current_frame().jax_trace_stack.peek()
-  if hk_base.JaxTraceLevel.current() == expected:
+  if hki.JaxTraceLevel.current() == hki.frame_trace_level():
     return
   kind = _trace_kind()
   wrapper = _HAIKU_WRAPPER_FOR.get(

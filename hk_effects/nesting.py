@@ -27,8 +27,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from haiku._src import base as hk_base
-from haiku._src import lift as hk_lift
+from hk_effects import haiku_internals as hki
 
 
 def transform_token() -> Any:
@@ -39,9 +38,9 @@ def transform_token() -> Any:
   >>> transform_token() is None
   True
   """
-  if not hk_base.inside_transform():
+  if not hki.inside_transform():
     return None
-  return hk_base.current_frame().jax_trace_stack.peek(0)
+  return hki.current_frame().jax_trace_stack.peek(0)
 
 
 class _ThreadState(threading.local):
@@ -61,7 +60,7 @@ _state = _ThreadState()
 
 
 def is_lifting_module(module: Any) -> bool:
-  return isinstance(module, hk_lift.LiftingModule)
+  return isinstance(module, hki.LiftingModule)
 
 
 def lift_call_started(module: Any) -> None:
@@ -76,6 +75,22 @@ def lift_call_ended(module: Any, result: Any) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   leaves = tuple(jax.tree_util.tree_leaves(result))
   _state.done_lifts.append((token, prefix, leaves))
+
+
+def lifts_done() -> int:
+  """How many lifting-module calls returned so far (a position for
+  ``lift_prefix_since``)."""
+  return len(_state.done_lifts)
+
+
+def lift_prefix_since(position: int) -> str:
+  """The prefix of the first lift in the current transform that returned
+  after ``position`` ("" if none): ``hk.layer_stack``'s own lift."""
+  token = transform_token()
+  for lift_token, prefix, _ in _state.done_lifts[position:]:
+    if lift_token is token:
+      return prefix
+  return ""
 
 
 def clear() -> None:
@@ -101,7 +116,7 @@ def _frames_of(token: Any):
   """(innermost frame of transform ``token``, innermost frame of its parent
   transform or None)."""
   own = None
-  for frame in hk_base.frame_stack:  # Innermost first.
+  for frame in hki.frame_stack:  # Innermost first.
     if frame.jax_trace_stack.peek(0) is token:
       own = frame
     elif own is not None:

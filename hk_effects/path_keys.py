@@ -15,7 +15,7 @@ call i) and ``hk.layer_stack`` (layer i is call i). ``hk.fori_loop`` and
 ``hk.while_loop`` index their bodies the same way, and
 ``hk.vmap(split_rng=True)`` folds in the member index.
 
-Loops index calls through the wrappers in ``control_flow.py``; calls are
+Loops index calls at Haiku's boundaries (``path_key_loops.py``); calls are
 counted by a Haiku method interceptor installed while a path-keyed handler
 runs. Where a call index is not well defined (a family called twice in one
 loop iteration, a module called directly in two nested loops, a call after a
@@ -30,15 +30,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import re
 import threading
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import haiku as hk
 import jax
-from haiku._src import base as hk_base
+
+from hk_effects import boundaries
+from hk_effects import haiku_internals as hki
 
 _SUFFIX = re.compile(r"^(.*)_(\d+)$")
 
@@ -324,52 +325,51 @@ def body(frame: _Frame, index: Any) -> Iterator[None]:
     _state.invocations.remove(inv)
 
 
-_Wrapper = Callable[[Callable[..., Any]], Callable[..., Any]]
-
-
-@contextlib.contextmanager
-def alternatives() -> Iterator[_Wrapper]:
+class Alternatives:
   """Branches of ``hk.cond`` / ``hk.switch``: each starts from the counts
-  before the branching, as only one of them runs; after it, every count is
-  the largest any branch reached. Yields the wrapper for branch functions.
+  before the branching, as only one of them runs; after it (``finish``),
+  every count is the largest any branch reached.
 
   Example:
 
-  >>> with handler_running(), alternatives() as branch:
-  ...   print(branch(lambda: 1)())
-  1
+  >>> with handler_running():
+  ...   alternatives = Alternatives()
+  ...   with alternatives.branch():
+  ...     pass
+  ...   alternatives.finish()
   """
-  inv = _state.invocations[-1]
-  call = _innermost_call(inv.space)
-  inside = call is not None and call.seq > inv.seq
-  tallies = [call.child_counts, call.draws] if inside else [inv.counts]
-  if call is not None and not inside:
-    tallies.append(call.draws)
-  starts = [dict(t) for t in tallies]
-  ends: list[list[dict]] = []
 
-  def branch(fun: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fun)
-    def alternative(*args, **kwargs):
-      for tally, start in zip(tallies, starts):
-        tally.clear()
-        tally.update(start)
-      try:
-        return fun(*args, **kwargs)
-      finally:
-        ends.append([dict(t) for t in tallies])
-    return alternative
+  def __init__(self):
+    inv = _state.invocations[-1]
+    call = _innermost_call(inv.space)
+    inside = call is not None and call.seq > inv.seq
+    self.tallies = [call.child_counts, call.draws] if inside else [inv.counts]
+    if call is not None and not inside:
+      self.tallies.append(call.draws)
+    self.starts = [dict(t) for t in self.tallies]
+    self.ends: list[list[dict]] = []
 
-  yield branch
-  for i, tally in enumerate(tallies):
-    merged = dict(starts[i])
-    for end in ends:
-      for name, count in end[i].items():
-        before = merged.get(name, 0)
-        merged[name] = (_UNKNOWN if _UNKNOWN in (count, before)
-                        else max(count, before))
-    tally.clear()
-    tally.update(merged)
+  @contextlib.contextmanager
+  def branch(self) -> Iterator[None]:
+    """One traced branch."""
+    for tally, start in zip(self.tallies, self.starts):
+      tally.clear()
+      tally.update(start)
+    try:
+      yield
+    finally:
+      self.ends.append([dict(t) for t in self.tallies])
+
+  def finish(self) -> None:
+    for i, tally in enumerate(self.tallies):
+      merged = dict(self.starts[i])
+      for end in self.ends:
+        for name, count in end[i].items():
+          before = merged.get(name, 0)
+          merged[name] = (_UNKNOWN if _UNKNOWN in (count, before)
+                          else max(count, before))
+      tally.clear()
+      tally.update(merged)
 
 
 @contextlib.contextmanager
@@ -439,6 +439,9 @@ def draw(root: jax.Array, module_path: str, attribute_path: str,
   >>> bool((jax.random.key_data(k1) != jax.random.key_data(k2)).any())
   True
   """
+  boundaries.check_entered(
+      f"A path-keyed draw of request {attribute_path!r} of module "
+      f"{module_path!r}")
   inv = _state.invocations[-1]
   call = next((c for c in reversed(_state.calls) if c.space is inv.space
                and c.module.module_name == module_path), None)
@@ -463,7 +466,7 @@ def draw(root: jax.Array, module_path: str, attribute_path: str,
   if call is None:
     key = _fold_all(jax.random.clone(root), canon)
   else:
-    key = _call_key(call, root, hk_base.JaxTraceLevel.current())
+    key = _call_key(call, root, hki.JaxTraceLevel.current())
   name = "/".join(c.family for c in canon)
   key = jax.random.fold_in(
       key, hash32(f"{name}|{attribute_path}|{tag!r}|{number}"))

@@ -18,7 +18,10 @@ import numpy as np
 
 import hk_effects as hke
 from hk_effects import binding
-from hk_effects import control_flow
+from hk_effects import boundaries
+from hk_effects import nesting
+from hk_effects import path_keys
+from hk_effects.handlers import side_output_transport
 
 H = hke.handlers
 
@@ -32,9 +35,14 @@ def global_state_left() -> dict[str, Any]:
       "call_recorders": list(binding._state.call_recorders),
       "interceptor_depth": binding._state.interceptor_depth,
       "interceptor_stack": list(hk_module.interceptor_stack),
-      "targets": list(control_flow._state.targets),
-      "collectors": control_flow._state.collectors,
-      "lifts": list(control_flow._state.lifts),
+      "targets": list(side_output_transport._state.targets),
+      "collectors": side_output_transport._state.collectors,
+      "known_levels": list(boundaries._state.known),
+      "path_key_invocations": list(path_keys._state.invocations),
+      "path_key_calls": list(path_keys._state.calls),
+      "running_lifts": list(nesting._state.running_lifts),
+      "done_lifts": list(nesting._state.done_lifts),
+      "nested_transforms": dict(nesting._state.parents),
   }
 
 

@@ -1,6 +1,6 @@
 """Tests of the side-output effect (hk_effects/handlers/side_output.py) and
 of the carriers that bring told values out of Haiku wrappers
-(hk_effects/control_flow.py)."""
+(hk_effects/handlers/side_output_transport.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 
 import hk_effects as hke
 from hk_effects import binding
-from hk_effects import control_flow
+from hk_effects.handlers import side_output_transport
 
 Collect = hke.handlers.CollectingSideOutputs
 X = jnp.array([1.0, 2.0])
@@ -405,8 +405,9 @@ class ErrorTest(parameterized.TestCase):
       probe = hke.TellIntermediate("t")
       return hk.eval_shape(probe, x)
     f = hke.transform(Collect.handling(fn), apply_rng=False)
-    with self.assertRaisesRegex(hke.SideOutputPlacementError,
-                                "a Haiku wrapper hk_effects does not know"):
+    with self.assertRaisesRegex(
+        hke.SideOutputPlacementError,
+        "inside hk.eval_shape, whose body cannot return extra outputs"):
       f.apply({}, X)
 
   def test_sum_of_different_shapes(self):
@@ -427,10 +428,10 @@ class ErrorTest(parameterized.TestCase):
   def test_delivery_after_the_collector_returned(self):
     handler = Collect.handling(lambda x: x, handler_id="gone")
     scope = binding.HandlerScope(handler)
-    told = control_flow.Told(scope, binding.Site("m", "a"), "t", "append")
+    told = side_output_transport.Told(scope, binding.Site("m", "a"), "t", "append")
     with self.assertRaisesRegex(hke.SideOutputPlacementError,
                                 "after its collector 'gone' returned"):
-      control_flow.deliver(told, X)
+      side_output_transport.deliver(told, X)
 
   def test_tell_through_a_stale_runtime_impl(self):
     kept = []

@@ -39,10 +39,10 @@ from typing import Any, Callable, Protocol
 
 import haiku as hk
 import jax
-from haiku._src import base as hk_base
 
 from hk_effects import binding
 from hk_effects import effect_base
+from hk_effects import haiku_internals as hki
 from hk_effects import nesting
 
 BUNDLE_PREFIX = "~local_state/"
@@ -268,7 +268,7 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
           f"Local state {self.key!r} at {self.site} was used under "
           "hke.transform, which has no state. Use hke.transform_with_state: "
           "its init returns the local states and its apply updates them.")
-    frame_state = hk_base.current_frame().state
+    frame_state = hki.current_frame().state
     bundle = frame_state[self.bundle]
     pair = bundle.get(self.key)
     if pair is None:
@@ -304,7 +304,7 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
           "sure that module runs first, pass apply the state returned by "
           "init (which holds it), or use an InitialLocalStateRequest.")
     value = self.request.initial_value()
-    bundle[self.key] = hk_base.StatePair(value, value)
+    bundle[self.key] = hki.StatePair(value, value)
     self.scope.data["created"].add((self.bundle, self.key))
     return bundle[self.key]
 
@@ -318,7 +318,7 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
                 "A local state keeps its structure, shapes and dtypes: cast "
                 "or reshape the new value (or, if the state given to apply "
                 "is wrong, pass the state returned by init).")
-    bundle[self.key] = hk_base.StatePair(pair.initial, value)
+    bundle[self.key] = hki.StatePair(pair.initial, value)
 
 
 @dataclasses.dataclass
@@ -418,15 +418,15 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
       # "Last one wins": the later request's initial value replaces the
       # earlier one while no module has set it yet (at init, or in the apply
       # that creates the state; a state given to apply is kept).
-      bundle = hk_base.current_frame().state[full_key[0]]
+      bundle = hki.current_frame().state[full_key[0]]
       pair = bundle.get(full_key[1])
       if pair is not None and pair.initial is pair.current:
         value = request.initial_value()
-        bundle[full_key[1]] = hk_base.StatePair(value, value)
+        bundle[full_key[1]] = hki.StatePair(value, value)
     claims[full_key] = _Claim(site, request)
 
   def __call__(self, arg):
-    if not hk_base.inside_transform():
+    if not hki.inside_transform():
       raise ValueError(
           f"{self!r} was called outside a Haiku transform, but local states "
           "live in Haiku state. Call it inside hke.transform_with_state(...) "

@@ -33,10 +33,11 @@ from typing import Any, Callable, Protocol
 import haiku as hk
 import jax
 import jax.numpy as jnp
-from haiku._src import base as hk_base
 
 from hk_effects import binding
 from hk_effects import effect_base
+from hk_effects import haiku_internals as hki
+from hk_effects import path_key_loops  # pylint: disable=unused-import  # Registers it.
 from hk_effects import path_keys as path_keys_lib
 from hk_effects.handlers import local_state
 
@@ -297,7 +298,7 @@ class _RandomHandler(effect_base.EffectHandler):
     return jax.random.fold_in(key, index)
 
   def _run_with_key(self, arg, key):
-    if not hk_base.inside_transform():
+    if not hki.inside_transform():
       raise ValueError(
           f"{self!r} was called outside a Haiku transform, but it serves keys "
           "through Haiku's rng sequence. Call it inside hke.transform(...) (or "
@@ -338,7 +339,7 @@ class _RandomHandler(effect_base.EffectHandler):
       with binding.handler_scope(self, root=key):
         with path_keys_lib.handler_running():
           return self.body(arg)
-    if hk_base.current_frame().rng_stack.peek() is not None:
+    if hki.current_frame().rng_stack.peek() is not None:
       with binding.handler_scope(
           self, salt=path_keys_lib.hash32(self.handler_id)):
         return self.body(arg)
@@ -352,7 +353,7 @@ def _without_handler_rng(next_creator, shape, dtype, init, context):
   """A Haiku creator running an initialiser with the rng a random handler
   pushed hidden (Haiku then raises its own error if the initialiser draws)."""
   del context
-  frame = hk_base.current_frame()
+  frame = hki.current_frame()
   top = frame.rng_stack.peek()
   pushed = any(s.pushes_rng for s in binding.active_scopes())
   if top is None or not pushed:

@@ -17,7 +17,7 @@ Each request declares once how repeated tells at its site combine (``mode``):
 
 Inside ``hk.vmap`` each member applies the mode to its own tells and the
 result is batched on a leading axis; inside ``hk.remat`` values are unchanged.
-``hk_effects.control_flow`` explains how values leave these wrappers and why
+``side_output_transport.py`` explains how values leave these wrappers and why
 ``hk.cond`` / ``hk.switch`` / ``hk.while_loop`` bodies cannot tell.
 """
 
@@ -28,11 +28,11 @@ from typing import Any, Callable, Protocol
 import haiku as hk
 import jax
 import jax.numpy as jnp
-from haiku._src import base as hk_base
 
 from hk_effects import binding
-from hk_effects import control_flow
 from hk_effects import effect_base
+from hk_effects import haiku_internals as hki
+from hk_effects.handlers import side_output_transport as transport
 
 
 class SideOutputEffect(Protocol):
@@ -50,10 +50,10 @@ class SideOutputEffect(Protocol):
 
 
 def _check_mode(mode: Any) -> None:
-  if mode not in control_flow.MODES:
+  if mode not in transport.MODES:
     raise ValueError(
         f"Unknown side-output mode {mode!r}; use one of "
-        f"{control_flow.MODES!r} ('append' keeps every value, 'last' the last "
+        f"{transport.MODES!r} ('append' keeps every value, 'last' the last "
         "one, 'sum' adds them).")
 
 
@@ -147,8 +147,8 @@ def _as_arrays(value: Any, site: binding.Site, tag: Any) -> Any:
 
 def _tell(scope: binding.HandlerScope, site: binding.Site, tag: Any,
           mode: str, value: Any) -> None:
-  told = control_flow.Told(scope, site, tag, mode)
-  control_flow.deliver(told, _as_arrays(value, site, tag))
+  told = transport.Told(scope, site, tag, mode)
+  transport.deliver(told, _as_arrays(value, site, tag))
 
 
 class SideOutputRuntimeImpl(effect_base.EffectRuntimeImpl):
@@ -243,7 +243,7 @@ class CollectingSideOutputs(effect_base.EffectHandler):
 
   def __call__(self, arg):
     with binding.handler_scope(self) as scope:
-      with control_flow.collecting(scope) as collected:
+      with transport.collecting(scope) as collected:
         out = self.body(arg)
     values = [SideOutputValue(told.path, told.tag, value)
               for told, value in zip(collected.told, collected.values)]
@@ -274,7 +274,7 @@ def tell(tag: Any, value: Any, mode: str = "append") -> None:
   for scope in reversed(binding.active_scopes()):
     if binding.handler_claims(scope.handler, request):
       module_path = (hk.experimental.current_name()
-                     if hk_base.inside_transform() else "~")
+                     if hki.inside_transform() else "~")
       site = binding.Site(module_path, "tell")
       _tell(scope, site, tag, mode, value)
       return

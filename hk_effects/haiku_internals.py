@@ -1,0 +1,131 @@
+"""Every use of Haiku's private modules (``haiku._src``), in one place.
+
+hk_effects needs a few things Haiku does not export: the current frame (its
+state, rng sequence and JAX-trace stack), the method-interceptor stack, the
+classes behind ``hk.layer_stack`` and ``hk.lift``, and the module attributes
+through which Haiku's own code reaches its wrappers (``haiku._src.stateful.
+scan`` is what ``hk.map`` calls). Keeping them here means one file to read
+when Haiku changes, and a version check at import instead of an
+``AttributeError`` at the first ``hk.scan``.
+
+``replace(name, replacement)`` installs one object under every public and
+private name of a Haiku function (``hk.vmap is haiku._src.stateful.vmap``
+stays true, so Haiku's advice ``hk.vmap.require_split_rng = False`` reaches
+the one object).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import haiku as hk
+from haiku._src import base
+from haiku._src import layer_stack
+from haiku._src import lift
+from haiku._src import module
+from haiku._src import recurrent
+from haiku._src import stateful
+
+# dm-haiku releases this file was written and tested against (inclusive);
+# setup.py pins the same range.
+SUPPORTED_HAIKU = ((0, 0, 17), (0, 0, 17))
+_SUPPORTED_TEXT = "dm-haiku>=0.0.17,<0.0.18"
+
+
+def _version(text: str) -> tuple[int, ...]:
+  parts = []
+  for piece in text.split(".")[:3]:
+    digits = "".join(c for c in piece if c.isdigit())
+    parts.append(int(digits or 0))
+  return tuple(parts)
+
+
+def check_version(version: str = hk.__version__) -> None:
+  """Raises ImportError unless ``version`` is a supported dm-haiku.
+
+  Example:
+
+  >>> check_version("0.0.17")
+  >>> try:
+  ...   check_version("0.0.9")
+  ... except ImportError as e:
+  ...   print("refused")
+  refused
+  """
+  low, high = SUPPORTED_HAIKU
+  if not low <= _version(version) <= high:
+    raise ImportError(
+        f"hk_effects supports {_SUPPORTED_TEXT}, but dm-haiku {version} is "
+        "installed. hk_effects reaches into Haiku's frames and wrappers "
+        f"(haiku._src), which change between releases: install "
+        f"'{_SUPPORTED_TEXT}'.")
+
+
+check_version()
+
+# Frames, state and rng.
+StatePair = base.StatePair
+JaxTraceLevel = base.JaxTraceLevel
+current_frame = base.current_frame
+inside_transform = base.inside_transform
+frame_stack = base.frame_stack
+
+# Method interception.
+interceptor_stack = module.interceptor_stack
+transparent = module.transparent
+
+# Classes behind public APIs.
+LiftingModule = lift.LiftingModule
+LayerStack = layer_stack._LayerStack  # pylint: disable=protected-access
+LAYER_STACK_IMPLEMENTATIONS = (
+    layer_stack._LayerStackNoPerLayer,  # pylint: disable=protected-access
+    layer_stack._LayerStackWithPerLayer)  # pylint: disable=protected-access
+
+
+def frame_trace_level() -> Any:
+  """The JAX trace level Haiku expects here: the transform's, or that of
+  the innermost Haiku wrapper body (``hk.scan``, ``hk.vmap``, ...)."""
+  return base.current_frame().jax_trace_stack.peek()
+
+
+# Where Haiku's wrappers live: hk_effects replaces each under all of them.
+_OWNERS = {
+    "scan": (hk, stateful, recurrent.hk),
+    "fori_loop": (hk, stateful),
+    "while_loop": (hk, stateful),
+    "vmap": (hk, stateful),
+    "remat": (hk, stateful),
+    "cond": (hk, stateful),
+    "switch": (hk, stateful),
+    "grad": (hk, stateful),
+    "value_and_grad": (hk, stateful),
+    "eval_shape": (hk, stateful),
+}
+
+
+def original(name: str) -> Callable[..., Any]:
+  """Haiku's own ``name`` (before hk_effects replaced it)."""
+  current = getattr(stateful, name)
+  return getattr(current, "__hk_effects_original__", current)
+
+
+def replace(name: str, make: Callable[[Callable[..., Any]], Any]) -> None:
+  """Installs ``make(original)`` as Haiku's ``name`` everywhere (once)."""
+  if hasattr(getattr(stateful, name), "__hk_effects_original__"):
+    return
+  orig = getattr(stateful, name)
+  replacement = make(orig)
+  replacement.__hk_effects_original__ = orig
+  for owner in _OWNERS[name]:
+    setattr(owner, name, replacement)
+
+
+def replace_method(cls: type, name: str,
+                   make: Callable[[Callable[..., Any]], Any]) -> None:
+  """Installs ``make(original method)`` as ``cls.name`` (once)."""
+  current = cls.__dict__[name]
+  if hasattr(current, "__hk_effects_original__"):
+    return
+  replacement = make(current)
+  replacement.__hk_effects_original__ = current
+  setattr(cls, name, replacement)
