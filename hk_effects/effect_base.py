@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import hashlib
+import typing
 from typing import Any, Callable, ClassVar
 
 import jax
@@ -44,6 +45,31 @@ class UnhandledEffectError(Exception):
 UnhandledEffectError.__module__ = "hk_effects"
 
 
+def static_field(**kwargs) -> Any:
+  """A dataclass field that is PyTree metadata rather than a child.
+
+  Example:
+
+  >>> import dataclasses
+  >>> @pytree_dataclass
+  ... class Tagged:
+  ...   tag: str = static_field()
+  >>> Tagged("x").tag
+  'x'
+  """
+  return dataclasses.field(metadata={"static": True}, **kwargs)
+
+
+def _dataclass_transform(**kwargs):
+  # typing has it from Python 3.11; before, a no-op (a runtime-only hint).
+  transform = getattr(typing, "dataclass_transform", None)
+  return transform(**kwargs) if transform else (lambda f: f)
+
+
+# Type checkers then read `SideOutputRequest("tag")` as the dataclass
+# constructor it is.
+@_dataclass_transform(frozen_default=True,
+                      field_specifiers=(dataclasses.field, static_field))
 def pytree_dataclass(cls=None, /, *, frozen: bool = True):
   """Makes ``cls`` a frozen dataclass registered as a JAX PyTree node.
 
@@ -64,21 +90,6 @@ def pytree_dataclass(cls=None, /, *, frozen: bool = True):
     cls = dataclasses.dataclass(frozen=frozen)(cls)
     return jax.tree_util.register_dataclass(cls)
   return wrap if cls is None else wrap(cls)
-
-
-def static_field(**kwargs) -> Any:
-  """A dataclass field that is PyTree metadata rather than a child.
-
-  Example:
-
-  >>> import dataclasses
-  >>> @pytree_dataclass
-  ... class Tagged:
-  ...   tag: str = static_field()
-  >>> Tagged("x").tag
-  'x'
-  """
-  return dataclasses.field(metadata={"static": True}, **kwargs)
 
 
 def effect_colour(protocol: type) -> str:
