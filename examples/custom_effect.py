@@ -62,11 +62,11 @@ class WithMultiplier(hke.EffectHandler):
     return isinstance(request, MultiplierRequest) and request.tag == self.tag
 
   def runtime_impl(self, scope, ref, site):
-    return MultiplierImpl(scope, site, scope.data["factor"])
+    return MultiplierImpl(scope, site, scope.state)
 
   def __call__(self, arg_and_factor: tuple[Any, Any]):
     arg, factor = arg_and_factor
-    with hke.handler_scope(self, factor=factor):
+    with hke.handler_scope(self, state=factor):
       return self.body(arg)
 # --------------------------------------------------------------------------
 

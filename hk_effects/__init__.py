@@ -36,9 +36,10 @@ Example:
 """
 
 from hk_effects import boundaries
+from hk_effects import boundary_wrappers  # pylint: disable=unused-import  # Installs.
 from hk_effects import handlers
 from hk_effects.binding import handler_scope
-from hk_effects.binding import RawTransformError
+from hk_effects.raw_transforms import RawTransformError
 from hk_effects.boundaries import BoundaryBypassError
 from hk_effects.boundaries import BoundaryEffect
 from hk_effects.editing import CallSelection

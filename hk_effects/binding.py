@@ -26,6 +26,7 @@ from hk_effects import boundaries
 from hk_effects import effect_base
 from hk_effects import haiku_internals as hki
 from hk_effects import nesting
+from hk_effects import recording
 
 _EFFECT_NODE_TYPES = (effect_base.EffectRequest, effect_base.HandledEffectRef)
 # Attribute values of these types never hold effect nodes: skipping them keeps
@@ -52,39 +53,19 @@ class Site:
 
 
 class HandlerScope:
-  """One running call of one handler; runtime impls check ``active``."""
+  """One running call of one handler; runtime impls check ``active``.
 
-  def __init__(self, handler, pushes_rng: bool = False, **data):
+  ``state`` is what the handler keeps for this call (its own type: the
+  values it serves, what was used), given to ``handler_scope``.
+  """
+
+  def __init__(self, handler, state: Any = None):
     self.handler = handler
     self.handler_id = handler.handler_id
-    self.pushes_rng = pushes_rng
+    self.state = state
     self.active = True
-    self.data = data
     # The Haiku transform the handler was entered in (hk_effects.nesting).
     self.token = None
-
-
-@dataclasses.dataclass
-class Row:
-  """One row of ``hke.bindings``: a request and what serves it."""
-  module_path: str
-  attribute_path: str
-  request: Any
-  handler_id: str
-
-  @property
-  def handled(self) -> bool:
-    return self.handler_id != "unhandled"
-
-  def __treescope_repr__(self, path, subtree_renderer):
-    """Renders in treescope, coloured by the request's effect protocol."""
-    from treescope import repr_lib  # pylint: disable=g-import-not-at-top
-    return repr_lib.render_object_constructor(
-        type(self), {"module_path": self.module_path,
-                     "attribute_path": self.attribute_path,
-                     "request": self.request, "handler_id": self.handler_id},
-        path, subtree_renderer,
-        color=effect_base.effect_colour(self.request.effect_protocol()))
 
 
 class _EffectScope:
@@ -95,10 +76,6 @@ class _EffectScope:
     self.recording = recording
     self.recorded: set[tuple[str, str, str]] = set()
     self.unhandled: list[tuple[Site, Any]] = []
-    # Per-call data of handlers, and checks to run once the whole function
-    # returned normally (e.g. that apply got no local state nobody asked for).
-    self.data: dict[str, Any] = {}
-    self.on_exit: list[Callable[[], None]] = []
 
 
 class _ThreadState(threading.local):
@@ -111,7 +88,6 @@ class _ThreadState(threading.local):
     # entered or left since.
     self.bound_modules: dict[int, tuple[int, list]] = {}
     self.scope_version = 0
-    self.call_recorders: list[list[EffectCall]] = []
     self.interceptor_depth = 0
 
 
@@ -125,14 +101,6 @@ def active_scopes() -> tuple[HandlerScope, ...]:
 
 def current_effect_scope() -> _EffectScope | None:
   return _state.effect_scopes[-1] if _state.effect_scopes else None
-
-
-def innermost_rng_owner() -> HandlerScope | None:
-  """The innermost running scope that pushed a Haiku rng sequence."""
-  for scope in reversed(_state.scopes):
-    if scope.pushes_rng:
-      return scope
-  return None
 
 
 @contextlib.contextmanager
@@ -154,17 +122,19 @@ def _interceptor_installed() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def handler_scope(handler, pushes_rng: bool = False,
-                  **data) -> Iterator[HandlerScope]:
+def handler_scope(handler, state: Any = None) -> Iterator[HandlerScope]:
   """Runs a block with ``handler`` active; yields its ``HandlerScope``.
+
+  ``state`` is whatever the handler keeps for this call (the values it
+  serves, what was used); its ``runtime_impl`` reads it as ``scope.state``.
 
   Example (inside a handler's ``__call__``):
 
   >>> import hk_effects as hke
   >>> h = hke.handlers.WithConstantSideInputs.handling(lambda x: x, {})
-  >>> with handler_scope(h) as scope:
-  ...   print(scope.handler_id == h.handler_id)
-  True
+  >>> with handler_scope(h, state={"factor": 2.0}) as scope:
+  ...   print(scope.handler_id == h.handler_id, scope.state["factor"])
+  True 2.0
   """
   token = nesting.transform_token()
   for scope in _state.scopes:
@@ -180,7 +150,7 @@ def handler_scope(handler, pushes_rng: bool = False,
           f"Handler id {handler.handler_id!r} of {handler!r} collides with an "
           "enclosing running handler with the same id. Pass a distinct "
           "`handler_id=` to `.handling(...)` (ids must be unique in a nest).")
-  scope = HandlerScope(handler, pushes_rng=pushes_rng, **data)
+  scope = HandlerScope(handler, state)
   scope.token = token
   _state.scopes.append(scope)
   _state.scope_version += 1
@@ -202,97 +172,30 @@ def effect_scope(stateless: bool = False,
   try:
     with _interceptor_installed(), boundaries.known_level():
       yield scope
-      for check in scope.on_exit:
-        check()
   finally:
     _state.effect_scopes.remove(scope)
-
-
-@dataclasses.dataclass
-class EffectCall:
-  """One protocol-method call seen by an inspection pass."""
-  site: Site
-  request: Any
-  handler_id: str
-  method: str
-  value: Any  # Abstract (ShapeDtypeStruct) argument or result, or None.
-
-
-def _abstract(tree: Any) -> Any:
-  def one(x):
-    if hasattr(x, "shape") and hasattr(x, "dtype"):
-      return jax.ShapeDtypeStruct(x.shape, x.dtype)
-    return x
-  return jax.tree_util.tree_map(one, tree)
-
-
-class _RecordingProxy:
-  """Forwards to a runtime implementation and records protocol calls."""
-
-  def __init__(self, runtime, site, request, handler_id, calls):
-    self._runtime = runtime
-    self._site = site
-    self._request = request
-    self._handler_id = handler_id
-    self._calls = calls
-
-  def __getattr__(self, name: str):
-    target = getattr(self._runtime, name)
-    if name not in effect_base.protocol_methods(
-        self._request.effect_protocol()):
-      return target
-
-    def recorded(*args, **kwargs):
-      result = target(*args, **kwargs)
-      value = args[0] if args else result
-      self._calls.append(EffectCall(self._site, self._request,
-                                    self._handler_id, name, _abstract(value)))
-      return result
-    return recorded
-
-
-@contextlib.contextmanager
-def recording_calls(calls: list[EffectCall]) -> Iterator[None]:
-  """Records every protocol-method call into ``calls`` (inspection only)."""
-  _state.call_recorders.append(calls)
-  try:
-    yield
-  finally:
-    _state.call_recorders.remove(calls)
 
 
 def _is_effect_node(x: Any) -> bool:
   return isinstance(x, _EFFECT_NODE_TYPES)
 
 
-def _find_scope_by_id(handler_id: str) -> HandlerScope | None:
-  for scope in reversed(_state.scopes):
-    if scope.handler_id == handler_id:
-      return scope
-  return None
-
-
 def _record(site: Site, request, handler_id: str) -> None:
   for effect_scope_ in _state.effect_scopes:
-    if effect_scope_.recording is None:
-      continue
-    key = (site.module_path, site.attribute_path, handler_id)
-    if key not in effect_scope_.recorded:
-      effect_scope_.recorded.add(key)
-      effect_scope_.recording.append(
-          Row(site.module_path, site.attribute_path, request, handler_id))
+    if effect_scope_.recording is not None:
+      recording.record(effect_scope_.recording, effect_scope_.recorded, site,
+                       request, handler_id)
 
 
 def _bind_node(node, site: Site) -> tuple[Any, Any]:
   """Returns (what the module keeps, what it sees during the call)."""
   kept, runtime = _bind_node_unrecorded(node, site)
-  if _state.call_recorders:
+  if recording.recording_calls_now():
     request = kept.request if isinstance(
         kept, effect_base.HandledEffectRef) else kept
     handler_id = kept.handler_id if isinstance(
         kept, effect_base.HandledEffectRef) else "unhandled"
-    runtime = _RecordingProxy(runtime, site, request, handler_id,
-                              _state.call_recorders[-1])
+    runtime = recording.proxied(runtime, site, request, handler_id)
   return kept, runtime
 
 
@@ -329,7 +232,7 @@ def _bind_node_unrecorded(node, site: Site) -> tuple[Any, Any]:
   for candidate in reversed(_state.scopes):
     if not handler_claims(candidate.handler, request, site):
       continue
-    if getattr(candidate.handler, "rewrites", False):
+    if candidate.handler.rewrites:
       # A rewriting handler (e.g. freeze_local_states) turns the request into
       # another one that outer handlers may claim.
       request = candidate.handler.rewrite(request, site)
@@ -472,7 +375,7 @@ def _intercept(next_fun: Callable, args, kwargs, context):
     # Haiku runs the first-pushed interceptor outermost; once it returns,
     # nothing calls `next_fun` again.
     if hki.interceptor_stack.peek(0) is _intercept:
-      _break_self_reference(next_fun)
+      hki.release_next_fun(next_fun)
 
 
 def _lift_call(next_fun: Callable, args, kwargs, context):
@@ -484,38 +387,6 @@ def _lift_call(next_fun: Callable, args, kwargs, context):
     return result
   finally:
     nesting.lift_call_ended(context.module, result)
-
-
-def _break_self_reference(next_fun: Callable) -> None:
-  """Clears the closure cell through which Haiku's ``next_fun`` refers to
-  itself.
-
-  Haiku's ``run_interceptors`` defines ``next_fun`` as a closure over its own
-  name: a reference cycle per intercepted call that only the cyclic garbage
-  collector frees. In a deep model those cycles trigger extra collections
-  over the whole heap during tracing (measured by benchmarks/overhead.py).
-  When ours is the outermost interceptor, nothing calls ``next_fun`` after
-  we return, so the cell can be emptied and the call's objects freed at once.
-  """
-  code = getattr(next_fun, "__code__", None)
-  index = _SELF_CELL_INDEX.get(code)
-  if index is None:
-    # Haiku's `next_fun` refers to itself through the free variable of its
-    # own name; look that up once per code object.
-    freevars = getattr(code, "co_freevars", ())
-    index = _SELF_CELL_INDEX[code] = (
-        freevars.index(next_fun.__name__)
-        if next_fun.__name__ in freevars else -1)
-  if index >= 0:
-    cell = next_fun.__closure__[index]
-    try:
-      if cell.cell_contents is next_fun:
-        cell.cell_contents = None
-    except ValueError:  # Already empty.
-      pass
-
-
-_SELF_CELL_INDEX: dict[Any, int] = {}
 
 
 def _bind_and_call(next_fun: Callable, args, kwargs, context):
@@ -585,7 +456,7 @@ class UnhandledPlaceholder:
         and effect_scope_.recording is not None):
       # Inspection passes never fail on what the request would do unhandled
       # (a frozen state's set() raises): they use stand-in values.
-      stand_in = getattr(request, "inspection_stand_in", None)
+      stand_in = request.inspection_stand_in
       if stand_in is not None:
         return lambda *a, **k: stand_in(name, *a, **k)
     own = getattr(type(request), name, None)
@@ -595,7 +466,7 @@ class UnhandledPlaceholder:
       raise AttributeError(
           f"{type(request).__name__!r} object has no attribute {name!r}")
     if effect_scope_ is not None and effect_scope_.recording is not None:
-      raise StopInspection(self._site, request)
+      raise recording.StopInspection(self._site, request)
     raise effect_base.UnhandledEffectError(self._message(name))
 
   def _message(self, method: str) -> str:
@@ -610,7 +481,7 @@ class UnhandledPlaceholder:
         f"Unhandled {protocol.__name__}: {self._site} holds {request!r}, and "
         f"its .{method}() was called, but no running handler claims it. "
         "Wrap the forward function in a handler that claims it, e.g. "
-        f"{effect_base._suggested_handler(protocol)}, or check that the "
+        f"{request.suggested_handler()}, or check that the "
         "handler's tag / predicate / category matches this request.")
     if self._last_handler is not None:
       text += (
@@ -626,65 +497,3 @@ class UnhandledPlaceholder:
     return f"UnhandledPlaceholder({self._request!r} at {self._site})"
 
 
-class StopInspection(Exception):
-  """Raised by inspection passes when an unhandled effect blocks the run."""
-
-  def __init__(self, site: Site, request):
-    super().__init__(f"{site}: {request!r}")
-    self.site = site
-    self.request = request
-
-
-class RawTransformError(ValueError):
-  """An effect was used under a raw JAX transform inside a Haiku function.
-
-  Haiku threads its state, parameters and rng through its own wrappers
-  (``hk.scan``, ``hk.vmap``, ``hk.cond``, ``hk.fori_loop``, ``hk.remat``),
-  and hk_effects keeps effect data in the same places. Under the raw
-  ``jax.*`` equivalent the data would leak a tracer or repeat itself, so the
-  effect refuses to run.
-
-  Example:
-
-  >>> import hk_effects as hke
-  >>> issubclass(hke.RawTransformError, ValueError)
-  True
-  """
-
-RawTransformError.__module__ = "hk_effects"
-
-
-def _trace_kind() -> str:
-  from jax._src import core as jax_core  # pylint: disable=g-import-not-at-top
-  trace = jax_core.trace_ctx.trace
-  name = type(trace).__name__
-  if "Batch" in name:
-    return "jax.vmap"
-  if "JVP" in name or "Linearize" in name:
-    return "jax.grad / jax.jvp"
-  return "jax.lax.scan / jax.lax.cond / jax.lax.fori_loop / jax.checkpoint / jax.jit"
-
-
-_HAIKU_WRAPPER_FOR = {
-    "jax.vmap": "hk.vmap",
-    "jax.grad / jax.jvp": "hk.grad / hk.value_and_grad",
-}
-
-
-def check_no_raw_transform(site: Site, effect: str, method: str) -> None:
-  """Raises ``RawTransformError`` if a raw JAX transform is active.
-
-  Haiku records the JAX trace level at the transform and inside each of its
-  wrappers; any other level means a raw ``jax.*`` transform sits between.
-  """
-  if hki.JaxTraceLevel.current() == hki.frame_trace_level():
-    return
-  kind = _trace_kind()
-  wrapper = _HAIKU_WRAPPER_FOR.get(
-      kind, "hk.scan / hk.cond / hk.fori_loop / hk.remat (or jit the whole "
-      "apply function)")
-  raise RawTransformError(
-      f"{effect}.{method}() at {site} ran under a raw JAX transform ({kind}) "
-      "inside a Haiku function. The effect's data lives where Haiku threads "
-      "it, which raw transforms do not, so it would leak a tracer, reuse a "
-      f"key or lose an update. Use the Haiku wrapper instead: {wrapper}.")

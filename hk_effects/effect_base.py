@@ -136,9 +136,21 @@ class EffectRequest(abc.ABC):
   def effect_protocol(cls) -> type:
     """The protocol this request asks for."""
 
+  # Hooks the core calls (override where useful):
+  #
+  # `inspection_stand_in(method, *args)`, a method, gives inspection passes
+  # (`hke.bindings`, `hke.effect_signature`) the value an unhandled protocol
+  # call stands for, so they can go on; None: the pass stops there.
+  inspection_stand_in: Callable[..., Any] | None = None
+
   def describe(self) -> str:
     """A short human description (tag, category) used in tables and errors."""
     return repr(self)
+
+  @classmethod
+  def suggested_handler(cls) -> str:
+    """The handler an "unhandled" error suggests, as code."""
+    return f"a handler serving {cls.effect_protocol().__name__}"
 
   def __getattr__(self, name: str):
     if name.startswith("__") or name not in protocol_methods(
@@ -159,7 +171,7 @@ class EffectRequest(abc.ABC):
         "effectful layer ran without an enclosing effect handler, or outside "
         "`hke.transform` (which would also name the module and attribute). "
         "Wrap the forward function in a handler that claims this request, "
-        f"e.g. {_suggested_handler(type(self).effect_protocol())}.")
+        f"e.g. {type(self).suggested_handler()}.")
 
 
 def _claims_quietly(handler: Any, request: Any) -> bool:
@@ -167,16 +179,6 @@ def _claims_quietly(handler: Any, request: Any) -> bool:
     return bool(handler.claims(request))
   except Exception:  # pylint: disable=broad-except
     return False
-
-
-def _suggested_handler(protocol: type) -> str:
-  return {
-      "RandomEffect": "hke.handlers.WithHaikuRandom.handling(forward)",
-      "SideInputEffect":
-          "hke.handlers.WithConstantSideInputs.handling(forward, {tag: value})",
-      "SideOutputEffect": "hke.handlers.CollectingSideOutputs.handling(forward)",
-      "LocalStateEffect": "hke.handlers.handle_local_states(forward)",
-  }.get(protocol.__name__, "the handler of that effect")
 
 
 @pytree_dataclass
@@ -348,6 +350,10 @@ class EffectHandler(abc.ABC):
   kind: ClassVar[str] = ""
   body: Callable[[Any], Any]
   handler_id: str
+  # A rewriting handler (``freeze_local_states``) turns the requests it
+  # claims into other requests (``rewrite``) that outer handlers may claim,
+  # instead of serving them.
+  rewrites: ClassVar[bool] = False
 
   def __init__(self, body: Callable[[Any], Any], handler_id: str | None,
                config: str = ""):
@@ -372,6 +378,11 @@ class EffectHandler(abc.ABC):
   @abc.abstractmethod
   def claims(self, request: EffectRequest) -> bool:
     """Whether this handler takes ownership of ``request``."""
+
+  def rewrite(self, request: EffectRequest, site: Any) -> EffectRequest:
+    """What a claimed request becomes (rewriting handlers only)."""
+    raise NotImplementedError(
+        f"{type(self).__name__} sets rewrites=True but defines no rewrite().")
 
   def make_ref(self, request: EffectRequest) -> HandledEffectRef:
     """The ref a claimed request becomes (override for a dedicated class)."""

@@ -14,6 +14,7 @@ import haiku as hk
 import jax
 
 from hk_effects import binding
+from hk_effects import recording
 
 
 @dataclasses.dataclass
@@ -29,10 +30,10 @@ class BindingTable:
   >>> print(hke.BindingTable([]))
   module | attribute | request | handler
   """
-  rows: list[binding.Row]
+  rows: list[recording.Row]
   stopped_at: str | None = None
 
-  def __iter__(self) -> Iterator[binding.Row]:
+  def __iter__(self) -> Iterator[recording.Row]:
     """The rows, in the order the requests were met.
 
     Example:
@@ -54,10 +55,10 @@ class BindingTable:
   def __len__(self) -> int:
     return len(self.rows)
 
-  def __getitem__(self, index: int) -> binding.Row:
+  def __getitem__(self, index: int) -> recording.Row:
     return self.rows[index]
 
-  def unhandled(self) -> list[binding.Row]:
+  def unhandled(self) -> list[recording.Row]:
     """The rows no handler serves."""
     return [r for r in self.rows if not r.handled]
 
@@ -103,7 +104,7 @@ def bindings(fn: Callable[..., Any]) -> Callable[..., BindingTable]:
   """
   @functools.wraps(fn)
   def run(*args, **kwargs) -> BindingTable:
-    rows: list[binding.Row] = []
+    rows: list[recording.Row] = []
 
     def forward(*a, **k):
       with binding.effect_scope(recording=rows):
@@ -113,7 +114,7 @@ def bindings(fn: Callable[..., Any]) -> Callable[..., BindingTable]:
     try:
       jax.eval_shape(functools.partial(init, jax.random.key(0)),
                      *args, **kwargs)
-    except binding.StopInspection as stop:
+    except recording.StopInspection as stop:
       return BindingTable(rows, stopped_at=f"{stop.site}: {stop.request!r}")
     return BindingTable(rows)
   return run

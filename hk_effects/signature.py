@@ -21,6 +21,7 @@ import haiku as hk
 import jax
 
 from hk_effects import binding
+from hk_effects import recording
 
 
 def _shape_str(value: Any) -> str:
@@ -86,13 +87,13 @@ class EffectSignature:
 
   def _repr_html_(self) -> str:
     from hk_effects import rendering  # pylint: disable=g-import-not-at-top
-    rows = [binding.Row(e.module_path, e.attribute_path, e.request,
+    rows = [recording.Row(e.module_path, e.attribute_path, e.request,
                         e.handler_id) for e in self.entries]
     return rendering.html_table(type("T", (), {"rows": rows,
                                                "stopped_at": self.stopped_at}))
 
 
-def _detail(effect: str, calls: list[binding.EffectCall], request) -> str:
+def _detail(effect: str, calls: list[recording.EffectCall], request) -> str:
   tag = getattr(request, "tag", None)
   if effect == "RandomEffect":
     stream = "random" if tag is None else f"random[{tag!r}]"
@@ -134,11 +135,11 @@ def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
   """
   @functools.wraps(fn)
   def run(*args, **kwargs) -> EffectSignature:
-    rows: list[binding.Row] = []
-    calls: list[binding.EffectCall] = []
+    rows: list[recording.Row] = []
+    calls: list[recording.EffectCall] = []
 
     def forward(*a, **k):
-      with binding.effect_scope(recording=rows), binding.recording_calls(calls):
+      with binding.effect_scope(recording=rows), recording.recording_calls(calls):
         return fn(*a, **k)
 
     init = hk.transform_with_state(forward).init
@@ -146,7 +147,7 @@ def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
     try:
       jax.eval_shape(functools.partial(init, jax.random.key(0)),
                      *args, **kwargs)
-    except binding.StopInspection as stop:
+    except recording.StopInspection as stop:
       stopped = f"{stop.site}: {stop.request!r}"
     by_site = collections.defaultdict(list)
     for call in calls:

@@ -20,6 +20,7 @@ import hk_effects as hke
 from hk_effects import binding
 from hk_effects import boundaries
 from hk_effects import nesting
+from hk_effects import recording
 from hk_effects import path_keys
 from hk_effects.handlers import side_output_transport
 
@@ -32,7 +33,7 @@ def global_state_left() -> dict[str, Any]:
       "scopes": list(binding._state.scopes),
       "effect_scopes": list(binding._state.effect_scopes),
       "bound_modules": set(binding._state.bound_modules),
-      "call_recorders": list(binding._state.call_recorders),
+      "call_recorders": list(recording._state.call_recorders),
       "interceptor_depth": binding._state.interceptor_depth,
       "interceptor_stack": list(hk_module.interceptor_stack),
       "targets": list(side_output_transport._state.targets),

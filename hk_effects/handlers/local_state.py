@@ -44,6 +44,7 @@ from hk_effects import binding
 from hk_effects import effect_base
 from hk_effects import haiku_internals as hki
 from hk_effects import nesting
+from hk_effects import raw_transforms
 
 BUNDLE_PREFIX = "~local_state/"
 _SHARING_LEVELS = ("forbidden", "allowed", "unsafe")
@@ -96,6 +97,10 @@ class InitialLocalStateRequest(effect_base.EffectRequest):
   def effect_protocol(cls):
     return LocalStateEffect
 
+  @classmethod
+  def suggested_handler(cls) -> str:
+    return "hke.handlers.handle_local_states(forward)"
+
   def describe(self) -> str:
     named = f" {self.name!r}" if self.name else ""
     return f"local state{named} [{self.category}]"
@@ -128,6 +133,10 @@ class FrozenLocalStateRequest(effect_base.EffectRequest):
   @classmethod
   def effect_protocol(cls):
     return LocalStateEffect
+
+  @classmethod
+  def suggested_handler(cls) -> str:
+    return "hke.handlers.handle_local_states(forward)"
 
   def describe(self) -> str:
     named = f" {self.name!r}" if self.name else ""
@@ -166,6 +175,10 @@ class SharedLocalStateRequest(effect_base.EffectRequest):
   @classmethod
   def effect_protocol(cls):
     return LocalStateEffect
+
+  @classmethod
+  def suggested_handler(cls) -> str:
+    return "hke.handlers.handle_local_states(forward)"
 
   def describe(self) -> str:
     return f"shared local state {self.name!r} [{self.category}]"
@@ -261,7 +274,7 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
 
   def _entry(self, method: str):
     self.check_alive()
-    binding.check_no_raw_transform(self.site, "LocalStateEffect", method)
+    raw_transforms.check_no_raw_transform(self.site, "LocalStateEffect", method)
     effect_scope = binding.current_effect_scope()
     if effect_scope is not None and effect_scope.stateless:
       raise ValueError(
@@ -274,11 +287,11 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
     if pair is None:
       pair = self._create(bundle)
     elif (isinstance(self.request, FrozenLocalStateRequest)
-          and (self.bundle, self.key) not in self.scope.data["checked"]):
+          and (self.bundle, self.key) not in self.scope.state.checked):
       # A frozen value is known without running user code, so a state given
       # to apply is checked against it (once per handler call). An
       # initializer is never run for that: it may draw keys or count calls.
-      self.scope.data["checked"].add((self.bundle, self.key))
+      self.scope.state.checked.add((self.bundle, self.key))
       _check_like(f"Local state {self.key!r} (bundle {self.bundle!r}) given "
                   "to apply", self.request.state, pair.current,
                   "Pass the state returned by init (or one of the same "
@@ -305,7 +318,7 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
           "init (which holds it), or use an InitialLocalStateRequest.")
     value = self.request.initial_value()
     bundle[self.key] = hki.StatePair(value, value)
-    self.scope.data["created"].add((self.bundle, self.key))
+    self.scope.state.created.add((self.bundle, self.key))
     return bundle[self.key]
 
   def get(self) -> Any:
@@ -319,6 +332,19 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
                 "or reshape the new value (or, if the state given to apply "
                 "is wrong, pass the state returned by init).")
     bundle[self.key] = hki.StatePair(pair.initial, value)
+
+
+@dataclasses.dataclass
+class _LocalStateCall:
+  """One call of a local-state handler.
+
+  ``named``: per Haiku transform, the first request met for each explicit
+  name (for ``state_sharing``); ``created``: states this call created;
+  ``checked``: frozen states whose given value was checked.
+  """
+  named: dict[int, Any] = dataclasses.field(default_factory=dict)
+  created: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+  checked: set[tuple[str, str]] = dataclasses.field(default_factory=set)
 
 
 @dataclasses.dataclass
@@ -388,7 +414,7 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
     # Names are per Haiku transform: a model nested in another (hk.lift,
     # lift_with_state) keeps its states in its own state dict.
     token = nesting.transform_token()
-    per_transform = scope.data["named"]
+    per_transform = scope.state.named
     entry = per_transform.get(id(token))
     if entry is None or entry[0] is not token:
       entry = per_transform[id(token)] = (token, {})
@@ -414,7 +440,7 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
           "share them. Use the same initializer object, a "
           "SharedLocalStateRequest, or state_sharing='unsafe'.")
     if (self.state_sharing == "unsafe" and not shared
-        and full_key in scope.data["created"]):
+        and full_key in scope.state.created):
       # "Last one wins": the later request's initial value replaces the
       # earlier one while no module has set it yet (at init, or in the apply
       # that creates the state; a state given to apply is kept).
@@ -434,7 +460,7 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
     # Entries the body does not touch stay in Haiku's state as they are, so
     # apply returns them unchanged (hk.multi_transform_with_state, an eval
     # forward skipping a training-only module, sibling handlers).
-    with binding.handler_scope(self, named={}, created=set(), checked=set()):
+    with binding.handler_scope(self, _LocalStateCall()):
       return self.body(arg)
 
 

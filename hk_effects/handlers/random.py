@@ -27,6 +27,7 @@ is that handler's sequence, not the ``rng`` given to ``apply``. Put
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any, Callable, Protocol
 
@@ -39,6 +40,7 @@ from hk_effects import effect_base
 from hk_effects import haiku_internals as hki
 from hk_effects import path_key_loops  # pylint: disable=unused-import  # Registers it.
 from hk_effects import path_keys as path_keys_lib
+from hk_effects import raw_transforms
 from hk_effects.handlers import local_state
 
 
@@ -82,6 +84,10 @@ class RandomRequest(effect_base.EffectRequest):
   def describe(self) -> str:
     return "random"
 
+  @classmethod
+  def suggested_handler(cls) -> str:
+    return "hke.handlers.WithHaikuRandom.handling(forward)"
+
   def inspection_stand_in(self, method: str, *args) -> jax.Array:
     """A key standing in for an unhandled draw during ``hke.bindings``."""
     del method, args
@@ -109,6 +115,11 @@ class TaggedRandomRequest(effect_base.EffectRequest):
 
   def describe(self) -> str:
     return f"random[{self.tag!r}]"
+
+  @classmethod
+  def suggested_handler(cls) -> str:
+    return ("hke.handlers.WithHaikuRandom.handling(forward, "
+            "hole_predicate=hke.handlers.tagged(tag))")
 
   def inspection_stand_in(self, method: str, *args) -> jax.Array:
     """A key standing in for an unhandled draw during ``hke.bindings``."""
@@ -170,7 +181,7 @@ class RandomRuntimeImpl(effect_base.EffectRuntimeImpl):
 
   def next_key(self) -> jax.Array:
     self.check_alive()
-    binding.check_no_raw_transform(self.site, "RandomEffect", "next_key")
+    raw_transforms.check_no_raw_transform(self.site, "RandomEffect", "next_key")
     key = hk.maybe_next_rng_key()
     if key is None:
       raise ValueError(
@@ -178,11 +189,11 @@ class RandomRuntimeImpl(effect_base.EffectRuntimeImpl):
           "no rng is available: pass a key as `rng` to `init`/`apply` (for "
           "WithHaikuRandom), or use WithRandomKeyFromArg / "
           "WithFrozenRandomState to supply one explicitly.")
-    owner = binding.innermost_rng_owner()
+    owner = _innermost_rng_owner()
     if owner is not None and owner is not self.scope and _is_inner(
         owner, self.scope):
-      key = jax.random.fold_in(key, self.scope.data["salt"])
-      entry_key = _first_owner_inside(self.scope).data["entry_key"]
+      key = jax.random.fold_in(key, self.scope.state.salt)
+      entry_key = _first_owner_inside(self.scope).state.entry_key
       if entry_key is not None:
         key = jax.random.fold_in(entry_key, jax.random.bits(key))
     return key
@@ -208,8 +219,8 @@ class PathRandomRuntimeImpl(effect_base.EffectRuntimeImpl):
 
   def next_key(self) -> jax.Array:
     self.check_alive()
-    binding.check_no_raw_transform(self.site, "RandomEffect", "next_key")
-    return path_keys_lib.draw(self.scope.data["root"], self.site.module_path,
+    raw_transforms.check_no_raw_transform(self.site, "RandomEffect", "next_key")
+    return path_keys_lib.draw(self.scope.state.root, self.site.module_path,
                               self.site.attribute_path, self.tag)
 
 
@@ -222,7 +233,35 @@ def _is_inner(candidate: binding.HandlerScope,
 def _first_owner_inside(
     scope: binding.HandlerScope) -> binding.HandlerScope:
   scopes = binding.active_scopes()
-  return next(s for s in scopes[scopes.index(scope) + 1:] if s.pushes_rng)
+  return next(s for s in scopes[scopes.index(scope) + 1:] if _pushes_rng(s))
+
+
+def _pushes_rng(scope: binding.HandlerScope) -> bool:
+  return isinstance(scope.state, _RandomCall) and scope.state.pushes_rng
+
+
+def _innermost_rng_owner() -> binding.HandlerScope | None:
+  """The innermost running random handler that pushed a Haiku rng sequence."""
+  for scope in reversed(binding.active_scopes()):
+    if _pushes_rng(scope):
+      return scope
+  return None
+
+
+@dataclasses.dataclass
+class _RandomCall:
+  """What a random handler keeps for one call.
+
+  ``pushes_rng``: its key is on Haiku's rng sequence (non-path handlers that
+  own a key, at apply); ``entry_key``: a key drawn from the enclosing
+  sequence on entry (folded into enclosing handlers' draws made inside);
+  ``salt``: this handler's id hashed; ``root``: the key path keys derive
+  from.
+  """
+  pushes_rng: bool = False
+  entry_key: Any = None
+  salt: int = 0
+  root: Any = None
 
 
 def check_key(key: Any, handler: Any) -> jax.Array:
@@ -281,6 +320,9 @@ class _RandomHandler(effect_base.EffectHandler):
                                    getattr(ref.request, "tag", None))
     return RandomRuntimeImpl(scope, site)
 
+  def _plain_call(self) -> "_RandomCall":
+    return _RandomCall(salt=path_keys_lib.hash32(self.handler_id))
+
   def _device_key(self, key: jax.Array) -> jax.Array:
     """Folds the index along ``fold_in_axis`` into ``key``, if asked to."""
     if self.fold_in_axis is None:
@@ -309,7 +351,7 @@ class _RandomHandler(effect_base.EffectHandler):
     if self.path_keys:
       # Keys derive from `key` and the draw's coordinates alone, so nothing
       # is pushed on Haiku's rng sequence.
-      with binding.handler_scope(self, root=key):
+      with binding.handler_scope(self, _RandomCall(root=key)):
         with path_keys_lib.handler_running():
           return self.body(arg)
     return self._run_pushed(arg, key)
@@ -321,8 +363,9 @@ class _RandomHandler(effect_base.EffectHandler):
                    for s in binding.active_scopes())
     entry_key = hk.maybe_next_rng_key() if encloses else None
     with hk.with_rng(key):
-      with binding.handler_scope(self, pushes_rng=True, entry_key=entry_key,
-                                 salt=path_keys_lib.hash32(self.handler_id)):
+      with binding.handler_scope(self, _RandomCall(
+          pushes_rng=True, entry_key=entry_key,
+          salt=path_keys_lib.hash32(self.handler_id))):
         return self.body(arg)
 
   def _run_init(self, arg, key):
@@ -336,12 +379,11 @@ class _RandomHandler(effect_base.EffectHandler):
     is folded in (``init`` usually runs outside ``pmap``).
     """
     if self.path_keys:
-      with binding.handler_scope(self, root=key):
+      with binding.handler_scope(self, _RandomCall(root=key)):
         with path_keys_lib.handler_running():
           return self.body(arg)
     if hki.current_frame().rng_stack.peek() is not None:
-      with binding.handler_scope(
-          self, salt=path_keys_lib.hash32(self.handler_id)):
+      with binding.handler_scope(self, self._plain_call()):
         return self.body(arg)
     # init got no rng: requests draw from this handler's key, but Haiku's
     # initialisers still see no rng, exactly as without the handler.
@@ -355,7 +397,7 @@ def _without_handler_rng(next_creator, shape, dtype, init, context):
   del context
   frame = hki.current_frame()
   top = frame.rng_stack.peek()
-  pushed = any(s.pushes_rng for s in binding.active_scopes())
+  pushed = any(_pushes_rng(s) for s in binding.active_scopes())
   if top is None or not pushed:
     return next_creator(shape, dtype, init)
   with frame.rng_stack(None):
@@ -510,8 +552,7 @@ class WithHaikuRandom(_RandomHandler):
     if (self.fold_in_axis is not None and not self.path_keys
         and hk.running_init()):
       # No device index at init: parameters are the same on every device.
-      with binding.handler_scope(
-          self, salt=path_keys_lib.hash32(self.handler_id)):
+      with binding.handler_scope(self, self._plain_call()):
         return self.body(arg)
     if self.fold_in_axis is not None or self.path_keys:
       key = hk.maybe_next_rng_key()
@@ -520,8 +561,7 @@ class WithHaikuRandom(_RandomHandler):
             f"{self!r} needs an rng to fold the device index into: pass a key "
             "as `rng` to `init`/`apply`.")
       return self._run_with_key(arg, key)
-    with binding.handler_scope(
-        self, salt=path_keys_lib.hash32(self.handler_id)):
+    with binding.handler_scope(self, self._plain_call()):
       return self.body(arg)
 
 

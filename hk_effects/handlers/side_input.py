@@ -7,6 +7,8 @@ returns it, and it may be read anywhere, raw JAX transforms included.
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import jax
@@ -52,6 +54,10 @@ class SideInputRequest(effect_base.EffectRequest):
   @classmethod
   def effect_protocol(cls):
     return SideInputEffect
+
+  @classmethod
+  def suggested_handler(cls) -> str:
+    return "hke.handlers.WithConstantSideInputs.handling(forward, {tag: value})"
 
   def describe(self) -> str:
     return f"side input {self.tag!r}"
@@ -127,6 +133,13 @@ def _check_value(tag: Any, value: Any, handler_name: str) -> None:
           "non-array configuration on the module itself.")
 
 
+@dataclasses.dataclass
+class _SideInputCall:
+  """One call of a side-input handler: the values it serves, tags asked."""
+  values: dict[Any, Any]
+  used: set[Any] = dataclasses.field(default_factory=set)
+
+
 class _SideInputHandler(effect_base.EffectHandler):
   tags: tuple[Any, ...]
 
@@ -141,8 +154,8 @@ class _SideInputHandler(effect_base.EffectHandler):
     return HandledSideInputRef(request, handler_id=self.handler_id)
 
   def runtime_impl(self, scope, ref, site):
-    scope.data["used"].add(ref.request.tag)
-    return SideInputRuntimeImpl(scope, site, scope.data["values"][ref.request.tag])
+    scope.state.used.add(ref.request.tag)
+    return SideInputRuntimeImpl(scope, site, scope.state.values[ref.request.tag])
 
 
 class WithSideInputsFromInputTuple(_SideInputHandler):
@@ -188,8 +201,7 @@ class WithSideInputsFromInputTuple(_SideInputHandler):
     arg, *values = arg_tuple
     for tag, value in zip(self.tags, values):
       _check_value(tag, value, type(self).__name__)
-    with binding.handler_scope(self, values=dict(zip(self.tags, values)),
-                               used=set()):
+    with binding.handler_scope(self, _SideInputCall(dict(zip(self.tags, values)))):
       return self.body(arg)
 
 
@@ -257,10 +269,9 @@ class WithConstantSideInputs(_SideInputHandler):
     return cls(body, side_inputs, keep_unused, handler_id, strict=strict)
 
   def __call__(self, arg):
-    with binding.handler_scope(self, values=self.side_inputs,
-                               used=set()) as scope:
+    with binding.handler_scope(self, _SideInputCall(self.side_inputs)) as scope:
       out = self.body(arg)
-    unused = [t for t in self.tags if t not in scope.data["used"]]
+    unused = [t for t in self.tags if t not in scope.state.used]
     if unused and self.strict:
       raise ValueError(
           f"{self!r} was given side inputs {unused!r} that no module asked "

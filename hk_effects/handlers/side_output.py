@@ -90,6 +90,10 @@ class SideOutputRequest(effect_base.EffectRequest):
   def effect_protocol(cls):
     return SideOutputEffect
 
+  @classmethod
+  def suggested_handler(cls) -> str:
+    return "hke.handlers.CollectingSideOutputs.handling(forward)"
+
   def describe(self) -> str:
     suffix = "" if self.mode == "append" else f", {self.mode}"
     return f"side output {self.tag!r}{suffix}"

@@ -42,6 +42,7 @@ from hk_effects import binding
 from hk_effects import boundaries
 from hk_effects import haiku_internals as hki
 from hk_effects import nesting
+from hk_effects import raw_transforms
 
 MODES = ("append", "last", "sum")
 
@@ -198,7 +199,7 @@ def deliver(told: Told, value: Any) -> None:
       return
     where = f"Side output {told.tag!r} at {told.site}"
     if hki.inside_transform():
-      binding.check_no_raw_transform(told.site, "SideOutputEffect", "tell")
+      raw_transforms.check_no_raw_transform(told.site, "SideOutputEffect", "tell")
       boundaries.check_entered(where)
     raise SideOutputPlacementError(
         f"{where} was told under a JAX trace that {target.name} does not "
