@@ -29,7 +29,8 @@ from test_utils import DrawKey
 
 H = hke.handlers
 ORIGINAL = {name: haiku_internals.original(name)
-            for name in ("scan", "vmap", "remat", "fori_loop", "cond")}
+            for name in ("scan", "vmap", "remat", "fori_loop", "while_loop",
+                         "cond", "switch")}
 
 
 def _rows(keys):
@@ -105,7 +106,8 @@ class BypassTest(parameterized.TestCase):
     with self.assertRaises(hke.BoundaryBypassError):
       f.apply({}, jax.random.key(0), jnp.zeros(4))
 
-  @parameterized.parameters("scan", "remat", "cond")
+  @parameterized.parameters("scan", "remat", "cond", "switch", "fori_loop",
+                            "while_loop", "vmap")
   def test_a_tell_in_a_bypassed_wrapper_blames_the_bypass(self, name):
     probe = lambda v: hke.TellIntermediate("t")(v)
     use = {
@@ -113,6 +115,12 @@ class BypassTest(parameterized.TestCase):
             lambda c, _: (c, probe(x)), 0, None, length=2)[1],
         "remat": lambda x: ORIGINAL["remat"](probe)(x),
         "cond": lambda x: ORIGINAL["cond"](x[0] > 0, probe, probe, x),
+        "switch": lambda x: ORIGINAL["switch"](0, [probe, probe], x),
+        "fori_loop": lambda x: ORIGINAL["fori_loop"](
+            0, 2, lambda i, v: probe(v), x),
+        "while_loop": lambda x: ORIGINAL["while_loop"](
+            lambda v: v[0] < 3.0, lambda v: probe(v) + 1, x),
+        "vmap": lambda x: ORIGINAL["vmap"](probe, split_rng=False)(x),
     }[name]
     f = hke.transform(H.CollectingSideOutputs.handling(use), apply_rng=False)
     with self.assertRaisesRegex(
