@@ -19,7 +19,8 @@ setuptools.setup(
         "absl-py>=2.0",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "treescope>=0.1.5"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "treescope>=0.1.5",
+                 "mypy>=1.10"],
         "examples": ["optax>=0.2", "matplotlib>=3.8"],
         "bench": ["penzai>=0.2"],
         "render": ["treescope>=0.1.5"],

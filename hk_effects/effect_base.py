@@ -18,10 +18,17 @@ from __future__ import annotations
 import abc
 import dataclasses
 import hashlib
-import typing
+import sys
 from typing import Any, Callable, ClassVar
 
 import jax
+
+if sys.version_info >= (3, 11):
+  from typing import dataclass_transform  # pylint: disable=g-importing-member
+else:  # Python 3.10: a runtime no-op, only type checkers read it.
+  def dataclass_transform(**kwargs):
+    del kwargs
+    return lambda f: f
 
 # One colour per effect protocol, used by `hke.bindings` renderings.
 _PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1",
@@ -60,16 +67,10 @@ def static_field(**kwargs) -> Any:
   return dataclasses.field(metadata={"static": True}, **kwargs)
 
 
-def _dataclass_transform(**kwargs):
-  # typing has it from Python 3.11; before, a no-op (a runtime-only hint).
-  transform = getattr(typing, "dataclass_transform", None)
-  return transform(**kwargs) if transform else (lambda f: f)
-
-
 # Type checkers then read `SideOutputRequest("tag")` as the dataclass
 # constructor it is.
-@_dataclass_transform(frozen_default=True,
-                      field_specifiers=(dataclasses.field, static_field))
+@dataclass_transform(frozen_default=True,
+                     field_specifiers=(dataclasses.field, static_field))
 def pytree_dataclass(cls=None, /, *, frozen: bool = True):
   """Makes ``cls`` a frozen dataclass registered as a JAX PyTree node.
 

@@ -1,0 +1,38 @@
+"""Type checkers accept request construction (pytree_dataclass carries
+typing.dataclass_transform): mypy checks tests/typing_snippet.py."""
+
+# bazel-data: //tests:typing_snippet
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+from absl.testing import absltest
+
+import hk_effects as hke
+
+_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+class TypingTest(absltest.TestCase):
+
+  def test_pytree_dataclass_is_a_dataclass_transform(self):
+    self.assertIn("field_specifiers",
+                  hke.pytree_dataclass.__dataclass_transform__)
+
+  def test_mypy_accepts_request_construction(self):
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--ignore-missing-imports",
+         "--follow-imports=silent", "--no-incremental",
+         str(_ROOT / "tests" / "typing_snippet.py")],
+        capture_output=True, text=True, timeout=300, check=False,
+        cwd=_ROOT, env=dict(os.environ, PYTHONPATH=str(_ROOT)))
+    self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+    self.assertIn("Success", out.stdout)
+
+
+if __name__ == "__main__":
+  absltest.main()
