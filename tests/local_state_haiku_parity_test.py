@@ -3,7 +3,8 @@
 Hypothesis draws small programs: a few counter-like modules with float or
 int states of random shapes, some used only in ``apply`` (skipped at init
 under ``hk.running_init()``), some skipped by an evaluation forward, some
-called inside ``hk.scan``, some only read. Each program is written twice:
+called inside ``hk.scan``, some only read, some whose initializer draws
+``hk.next_rng_key()``. Each program is written twice:
 with local states (``hke.InitialLocalStateRequest`` under
 ``handle_local_states``) and with ``hk.get_state`` / ``hk.set_state``. Both
 are initialised with the training forward and applied twice, each apply a
@@ -11,7 +12,8 @@ training or an evaluation forward over the state the previous step returned.
 After init and after each apply the two state dicts hold the same entries
 (local state ``"<module>:count"`` in bundle ``"~local_state/<category>"``
 is Haiku's ``"<module>"`` / ``"count"``) with the same values, shapes and
-dtypes, and the forwards return the same outputs.
+dtypes, the forwards return the same outputs, and the initializers ran
+the same number of times (each once, where its state is created).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import conftest  # pylint: disable=unused-import  # Profiles, when run alone.
 import haiku as hk
 import hypothesis
 from hypothesis import strategies as st
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -44,6 +47,7 @@ class Spec:
   apply_only: bool  # Skipped at init under hk.running_init().
   train_only: bool  # Skipped by the evaluation forward.
   scan_length: int  # 0: called once; n: called in an hk.scan of length n.
+  draws: bool = False  # The initializer adds a number drawn from a key.
 
 
 @st.composite
@@ -60,7 +64,8 @@ def specs(draw) -> Spec:
       # change structure), so a state skipped at init is used outside one.
       apply_only=not scan_length and draw(st.booleans()),
       train_only=draw(st.booleans()),
-      scan_length=scan_length)
+      scan_length=scan_length,
+      draws=draw(st.booleans()))
 
 
 def programs():
@@ -69,8 +74,13 @@ def programs():
                    st.lists(st.booleans(), min_size=2, max_size=2))
 
 
-def _initial(spec: Spec) -> jnp.ndarray:
-  return jnp.full(spec.shape, spec.start, spec.dtype)
+def _initial(spec: Spec, calls: list[str], name: str) -> jnp.ndarray:
+  calls.append(name)
+  value = jnp.full(spec.shape, spec.start, spec.dtype)
+  if spec.draws:
+    value = value + jax.random.randint(hk.next_rng_key(), spec.shape, 0, 5,
+                                       jnp.int32).astype(spec.dtype)
+  return value
 
 
 def _update(spec: Spec, value: jnp.ndarray) -> jnp.ndarray:
@@ -82,11 +92,11 @@ def _update(spec: Spec, value: jnp.ndarray) -> jnp.ndarray:
 class LocalCounter(hk.Module):
   """The spec's module written with a local state."""
 
-  def __init__(self, spec: Spec, name: str):
+  def __init__(self, spec: Spec, name: str, calls: list[str]):
     super().__init__(name=name)
     self.spec = spec
-    self.count = hke.InitialLocalStateRequest(lambda: _initial(spec),
-                                              spec.category)
+    self.count = hke.InitialLocalStateRequest(
+        lambda: _initial(spec, calls, name), spec.category)
 
   def __call__(self) -> jnp.ndarray:
     value = self.count.get()
@@ -99,25 +109,27 @@ class LocalCounter(hk.Module):
 class HaikuCounter(hk.Module):
   """The spec's module written with hk.get_state / hk.set_state."""
 
-  def __init__(self, spec: Spec, name: str):
+  def __init__(self, spec: Spec, name: str, calls: list[str]):
     super().__init__(name=name)
     self.spec = spec
+    self.calls = calls
 
   def __call__(self) -> jnp.ndarray:
     spec = self.spec
-    value = hk.get_state("count", spec.shape, spec.dtype,
-                         init=lambda shape, dtype: _initial(spec))
+    value = hk.get_state(
+        "count", spec.shape, spec.dtype,
+        init=lambda shape, dtype: _initial(spec, self.calls, self.name))
     if spec.writes:
       value = _update(spec, value)
       hk.set_state("count", value)
     return jnp.sum(value.astype(jnp.float32))
 
 
-def _forward(module_cls, program: list[Spec], train: bool):
+def _forward(module_cls, program: list[Spec], train: bool, calls):
   def forward(x):
     total = x
     for i, spec in enumerate(program):
-      module = module_cls(spec, name=f"m{i}")
+      module = module_cls(spec, f"m{i}", calls)
       if (spec.apply_only and hk.running_init()) or (
           spec.train_only and not train):
         continue
@@ -130,13 +142,15 @@ def _forward(module_cls, program: list[Spec], train: bool):
   return forward
 
 
-def _local(program: list[Spec], train: bool) -> hk.TransformedWithState:
+def _local(program: list[Spec], train: bool,
+           calls: list[str]) -> hk.TransformedWithState:
   return hke.transform_with_state(hke.handlers.handle_local_states(
-      _forward(LocalCounter, program, train)))
+      _forward(LocalCounter, program, train, calls)))
 
 
-def _haiku(program: list[Spec], train: bool) -> hk.TransformedWithState:
-  return hk.transform_with_state(_forward(HaikuCounter, program, train))
+def _haiku(program: list[Spec], train: bool,
+           calls: list[str]) -> hk.TransformedWithState:
+  return hk.transform_with_state(_forward(HaikuCounter, program, train, calls))
 
 
 def _as_haiku_names(state: Any) -> dict[tuple[str, str], np.ndarray]:
@@ -167,25 +181,34 @@ class HaikuParityTest(absltest.TestCase):
                                     err_msg=f"{when}: {name}")
 
   @hypothesis.given(programs())
-  @hypothesis.example(([Spec("int32", (2,), 1, 1, "c", True, True, False, 0),
-                        Spec("float32", (), 2, -1, "d", True, False, True, 3)],
+  @hypothesis.example(([Spec("int32", (2,), 1, 1, "c", True, True, False, 0,
+                             draws=True),
+                        Spec("float32", (), 2, -1, "d", True, False, True, 3,
+                             draws=True)],
                        [True, False]))
   def test_local_states_equal_haiku_states(self, program_and_applies):
     program, trains = program_and_applies
     x = jnp.float32(0.0)
-    local_params, local_state = _local(program, True).init(None, x)
-    haiku_params, haiku_state = _haiku(program, True).init(None, x)
+    local_calls, haiku_calls = [], []
+    rng = lambda seed: jax.random.key(seed)
+    local_params, local_state = _local(program, True, local_calls).init(
+        rng(0), x)
+    haiku_params, haiku_state = _haiku(program, True, haiku_calls).init(
+        rng(0), x)
     self.assertEqual(local_params, {})
     self.assertEqual(haiku_params, {})
     self.assert_same_states(local_state, haiku_state, "after init")
+    self.assertEqual(local_calls, haiku_calls, "initializer calls at init")
     for step, train in enumerate(trains):
-      local_out, local_state = _local(program, train).apply(
-          {}, local_state, None, x)
-      haiku_out, haiku_state = _haiku(program, train).apply(
-          {}, haiku_state, None, x)
+      local_out, local_state = _local(program, train, local_calls).apply(
+          {}, local_state, rng(step + 1), x)
+      haiku_out, haiku_state = _haiku(program, train, haiku_calls).apply(
+          {}, haiku_state, rng(step + 1), x)
       when = f"after apply {step + 1} (train={train})"
       np.testing.assert_array_equal(local_out, haiku_out, err_msg=when)
       self.assert_same_states(local_state, haiku_state, when)
+      self.assertEqual(local_calls, haiku_calls,
+                       f"initializer calls {when}")
 
 
 if __name__ == "__main__":
