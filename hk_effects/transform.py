@@ -27,9 +27,20 @@ from typing import Any, Callable
 
 import haiku as hk
 import jax
+from haiku._src import multi_transform as hk_multi_transform
 from haiku._src import transform as hk_transform
 
 from hk_effects import binding
+
+# Haiku's own transforms, taken at import: hke's call these, so a program (or
+# tools/haiku_suite.py) that replaces `hk.transform*` / `hk.multi_transform*`
+# by hke's never makes them call themselves. `hk.transform(f)` is
+# `without_state(transform_with_state(f))`, and so is hke's.
+_haiku_transform_with_state = hk_transform.transform_with_state
+_haiku_without_state = hk_transform.without_state
+_haiku_multi_transform_with_state = (
+    hk_multi_transform.multi_transform_with_state)
+_haiku_multi_without_state = hk_multi_transform.without_state
 
 
 def _with_effect_scope(fn: Callable[..., Any], stateless: bool,
@@ -72,8 +83,8 @@ def transform(fn: Callable[..., Any], *,
   (1, 2)
   """
   hk_transform.check_not_jax_transformed(fn)
-  transformed = _tie_in_original_fn(
-      fn, hk.transform(_with_effect_scope(fn, stateless=True)))
+  transformed = _tie_in_original_fn(fn, _haiku_without_state(
+      _haiku_transform_with_state(_with_effect_scope(fn, stateless=True))))
   return transformed if apply_rng else hk.without_apply_rng(transformed)
 
 
@@ -93,8 +104,8 @@ def transform_with_state(fn: Callable[..., Any]) -> hk.TransformedWithState:
   (1, 2)
   """
   hk_transform.check_not_jax_transformed(fn)
-  return _tie_in_original_fn(
-      fn, hk.transform_with_state(_with_effect_scope(fn, stateless=False)))
+  return _tie_in_original_fn(fn, _haiku_transform_with_state(
+      _with_effect_scope(fn, stateless=False)))
 
 
 def _scoped_factory(f: Callable[[], tuple[Any, Any]], stateless: bool):
@@ -135,7 +146,8 @@ def multi_transform(
   >>> decode(params, None, encode(params, jax.random.key(1), x)).shape
   (1, 3)
   """
-  return hk.multi_transform(_scoped_factory(f, stateless=True))
+  return _haiku_multi_without_state(
+      _haiku_multi_transform_with_state(_scoped_factory(f, stateless=True)))
 
 
 def multi_transform_with_state(
@@ -160,4 +172,5 @@ def multi_transform_with_state(
   >>> out.shape
   (1, 2)
   """
-  return hk.multi_transform_with_state(_scoped_factory(f, stateless=False))
+  return _haiku_multi_transform_with_state(
+      _scoped_factory(f, stateless=False))

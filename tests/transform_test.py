@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from unittest import mock
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -283,6 +284,23 @@ class HaikuContractsTest(parameterized.TestCase):
     out, state = stateful.apply(params, {}, x)
     np.testing.assert_array_equal(out, theirs.apply(params, None, x))
     self.assertEqual(state, {})
+
+  def test_haiku_transforms_replaced_by_hkes_do_not_recurse(self):
+    # A program may install hke's transforms under Haiku's names (as
+    # tools/haiku_suite.py does); hke's still call Haiku's originals.
+    x = jnp.linspace(-1.0, 1.0, 8).reshape(2, 4)
+    expected = hk.transform(_plain).init(jax.random.key(0), x)
+    with mock.patch.object(hk_transform, "transform_with_state",
+                           hke.transform_with_state), \
+         mock.patch.object(hk, "transform", hke.transform), \
+         mock.patch.object(hk, "multi_transform", hke.multi_transform):
+      for f in (hk.transform(_plain), hke.transform(_plain),
+                hke.multi_transform(lambda: (_plain, ()))):
+        chex.assert_trees_all_equal(f.init(jax.random.key(0), x), expected)
+      self.assertEqual(
+          hk.without_apply_rng(hke.transform(_plain)).apply(expected, x),
+          hk.without_apply_rng(hke.transform_with_state(_plain)).apply(
+              expected, {}, x)[0])
 
   def test_tabulate_lists_the_users_modules(self):
     model = _summary_model()
