@@ -100,5 +100,4 @@ class TellIntermediate(hk.Module):
     self.intermediate = side_output.SideOutputRequest(tag, mode)
 
   def __call__(self, x: Any) -> Any:
-    self.intermediate.tell(x)
-    return x
+    return self.intermediate.tell(x)

@@ -450,5 +450,38 @@ class ErrorTest(parameterized.TestCase):
       kept[0].tell(X)
 
 
+class TellReturnsItsValueTest(parameterized.TestCase):
+  """``tell`` returns its value, handled or not (issue 18, item 1)."""
+
+  def test_handled_tell_returns_the_value(self):
+    class Site(hk.Module):
+
+      def __init__(self):
+        super().__init__(name="site")
+        self.out = hke.SideOutputRequest("t")
+
+      def __call__(self, x):
+        return self.out.tell(x * 2) + 1
+
+    f = hke.transform(Collect.handling(lambda x: Site()(x)), apply_rng=False)
+    out, told = f.apply({}, X)
+    np.testing.assert_array_equal(out, X * 2 + 1)
+    np.testing.assert_array_equal(told[0].value, X * 2)
+
+  def test_unhandled_tell_returns_the_value(self):
+    np.testing.assert_array_equal(hke.SideOutputRequest("t").tell(X), X)
+    f = hke.transform(lambda x: hke.tell("t", x + 1) * 3, apply_rng=False)
+    np.testing.assert_array_equal(f.apply({}, X), (X + 1) * 3)
+
+  def test_tell_intermediate_returns_its_input_inside_scan(self):
+    def fn(x):
+      probe = hke.TellIntermediate("t")
+      return hk.scan(lambda c, _: (probe(c) + 1, None), x, None, length=3)[0]
+    f = hke.transform(Collect.handling(fn), apply_rng=False)
+    out, told = f.apply({}, X)
+    np.testing.assert_array_equal(out, X + 3)
+    np.testing.assert_array_equal(told[0].value, np.stack([X, X + 1, X + 2]))
+
+
 if __name__ == "__main__":
   absltest.main()

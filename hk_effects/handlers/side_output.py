@@ -45,8 +45,9 @@ class SideOutputEffect(Protocol):
   ['tell']
   """
 
-  def tell(self, value: Any) -> None:
-    """Reports ``value`` (a PyTree of arrays) to the collecting handler."""
+  def tell(self, value: Any) -> Any:
+    """Reports ``value`` (a PyTree of arrays) to the collecting handler and
+    returns it, so ``x = self.out.tell(x)`` marks an intervention site."""
 
 
 def _check_mode(mode: Any) -> None:
@@ -98,9 +99,10 @@ class SideOutputRequest(effect_base.EffectRequest):
     suffix = "" if self.mode == "append" else f", {self.mode}"
     return f"side output {self.tag!r}{suffix}"
 
-  def tell(self, value: Any) -> None:
-    """Does nothing: an unhandled side output is dropped by design (S4)."""
-    del value
+  def tell(self, value: Any) -> Any:
+    """Returns ``value``: an unhandled side output is dropped by design
+    (S4)."""
+    return value
 
 
 @effect_base.pytree_dataclass
@@ -170,9 +172,10 @@ class SideOutputRuntimeImpl(effect_base.EffectRuntimeImpl):
     super().__init__(scope, site)
     self.request = request
 
-  def tell(self, value: Any) -> None:
+  def tell(self, value: Any) -> Any:
     self.check_alive()
     _tell(self.scope, self.site, self.request.tag, self.request.mode, value)
+    return value
 
 
 class CollectingSideOutputs(effect_base.EffectHandler):
@@ -254,13 +257,14 @@ class CollectingSideOutputs(effect_base.EffectHandler):
     return out, values
 
 
-def tell(tag: Any, value: Any, mode: str = "append") -> None:
+def tell(tag: Any, value: Any, mode: str = "append") -> Any:
   """Tells ``value`` under ``tag`` from anywhere inside a forward function.
 
   The functional form of ``SideOutputRequest(tag, mode).tell(value)``, for
   code outside modules (or between Haiku wrappers): the innermost running
   collector that claims the tag gets it, with path ``<current module>/tell``
-  (``~/tell`` outside modules). With no collector it does nothing.
+  (``~/tell`` outside modules). With no collector it does nothing. Returns
+  ``value``.
 
   Example:
 
@@ -281,4 +285,5 @@ def tell(tag: Any, value: Any, mode: str = "append") -> None:
                      if hki.inside_transform() else "~")
       site = binding.Site(module_path, "tell")
       _tell(scope, site, tag, mode, value)
-      return
+      return value
+  return value
