@@ -8,6 +8,7 @@ from unittest import mock
 from absl.testing import absltest
 from absl.testing import parameterized
 import chex
+import conftest  # pylint: disable=unused-import  # Key-reuse rules, alone.
 import haiku as hk
 import jax
 import jax.numpy as jnp
