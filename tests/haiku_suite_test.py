@@ -180,16 +180,7 @@ class SelectionTest(absltest.TestCase):
     self.assertContainsSubset(hs.SLOW, hs.deselected(False))
 
 
-class ShardsAndMergeTest(absltest.TestCase):
-
-  def test_shards_balance_the_cost_and_keep_every_file(self):
-    files = list(hs.DEFAULT_FILES)
-    parts = hs.shards(files, 2)
-    self.assertLen(parts, 2)
-    self.assertCountEqual(sum(parts, []), files)
-    costs = [sum(hs.FILE_COST.get(f, 1) for f in p) for p in parts]
-    self.assertLessEqual(abs(costs[0] - costs[1]), 10)
-    self.assertEqual(hs.shards(["a_test.py"], 4), [["a_test.py"]])
+class MergeTest(absltest.TestCase):
 
   def test_merge_joins_the_shards_of_a_mode(self):
     a = hs.ModeResult("plain", {_A: "passed"}, {}, {_A: 1.0}, [], 5.0, 10.0)
@@ -232,9 +223,15 @@ class PluginTest(absltest.TestCase):
       (src / "broken_test.py").write_text("import not_a_module_anywhere\n")
       hs.write_support(tmp)
       deselect = {"fake_test.py::FakeTest::test_deselected": "reason"}
-      proc = hs.run_mode("plain", src, ["fake_test.py", "broken_test.py"],
-                         deselect, [], tmp)
-      result = hs.collect("plain", proc, tmp)
+      shards = []
+      for i in range(2):  # Two shards of one mode run each test once.
+        proc = hs.run_mode("plain", src, ["fake_test.py", "broken_test.py"],
+                           deselect, [], tmp, name=f"plain.{i}",
+                           shard=(i, 2))
+        shards.append(hs.collect("plain", proc, tmp))
+    self.assertLen(shards[0].outcomes.keys() - {"broken_test.py"}, 2)
+    self.assertLen(shards[1].outcomes.keys() - {"broken_test.py"}, 2)
+    result = hs.merge(shards)
     self.assertEqual(result.outcomes, {
         "fake_test.py::FakeTest::test_passes": "passed",
         "fake_test.py::FakeTest::test_fails": "failed",

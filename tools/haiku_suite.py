@@ -85,6 +85,11 @@ FILE_EXCLUSIONS = {
                                    "of every Haiku module (minutes)",
     "no_flax_test.py": "checks that flax is not imported, in a process of "
                        "its own; meaningless inside a shared pytest process",
+    "reshape_test.py": "imports tensorflow.compiler (not installed)",
+    "data_structures_test.py": "imports cloudpickle and dill (not installed; "
+                               "pickling is no hk_effects concern)",
+    "integration/checkpoint_test.py": "compares with checkpoints/*.json, "
+                                      "which the wheel does not ship",
 }
 
 # Single tests never run, in any mode, with the reason. A key is a test id
@@ -149,7 +154,16 @@ SAMPLED: dict[str, str] = {
 # Differences already diagnosed, per mode: {(mode, test id or prefix): why}.
 # A test listed here may fail in that mode without failing the run.
 HKE_REGRESSION = "hk_effects regression, see issue 16"
-KNOWN: dict[tuple[str, str], str] = {}
+_SHIM_ARTEFACT = (
+    "mode artefact, not a regression: the test checks that Haiku's internal "
+    "`class hk:` shims equal hk.*; this mode replaces hk.transform_with_state "
+    "and leaves the shims holding Haiku's (which hke's transforms call)")
+KNOWN: dict[tuple[str, str], str] = {
+    ("transforms", "integration/shim_hk_test.py::ShimHkTest::"
+                   "test_hk_shim_haiku._src.multi_transform"): _SHIM_ARTEFACT,
+    ("transforms", "integration/shim_hk_test.py::ShimHkTest::"
+                   "test_hk_shim_haiku._src.summarise"): _SHIM_ARTEFACT,
+}
 
 # Outcomes a test can have in a mode. "missing": not run at all there (its
 # file failed to import, or the process crashed).
@@ -159,9 +173,10 @@ PASSED, FAILED, ERROR, SKIPPED, MISSING = (
 # Stand-ins for packages Haiku's tests import and this project does not
 # install. Used only when the real one is absent; each mode gets the same.
 _STANDINS = {
-    # dm-tree (a compiled package) is used by recurrent_test.py and
-    # moving_averages_test.py for the four functions below; JAX's tree
-    # utilities with None as a leaf (as in dm-tree) do the same there.
+    # dm-tree (a compiled package) is used by recurrent_test.py,
+    # moving_averages_test.py, integration/common.py and (if installed)
+    # haiku/_src/dot.py for the functions below; JAX's tree utilities with
+    # None as a leaf (as in dm-tree) do the same there.
     "tree": '''
         """dm-tree stand-in of tools/haiku_suite.py (jax.tree_util based)."""
         import jax
@@ -175,14 +190,20 @@ _STANDINS = {
         def map_structure(fn, *structures):
           return jax.tree_util.tree_map(fn, *structures, is_leaf=_is_none)
 
+        def _keys(path):
+          return tuple(getattr(k, "key", getattr(k, "idx",
+                                                 getattr(k, "name", k)))
+                       for k in path)
+
         def map_structure_with_path(fn, *structures):
-          def with_path(path, *xs):
-            keys = tuple(getattr(k, "key", getattr(k, "idx",
-                                                   getattr(k, "name", k)))
-                         for k in path)
-            return fn(keys, *xs)
-          return jax.tree_util.tree_map_with_path(with_path, *structures,
-                                                  is_leaf=_is_none)
+          return jax.tree_util.tree_map_with_path(
+              lambda path, *xs: fn(_keys(path), *xs), *structures,
+              is_leaf=_is_none)
+
+        def flatten_with_path(structure):
+          leaves = jax.tree_util.tree_leaves_with_path(structure,
+                                                       is_leaf=_is_none)
+          return [(_keys(path), leaf) for path, leaf in leaves]
 
         def assert_same_structure(a, b, check_types=True):
           del check_types
@@ -313,11 +334,20 @@ _PLUGIN = '''
                          for c in cases)
       return False
 
+    # Sharding: "i/n" keeps every n-th selected test from the i-th on.
+    _SHARD, _SHARDS = map(int, os.environ.get("HAIKU_SUITE_SHARD",
+                                              "0/1").split("/"))
+
     def pytest_collection_modifyitems(session, config, items):
       keep, drop = [], []
       for item in items:
         (drop if any(_matches(item.nodeid, k) for k in _DESELECT)
          or _sampled_out(item.nodeid) else keep).append(item)
+      selected = keep
+      keep = [item for i, item in enumerate(selected)
+              if i % _SHARDS == _SHARD]
+      drop += [item for i, item in enumerate(selected)
+               if i % _SHARDS != _SHARD]
       if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -551,43 +581,21 @@ def _pytest_command(src: pathlib.Path, files: Sequence[str],
           + [str(src / f) for f in files] + list(extra))
 
 
-# Rough cold seconds per file (plain mode, 2 cores), to balance shards.
-FILE_COST = {
-    "integration/hk_transforms_test.py": 40,
-    "recurrent_test.py": 34,
-    "stateful_test.py": 19,
-    "layer_stack_test.py": 18,
-    "integration/check_tracer_leaks_test.py": 9,
-    "basic_test.py": 8,
-    "batch_norm_test.py": 7,
-    "integration/jax_transforms_test.py": 4,
-    "base_test.py": 3,
-}
-
-
-def shards(files: Sequence[str], n: int) -> list[list[str]]:
-  """Splits ``files`` into at most ``n`` lists of about equal FILE_COST."""
-  bins: list[list[str]] = [[] for _ in range(max(1, min(n, len(files))))]
-  load = [0.0] * len(bins)
-  for f in sorted(files, key=lambda f: -FILE_COST.get(f, 1)):
-    i = load.index(min(load))
-    bins[i].append(f)
-    load[i] += FILE_COST.get(f, 1)
-  return [b for b in bins if b]
-
-
 def run_mode(mode: str, src: pathlib.Path, files: Sequence[str],
              deselect: Mapping[str, str], extra: Sequence[str],
              tmp: pathlib.Path, cache_dir: pathlib.Path | None = None,
              sample: Mapping[str, Sequence[str]] | None = None,
-             name: str | None = None) -> subprocess.Popen:
+             name: str | None = None,
+             shard: tuple[int, int] = (0, 1)) -> subprocess.Popen:
   """Starts one mode's pytest subprocess (see ``collect``).
 
   With ``cache_dir``, the modes share JAX's persistent compilation cache:
   compiling dominates Haiku's tests, and the modes compile the same
   programs (hk_effects' wrappers give Haiku's HLO), so a mode run after
   ``plain`` takes about half as long. ``name`` (default: the mode) names
-  the files the subprocess writes in ``tmp``.
+  the files the subprocess writes in ``tmp``. ``shard=(i, n)`` runs every
+  n-th selected test from the i-th on (shards of one mode together run
+  each test once).
   """
   name = name or mode
   cmd = _pytest_command(src, files, extra)
@@ -601,6 +609,7 @@ def run_mode(mode: str, src: pathlib.Path, files: Sequence[str],
       HAIKU_SUITE_OUT=str(tmp / f"{name}.json"),
       HAIKU_SUITE_DESELECT=json.dumps(sorted(deselect)),
       HAIKU_SUITE_SAMPLE=json.dumps(dict(sample or {})),
+      HAIKU_SUITE_SHARD=f"{shard[0]}/{shard[1]}",
       PYTHONPATH=os.pathsep.join(
           [str(tmp)] + [p for p in [env.get("PYTHONPATH")] if p]),
       JAX_PLATFORMS=env.get("JAX_PLATFORMS", "cpu"),
@@ -694,12 +703,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   jobs = max(1, args.jobs)
   cache_dir = tmp / "jax_cache" if args.cache else None
   sample = {} if args.thorough else {p: REPRESENTATIVE for p in SAMPLED}
-  # Phases of (mode, files) tasks, each phase run `jobs` at a time. With the
-  # compilation cache, plain runs first (split in `jobs` shards, so every
+  # Phases of (mode, shard) tasks, each phase run `jobs` at a time. With
+  # the compilation cache, plain runs first (in `jobs` shards, so every
   # core compiles) and the other modes then reuse what it compiled.
-  plain_tasks = [("plain", part) for part in
-                 (shards(files, jobs) if args.cache else [files])]
-  other_tasks = [(m, files) for m in modes if m != "plain"]
+  n = jobs if args.cache else 1
+  plain_tasks = [("plain", (i, n)) for i in range(n)]
+  other_tasks = [(m, (0, 1)) for m in modes if m != "plain"]
   phases = ([plain_tasks, other_tasks] if args.cache
             else [plain_tasks + other_tasks])
   parts: dict[str, list[ModeResult]] = collections.defaultdict(list)
@@ -708,10 +717,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     running: list[tuple[str, subprocess.Popen]] = []
     while pending or running:
       while pending and len(running) < jobs:
-        i, (mode, task_files) = pending.pop(0)
+        i, (mode, shard) = pending.pop(0)
         running.append((mode, run_mode(
-            mode, src, task_files, deselect, extra, tmp, cache_dir, sample,
-            name=f"{mode}.{i}")))
+            mode, src, files, deselect, extra, tmp, cache_dir, sample,
+            name=f"{mode}.{i}", shard=shard)))
       done = [(m, p) for m, p in running if p.poll() is not None]
       for mode, proc in done:
         running.remove((mode, proc))
