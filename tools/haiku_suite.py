@@ -505,9 +505,9 @@ def check_applied(result: ModeResult) -> str | None:
 
 
 def first_lines(message: str, n: int = 3) -> str:
-  """The error's last ``n`` informative lines (pytest puts the error last)."""
+  """The first ``n`` informative lines: pytest's ``E`` lines, or errors."""
   lines = [l for l in message.splitlines()
-           if l.startswith("E ") or "Error" in l]
+           if (l.startswith("E ") and l[1:].strip()) or "Error" in l]
   return "\n".join(lines[:n]) if lines else "\n".join(
       message.strip().splitlines()[-n:])
 
