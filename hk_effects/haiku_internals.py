@@ -23,8 +23,10 @@ from haiku._src import base
 from haiku._src import layer_stack
 from haiku._src import lift
 from haiku._src import module
+from haiku._src import multi_transform
 from haiku._src import recurrent
 from haiku._src import stateful
+from haiku._src import transform
 
 # dm-haiku releases this file was written and tested against (inclusive);
 # setup.py pins the same range.
@@ -80,6 +82,16 @@ LayerStack = layer_stack._LayerStack  # pylint: disable=protected-access
 LAYER_STACK_IMPLEMENTATIONS = (
     layer_stack._LayerStackNoPerLayer,  # pylint: disable=protected-access
     layer_stack._LayerStackWithPerLayer)  # pylint: disable=protected-access
+
+
+# Haiku's transforms as they were at import (tools/haiku_suite.py may put
+# hk_effects' under Haiku's names), and the checks hke's transforms keep.
+transform_with_state = transform.transform_with_state
+without_state = transform.without_state
+multi_transform_with_state = multi_transform.multi_transform_with_state
+multi_without_state = multi_transform.without_state
+tie_in_original_fn = transform.tie_in_original_fn
+check_not_jax_transformed = transform.check_not_jax_transformed
 
 
 def frame_trace_level() -> Any:

@@ -27,20 +27,19 @@ from typing import Any, Callable
 
 import haiku as hk
 import jax
-from haiku._src import multi_transform as hk_multi_transform
-from haiku._src import transform as hk_transform
 
 from hk_effects import binding
+from hk_effects import haiku_internals as hki
 
 # Haiku's own transforms, taken at import: hke's call these, so a program (or
 # tools/haiku_suite.py) that replaces `hk.transform*` / `hk.multi_transform*`
 # by hke's never makes them call themselves. `hk.transform(f)` is
 # `without_state(transform_with_state(f))`, and so is hke's.
-_haiku_transform_with_state = hk_transform.transform_with_state
-_haiku_without_state = hk_transform.without_state
+_haiku_transform_with_state = hki.transform_with_state
+_haiku_without_state = hki.without_state
 _haiku_multi_transform_with_state = (
-    hk_multi_transform.multi_transform_with_state)
-_haiku_multi_without_state = hk_multi_transform.without_state
+    hki.multi_transform_with_state)
+_haiku_multi_without_state = hki.multi_without_state
 
 
 def _with_effect_scope(fn: Callable[..., Any], stateless: bool,
@@ -54,7 +53,7 @@ def _with_effect_scope(fn: Callable[..., Any], stateless: bool,
 
 def _tie_in_original_fn(fn: Callable[..., Any], transformed):
   """Makes Haiku's ``get_original_fn(transformed)`` return ``fn`` itself."""
-  hk_transform.tie_in_original_fn(fn, transformed.init, transformed.apply)
+  hki.tie_in_original_fn(fn, transformed.init, transformed.apply)
   return transformed
 
 
@@ -82,7 +81,7 @@ def transform(fn: Callable[..., Any], *,
   >>> f.apply(params, None, jnp.ones([1, 3])).shape
   (1, 2)
   """
-  hk_transform.check_not_jax_transformed(fn)
+  hki.check_not_jax_transformed(fn)
   transformed = _tie_in_original_fn(fn, _haiku_without_state(
       _haiku_transform_with_state(_with_effect_scope(fn, stateless=True))))
   return transformed if apply_rng else hk.without_apply_rng(transformed)
@@ -103,7 +102,7 @@ def transform_with_state(fn: Callable[..., Any]) -> hk.TransformedWithState:
   >>> out.shape
   (1, 2)
   """
-  hk_transform.check_not_jax_transformed(fn)
+  hki.check_not_jax_transformed(fn)
   return _tie_in_original_fn(fn, _haiku_transform_with_state(
       _with_effect_scope(fn, stateless=False)))
 
