@@ -45,9 +45,6 @@ from typing import Any, ContextManager, Iterator
 
 from hk_effects import haiku_internals as hki
 
-CARRY_KINDS = ("stacked", "batched", "unchanged")
-
-
 class BoundaryBypassError(ValueError):
   """An effect ran inside a Haiku wrapper that hk_effects did not see.
 

@@ -134,17 +134,6 @@ class _ThreadState(threading.local):
 _state = _ThreadState()
 
 
-def is_collecting() -> bool:
-  """Whether a side-output collector runs.
-
-  Example:
-
-  >>> is_collecting()
-  False
-  """
-  return _state.collectors > 0
-
-
 @contextlib.contextmanager
 def _pushed(target: _Target) -> Iterator[_Target]:
   _state.targets.append(target)
