@@ -212,14 +212,18 @@ def handler_claims(handler, request, site: Site | None = None) -> bool:
   try:
     return bool(handler.claims(request))
   except Exception as e:  # pylint: disable=broad-except
-    where = "" if site is None else f" at {site}"
-    raise TypeError(
-        f"The predicate of {handler!r} raised {type(e).__name__}: {e} when "
-        f"asked whether it claims {request!r}{where}. A handler asks its "
-        "predicate about every request of its effect (untagged ones too, and "
-        "tags or categories of any type); make it return False for those it "
-        "does not want, e.g. `lambda r: getattr(r, 'tag', None) == 'x'`."
-    ) from e
+    raise _predicate_error(handler, request, site, e) from e
+
+
+def _predicate_error(handler, request, site: Site | None,
+                     e: Exception) -> TypeError:
+  where = "" if site is None else f" at {site}"
+  return TypeError(
+      f"The predicate of {handler!r} raised {type(e).__name__}: {e} when "
+      f"asked whether it claims {request!r}{where}. A handler asks its "
+      "predicate about every request of its effect (untagged ones too, and "
+      "tags or categories of any type); make it return False for those it "
+      "does not want, e.g. `lambda r: getattr(r, 'tag', None) == 'x'`.")
 
 
 def _bind_node_unrecorded(node, site: Site) -> tuple[Any, Any]:
@@ -230,7 +234,12 @@ def _bind_node_unrecorded(node, site: Site) -> tuple[Any, Any]:
   scope = None
   rewritten = False
   for candidate in reversed(_state.scopes):
-    if not handler_claims(candidate.handler, request, site):
+    # `handler_claims`, inlined: this runs for every request of every call.
+    try:
+      claimed = candidate.handler.claims(request)
+    except Exception as e:  # pylint: disable=broad-except
+      raise _predicate_error(candidate.handler, request, site, e) from e
+    if not claimed:
       continue
     if candidate.handler.rewrites:
       # A rewriting handler (e.g. freeze_local_states) turns the request into
@@ -340,26 +349,49 @@ def _rebuilt_dataclass(original: Any, changed: dict) -> Any:
   return new
 
 
-def _bind_attribute(module_path: str, name: str, value):
-  """None if ``value`` holds no effect node, else (kept, runtime) values.
+# What an attribute value of a given type can hold, decided once per type:
+# `isinstance` against ABCs and Haiku's Module protocol costs microseconds,
+# and every method call of every module asks it of each attribute.
+_SKIP, _NODE, _TREE = 0, 1, 2
+_KIND_OF_TYPE: dict[type, int] = {kind: _SKIP for kind in _SKIP_EXACT_TYPES}
+# The types found to hold nothing, for a test without a call.
+_SKIPPED_TYPES: set[type] = set(_SKIP_EXACT_TYPES)
 
-  ``_bind_and_call`` has already skipped values of ``_SKIP_EXACT_TYPES``.
-  """
+
+def _kind_of_type(kind: type) -> int:
+  if issubclass(kind, _EFFECT_NODE_TYPES):
+    found = _NODE
+  elif issubclass(kind, (list, tuple, dict)):
+    found = _TREE
+  elif (dataclasses.is_dataclass(kind) and not issubclass(kind, type)
+        and not issubclass(kind, _SKIP_TYPES)):
+    found = _TREE
+  else:
+    found = _SKIP
+    _SKIPPED_TYPES.add(kind)
+  _KIND_OF_TYPE[kind] = found
+  return found
+
+
+def _bind_attribute(module_path: str, name: str, value):
+  """None if ``value`` holds no effect node, else (kept, runtime) values."""
   kind = type(value)
+  found = _KIND_OF_TYPE.get(kind)
+  if found is None:
+    found = _kind_of_type(kind)
+  if found == _SKIP:
+    return None
+  if found == _NODE:
+    return _bind_node(value, Site(module_path, name))
   if kind is tuple or kind is list or kind is dict:
-    # Exact containers first: the ABC check of `_is_effect_node` costs more
-    # than this look at the items (LayerNorm's `axis` tuple, on every call).
+    # A look at the items first: most such attributes hold plain values
+    # (LayerNorm's `axis` tuple, on every call).
     items = value.values() if kind is dict else value
     for item in items:
       if type(item) not in _SKIP_EXACT_TYPES:
         break
     else:
       return None
-  elif _is_effect_node(value):
-    return _bind_node(value, Site(module_path, name))
-  elif not isinstance(value, (list, tuple, dict)) and (
-      not _is_dataclass_instance(value) or isinstance(value, _SKIP_TYPES)):
-    return None
   return _bind_tree(value, module_path, name)
 
 
@@ -368,9 +400,8 @@ def _intercept(next_fun: Callable, args, kwargs, context):
     if context.method_name == "__init__":
       # Requests are created in __init__; they bind when a method runs.
       return next_fun(*args, **kwargs)
-    if nesting.is_lifting_module(context.module):
-      return _lift_call(next_fun, args, kwargs, context)
-    return _bind_and_call(next_fun, args, kwargs, context)
+    return _intercept_direct(next_fun, context.method_name, context.module,
+                             args, kwargs)
   finally:
     # Haiku runs the first-pushed interceptor outermost; once it returns,
     # nothing calls `next_fun` again.
@@ -378,19 +409,31 @@ def _intercept(next_fun: Callable, args, kwargs, context):
       hki.release_next_fun(next_fun)
 
 
-def _lift_call(next_fun: Callable, args, kwargs, context):
+def _intercept_direct(next_fun: Callable, method_name: str, module, args,
+                      kwargs):
+  """``_intercept`` for a method other than ``__init__``, without Haiku's
+  chain (``hki.install_sole_interceptor``)."""
+  del method_name  # Every method binds alike.
+  if nesting.is_lifting_module(module):
+    return _lift_call(next_fun, args, kwargs, module)
+  return _bind_and_call(next_fun, args, kwargs, module)
+
+
+hki.install_sole_interceptor(_intercept, _intercept_direct)
+
+
+def _lift_call(next_fun: Callable, args, kwargs, module):
   # Values told in the lifted transform are named after the lifting module.
-  nesting.lift_call_started(context.module)
+  nesting.lift_call_started(module)
   result = None
   try:
     result = next_fun(*args, **kwargs)
     return result
   finally:
-    nesting.lift_call_ended(context.module, result)
+    nesting.lift_call_ended(module, result)
 
 
-def _bind_and_call(next_fun: Callable, args, kwargs, context):
-  module = context.module
+def _bind_and_call(next_fun: Callable, args, kwargs, module):
   key = id(module)
   outer = _state.bound_modules.get(key)
   if outer is not None and outer[0] == _state.scope_version:
@@ -398,9 +441,10 @@ def _bind_and_call(next_fun: Callable, args, kwargs, context):
     return next_fun(*args, **kwargs)
   swaps = []
   if outer is None:
+    skipped = _SKIPPED_TYPES
     for name, value in vars(module).items():
-      if type(value) in _SKIP_EXACT_TYPES:
-        continue  # Most attributes: checked here, without a call.
+      if type(value) in skipped:
+        continue  # Most attributes: decided here, without a call.
       bound = _bind_attribute(module.module_name, name, value)
       if bound is not None:
         swaps.append((name, bound[0], bound[1]))

@@ -143,6 +143,42 @@ def replace_method(cls: type, name: str,
   setattr(cls, name, replacement)
 
 
+def install_sole_interceptor(
+    interceptor: Callable[..., Any],
+    direct: Callable[[Callable[..., Any], str, Any, tuple, dict], Any],
+) -> None:
+  """Lets ``interceptor`` skip Haiku's interceptor chain when it is alone.
+
+  Haiku's ``run_interceptors`` builds a ``MethodContext``, clones the
+  interceptor stack and a self-referencing ``next_fun`` closure for every
+  method call once any interceptor is installed, ``__init__`` included:
+  in an effect-dense model that is a large share of what hk_effects adds to
+  a trace (``benchmarks/overhead.py``). While ``interceptor`` is the only
+  interceptor on the stack, the replacement here calls
+  ``direct(bound_method, method_name, module, args, kwargs)`` instead, and
+  calls ``__init__`` straight through (``interceptor`` must do nothing for
+  it); with any other interceptor present, or none, Haiku's own function
+  runs, so ordering with users' interceptors is Haiku's.
+  """
+  if getattr(module.run_interceptors, "__hk_effects_original__", None):
+    return
+  original_run = module.run_interceptors
+  storage_owner = module.interceptor_stack
+
+  def run_interceptors(bound_method, method_name, self, orig_class, *args,
+                       **kwargs):
+    storage = storage_owner._storage  # pylint: disable=protected-access
+    if len(storage) == 1 and storage[0] is interceptor:
+      if method_name == "__init__":
+        return bound_method(*args, **kwargs)
+      return direct(bound_method, method_name, self, args, kwargs)
+    return original_run(bound_method, method_name, self, orig_class, *args,
+                        **kwargs)
+
+  run_interceptors.__hk_effects_original__ = original_run
+  module.run_interceptors = run_interceptors
+
+
 def release_next_fun(next_fun: Callable[..., Any]) -> None:
   """Clears the closure cell through which Haiku's ``next_fun`` refers to
   itself.

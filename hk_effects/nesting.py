@@ -60,7 +60,16 @@ _state = _ThreadState()
 
 
 def is_lifting_module(module: Any) -> bool:
-  return isinstance(module, hki.LiftingModule)
+  # By type, cached: `isinstance` against a Haiku module class goes through
+  # the ABC machinery, and every module method call asks.
+  kind = type(module)
+  found = _LIFTING_TYPES.get(kind)
+  if found is None:
+    found = _LIFTING_TYPES[kind] = issubclass(kind, hki.LiftingModule)
+  return found
+
+
+_LIFTING_TYPES: dict[type, bool] = {}
 
 
 def lift_call_started(module: Any) -> None:

@@ -267,6 +267,57 @@ class TraversalTest(absltest.TestCase):
     self.assertEqual(modules[-1].module_name, "plain")
 
 
+class UsersInterceptorsTest(absltest.TestCase):
+  """hk_effects' interceptor shortcuts Haiku's chain only while it is alone;
+  a user's interceptor still sees every method call, in Haiku's order."""
+
+  def _model(self):
+    def forward(x):
+      layer = AskScale()
+      return hk.Linear(2, w_init=jnp.ones, name="lin")(x) * layer()
+    return hke.transform(hke.handlers.WithConstantSideInputs.handling(
+        forward, {"s": 3.0}))
+
+  def test_inner_interceptor_sees_every_call_and_effects_still_bind(self):
+    seen = []
+
+    def spy(next_fun, args, kwargs, context):
+      out = next_fun(*args, **kwargs)  # After __init__, the module has a name.
+      seen.append((context.module.module_name, context.method_name))
+      return out
+
+    def forward(x):
+      with hk.intercept_methods(spy):
+        layer = AskScale()
+        return hk.Linear(2, w_init=jnp.ones, name="lin")(x) * layer()
+
+    f = hke.transform(hke.handlers.WithConstantSideInputs.handling(
+        forward, {"s": 3.0}))
+    x = jnp.ones([1, 2])
+    params = f.init(None, x)
+    seen.clear()
+    out = f.apply(params, None, x)
+    np.testing.assert_allclose(out, [[6.0, 6.0]])
+    self.assertEqual(seen, [("ask_scale", "__init__"), ("lin", "__init__"),
+                            ("lin", "__call__"), ("ask_scale", "__call__")])
+
+  def test_outer_interceptor_runs_first_and_can_change_results(self):
+    def double(next_fun, args, kwargs, context):
+      out = next_fun(*args, **kwargs)
+      if context.method_name == "__call__" and isinstance(
+          context.module, AskScale):
+        return out * 2
+      return out
+
+    f = self._model()
+    x = jnp.ones([1, 2])
+    params = f.init(None, x)
+    with hk.intercept_methods(double):
+      out = f.apply(params, None, x)
+    np.testing.assert_allclose(out, [[12.0, 12.0]])
+    np.testing.assert_allclose(f.apply(params, None, x), [[6.0, 6.0]])
+
+
 class GarbageTest(absltest.TestCase):
 
   def test_intercepted_calls_leave_no_reference_cycles(self):
