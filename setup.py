@@ -22,7 +22,7 @@ setuptools.setup(
         "test": ["pytest>=8", "hypothesis>=6.100", "treescope>=0.1.5",
                  "mypy>=1.10"],
         "examples": ["optax>=0.2", "matplotlib>=3.8"],
-        "bench": ["penzai>=0.2"],
+        "bench": ["penzai>=0.2", "flax>=0.10"],
         "render": ["treescope>=0.1.5"],
     },
 )

@@ -237,6 +237,131 @@ def effectful(depth: int, path_keys: bool = False) -> Version:
   return Version(name, make_step, (params, state, jax.random.key(2), x, mask))
 
 
+# --- The effect-dense block -------------------------------------------------
+#
+# Where the transformer above spends most of a block's trace in attention and
+# MLP, this block has four effects per five ops: Linear, times a side-input
+# mask, relu, dropout, a told intermediate and a counter. It shows what the
+# effect machinery costs per use rather than per block.
+
+DENSE_WIDTH = 128
+
+
+def dense_inputs(seed: int = 0) -> tuple[jax.Array, jax.Array]:
+  """Activations ``[B, W]`` and a boolean mask of the same shape."""
+  x = jax.random.normal(jax.random.key(seed), (BATCH, DENSE_WIDTH))
+  mask = jax.random.bernoulli(jax.random.key(seed + 1), 0.9,
+                              (BATCH, DENSE_WIDTH))
+  return x, mask
+
+
+class HandDenseBlock(hk.Module):
+  """The effect-dense block in plain Haiku: mask argument, next_rng_key,
+  returned intermediate, counter in ``hk.get_state``."""
+
+  def __call__(self, x: jax.Array, mask: jax.Array):
+    h = jax.nn.relu(hk.Linear(DENSE_WIDTH, name="linear")(x) * mask)
+    h = HandDropout(DROPOUT_RATE, name="dropout")(h)
+    count = hk.get_state("count", [], jnp.int32, init=jnp.zeros)
+    hk.set_state("count", count + 1)
+    return h, h
+
+
+def hand_dense_forward(depth: int):
+  """``(x, mask) -> (out, intermediates)`` of ``depth`` hand-threaded blocks."""
+  def forward(x, mask):
+    intermediates = []
+    for i in range(depth):
+      x, told = HandDenseBlock(name=f"block_{i}")(x, mask)
+      intermediates.append(told)
+    return x, intermediates
+  return forward
+
+
+def hand_dense(depth: int) -> Version:
+  """The hand-threaded dense version: ``step(params, state, rng, x, mask)``."""
+  x, mask = dense_inputs()
+  def make_step():
+    return hk.transform_with_state(hand_dense_forward(depth)).apply
+  params, state = _init_haiku(
+      hk.transform_with_state(hand_dense_forward(depth)), x, mask)
+  return Version("hand-threaded", make_step,
+                 (params, state, jax.random.key(2), x, mask))
+
+
+class EffectfulDenseBlock(hk.Module):
+  """The effect-dense block with the four requests."""
+
+  def __init__(self, name: str | None = None):
+    super().__init__(name=name)
+    self.mask = hke.SideInputRequest(MASK_TAG)
+    self.output = hke.SideOutputRequest(OUTPUT_TAG)
+    self.count = hke.InitialLocalStateRequest(_zero_count, category=COUNTER)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    h = jax.nn.relu(hk.Linear(DENSE_WIDTH, name="linear")(x) * self.mask.ask())
+    h = hke.Dropout(DROPOUT_RATE, name="dropout")(h)
+    self.output.tell(h)
+    self.count.set(self.count.get() + 1)
+    return h
+
+
+def effectful_dense_forward(depth: int, path_keys: bool = False):
+  """The hk_effects dense forward function in its four handlers."""
+  def model(x):
+    for i in range(depth):
+      x = EffectfulDenseBlock(name=f"block_{i}")(x)
+    return x
+  handled = hke.handlers.WithSideInputsFromInputTuple.handling(
+      model, tags=(MASK_TAG,))
+  handled = hke.handlers.CollectingSideOutputs.handling(handled)
+  handled = hke.handlers.WithHaikuRandom.handling(handled,
+                                                  path_keys=path_keys)
+  return hke.handlers.handle_local_states(handled, category=COUNTER)
+
+
+def effectful_dense(depth: int, path_keys: bool = False) -> Version:
+  """The hk_effects dense version: ``step(params, state, rng, x, mask)``."""
+  x, mask = dense_inputs()
+  def make_step():
+    apply = hke.transform_with_state(
+        effectful_dense_forward(depth, path_keys)).apply
+    def step(params, state, rng, x, mask):
+      return apply(params, state, rng, (x, mask))
+    return step
+  params, state = _init_haiku(
+      hke.transform_with_state(effectful_dense_forward(depth, path_keys)),
+      (x, mask))
+  name = "hk_effects, path keys" if path_keys else "hk_effects"
+  return Version(name, make_step, (params, state, jax.random.key(2), x, mask))
+
+
+def linen_dense(depth: int) -> Version:
+  """Flax linen's dense version: ``step(variables, rng, x, mask)``.
+
+  Written as a linen user would: ``self.sow`` for the intermediate,
+  ``self.make_rng`` (inside ``nn.Dropout``) for keys, a ``self.variable``
+  counter, the mask as an argument. Raises ImportError without flax (the
+  ``bench`` extra).
+  """
+  from benchmarks import linen_model  # pylint: disable=g-import-not-at-top
+  x, mask = dense_inputs()
+  variables = materialize(jax.eval_shape(
+      functools.partial(linen_model.init, linen_model.DenseStack(depth)),
+      jax.random.key(1), x, mask))
+  return Version("flax linen", lambda: linen_model.make_step(depth),
+                 (variables, jax.random.key(2), x, mask))
+
+
+DENSE_BUILDERS: dict[str, Callable[[int], Version]] = {
+    "hand-threaded": hand_dense,
+    "hk_effects": effectful_dense,
+    "hk_effects, path keys": functools.partial(effectful_dense,
+                                               path_keys=True),
+    "flax linen": linen_dense,
+}
+
+
 # --- Penzai v1 --------------------------------------------------------------
 
 

@@ -1,6 +1,9 @@
-"""Renders ``overhead.run``'s measurements as a markdown table and targets.
+"""Renders ``overhead.run``'s measurements as one markdown table and targets.
 
-Which statistic decides each target (printed with the targets too):
+Two models are measured (``benchmarks/models.py``): the pre-LN
+``transformer``, where most of a block's trace is attention and MLP, and the
+effect-dense ``dense`` block (four effects per five ops). Which statistic
+decides each target (printed with the targets too):
 
 * trace ratio hk_effects / hand-threaded: the median over rounds of the
   ratio of the two versions' *thread CPU* times in that round. Tracing is
@@ -9,26 +12,29 @@ Which statistic decides each target (printed with the targets too):
   of a shared machine (which inflates even CPU time, through caches and
   shared cores), and the median drops the rounds where the load changed
   between them. The ratio of minima and of wall-time medians are shown too.
-* trace per module call (flat across depths) and trace faster than Penzai:
-  the *minimum* thread CPU time of a version's traces, the repetition least
-  disturbed by other processes (depths are measured at different times, and
-  Penzai gets few traces).
-* step time ratio: the median over rounds of the ratio of the two versions'
-  *process CPU* times of one compiled-step call each, back to back (XLA runs
-  a step on several threads of the process, so thread CPU would miss most of
-  it, and wall time includes waiting for cores other processes hold).
+* trace per module call (flat across depths) and trace faster than the
+  rival library (Penzai v1 for the transformer, Flax linen for the dense
+  block): the *minimum* thread CPU time of a version's traces, the
+  repetition least disturbed by other processes.
+* step time ratio (hk_effects / hand-threaded; path keys / default): the
+  median over rounds of the ratio of two versions' *process CPU* times of
+  one compiled-step call each, back to back (XLA runs a step on several
+  threads of the process, so thread CPU would miss most of it, and wall
+  time includes waiting for cores other processes hold).
 * trace + compile: median trace wall time plus median lower+compile wall
   time (compiling is multi-threaded too).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 from benchmarks import measure
 
-HAND, HKE, PENZAI = "hand-threaded", "hk_effects", "penzai v1"
-
+HAND, HKE, PATH_KEYS = "hand-threaded", "hk_effects", "hk_effects, path keys"
+PENZAI, LINEN = "penzai v1", "flax linen"
+COLUMNS = (HAND, HKE, PATH_KEYS, PENZAI, LINEN)
+TRANSFORMER, DENSE = "transformer", "dense"
 
 
 def _cell(values: list[float], scale: float) -> str:
@@ -58,14 +64,14 @@ def trace_cost(result: dict[str, Any]) -> float:
   return min(result["trace_cpu_s"])
 
 
-def paired_ratios(result: dict[str, Any],
-                  key: str = "trace_cpu_s") -> list[float]:
-  """hk_effects / hand-threaded of each round's measurements (both versions
-  ran back to back in a round): thread CPU of traces, or step wall times."""
-  return [hke / hand for hke, hand in zip(result[HKE][key], result[HAND][key])]
+def paired_ratios(result: dict[str, Any], key: str = "trace_cpu_s",
+                  num: str = HKE, den: str = HAND) -> list[float]:
+  """``num / den`` of each round's measurements (the two versions ran back
+  to back in a round): thread CPU of traces, or process CPU of steps."""
+  return [a / b for a, b in zip(result[num][key], result[den][key])]
 
 
-def _rows(results: dict[str, Any], names: list[str]):
+def _rows(results: dict[str, Any], names: list[str]) -> Iterator[Any]:
   """(metric, values per version, scale, statistic of the ratio columns)."""
   calls = results["module_calls"]
   yield "trace, wall (ms)", {n: results[n]["trace_s"] for n in names}, 1e3, (
@@ -94,43 +100,61 @@ def _rows(results: dict[str, Any], names: list[str]):
       1), "median"
 
 
+def _paired_cell(results: dict[str, Any], key: str, num: str,
+                 den: str) -> str:
+  if num not in results or den not in results:
+    return "-"
+  ratios = paired_ratios(results, key, num, den)
+  if not ratios:
+    return "-"
+  median, low, high = measure.summary(ratios)
+  return f"{median:.3f} [{low:.3f}-{high:.3f}]"
+
+
+def _table(data: dict[str, Any]) -> list[str]:
+  header = (["model", "depth", "metric"] + list(COLUMNS)
+            + ["hke / hand", "path keys / hke", "hke / rival"])
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for model, run in data["models"].items():
+    names, rival = run["versions"], run.get("rival")
+    for depth, results in run["depths"].items():
+      for metric, values, scale, statistic in _rows(results, names):
+        paired = statistic in ("trace_cpu_s", "step_cpu_s")
+        pick = min if statistic == "min" else _median
+        stats = {n: pick(values[n]) if values[n] else None for n in names}
+        cells = [_cell(values[n], scale) if n in names else "-"
+                 for n in COLUMNS]
+        if paired:
+          cells += [_paired_cell(results, statistic, HKE, HAND),
+                    _paired_cell(results, statistic, PATH_KEYS, HKE), "-"]
+        else:
+          cells += [_ratio(stats[HKE], stats[HAND]),
+                    _ratio(stats.get(PATH_KEYS), stats[HKE]),
+                    _ratio(stats[HKE], stats.get(rival))]
+        lines.append(f"| {model} | {depth} | {metric} | "
+                     + " | ".join(cells) + " |")
+  return lines
+
+
 def render(data: dict[str, Any]) -> str:
   """The results table, the memory table and the target checks."""
-  names = [HAND, HKE] + ([PENZAI] if data["penzai"] else [])
-  header = (["depth", "metric"] + names + ["hke / hand"]
-            + (["hke / penzai"] if data["penzai"] else []))
-  lines = ["| " + " | ".join(header) + " |",
-           "|" + "---|" * len(header)]
-  for depth, results in data["depths"].items():
-    for metric, values, scale, statistic in _rows(results, names):
-      paired = statistic in ("trace_cpu_s", "step_cpu_s")
-      pick = min if statistic == "min" else _median
-      stats = {n: pick(values[n]) if values[n] else None for n in names}
-      cells = [_cell(values[n], scale) for n in names]
-      if paired:
-        ratios = paired_ratios(results, statistic)
-        if ratios:
-          median, low, high = measure.summary(ratios)
-          cells.append(f"{median:.3f} [{low:.3f}-{high:.3f}]")
-        else:
-          cells.append("-")
-      else:
-        cells.append(_ratio(stats[HKE], stats[HAND]))
-      if data["penzai"]:
-        cells.append("-" if paired else _ratio(stats[HKE], stats[PENZAI]))
-      lines.append(f"| {depth} | {metric} | " + " | ".join(cells) + " |")
-  reps = ", ".join(
-      f"{depth}: " + "/".join(str(len(results[n]["trace_s"])) for n in names)
-      for depth, results in data["depths"].items())
+  lines = _table(data)
+  reps = "; ".join(
+      f"{model} " + ", ".join(
+          f"{depth}: " + "/".join(str(len(results[n]["trace_s"]))
+                                  for n in run["versions"])
+          for depth, results in run["depths"].items())
+      for model, run in data["models"].items())
   lines += ["", "Cells: median [min-max] of the repetitions; ratios of "
             "medians, except in rows saying min (ratios of minima) and "
-            "ratio per round (median [min-max] over rounds of hk_effects / "
-            "hand-threaded CPU time, the two run back to back). Traces per "
-            f"depth ({' / '.join(names)}): {reps}."]
+            "ratio per round (median [min-max] over rounds of the two "
+            "versions' CPU times, run back to back); hke / rival: Penzai v1 "
+            "for the transformer, Flax linen for the dense block. Traces per "
+            f"depth (in the order of the columns): {reps}."]
   if data["memory"]:
-    lines += ["", "Peak Python memory while tracing (tracemalloc, one trace "
-              "each):", "", "| version | blocks | peak | per block |",
-              "|---|---|---|---|"]
+    lines += ["", "Peak Python memory while tracing the transformer "
+              "(tracemalloc, one trace each):", "",
+              "| version | blocks | peak | per block |", "|---|---|---|---|"]
     for name in [n for n in (HAND, HKE, PENZAI) if n in data["memory"]]:
       peak, blocks = data["memory"][name], data["memory_depths"][name]
       lines.append(f"| {name} | {blocks} | {peak / 2**20:.1f} MiB | "
@@ -141,62 +165,97 @@ def render(data: dict[str, Any]) -> str:
             f"{machine['python']}; load average "
             f"{machine['load_average'][0]:.1f} before, "
             f"{machine['load_average_after'][0]:.1f} after."]
-  lines += ["", "Targets (DESIGN section 8), each with the statistic that "
-            "decides it (CPU time, which leaves out waiting for a core: the "
-            "tracing thread's for traces, the process's for compiled steps "
-            "that XLA runs on several threads; wall time for "
+  lines += ["", "Targets (docs of benchmarks/report.py), each with the "
+            "statistic that decides it (CPU time, which leaves out waiting "
+            "for a core: the tracing thread's for traces, the process's for "
+            "compiled steps that XLA runs on several threads; wall time for "
             "trace+compile):"]
   lines += [f"  [{'met' if ok else 'MISSED'}] {text}"
             for text, ok in targets(data)]
   return "\n".join(lines)
 
 
-def _median_ratio(result: dict[str, Any], key: str) -> float:
-  return _median(result[HKE][key]) / _median(result[HAND][key])
+def _median_ratio(result: dict[str, Any], key: str, num: str = HKE,
+                  den: str = HAND) -> float:
+  return _median(result[num][key]) / _median(result[den][key])
+
+
+def _step_and_hlo(model: str, depth: Any, r: dict[str, Any], num: str,
+                  den: str, hlo_limit: float) -> list[tuple[str, bool]]:
+  if not r[num]["step_s"] or not r[den]["step_s"]:
+    return []
+  ratio = _median(paired_ratios(r, "step_cpu_s", num, den))
+  what = "step time ratio" if den == HAND else "path keys step ratio"
+  checks = [(f"{model} {depth}: {what} {ratio:.3f} <= 1.02 (median of "
+             f"{len(r[num]['step_s'])} rounds' process-CPU ratios; of wall "
+             f"medians {_median_ratio(r, 'step_s', num, den):.3f})",
+             ratio <= 1.02)]
+  a, b = r[num]["hlo_instructions"], r[den]["hlo_instructions"]
+  if hlo_limit == 1.0:
+    checks.append((f"{model} {depth}: HLO instruction counts equal ({a} and "
+                   f"{b})", a == b))
+  else:
+    checks.append((f"{model} {depth}: path keys HLO {a / b:.3f}x the "
+                   f"default's <= {hlo_limit} ({a} and {b})",
+                   a <= hlo_limit * b))
+  return checks
+
+
+def _trace_ratio(model: str, depth: Any, r: dict[str, Any],
+                 limit: float) -> tuple[str, bool]:
+  ratios = paired_ratios(r)
+  ratio = _median(ratios)
+  return (f"{model} {depth}: trace time ratio {ratio:.3f} <= {limit:.2f} "
+          f"(median of {len(ratios)} rounds' thread-CPU ratios; ratio of "
+          f"minima {trace_cost(r[HKE]) / trace_cost(r[HAND]):.3f}, of wall "
+          f"medians {_median_ratio(r, 'trace_s'):.3f})", ratio <= limit)
+
+
+# Per model: the depth the ratio targets are decided at (the deepest run if
+# absent), the trace-ratio limits, and the limit on the spread of the trace
+# cost per module call across depths.
+_TARGETS = {
+    TRANSFORMER: {"trace": (1.10,), "flat": 1.25},
+    DENSE: {"at": 64, "trace": (1.10, 1.05), "flat": 1.15},
+}
 
 
 def targets(data: dict[str, Any]) -> list[tuple[str, bool]]:
   """Each target with whether these measurements meet it."""
   checks = []
-  depths = sorted(data["depths"], key=int)
-  for depth in depths:
-    r = data["depths"][depth]
-    if r[HKE]["step_s"]:
-      ratio = _median(paired_ratios(r, "step_cpu_s"))
-      checks.append((f"depth {depth}: step time ratio {ratio:.3f} <= 1.02 "
-                     f"(median of {len(r[HKE]['step_s'])} rounds' process-CPU "
-                     "ratios; of wall medians "
-                     f"{_median_ratio(r, 'step_s'):.3f})", ratio <= 1.02))
-      same = r[HKE]["hlo_instructions"] == r[HAND]["hlo_instructions"]
-      checks.append((f"depth {depth}: HLO instruction counts equal "
-                     f"({r[HKE]['hlo_instructions']} and "
-                     f"{r[HAND]['hlo_instructions']})", same))
-  deepest = data["depths"][depths[-1]]
-  ratio = _median(paired_ratios(deepest))
-  checks.append((
-      f"depth {depths[-1]}: trace time ratio {ratio:.3f} <= 1.10 (median of "
-      f"{len(paired_ratios(deepest))} rounds' thread-CPU ratios; ratio of "
-      "minima "
-      f"{trace_cost(deepest[HKE]) / trace_cost(deepest[HAND]):.3f}, of wall "
-      f"medians {_median_ratio(deepest, 'trace_s'):.3f})", ratio <= 1.10))
-  per_call = [trace_cost(data["depths"][d][HKE])
-              / data["depths"][d]["module_calls"] for d in depths]
-  spread = max(per_call) / min(per_call)
-  checks.append((
-      f"hk_effects trace per module call flat across depths {depths} "
-      f"(max/min {spread:.2f} <= 1.25 of the min thread CPU per call: "
-      + ", ".join(f"{p * 1e6:.0f}" for p in per_call) + " µs)",
-      spread <= 1.25))
-  if data["penzai"]:
+  for model, run in data["models"].items():
+    spec = _TARGETS[model]
+    runs = run["depths"]
+    depths = sorted(runs, key=int)
+    at = spec.get("at")
+    at = at if at in runs else depths[-1]
     for depth in depths:
-      r = data["depths"][depth]
-      hke, pz = trace_cost(r[HKE]), trace_cost(r[PENZAI])
-      checks.append((f"depth {depth}: trace faster than Penzai v1 "
-                     f"({hke * 1e3:.0f} vs {pz * 1e3:.0f} ms, min thread CPU)",
-                     hke < pz))
-      hke, pz = _trace_plus_compile(r[HKE]), _trace_plus_compile(r[PENZAI])
-      if hke is not None and pz is not None:
-        checks.append((f"depth {depth}: trace+compile faster than Penzai v1 "
-                       f"({hke * 1e3:.0f} vs {pz * 1e3:.0f} ms, median wall)",
-                       hke < pz))
+      checks += _step_and_hlo(model, depth, runs[depth], HKE, HAND, 1.0)
+    if PATH_KEYS in run["versions"]:
+      checks += _step_and_hlo(model, at, runs[at], PATH_KEYS, HKE, 1.03)
+    for i, limit in enumerate(spec["trace"]):
+      text, ok = _trace_ratio(model, at, runs[at], limit)
+      checks.append((text + (" [moonshot]" if i else ""), ok))
+    per_call = [trace_cost(runs[d][HKE]) / runs[d]["module_calls"]
+                for d in depths]
+    spread = max(per_call) / min(per_call)
+    checks.append((
+        f"{model}: hk_effects trace per module call flat across depths "
+        f"{depths} (max/min {spread:.2f} <= {spec['flat']} of the min thread "
+        "CPU per call: " + ", ".join(f"{p * 1e6:.0f}" for p in per_call)
+        + " µs)", spread <= spec["flat"]))
+    rival = run.get("rival")
+    if rival:
+      for depth in depths:
+        r = runs[depth]
+        hke, other = trace_cost(r[HKE]), trace_cost(r[rival])
+        checks.append((f"{model} {depth}: trace faster than {rival} "
+                       f"({hke * 1e3:.1f} vs {other * 1e3:.1f} ms, min thread "
+                       f"CPU: {other / hke:.2f}x)", hke < other))
+        hke, other = (_trace_plus_compile(r[HKE]),
+                      _trace_plus_compile(r[rival]))
+        if hke is not None and other is not None:
+          checks.append((f"{model} {depth}: trace+compile faster than "
+                         f"{rival} ({hke * 1e3:.0f} vs {other * 1e3:.0f} ms, "
+                         f"median wall: {other / hke:.2f}x)", hke < other))
   return checks

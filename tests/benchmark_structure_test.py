@@ -86,6 +86,42 @@ class BenchmarkStructureTest(parameterized.TestCase):
     self.assertEqual(measure.module_calls(self.effectful), 13 * DEPTH + 1)
 
 
+class DenseStructureTest(absltest.TestCase):
+  """The effect-dense block: the same program as hand-threaded Haiku."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.hand = models.hand_dense(DEPTH)
+    cls.effectful = models.effectful_dense(DEPTH)
+
+  def test_jaxpr_and_hlo_counts_equal(self):
+    *_, hand_eqns = measure.trace_time(self.hand)
+    *_, effectful_eqns = measure.trace_time(self.effectful)
+    self.assertEqual(effectful_eqns, hand_eqns)
+    counts = [measure.hlo_instruction_count(measure.compile_time(v)[1])
+              for v in (self.hand, self.effectful)]
+    self.assertEqual(counts[1], counts[0])
+    self.assertGreater(counts[0], 100)
+
+  def test_same_parameters_give_same_values(self):
+    params, hand_state, rng, x, mask = self.hand.args
+    (out, intermediates), _ = jax.jit(self.hand.make_step())(
+        params, hand_state, jax.random.clone(rng), x, mask)
+    (effectful_out, told), state = jax.jit(self.effectful.make_step())(
+        params, self.effectful.args[1], jax.random.clone(rng), x, mask)
+    chex.assert_trees_all_close(effectful_out, out, rtol=1e-6)
+    chex.assert_trees_all_close([t.value for t in told], intermediates,
+                                rtol=1e-6)
+    counters = state[f"~local_state/{models.COUNTER}"]
+    self.assertEqual({k: int(v) for k, v in counters.items()},
+                     {f"block_{i}:count": 1 for i in range(DEPTH)})
+
+  def test_module_calls_are_three_per_block(self):
+    # The block, its Linear and its dropout.
+    self.assertEqual(measure.module_calls(self.hand), 3 * DEPTH)
+
+
 def _fake_results(hand: float, hke_: float, step_ratio: float,
                   hlo: tuple[int, int], module_calls: int) -> dict:
   def version(trace, step, hlo_count):
@@ -104,13 +140,15 @@ def _fake_results(hand: float, hke_: float, step_ratio: float,
 class ReportTest(parameterized.TestCase):
 
   def _data(self, deepest: dict | None = None) -> dict:
-    return {"penzai": False, "memory": {},
+    return {"memory": {},
             "machine": {"cpus": 2, "backend": "cpu", "jax": "x",
                         "python": "3", "load_average": [1.0],
                         "load_average_after": [1.0]},
-            "depths": {4: _fake_results(1.0, 1.05, 1.0, (10, 10), 53),
-                       64: deepest or _fake_results(16.0, 16.8, 1.0,
-                                                    (90, 90), 833)}}
+            "models": {report.TRANSFORMER: {
+                "versions": [report.HAND, report.HKE], "rival": None,
+                "depths": {4: _fake_results(1.0, 1.05, 1.0, (10, 10), 53),
+                           64: deepest or _fake_results(
+                               16.0, 16.8, 1.0, (90, 90), 833)}}}}
 
   def test_all_targets_met(self):
     checks = report.targets(self._data())
@@ -151,9 +189,12 @@ class ReportTest(parameterized.TestCase):
 
   def test_memory_table_names_the_depth_of_each_version(self):
     data = self._data()
-    data["penzai"] = True
-    for depth in data["depths"].values():
-      depth[report.PENZAI] = depth[report.HKE]
+    run = data["models"][report.TRANSFORMER]
+    run["versions"].append(report.PENZAI)
+    run["rival"] = report.PENZAI
+    for depth in run["depths"].values():
+      depth[report.PENZAI] = dict(depth[report.HKE])
+      depth[report.PENZAI]["trace_cpu_s"] = [100.0] * 3
     data["memory"] = {report.PENZAI: 4 * 2**20, report.HAND: 8 * 2**20,
                       report.HKE: 9 * 2**20}
     data["memory_depths"] = {report.PENZAI: 16, report.HAND: 64,
@@ -165,16 +206,60 @@ class ReportTest(parameterized.TestCase):
 
   def test_render_has_a_row_per_metric_and_ratios(self):
     text = report.render(self._data())
-    self.assertIn("| 64 | trace, wall (ms) | 2.4e+04 [2.4e+04-2.4e+04] |",
-                  text)
-    self.assertIn("| 64 | trace, thread CPU, ratio per round [decides] | - | "
-                  "- | 1.050 [1.050-1.050] |", text)
-    self.assertIn("| 64 | trace per module call, thread CPU min (µs, 833 "
-                  "calls) | 1.921e+04 | 2.017e+04 | 1.050 |", text)
-    self.assertIn("Traces per depth (hand-threaded / hk_effects): 4: 3/3, "
-                  "64: 3/3.", text)
+    self.assertIn("| transformer | 64 | trace, wall (ms) | 2.4e+04 "
+                  "[2.4e+04-2.4e+04] |", text)
+    self.assertIn("| transformer | 64 | trace, thread CPU, ratio per round "
+                  "[decides] | - | - | - | - | - | 1.050 [1.050-1.050] | - | "
+                  "- |", text)
+    self.assertIn("| transformer | 64 | trace per module call, thread CPU "
+                  "min (µs, 833 calls) | 1.921e+04 | 2.017e+04 | - | - | - | "
+                  "1.050 | - | - |", text)
+    self.assertIn("Traces per depth (in the order of the columns): "
+                  "transformer 4: 3/3, 64: 3/3.", text)
     self.assertIn("each with the statistic that decides it", text)
     self.assertNotIn("MISSED", text)
+
+
+class DenseReportTest(parameterized.TestCase):
+  """The dense block's targets: at 64 blocks, path keys, the rival."""
+
+  def _data(self, pk_hlo: int = 90, pk_step: float = 1.0,
+            linen_trace: float = 40.0) -> dict:
+    depths = {}
+    for depth, calls in ((4, 12), (64, 192)):
+      scale = depth / 4
+      r = _fake_results(1.0 * scale, 1.04 * scale, 1.0, (90, 90), calls)
+      pk = _fake_results(1.0, 1.0 * scale, pk_step, (90, pk_hlo), calls)
+      r[report.PATH_KEYS] = pk[report.HKE]
+      linen = _fake_results(1.0, linen_trace * scale / 16, 1.0, (80, 80),
+                            calls)
+      r[report.LINEN] = linen[report.HKE]
+      depths[depth] = r
+    return {"memory": {},
+            "machine": {"cpus": 2, "backend": "cpu", "jax": "x",
+                        "python": "3", "load_average": [1.0],
+                        "load_average_after": [1.0]},
+            "models": {report.DENSE: {
+                "versions": [report.HAND, report.HKE, report.PATH_KEYS,
+                             report.LINEN],
+                "rival": report.LINEN, "depths": depths}}}
+
+  def test_all_met(self):
+    checks = report.targets(self._data())
+    self.assertTrue(all(ok for _, ok in checks), checks)
+    texts = [t for t, _ in checks]
+    self.assertIn("dense 64: path keys HLO 1.000x the default's <= 1.03 (90 "
+                  "and 90)", texts)
+    self.assertTrue(any("[moonshot]" in t and "<= 1.05" in t for t in texts))
+
+  @parameterized.named_parameters(
+      ("path_keys_hlo", {"pk_hlo": 93}, "path keys HLO"),
+      ("path_keys_step", {"pk_step": 1.05}, "path keys step ratio"),
+      ("linen_faster", {"linen_trace": 10.0}, "faster than flax linen"))
+  def test_missed(self, kwargs, what):
+    missed = [t for t, ok in report.targets(self._data(**kwargs)) if not ok]
+    self.assertTrue(missed)
+    self.assertTrue(all(what in t for t in missed), missed)
 
 
 class _Counter(hk.Module):
