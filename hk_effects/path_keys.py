@@ -37,9 +37,11 @@ from typing import Any, Iterator
 
 import haiku as hk
 import jax
+import jax.extend.random as jax_random_ext
+import jax.numpy as jnp
+import numpy as np
 
 from hk_effects import boundaries
-from hk_effects import haiku_internals as hki
 
 _SUFFIX = re.compile(r"^(.*)_(\d+)$")
 
@@ -122,9 +124,6 @@ class _Call:
   component: _Component
   child_counts: dict = dataclasses.field(default_factory=dict)
   draws: dict = dataclasses.field(default_factory=dict)
-  # (root, JAX trace level, key folded down to this call): draws in one call
-  # share the folds of its coordinates, but only within one trace.
-  keys: list = dataclasses.field(default_factory=list)
 
   @property
   def canon(self) -> tuple[_Component, ...]:
@@ -401,28 +400,61 @@ def hash32(text: str) -> int:
   return int(hashlib.sha256(text.encode()).hexdigest()[:7], 16)
 
 
-def _fold_all(key: jax.Array, components: tuple[_Component, ...]) -> jax.Array:
-  for component in components:
-    key = jax.random.fold_in(key, component.value())
+# A draw's key is one threefry of its handler's key with a 64-bit message:
+# two 32-bit lanes, each a mix of the draw's coordinates. Mixing whole words
+# costs a few integer ops, on device only for traced (loop) indices, where a
+# fold per coordinate cost a threefry each (+46% HLO on an effect-dense
+# model, benchmarks/overhead.py). Each step of a lane is a bijection of the
+# lane for a fixed word and of the word for a fixed lane, so two coordinate
+# lists of one length that differ in one place never share a message; other
+# pairs do with probability about 2**-64. A static index and the same index
+# traced (a Python loop and hk.scan) give the same message, bit for bit.
+_LANES = ((0x811C9DC5, 0x01000193), (0x9E3779B9, 0x85EBCA6B))
+_MASK32 = 0xFFFFFFFF
+
+
+def _mix(lane: Any, word: Any, multiplier: int) -> Any:
+  if isinstance(lane, int) and isinstance(word, int):
+    lane = ((lane ^ (word & _MASK32)) * multiplier) & _MASK32
+    return lane ^ (lane >> 16)
+  lane = (_as_uint32(lane) ^ _as_uint32(word)) * np.uint32(multiplier)
+  return lane ^ (lane >> np.uint32(16))
+
+
+def _as_uint32(value: Any) -> Any:
+  if isinstance(value, int):
+    return np.uint32(value & _MASK32)
+  return jnp.asarray(value).astype(jnp.uint32)
+
+
+def _message(words: list[Any]) -> tuple[Any, Any]:
+  lanes = []
+  for offset, multiplier in _LANES:
+    lane = _mix(offset, len(words), multiplier)
+    for word in words:
+      lane = _mix(lane, word, multiplier)
+    lanes.append(lane)
+  return lanes[0], lanes[1]
+
+
+def _fold_message(key: jax.Array, message: tuple[Any, Any]) -> jax.Array:
+  """``key`` folded with a two-word message: one threefry for a typed
+  threefry key (what ``fold_in`` does with one word), two folds otherwise."""
+  if (jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+      and not key.shape and str(jax.random.key_impl(key)) == "threefry2x32"):
+    count = jnp.stack([_as_uint32(w) for w in message])
+    return jax.random.wrap_key_data(
+        jax_random_ext.threefry_2x32(jax.random.key_data(key), count),
+        impl="threefry2x32")
+  for word in message:
+    key = jax.random.fold_in(key, _as_uint32(word))
   return key
 
 
-def _call_key(call: _Call, root: jax.Array, level: Any) -> jax.Array:
-  """``root`` folded with the values of ``call``'s coordinates.
-
-  The cached key is only ever cloned, never consumed, so each user holds a
-  key of its own (JAX's key-reuse checker counts every fold as a use).
-  """
-  for cached_root, cached_level, key in call.keys:
-    if cached_root is root and cached_level == level:
-      return jax.random.clone(key)
-  if call.parent is not None:
-    above = _call_key(call.parent, root, level)
-  else:
-    above = _fold_all(jax.random.clone(root), call.base)
-  key = jax.random.fold_in(above, call.component.value())
-  call.keys.append((root, level, key))
-  return jax.random.clone(key)
+def _name_words(text: str) -> list[int]:
+  digest = hashlib.sha256(text.encode()).digest()
+  return [int.from_bytes(digest[:4], "little"),
+          int.from_bytes(digest[4:8], "little")]
 
 
 def draw(root: jax.Array, module_path: str, attribute_path: str,
@@ -461,15 +493,12 @@ def draw(root: jax.Array, module_path: str, attribute_path: str,
           f"{attribute_path!r} of module {module_path!r} a key of its own: "
           f"{component.problem}; or use a random handler without "
           "path_keys=True.")
-  # The call indices first, so draws of one call share their folds; then
-  # one fold of what is static: the families, the request and the number.
-  if call is None:
-    key = _fold_all(jax.random.clone(root), canon)
-  else:
-    key = _call_key(call, root, hki.JaxTraceLevel.current())
+  # The call indices, then a digest of what is static: the families, the
+  # request and the number of the draw.
   name = "/".join(c.family for c in canon)
-  key = jax.random.fold_in(
-      key, hash32(f"{name}|{attribute_path}|{tag!r}|{number}"))
+  words = [c.value() for c in canon] + _name_words(
+      f"{name}|{attribute_path}|{tag!r}|{number}")
+  key = _fold_message(jax.random.clone(root), _message(words))
   for index in _state.members:
     key = jax.random.fold_in(key, index)
   return key
