@@ -412,14 +412,14 @@ def _intercept(next_fun: Callable, args, kwargs, context):
 def _intercept_direct(next_fun: Callable, method_name: str, module, args,
                       kwargs):
   """``_intercept`` for a method other than ``__init__``, without Haiku's
-  chain (``hki.install_sole_interceptor``)."""
+  chain (``hki.register_own_interceptor``)."""
   del method_name  # Every method binds alike.
   if nesting.is_lifting_module(module):
     return _lift_call(next_fun, args, kwargs, module)
   return _bind_and_call(next_fun, args, kwargs, module)
 
 
-hki.install_sole_interceptor(_intercept, _intercept_direct)
+hki.register_own_interceptor(_intercept, _intercept_direct)
 
 
 def _lift_call(next_fun: Callable, args, kwargs, module):

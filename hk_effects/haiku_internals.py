@@ -143,40 +143,59 @@ def replace_method(cls: type, name: str,
   setattr(cls, name, replacement)
 
 
-def install_sole_interceptor(
+def register_own_interceptor(
     interceptor: Callable[..., Any],
     direct: Callable[[Callable[..., Any], str, Any, tuple, dict], Any],
 ) -> None:
-  """Lets ``interceptor`` skip Haiku's interceptor chain when it is alone.
+  """Lets hk_effects' ``interceptor`` skip Haiku's interceptor chain.
 
   Haiku's ``run_interceptors`` builds a ``MethodContext``, clones the
   interceptor stack and a self-referencing ``next_fun`` closure for every
   method call once any interceptor is installed, ``__init__`` included:
   in an effect-dense model that is a large share of what hk_effects adds to
-  a trace (``benchmarks/overhead.py``). While ``interceptor`` is the only
-  interceptor on the stack, the replacement here calls
-  ``direct(bound_method, method_name, module, args, kwargs)`` instead, and
-  calls ``__init__`` straight through (``interceptor`` must do nothing for
-  it); with any other interceptor present, or none, Haiku's own function
-  runs, so ordering with users' interceptors is Haiku's.
+  a trace (``benchmarks/overhead.py``). While every interceptor on the stack
+  is one registered here, the replacement below calls their ``direct(next,
+  method_name, module, args, kwargs)`` forms in the stack's order, and calls
+  ``__init__`` straight through (registered interceptors must do nothing
+  for it); with any other interceptor present, or none, Haiku's own
+  function runs, so ordering with users' interceptors is Haiku's.
   """
+  _OWN_INTERCEPTORS[interceptor] = direct
   if getattr(module.run_interceptors, "__hk_effects_original__", None):
     return
   original_run = module.run_interceptors
   storage_owner = module.interceptor_stack
+  own = _OWN_INTERCEPTORS
 
   def run_interceptors(bound_method, method_name, self, orig_class, *args,
                        **kwargs):
     storage = storage_owner._storage  # pylint: disable=protected-access
-    if len(storage) == 1 and storage[0] is interceptor:
+    if len(storage) == 1:
+      direct_ = own.get(storage[0])
+      if direct_ is not None:
+        if method_name == "__init__":
+          return bound_method(*args, **kwargs)
+        return direct_(bound_method, method_name, self, args, kwargs)
+    elif storage and all(i in own for i in storage):
       if method_name == "__init__":
         return bound_method(*args, **kwargs)
-      return direct(bound_method, method_name, self, args, kwargs)
+      call = bound_method
+      for interceptor_ in reversed(storage):
+        call = _chained(own[interceptor_], call, method_name, self)
+      return call(*args, **kwargs)
     return original_run(bound_method, method_name, self, orig_class, *args,
                         **kwargs)
 
   run_interceptors.__hk_effects_original__ = original_run
   module.run_interceptors = run_interceptors
+
+
+_OWN_INTERCEPTORS: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def _chained(direct, next_fun, method_name, module_):
+  return lambda *args, **kwargs: direct(next_fun, method_name, module_, args,
+                                        kwargs)
 
 
 def release_next_fun(next_fun: Callable[..., Any]) -> None:

@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hk_effects import boundaries
+from hk_effects import haiku_internals as hki
 
 _SUFFIX = re.compile(r"^(.*)_(\d+)$")
 
@@ -190,9 +191,15 @@ def handler_running() -> Iterator[None]:
 
 
 def _intercept(next_fun, args, kwargs, context):
-  module = context.module
-  if context.method_name == "__init__" or any(
-      call.module is module for call in _state.calls):
+  if context.method_name == "__init__":
+    return next_fun(*args, **kwargs)
+  return _intercept_direct(next_fun, context.method_name, context.module,
+                           args, kwargs)
+
+
+def _intercept_direct(next_fun, method_name, module, args, kwargs):
+  del method_name  # Every method call counts alike.
+  if any(call.module is module for call in _state.calls):
     return next_fun(*args, **kwargs)
   call = _enter(module)
   _state.calls.append(call)
@@ -200,6 +207,9 @@ def _intercept(next_fun, args, kwargs, context):
     return next_fun(*args, **kwargs)
   finally:
     _state.calls.remove(call)
+
+
+hki.register_own_interceptor(_intercept, _intercept_direct)
 
 
 def _innermost_call(space: Any) -> _Call | None:

@@ -318,6 +318,31 @@ class UsersInterceptorsTest(absltest.TestCase):
     np.testing.assert_allclose(f.apply(params, None, x), [[6.0, 6.0]])
 
 
+  def test_path_keys_draw_alike_with_and_without_a_users_interceptor(self):
+    # Path keys count calls with an interceptor of their own: with only
+    # hk_effects' interceptors installed both run without Haiku's chain, and
+    # a user's no-op interceptor (Haiku's chain) must change no key.
+    def forward(x):
+      return jnp.stack([DrawKey(name=f"draw_{i}")() for i in range(3)]) + x
+
+    def noop(next_fun, args, kwargs, context):
+      del context
+      return next_fun(*args, **kwargs)
+
+    def with_noop(x):
+      with hk.intercept_methods(noop):
+        return forward(x)
+
+    outs = []
+    for body in (forward, with_noop):
+      f = hke.transform(hke.handlers.WithRandomKeyFromArg.handling(
+          body, path_keys=True), apply_rng=False)
+      outs.append(f.apply({}, (jnp.zeros([], jnp.uint32),
+                               jax.random.key(4))))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    self.assertEqual(count_distinct_rows(outs[0]), 3)
+
+
 class GarbageTest(absltest.TestCase):
 
   def test_intercepted_calls_leave_no_reference_cycles(self):
