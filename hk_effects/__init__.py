@@ -71,6 +71,7 @@ from hk_effects.handlers.side_output import SideOutputEffect
 from hk_effects.handlers.side_output import SideOutputRequest
 from hk_effects.handlers.side_output import SideOutputValue
 from hk_effects.handlers.side_output import tell
+from hk_effects.handlers.side_output_reduce import Reduce
 from hk_effects.handlers.side_output_transport import SideOutputPlacementError
 from hk_effects.inspection import BindingTable
 from hk_effects.inspection import bindings
@@ -113,6 +114,7 @@ __all__ = (
     "RandomEffect",
     "RandomRequest",
     "RawTransformError",
+    "Reduce",
     "SharedLocalStateRequest",
     "SideInputEffect",
     "SideInputRequest",

@@ -200,7 +200,11 @@ def _make_vmap(orig):
         name = f"hk_effects_member_{next(_MEMBER_AXES)}"
 
       def body(*a):
-        index = jax.lax.axis_index(name) if crossing.wants_member else None
+        index = None
+        if crossing.wants_member:
+          index = jax.lax.axis_index(name)
+          # Members are counted here when the call did not say.
+          crossing.boundary.length = jax.lax.axis_size(name)
         with crossing.inside(index):
           out = fun(*a)
           return (out, crossing.outputs()) if crossing.needs_carry else out

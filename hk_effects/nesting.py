@@ -92,11 +92,17 @@ def lifts_done() -> int:
   return len(_state.done_lifts)
 
 
-def lift_prefix_since(position: int) -> str:
-  """The prefix of the first lift in the current transform that returned
-  after ``position`` ("" if none): ``hk.layer_stack``'s own lift."""
-  token = transform_token()
+def lift_prefix_since(position: int, token: Any = None,
+                      running: bool = False) -> str:
+  """The prefix of the first lift in transform ``token`` (default: the
+  current one) that returned after ``position`` ("" if none):
+  ``hk.layer_stack``'s own lift. With ``running``, else the innermost lift
+  still running there (``init`` traces the layers inside the lift)."""
+  token = transform_token() if token is None else token
   for lift_token, prefix, _ in _state.done_lifts[position:]:
+    if lift_token is token:
+      return prefix
+  for lift_token, prefix in reversed(_state.running_lifts if running else ()):
     if lift_token is token:
       return prefix
   return ""
@@ -112,10 +118,11 @@ def clear() -> None:
 
 def _unwrapped(leaf: Any) -> Any:
   # A parameter mapped by hk.vmap arrives as a batch tracer of the value
-  # lift returned.
+  # lift returned. (A jit tracer's `val` is its jaxpr variable: no value.)
+  import jax  # pylint: disable=g-import-not-at-top
   for _ in range(4):
     inner = getattr(leaf, "val", None)
-    if inner is None:
+    if not isinstance(inner, (jax.Array, jax.core.Tracer)):
       return leaf
     leaf = inner
   return leaf

@@ -12,6 +12,9 @@ from hk_effects.handlers.local_state import WithFunctionalLocalState
 from hk_effects.handlers.local_state_rewriting import embed_shared_state_requests
 from hk_effects.handlers.local_state_rewriting import freeze_local_states
 from hk_effects.handlers.local_state_rewriting import hoist_shared_state_requests
+from hk_effects.handlers.patching import PatchingSideOutputs
+from hk_effects.handlers.patching import perturbation_zeros
+from hk_effects.handlers.patching import PerturbingSideOutputs
 from hk_effects.handlers.random import tagged
 from hk_effects.handlers.random import untagged_only
 from hk_effects.handlers.random import WithFrozenRandomState
@@ -25,6 +28,8 @@ from hk_effects.handlers.side_output import CollectingSideOutputs
 
 __all__ = (
     "CollectingSideOutputs",
+    "PatchingSideOutputs",
+    "PerturbingSideOutputs",
     "WithConstantSideInputs",
     "WithFrozenRandomState",
     "WithFunctionalLocalState",
@@ -37,6 +42,7 @@ __all__ = (
     "handle_local_states",
     "hoist_shared_state_requests",
     "hoist_constant_side_inputs",
+    "perturbation_zeros",
     "tagged",
     "untagged_only",
 )

@@ -13,7 +13,9 @@ Each request declares once how repeated tells at its site combine (``mode``):
   one ``SideOutputValue`` per telling site, stacked on a new leading axis;
 * ``"last"``: one value per site, the last one told (inside loops, the value
   of the last iteration to run);
-* ``"sum"``: one value per site, the sum of all values told.
+* ``"sum"``: one value per site, the sum of all values told;
+* ``hke.Reduce(init_fn, reduce_fn)``: one value per site, folded from all
+  values told with ``reduce_fn`` (``side_output_reduce.py``).
 
 Inside ``hk.vmap`` each member applies the mode to its own tells and the
 result is batched on a leading axis; inside ``hk.remat`` values are unchanged.
@@ -33,6 +35,7 @@ from hk_effects import binding
 from hk_effects import effect_base
 from hk_effects import haiku_internals as hki
 from hk_effects.handlers import side_output_transport as transport
+from hk_effects.handlers.side_output_reduce import Reduce
 
 
 class SideOutputEffect(Protocol):
@@ -51,11 +54,11 @@ class SideOutputEffect(Protocol):
 
 
 def _check_mode(mode: Any) -> None:
-  if mode not in transport.MODES:
+  if not isinstance(mode, Reduce) and mode not in transport.MODES:
     raise ValueError(
         f"Unknown side-output mode {mode!r}; use one of "
         f"{transport.MODES!r} ('append' keeps every value, 'last' the last "
-        "one, 'sum' adds them).")
+        "one, 'sum' adds them) or hke.Reduce(init_fn, reduce_fn).")
 
 
 @effect_base.pytree_dataclass
@@ -65,7 +68,7 @@ class SideOutputRequest(effect_base.EffectRequest):
   Args:
     tag: the name collectors select by.
     mode: how repeated tells at this site combine: ``"append"`` (default),
-      ``"last"`` or ``"sum"`` (see the module docstring).
+      ``"last"``, ``"sum"`` or a ``hke.Reduce`` (see the module docstring).
 
   Example:
 
@@ -82,7 +85,7 @@ class SideOutputRequest(effect_base.EffectRequest):
   [2. 2.]
   """
   tag: Any = effect_base.static_field()
-  mode: str = effect_base.static_field(default="append")
+  mode: Any = effect_base.static_field(default="append")
 
   def __post_init__(self):
     _check_mode(self.mode)
@@ -174,6 +177,9 @@ class SideOutputRuntimeImpl(effect_base.EffectRuntimeImpl):
 
   def tell(self, value: Any) -> Any:
     self.check_alive()
+    # A request rewritten by a patching or perturbing handler
+    # (intervention_sites.py) returns the value it replaces `value` with.
+    value = self.request.tell(value)
     _tell(self.scope, self.site, self.request.tag, self.request.mode, value)
     return value
 
@@ -279,11 +285,19 @@ def tell(tag: Any, value: Any, mode: str = "append") -> Any:
   ~/tell 5.0
   """
   request = SideOutputRequest(tag, mode)
+  site = None
   for scope in reversed(binding.active_scopes()):
-    if binding.handler_claims(scope.handler, request):
+    if not binding.handler_claims(scope.handler, request):
+      continue
+    if site is None:
       module_path = (hk.experimental.current_name()
                      if hki.inside_transform() else "~")
       site = binding.Site(module_path, "tell")
-      _tell(scope, site, tag, mode, value)
-      return value
-  return value
+    if scope.handler.rewrites:
+      # A patching or perturbing handler: outer handlers get its rewrite.
+      request = scope.handler.rewrite(request, site)
+      continue
+    value = request.tell(value)
+    _tell(scope, site, tag, mode, value)
+    return value
+  return request.tell(value)

@@ -43,6 +43,7 @@ from hk_effects import boundaries
 from hk_effects import haiku_internals as hki
 from hk_effects import nesting
 from hk_effects import raw_transforms
+from hk_effects.handlers.side_output_reduce import Reduce
 
 MODES = ("append", "last", "sum")
 
@@ -66,7 +67,9 @@ class Told:
   scope: Any  # The collecting handler's binding.HandlerScope.
   site: binding.Site
   tag: Any
-  mode: str
+  mode: Any  # One of MODES, or a Reduce.
+  # A Reduce-mode value that is already a partial accumulator (a loop's).
+  reduced: bool = False
 
   @property
   def path(self) -> str:
@@ -88,14 +91,22 @@ class Accumulator:
       return
     key = (id(told.scope), told.site, told.tag, told.mode)
     i = self._index.get(key)
+    if isinstance(told.mode, Reduce):
+      where = f"Side output {told.tag!r} ({told.mode}) at {told.site}"
+      if told.reduced and i is not None:
+        value = told.mode.merge(where, self.values[i], value)
+      elif not told.reduced:
+        value = (told.mode.first(where, value) if i is None
+                 else told.mode.fold(where, self.values[i], value))
+    elif i is not None and told.mode == "sum":
+      value = _add(told, self.values[i], value)
     if i is None:
       self._index[key] = len(self.values)
-      self.told.append(told)
+      self.told.append(
+          dataclasses.replace(told, reduced=False) if told.reduced else told)
       self.values.append(value)
-    elif told.mode == "last":
-      self.values[i] = value
     else:
-      self.values[i] = _add(told, self.values[i], value)
+      self.values[i] = value
 
 
 def _add(told: Told, a: Any, b: Any) -> Any:
@@ -206,11 +217,15 @@ def deliver(told: Told, value: Any) -> None:
   target.accumulator.add(told, value)
 
 
-def _stacked(reverse: bool) -> Callable[[str, Any], Any]:
+def _stacked(reverse: bool) -> Callable[[Told, Any], Any]:
   """Reduces values stacked by a loop according to their mode."""
-  def reduce(mode: str, value: Any) -> Any:
+  def reduce(told: Told, value: Any) -> Any:
+    mode = told.mode
     if mode == "append":
       return value
+    if isinstance(mode, Reduce):
+      return mode.merge_stacked(
+          f"Side output {told.tag!r} ({mode}) at {told.site}", value, reverse)
     if mode == "sum":
       return jax.tree_util.tree_map(
           lambda v: jnp.sum(v, axis=0, dtype=v.dtype), value)
@@ -221,8 +236,8 @@ def _stacked(reverse: bool) -> Callable[[str, Any], Any]:
   return reduce
 
 
-def _unchanged(mode: str, value: Any) -> Any:
-  del mode
+def _unchanged(told: Told, value: Any) -> Any:
+  del told
   return value
 
 
@@ -267,9 +282,11 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
     reduce = (_stacked(boundary.reverse) if boundary.carries == "stacked"
               else _unchanged)
     for told, value in zip(state.told, outputs):
-      value = reduce(told.mode, value)
+      value = reduce(told, value)
       if value is None:
         continue
+      if isinstance(told.mode, Reduce):
+        told = dataclasses.replace(told, reduced=True)
       if boundary.prefix:
         told = dataclasses.replace(told, site=binding.Site(
             f"{boundary.prefix}/{told.site.module_path}",

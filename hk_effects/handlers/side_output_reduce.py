@@ -1,0 +1,139 @@
+"""Custom reductions of side outputs: ``mode=hke.Reduce(init_fn, reduce_fn)``.
+
+A site whose request has ``mode=Reduce(...)`` keeps one value, folded from
+every value told there: ``acc = reduce_fn(acc, value)``, starting from
+``init_fn()`` (as Flax's ``sow(..., init_fn=, reduce_fn=)``). Inside
+``hk.scan`` / ``hk.layer_stack`` / ``hk.fori_loop`` each iteration folds its
+own tells into a partial accumulator (the body is traced once, so it cannot
+carry the running one), and after the loop the partials are merged in the
+order the iterations ran with ``merge_fn(acc_a, acc_b)``. ``merge_fn``
+defaults to ``reduce_fn``, which is right when the accumulator and the told
+values share one shape and ``reduce_fn`` is associative (max, min, a sum, a
+running ``logaddexp``); give ``merge_fn`` where they differ (a count and a
+sum, for a mean).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def _name(fn: Any) -> str:
+  return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reduce:
+  """A side-output mode folding every told value with ``reduce_fn``.
+
+  Args:
+    init_fn: ``() -> acc``, the accumulator before anything was told.
+    reduce_fn: ``(acc, value) -> acc``; must keep the accumulator's
+      structure, shapes and dtypes.
+    merge_fn: ``(acc, acc) -> acc``, merging the partial accumulators of
+      loop iterations in the order they ran; defaults to ``reduce_fn`` (see
+      the module docstring).
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> peak = hke.Reduce(lambda: jnp.array(-jnp.inf), jnp.maximum)
+  >>> def forward(xs):
+  ...   probe = hke.TellIntermediate("peak", mode=peak)
+  ...   return hk.scan(lambda c, x: (c + probe(x), None), 0.0, xs)[0]
+  >>> f = hke.transform(hke.handlers.CollectingSideOutputs.handling(forward),
+  ...                   apply_rng=False)
+  >>> total, values = f.apply({}, jnp.array([1.0, 5.0, 2.0]))
+  >>> print(float(total), float(values[0].value))
+  8.0 5.0
+  """
+  init_fn: Callable[[], Any]
+  reduce_fn: Callable[[Any, Any], Any]
+  merge_fn: Callable[[Any, Any], Any] | None = None
+
+  def __post_init__(self):
+    for field in ("init_fn", "reduce_fn", "merge_fn"):
+      fn = getattr(self, field)
+      if fn is None and field == "merge_fn":
+        continue
+      if not callable(fn):
+        raise TypeError(
+            f"hke.Reduce({field}=...) must be a callable; got {fn!r}. "
+            "Reduce(init_fn, reduce_fn) takes `init_fn() -> acc` and "
+            "`reduce_fn(acc, value) -> acc`, e.g. "
+            "Reduce(lambda: jnp.array(-jnp.inf), jnp.maximum).")
+
+  def __str__(self) -> str:
+    return f"Reduce({_name(self.reduce_fn)})"
+
+  def first(self, where: str, value: Any) -> Any:
+    """``reduce_fn(init_fn(), value)``, checked."""
+    try:
+      acc = self.init_fn()
+    except Exception as e:
+      raise TypeError(
+          f"{where}: init_fn {_name(self.init_fn)} of {self} raised "
+          f"{type(e).__name__}: {e}. init_fn takes no argument and returns "
+          "the initial accumulator (a PyTree of arrays).") from e
+    return self.fold(where, _as_arrays(where, "init_fn", acc), value)
+
+  def fold(self, where: str, acc: Any, value: Any) -> Any:
+    """``reduce_fn(acc, value)``, checked to keep the accumulator's form."""
+    return _checked(where, self.reduce_fn, "reduce_fn", acc, value)
+
+  def merge(self, where: str, acc: Any, other: Any) -> Any:
+    """Merges the partial accumulator ``other`` (told later) into ``acc``."""
+    fn = self.reduce_fn if self.merge_fn is None else self.merge_fn
+    return _checked(where, fn, "merge_fn" if self.merge_fn else "reduce_fn",
+                    acc, other)
+
+  def merge_stacked(self, where: str, stacked: Any, reverse: bool) -> Any:
+    """Merges partial accumulators stacked by a loop, in the order its
+    iterations ran (None if no iteration ran)."""
+    leaves = jax.tree_util.tree_leaves(stacked)
+    if not leaves or leaves[0].shape[0] == 0:
+      return None
+    if reverse:  # Position 0 of a reversed loop ran last.
+      stacked = jax.tree_util.tree_map(lambda v: v[::-1], stacked)
+    first = jax.tree_util.tree_map(lambda v: v[0], stacked)
+    rest = jax.tree_util.tree_map(lambda v: v[1:], stacked)
+    acc, _ = jax.lax.scan(
+        lambda acc, part: (self.merge(where, acc, part), None), first, rest)
+    return acc
+
+
+def _as_arrays(where: str, what: str, tree: Any) -> Any:
+  try:
+    return jax.tree_util.tree_map(jnp.asarray, tree)
+  except TypeError as e:
+    raise TypeError(f"{where}: {what} returned {tree!r}, which is not a "
+                    "PyTree of arrays.") from e
+
+
+def _form(tree: Any) -> Any:
+  return jax.tree_util.tree_map(lambda x: (tuple(x.shape), str(x.dtype)),
+                                tree)
+
+
+def _checked(where: str, fn: Callable, what: str, acc: Any,
+             value: Any) -> Any:
+  try:
+    new = fn(acc, value)
+  except Exception as e:
+    raise TypeError(
+        f"{where}: {what} {_name(fn)} raised {type(e).__name__}: {e} when "
+        f"given the accumulator {_form(acc)} and {_form(value)}. It is "
+        "called as fn(acc, value) and returns the new accumulator.") from e
+  new = _as_arrays(where, what, new)
+  if (jax.tree_util.tree_structure(new) != jax.tree_util.tree_structure(acc)
+      or _form(new) != _form(acc)):
+    raise ValueError(
+        f"{where}: {what} {_name(fn)} turned the accumulator {_form(acc)} "
+        f"into {_form(new)}. A reduction must keep the accumulator's "
+        "structure, shapes and dtypes (loops carry it), e.g. init_fn "
+        "returning jnp.zeros(shape, dtype) of the told values' shape.")
+  return new
