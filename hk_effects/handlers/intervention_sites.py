@@ -130,6 +130,9 @@ class _InterventionsAtBoundaries(boundaries.BoundaryEffect):
       layer_prefix = nesting.lift_prefix_since(state.lifts_before,
                                                state.token, running=True)
     index = body.index if boundary.kind in _LOOPS + ("hk.vmap",) else None
+    if index is not None and boundary.reverse and boundary.length is not None:
+      # The index counts steps as they run; values stack by position.
+      index = boundary.length - 1 - index
     frame = _Frame(boundary, state, nesting.transform_token(), layer_prefix,
                    index)
     _state.frames.append(frame)

@@ -23,7 +23,8 @@ import jax.numpy as jnp
 
 
 def _name(fn: Any) -> str:
-  return getattr(fn, "__qualname__", None) or repr(fn)
+  return (getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+          or repr(fn))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +116,8 @@ def _as_arrays(where: str, what: str, tree: Any) -> Any:
 
 
 def _form(tree: Any) -> Any:
-  return jax.tree_util.tree_map(lambda x: (tuple(x.shape), str(x.dtype)),
-                                tree)
+  return jax.tree_util.tree_map(
+      lambda x: f"{jnp.dtype(x.dtype).name}{list(x.shape)}", tree)
 
 
 def _checked(where: str, fn: Callable, what: str, acc: Any,
