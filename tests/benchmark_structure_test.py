@@ -310,6 +310,29 @@ class HotPathTest(absltest.TestCase):
         lambda x: Holder()(), {"s": jnp.float32(2.0)}), apply_rng=False)
     self.assertEqual(float(f.apply({}, 0.0)), 4.0)
 
+  def test_collected_loop_values_trace_as_returning_them_does(self):
+    # The hooks of patching and perturbing handlers (loop indices, vmap
+    # member indices) stay off while none runs: a collector in hk.scan
+    # inside hk.vmap traces the program that returns the values by hand.
+    def effectful(xs):
+      probe = hke.TellIntermediate("h")
+      def row(r):
+        return hk.scan(lambda c, x: (probe(jnp.tanh(c + x)), None),
+                       jnp.zeros(2), r)[0]
+      return hk.vmap(row, split_rng=False)(xs)
+
+    def hand(xs):
+      def row(r):
+        return hk.scan(lambda c, x: (jnp.tanh(c + x),) * 2, jnp.zeros(2), r)
+      return hk.vmap(row, split_rng=False)(xs)
+    xs = jnp.ones([3, 4, 2])
+    collected = hke.transform(
+        hke.handlers.CollectingSideOutputs.handling(effectful),
+        apply_rng=False)
+    by_hand = hk.without_apply_rng(hk.transform(hand))
+    self.assertEqual(str(jax.make_jaxpr(collected.apply)({}, xs)),
+                     str(jax.make_jaxpr(by_hand.apply)({}, xs)))
+
 
 class PathKeysCostTest(absltest.TestCase):
 

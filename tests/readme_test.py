@@ -53,6 +53,18 @@ class ReadmeTest(absltest.TestCase):
       exec(compile(preamble + code, "README.md", "exec"), {})  # pylint: disable=exec-used
     self.assertEqual(buffer.getvalue(), shown)
 
+  def test_interventions_snippet_prints_what_the_readme_shows(self):
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Interventions"):
+                   text.index("## Inspecting a model")]
+    code, shown = re.search(r"```python\n(.*?)```\n```\n(.*?)```", section,
+                            re.S).groups()
+    preamble = "import haiku as hk, jax, jax.numpy as jnp\nimport hk_effects as hke\n"
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+      exec(compile(preamble + code, "README.md", "exec"), {})  # pylint: disable=exec-used
+    self.assertEqual(buffer.getvalue(), shown)
+
   def test_what_it_catches_snippet_prints_what_the_readme_shows(self):
     text = (ROOT / "README.md").read_text()
     section = text[text.index("## What hk_effects catches"):

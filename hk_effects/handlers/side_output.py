@@ -104,7 +104,7 @@ class SideOutputRequest(effect_base.EffectRequest):
 
   def tell(self, value: Any) -> Any:
     """Returns ``value``: an unhandled side output is dropped by design
-    (S4)."""
+    (S4). (Rewritten requests of patching handlers return a replacement.)"""
     return value
 
 
@@ -270,7 +270,8 @@ def tell(tag: Any, value: Any, mode: str = "append") -> Any:
   code outside modules (or between Haiku wrappers): the innermost running
   collector that claims the tag gets it, with path ``<current module>/tell``
   (``~/tell`` outside modules). With no collector it does nothing. Returns
-  ``value``.
+  ``value``, or what a ``PatchingSideOutputs`` / ``PerturbingSideOutputs``
+  around it makes of it.
 
   Example:
 
