@@ -135,7 +135,8 @@ class ActivationPatchingTest(parameterized.TestCase):
     _, by_hand = _apply(Collect.handling(lambda t: transformer(t, zero_first)),
                         params, CLEAN)
     for got, expected in zip(values[1:], by_hand[1:]):
-      np.testing.assert_allclose(got.value, expected.value, rtol=1e-5, atol=1e-6)
+      np.testing.assert_allclose(got.value, expected.value, rtol=1e-5,
+                                 atol=1e-6)
 
   def test_gradient_flows_into_a_replacement(self):
     params = _params()
@@ -151,7 +152,8 @@ class ActivationPatchingTest(parameterized.TestCase):
       return jnp.sum(_threaded(params, CORRUPT, lambda j, x: replacement
                                if j == 1 else x)[..., 3])
     np.testing.assert_allclose(jax.jit(jax.grad(patched_loss))(clean),
-                               jax.grad(threaded_loss)(clean), rtol=1e-5, atol=1e-6)
+                               jax.grad(threaded_loss)(clean), rtol=1e-5,
+                               atol=1e-6)
 
   def test_patches_built_inside_jax_vmap_patch_each_example(self):
     params = _params()
@@ -261,7 +263,8 @@ class LoopPatchingTest(parameterized.TestCase):
     replacement = jnp.arange(8.0).reshape(4, 2) / 8
     patched = _apply(Patch.handling(
         model, {"probe/intermediate": lambda h: h}), params, xs)
-    np.testing.assert_allclose(patched, _apply(model, params, xs), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(patched, _apply(model, params, xs), rtol=1e-5,
+                               atol=1e-6)
     patched = _apply(Patch.handling(model, {"h": replacement}), params, xs)
     np.testing.assert_array_equal(patched, replacement)
     tripled = _apply(Patch.handling(model, {"h": lambda h: h * 3.0}),
@@ -296,7 +299,15 @@ class LoopPatchingTest(parameterized.TestCase):
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
         jax.jit(jax.grad(loss), static_argnums=1)(params, doubled)["linear"][
-            "w"], 4 * jax.grad(loss)(params, model)["linear"]["w"], rtol=1e-5, atol=1e-6)
+            "w"], 4 * jax.grad(loss)(params, model)["linear"]["w"],
+        rtol=1e-5, atol=1e-6)
+    # Perturbations inside the remat body: d loss / d h = 2 h.
+    perturbed = hke.transform(Perturb.handling(model), apply_rng=False)
+    zeros = H.perturbation_zeros(perturbed.apply)(params, (x, None))
+    grads = jax.jit(jax.grad(lambda d: jnp.sum(
+        perturbed.apply(params, (x, d)) ** 2)))(zeros)
+    h = hke.transform(model, apply_rng=False).apply(params, x)
+    np.testing.assert_allclose(grads["probe/intermediate"], 2 * h, rtol=1e-6)
 
 
 def _lifted_inner(x):
@@ -432,7 +443,8 @@ class SaliencyTest(parameterized.TestCase):
     model = hke.transform(Perturb.handling(_stacked_model), apply_rng=False)
     zeros = H.perturbation_zeros(model.init)(jax.random.key(0), (CLEAN, None))
     self.assertEqual({k: v.shape for k, v in zeros.items()},
-                     {"layers/block/residual": (BLOCKS,) + CLEAN.shape + (DIM,)})
+                     {"layers/block/residual":
+                          (BLOCKS,) + CLEAN.shape + (DIM,)})
 
     def loss(p):
       return jnp.sum(jnp.sin(model.apply(params, (CLEAN, p))))
@@ -470,13 +482,15 @@ class ErrorTest(parameterized.TestCase):
 
   def test_unknown_tag_names_the_tags_seen(self):
     with self.assertRaisesRegex(ValueError,
-                                r"'resid' matched no.*tags: \[\"'residual'\"\]"):
+                                r"'resid' matched no.*"
+                                r"tags: \[\"'residual'\"\]"):
       self._run(Patch.handling(transformer, {"resid": jnp.zeros}))
 
   def test_not_strict_ignores_selectors_that_match_nothing(self):
     out = self._run(Patch.handling(transformer, {"nothing/here": 0.0},
                                    strict=False))
-    np.testing.assert_allclose(out, self._run(transformer), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, self._run(transformer), rtol=1e-5,
+                               atol=1e-6)
 
   def test_wrong_shape_names_the_site_and_the_shapes(self):
     with self.assertRaisesRegex(
