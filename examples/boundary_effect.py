@@ -83,6 +83,12 @@ class SummingTotals(hke.EffectHandler):
       _FRAMES.pop()
 
 
+# Loops stack the sums, hk.vmap batches them, hk.remat leaves them: adding
+# them up is right for all three. (Branches and while loops would need every
+# body to return one structure: see side_output_transport.py.)
+_SUMMED = ("stacked", "batched", "unchanged")
+
+
 class _TotalsAtBoundaries(hke.BoundaryEffect):
   """Sums of a body leave it as extra outputs, then join the outer sums."""
 
@@ -90,10 +96,10 @@ class _TotalsAtBoundaries(hke.BoundaryEffect):
     return bool(_FRAMES)
 
   def needs_carry(self, boundary) -> bool:
-    return boundary.carries is not None
+    return boundary.carries in _SUMMED
 
   def body(self, boundary, body, state):
-    if boundary.carries is None:
+    if boundary.carries not in _SUMMED:
       raise ValueError(
           f"TotalRequest.add inside {boundary.describe()}: its body cannot "
           "return extra outputs; add the value after it.")

@@ -21,8 +21,22 @@ calling ``register``:
 * ``outputs(boundary, state)``, at the end of each body run, returns extra
   outputs of the body (a PyTree of arrays, or None). Where the boundary
   carries them (``boundary.carries``: ``"stacked"`` by loops, ``"batched"``
-  by ``hk.vmap``, ``"unchanged"`` by ``hk.remat``) ``exit`` gets them back
-  from the JAX primitive, stacked, batched or as they were.
+  by ``hk.vmap``, ``"unchanged"`` by ``hk.remat``, ``"selected"`` by
+  ``hk.cond`` / ``hk.switch``, ``"carried"`` by ``hk.while_loop`` and
+  ``hk.fori_loop`` with traced bounds) ``exit`` gets them back from the JAX
+  primitive: stacked, batched, as they were, the taken branch's, or those of
+  the last iteration;
+* where outputs are ``"carried"``, ``initial(boundary, state)`` gives those
+  carried into the first iteration, and each body gets the ones carried
+  into it as ``body.carried``;
+* branches must return one structure, and a carry keep its own, which an
+  effect may learn only by tracing the bodies: after an attempt that
+  failed, ``retrace(boundary, state)`` says whether the effect learned
+  something that calls for another trace (then ``retracing`` tells every
+  effect to undo Python-side records of the attempt). A wrapper that Haiku
+  makes mutate its frame before the JAX primitive fails (``hk.fori_loop``'s
+  first step at init) is never retraced: there the outputs settle in that
+  first step.
 
 An effect is consulted only while ``active()`` is true, so a model that uses
 none of them runs Haiku's original wrapper and its program is unchanged.
@@ -63,9 +77,10 @@ class Boundary:
   """One call of a Haiku wrapper.
 
   ``kind`` names it (``"hk.scan"``); ``carries`` says how extra body outputs
-  come back (``"stacked"``, ``"batched"``, ``"unchanged"``, or None where
-  they cannot: branches, while loops, loops with traced bounds);
-  ``length`` is the number of iterations or members (None if unknown);
+  come back (``"stacked"``, ``"batched"``, ``"unchanged"``, ``"selected"``,
+  ``"carried"``, or None where they cannot: ``hk.grad``, ``hk.eval_shape``);
+  ``length`` is the number of iterations, members or branches (None if
+  unknown);
   ``relative``: the body runs in a fresh Haiku frame (``hk.layer_stack``);
   ``prefix``: the module path the body's module names lack
   (``hk.layer_stack``'s lifted name, known once the wrapper returned).
@@ -80,7 +95,7 @@ class Boundary:
 
   def describe(self) -> str:
     """The wrapper as an error message names it."""
-    if self.kind == "hk.fori_loop" and self.carries is None:
+    if self.kind == "hk.fori_loop" and self.carries == "carried":
       return "hk.fori_loop with traced bounds"
     return self.kind
 
@@ -91,6 +106,7 @@ class Body:
   boundary: Boundary
   index: Any
   level: Any
+  carried: Any = None  # This effect's outputs carried into the iteration.
 
 
 class BoundaryEffect:
@@ -148,6 +164,21 @@ class BoundaryEffect:
   def outputs(self, boundary: Boundary, state: Any) -> Any:
     del boundary, state
     return None
+
+  def initial(self, boundary: Boundary, state: Any) -> Any:
+    """Outputs carried into the first iteration (``"carried"`` only)."""
+    del boundary, state
+    return None
+
+  def retrace(self, boundary: Boundary, state: Any) -> bool:
+    """After a failed attempt: whether to trace the wrapper again."""
+    del boundary, state
+    return False
+
+  def retracing(self, boundary: Boundary, state: Any) -> None:
+    """The wrapper is traced again: undo Python-side records of the last
+    attempt (its bodies run again)."""
+    del boundary, state
 
   def exit(self, boundary: Boundary, state: Any, outputs: Any) -> None:
     del boundary, state, outputs

@@ -12,6 +12,7 @@ replacement under every name Haiku has for a wrapper
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
 import operator
@@ -27,6 +28,9 @@ from hk_effects.boundaries import Body
 from hk_effects.boundaries import Boundary
 
 _EFFECTS = boundaries._EFFECTS  # pylint: disable=protected-access
+# A first trace, and one per nesting of outputs learned from it: a branch
+# that learns its plan, a loop whose carry grows once.
+_ATTEMPTS = 3
 
 
 class _Crossing:
@@ -45,16 +49,40 @@ class _Crossing:
     return bool(self.effects)
 
   @contextlib.contextmanager
-  def inside(self, index: Any) -> Iterator[None]:
+  def inside(self, index: Any, carried: tuple[Any, ...] | None = None
+             ) -> Iterator[None]:
     body = Body(self.boundary, index, hki.JaxTraceLevel.current())
     with boundaries.known_level(), contextlib.ExitStack() as stack:
-      for effect, state in zip(self.effects, self.states):
+      for i, (effect, state) in enumerate(zip(self.effects, self.states)):
+        if carried is not None:
+          body = dataclasses.replace(body, carried=carried[i])
         stack.enter_context(effect.body(self.boundary, body, state))
       yield
 
   def outputs(self) -> tuple[Any, ...]:
     return tuple(e.outputs(self.boundary, s)
                  for e, s in zip(self.effects, self.states))
+
+  def initial(self) -> tuple[Any, ...]:
+    return tuple(e.initial(self.boundary, s)
+                 for e, s in zip(self.effects, self.states))
+
+  def traced(self, attempt: Callable[[], Any]) -> Any:
+    """``attempt()``, traced again while an effect learned, from a failed
+    attempt, the structure its outputs need (``BoundaryEffect.retrace``)."""
+    for _ in range(_ATTEMPTS - 1):
+      try:
+        return attempt()
+      except Exception:  # pylint: disable=broad-except
+        # Every effect looks at what it saw (`any` would stop at the first).
+        wants = [e.retrace(self.boundary, s)
+                 for e, s in zip(self.effects, self.states)]
+        if not any(wants):
+          raise
+      for effect, state in zip(self.effects, self.states):
+        effect.retracing(self.boundary, state)
+      hki.clone_frame_keys()
+    return attempt()
 
   def exit(self, outputs: tuple[Any, ...] | None) -> None:
     if outputs is None:
@@ -132,22 +160,33 @@ def _make_fori_loop(orig):
       lower_i = upper_i = None
     static = lower_i is not None
     crossing = _Crossing(Boundary(
-        "hk.fori_loop", "stacked" if static else None,
+        "hk.fori_loop", "stacked" if static else "carried",
         max(0, upper_i - lower_i) if static else None))
-    if crossing.needs_carry:
+    if crossing.needs_carry and static:
       # With static bounds the loop is a scan (as jax.lax.fori_loop lowers
       # it), which can stack what its body returns.
       step = lambda val, i: (body_fun(i, val), None)
       val, _ = _run_scan(hki.original("scan"), crossing, step, init_val,
                          jnp.arange(lower_i, upper_i), None, False, 1)
       return val
+    if not crossing.needs_carry:
+      def indexed(i, val):
+        with crossing.inside(i - lower):
+          return body_fun(i, val)
+      out = orig(lower, upper, indexed, init_val)
+      crossing.exit(None)
+      return out
 
-    def indexed(i, val):
-      with crossing.inside(i - lower):
-        return body_fun(i, val)
-    out = orig(lower, upper, indexed, init_val)
-    crossing.exit(None)
-    return out
+    def attempt():
+      def carrying(i, val_and_carried):
+        val, carried = val_and_carried
+        with crossing.inside(i - lower, carried):
+          val = body_fun(i, val)
+          return val, crossing.outputs()
+      return orig(lower, upper, carrying, (init_val, crossing.initial()))
+    val, extras = crossing.traced(attempt)
+    crossing.exit(extras)
+    return val
   return fori_loop
 
 
@@ -156,8 +195,8 @@ def _make_while_loop(orig):
   def while_loop(cond_fun, body_fun, init_val):
     if not any(e.active() for e in _EFFECTS):
       return orig(cond_fun, body_fun, init_val)
-    crossing = _Crossing(Boundary("hk.while_loop", None))
-    if not crossing.wants_index:
+    crossing = _Crossing(Boundary("hk.while_loop", "carried"))
+    if not crossing.wants_index and not crossing.needs_carry:
       def body(val):
         with crossing.inside(None):
           return body_fun(val)
@@ -165,14 +204,22 @@ def _make_while_loop(orig):
       crossing.exit(None)
       return out
 
-    # The iteration count is carried, to index the body.
-    def counted(val_and_index):
-      val, index = val_and_index
-      with crossing.inside(index):
-        return body_fun(val), index + 1
-    val, _ = orig(lambda val_and_index: cond_fun(val_and_index[0]), counted,
-                  (init_val, jnp.zeros((), jnp.int32)))
-    crossing.exit(None)
+    # The loop state also carries the iteration count (to index the body)
+    # and the effects' outputs (None where not wanted).
+    def attempt():
+      def step(state):
+        val, index, carried = state
+        with crossing.inside(index, carried):
+          val = body_fun(val)
+          out = crossing.outputs() if crossing.needs_carry else None
+        return val, None if index is None else index + 1, out
+      index = jnp.zeros((), jnp.int32) if crossing.wants_index else None
+      carried = crossing.initial() if crossing.needs_carry else None
+      val, _, out = orig(lambda state: cond_fun(state[0]), step,
+                         (init_val, index, carried))
+      return val, out
+    val, extras = crossing.traced(attempt)
+    crossing.exit(extras)
     return val
   return while_loop
 
@@ -247,7 +294,7 @@ def _make_branching(orig, kind: str):
   def branching(*args, **kwargs):
     if not any(e.active() for e in _EFFECTS):
       return orig(*args, **kwargs)
-    crossing = _Crossing(Boundary(kind, None))
+    crossing = _Crossing(Boundary(kind, "selected"))
     numbers = itertools.count()
 
     def branch(fun):
@@ -256,7 +303,8 @@ def _make_branching(orig, kind: str):
       @functools.wraps(fun)
       def run(*a, **k):
         with crossing.inside(number):
-          return fun(*a, **k)
+          out = fun(*a, **k)
+          return (out, crossing.outputs()) if crossing.needs_carry else out
       return run
     if kind == "hk.switch":
       index, branches, *operands = args
@@ -264,8 +312,13 @@ def _make_branching(orig, kind: str):
     else:  # Haiku's cond takes its branches in two positional layouts.
       args = tuple(branch(a) if callable(a) else a for a in args)
       kwargs = {k: branch(v) if callable(v) else v for k, v in kwargs.items()}
-    out = orig(*args, **kwargs)
-    crossing.exit(None)
+    crossing.boundary.length = next(numbers)
+    if not crossing.needs_carry:
+      out = orig(*args, **kwargs)
+      crossing.exit(None)
+      return out
+    out, extras = crossing.traced(lambda: orig(*args, **kwargs))
+    crossing.exit(extras)
     return out
   return branching
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import haiku as hk
+import jax
 from haiku._src import base
 from haiku._src import layer_stack
 from haiku._src import lift
@@ -228,3 +229,33 @@ def release_next_fun(next_fun: Callable[..., Any]) -> None:
 
 
 _SELF_CELL_INDEX: dict[Any, int] = {}
+
+
+def _is_typed_key(x: Any) -> bool:
+  return isinstance(x, jax.Array) and jax.dtypes.issubdtype(
+      x.dtype, jax.dtypes.prng_key)
+
+
+def clone_frame_keys() -> None:
+  """Replaces the typed keys of the current frame's state and rng sequence
+  by ``jax.random.clone``s (same values).
+
+  A wrapper traced again after a failed trace (``boundary_wrappers``) passes
+  them to its JAX primitive a second time; JAX's key-reuse checker
+  (``jax_debug_key_reuse``) would count that as reuse, though the failed
+  trace never ran. Without the checker this does nothing.
+  """
+  if not jax.config.jax_debug_key_reuse:
+    return
+  clone = lambda x: jax.random.clone(x) if _is_typed_key(x) else x  # pylint: disable=unnecessary-lambda-assignment
+  frame = base.current_frame()
+  for bundle in frame.state.values():
+    for name, pair in bundle.items():
+      current = jax.tree_util.tree_map(clone, pair.current)
+      initial = (current if pair.initial is pair.current
+                 else jax.tree_util.tree_map(clone, pair.initial))
+      bundle[name] = StatePair(initial, current)
+  rng = frame.rng_stack.peek()
+  if rng is not None:
+    rng.replace_internal_state(jax.tree_util.tree_map(
+        clone, rng.internal_state))

@@ -307,11 +307,19 @@ MATRIX: list[tuple[str, Callable[[], Any], type[Exception], tuple[str, ...]]] = 
      lambda: _apply(H.CollectingSideOutputs.handling(
          lambda x: [hke.tell("t", v, "sum") for v in (x, x[:1])])),
      ValueError, ("(2,)", "(1,)", "mode='append'")),
-    ("told_inside_hk_cond",
+    ("told_with_two_shapes_in_two_branches",
      lambda: _apply(H.CollectingSideOutputs.handling(
-         lambda x: hk.cond(x[0] > 0, lambda y: Tell()(y), lambda y: y, x))),
-     hke.SideOutputPlacementError, ("hk.cond", "module 'tell'",
-                                    "tell it after hk.cond")),
+         lambda x: hk.switch(0, [lambda y: Tell()(y),
+                                 lambda y: (Tell()(y[:1]), y)[1]], x))),
+     hke.SideOutputPlacementError, ("hk.switch", "module 'tell'",
+                                    "branch 0 told float32[2]",
+                                    "branch 1 told float32[1]")),
+    ("appended_inside_hk_while_loop",
+     lambda: _apply(H.CollectingSideOutputs.handling(
+         lambda x: x if hk.running_init() else hk.while_loop(
+             lambda y: y[0] < 3, lambda y: Tell()(y) + 1, x))),
+     hke.SideOutputPlacementError, ("hk.while_loop", "module 'tell'",
+                                    "mode='last' or mode='sum'")),
     ("tag_and_tag_predicate",
      lambda: H.CollectingSideOutputs.handling(lambda x: x, tag="a",
                                              tag_predicate=bool),

@@ -357,8 +357,6 @@ class ErrorTest(parameterized.TestCase):
       Collect.handling(lambda x: x, tag_predicate="a")
 
   @parameterized.parameters(
-      ("hk.cond", lambda f, x: hk.cond(x[0] > 0, f, lambda v: v, x)),
-      ("hk.switch", lambda f, x: hk.switch(0, [f, lambda v: v], x)),
       ("hk.while_loop",
        lambda f, x: x if hk.running_init() else hk.while_loop(
            lambda v: v[0] < 2.0, lambda v: f(v) + 1, x)),
@@ -366,14 +364,15 @@ class ErrorTest(parameterized.TestCase):
        lambda f, x: hk.fori_loop(0, x[0].astype(jnp.int32),
                                  lambda i, v: f(v), x)),
   )
-  def test_unsupported_placement_says_where_and_what_to_do(self, name, use):
+  def test_append_in_a_loop_of_unknown_length_says_what_to_do(self, name,
+                                                              use):
     def fn(x):
       return use(hke.TellIntermediate("t"), x)
     f = hke.transform(Collect.handling(fn), apply_rng=False)
     with self.assertRaisesRegex(
         hke.SideOutputPlacementError,
-        f"'t' at module 'tell_intermediate'.*inside {name}.*Return the value "
-        "from the body and tell it after"):
+        f"'t' \\(mode='append'\\) at module 'tell_intermediate'.*inside "
+        f"{name}.*Use mode='last' or mode='sum'.*static length"):
       jax.jit(f.apply)({}, X)  # Under jit the fori_loop bounds are traced.
 
   def test_raw_scan_inside_a_module_is_a_raw_transform_error(self):

@@ -19,12 +19,18 @@ Each request declares once how repeated tells at its site combine (``mode``):
 
 Inside ``hk.vmap`` each member applies the mode to its own tells and the
 result is batched on a leading axis; inside ``hk.remat`` values are unchanged.
-``side_output_transport.py`` explains how values leave these wrappers and why
-``hk.cond`` / ``hk.switch`` / ``hk.while_loop`` bodies cannot tell.
+Inside a branch of ``hk.cond`` / ``hk.switch`` a value comes back as the taken
+branch's; a site told in only some branches is zeros where its branch was
+not taken, and ``SideOutputValue.present`` says whether it was told.
+``hk.while_loop`` and ``hk.fori_loop`` with traced bounds carry ``"last"``
+and ``"sum"`` sites in the loop state (``"append"`` there is an error: the
+number of values is not static). ``side_output_transport.py`` explains how
+values leave these wrappers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Protocol
 
 import haiku as hk
@@ -121,25 +127,52 @@ class HandledSideOutputRef(effect_base.HandledEffectRef):
   """
 
 
-@effect_base.pytree_dataclass
+@dataclasses.dataclass(frozen=True)
 class SideOutputValue:
   """One collected value with where it came from.
 
   ``path`` is the telling module's Haiku name and the request's attribute
   path, joined by ``/`` (``"mlp/~/linear_1/tell_intermediate/intermediate"``);
-  ``hke.tell`` outside a module gives ``"~/tell"``. ``path`` and ``tag`` are
-  static PyTree metadata, ``value`` the child.
+  ``hke.tell`` outside a module gives ``"~/tell"``. ``present`` says whether
+  the value was told: a boolean array where it was told inside a branch of
+  ``hk.cond`` / ``hk.switch`` (or a loop with traced bounds), False where
+  that branch was not taken (``value`` is zeros there), stacked and batched
+  with ``value`` by enclosing loops and ``hk.vmap``; ``numpy.True_`` where
+  it was told unconditionally. ``path`` and ``tag`` are static PyTree
+  metadata, ``value`` a child, and ``present`` a child unless it is that
+  static ``True`` (so the PyTree of an unconditional value is unchanged).
 
   Example:
 
   >>> import jax
   >>> v = SideOutputValue(path="block/probe", tag="act", value=1.0)
-  >>> jax.tree_util.tree_leaves(v)
-  [1.0]
+  >>> jax.tree_util.tree_leaves(v), bool(v.present)
+  ([1.0], True)
   """
-  path: str = effect_base.static_field()
-  tag: Any = effect_base.static_field()
+  path: str
+  tag: Any
   value: Any
+  present: Any = transport.ALWAYS
+
+
+def _flatten_value(v: SideOutputValue):
+  if v.present is transport.ALWAYS:
+    return ((jax.tree_util.GetAttrKey("value"), v.value),), (v.path, v.tag,
+                                                             False)
+  return (((jax.tree_util.GetAttrKey("value"), v.value),
+           (jax.tree_util.GetAttrKey("present"), v.present)),
+          (v.path, v.tag, True))
+
+
+def _unflatten_value(aux, children):
+  path, tag, _ = aux
+  return SideOutputValue(path, tag, *children)
+
+
+# Not jax.tree_util.register_dataclass: whether `present` is a child depends
+# on the value (static True adds no leaf, so no output to a jitted apply).
+jax.tree_util.register_pytree_with_keys(
+    SideOutputValue, _flatten_value, _unflatten_value)
 
 
 def _as_arrays(value: Any, site: binding.Site, tag: Any) -> Any:
@@ -258,8 +291,9 @@ class CollectingSideOutputs(effect_base.EffectHandler):
     with binding.handler_scope(self) as scope:
       with transport.collecting(scope) as collected:
         out = self.body(arg)
-    values = [SideOutputValue(told.path, told.tag, value)
-              for told, value in zip(collected.told, collected.values)]
+    values = [SideOutputValue(told.path, told.tag, value, present)
+              for told, value, present in zip(
+                  collected.told, collected.values, collected.presents)]
     return out, values
 
 
