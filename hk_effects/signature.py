@@ -7,20 +7,25 @@ how many keys each draws, local states with names, shapes and dtypes, side
 outputs with tags and shapes, side inputs required, and the handler serving
 each (or ``"unhandled"``). Requests reached only inside control flow
 (``hk.cond`` branches, ``hk.scan`` bodies) are included, since ``init``
-traces them.
+traces them; a side output told inside a branch of ``hk.cond`` /
+``hk.switch`` (or a loop that may run no iteration) is reported as
+conditional: its value comes back with ``present`` False where not told.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Iterator
 
 import haiku as hk
 import jax
 
 from hk_effects import binding
+from hk_effects import boundaries
 from hk_effects import recording
 
 
@@ -93,7 +98,61 @@ class EffectSignature:
                                                "stopped_at": self.stopped_at}))
 
 
-def _detail(effect: str, calls: list[recording.EffectCall], request) -> str:
+@dataclasses.dataclass(eq=False)
+class _Pass:
+  """One running signature pass: its calls, and which ran in a body that
+  may not run (by index into ``calls``, to the wrapper's name)."""
+  calls: list[recording.EffectCall]
+  conditional: dict[int, str] = dataclasses.field(default_factory=dict)
+
+
+class _Passes(threading.local):
+
+  def __init__(self):
+    self.running: list[_Pass] = []
+
+
+_passes = _Passes()
+
+
+class _ConditionalCalls(boundaries.BoundaryEffect):
+  """Notes the calls made inside bodies that may not run (branches, loops
+  of unknown length), while a signature pass runs."""
+
+  def active(self) -> bool:
+    return bool(_passes.running)
+
+  def enter(self, boundary) -> int:
+    return len(_passes.running[-1].calls)
+
+  @contextlib.contextmanager
+  def _noted(self, boundary) -> Iterator[None]:
+    signature_pass = _passes.running[-1]
+    start = len(signature_pass.calls)
+    try:
+      yield
+    finally:
+      for i in range(start, len(signature_pass.calls)):
+        signature_pass.conditional.setdefault(i, boundary.describe())
+
+  def body(self, boundary, body, state):
+    if boundary.carries in ("selected", "carried"):
+      return self._noted(boundary)
+    return contextlib.nullcontext()
+
+  def retracing(self, boundary, state: int) -> None:
+    # The bodies run again: keep one record of each call.
+    signature_pass = _passes.running[-1]
+    del signature_pass.calls[state:]
+    for i in [i for i in signature_pass.conditional if i >= state]:
+      del signature_pass.conditional[i]
+
+
+boundaries.register(_ConditionalCalls())
+
+
+def _detail(effect: str, calls: list[recording.EffectCall], request,
+            conditional: list[str]) -> str:
   tag = getattr(request, "tag", None)
   if effect == "RandomEffect":
     stream = "random" if tag is None else f"random[{tag!r}]"
@@ -105,7 +164,10 @@ def _detail(effect: str, calls: list[recording.EffectCall], request) -> str:
     return f"needs {tag!r}: {', '.join(shapes) or '?'}"
   if effect == "SideOutputEffect":
     shapes = sorted({_shape_str(c.value) for c in calls if c.method == "tell"})
-    return f"tells {tag!r} x{len(calls)}: {', '.join(shapes) or '?'}"
+    where = ""
+    if conditional:
+      where = f", conditional ({', '.join(sorted(set(conditional)))})"
+    return f"tells {tag!r} x{len(calls)}: {', '.join(shapes) or '?'}{where}"
   if effect == "LocalStateEffect":
     name = getattr(request, "name", None)
     shapes = sorted({_shape_str(c.value) for c in calls})
@@ -138,9 +200,15 @@ def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
     rows: list[recording.Row] = []
     calls: list[recording.EffectCall] = []
 
+    signature_pass = _Pass(calls)
+
     def forward(*a, **k):
       with binding.effect_scope(recording=rows), recording.recording_calls(calls):
-        return fn(*a, **k)
+        _passes.running.append(signature_pass)
+        try:
+          return fn(*a, **k)
+        finally:
+          _passes.running.remove(signature_pass)
 
     init = hk.transform_with_state(forward).init
     stopped = None
@@ -150,14 +218,19 @@ def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
     except recording.StopInspection as stop:
       stopped = f"{stop.site}: {stop.request!r}"
     by_site = collections.defaultdict(list)
-    for call in calls:
-      by_site[(call.site.module_path, call.site.attribute_path)].append(call)
+    conditional = collections.defaultdict(list)
+    for i, call in enumerate(calls):
+      site = (call.site.module_path, call.site.attribute_path)
+      by_site[site].append(call)
+      if i in signature_pass.conditional:
+        conditional[site].append(signature_pass.conditional[i])
     entries = []
     for row in rows:
-      site_calls = by_site.get((row.module_path, row.attribute_path), [])
+      site = (row.module_path, row.attribute_path)
       effect = row.request.effect_protocol().__name__
       entries.append(SignatureEntry(
           row.module_path, row.attribute_path, effect, row.request,
-          row.handler_id, _detail(effect, site_calls, row.request)))
+          row.handler_id, _detail(effect, by_site.get(site, []), row.request,
+                                  conditional.get(site, []))))
     return EffectSignature(entries, stopped_at=stopped)
   return run
