@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import hk_effects as hke
+
 from matrix_cells import assert_draws
 from matrix_cells import assert_rows_distinct
 from matrix_cells import assert_rows_equal
@@ -395,15 +397,25 @@ def _(t, wrap):
 
 @cell(COND, "side output")
 def _(t, wrap):
-  del t
-  wrap(side_output_fn(
-      lambda x: hk.cond(True, lambda: Report()(x), lambda: x)))(XS)
+  # Told in the true branch only: zeros and present False where not taken.
+  apply = wrap(side_output_fn(lambda arg: hk.cond(
+      arg[1], lambda: Report()(arg[0]), lambda: arg[0])))
+  _, told = apply((XS, True))
+  assert_told(told, 2 * XS)
+  t.assertTrue(bool(told[0].present))
+  _, told = apply((XS, False))
+  assert_told(told, ZEROS)
+  t.assertFalse(bool(told[0].present))
 
 
 @cell(SWITCH, "side output")
 def _(t, wrap):
-  del t
-  wrap(side_output_fn(lambda x: hk.switch(0, _branches(Report(), x))))(XS)
+  apply = wrap(side_output_fn(
+      lambda arg: hk.switch(arg[1], _branches(Report(), arg[0]))))
+  for index, expected in ((0, 2 * XS), (1, 20 * XS), (2, ZEROS)):
+    _, told = apply((XS, index))
+    assert_told(told, expected)  # The taken branch's value.
+    t.assertEqual(bool(told[0].present), index != 2)
 
 
 def _counter_in(branching: Callable[..., Any]):
@@ -435,3 +447,85 @@ def _(t, wrap):
   apply, _ = local_state_fn(forward, (XS, 0))
   np.testing.assert_array_equal(wrap(apply)((XS, 1))[1], 10 * XS)
   np.testing.assert_array_equal(wrap(apply)((XS, 2))[1], np.zeros(3))
+
+
+# ------------------------------------------------------------ while_loop ---
+
+WHILE_LOOP = "`hk.while_loop` / `hk.fori_loop` with traced bounds"
+
+
+def while_looped(layer: hk.Module, xs: jax.Array) -> jax.Array:
+  """``layer`` applied to each element of ``xs`` by ``hk.while_loop``
+  (``layer`` runs once unconditionally at init, as Haiku needs)."""
+  if hk.running_init():
+    return jnp.full_like(xs, layer(xs[0]))
+  def body(state):
+    i, acc = state
+    return i + 1, acc.at[i].set(layer(xs[i]))
+  return hk.while_loop(lambda state: state[0] < len(xs), body,
+                       (0, jnp.zeros_like(xs)))[1]
+
+
+@cell(WHILE_LOOP, "random")
+def _(t, wrap):
+  del t
+  draws = wrap(random_fn(lambda xs: while_looped(Noise(), xs)))(key(), ZEROS)
+  assert_draws(draws)
+  assert_rows_distinct(draws)
+
+
+@cell(WHILE_LOOP, "side input")
+def _(t, wrap):
+  del t
+  out = wrap(side_input_fn(lambda xs: while_looped(Scale(), xs)))(XS, SCALE)
+  np.testing.assert_array_equal(out, XS * SCALE)
+
+
+class _Tells(hk.Module):
+  """Tells ``x`` under "total" (mode sum) and "final" (mode last)."""
+
+  def __init__(self, name: str | None = None):
+    super().__init__(name=name)
+    self.total = hke.SideOutputRequest("total", mode="sum")
+    self.final = hke.SideOutputRequest("final", mode="last")
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    self.total.tell(x)
+    self.final.tell(x)
+    return x
+
+
+@cell(WHILE_LOOP, "side output")
+def _(t, wrap):
+  # "sum" and "last" are carried in the loop state.
+  def forward(arg):
+    xs, n = arg
+    tells = _Tells()
+    def body(state):
+      i, acc = state
+      return i + 1, acc + tells(xs[i])
+    return hk.while_loop(lambda state: state[0] < n, body, (0, 0.0))[1]
+  apply = wrap(side_output_fn(forward))
+  out, told = apply((XS, 2))
+  t.assertEqual([v.tag for v in told], ["total", "final"])
+  np.testing.assert_array_equal(out, 3.0)
+  np.testing.assert_array_equal(told[0].value, 3.0)  # 1 + 2.
+  np.testing.assert_array_equal(told[1].value, 2.0)
+  t.assertEqual([bool(v.present) for v in told], [True, True])
+  _, told = apply((XS, 0))  # No iteration ran: nothing was told.
+  t.assertEqual([bool(v.present) for v in told], [False, False])
+  np.testing.assert_array_equal(told[0].value, 0.0)
+
+
+@cell(WHILE_LOOP, "local state")
+def _(t, wrap):
+  del t
+  def forward(xs):
+    counter = Counter()
+    if hk.running_init():
+      counter(0.0)  # Haiku creates state before a loop, not inside it.
+      return xs
+    return while_looped(counter, xs)
+  out, count = wrap(local_state_fn(forward, XS)[0])(XS)
+  np.testing.assert_array_equal(out, np.cumsum(XS))
+  np.testing.assert_array_equal(count, 6.0)
