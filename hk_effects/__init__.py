@@ -86,6 +86,7 @@ from hk_effects.transform import multi_transform
 from hk_effects.transform import multi_transform_with_state
 from hk_effects.transform import transform
 from hk_effects.transform import transform_with_state
+from hk_effects.vmap_state import vmap
 
 __version__ = "0.1.0"
 
@@ -140,4 +141,5 @@ __all__ = (
     "tell",
     "transform",
     "transform_with_state",
+    "vmap",
 )

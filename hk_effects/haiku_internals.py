@@ -72,6 +72,7 @@ JaxTraceLevel = base.JaxTraceLevel
 current_frame = base.current_frame
 inside_transform = base.inside_transform
 frame_stack = base.frame_stack
+mapped_axis_size = stateful.get_mapped_axis_size
 
 # Method interception.
 interceptor_stack = module.interceptor_stack

@@ -34,8 +34,10 @@ them: see ``local_state_rewriting.py``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Any, Callable, Protocol
+import threading
+from typing import Any, Callable, Iterator, Protocol
 
 import haiku as hk
 import jax
@@ -44,6 +46,7 @@ from hk_effects import binding
 from hk_effects import effect_base
 from hk_effects import haiku_internals as hki
 from hk_effects import nesting
+from hk_effects import path_keys
 from hk_effects import raw_transforms
 
 BUNDLE_PREFIX = "~local_state/"
@@ -316,7 +319,12 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
           f"InitialLocalStateRequest(..., name={self.key!r}) creates: make "
           "sure that module runs first, pass apply the state returned by "
           "init (which holds it), or use an InitialLocalStateRequest.")
-    value = self.request.initial_value()
+    key = _member_key(self.bundle, self.key)
+    if key is None:
+      value = self.request.initial_value()
+    else:  # One state per member of an hke.vmap: a key per member too.
+      with hk.with_rng(key):
+        value = self.request.initial_value()
     bundle[self.key] = hki.StatePair(value, value)
     self.scope.state.created.add((self.bundle, self.key))
     return bundle[self.key]
@@ -332,6 +340,46 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
                 "or reshape the new value (or, if the state given to apply "
                 "is wrong, pass the state returned by init).")
     bundle[self.key] = hki.StatePair(pair.initial, value)
+
+
+class _Members(threading.local):
+
+  def __init__(self):
+    # (which bundles are per member, the member index) of the hke.vmap
+    # bodies running, innermost last.
+    self.running: list[tuple[Callable[[str], bool], Any]] = []
+
+
+_members = _Members()
+
+
+@contextlib.contextmanager
+def per_member(mapped: Callable[[str], bool], index: Any) -> Iterator[None]:
+  """Inside ``hke.vmap``'s body: states of the bundles ``mapped`` accepts
+  are one per member, ``index`` the member's (``_member_key``)."""
+  entry = (mapped, index)
+  _members.running.append(entry)
+  try:
+    yield
+  finally:
+    _members.running.remove(entry)
+
+
+def _member_key(bundle: str, key: str) -> jax.Array | None:
+  """The rng for the initializer of a per-member state: one key per member,
+  read from Haiku's rng without drawing from it (so params are made from
+  the keys they would get without hke.vmap); None elsewhere."""
+  for mapped, index in reversed(_members.running):
+    if mapped(bundle):
+      rng = hki.current_frame().rng_stack.peek()
+      if rng is None:
+        return None
+      # The clone keeps JAX's key-reuse checker content: Haiku splits the
+      # key itself later.
+      base = jax.random.clone(rng.internal_state[0])
+      base = jax.random.fold_in(base, path_keys.hash32(f"{bundle}|{key}"))
+      return jax.random.fold_in(base, index)
+  return None
 
 
 @dataclasses.dataclass
