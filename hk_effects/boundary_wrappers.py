@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import itertools
 import operator
+import re
 from typing import Any, Callable, Iterator
 
 import jax
@@ -237,6 +238,15 @@ def _make_vmap(orig):
 
     @functools.wraps(fun)
     def mapped(*args):
+      try:
+        return _mapped(*args)
+      except ValueError as e:
+        explained = _per_example_state_error(e)
+        if explained is None:
+          raise
+        raise explained from e
+
+    def _mapped(*args):
       if not any(e.active() for e in _EFFECTS):
         return plain(*args)
       crossing = _Crossing(Boundary(
@@ -265,6 +275,35 @@ def _make_vmap(orig):
     return mapped
   vmap.require_split_rng = getattr(orig, "require_split_rng", True)
   return vmap
+
+
+_BATCHED_STATE = re.compile(
+    r"out_axes\[1\]\.state\['([^']*)'\]\['([^']*)'\].*got axis spec None "
+    r"but output was batched")
+
+
+def _per_example_state_error(error: ValueError) -> ValueError | None:
+  """JAX's error for a state that ``hk.vmap`` cannot return (set to a
+  per-example value), said as what it means and how to fix it."""
+  found = _BATCHED_STATE.search(str(error))
+  if found is None:
+    return None
+  bundle, key = found.groups()
+  if bundle.startswith("~local_state/"):
+    category = bundle[len("~local_state/"):]
+    what = f"Local state {key!r} (category {category!r})"
+    fix = (f"hke.vmap(..., local_state_axes={{{category!r}: 0}}) to keep "
+           "one state per member (created per member at init, stacked on "
+           "axis 0)")
+  else:
+    what = f"Haiku state {key!r} of module {bundle!r}"
+    fix = (f"hke.vmap(..., state_axes={{{bundle!r}: 0}}) to keep one state "
+           "per member")
+  return ValueError(
+      f"{what} was set to a per-example value inside hk.vmap, which shares "
+      "Haiku state (and local states) across members, so the update cannot "
+      f"be kept. Use {fix}, or make the update the same for every example "
+      "(e.g. a mean over the batch).")
 
 
 def _make_remat(orig):
