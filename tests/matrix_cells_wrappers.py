@@ -94,6 +94,49 @@ def _hk_vmap_row(split_rng: bool) -> str:
 HK_VMAP_SPLIT = _hk_vmap_row(True)
 HK_VMAP_SHARED = _hk_vmap_row(False)
 
+HKE_VMAP = "`hke.vmap(local_state_axes=...)`"
+
+
+def hke_vmap(fn):
+  """``fn`` mapped with one "counters" state per member."""
+  return hke.vmap(fn, split_rng=not hk.running_init(),
+                  local_state_axes={"counters": 0})
+
+
+@cell(HKE_VMAP, "random")
+def _(t, wrap):
+  del t
+  draws = wrap(random_fn(lambda xs: hke_vmap(Noise())(xs)))(key(), ZEROS)
+  assert_draws(draws)
+  assert_rows_distinct(draws)
+
+
+@cell(HKE_VMAP, "side input")
+def _(t, wrap):
+  del t
+  out = wrap(side_input_fn(lambda xs: hke_vmap(Scale())(xs)))(XS, SCALE)
+  np.testing.assert_array_equal(out, XS * SCALE)
+
+
+@cell(HKE_VMAP, "side output")
+def _(t, wrap):
+  del t
+  out, told = wrap(side_output_fn(lambda xs: hke_vmap(Report())(xs)))(XS)
+  np.testing.assert_array_equal(out, XS)
+  assert_told(told, 2 * XS)  # Batched.
+
+
+@cell(HKE_VMAP, "local state")
+def _(t, wrap):
+  # Created per member at init, set per member in apply: the update hk.vmap
+  # refuses.
+  apply, initial = local_state_fn(lambda xs: hke_vmap(Counter())(xs), XS)
+  np.testing.assert_array_equal(initial, ZEROS)  # One per member.
+  out, count = wrap(apply)(XS)
+  np.testing.assert_array_equal(out, XS)
+  np.testing.assert_array_equal(count, XS)
+  t.assertEqual(count.shape, (3,))
+
 
 # ------------------------------------------- hk.scan, layer_stack, fori ---
 

@@ -49,7 +49,7 @@ class Error:
 
 _RAW = "raw JAX transform inside the model; use `hk.remat`"
 _PER_EXAMPLE_SET = ("per-example `set` (Haiku state is not batched; "
-                    "example-independent updates work)")
+                    "example-independent updates work; use `hke.vmap`)")
 
 
 class Supported(str):
@@ -65,9 +65,11 @@ MATRIX: dict[str, dict[str, str | Error]] = {
     "`jax.grad` / `jax.value_and_grad`": _all(),
     "`jax.vmap` over `apply`": _all(),
     "`hk.vmap(split_rng=True)`": _all(local_state=Error(
-        _PER_EXAMPLE_SET, ValueError, "counter:count")),
+        _PER_EXAMPLE_SET, ValueError, "'counter:count'.*local_state_axes")),
     "`hk.vmap(split_rng=False)`": _all(local_state=Error(
-        _PER_EXAMPLE_SET, ValueError, "counter:count")),
+        _PER_EXAMPLE_SET, ValueError, "'counter:count'.*local_state_axes")),
+    "`hke.vmap(local_state_axes=...)`": _all(local_state=Supported(
+        "supported (one state per member)")),
     "`hk.scan`": _all(),
     "`hk.layer_stack`": _all(),
     "`hk.fori_loop`": _all(),

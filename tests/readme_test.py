@@ -77,6 +77,18 @@ class ReadmeTest(absltest.TestCase):
     self.assertEqual(buffer.getvalue(), shown)
     self.assertIn("('gate_out', [0.0, 0.0], False)", shown)
 
+  def test_per_example_state_snippet_prints_what_the_readme_shows(self):
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Per-example local state: `hke.vmap`"):]
+    code, shown = re.search(r"```python\n(.*?)```\n```\n(.*?)```", section,
+                            re.S).groups()
+    preamble = "import haiku as hk, jax, jax.numpy as jnp\nimport hk_effects as hke\n"
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+      exec(compile(preamble + code, "README.md", "exec"), {})  # pylint: disable=exec-used
+    self.assertEqual(buffer.getvalue(), shown)
+    self.assertEqual(shown, "[ 2. 10. 18.]\n")
+
   def test_what_it_catches_snippet_prints_what_the_readme_shows(self):
     text = (ROOT / "README.md").read_text()
     section = text[text.index("## What hk_effects catches"):
