@@ -172,7 +172,7 @@ def _make_fori_loop(orig):
       return val
     if not crossing.needs_carry:
       def indexed(i, val):
-        with crossing.inside(i - lower):
+        with crossing.inside(i - lower if crossing.wants_index else None):
           return body_fun(i, val)
       out = orig(lower, upper, indexed, init_val)
       crossing.exit(None)
@@ -181,7 +181,8 @@ def _make_fori_loop(orig):
     def attempt():
       def carrying(i, val_and_carried):
         val, carried = val_and_carried
-        with crossing.inside(i - lower, carried):
+        index = i - lower if crossing.wants_index else None
+        with crossing.inside(index, carried):
           val = body_fun(i, val)
           return val, crossing.outputs()
       return orig(lower, upper, carrying, (init_val, crossing.initial()))

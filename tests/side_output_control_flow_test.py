@@ -137,15 +137,25 @@ class BranchTest(parameterized.TestCase):
         r"\{a: float32\[2\]\}"):
       _collect(forward)(X)
 
-  def test_a_branch_that_tells_nothing_adds_nothing_to_the_program(self):
+  @parameterized.named_parameters(
+      ("cond", lambda x: hk.cond(x[0] > 0, lambda: 2 * x, lambda: x)),
+      ("switch", lambda x: hk.switch(1, [lambda: 2 * x, lambda: x], )),
+      ("while_loop", lambda x: x if hk.running_init() else hk.while_loop(
+          lambda v: v[0] < 9, lambda v: 2 * v, x)),
+      ("fori_loop_traced",
+       lambda x: hk.fori_loop(0, x.shape[0] + x[0].astype(jnp.int32),
+                              lambda i, v: 2 * v, x)),
+  )
+  def test_a_body_that_tells_nothing_adds_nothing_to_the_program(self, wrapped):
     def forward(x):
-      hke.tell("before", x)
-      return hk.cond(x[0] > 0, lambda: 2 * x, lambda: x)
+      hke.tell("before", x)  # A collector runs, so the boundary is crossed.
+      return wrapped(x)
     collected = hke.transform(Collect.handling(forward)).apply
-    plain = hke.transform(forward).apply
-    conds = lambda f: [str(e) for e in jax.make_jaxpr(f)({}, None, X).eqns  # pylint: disable=g-long-lambda
-                       if e.primitive.name == "cond"]
-    self.assertEqual(conds(collected), conds(plain))
+    plain = hke.transform(wrapped).apply
+    control = lambda f: [str(e) for e in jax.make_jaxpr(f)({}, None, X).eqns  # pylint: disable=g-long-lambda
+                         if e.primitive.name in ("cond", "while")]
+    self.assertNotEmpty(control(plain))
+    self.assertEqual(control(collected), control(plain))
 
   def test_retracing_the_branches_keeps_state_and_keys_right(self):
     class Counted(hk.Module):
