@@ -134,7 +134,7 @@ class FormsTest(parameterized.TestCase):
 
   def test_while_loop_matches_the_python_loop(self):
     def while_form(x):
-      block = Block(tell_key=False)  # hk.while_loop carries no side output.
+      block = Block(tell_key=False)  # Appending in hk.while_loop is refused.
       if hk.running_init():
         return block(x)  # Haiku's idiom: hk.while_loop cannot init.
       x, _ = hk.while_loop(lambda c: c[1] < N,
@@ -241,7 +241,7 @@ class FormsTest(parameterized.TestCase):
                                   _run(lambda x: Noise(False)(x))[0])
 
   def test_calls_inside_remat_and_cond_keep_their_coordinates(self):
-    # hk.cond carries no side output: these layers tell nothing.
+    # These layers tell nothing: only their keys are compared.
     def plain(x):
       return Noise(False)(Noise(False)(x))
     def wrapped(x):
