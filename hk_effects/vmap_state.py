@@ -9,8 +9,9 @@ along an axis of the state itself:
 
 * at ``init`` they are created inside the mapped function, one per member,
   and come out stacked on that axis; an initializer that draws
-  ``hk.next_rng_key()`` gets a key of its own per member (derived from
-  Haiku's rng without advancing it, so params are those ``hk.vmap`` gives);
+  ``hk.next_rng_key()`` (a local state's, or ``hk.get_state``'s ``init``)
+  gets a key of its own per member, derived from Haiku's rng without
+  advancing it, so params are those ``hk.vmap`` gives;
 * in ``apply`` each member gets its slice as an ordinary state, may ``get``
   and ``set`` it, and the slices come out stacked again.
 
@@ -23,6 +24,7 @@ names ``local_state_axes`` as the fix.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 from typing import Any, Callable, Mapping
@@ -36,6 +38,17 @@ from hk_effects.handlers import local_state
 Axes = int | Mapping[Any, int] | None
 
 _AXIS_NAMES = itertools.count()
+
+
+def _per_member_key(next_creator, shape, dtype, init, context):
+  """A Haiku state creator: a per-member state's initializer draws a key
+  of its own per member (as local states' do)."""
+  bundle, _, name = context.full_name.rpartition("/")
+  key = local_state.member_key(bundle, name)
+  if key is None:
+    return next_creator(shape, dtype, init)
+  with hk.with_rng(key):
+    return next_creator(shape, dtype, init)
 
 
 def _check_axes(name: str, axes: Axes) -> None:
@@ -176,8 +189,12 @@ def vmap(fun: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
       for bundle in set(originals) | set(given):
         inner.state[bundle] = {k: hki.StatePair(v, v)
                                for k, v in given.get(bundle, {}).items()}
-      with local_state.per_member(lambda b: axis_of(b) is not None,
-                                  jax.lax.axis_index(name)):
+      with contextlib.ExitStack() as stack:
+        stack.enter_context(local_state.per_member(
+            lambda b: axis_of(b) is not None, jax.lax.axis_index(name)))
+        if state_axes is not None:
+          stack.enter_context(hk.custom_creator(
+              _per_member_key, params=False, state=True))
         out = fun(*member_args)
       new = {axis: {} for axis in axes}
       for bundle in [b for b in inner.state if axis_of(b) is not None]:

@@ -200,6 +200,23 @@ class HaikuStateTest(absltest.TestCase):
           s["batch_norm/~/mean_ema"]["average"], rtol=1e-6)
 
 
+  def test_haiku_state_initializers_draw_a_key_per_member(self):
+    def forward(x):
+      def member(m):
+        noise = hk.get_state("noise", [2], init=lambda shape, dtype:
+                             jax.random.normal(hk.next_rng_key(), shape))
+        hk.set_state("noise", noise + m)
+        return m
+      return hke.vmap(member, split_rng=False, state_axes=0)(x)
+    f = hk.transform_with_state(forward)
+    _, state = f.init(jax.random.key(0), XS)
+    noise = state["~"]["noise"]
+    self.assertEqual(noise.shape, (3, 2))
+    self.assertLen({tuple(np.asarray(n)) for n in noise}, 3)
+    _, new = f.apply({}, state, None, XS)
+    np.testing.assert_allclose(new["~"]["noise"], noise + XS, rtol=1e-6)
+
+
 class KVCacheTest(absltest.TestCase):
 
   def test_decoding_prompts_of_different_lengths_matches_each_alone(self):

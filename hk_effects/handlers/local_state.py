@@ -319,7 +319,7 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
           f"InitialLocalStateRequest(..., name={self.key!r}) creates: make "
           "sure that module runs first, pass apply the state returned by "
           "init (which holds it), or use an InitialLocalStateRequest.")
-    key = _member_key(self.bundle, self.key)
+    key = member_key(self.bundle, self.key)
     if key is None:
       value = self.request.initial_value()
     else:  # One state per member of an hke.vmap: a key per member too.
@@ -356,7 +356,7 @@ _members = _Members()
 @contextlib.contextmanager
 def per_member(mapped: Callable[[str], bool], index: Any) -> Iterator[None]:
   """Inside ``hke.vmap``'s body: states of the bundles ``mapped`` accepts
-  are one per member, ``index`` the member's (``_member_key``)."""
+  are one per member, ``index`` the member's (``member_key``)."""
   entry = (mapped, index)
   _members.running.append(entry)
   try:
@@ -365,7 +365,7 @@ def per_member(mapped: Callable[[str], bool], index: Any) -> Iterator[None]:
     _members.running.remove(entry)
 
 
-def _member_key(bundle: str, key: str) -> jax.Array | None:
+def member_key(bundle: str, key: str) -> jax.Array | None:
   """The rng for the initializer of a per-member state: one key per member,
   read from Haiku's rng without drawing from it (so params are made from
   the keys they would get without hke.vmap); None elsewhere."""
