@@ -263,6 +263,35 @@ class LoopTest(parameterized.TestCase):
     self.assertFalse(bool(final.present))
 
 
+class ReduceTest(absltest.TestCase):
+
+  def test_a_custom_reduction_skips_untaken_branches_and_crosses_loops(self):
+    peak = hke.Reduce(lambda: jnp.array(-jnp.inf), jnp.maximum)
+
+    def forward(arg):
+      xs, bound = arg
+      probe = hke.TellIntermediate("peak", mode=peak)
+      def step(c, x):  # Only positive steps tell: the rest must not count.
+        return c, hk.cond(x > 0, lambda: probe(x), lambda: x)
+      hk.scan(step, 0.0, xs)
+      if not hk.running_init():
+        def body(state):
+          i, v = state
+          probe(v * i)
+          return i + 1, v
+        hk.while_loop(lambda s: s[0] < bound, body, (0, jnp.min(xs)))
+      return xs
+    forward.example = ((X, 0),)
+    apply = _collect(forward)
+    _, (peak_value,) = apply((X, 0))  # Steps 1 and 3 tell; no iteration.
+    self.assertEqual(float(peak_value.value), 3.0)
+    _, (peak_value,) = apply((-jnp.abs(X), 0))
+    self.assertFalse(bool(peak_value.present))  # Nothing was told.
+    _, (peak_value,) = apply((-jnp.abs(X), 3))  # min(xs) * 0 = 0 wins.
+    self.assertEqual(float(peak_value.value), 0.0)
+    self.assertTrue(bool(peak_value.present))
+
+
 class NestingTest(absltest.TestCase):
 
   def test_a_branch_inside_a_scan_inside_a_vmap_stacks_and_batches(self):
