@@ -43,7 +43,7 @@ from haiku._src import stateful
 from haiku._src import transform
 
 # dm-haiku releases this file was written and tested against (inclusive);
-# setup.py pins the same range.
+# pyproject.toml pins the same range.
 SUPPORTED_HAIKU = ((0, 0, 17), (0, 0, 17))
 _SUPPORTED_TEXT = "dm-haiku>=0.0.17,<0.0.18"
 
