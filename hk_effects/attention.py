@@ -78,7 +78,8 @@ class KVCachedAttention(hk.Module):
     }
     if mask_tag is not None:
       from hk_effects.handlers import side_input  # pylint: disable=g-import-not-at-top
-      self.mask = side_input.SideInputRequest(mask_tag)
+      self.mask: side_input.SideInputRequest | None = (
+          side_input.SideInputRequest(mask_tag))
     else:
       self.mask = None
 

@@ -292,7 +292,7 @@ _MAX_DEPTH = 32
 
 
 def _bind_tree(value: Any, module_path: str, path: str,
-               depth: int = 0) -> tuple[Any, Any] | None:
+               depth: int = 0) -> tuple[Any, ...] | None:
   """Binds the effect nodes inside ``value``; None if it holds none.
 
   Walks dicts, lists, tuples (named ones too) and dataclasses, PyTree nodes
@@ -313,15 +313,16 @@ def _bind_tree(value: Any, module_path: str, path: str,
         key: value[key] if b is None else b[i] for key, b in bound.items()})
                  for i in (0, 1))
   if isinstance(value, (list, tuple)):
-    named = hasattr(value, "_fields")
-    keys = value._fields if named else range(len(value))  # pytype: disable=attribute-error
-    bound = [_bind_tree(item, module_path,
-                        f"{path}.{key}" if named else f"{path}[{key}]",
-                        depth + 1) for key, item in zip(keys, value)]
-    if all(b is None for b in bound):
+    fields = getattr(value, "_fields", None)
+    named = fields is not None
+    keys = fields if fields is not None else range(len(value))
+    bound_items = [_bind_tree(item, module_path,
+                              f"{path}.{key}" if named else f"{path}[{key}]",
+                              depth + 1) for key, item in zip(keys, value)]
+    if all(b is None for b in bound_items):
       return None
     return tuple(_rebuilt_sequence(value, [
-        item if b is None else b[i] for item, b in zip(value, bound)])
+        item if b is None else b[i] for item, b in zip(value, bound_items)])
                  for i in (0, 1))
   if _is_dataclass_instance(value) and not isinstance(value, _SKIP_TYPES):
     # (A dataclass module binds its requests in its own calls.)

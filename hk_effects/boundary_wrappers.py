@@ -98,6 +98,8 @@ def _step_indices(length: int, reverse: bool) -> jax.Array:
 def _run_scan(orig_scan, crossing: _Crossing, f, init, xs, length, reverse,
               unroll):
   if crossing.wants_index:
+    # hk.scan knows its length (given, or from xs) before it runs.
+    assert crossing.boundary.length is not None
     xs = (xs, _step_indices(crossing.boundary.length, reverse))
 
   def body(carry, x):

@@ -38,6 +38,7 @@ and parameters are untouched: a trained model's params still load.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Sequence
 
 import haiku as hk
@@ -240,7 +241,7 @@ def _edit(selection: CallSelection, kind: str,
 
   edited.__name__ = f"{getattr(fn, '__name__', 'forward')}_edited"
   edited.__qualname__ = edited.__name__
-  edited.__wrapped__ = fn
+  functools.update_wrapper(edited, fn, assigned=(), updated=())  # __wrapped__.
   return edited
 
 

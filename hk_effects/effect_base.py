@@ -39,10 +39,8 @@ import jax
 
 if sys.version_info >= (3, 11):
   from typing import dataclass_transform  # pylint: disable=g-importing-member
-else:  # Python 3.10: a runtime no-op, only type checkers read it.
-  def dataclass_transform(**kwargs):
-    del kwargs
-    return lambda f: f
+else:  # Python 3.10: type checkers read typing_extensions' marker too.
+  from typing_extensions import dataclass_transform  # pylint: disable=g-importing-member
 
 # One colour per effect protocol, used by `hke.bindings` renderings.
 _PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1",
@@ -123,7 +121,7 @@ def effect_colour(protocol: type) -> str:
 
 def protocol_methods(protocol: type) -> frozenset[str]:
   """Names of the methods a ``typing.Protocol`` declares."""
-  names = set()
+  names: set[str] = set()
   for klass in protocol.__mro__:
     if klass is object or klass.__name__ in ("Protocol", "Generic"):
       continue

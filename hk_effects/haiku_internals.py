@@ -232,8 +232,9 @@ def release_next_fun(next_fun: Callable[..., Any]) -> None:
     index = _SELF_CELL_INDEX[code] = (
         freevars.index(next_fun.__name__)
         if next_fun.__name__ in freevars else -1)
-  if index >= 0:
-    cell = next_fun.__closure__[index]
+  closure = getattr(next_fun, "__closure__", None) or ()
+  if 0 <= index < len(closure):
+    cell = closure[index]
     try:
       if cell.cell_contents is next_fun:
         cell.cell_contents = None

@@ -33,6 +33,9 @@ import jax
 
 from hk_effects import effect_base
 
+# A binding.Site; binding imports this module, so it is not imported here.
+Site = Any
+
 
 class _ThreadState(threading.local):
 

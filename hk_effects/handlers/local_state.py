@@ -242,7 +242,7 @@ def _same_leaves(expected: Any, value: Any) -> bool:
   dtypes; False means "look closer" (dtypes may still canonicalize alike)."""
   expected_leaves, expected_def = jax.tree_util.tree_flatten(expected)
   value_leaves, value_def = jax.tree_util.tree_flatten(value)
-  if expected_def != value_def:
+  if expected_def != value_def:  # type: ignore[operator]  # (jaxlib stubs)
     return False
   for a, b in zip(expected_leaves, value_leaves):
     try:
@@ -260,7 +260,7 @@ def _check_like(what: str, expected: Any, value: Any, fix: str) -> None:
     return
   expected_abs, value_abs = _abstract(expected), _abstract(value)
   if (jax.tree_util.tree_structure(expected_abs)
-      != jax.tree_util.tree_structure(value_abs)
+      != jax.tree_util.tree_structure(value_abs)  # type: ignore[operator]
       or any(a.shape != b.shape or a.dtype != b.dtype for a, b in zip(
           jax.tree_util.tree_leaves(expected_abs),
           jax.tree_util.tree_leaves(value_abs)))):
@@ -295,7 +295,9 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
           f"Local state {self.key!r} at {self.site} was used under "
           "hke.transform, which has no state. Use hke.transform_with_state: "
           "its init returns the local states and its apply updates them.")
-    frame_state = hki.current_frame().state
+    # Haiku annotates frame state as arrays; local states keep their pairs
+    # (initial, current) there.
+    frame_state: Any = hki.current_frame().state
     bundle = frame_state[self.bundle]
     pair = bundle.get(self.key)
     if pair is None:

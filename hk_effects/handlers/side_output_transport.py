@@ -126,7 +126,7 @@ class Accumulator:
 def _add(told: Told, a: Any, b: Any) -> Any:
   shapes = lambda t: jax.tree_util.tree_map(
       lambda x: (x.shape, x.dtype), t)
-  if (jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(b)
+  if (jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(b)  # type: ignore[operator]
       or shapes(a) != shapes(b)):
     raise ValueError(
         f"Side output {told.tag!r} (mode='sum') at {told.site} was told "
@@ -171,14 +171,15 @@ def _pushed(target: _Target) -> Iterator[_Target]:
 @contextlib.contextmanager
 def collecting(scope) -> Iterator[Accumulator]:
   """Makes ``scope`` a collector whose home is the current trace level."""
+  accumulator = Accumulator()
   target = _Target("home", "collector", hki.JaxTraceLevel.current(),
-                   scope=scope, accumulator=Accumulator(),
+                   scope=scope, accumulator=accumulator,
                    token=nesting.transform_token(),
                    init=hki.inside_transform() and hk.running_init())
   _state.collectors += 1
   try:
     with _pushed(target):
-      yield target.accumulator
+      yield accumulator
   finally:
     _state.collectors -= 1
 
@@ -228,6 +229,8 @@ def deliver(told: Told, value: Any) -> None:
     if prefix:
       told = dataclasses.replace(told, site=binding.Site(
           f"{prefix}/{told.site.module_path}", told.site.attribute_path))
+  # Only barriers lack an accumulator, and they raised above.
+  assert target.accumulator is not None
   target.accumulator.add(told, value)
 
 
@@ -287,8 +290,10 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
     if boundary.carries is None:
       return None
     # Static metadata only; the values leave as outputs of the trace.
-    state.told = tuple(state.target.accumulator.told)
-    return tuple(state.target.accumulator.values)
+    accumulator = state.target.accumulator if state.target else None
+    assert accumulator is not None  # Set by body() for a carrying boundary.
+    state.told = tuple(accumulator.told)
+    return tuple(accumulator.values)
 
   def exit(self, boundary, state: _Carry, outputs: Any) -> None:
     if outputs is None:
