@@ -16,7 +16,7 @@
 
 Every measurement that times a trace builds a fresh step function first,
 because ``jax.make_jaxpr`` and ``jax.jit`` reuse the trace of a function
-object they have seen (DESIGN section 10): timing the same function twice
+object they have seen (docs/design.md, 10): timing the same function twice
 would time a cache hit.
 """
 

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""The bad-input matrix: every misuse raises a clear error (DESIGN section 9).
+"""The bad-input matrix: every misuse raises a clear error (docs/design.md, 9).
 
 Each row triggers one misuse and names the exception type it must raise and
 the strings its message must contain: the offending value and the fix. No

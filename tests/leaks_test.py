@@ -14,7 +14,7 @@
 # ==============================================================================
 """No leaks, nothing lost: runtime implementations die with their handler,
 calls leave no global state behind (after an exception too), and memory
-stays flat over many init / apply calls (DESIGN sections 3 S3 and 9)."""
+stays flat over many init / apply calls (docs/design.md: S3, section 9)."""
 
 from __future__ import annotations
 

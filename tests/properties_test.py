@@ -328,7 +328,7 @@ def build(case: ref.Case):
   def core(x):
     probes = [Probe(m, initializers) for m in case.modules]
     # Parameters before and after the effects: no random handler may
-    # change them (DESIGN 11).
+    # change them (docs/design.md, S5).
     hk.Linear(2, name="pre")(x)
 
     def run_all(xi):
@@ -553,7 +553,7 @@ class PropertiesTest(absltest.TestCase):
   @hypothesis.given(cases(), st.sampled_from(ref.RANDOM_KINDS))
   def test_params_do_not_depend_on_the_random_handlers(self, case, kind):
     # The same case with every random handler of one other kind (and other
-    # keys): init must give the same parameters (DESIGN 11).
+    # keys): init must give the same parameters (design S5).
     hypothesis.assume(ref.predict(case).error is None)
     swapped = _with_random_kind(case, kind)
     hypothesis.assume(ref.predict(swapped).error is None)

@@ -18,7 +18,7 @@ Each test is a scenario a Haiku user writes: one module under several
 handler nests, hk.multi_transform, ensembles from ``jax.vmap(f.init)``,
 re-entrant applies, requests inside plain dataclasses. Every one of them
 gave a silently wrong value or a spurious error before binding became
-per call (DESIGN 11).
+per call (docs/design.md, S2).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ depends on its own key as well as (at the price of) the inner key.
 During ``init`` no handler pushes anything: every random request draws from
 ``init``'s rng, so parameters (which Haiku initialises from the same
 sequence) depend on ``init``'s rng alone, whichever random handlers serve
-the forward pass (DESIGN 11).
+the forward pass (docs/design.md, S5).
 
 ``WithHaikuRandom`` serves keys from whatever ``hk.next_rng_key()`` returns
 where the request is called: inside the body of a key-owning handler that
@@ -383,7 +383,7 @@ class _RandomHandler(effect_base.EffectHandler):
         return self.body(arg)
 
   def _run_init(self, arg, key):
-    """``init``: parameters depend on init's rng alone (DESIGN 11).
+    """``init``: parameters depend on init's rng alone (design S5).
 
     Haiku initialises parameters (and lifted modules, layer stacks, split
     vmaps) from the top of its rng sequence, so during ``init`` nothing is
