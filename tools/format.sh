@@ -34,3 +34,5 @@ python tools/add_license_headers.py
 # pyink would undo nothing ruff does, and reflows what ruff's fixes leave.
 ruff check --fix --quiet "${targets[@]}" || true
 pyink --quiet "${targets[@]}"
+# A removed unused import removes a Bazel dep.
+python tools/gen_build_files.py > /dev/null
