@@ -51,7 +51,7 @@ _SKIP_TYPES = (str, int, float, bool, type(None), bytes, complex, np.ndarray,
 # The common ones, tested first by exact type with one set lookup, because
 # `isinstance(x, hk.Module)` goes through typing's Protocol machinery (about
 # 10 µs), which every plain attribute of every module call would pay.
-_SKIP_EXACT_TYPES = frozenset({
+_SKIP_EXACT_TYPES: frozenset[type] = frozenset({
     str, int, float, bool, type(None), bytes, complex, set, frozenset,
     types.FunctionType, types.MethodType, types.BuiltinFunctionType})
 

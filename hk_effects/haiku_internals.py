@@ -200,8 +200,9 @@ def register_own_interceptor(
     return original_run(bound_method, method_name, self, orig_class, *args,
                         **kwargs)
 
-  run_interceptors.__hk_effects_original__ = original_run
-  module.run_interceptors = run_interceptors
+  replacement: Any = run_interceptors  # Marked with what it replaces.
+  replacement.__hk_effects_original__ = original_run
+  module.run_interceptors = replacement
 
 
 _OWN_INTERCEPTORS: dict[Callable[..., Any], Callable[..., Any]] = {}
