@@ -236,7 +236,7 @@ def sliced(replacement: Any, value: Any, axes, where: str, what: str) -> Any:
   first), as ``CollectingSideOutputs`` returns the values of such a site."""
   lengths = [length for _, length, _ in axes]
   if (jax.tree_util.tree_structure(replacement)
-      != jax.tree_util.tree_structure(value)):
+      != jax.tree_util.tree_structure(value)):  # type: ignore[operator]
     raise ValueError(
         f"{where}: the {what} has structure "
         f"{jax.tree_util.tree_structure(replacement)}, but the value told "

@@ -112,7 +112,7 @@ class _Patch:
                           self.where, "replacement")
     new = sites.as_arrays(self.replacement(value), self.where)
     if (jax.tree_util.tree_structure(new)
-        != jax.tree_util.tree_structure(value)
+        != jax.tree_util.tree_structure(value)  # type: ignore[operator]
         or sites.form(new) != sites.form(value)):
       raise ValueError(
           f"{self.where}: the patch function returned {sites.form(new)} for "
@@ -268,6 +268,7 @@ class _Perturb:
     lengths = tuple(length for _, length, _ in axes)
     shapes = jax.tree_util.tree_map(
         lambda v: jax.ShapeDtypeStruct(lengths + v.shape, v.dtype), value)
+    assert self.found is not None  # Only called while recording shapes.
     known = self.found.setdefault(self.path, shapes)
     if known != shapes:
       raise ValueError(

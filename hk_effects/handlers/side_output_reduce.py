@@ -144,7 +144,7 @@ def _checked(where: str, fn: Callable, what: str, acc: Any,
         f"given the accumulator {_form(acc)} and {_form(value)}. It is "
         "called as fn(acc, value) and returns the new accumulator.") from e
   new = _as_arrays(where, what, new)
-  if (jax.tree_util.tree_structure(new) != jax.tree_util.tree_structure(acc)
+  if (jax.tree_util.tree_structure(new) != jax.tree_util.tree_structure(acc)  # type: ignore[operator]
       or _form(new) != _form(acc)):
     raise ValueError(
         f"{where}: {what} {_name(fn)} turned the accumulator {_form(acc)} "

@@ -46,7 +46,7 @@ hoisted = hke.HoistedTag(source="WithConstantSideInputs_0", tag="mask")
 
 assert_type(untagged, hke.RandomRequest)
 assert_type(side_output.tag, Any)
-assert_type(side_output.mode, str)
+assert_type(side_output.mode, Any)  # A mode name or an hke.Reduce.
 assert_type(initial.name, "str | None")
 assert_type(hoisted.tag, Any)
 
@@ -102,6 +102,14 @@ assert_type(haiku_random, handlers.WithHaikuRandom)
 assert_type(stateful_random, handlers.WithStatefulRandomKey)
 assert_type(tuple_handler, handlers.WithSideInputsFromInputTuple)
 assert_type(hoisted_values, "dict[hke.HoistedTag, Any]")
+patching = handlers.PatchingSideOutputs.handling(
+    forward, {"block/acts": jnp.ones([2, 3])}, strict=False)
+perturbing = handlers.PerturbingSideOutputs.handling(forward, tag="acts")
+zeros = handlers.perturbation_zeros(perturbing)
+peak = hke.SideOutputRequest(
+    "peak", mode=hke.Reduce(lambda: jnp.array(-jnp.inf), jnp.maximum))
+assert_type(patching, handlers.PatchingSideOutputs)
+assert_type(perturbing, handlers.PerturbingSideOutputs)
 frozen_forward = handlers.freeze_local_states(
     stateful, {"~local_state/counters": {"block:count": 0}})
 hoisted_forward = handlers.hoist_shared_state_requests(forward, "counters")
