@@ -1,28 +1,19 @@
-"""Packaging for hk_effects."""
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""Packaging shim: the metadata lives in pyproject.toml (PEP 621)."""
 
 import setuptools
 
-setuptools.setup(
-    name="hk_effects",
-    version="0.1.0",
-    description="Scoped side effects and state for Haiku models, in the style "
-                "of Penzai's data effects.",
-    long_description=open("README.md", encoding="utf-8").read(),
-    long_description_content_type="text/markdown",
-    packages=setuptools.find_packages(include=["hk_effects", "hk_effects.*"]),
-    python_requires=">=3.10",
-    install_requires=[
-        "jax>=0.6",
-        "jaxlib>=0.6",
-        "dm-haiku>=0.0.17,<0.0.18",  # haiku_internals.SUPPORTED_HAIKU
-        "chex>=0.1.89",
-        "absl-py>=2.0",
-    ],
-    extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "treescope>=0.1.5",
-                 "mypy>=1.10"],
-        "examples": ["optax>=0.2", "matplotlib>=3.8"],
-        "bench": ["penzai>=0.2", "flax>=0.10"],
-        "render": ["treescope>=0.1.5"],
-    },
-)
+setuptools.setup()

@@ -1,3 +1,17 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """Binding by traversal: how requests meet the handlers that serve them.
 
 While at least one handler (or ``hke.transform``) runs, a Haiku method
@@ -37,7 +51,7 @@ _SKIP_TYPES = (str, int, float, bool, type(None), bytes, complex, np.ndarray,
 # The common ones, tested first by exact type with one set lookup, because
 # `isinstance(x, hk.Module)` goes through typing's Protocol machinery (about
 # 10 µs), which every plain attribute of every module call would pay.
-_SKIP_EXACT_TYPES = frozenset({
+_SKIP_EXACT_TYPES: frozenset[type] = frozenset({
     str, int, float, bool, type(None), bytes, complex, set, frozenset,
     types.FunctionType, types.MethodType, types.BuiltinFunctionType})
 
@@ -278,7 +292,7 @@ _MAX_DEPTH = 32
 
 
 def _bind_tree(value: Any, module_path: str, path: str,
-               depth: int = 0) -> tuple[Any, Any] | None:
+               depth: int = 0) -> tuple[Any, ...] | None:
   """Binds the effect nodes inside ``value``; None if it holds none.
 
   Walks dicts, lists, tuples (named ones too) and dataclasses, PyTree nodes
@@ -299,15 +313,16 @@ def _bind_tree(value: Any, module_path: str, path: str,
         key: value[key] if b is None else b[i] for key, b in bound.items()})
                  for i in (0, 1))
   if isinstance(value, (list, tuple)):
-    named = hasattr(value, "_fields")
-    keys = value._fields if named else range(len(value))  # pytype: disable=attribute-error
-    bound = [_bind_tree(item, module_path,
-                        f"{path}.{key}" if named else f"{path}[{key}]",
-                        depth + 1) for key, item in zip(keys, value)]
-    if all(b is None for b in bound):
+    fields = getattr(value, "_fields", None)
+    named = fields is not None
+    keys = fields if fields is not None else range(len(value))
+    bound_items = [_bind_tree(item, module_path,
+                              f"{path}.{key}" if named else f"{path}[{key}]",
+                              depth + 1) for key, item in zip(keys, value)]
+    if all(b is None for b in bound_items):
       return None
     return tuple(_rebuilt_sequence(value, [
-        item if b is None else b[i] for item, b in zip(value, bound)])
+        item if b is None else b[i] for item, b in zip(value, bound_items)])
                  for i in (0, 1))
   if _is_dataclass_instance(value) and not isinstance(value, _SKIP_TYPES):
     # (A dataclass module binds its requests in its own calls.)

@@ -1,15 +1,29 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """Haiku's wrappers as boundaries that effects cross.
 
 Every Haiku wrapper that traces a body (``hk.scan``, ``hk.map``,
 ``hk.fori_loop``, ``hk.while_loop``, ``hk.vmap``, ``hk.remat``, ``hk.cond``,
 ``hk.switch``, ``hk.layer_stack``, ``hk.dynamic_unroll``, ``hk.grad``,
 ``hk.value_and_grad``, ``hk.eval_shape``) threads exactly three things
-through its JAX primitive: params, Haiku state and the rng sequence (DESIGN
-section 10). An effect whose data lives elsewhere (told values on their way
-to a collector, the loop indices path keys fold in, or a user-defined
-effect's own data) must do something at each such call: that call is a
-*boundary*, and an effect takes part by subclassing ``BoundaryEffect`` and
-calling ``register``:
+through its JAX primitive: params, Haiku state and the rng sequence
+(docs/design.md, section 10). An effect whose data lives elsewhere (told
+values on their way to a collector, the loop indices path keys fold in, or a
+user-defined effect's own data) must do something at each such call: that
+call is a *boundary*, and an effect takes part by subclassing
+``BoundaryEffect`` and calling ``register``:
 
 * ``enter(boundary)`` runs outside, before the wrapper, and returns a state
   for this call; ``exit(boundary, state, outputs)`` runs after it;

@@ -1,3 +1,17 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """Haiku's wrappers made boundaries (``hk_effects.boundaries``).
 
 Each replacement calls Haiku's original unless an effect is active; then it
@@ -113,6 +127,8 @@ def _step_indices(length: int, reverse: bool) -> jax.Array:
 def _run_scan(orig_scan, crossing: _Crossing, f, init, xs, length, reverse,
               unroll):
   if crossing.wants_index:
+    # hk.scan knows its length (given, or from xs) before it runs.
+    assert crossing.boundary.length is not None
     xs = (xs, _step_indices(crossing.boundary.length, reverse))
 
   def body(carry, x):

@@ -1,3 +1,17 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """Editing a forward function at its module calls (``hke.select_calls``).
 
 Haiku modules are created inside the forward function, so there is no model
@@ -24,6 +38,7 @@ and parameters are untouched: a trained model's params still load.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Sequence
 
 import haiku as hk
@@ -226,7 +241,7 @@ def _edit(selection: CallSelection, kind: str,
 
   edited.__name__ = f"{getattr(fn, '__name__', 'forward')}_edited"
   edited.__qualname__ = edited.__name__
-  edited.__wrapped__ = fn
+  functools.update_wrapper(edited, fn, assigned=(), updated=())  # __wrapped__.
   return edited
 
 

@@ -1,3 +1,17 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """Base types of the effect system: requests, refs, runtime impls, handlers.
 
 An effect is described by four pieces, all defined with the classes here:
@@ -25,10 +39,8 @@ import jax
 
 if sys.version_info >= (3, 11):
   from typing import dataclass_transform  # pylint: disable=g-importing-member
-else:  # Python 3.10: a runtime no-op, only type checkers read it.
-  def dataclass_transform(**kwargs):
-    del kwargs
-    return lambda f: f
+else:  # Python 3.10: type checkers read typing_extensions' marker too.
+  from typing_extensions import dataclass_transform  # pylint: disable=g-importing-member
 
 # One colour per effect protocol, used by `hke.bindings` renderings.
 _PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1",
@@ -109,7 +121,7 @@ def effect_colour(protocol: type) -> str:
 
 def protocol_methods(protocol: type) -> frozenset[str]:
   """Names of the methods a ``typing.Protocol`` declares."""
-  names = set()
+  names: set[str] = set()
   for klass in protocol.__mro__:
     if klass is object or klass.__name__ in ("Protocol", "Generic"):
       continue

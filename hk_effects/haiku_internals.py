@@ -1,3 +1,17 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """Every use of Haiku's private modules (``haiku._src``), in one place.
 
 hk_effects needs a few things Haiku does not export: the current frame (its
@@ -30,7 +44,7 @@ from haiku._src import stateful
 from haiku._src import transform
 
 # dm-haiku releases this file was written and tested against (inclusive);
-# setup.py pins the same range.
+# pyproject.toml pins the same range.
 SUPPORTED_HAIKU = ((0, 0, 17), (0, 0, 17))
 _SUPPORTED_TEXT = "dm-haiku>=0.0.17,<0.0.18"
 
@@ -188,8 +202,9 @@ def register_own_interceptor(
     return original_run(bound_method, method_name, self, orig_class, *args,
                         **kwargs)
 
-  run_interceptors.__hk_effects_original__ = original_run
-  module.run_interceptors = run_interceptors
+  replacement: Any = run_interceptors  # Marked with what it replaces.
+  replacement.__hk_effects_original__ = original_run
+  module.run_interceptors = replacement
 
 
 _OWN_INTERCEPTORS: dict[Callable[..., Any], Callable[..., Any]] = {}
@@ -220,8 +235,9 @@ def release_next_fun(next_fun: Callable[..., Any]) -> None:
     index = _SELF_CELL_INDEX[code] = (
         freevars.index(next_fun.__name__)
         if next_fun.__name__ in freevars else -1)
-  if index >= 0:
-    cell = next_fun.__closure__[index]
+  closure = getattr(next_fun, "__closure__", None) or ()
+  if 0 <= index < len(closure):
+    cell = closure[index]
     try:
       if cell.cell_contents is next_fun:
         cell.cell_contents = None

@@ -1,3 +1,17 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """Refactor-invariant keys: a key as a pure function of where it is drawn.
 
 With ``path_keys=True`` a random handler derives each key from its own key
@@ -268,9 +282,10 @@ def _loop_component(path: str, family: str, parent: _Call | None,
            if v.space is inv.space and v.frame is not None
            and (parent is None or v.seq > parent.seq)]
   if len(loops) > 1:
+    kinds = [v.frame.kind for v in loops if v.frame is not None]
     return _Component(family, 0, problem=(
         f"module {path!r} is called directly inside two nested loops "
-        f"({loops[0].frame.kind} and {loops[-1].frame.kind}) with no module "
+        f"({kinds[0]} and {kinds[-1]}) with no module "
         "call between them, so one call index cannot hold both loop "
         "indices. Call the inner loop from a module's method"))
   if count:
@@ -491,7 +506,7 @@ def draw(root: jax.Array, module_path: str, attribute_path: str,
     # The handler started inside this module's call, which was therefore
     # not counted: number its draws within the current body.
     canon, draws = _base(inv.space), inv.counts
-    counter = ("draws", module_path, attribute_path, tag)
+    counter: tuple[Any, ...] = ("draws", module_path, attribute_path, tag)
   else:
     canon, draws, counter = call.canon, call.draws, (attribute_path, tag)
   number = draws.get(counter, 0)

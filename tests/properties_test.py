@@ -1,3 +1,17 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """Property tests: random nests of handlers against the reference model.
 
 Hypothesis draws a nest of handlers (every kind, tags, predicates,
@@ -314,7 +328,7 @@ def build(case: ref.Case):
   def core(x):
     probes = [Probe(m, initializers) for m in case.modules]
     # Parameters before and after the effects: no random handler may
-    # change them (DESIGN 11).
+    # change them (docs/design.md, S5).
     hk.Linear(2, name="pre")(x)
 
     def run_all(xi):
@@ -539,7 +553,7 @@ class PropertiesTest(absltest.TestCase):
   @hypothesis.given(cases(), st.sampled_from(ref.RANDOM_KINDS))
   def test_params_do_not_depend_on_the_random_handlers(self, case, kind):
     # The same case with every random handler of one other kind (and other
-    # keys): init must give the same parameters (DESIGN 11).
+    # keys): init must give the same parameters (design S5).
     hypothesis.assume(ref.predict(case).error is None)
     swapped = _with_random_kind(case, kind)
     hypothesis.assume(ref.predict(swapped).error is None)

@@ -1,10 +1,24 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """hk_effects under the call patterns Haiku users write (issue 14).
 
 Each test is a scenario a Haiku user writes: one module under several
 handler nests, hk.multi_transform, ensembles from ``jax.vmap(f.init)``,
 re-entrant applies, requests inside plain dataclasses. Every one of them
 gave a silently wrong value or a spurious error before binding became
-per call (DESIGN 11).
+per call (docs/design.md, S2).
 """
 
 from __future__ import annotations

@@ -1,7 +1,21 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """A reference interpreter of hk_effects' semantics, for property tests.
 
 Given a nest of handlers and modules whose attributes hold requests, it
-predicts, without JAX or Haiku, what the library must do (DESIGN section 3):
+predicts, without JAX or Haiku, what the library must do (docs/design.md, 3):
 
 * S1: which handler (by index in the nest, outermost first) serves each
   request, or ``None`` when none claims it;
@@ -26,12 +40,12 @@ A case may also list its module *calls* (``Case.calls``): modules called in
 that order, a module possibly several times and by a second method, each
 call under an inner nest of handlers of its own that wraps just that call
 (sibling and nested nests around one module, the ``hk.multi_transform``
-pattern). Binding is per call (DESIGN 11): each call is served by the
+pattern). Binding is per call (design S2): each call is served by the
 innermost claiming handler of the outer nest plus that call's nest. The
 k-th call (k >= 1) of a module observes under ``<site>#<k>``.
 
 The interpreter is written to be obviously right rather than fast: it walks
-the case step by step, as a careful reader of DESIGN.md would.
+the case step by step, as a careful reader of docs/design.md would.
 """
 
 from __future__ import annotations
@@ -234,7 +248,7 @@ def inputs(placement: str) -> np.ndarray:
 
 
 def state_key(module: Module, path: str, request: Request) -> str:
-  """DESIGN 2: a named state is keyed by its name, else by its site."""
+  """Design 11: a named state is keyed by its name, else by its site."""
   return request.name if request.name else f"{module.name}:{path}"
 
 
@@ -310,7 +324,7 @@ class _Run:
     if key not in self.states:
       if request.kind == "shared_state":
         raise _Stop(ValueError, repr(request.name), "SharedLocalStateRequest")
-      # Created from its initializer, at init or in apply (DESIGN 11).
+      # Created from its initializer, at init or in apply (design S7).
       self.states[key] = [float(request.init)] * 2 + [False]
     pair = self.states[key]
     pair[1] += request.inc

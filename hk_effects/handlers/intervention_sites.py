@@ -1,3 +1,17 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """Intervention sites: where a handler changes what a ``tell`` returns.
 
 ``tell`` returns its value, so ``x = self.out.tell(x)`` is a site where a
@@ -222,7 +236,7 @@ def sliced(replacement: Any, value: Any, axes, where: str, what: str) -> Any:
   first), as ``CollectingSideOutputs`` returns the values of such a site."""
   lengths = [length for _, length, _ in axes]
   if (jax.tree_util.tree_structure(replacement)
-      != jax.tree_util.tree_structure(value)):
+      != jax.tree_util.tree_structure(value)):  # type: ignore[operator]
     raise ValueError(
         f"{where}: the {what} has structure "
         f"{jax.tree_util.tree_structure(replacement)}, but the value told "

@@ -1,3 +1,17 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """The local-state effect: layers keep state with ``get()`` / ``set(value)``.
 
 Local states live in Haiku state, the one mutable place Haiku threads through
@@ -231,7 +245,7 @@ def _same_leaves(expected: Any, value: Any) -> bool:
   dtypes; False means "look closer" (dtypes may still canonicalize alike)."""
   expected_leaves, expected_def = jax.tree_util.tree_flatten(expected)
   value_leaves, value_def = jax.tree_util.tree_flatten(value)
-  if expected_def != value_def:
+  if expected_def != value_def:  # type: ignore[operator]  # (jaxlib stubs)
     return False
   for a, b in zip(expected_leaves, value_leaves):
     try:
@@ -249,7 +263,7 @@ def _check_like(what: str, expected: Any, value: Any, fix: str) -> None:
     return
   expected_abs, value_abs = _abstract(expected), _abstract(value)
   if (jax.tree_util.tree_structure(expected_abs)
-      != jax.tree_util.tree_structure(value_abs)
+      != jax.tree_util.tree_structure(value_abs)  # type: ignore[operator]
       or any(a.shape != b.shape or a.dtype != b.dtype for a, b in zip(
           jax.tree_util.tree_leaves(expected_abs),
           jax.tree_util.tree_leaves(value_abs)))):
@@ -284,7 +298,9 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
           f"Local state {self.key!r} at {self.site} was used under "
           "hke.transform, which has no state. Use hke.transform_with_state: "
           "its init returns the local states and its apply updates them.")
-    frame_state = hki.current_frame().state
+    # Haiku annotates frame state as arrays; local states keep their pairs
+    # (initial, current) there.
+    frame_state: Any = hki.current_frame().state
     bundle = frame_state[self.bundle]
     pair = bundle.get(self.key)
     if pair is None:

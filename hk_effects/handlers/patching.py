@@ -1,3 +1,17 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """Interventions on side-output sites: patch and perturb what a model tells.
 
 ``tell`` returns its value, so a layer written ``x = self.out.tell(x)`` (or
@@ -98,7 +112,7 @@ class _Patch:
                           self.where, "replacement")
     new = sites.as_arrays(self.replacement(value), self.where)
     if (jax.tree_util.tree_structure(new)
-        != jax.tree_util.tree_structure(value)
+        != jax.tree_util.tree_structure(value)  # type: ignore[operator]
         or sites.form(new) != sites.form(value)):
       raise ValueError(
           f"{self.where}: the patch function returned {sites.form(new)} for "
@@ -254,6 +268,7 @@ class _Perturb:
     lengths = tuple(length for _, length, _ in axes)
     shapes = jax.tree_util.tree_map(
         lambda v: jax.ShapeDtypeStruct(lengths + v.shape, v.dtype), value)
+    assert self.found is not None  # Only called while recording shapes.
     known = self.found.setdefault(self.path, shapes)
     if known != shapes:
       raise ValueError(

@@ -1,3 +1,17 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """The random effect: layers draw fresh keys with ``next_key()``.
 
 Keys are drawn from Haiku's rng sequence, the one thing besides params and
@@ -17,7 +31,7 @@ depends on its own key as well as (at the price of) the inner key.
 During ``init`` no handler pushes anything: every random request draws from
 ``init``'s rng, so parameters (which Haiku initialises from the same
 sequence) depend on ``init``'s rng alone, whichever random handlers serve
-the forward pass (DESIGN 11).
+the forward pass (docs/design.md, S5).
 
 ``WithHaikuRandom`` serves keys from whatever ``hk.next_rng_key()`` returns
 where the request is called: inside the body of a key-owning handler that
@@ -369,7 +383,7 @@ class _RandomHandler(effect_base.EffectHandler):
         return self.body(arg)
 
   def _run_init(self, arg, key):
-    """``init``: parameters depend on init's rng alone (DESIGN 11).
+    """``init``: parameters depend on init's rng alone (design S5).
 
     Haiku initialises parameters (and lifted modules, layer stacks, split
     vmaps) from the top of its rng sequence, so during ``init`` nothing is

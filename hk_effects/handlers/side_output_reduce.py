@@ -1,3 +1,17 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """Custom reductions of side outputs: ``mode=hke.Reduce(init_fn, reduce_fn)``.
 
 A site whose request has ``mode=Reduce(...)`` keeps one value, folded from
@@ -130,7 +144,7 @@ def _checked(where: str, fn: Callable, what: str, acc: Any,
         f"given the accumulator {_form(acc)} and {_form(value)}. It is "
         "called as fn(acc, value) and returns the new accumulator.") from e
   new = _as_arrays(where, what, new)
-  if (jax.tree_util.tree_structure(new) != jax.tree_util.tree_structure(acc)
+  if (jax.tree_util.tree_structure(new) != jax.tree_util.tree_structure(acc)  # type: ignore[operator]
       or _form(new) != _form(acc)):
     raise ValueError(
         f"{where}: {what} {_name(fn)} turned the accumulator {_form(acc)} "

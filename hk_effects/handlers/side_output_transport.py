@@ -1,3 +1,17 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """How told values reach their collector through Haiku's wrappers.
 
 A value told inside ``hk.scan``, ``hk.vmap``, ``hk.remat``, ``hk.fori_loop``
@@ -206,7 +220,7 @@ def _shapes(tree: Any) -> Any:
 
 
 def _check_alike(told: Told, a: Any, b: Any, why: str) -> None:
-  if (jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(b)
+  if (jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(b)  # type: ignore[operator]
       or _shapes(a) != _shapes(b)):
     raise ValueError(
         f"Side output {told.tag!r} (mode={told.mode!r}) at {told.site} was "
@@ -304,14 +318,15 @@ def _pushed(target: _Target) -> Iterator[_Target]:
 @contextlib.contextmanager
 def collecting(scope) -> Iterator[Accumulator]:
   """Makes ``scope`` a collector whose home is the current trace level."""
+  accumulator = Accumulator()
   target = _Target("home", "collector", hki.JaxTraceLevel.current(),
-                   scope=scope, accumulator=Accumulator(),
+                   scope=scope, accumulator=accumulator,
                    token=nesting.transform_token(),
                    init=hki.inside_transform() and hk.running_init())
   _state.collectors += 1
   try:
     with _pushed(target):
-      yield target.accumulator
+      yield accumulator
   finally:
     _state.collectors -= 1
 
@@ -366,6 +381,8 @@ def deliver(told: Told, value: Any, present: Any = ALWAYS) -> None:
     if prefix:
       told = dataclasses.replace(told, site=binding.Site(
           f"{prefix}/{told.site.module_path}", told.site.attribute_path))
+  # Only barriers lack an accumulator, and they raised above.
+  assert target.accumulator is not None
   target.accumulator.add(told, value, present)
 
 
