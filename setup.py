@@ -19,9 +19,11 @@ setuptools.setup(
         "absl-py>=2.0",
     ],
     extras_require={
+        # tensorboardX: tests/train_lm_test.py reads back the events that
+        # examples/train_lm.py --tensorboard writes.
         "test": ["pytest>=8", "hypothesis>=6.100", "treescope>=0.1.5",
-                 "mypy>=1.10"],
-        "examples": ["optax>=0.2", "matplotlib>=3.8"],
+                 "mypy>=1.10", "tensorboardX>=2.6"],
+        "examples": ["optax>=0.2", "matplotlib>=3.8", "safetensors>=0.4"],
         "bench": ["penzai>=0.2", "flax>=0.10"],
         "render": ["treescope>=0.1.5"],
     },
