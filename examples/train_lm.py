@@ -376,14 +376,15 @@ def run(task, config: lm_model.ModelConfig, started: float | None = None,
   params, opt_state = jax.device_put((params, opt_state), replicated)
   eval_arrays = tuple(global_batch(mesh, a) for a in eval_arrays)
   baselines = task.baselines()
-  if is_chief:
-    print(f"Task {task.name}: training {sum(x.size for x in jax.tree.leaves(params)):,}"
-          f" params on {mesh.devices.size} device(s) in {jax.process_count()} "
-          f"process(es), batch {BATCH_SIZE.value}, steps "
-          f"{start_step}..{NUM_STEPS.value}."
-          + "".join(f" {k.split('_')[0].capitalize()} baseline: {v:.3f} "
-                    "bits/char held out." for k, v in sorted(
-                        baselines.items(), reverse=True)), flush=True)
+  # Every process says what it trains on; the rest is process 0's to say.
+  size = sum(x.size for x in jax.tree.leaves(params))
+  print(f"Task {task.name}: training {size:,} params on {mesh.devices.size} "
+        f"device(s) in {jax.process_count()} process(es), batch "
+        f"{BATCH_SIZE.value}, steps {start_step}..{NUM_STEPS.value}."
+        + "".join(f" {k.split('_')[0].capitalize()} baseline: {v:.3f} "
+                  "bits/char held out."
+                  for k, v in sorted(baselines.items(), reverse=True)),
+        flush=True)
 
   metrics: dict[str, float] = {}
   decoded = None
