@@ -68,6 +68,10 @@ def plot_metrics(path: str, rows: list[dict[str, Any]], num_layers: int,
     for name, value in sorted(baselines.items()):
       axes[0].axhline(value, ls="--", color="gray" if "uni" in name else "k",
                       label=f"{name.split('_')[0]} baseline ({value:.2f})")
+    if "bigram_bpc" in baselines:
+      goal = 0.75 * baselines["bigram_bpc"]
+      axes[0].axhline(goal, ls=":", color="k",
+                      label=f"goal: 0.75 x bigram ({goal:.2f})")
     axes[0].set(title="bits per character", xlabel="step")
     axes[0].legend(fontsize="small")
   else:

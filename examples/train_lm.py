@@ -65,7 +65,7 @@ TASK = flags.DEFINE_enum(
     "model of pydoc_data.topics, scored in held-out bits per character; "
     "reverse: reverse digit strings, scored by exact-sequence accuracy.")
 NUM_STEPS = flags.DEFINE_integer(
-    "num_steps", 400, "Total optimizer steps; with --restore, training goes "
+    "num_steps", 300, "Total optimizer steps; with --restore, training goes "
     "on from the checkpoint's step up to this number (the learning-rate "
     "schedule spans --num_steps, so only an unchanged value continues the "
     "interrupted run bit for bit).")
@@ -90,7 +90,7 @@ MAX_DIGITS = flags.DEFINE_integer(
 SEED = flags.DEFINE_integer(
     "seed", 0, "Seed of parameters, dropout, training batches and samples.")
 EVAL_EVERY = flags.DEFINE_integer(
-    "eval_every", 100, "Steps between held-out evaluations (also run after "
+    "eval_every", 50, "Steps between held-out evaluations (also run after "
     "the last step).")
 EVAL_SIZE = flags.DEFINE_integer(
     "eval_size", 512, "--task=reverse: held-out strings decoded per "
