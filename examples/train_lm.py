@@ -20,7 +20,7 @@ Usage::
 
   python examples/train_lm.py                      # ~2 minutes on 2 CPU cores
   python examples/train_lm.py --show_bindings      # who serves which request
-  python examples/train_lm.py --restore --num_steps=800  # continue training
+  python examples/train_lm.py --restore --num_steps=600  # continue training
   python examples/train_lm.py --task=reverse --workdir=outputs/reverse
 
 Across two processes on one machine::
@@ -142,9 +142,9 @@ PLOT_NAME = lm_outputs.PLOT_NAME
 # The flags a checkpoint must agree with to be restored: they shape the
 # model, the optimizer or the data. Flags absent here (steps, logging,
 # devices, samples) may change between a run and its continuation.
-RESTORE_CHECKED_FLAGS = ("task", "seq_len", "max_digits", "num_layers",
-                         "d_model", "num_heads", "dropout_rate",
-                         "learning_rate", "batch_size", "seed")
+RESTORE_CHECKED_FLAGS = ("task", "num_layers", "d_model", "num_heads",
+                         "dropout_rate", "learning_rate", "batch_size", "seed")
+TASK_FLAGS = {"text": ("seq_len",), "reverse": ("max_digits",)}
 
 
 # ------------------------------------------------------------- training ---
@@ -248,20 +248,34 @@ def global_batch(mesh: jax.sharding.Mesh, rows: np.ndarray) -> jax.Array:
 
 
 def gathered(tree: Any) -> Any:
-  """``tree`` as numpy on every process (gathered across processes)."""
-  if jax.process_count() > 1:
-    # Replicated global arrays: tiled=True returns their value on every host
-    # (the default, tiled=False, refuses arrays that span processes).
-    return multihost_utils.process_allgather(tree, tiled=True)
-  return jax.device_get(tree)
+  """``tree`` as numpy on every process.
+
+  Arrays that span processes (replicated params, data-sharded outputs) are
+  gathered from all of them (every process must call this); arrays this
+  process holds whole, and numpy arrays, are its own values.
+  """
+  leaves, treedef = jax.tree.flatten(tree)
+  spanning = [i for i, x in enumerate(leaves)
+              if isinstance(x, jax.Array) and not x.is_fully_addressable]
+  if spanning:
+    # One collective for all; tiled=True: a replicated array comes back as
+    # its value and a sharded one as the whole global array.
+    values = multihost_utils.process_allgather([leaves[i] for i in spanning],
+                                               tiled=True)
+    for i, value in zip(spanning, values):
+      leaves[i] = value
+  leaves = [np.asarray(jax.device_get(x)) for x in leaves]
+  return jax.tree.unflatten(treedef, leaves)
 
 
 # ---------------------------------------------------------- checkpoints ---
 
 def restore_config(config: lm_model.ModelConfig) -> dict[str, Any]:
   """What a checkpoint records and ``--restore`` checks: the flags of
-  ``RESTORE_CHECKED_FLAGS`` and the model's vocabulary and context sizes."""
-  values = {name: flags.FLAGS[name].value for name in RESTORE_CHECKED_FLAGS}
+  ``RESTORE_CHECKED_FLAGS``, the task's own, and the model's vocabulary and
+  context sizes (the corpus differs between Python versions)."""
+  names = RESTORE_CHECKED_FLAGS + TASK_FLAGS[TASK.value]
+  values = {name: flags.FLAGS[name].value for name in names}
   values["vocab_size"] = config.vocab_size
   values["max_length"] = config.max_length
   return values
