@@ -408,6 +408,10 @@ def run(task, config: lm_model.ModelConfig, started: float | None = None,
     params, opt_state, train = step_fn(params, opt_state,
                                        jax.random.fold_in(rng, step), tokens)
     last = step == NUM_STEPS.value
+    if step == start_step + 1 and step % LOG_EVERY.value and not last:
+      # Steps/s and the ETA leave out the first step, which compiles.
+      jax.block_until_ready(params)
+      tick, tick_step = time.perf_counter(), step
     evaluated = step % EVAL_EVERY.value == 0 or last
     if evaluated:
       metrics, decoded = evaluate(params, *eval_arrays)
