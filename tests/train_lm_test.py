@@ -297,8 +297,10 @@ class LauncherTest(absltest.TestCase):
                     float(rows[-1]["unigram_bpc"]))
     with open(os.path.join(self.workdir, train_lm.PLOT_NAME), "rb") as f:
       self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
-    # Every step wrote one; only the newest two are kept.
+    # Every step wrote one; only the newest two are kept, and no temporary
+    # file of the write-then-rename is left.
     self.assertEqual(self._steps_saved(), [3, 4])
+    self.assertEmpty(glob.glob(os.path.join(self.workdir, "*.tmp")))
     ckpt = checkpoints.load(checkpoints.latest(self.workdir))
     self.assertEqual(ckpt.step, 4)
     self.assertEqual(ckpt.config["d_model"], 16)
