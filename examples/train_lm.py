@@ -281,10 +281,11 @@ def restore_config(config: lm_model.ModelConfig) -> dict[str, Any]:
   return values
 
 
-def load_checkpoint(path: str, config: lm_model.ModelConfig, params: Any,
-                    opt_state: Any):
-  """The checkpoint's ``(step, params, opt_state, local states, metric
-  rows)``, into trees shaped as the fresh ``params`` and ``opt_state``."""
+def load_checkpoint(output_dir: str, config: lm_model.ModelConfig
+                    ) -> checkpoints.Checkpoint:
+  """The latest checkpoint of ``output_dir``, if its settings are this
+  run's (an error naming every flag that differs otherwise)."""
+  path = checkpoints.latest(output_dir)
   ckpt = checkpoints.load(path)
   differences = checkpoints.config_differences(ckpt.config,
                                                restore_config(config))
@@ -293,9 +294,7 @@ def load_checkpoint(path: str, config: lm_model.ModelConfig, params: Any,
         f"--restore: {path} was written by a run with other settings: "
         f"{'; '.join(differences)}. Pass the checkpoint's values, or a fresh "
         "--workdir to start a new run.")
-  return (ckpt.step, ckpt.tree("params", params),
-          ckpt.tree("opt_state", opt_state), ckpt.tree("local_states"),
-          ckpt.metrics)
+  return ckpt
 
 
 def save(output_dir: str, step: int, config, params, opt_state, local_states,
@@ -353,8 +352,9 @@ def run(task, config: lm_model.ModelConfig, started: float | None = None,
   cpu_started = time.process_time() if cpu_started is None else cpu_started
   is_chief = jax.process_index() == 0
   output_dir = OUTPUT_DIR.value
-  # Before any compilation: a missing or refused checkpoint fails at once.
-  restore_path = checkpoints.latest(output_dir) if RESTORE.value else None
+  # Before any compilation: a missing, refused or mismatched checkpoint
+  # fails at once.
+  ckpt = load_checkpoint(output_dir, config) if RESTORE.value else None
   mesh = make_mesh()
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   train_rows = per_process_rows(BATCH_SIZE.value, mesh, "--batch_size")
@@ -376,11 +376,13 @@ def run(task, config: lm_model.ModelConfig, started: float | None = None,
   rows: list[dict[str, Any]] = []
   local_states: Any = {}
   start_step = 0
-  if restore_path:
-    start_step, params, opt_state, local_states, rows = load_checkpoint(
-        restore_path, config, params, opt_state)
+  if ckpt:
+    start_step, rows = ckpt.step, ckpt.metrics
+    params, opt_state = (ckpt.tree("params", params),
+                         ckpt.tree("opt_state", opt_state))
+    local_states = ckpt.tree("local_states")
     if is_chief:
-      print(f"Restored step {start_step} from {restore_path} (local states: "
+      print(f"Restored step {start_step} from {ckpt.path} (local states: "
             f"{len(jax.tree.leaves(local_states))} arrays).")
   board = None
   if is_chief:

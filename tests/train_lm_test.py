@@ -317,11 +317,9 @@ class LauncherTest(absltest.TestCase):
     self.assertAlmostEqual(events["bigram_bpc"][0][1],
                            float(rows[0]["bigram_bpc"]), places=5)
 
-  def test_restore_continues_bit_for_bit(self):
-    # No samples: decoding is not what this test is about (one compile
-    # less per run); the local states' round trip is tested below.
+  def test_restore_continues_bit_for_bit_and_only_evaluates_at_the_end(self):
     flags_ = dict(_TINY, checkpoint_every=2, keep_checkpoints=0,
-                  num_samples=0)
+                  num_samples=1, temperature=0.0)
     _run_main(workdir=self.workdir, **flags_)
     straight = checkpoints.load(checkpoints.latest(self.workdir))
     straight_losses = [(r["loss"], r["eval_bpc"]) for r in self._rows()]
@@ -333,7 +331,7 @@ class LauncherTest(absltest.TestCase):
     self.assertEqual(resumed.step, 4)
     self.assertEqual([(r["loss"], r["eval_bpc"]) for r in self._rows()],
                      straight_losses)
-    for part in ("params", "opt_state"):
+    for part in ("params", "opt_state", "local_states"):
       self.assertEqual([p for p, _ in resumed.arrays[part]],
                        [p for p, _ in straight.arrays[part]])
       for (_, a), (_, b) in zip(resumed.arrays[part], straight.arrays[part]):
@@ -342,25 +340,27 @@ class LauncherTest(absltest.TestCase):
     self.assertFalse(all(np.array_equal(a, b) for (_, a), (_, b) in zip(
         first.arrays["params"], resumed.arrays["params"])))
 
-  def test_restore_at_the_last_step_only_evaluates_and_checks_flags(self):
-    flags_ = dict(_TINY, num_steps=2, temperature=0.0)
-    _run_main(workdir=self.workdir, **flags_)
-    saved = checkpoints.load(checkpoints.latest(self.workdir))
+    # At the checkpoint's step, a restored run only evaluates and decodes.
     printed = _run_main(workdir=self.workdir, restore=True, **flags_)
     # One layer's cache: keys, values and the position counter.
+    self.assertIn("Restored step 4 from", printed)
     self.assertIn("(local states: 3 arrays)", printed)
-    self.assertIn("Final: step 2, held-out", printed)
-    self.assertNotIn("sampled", printed)
+    self.assertIn("Final: step 4, held-out", printed)
     again = checkpoints.load(checkpoints.latest(self.workdir))
-    for part in ("params", "opt_state"):
-      for (_, a), (_, b) in zip(again.arrays[part], saved.arrays[part]):
+    for part in ("params", "opt_state", "local_states"):
+      for (_, a), (_, b) in zip(again.arrays[part], resumed.arrays[part]):
         np.testing.assert_array_equal(a, b)
-    self.assertLen(again.arrays["local_states"], 3)
+
+  def test_restore_with_other_settings_names_the_differing_flags(self):
+    with flagsaver.flagsaver(**_TINY):
+      config = train_lm.restore_config(
+          train_lm.model_config(train_lm.make_task()))
+    checkpoints.save(self.workdir, 2, {"params": {}},
+                     dict(config, d_model=32, seed=5))
     with self.assertRaisesRegex(
-        ValueError, r"--d_model=16 \(checkpoint\) vs --d_model=32 \(this run\)"
-        r"; --seed=0 \(checkpoint\) vs --seed=5 \(this run\)\. Pass the"):
-      _run_main(workdir=self.workdir, restore=True,
-                **dict(flags_, d_model=32, seed=5))
+        ValueError, r"--d_model=32 \(checkpoint\) vs --d_model=16 \(this run\)"
+        r"; --seed=5 \(checkpoint\) vs --seed=0 \(this run\)\. Pass the"):
+      _run_main(workdir=self.workdir, restore=True, **_TINY)
 
   def test_old_pickle_checkpoint_is_refused_saying_why(self):
     with open(os.path.join(self.workdir, "checkpoint.pkl"), "wb") as f:
