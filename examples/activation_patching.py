@@ -36,8 +36,11 @@ It prints both tables and plots them to ``--plot``.
 
 Usage::
 
-  python examples/train_lm.py                 # writes outputs/train_lm/
-  python examples/activation_patching.py      # reads its checkpoint
+  python examples/train_lm.py --task=reverse --workdir=outputs/reverse
+  python examples/activation_patching.py --workdir=outputs/reverse
+
+Run as a script, ``--task`` defaults to ``reverse`` and ``--workdir`` to
+``outputs/reverse``.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import hk_effects as hke
+from examples import checkpoints
 from examples import lm_data
 from examples import lm_model
 from examples import train_lm  # Its flags (--output_dir, ...) apply here.
@@ -75,16 +79,35 @@ H = hke.handlers
 
 
 def load_or_train() -> tuple[lm_model.ModelConfig, Any]:
-  """(config, params) from --output_dir's checkpoint, trained if missing."""
-  path = os.path.join(train_lm.OUTPUT_DIR.value, train_lm.CHECKPOINT_NAME)
-  if not os.path.exists(path):
-    print(f"No checkpoint at {path}: training with train_lm's flags "
+  """(config, params) from --workdir's latest checkpoint, trained if none."""
+  if train_lm.TASK.value != "reverse":
+    raise ValueError(
+        f"activation_patching analyses the digit-reversal model, but "
+        f"--task={train_lm.TASK.value}; pass --task=reverse (and a --workdir "
+        "holding such a checkpoint, or an empty one to train it).")
+  workdir = train_lm.OUTPUT_DIR.value
+  if not checkpoints.list_checkpoints(workdir):
+    print(f"No checkpoint at {workdir}: training with train_lm's flags "
           f"(--num_steps={train_lm.NUM_STEPS.value}).", flush=True)
-    train_lm.run(train_lm.model_config())
-  checkpoint = train_lm.load_checkpoint(path)
-  config = lm_model.ModelConfig(**checkpoint["config"])
-  print(f"Loaded step {checkpoint['step']} from {path}.")
-  return dataclasses.replace(config, dropout_rate=0.0), checkpoint["params"]
+    task = train_lm.make_task()
+    train_lm.run(task, train_lm.model_config(task))
+  path = checkpoints.latest(workdir)
+  checkpoint = checkpoints.load(path)
+  if checkpoint.config["task"] != "reverse":
+    raise ValueError(f"{path} is a --task={checkpoint.config['task']} "
+                     "checkpoint; activation_patching needs a --task=reverse "
+                     "one (point --workdir at it).")
+  fields = {f.name for f in dataclasses.fields(lm_model.ModelConfig)}
+  config = lm_model.ModelConfig(
+      **{k: v for k, v in checkpoint.config.items() if k in fields})
+  print(f"Loaded step {checkpoint.step} from {path}.")
+  return (dataclasses.replace(config, dropout_rate=0.0),
+          checkpoint.tree("params"))
+
+
+def model_inputs(tokens: np.ndarray):
+  """The model's inputs for left-padded reversal tokens (pad keys masked)."""
+  return lm_model.model_inputs(tokens, tokens != lm_data.PAD)
 
 
 def probed_forward(config: lm_model.ModelConfig):
@@ -126,9 +149,9 @@ def analyse(config, params, clean, corrupted) -> dict[str, Any]:
   # SEP: its logits predict the first answer token.
   query = int(np.flatnonzero(clean[0] == lm_data.SEP)[0])
   model = hke.transform(handled(probed))
-  logits_clean = model.apply(params, None, train_lm.model_inputs(clean))
+  logits_clean = model.apply(params, None, model_inputs(clean))
   logits_corrupt = model.apply(params, None,
-                               train_lm.model_inputs(corrupted))
+                               model_inputs(corrupted))
   good = int(jnp.argmax(logits_clean[0, query]))
   bad = int(jnp.argmax(logits_corrupt[0, query]))
   if good == bad:  # An untrained model: compare with the next best token.
@@ -138,9 +161,9 @@ def analyse(config, params, clean, corrupted) -> dict[str, Any]:
 
   collect = hke.transform(H.CollectingSideOutputs.handling(
       handled(probed), tag=RESIDUAL_TAG))
-  _, told_clean = collect.apply(params, None, train_lm.model_inputs(clean))
+  _, told_clean = collect.apply(params, None, model_inputs(clean))
   _, told_corrupt = collect.apply(params, None,
-                                  train_lm.model_inputs(corrupted))
+                                  model_inputs(corrupted))
   paths = [v.path for v in told_clean]
   positions = jnp.arange(clean.shape[1])
 
@@ -150,7 +173,7 @@ def analyse(config, params, clean, corrupted) -> dict[str, Any]:
     patched = hke.transform(handled(H.PatchingSideOutputs.handling(
         probed, {path: lambda r: jnp.where(at, clean_value, r)})))
     return score(patched.apply(params, None,
-                               train_lm.model_inputs(corrupted)))
+                               model_inputs(corrupted)))
   restored = []
   for path, value in zip(paths, told_clean):
     scores = jax.jit(jax.vmap(lambda p, path=path, v=value.value:
@@ -159,7 +182,7 @@ def analyse(config, params, clean, corrupted) -> dict[str, Any]:
 
   perturbed = hke.transform(H.PerturbingSideOutputs.handling(
       handled(probed), tag=RESIDUAL_TAG))
-  corrupt_inputs = train_lm.model_inputs(corrupted)
+  corrupt_inputs = model_inputs(corrupted)
   zeros = H.perturbation_zeros(perturbed.apply)(params, None,
                                                 (corrupt_inputs, None))
   grads = jax.jit(jax.grad(lambda p: score(
@@ -233,4 +256,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+  # Only here, not at import: the tests import train_lm with its defaults.
+  flags.FLAGS.set_default("task", "reverse")
+  flags.FLAGS.set_default("output_dir", os.path.join("outputs", "reverse"))
   app.run(main)

@@ -22,7 +22,8 @@ Every layer asks for what it needs instead of taking it as an argument:
 * each block tells the mean and RMS of its output as a side output;
 * ``hke.KVCachedAttention`` keeps its keys and values in local states (a KV
   cache) when decoding, so one token at a time can be fed after a prompt; it
-  reads the mask as a side input too.
+  reads the mask as a side input too;
+* ``NextToken`` samples the next token with a key from the random effect.
 
 The handlers that serve these requests are put around the forward function
 by ``training_forward`` and ``decoding_forward``.
@@ -229,26 +230,215 @@ def training_forward(config: ModelConfig) -> Callable[[Any], Any]:
   return hke.handlers.CollectingSideOutputs.handling(forward, tag=STATS_TAG)
 
 
-def decoding_forward(config: ModelConfig, batch_size: int
-                     ) -> Callable[[Any], Any]:
+class NextToken(hk.Module):
+  """Picks the next token from the last position's logits.
+
+  At temperature 0 it takes the most likely token; otherwise it samples from
+  ``softmax(logits / temperature)`` with a key drawn from the random effect
+  (so ``apply``'s rng, through ``hke.handlers.WithHaikuRandom``, decides the
+  sample).
+
+  Example:
+
+  >>> import jax, jax.numpy as jnp
+  >>> f = hke.transform(hke.handlers.WithHaikuRandom.handling(
+  ...     lambda logits: NextToken(temperature=1.0)(logits)))
+  >>> logits = jnp.log(jnp.array([[0.0, 1.0, 0.0]]))
+  >>> f.apply({}, jax.random.key(0), logits).tolist()
+  [1]
+  """
+
+  def __init__(self, temperature: float = 0.0, name: str | None = None):
+    super().__init__(name=name)
+    if temperature < 0:
+      raise ValueError(f"temperature={temperature} is negative; pass 0 for "
+                       "greedy decoding or a positive temperature to sample.")
+    self.temperature = temperature
+    self.rng = hke.RandomRequest()
+
+  def __call__(self, logits: jax.Array) -> jax.Array:
+    if self.temperature == 0:
+      return jnp.argmax(logits, -1).astype(jnp.int32)
+    return jax.random.categorical(self.rng.next_key(),
+                                  logits / self.temperature).astype(jnp.int32)
+
+
+def decoding_forward(config: ModelConfig, batch_size: int,
+                     temperature: float = 0.0) -> Callable[[Any], Any]:
   """The handled forward function that decodes with a KV cache.
 
   Called as ``f((tokens, mask, positions))`` under
   ``hke.transform_with_state``, with ``tokens`` ``[batch_size, queries]``
   the next tokens, ``positions`` their absolute positions and ``mask``
-  ``[batch_size, 1, queries, max_length]``. ``init`` returns the empty caches
-  as Haiku state, and ``apply`` the caches with the new keys and values.
-  Dropout is off: decoding is deterministic.
+  ``[batch_size, 1, queries, max_length]``. Returns ``(logits, next_tokens)``:
+  the logits of every query and the token ``NextToken(temperature)`` picks
+  after the last one (sampling draws its key from ``apply``'s rng). ``init``
+  returns the empty caches as Haiku state, and ``apply`` the caches with the
+  new keys and values. Dropout is off.
 
   Example:
 
   >>> cfg = ModelConfig(vocab_size=4, max_length=3)
-  >>> callable(decoding_forward(cfg, batch_size=2))
+  >>> callable(decoding_forward(cfg, batch_size=2, temperature=0.8))
   True
   """
   config = dataclasses.replace(config, dropout_rate=0.0)
+  model = _model_fn(config, cache_batch=batch_size, decode=True)
+
+  def forward(tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
+    logits = model(tokens)
+    return logits, NextToken(temperature, name="next_token")(logits[:, -1])
+
   forward = hke.handlers.WithSideInputsFromInputTuple.handling(
-      _model_fn(config, cache_batch=batch_size, decode=True),
-      tags=(MASK_TAG, POSITIONS_TAG))
+      forward, tags=(MASK_TAG, POSITIONS_TAG))
   forward = hke.handlers.WithHaikuRandom.handling(forward)
   return hke.handlers.handle_local_states(forward, category=CACHE_CATEGORY)
+
+
+def model_inputs(tokens: jax.Array, key_valid: jax.Array | None = None
+                 ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """``(tokens, mask, positions)`` for a full-sequence call on ``tokens``.
+
+  Args:
+    tokens: ``[batch, time]`` token ids.
+    key_valid: ``[batch, time]``, false for padding; ``None``: no padding.
+
+  Example:
+
+  >>> import jax.numpy as jnp
+  >>> _, mask, positions = model_inputs(jnp.zeros([2, 3], jnp.int32))
+  >>> mask.shape, positions.tolist()
+  ((2, 1, 3, 3), [0, 1, 2])
+  """
+  positions = jnp.arange(tokens.shape[1])
+  if key_valid is None:
+    key_valid = jnp.ones(tokens.shape, bool)
+  return tokens, attention_mask(key_valid, positions), positions
+
+
+def decode_cached(decoder: Any, params: Any, rng: jax.Array | None,
+                  prompt: jax.Array, num_tokens: int,
+                  prompt_valid: jax.Array | None = None):
+  """Continues ``prompt`` by ``num_tokens`` tokens using the KV cache.
+
+  The prompt fills the cache in one call; then each step feeds the token
+  the decoder's ``NextToken`` picked, alone. Step ``k`` passes
+  ``fold_in(rng, k)`` to ``apply``, so a sampling decoder draws a fresh key
+  per token from the random effect (``rng`` may be ``None`` when greedy).
+
+  Args:
+    decoder: ``hke.transform_with_state(decoding_forward(config, batch))``.
+    params: the training model's parameters.
+    rng: key of the samples, or ``None``.
+    prompt: ``[batch, prompt_length]`` token ids.
+    num_tokens: tokens to produce; ``prompt_length + num_tokens - 1`` must
+      not exceed the cache's ``max_length``.
+    prompt_valid: ``[batch, prompt_length]``, false for left padding.
+
+  Returns:
+    ``(tokens, logits, local_states)``: ``[batch, num_tokens]`` the tokens
+    produced, ``[batch, num_tokens, vocab]`` the logits each was picked from,
+    and the caches after the last step.
+
+  Example:
+
+  >>> import jax, jax.numpy as jnp
+  >>> cfg = ModelConfig(vocab_size=5, max_length=6, num_layers=1, d_model=8,
+  ...                   num_heads=2)
+  >>> model = hke.transform(training_forward(cfg))
+  >>> params = model.init(jax.random.key(0),
+  ...                     model_inputs(jnp.zeros([1, 6], jnp.int32)))
+  >>> decoder = hke.transform_with_state(decoding_forward(cfg, 2, 1.0))
+  >>> prompt = jnp.ones([2, 2], jnp.int32)
+  >>> tokens, _, _ = decode_cached(decoder, params, jax.random.key(1), prompt, 4)
+  >>> tokens.shape
+  (2, 4)
+  """
+  batch, prompt_length = prompt.shape
+  max_length = prompt_length + num_tokens - 1
+  if prompt_valid is None:
+    prompt_valid = jnp.ones(prompt.shape, bool)
+
+  def step_rng(k):
+    return None if rng is None else jax.random.fold_in(rng, k)
+
+  def key_valid(cache_length):
+    return jnp.concatenate(
+        [prompt_valid, jnp.ones([batch, cache_length - prompt_length], bool)],
+        1)
+
+  positions = jnp.arange(prompt_length)
+  # The mask's key axis spans the whole cache, whose length is known only
+  # once init has built it: init gets a mask that broadcasts over keys.
+  probe = (prompt, jnp.ones([batch, 1, prompt_length, 1], bool), positions)
+  _, states = decoder.init(jax.random.key(0), probe)
+  cache_length = max(x.shape[1] for x in jax.tree.leaves(states) if x.ndim)
+  if max_length > cache_length:
+    raise ValueError(
+        f"a prompt of {prompt_length} tokens and {num_tokens} new tokens "
+        f"need a KV cache of {max_length} positions, but the decoder's "
+        f"max_length is {cache_length}; decode fewer tokens or train with a "
+        "longer sequence length.")
+  valid = key_valid(cache_length)
+  args = (prompt, attention_mask(valid, positions), positions)
+  (logits, token), states = decoder.apply(params, states, step_rng(0), args)
+
+  def one_token(carry, k):
+    states, token = carry
+    position = (prompt_length + k - 1)[None]
+    args = (token[:, None], attention_mask(valid, position), position)
+    (logits, next_token), states = decoder.apply(params, states, step_rng(k),
+                                                 args)
+    return (states, next_token), (token, logits[:, 0])
+
+  (states, last), (tokens, step_logits) = jax.lax.scan(
+      one_token, (states, token), jnp.arange(1, num_tokens))
+  tokens = jnp.concatenate([jnp.moveaxis(tokens, 0, 1), last[:, None]], 1)
+  logits = jnp.concatenate([logits[:, -1:], jnp.moveaxis(step_logits, 0, 1)],
+                           1)
+  return tokens, logits, states
+
+
+def greedy_decode_uncached(scorer: Any, params: Any, prompt: jax.Array,
+                           num_tokens: int,
+                           prompt_valid: jax.Array | None = None):
+  """Greedy tokens by re-running the whole sequence at every step.
+
+  The reference ``decode_cached`` must match at temperature 0; ``scorer`` is
+  ``hke.transform(training_forward(config))`` with ``dropout_rate=0``.
+  Returns ``(tokens, logits)`` shaped as ``decode_cached``'s.
+
+  Example:
+
+  >>> import jax, jax.numpy as jnp
+  >>> cfg = ModelConfig(vocab_size=5, max_length=4, num_layers=1, d_model=8,
+  ...                   num_heads=2, dropout_rate=0.0)
+  >>> scorer = hke.transform(training_forward(cfg))
+  >>> params = scorer.init(jax.random.key(0),
+  ...                      model_inputs(jnp.zeros([1, 4], jnp.int32)))
+  >>> tokens, _ = greedy_decode_uncached(scorer, params,
+  ...                                    jnp.ones([1, 2], jnp.int32), 3)
+  >>> tokens.shape
+  (1, 3)
+  """
+  batch, prompt_length = prompt.shape
+  if prompt_valid is None:
+    prompt_valid = jnp.ones(prompt.shape, bool)
+  buffer = jnp.concatenate(
+      [prompt, jnp.zeros([batch, num_tokens - 1], jnp.int32)], 1)
+  key_valid = jnp.concatenate(
+      [prompt_valid, jnp.ones([batch, num_tokens - 1], bool)], 1)
+  inputs = model_inputs(buffer, key_valid)
+
+  def one_token(buffer, k):
+    logits, _ = scorer.apply(params, None, (buffer,) + inputs[1:])
+    step_logits = jax.lax.dynamic_index_in_dim(
+        logits, prompt_length - 1 + k, axis=1, keepdims=False)
+    token = jnp.argmax(step_logits, -1).astype(jnp.int32)
+    buffer = jax.lax.dynamic_update_index_in_dim(
+        buffer, token, jnp.minimum(prompt_length + k, buffer.shape[1] - 1), 1)
+    return buffer, (token, step_logits)
+
+  _, (tokens, logits) = jax.lax.scan(one_token, buffer,
+                                     jnp.arange(num_tokens))
+  return jnp.moveaxis(tokens, 0, 1), jnp.moveaxis(logits, 0, 1)

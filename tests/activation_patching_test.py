@@ -30,8 +30,8 @@ import numpy as np
 from examples import activation_patching
 from examples import lm_data
 
-_TINY = dict(num_steps=4, batch_size=8, num_layers=2, d_model=16,
-             num_heads=2, max_digits=3, eval_every=4, log_every=4,
+_TINY = dict(task="reverse", num_steps=4, batch_size=8, num_layers=2,
+             d_model=16, num_heads=2, max_digits=3, eval_every=4, log_every=4,
              eval_size=16, num_samples=1, num_devices=1)
 
 

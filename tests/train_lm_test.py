@@ -12,17 +12,19 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of examples/train_lm.py, its model and its data (tiny settings)."""
+"""Tests of examples/train_lm.py, its model, data and checkpoints (tiny)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
+import glob
 import io
 import os
-import pickle
 import shutil
+import struct
 import tempfile
-import contextlib
 
 from absl import flags
 from absl.testing import absltest
@@ -33,13 +35,17 @@ import jax.numpy as jnp
 import numpy as np
 
 import hk_effects as hke
+from examples import checkpoints
 from examples import lm_data
 from examples import lm_model
+from examples import lm_tasks
+from examples import text_data
 from examples import train_lm
 
 _TINY = dict(num_steps=4, batch_size=8, num_layers=1, d_model=16, num_heads=2,
-             max_digits=3, eval_every=2, log_every=2, eval_size=16,
-             num_samples=2, num_devices=2)
+             seq_len=16, eval_every=2, log_every=2, num_samples=2,
+             num_devices=2, checkpoint_every=0, dropout_rate=0.1)
+_TINY_REVERSE = dict(_TINY, task="reverse", max_digits=3, eval_size=16)
 
 
 def setUpModule():
@@ -48,7 +54,7 @@ def setUpModule():
     flags.FLAGS.mark_as_parsed()
 
 
-def _tiny_config(**overrides) -> lm_model.ModelConfig:
+def _reverse_config(**overrides) -> lm_model.ModelConfig:
   values = dict(vocab_size=lm_data.VOCAB_SIZE,
                 max_length=lm_data.sequence_length(3) - 1, num_layers=2,
                 d_model=16, num_heads=2, dropout_rate=0.0)
@@ -63,7 +69,7 @@ def _run_main(**flag_values) -> str:
   return out.getvalue()
 
 
-class DataTest(absltest.TestCase):
+class ReverseDataTest(absltest.TestCase):
 
   def test_answer_is_the_reversed_digits_then_eos(self):
     batch = lm_data.make_batch(np.random.default_rng(0), 16, max_digits=5)
@@ -83,16 +89,59 @@ class DataTest(absltest.TestCase):
     self.assertTrue(lm_data.is_held_out(lm_data.digits_of(held),
                                         held.lengths).all())
 
-  def test_lengths_vary_and_prompts_are_left_padded(self):
-    batch = lm_data.make_batch(np.random.default_rng(2), 200, max_digits=4)
-    self.assertEqual(set(batch.lengths.tolist()), {1, 2, 3, 4})
-    short = int(np.argmin(batch.lengths))
-    self.assertEqual(batch.prompt[short, 0], lm_data.PAD)
-
   def test_zero_digits_is_an_error_naming_the_value(self):
     with self.assertRaisesRegex(ValueError, "max_digits must be at least 1; "
                                 "got 0"):
       lm_data.make_batch(np.random.default_rng(0), 2, max_digits=0)
+
+  def test_rendered_answer_stops_at_the_end_marker(self):
+    answer = np.array([6, 5, lm_data.EOS, 9, lm_data.EOS, lm_data.PAD])
+    self.assertEqual(lm_tasks.render_answer(answer), "2 1 >")
+
+
+class TextDataTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.corpus = text_data.load_corpus()
+
+  def test_split_is_by_document_and_held_out_text_is_never_trained_on(self):
+    from pydoc_data import topics  # pylint: disable=g-import-not-at-top
+    names = self.corpus.held_out_names
+    self.assertNotEmpty(names)
+    self.assertLess(len(names), len(topics.topics) // 4)
+    train_text = self.corpus.decode(self.corpus.train)
+    held_text = self.corpus.decode(self.corpus.held_out)
+    for name in names:
+      self.assertIn(topics.topics[name], held_text)
+      self.assertNotIn(topics.topics[name][:300], train_text)
+    self.assertEqual(len(self.corpus.train) + len(self.corpus.held_out),
+                     sum(len(t) for t in topics.topics.values())
+                     + len(topics.topics))
+
+  def test_held_out_windows_score_every_character_after_the_first_once(self):
+    ids = self.corpus.held_out[:1000]
+    windows, weights = text_data.held_out_windows(ids, 64, multiple=8)
+    self.assertEqual(len(windows) % 8, 0)
+    scored = windows[:, 1:][weights > 0]
+    np.testing.assert_array_equal(scored, ids[1:])
+    np.testing.assert_array_equal(windows[:, :-1][weights > 0], ids[:-1])
+
+  def test_bigram_baseline_is_the_smoothed_pair_frequency(self):
+    corpus = text_data.load_corpus({"alpha": "ab", "beta": "aab"})
+    # Training stream: SEP a a b; pairs (S,a) (a,a) (a,b), add-one over 3
+    # symbols. Held out: SEP a b, scored at (S,a) and (a,b).
+    p_sa, p_ab = 2 / 4, 2 / 5
+    expected = -(np.log2(p_sa) + np.log2(p_ab)) / 2
+    self.assertAlmostEqual(text_data.bigram_bpc(corpus), expected)
+    self.assertLess(text_data.bigram_bpc(self.corpus),
+                    text_data.unigram_bpc(self.corpus))
+
+  def test_unknown_character_is_an_error_naming_it(self):
+    with self.assertRaisesRegex(ValueError, r"characters \['\\x07'\] are not "
+                                "in the corpus alphabet"):
+      self.corpus.encode("bell\x07")
 
 
 class ModelTest(chex.TestCase):
@@ -101,22 +150,23 @@ class ModelTest(chex.TestCase):
     model = hke.transform(lm_model.training_forward(config))
     tokens = jnp.zeros([1, config.max_length], jnp.int32)
     return model, model.init(jax.random.key(0),
-                             train_lm.model_inputs(tokens))
+                             lm_model.model_inputs(tokens))
 
   def test_cached_decode_equals_uncached_decode(self):
-    config = _tiny_config()
+    config = _reverse_config()
     model, params = self._params(config)
     batch = lm_data.make_batch(np.random.default_rng(3), 6, max_digits=3)
     prompt = jnp.asarray(batch.prompt)
+    valid = prompt != lm_data.PAD
     answer_length = batch.answer.shape[1]
     decoder = hke.transform_with_state(
         lm_model.decoding_forward(config, batch_size=6))
     cached_tokens, cached_logits, states = jax.jit(
-        train_lm.greedy_decode_cached, static_argnums=(0, 3))(
-            decoder, params, prompt, answer_length)
+        lm_model.decode_cached, static_argnums=(0, 4))(
+            decoder, params, None, prompt, answer_length, valid)
     tokens, logits = jax.jit(
-        train_lm.greedy_decode_uncached, static_argnums=(0, 3))(
-            model, params, prompt, answer_length)
+        lm_model.greedy_decode_uncached, static_argnums=(0, 3))(
+            model, params, prompt, answer_length, valid)
     chex.assert_trees_all_close(cached_logits, logits, atol=1e-4, rtol=1e-4)
     np.testing.assert_array_equal(cached_tokens, tokens)
     # The caches hold every position that was fed: the prompt and all but
@@ -126,29 +176,64 @@ class ModelTest(chex.TestCase):
     self.assertEqual([int(i) for i in indices],
                      [config.max_length] * config.num_layers)
 
+  def test_sampling_keys_come_from_the_random_effect(self):
+    config = lm_model.ModelConfig(vocab_size=12, max_length=10, num_layers=1,
+                                  d_model=16, num_heads=2)
+    _, params = self._params(config)
+    prompt = jnp.arange(8, dtype=jnp.int32).reshape(2, 4) + 1
+
+    decoders = {}
+
+    def decode(temperature, rng):
+      if temperature not in decoders:
+        decoder = hke.transform_with_state(
+            lm_model.decoding_forward(config, 2, temperature))
+        decoders[temperature] = jax.jit(
+            functools.partial(lm_model.decode_cached, decoder),
+            static_argnums=(3,))
+      return decoders[temperature](params, rng, prompt, 6)
+
+    key = jax.random.key(1)
+    a, _, _ = decode(2.0, jax.random.clone(key))
+    b, _, _ = decode(2.0, key)
+    c, _, _ = decode(2.0, jax.random.key(2))
+    np.testing.assert_array_equal(a, b)
+    self.assertFalse(np.array_equal(a, c))
+    # Near zero temperature each sample is the most likely token.
+    tokens, logits, _ = decode(1e-4, jax.random.key(3))
+    np.testing.assert_array_equal(tokens, np.argmax(logits, -1))
+
+  def test_decoding_past_the_cache_is_an_error(self):
+    config = _reverse_config()
+    _, params = self._params(config)
+    decoder = hke.transform_with_state(lm_model.decoding_forward(config, 1))
+    with self.assertRaisesRegex(ValueError, "need a KV cache of 9 positions, "
+                                "but the decoder's max_length is 8"):
+      lm_model.decode_cached(decoder, params, None,
+                             jnp.ones([1, 4], jnp.int32), 6)
+
   def test_padding_keys_are_masked_out(self):
-    config = _tiny_config()
+    config = _reverse_config()
     model, params = self._params(config)
     batch = lm_data.make_batch(np.random.default_rng(4), 20, max_digits=3)
     row = int(np.argmin(batch.lengths))
     tokens = jnp.asarray(batch.tokens[row:row + 1, :-1])
-    logits, _ = model.apply(params, None, train_lm.model_inputs(tokens))
-    # Changing what sits in padded slots must not change any real position.
     pad = tokens == lm_data.PAD
-    in_prompt = (jnp.arange(tokens.shape[1]) < batch.prompt_length)[None]
-    self.assertTrue(bool((pad & in_prompt).any()))
-    edited = jnp.where(pad & in_prompt, 7, tokens)
-    inputs = (edited,) + train_lm.model_inputs(tokens)[1:]
-    edited_logits, _ = model.apply(params, None, inputs)
+    inputs = lm_model.model_inputs(tokens, ~pad)
+    logits, _ = model.apply(params, None, inputs)
+    # Changing what sits in padded slots must not change any real position.
+    self.assertTrue(bool(pad.any()))
+    edited_logits, _ = model.apply(
+        params, None, (jnp.where(pad, 7, tokens),) + inputs[1:])
     real = ~np.asarray(pad[0])
     np.testing.assert_allclose(edited_logits[0, real], logits[0, real],
                                atol=1e-5)
 
   def test_training_forward_tells_mean_and_rms_per_block(self):
-    config = _tiny_config(num_layers=3)
+    config = _reverse_config(num_layers=3)
     model, params = self._params(config)
     tokens = jnp.ones([2, config.max_length], jnp.int32)
-    _, side_outputs = model.apply(params, None, train_lm.model_inputs(tokens))
+    _, side_outputs = model.apply(params, None, lm_model.model_inputs(tokens))
     self.assertLen(side_outputs, 3)
     for i, told in enumerate(side_outputs):
       self.assertIn(f"block_{i}", told.path)
@@ -156,12 +241,13 @@ class ModelTest(chex.TestCase):
                          abs(float(told.value["mean"])))
 
   def test_dropout_keys_come_from_apply_rng(self):
-    config = _tiny_config(dropout_rate=0.5)
+    config = _reverse_config(dropout_rate=0.5)
     model, params = self._params(config)
-    inputs = train_lm.model_inputs(jnp.ones([2, config.max_length], jnp.int32))
+    inputs = lm_model.model_inputs(jnp.ones([2, config.max_length], jnp.int32))
     apply = jax.jit(model.apply)
-    a, _ = apply(params, jax.random.key(1), inputs)
-    b, _ = apply(params, jax.random.key(1), inputs)
+    key = jax.random.key(1)
+    a, _ = apply(params, jax.random.clone(key), inputs)
+    b, _ = apply(params, key, inputs)
     c, _ = apply(params, jax.random.key(2), inputs)
     np.testing.assert_array_equal(a, b)
     self.assertFalse(np.allclose(a, c))
@@ -169,7 +255,27 @@ class ModelTest(chex.TestCase):
   def test_heads_must_divide_width(self):
     with self.assertRaisesRegex(ValueError, "d_model=10 is not a multiple of "
                                 "num_heads=4"):
-      _ = _tiny_config(d_model=10, num_heads=4).key_size
+      _ = _reverse_config(d_model=10, num_heads=4).key_size
+
+
+def _read_events(directory: str) -> dict[str, list[tuple[int, float]]]:
+  """Scalars of the TensorBoard event files in ``directory``, read back from
+  their TFRecord framing (length, CRC, event proto, CRC)."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  scalars: dict[str, list[tuple[int, float]]] = {}
+  for path in glob.glob(os.path.join(directory, "events.out.tfevents.*")):
+    with open(path, "rb") as f:
+      data = f.read()
+    offset = 0
+    while offset < len(data):
+      length, = struct.unpack("<Q", data[offset:offset + 8])
+      event = event_pb2.Event.FromString(
+          data[offset + 12:offset + 12 + length])
+      offset += 12 + length + 4
+      for value in event.summary.value:
+        scalars.setdefault(value.tag, []).append(
+            (event.step, value.simple_value))
+  return scalars
 
 
 class LauncherTest(absltest.TestCase):
@@ -177,74 +283,142 @@ class LauncherTest(absltest.TestCase):
   def setUp(self):
     super().setUp()
     # tempfile, not create_tempdir: pytest leaves absl flags unparsed.
-    self.output_dir = tempfile.mkdtemp()
-    self.addCleanup(shutil.rmtree, self.output_dir)
+    self.workdir = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, self.workdir)
 
   def _rows(self):
-    with open(os.path.join(self.output_dir, train_lm.METRICS_NAME)) as f:
+    with open(os.path.join(self.workdir, train_lm.METRICS_NAME)) as f:
       return list(csv.DictReader(f))
 
-  def test_smoke_run_writes_csv_plot_checkpoint_and_restores(self):
-    printed = _run_main(output_dir=self.output_dir, **_TINY)
-    self.assertIn("Final: step 4, held-out exact-sequence accuracy", printed)
-    self.assertIn("steps/s", printed)
+  def _steps_saved(self):
+    return [s for s, _ in checkpoints.list_checkpoints(self.workdir)]
+
+  def test_text_run_reports_bpc_baselines_samples_and_checkpoints(self):
+    printed = _run_main(workdir=self.workdir, tensorboard=True,
+                        **dict(_TINY, checkpoint_every=1, keep_checkpoints=2))
+    self.assertRegex(printed, r"Final: step 4, held-out \d\.\d+ bits/char vs "
+                     r"bigram \d\.\d+ \(\d\.\d+ x bigram; unigram \d\.\d+\); "
+                     r"[\d.]+ s wall, [\d.]+ s CPU, load average")
+    self.assertRegex(printed, r"steps/s, ETA \dm\d\ds")
+    self.assertEqual(printed.count("  greedy  \""), 2)
+    self.assertEqual(printed.count("  sampled \""), 2)
     rows = self._rows()
     self.assertEqual([r["step"] for r in rows], ["2", "4"])
-    for column in ("loss", "token_accuracy", "steps_per_s", "eval_accuracy",
-                   "block_0_mean", "block_0_rms"):
+    for column in ("loss", "steps_per_s", "eval_bpc", "bigram_bpc",
+                   "unigram_bpc", "block_0_mean", "block_0_rms"):
       self.assertNotEqual(rows[-1][column], "", column)
-    self.assertBetween(float(rows[-1]["eval_accuracy"]), 0.0, 1.0)
-    with open(os.path.join(self.output_dir, train_lm.PLOT_NAME), "rb") as f:
+    self.assertLess(float(rows[-1]["bigram_bpc"]),
+                    float(rows[-1]["unigram_bpc"]))
+    with open(os.path.join(self.workdir, train_lm.PLOT_NAME), "rb") as f:
       self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
-    path = os.path.join(self.output_dir, train_lm.CHECKPOINT_NAME)
-    with open(path, "rb") as f:
-      saved = pickle.load(f)
-    self.assertEqual(saved["step"], 4)
-    self.assertSetEqual(
-        {"params", "opt_state", "local_states", "metrics", "config", "step"},
-        set(saved))
-    self.assertNotEmpty(jax.tree.leaves(saved["local_states"]))
+    # Every step wrote one; only the newest two are kept, and no temporary
+    # file of the write-then-rename is left.
+    self.assertEqual(self._steps_saved(), [3, 4])
+    self.assertEmpty(glob.glob(os.path.join(self.workdir, "*.tmp")))
+    ckpt = checkpoints.load(checkpoints.latest(self.workdir))
+    self.assertEqual(ckpt.step, 4)
+    self.assertEqual(ckpt.config["d_model"], 16)
+    self.assertEqual([r["step"] for r in ckpt.metrics], [2, 4])
+    caches = ckpt.tree("local_states")["~local_state/kv_cache"]
+    self.assertEqual(
+        caches["transformer/block_0/attention:cache['k']"].shape,
+        (2, 16, 2, 8))
+    # The TensorBoard events hold the CSV's numbers.
+    events = _read_events(self.workdir)
+    self.assertEqual(events["loss"], [(int(r["step"]), float(r["loss"]))
+                                      for r in rows])
+    self.assertEqual([s for s, _ in events["eval_bpc"]], [2, 4])
+    self.assertAlmostEqual(events["bigram_bpc"][0][1],
+                           float(rows[0]["bigram_bpc"]), places=5)
 
-    printed = _run_main(output_dir=self.output_dir, restore=True,
-                        **dict(_TINY, num_steps=6))
-    self.assertIn("Restored step 4", printed)
-    self.assertEqual([r["step"] for r in self._rows()], ["2", "4", "6"])
-    with open(path, "rb") as f:
-      resumed = pickle.load(f)
-    self.assertEqual(resumed["step"], 6)
-    changed = jax.tree.map(lambda a, b: not np.array_equal(a, b),
-                           saved["params"], resumed["params"])
-    self.assertTrue(any(jax.tree.leaves(changed)))
+  def test_restore_continues_bit_for_bit_and_only_evaluates_at_the_end(self):
+    flags_ = dict(_TINY, checkpoint_every=2, keep_checkpoints=0,
+                  num_samples=1, temperature=0.0)
+    _run_main(workdir=self.workdir, **flags_)
+    straight = checkpoints.load(checkpoints.latest(self.workdir))
+    straight_losses = [(r["loss"], r["eval_bpc"]) for r in self._rows()]
+    # As if the run had been stopped after step 2: continue from there.
+    os.remove(checkpoints.checkpoint_path(self.workdir, 4))
+    printed = _run_main(workdir=self.workdir, restore=True, **flags_)
+    self.assertIn("Restored step 2", printed)
+    resumed = checkpoints.load(checkpoints.latest(self.workdir))
+    self.assertEqual(resumed.step, 4)
+    self.assertEqual([(r["loss"], r["eval_bpc"]) for r in self._rows()],
+                     straight_losses)
+    for part in ("params", "opt_state", "local_states"):
+      self.assertEqual([p for p, _ in resumed.arrays[part]],
+                       [p for p, _ in straight.arrays[part]])
+      for (_, a), (_, b) in zip(resumed.arrays[part], straight.arrays[part]):
+        np.testing.assert_array_equal(a, b)
+    first = checkpoints.load(checkpoints.checkpoint_path(self.workdir, 2))
+    self.assertFalse(all(np.array_equal(a, b) for (_, a), (_, b) in zip(
+        first.arrays["params"], resumed.arrays["params"])))
 
-    # At or past the checkpoint's step, a restored run only evaluates.
-    printed = _run_main(output_dir=self.output_dir, restore=True,
-                        **dict(_TINY, num_steps=6))
-    self.assertIn("Final: step 6", printed)
-    with open(path, "rb") as f:
-      chex.assert_trees_all_equal(pickle.load(f)["params"], resumed["params"])
+    # At the checkpoint's step, a restored run only evaluates and decodes.
+    printed = _run_main(workdir=self.workdir, restore=True, **flags_)
+    # One layer's cache: keys, values and the position counter.
+    self.assertIn("Restored step 4 from", printed)
+    self.assertIn("(local states: 3 arrays)", printed)
+    self.assertIn("Final: step 4, held-out", printed)
+    again = checkpoints.load(checkpoints.latest(self.workdir))
+    for part in ("params", "opt_state", "local_states"):
+      for (_, a), (_, b) in zip(again.arrays[part], resumed.arrays[part]):
+        np.testing.assert_array_equal(a, b)
+
+  def test_restore_with_other_settings_names_the_differing_flags(self):
+    with flagsaver.flagsaver(**_TINY):
+      config = train_lm.restore_config(
+          train_lm.model_config(train_lm.make_task()))
+    checkpoints.save(self.workdir, 2, {"params": {}},
+                     dict(config, d_model=32, seed=5))
+    with self.assertRaisesRegex(
+        ValueError, r"--d_model=32 \(checkpoint\) vs --d_model=16 \(this run\)"
+        r"; --seed=5 \(checkpoint\) vs --seed=0 \(this run\)\. Pass the"):
+      _run_main(workdir=self.workdir, restore=True, **_TINY)
+
+  def test_old_pickle_checkpoint_is_refused_saying_why(self):
+    with open(os.path.join(self.workdir, "checkpoint.pkl"), "wb") as f:
+      f.write(b"\x80\x04\x95\x00")
+    with self.assertRaisesRegex(ValueError, "checkpoint.pkl' is a pickle .* "
+                                "not loaded: unpickling a file runs whatever "
+                                "code it names"):
+      _run_main(workdir=self.workdir, restore=True, **_TINY)
+
+  def test_restore_without_checkpoint_names_the_directory(self):
+    with self.assertRaisesRegex(FileNotFoundError, "no checkpoint .* in "
+                                f"'{self.workdir}'"):
+      _run_main(workdir=self.workdir, restore=True, **_TINY)
+
+  def test_reverse_task_is_solved_and_answers_stop_at_the_end_marker(self):
+    printed = _run_main(workdir=self.workdir, **dict(
+        _TINY_REVERSE, num_steps=60, batch_size=32, d_model=32,
+        eval_every=60, log_every=30, eval_size=64))
+    self.assertRegex(printed, r"Final: step 60, held-out exact-sequence "
+                     r"accuracy \d\.\d{4} \(cached greedy decoding\)")
+    samples = [line for line in printed.splitlines() if " -> " in line]
+    self.assertLen(samples, 2)
+    for line in samples:
+      answer = line.split(" -> ")[1].rsplit("  ", 1)[0]
+      self.assertEqual(answer.index(">"), len(answer) - 1, line)
+    self.assertGreaterEqual(float(self._rows()[-1]["eval_accuracy"]), 0.98)
 
   def test_show_bindings_prints_every_request_and_its_handler(self):
     printed = _run_main(show_bindings=True, **_TINY)
     self.assertIn("side input 'attn_mask'", printed)
     self.assertIn("side output 'block_stats'", printed)
+    self.assertIn("next_token", printed)
     self.assertIn("WithHaikuRandom", printed)
     self.assertIn("WithFunctionalLocalState", printed)
-    self.assertFalse(os.listdir(self.output_dir))
-
-  def test_restore_without_checkpoint_names_the_path(self):
-    with self.assertRaisesRegex(FileNotFoundError, "no checkpoint at .*"
-                                "checkpoint.pkl"):
-      _run_main(output_dir=self.output_dir, restore=True, **_TINY)
 
   def test_too_many_devices_is_an_error_with_the_fix(self):
     with self.assertRaisesRegex(ValueError, "--num_devices=99 but this process "
                                 r"has \d+ local devices"):
-      _run_main(output_dir=self.output_dir, **dict(_TINY, num_devices=99))
+      _run_main(workdir=self.workdir, **dict(_TINY, num_devices=99))
 
   def test_batch_not_divisible_by_devices_is_an_error(self):
     with self.assertRaisesRegex(ValueError, "--batch_size=9 is not a multiple "
                                 "of the 2 devices"):
-      _run_main(output_dir=self.output_dir, **dict(_TINY, batch_size=9))
+      _run_main(workdir=self.workdir, **dict(_TINY, batch_size=9))
 
 
 if __name__ == "__main__":

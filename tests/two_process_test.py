@@ -41,9 +41,9 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LAUNCHER = ROOT / "examples" / "train_lm.py"
 TINY_FLAGS = ("--num_steps=3", "--batch_size=8", "--num_layers=1",
-              "--d_model=16", "--num_heads=2", "--max_digits=3",
-              "--eval_every=100", "--log_every=1", "--eval_size=4",
-              "--num_samples=0", "--dropout_rate=0.1", "--seed=3")
+              "--d_model=16", "--num_heads=2", "--seq_len=16",
+              "--eval_every=100", "--log_every=1", "--num_samples=0",
+              "--dropout_rate=0.1", "--seed=3", "--checkpoint_every=2")
 # A hard limit for all three runs together; a hung collective fails the test
 # instead of hanging it.
 TIMEOUT_S = 480
@@ -119,8 +119,10 @@ class TwoProcessTest(absltest.TestCase):
     # Training moved: the steps saw different batches and parameters.
     self.assertLen(set(single), 3)
     # Only process 0 writes outputs; process 1 leaves its directory empty.
-    self.assertTrue((tmp / "p0" / "checkpoint.pkl").exists())
-    self.assertEqual(list((tmp / "p1").iterdir()), [])
+    self.assertEqual(
+        sorted(p.name for p in (tmp / "p0").glob("checkpoint_*")),
+        ["checkpoint_00000002.safetensors", "checkpoint_00000003.safetensors"])
+    self.assertFalse((tmp / "p1").exists())
 
 
 if __name__ == "__main__":
