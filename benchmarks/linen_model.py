@@ -47,6 +47,7 @@ class DenseBlock(nn.Module):
 
 class DenseStack(nn.Module):
   """``depth`` dense blocks."""
+
   depth: int
 
   @nn.compact
@@ -56,19 +57,28 @@ class DenseStack(nn.Module):
     return x
 
 
-def init(model: DenseStack, key: jax.Array, x: jax.Array,
-         mask: jax.Array) -> Any:
+def init(
+    model: DenseStack, key: jax.Array, x: jax.Array, mask: jax.Array
+) -> Any:
   """Params and counters (no intermediates: they are outputs)."""
   params_key, dropout_key = jax.random.split(key)
-  variables = model.init({"params": params_key, "dropout": dropout_key}, x,
-                         mask)
+  variables = model.init(
+      {"params": params_key, "dropout": dropout_key}, x, mask
+  )
   return {k: v for k, v in variables.items() if k != "intermediates"}
 
 
 def make_step(depth: int):
   """A fresh ``step(variables, rng, x, mask) -> (out, mutated)``."""
   model = DenseStack(depth)
+
   def step(variables, rng, x, mask):
-    return model.apply(variables, x, mask, rngs={"dropout": rng},
-                       mutable=["intermediates", "counter"])
+    return model.apply(
+        variables,
+        x,
+        mask,
+        rngs={"dropout": rng},
+        mutable=["intermediates", "counter"],
+    )
+
   return step

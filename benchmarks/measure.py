@@ -57,7 +57,8 @@ def trace_time(version: models.Version) -> tuple[float, float, int]:
   """
   step = version.make_step()
   seconds, cpu_seconds, jaxpr = _timed(
-      lambda: jax.make_jaxpr(step)(*version.args))
+      lambda: jax.make_jaxpr(step)(*version.args)
+  )
   return seconds, cpu_seconds, len(jaxpr.jaxpr.eqns)
 
 
@@ -70,12 +71,16 @@ def compile_time(version: models.Version) -> tuple[float, Any]:
 
 def hlo_instruction_count(compiled: Any) -> int:
   """Instructions in the optimized HLO module, all computations included."""
-  return sum(1 for line in compiled.as_text().splitlines()
-             if _HLO_INSTRUCTION.match(line))
+  return sum(
+      1
+      for line in compiled.as_text().splitlines()
+      if _HLO_INSTRUCTION.match(line)
+  )
 
 
-def step_times(compiled: Any, args: tuple[Any, ...],
-               calls: int) -> list[tuple[float, float]]:
+def step_times(
+    compiled: Any, args: tuple[Any, ...], calls: int
+) -> list[tuple[float, float]]:
   """Wall and process-CPU seconds per call of the compiled step, each
   waited for.
 
@@ -119,10 +124,12 @@ def trace_peak_memory(version: models.Version) -> int:
 def module_calls(version: models.Version) -> int:
   """Haiku module method calls in one trace of a Haiku version's step."""
   calls = 0
+
   def count(next_fun, args, kwargs, context):
     nonlocal calls
     calls += context.method_name != "__init__"
     return next_fun(*args, **kwargs)
+
   with hk.intercept_methods(count):
     jax.make_jaxpr(version.make_step())(*version.args)
   return calls

@@ -66,6 +66,7 @@ COUNTER = "counter"
 @dataclasses.dataclass
 class Version:
   """A model version ready to trace: fresh step functions and their inputs."""
+
   name: str
   make_step: Callable[[], Callable[..., Any]]
   args: tuple[Any, ...]
@@ -88,8 +89,9 @@ def _gelu(x: jax.Array) -> jax.Array:
 
 
 def _layer_norm(name: str) -> hk.LayerNorm:
-  return hk.LayerNorm(-1, create_scale=True, create_offset=True, eps=LN_EPS,
-                      name=name)
+  return hk.LayerNorm(
+      -1, create_scale=True, create_offset=True, eps=LN_EPS, name=name
+  )
 
 
 def _zero_count() -> jax.Array:
@@ -103,10 +105,12 @@ def materialize(shapes: Any, seed: int = 0) -> Any:
   takes far longer than the benchmark itself; values do not matter for it.
   """
   rng = np.random.default_rng(seed)
+
   def fill(leaf):
     if jnp.issubdtype(leaf.dtype, jnp.floating):
       return jnp.asarray(rng.normal(scale=0.02, size=leaf.shape), leaf.dtype)
     return jnp.zeros(leaf.shape, leaf.dtype)
+
   return jax.tree_util.tree_map(fill, shapes)
 
 
@@ -165,24 +169,30 @@ class HandBlock(hk.Module):
 
 def hand_threaded_forward(depth: int):
   """The hand-threaded forward function ``(x, mask) -> (out, intermediates)``."""
+
   def forward(x, mask):
     intermediates = []
     for i in range(depth):
       x, told = HandBlock(name=f"block_{i}")(x, mask)
       intermediates.append(told)
     return _layer_norm("ln_final")(x), intermediates
+
   return forward
 
 
 def hand_threaded(depth: int) -> Version:
   """The hand-threaded version: ``step(params, state, rng, x, mask)``."""
   x, mask = inputs()
+
   def make_step():
     return hk.transform_with_state(hand_threaded_forward(depth)).apply
+
   params, state = _init_haiku(
-      hk.transform_with_state(hand_threaded_forward(depth)), x, mask)
-  return Version("hand-threaded", make_step,
-                 (params, state, jax.random.key(2), x, mask))
+      hk.transform_with_state(hand_threaded_forward(depth)), x, mask
+  )
+  return Version(
+      "hand-threaded", make_step, (params, state, jax.random.key(2), x, mask)
+  )
 
 
 # --- hk_effects -------------------------------------------------------------
@@ -224,29 +234,35 @@ class EffectfulBlock(hk.Module):
 def effectful_forward(depth: int, path_keys: bool = False):
   """The hk_effects forward function, wrapped in its four handlers
   (``path_keys``: the random handler's option of that name)."""
+
   def model(x):
     for i in range(depth):
       x = EffectfulBlock(name=f"block_{i}")(x)
     return _layer_norm("ln_final")(x)
+
   handled = hke.handlers.WithSideInputsFromInputTuple.handling(
-      model, tags=(MASK_TAG,))
+      model, tags=(MASK_TAG,)
+  )
   handled = hke.handlers.CollectingSideOutputs.handling(handled)
-  handled = hke.handlers.WithHaikuRandom.handling(handled,
-                                                  path_keys=path_keys)
+  handled = hke.handlers.WithHaikuRandom.handling(handled, path_keys=path_keys)
   return hke.handlers.handle_local_states(handled, category=COUNTER)
 
 
 def effectful(depth: int, path_keys: bool = False) -> Version:
   """The hk_effects version: ``step(params, state, rng, x, mask)``."""
   x, mask = inputs()
+
   def make_step():
-    apply = hke.transform_with_state(
-        effectful_forward(depth, path_keys)).apply
+    apply = hke.transform_with_state(effectful_forward(depth, path_keys)).apply
+
     def step(params, state, rng, x, mask):
       return apply(params, state, rng, (x, mask))
+
     return step
+
   params, state = _init_haiku(
-      hke.transform_with_state(effectful_forward(depth, path_keys)), (x, mask))
+      hke.transform_with_state(effectful_forward(depth, path_keys)), (x, mask)
+  )
   name = "hk_effects, path keys" if path_keys else "hk_effects"
   return Version(name, make_step, (params, state, jax.random.key(2), x, mask))
 
@@ -264,8 +280,9 @@ DENSE_WIDTH = 128
 def dense_inputs(seed: int = 0) -> tuple[jax.Array, jax.Array]:
   """Activations ``[B, W]`` and a boolean mask of the same shape."""
   x = jax.random.normal(jax.random.key(seed), (BATCH, DENSE_WIDTH))
-  mask = jax.random.bernoulli(jax.random.key(seed + 1), 0.9,
-                              (BATCH, DENSE_WIDTH))
+  mask = jax.random.bernoulli(
+      jax.random.key(seed + 1), 0.9, (BATCH, DENSE_WIDTH)
+  )
   return x, mask
 
 
@@ -283,24 +300,30 @@ class HandDenseBlock(hk.Module):
 
 def hand_dense_forward(depth: int):
   """``(x, mask) -> (out, intermediates)`` of ``depth`` hand-threaded blocks."""
+
   def forward(x, mask):
     intermediates = []
     for i in range(depth):
       x, told = HandDenseBlock(name=f"block_{i}")(x, mask)
       intermediates.append(told)
     return x, intermediates
+
   return forward
 
 
 def hand_dense(depth: int) -> Version:
   """The hand-threaded dense version: ``step(params, state, rng, x, mask)``."""
   x, mask = dense_inputs()
+
   def make_step():
     return hk.transform_with_state(hand_dense_forward(depth)).apply
+
   params, state = _init_haiku(
-      hk.transform_with_state(hand_dense_forward(depth)), x, mask)
-  return Version("hand-threaded", make_step,
-                 (params, state, jax.random.key(2), x, mask))
+      hk.transform_with_state(hand_dense_forward(depth)), x, mask
+  )
+  return Version(
+      "hand-threaded", make_step, (params, state, jax.random.key(2), x, mask)
+  )
 
 
 class EffectfulDenseBlock(hk.Module):
@@ -322,30 +345,38 @@ class EffectfulDenseBlock(hk.Module):
 
 def effectful_dense_forward(depth: int, path_keys: bool = False):
   """The hk_effects dense forward function in its four handlers."""
+
   def model(x):
     for i in range(depth):
       x = EffectfulDenseBlock(name=f"block_{i}")(x)
     return x
+
   handled = hke.handlers.WithSideInputsFromInputTuple.handling(
-      model, tags=(MASK_TAG,))
+      model, tags=(MASK_TAG,)
+  )
   handled = hke.handlers.CollectingSideOutputs.handling(handled)
-  handled = hke.handlers.WithHaikuRandom.handling(handled,
-                                                  path_keys=path_keys)
+  handled = hke.handlers.WithHaikuRandom.handling(handled, path_keys=path_keys)
   return hke.handlers.handle_local_states(handled, category=COUNTER)
 
 
 def effectful_dense(depth: int, path_keys: bool = False) -> Version:
   """The hk_effects dense version: ``step(params, state, rng, x, mask)``."""
   x, mask = dense_inputs()
+
   def make_step():
     apply = hke.transform_with_state(
-        effectful_dense_forward(depth, path_keys)).apply
+        effectful_dense_forward(depth, path_keys)
+    ).apply
+
     def step(params, state, rng, x, mask):
       return apply(params, state, rng, (x, mask))
+
     return step
+
   params, state = _init_haiku(
       hke.transform_with_state(effectful_dense_forward(depth, path_keys)),
-      (x, mask))
+      (x, mask),
+  )
   name = "hk_effects, path keys" if path_keys else "hk_effects"
   return Version(name, make_step, (params, state, jax.random.key(2), x, mask))
 
@@ -359,19 +390,27 @@ def linen_dense(depth: int) -> Version:
   ``bench`` extra).
   """
   from benchmarks import linen_model  # pylint: disable=g-import-not-at-top
+
   x, mask = dense_inputs()
-  variables = materialize(jax.eval_shape(
-      functools.partial(linen_model.init, linen_model.DenseStack(depth)),
-      jax.random.key(1), x, mask))
-  return Version("flax linen", lambda: linen_model.make_step(depth),
-                 (variables, jax.random.key(2), x, mask))
+  variables = materialize(
+      jax.eval_shape(
+          functools.partial(linen_model.init, linen_model.DenseStack(depth)),
+          jax.random.key(1),
+          x,
+          mask,
+      )
+  )
+  return Version(
+      "flax linen",
+      lambda: linen_model.make_step(depth),
+      (variables, jax.random.key(2), x, mask),
+  )
 
 
 DENSE_BUILDERS: dict[str, Callable[[int], Version]] = {
     "hand-threaded": hand_dense,
     "hk_effects": effectful_dense,
-    "hk_effects, path keys": functools.partial(effectful_dense,
-                                               path_keys=True),
+    "hk_effects, path keys": functools.partial(effectful_dense, path_keys=True),
     "flax linen": linen_dense,
 }
 
@@ -385,10 +424,14 @@ def penzai(depth: int) -> Version:
   Raises ImportError when penzai (the ``bench`` extra) is not installed.
   """
   from benchmarks import penzai_model  # pylint: disable=g-import-not-at-top
+
   x, mask = inputs()
   handled, states = penzai_model.handled_model(depth)
-  return Version("penzai v1", penzai_model.make_step,
-                 (handled, states, jax.random.key(2), x, mask))
+  return Version(
+      "penzai v1",
+      penzai_model.make_step,
+      (handled, states, jax.random.key(2), x, mask),
+  )
 
 
 BUILDERS: dict[str, Callable[[int], Version]] = {

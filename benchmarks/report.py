@@ -78,8 +78,12 @@ def trace_cost(result: dict[str, Any]) -> float:
   return min(result["trace_cpu_s"])
 
 
-def paired_ratios(result: dict[str, Any], key: str = "trace_cpu_s",
-                  num: str = HKE, den: str = HAND) -> list[float]:
+def paired_ratios(
+    result: dict[str, Any],
+    key: str = "trace_cpu_s",
+    num: str = HKE,
+    den: str = HAND,
+) -> list[float]:
   """``num / den`` of each round's measurements (the two versions ran back
   to back in a round): thread CPU of traces, or process CPU of steps."""
   return [a / b for a, b in zip(result[num][key], result[den][key])]
@@ -89,33 +93,47 @@ def _rows(results: dict[str, Any], names: list[str]) -> Iterator[Any]:
   """(metric, values per version, scale, statistic of the ratio columns)."""
   calls = results["module_calls"]
   yield "trace, wall (ms)", {n: results[n]["trace_s"] for n in names}, 1e3, (
-      "median")
+      "median"
+  )
   yield "trace, thread CPU (ms)", {
-      n: results[n]["trace_cpu_s"] for n in names}, 1e3, "median"
+      n: results[n]["trace_cpu_s"] for n in names
+  }, 1e3, "median"
   yield "trace, thread CPU, ratio per round [decides]", {
-      n: [] for n in names}, 1, "trace_cpu_s"
+      n: [] for n in names
+  }, 1, "trace_cpu_s"
   yield f"trace per module call, thread CPU min (µs, {calls} calls)", {
-      n: [trace_cost(results[n]) / calls] for n in names}, 1e6, "min"
+      n: [trace_cost(results[n]) / calls] for n in names
+  }, 1e6, "min"
   yield "lower+compile (ms)", {n: results[n]["compile_s"] for n in names}, (
-      1e3), "median"
+      1e3
+  ), "median"
   yield "trace+compile (ms)", {
       n: [v] if (v := _trace_plus_compile(results[n])) is not None else []
-      for n in names}, 1e3, "median"
+      for n in names
+  }, 1e3, "median"
   yield "step, wall (ms)", {n: results[n]["step_s"] for n in names}, 1e3, (
-      "median")
+      "median"
+  )
   yield "step, process CPU (ms)", {
-      n: results[n]["step_cpu_s"] for n in names}, 1e3, "median"
+      n: results[n]["step_cpu_s"] for n in names
+  }, 1e3, "median"
   yield "step, process CPU, ratio per round [decides]", {
-      n: [] for n in names}, 1, "step_cpu_s"
+      n: [] for n in names
+  }, 1, "step_cpu_s"
   yield "HLO instructions", {
-      n: [results[n]["hlo_instructions"]] if "hlo_instructions" in results[n]
-      else [] for n in names}, 1, "median"
+      n: (
+          [results[n]["hlo_instructions"]]
+          if "hlo_instructions" in results[n]
+          else []
+      )
+      for n in names
+  }, 1, "median"
   yield "jaxpr equations", {n: [results[n]["jaxpr_eqns"]] for n in names}, (
-      1), "median"
+      1
+  ), "median"
 
 
-def _paired_cell(results: dict[str, Any], key: str, num: str,
-                 den: str) -> str:
+def _paired_cell(results: dict[str, Any], key: str, num: str, den: str) -> str:
   if num not in results or den not in results:
     return "-"
   ratios = paired_ratios(results, key, num, den)
@@ -126,8 +144,11 @@ def _paired_cell(results: dict[str, Any], key: str, num: str,
 
 
 def _table(data: dict[str, Any]) -> list[str]:
-  header = (["model", "depth", "metric"] + list(COLUMNS)
-            + ["hke / hand", "path keys / hke", "hke / rival"])
+  header = (
+      ["model", "depth", "metric"]
+      + list(COLUMNS)
+      + ["hke / hand", "path keys / hke", "hke / rival"]
+  )
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for model, run in data["models"].items():
     names, rival = run["versions"], run.get("rival")
@@ -136,17 +157,24 @@ def _table(data: dict[str, Any]) -> list[str]:
         paired = statistic in ("trace_cpu_s", "step_cpu_s")
         pick = min if statistic == "min" else _median
         stats = {n: pick(values[n]) if values[n] else None for n in names}
-        cells = [_cell(values[n], scale) if n in names else "-"
-                 for n in COLUMNS]
+        cells = [
+            _cell(values[n], scale) if n in names else "-" for n in COLUMNS
+        ]
         if paired:
-          cells += [_paired_cell(results, statistic, HKE, HAND),
-                    _paired_cell(results, statistic, PATH_KEYS, HKE), "-"]
+          cells += [
+              _paired_cell(results, statistic, HKE, HAND),
+              _paired_cell(results, statistic, PATH_KEYS, HKE),
+              "-",
+          ]
         else:
-          cells += [_ratio(stats[HKE], stats[HAND]),
-                    _ratio(stats.get(PATH_KEYS), stats[HKE]),
-                    _ratio(stats[HKE], stats.get(rival))]
-        lines.append(f"| {model} | {depth} | {metric} | "
-                     + " | ".join(cells) + " |")
+          cells += [
+              _ratio(stats[HKE], stats[HAND]),
+              _ratio(stats.get(PATH_KEYS), stats[HKE]),
+              _ratio(stats[HKE], stats.get(rival)),
+          ]
+        lines.append(
+            f"| {model} | {depth} | {metric} | " + " | ".join(cells) + " |"
+        )
   return lines
 
 
@@ -154,75 +182,125 @@ def render(data: dict[str, Any]) -> str:
   """The results table, the memory table and the target checks."""
   lines = _table(data)
   reps = "; ".join(
-      f"{model} " + ", ".join(
-          f"{depth}: " + "/".join(str(len(results[n]["trace_s"]))
-                                  for n in run["versions"])
-          for depth, results in run["depths"].items())
-      for model, run in data["models"].items())
-  lines += ["", "Cells: median [min-max] of the repetitions; ratios of "
-            "medians, except in rows saying min (ratios of minima) and "
-            "ratio per round (median [min-max] over rounds of the two "
-            "versions' CPU times, run back to back); hke / rival: Penzai v1 "
-            "for the transformer, Flax linen for the dense block. Traces per "
-            f"depth (in the order of the columns): {reps}."]
+      f"{model} "
+      + ", ".join(
+          f"{depth}: "
+          + "/".join(str(len(results[n]["trace_s"])) for n in run["versions"])
+          for depth, results in run["depths"].items()
+      )
+      for model, run in data["models"].items()
+  )
+  lines += [
+      "",
+      (
+          "Cells: median [min-max] of the repetitions; ratios of "
+          "medians, except in rows saying min (ratios of minima) and "
+          "ratio per round (median [min-max] over rounds of the two "
+          "versions' CPU times, run back to back); hke / rival: Penzai v1 "
+          "for the transformer, Flax linen for the dense block. Traces per "
+          f"depth (in the order of the columns): {reps}."
+      ),
+  ]
   if data["memory"]:
-    lines += ["", "Peak Python memory while tracing the transformer "
-              "(tracemalloc, one trace each):", "",
-              "| version | blocks | peak | per block |", "|---|---|---|---|"]
+    lines += [
+        "",
+        (
+            "Peak Python memory while tracing the transformer "
+            "(tracemalloc, one trace each):"
+        ),
+        "",
+        "| version | blocks | peak | per block |",
+        "|---|---|---|---|",
+    ]
     for name in [n for n in (HAND, HKE, PENZAI) if n in data["memory"]]:
       peak, blocks = data["memory"][name], data["memory_depths"][name]
-      lines.append(f"| {name} | {blocks} | {peak / 2**20:.1f} MiB | "
-                   f"{peak / 2**10 / blocks:.0f} KiB |")
+      lines.append(
+          f"| {name} | {blocks} | {peak / 2**20:.1f} MiB | "
+          f"{peak / 2**10 / blocks:.0f} KiB |"
+      )
   machine = data["machine"]
-  lines += ["", f"Machine: {machine['cpus']} CPUs, backend "
-            f"{machine['backend']}, jax {machine['jax']}, Python "
-            f"{machine['python']}; load average "
-            f"{machine['load_average'][0]:.1f} before, "
-            f"{machine['load_average_after'][0]:.1f} after."]
-  lines += ["", "Targets (docs of benchmarks/report.py), each with the "
-            "statistic that decides it (CPU time, which leaves out waiting "
-            "for a core: the tracing thread's for traces, the process's for "
-            "compiled steps that XLA runs on several threads; wall time for "
-            "trace+compile):"]
-  lines += [f"  [{'met' if ok else 'MISSED'}] {text}"
-            for text, ok in targets(data)]
+  lines += [
+      "",
+      (
+          f"Machine: {machine['cpus']} CPUs, backend "
+          f"{machine['backend']}, jax {machine['jax']}, Python "
+          f"{machine['python']}; load average "
+          f"{machine['load_average'][0]:.1f} before, "
+          f"{machine['load_average_after'][0]:.1f} after."
+      ),
+  ]
+  lines += [
+      "",
+      (
+          "Targets (docs of benchmarks/report.py), each with the "
+          "statistic that decides it (CPU time, which leaves out waiting "
+          "for a core: the tracing thread's for traces, the process's for "
+          "compiled steps that XLA runs on several threads; wall time for "
+          "trace+compile):"
+      ),
+  ]
+  lines += [
+      f"  [{'met' if ok else 'MISSED'}] {text}" for text, ok in targets(data)
+  ]
   return "\n".join(lines)
 
 
-def _median_ratio(result: dict[str, Any], key: str, num: str = HKE,
-                  den: str = HAND) -> float:
+def _median_ratio(
+    result: dict[str, Any], key: str, num: str = HKE, den: str = HAND
+) -> float:
   return _median(result[num][key]) / _median(result[den][key])
 
 
-def _step_and_hlo(model: str, depth: Any, r: dict[str, Any], num: str,
-                  den: str, hlo_limit: float) -> list[tuple[str, bool]]:
+def _step_and_hlo(
+    model: str,
+    depth: Any,
+    r: dict[str, Any],
+    num: str,
+    den: str,
+    hlo_limit: float,
+) -> list[tuple[str, bool]]:
   if not r[num]["step_s"] or not r[den]["step_s"]:
     return []
   ratio = _median(paired_ratios(r, "step_cpu_s", num, den))
   what = "step time ratio" if den == HAND else "path keys step ratio"
-  checks = [(f"{model} {depth}: {what} {ratio:.3f} <= 1.02 (median of "
-             f"{len(r[num]['step_s'])} rounds' process-CPU ratios; of wall "
-             f"medians {_median_ratio(r, 'step_s', num, den):.3f})",
-             ratio <= 1.02)]
+  checks = [(
+      (
+          f"{model} {depth}: {what} {ratio:.3f} <= 1.02 (median of "
+          f"{len(r[num]['step_s'])} rounds' process-CPU ratios; of wall "
+          f"medians {_median_ratio(r, 'step_s', num, den):.3f})"
+      ),
+      ratio <= 1.02,
+  )]
   a, b = r[num]["hlo_instructions"], r[den]["hlo_instructions"]
   if hlo_limit == 1.0:
-    checks.append((f"{model} {depth}: HLO instruction counts equal ({a} and "
-                   f"{b})", a == b))
+    checks.append(
+        (f"{model} {depth}: HLO instruction counts equal ({a} and {b})", a == b)
+    )
   else:
-    checks.append((f"{model} {depth}: path keys HLO {a / b:.3f}x the "
-                   f"default's <= {hlo_limit} ({a} and {b})",
-                   a <= hlo_limit * b))
+    checks.append((
+        (
+            f"{model} {depth}: path keys HLO {a / b:.3f}x the "
+            f"default's <= {hlo_limit} ({a} and {b})"
+        ),
+        a <= hlo_limit * b,
+    ))
   return checks
 
 
-def _trace_ratio(model: str, depth: Any, r: dict[str, Any],
-                 limit: float) -> tuple[str, bool]:
+def _trace_ratio(
+    model: str, depth: Any, r: dict[str, Any], limit: float
+) -> tuple[str, bool]:
   ratios = paired_ratios(r)
   ratio = _median(ratios)
-  return (f"{model} {depth}: trace time ratio {ratio:.3f} <= {limit:.2f} "
+  return (
+      (
+          f"{model} {depth}: trace time ratio {ratio:.3f} <= {limit:.2f} "
           f"(median of {len(ratios)} rounds' thread-CPU ratios; ratio of "
           f"minima {trace_cost(r[HKE]) / trace_cost(r[HAND]):.3f}, of wall "
-          f"medians {_median_ratio(r, 'trace_s'):.3f})", ratio <= limit)
+          f"medians {_median_ratio(r, 'trace_s'):.3f})"
+      ),
+      ratio <= limit,
+  )
 
 
 # Per model: the depth the ratio targets are decided at (the deepest run if
@@ -250,26 +328,42 @@ def targets(data: dict[str, Any]) -> list[tuple[str, bool]]:
     for i, limit in enumerate(spec["trace"]):
       text, ok = _trace_ratio(model, at, runs[at], limit)
       checks.append((text + (" [moonshot]" if i else ""), ok))
-    per_call = [trace_cost(runs[d][HKE]) / runs[d]["module_calls"]
-                for d in depths]
+    per_call = [
+        trace_cost(runs[d][HKE]) / runs[d]["module_calls"] for d in depths
+    ]
     spread = max(per_call) / min(per_call)
     checks.append((
         f"{model}: hk_effects trace per module call flat across depths "
         f"{depths} (max/min {spread:.2f} <= {spec['flat']} of the min thread "
-        "CPU per call: " + ", ".join(f"{p * 1e6:.0f}" for p in per_call)
-        + " µs)", spread <= spec["flat"]))
+        "CPU per call: "
+        + ", ".join(f"{p * 1e6:.0f}" for p in per_call)
+        + " µs)",
+        spread <= spec["flat"],
+    ))
     rival = run.get("rival")
     if rival:
       for depth in depths:
         r = runs[depth]
         hke, other = trace_cost(r[HKE]), trace_cost(r[rival])
-        checks.append((f"{model} {depth}: trace faster than {rival} "
-                       f"({hke * 1e3:.1f} vs {other * 1e3:.1f} ms, min thread "
-                       f"CPU: {other / hke:.2f}x)", hke < other))
-        hke, other = (_trace_plus_compile(r[HKE]),
-                      _trace_plus_compile(r[rival]))
+        checks.append((
+            (
+                f"{model} {depth}: trace faster than {rival} "
+                f"({hke * 1e3:.1f} vs {other * 1e3:.1f} ms, min thread "
+                f"CPU: {other / hke:.2f}x)"
+            ),
+            hke < other,
+        ))
+        hke, other = (
+            _trace_plus_compile(r[HKE]),
+            _trace_plus_compile(r[rival]),
+        )
         if hke is not None and other is not None:
-          checks.append((f"{model} {depth}: trace+compile faster than "
-                         f"{rival} ({hke * 1e3:.0f} vs {other * 1e3:.0f} ms, "
-                         f"median wall: {other / hke:.2f}x)", hke < other))
+          checks.append((
+              (
+                  f"{model} {depth}: trace+compile faster than "
+                  f"{rival} ({hke * 1e3:.0f} vs {other * 1e3:.0f} ms, "
+                  f"median wall: {other / hke:.2f}x)"
+              ),
+              hke < other,
+          ))
   return checks

@@ -69,7 +69,8 @@ def _check_api_lists_every_public_name() -> None:
   if missing:
     raise RuntimeError(
         f"docs/api.md does not list {missing}: add each to the autosummary "
-        "of its group.")
+        "of its group."
+    )
 
 
 _check_api_lists_every_public_name()

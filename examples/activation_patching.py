@@ -51,7 +51,9 @@ import sys
 from typing import Any, Sequence
 
 if __package__ in (None, ""):
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  sys.path.insert(
+      0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  )
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
@@ -60,19 +62,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import hk_effects as hke
 from examples import checkpoints
 from examples import lm_data
 from examples import lm_model
 from examples import train_lm  # Its flags (--output_dir, ...) apply here.
+import hk_effects as hke
+
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 EXAMPLE_INDEX = flags.DEFINE_integer(
-    "example_index", 0, "Which held-out string (with at least two digits) "
-    "to patch; the corrupted copy changes its last digit.")
+    "example_index",
+    0,
+    "Which held-out string (with at least two digits) "
+    "to patch; the corrupted copy changes its last digit.",
+)
 PLOT = flags.DEFINE_string(
-    "plot", None, "PNG to write the patching and attribution heatmaps to "
-    "(default: --output_dir/activation_patching.png).")
+    "plot",
+    None,
+    "PNG to write the patching and attribution heatmaps to "
+    "(default: --output_dir/activation_patching.png).",
+)
 
 RESIDUAL_TAG = "residual"
 H = hke.handlers
@@ -82,27 +91,36 @@ def load_or_train() -> tuple[lm_model.ModelConfig, Any]:
   """(config, params) from --workdir's latest checkpoint, trained if none."""
   if train_lm.TASK.value != "reverse":
     raise ValueError(
-        f"activation_patching analyses the digit-reversal model, but "
+        "activation_patching analyses the digit-reversal model, but "
         f"--task={train_lm.TASK.value}; pass --task=reverse (and a --workdir "
-        "holding such a checkpoint, or an empty one to train it).")
+        "holding such a checkpoint, or an empty one to train it)."
+    )
   workdir = train_lm.OUTPUT_DIR.value
   if not checkpoints.list_checkpoints(workdir):
-    print(f"No checkpoint at {workdir}: training with train_lm's flags "
-          f"(--num_steps={train_lm.NUM_STEPS.value}).", flush=True)
+    print(
+        f"No checkpoint at {workdir}: training with train_lm's flags "
+        f"(--num_steps={train_lm.NUM_STEPS.value}).",
+        flush=True,
+    )
     task = train_lm.make_task()
     train_lm.run(task, train_lm.model_config(task))
   path = checkpoints.latest(workdir)
   checkpoint = checkpoints.load(path)
   if checkpoint.config["task"] != "reverse":
-    raise ValueError(f"{path} is a --task={checkpoint.config['task']} "
-                     "checkpoint; activation_patching needs a --task=reverse "
-                     "one (point --workdir at it).")
+    raise ValueError(
+        f"{path} is a --task={checkpoint.config['task']} "
+        "checkpoint; activation_patching needs a --task=reverse "
+        "one (point --workdir at it)."
+    )
   fields = {f.name for f in dataclasses.fields(lm_model.ModelConfig)}
   config = lm_model.ModelConfig(
-      **{k: v for k, v in checkpoint.config.items() if k in fields})
+      **{k: v for k, v in checkpoint.config.items() if k in fields}
+  )
   print(f"Loaded step {checkpoint.step} from {path}.")
-  return (dataclasses.replace(config, dropout_rate=0.0),
-          checkpoint.tree("params"))
+  return (
+      dataclasses.replace(config, dropout_rate=0.0),
+      checkpoint.tree("params"),
+  )
 
 
 def model_inputs(tokens: np.ndarray):
@@ -112,23 +130,30 @@ def model_inputs(tokens: np.ndarray):
 
 def probed_forward(config: lm_model.ModelConfig):
   """The model with a residual-stream site after every block."""
+
   def forward(tokens):
     return lm_model.Transformer(config, name="transformer")(tokens)
-  return hke.select_calls(forward).at_instances_of(lm_model.Block).insert_after(
-      lambda: hke.TellIntermediate(RESIDUAL_TAG))
+
+  return (
+      hke.select_calls(forward)
+      .at_instances_of(lm_model.Block)
+      .insert_after(lambda: hke.TellIntermediate(RESIDUAL_TAG))
+  )
 
 
 def handled(body):
   """``body`` with the side inputs and keys the model asks for."""
   body = H.WithSideInputsFromInputTuple.handling(
-      body, tags=(lm_model.MASK_TAG, lm_model.POSITIONS_TAG))
+      body, tags=(lm_model.MASK_TAG, lm_model.POSITIONS_TAG)
+  )
   return H.WithHaikuRandom.handling(body)
 
 
 def clean_and_corrupted(max_digits: int) -> tuple[np.ndarray, np.ndarray]:
   """Input tokens ``[1, T]`` of a held-out string and of its corruption."""
-  batch = lm_data.make_batch(np.random.default_rng(7), 64, max_digits,
-                             held_out=True)
+  batch = lm_data.make_batch(
+      np.random.default_rng(7), 64, max_digits, held_out=True
+  )
   rows = np.flatnonzero(batch.lengths >= 2)
   clean = batch.tokens[rows[EXAMPLE_INDEX.value % len(rows)]][None, :-1]
   corrupted = clean.copy()
@@ -150,8 +175,7 @@ def analyse(config, params, clean, corrupted) -> dict[str, Any]:
   query = int(np.flatnonzero(clean[0] == lm_data.SEP)[0])
   model = hke.transform(handled(probed))
   logits_clean = model.apply(params, None, model_inputs(clean))
-  logits_corrupt = model.apply(params, None,
-                               model_inputs(corrupted))
+  logits_corrupt = model.apply(params, None, model_inputs(corrupted))
   good = int(jnp.argmax(logits_clean[0, query]))
   bad = int(jnp.argmax(logits_corrupt[0, query]))
   if good == bad:  # An untrained model: compare with the next best token.
@@ -159,49 +183,66 @@ def analyse(config, params, clean, corrupted) -> dict[str, Any]:
   score = lambda logits: logit_difference(logits, query, good, bad)
   base_clean, base_corrupt = score(logits_clean), score(logits_corrupt)
 
-  collect = hke.transform(H.CollectingSideOutputs.handling(
-      handled(probed), tag=RESIDUAL_TAG))
+  collect = hke.transform(
+      H.CollectingSideOutputs.handling(handled(probed), tag=RESIDUAL_TAG)
+  )
   _, told_clean = collect.apply(params, None, model_inputs(clean))
-  _, told_corrupt = collect.apply(params, None,
-                                  model_inputs(corrupted))
+  _, told_corrupt = collect.apply(params, None, model_inputs(corrupted))
   paths = [v.path for v in told_clean]
   positions = jnp.arange(clean.shape[1])
 
   def patched_score(path, clean_value, position):
     # Only `position` of this block's output comes from the clean run.
     at = (positions == position)[None, :, None]
-    patched = hke.transform(handled(H.PatchingSideOutputs.handling(
-        probed, {path: lambda r: jnp.where(at, clean_value, r)})))
-    return score(patched.apply(params, None,
-                               model_inputs(corrupted)))
+    patched = hke.transform(
+        handled(
+            H.PatchingSideOutputs.handling(
+                probed, {path: lambda r: jnp.where(at, clean_value, r)}
+            )
+        )
+    )
+    return score(patched.apply(params, None, model_inputs(corrupted)))
+
   restored = []
   for path, value in zip(paths, told_clean):
-    scores = jax.jit(jax.vmap(lambda p, path=path, v=value.value:
-                              patched_score(path, v, p)))(positions)
+    scores = jax.jit(
+        jax.vmap(lambda p, path=path, v=value.value: patched_score(path, v, p))
+    )(positions)
     restored.append((scores - base_corrupt) / (base_clean - base_corrupt))
 
-  perturbed = hke.transform(H.PerturbingSideOutputs.handling(
-      handled(probed), tag=RESIDUAL_TAG))
+  perturbed = hke.transform(
+      H.PerturbingSideOutputs.handling(handled(probed), tag=RESIDUAL_TAG)
+  )
   corrupt_inputs = model_inputs(corrupted)
-  zeros = H.perturbation_zeros(perturbed.apply)(params, None,
-                                                (corrupt_inputs, None))
-  grads = jax.jit(jax.grad(lambda p: score(
-      perturbed.apply(params, None, (corrupt_inputs, p)))))(zeros)
+  zeros = H.perturbation_zeros(perturbed.apply)(
+      params, None, (corrupt_inputs, None)
+  )
+  grads = jax.jit(
+      jax.grad(
+          lambda p: score(perturbed.apply(params, None, (corrupt_inputs, p)))
+      )
+  )(zeros)
   attribution = [
       jnp.sum((c.value - k.value) * grads[c.path], axis=-1)[0]
       / (base_clean - base_corrupt)
-      for c, k in zip(told_clean, told_corrupt)]
-  return {"paths": paths, "query": query, "good": good, "bad": bad,
-          "restored": np.asarray(jnp.stack(restored)),
-          "attribution": np.asarray(jnp.stack(attribution)),
-          "saliency": np.asarray(jnp.stack([
-              jnp.linalg.norm(grads[p][0], axis=-1) for p in paths]))}
+      for c, k in zip(told_clean, told_corrupt)
+  ]
+  return {
+      "paths": paths,
+      "query": query,
+      "good": good,
+      "bad": bad,
+      "restored": np.asarray(jnp.stack(restored)),
+      "attribution": np.asarray(jnp.stack(attribution)),
+      "saliency": np.asarray(
+          jnp.stack([jnp.linalg.norm(grads[p][0], axis=-1) for p in paths])
+      ),
+  }
 
 
 def print_table(title: str, table: np.ndarray, tokens: np.ndarray) -> None:
   print(title)
-  header = " ".join(f"{lm_data.render(np.array([t])):>6}"
-                    for t in tokens)
+  header = " ".join(f"{lm_data.render(np.array([t])):>6}" for t in tokens)
   print(f"{'':>8} {header}")
   for i, row in enumerate(table):
     print(f"block_{i:<2} " + " ".join(f"{v:6.2f}" for v in row))
@@ -209,19 +250,26 @@ def print_table(title: str, table: np.ndarray, tokens: np.ndarray) -> None:
 
 def plot(path: str, result: dict[str, Any], tokens: np.ndarray) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
   labels = [lm_data.render(np.array([t])) for t in tokens]
-  fig, axes = plt.subplots(1, 2, figsize=(2 + 0.5 * len(tokens), 3),
-                           sharey=True)
-  for ax, key, title in zip(axes, ("restored", "attribution"),
-                            ("activation patching", "attribution estimate")):
-    image = ax.imshow(result[key], cmap="RdBu", vmin=-1, vmax=1,
-                      aspect="auto")
+  fig, axes = plt.subplots(
+      1, 2, figsize=(2 + 0.5 * len(tokens), 3), sharey=True
+  )
+  for ax, key, title in zip(
+      axes,
+      ("restored", "attribution"),
+      ("activation patching", "attribution estimate"),
+  ):
+    image = ax.imshow(result[key], cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
     ax.set_title(title)
     ax.set_xticks(range(len(labels)), labels)
-    ax.set_yticks(range(len(result["paths"])),
-                  [f"block {i}" for i in range(len(result["paths"]))])
+    ax.set_yticks(
+        range(len(result["paths"])),
+        [f"block {i}" for i in range(len(result["paths"]))],
+    )
   fig.colorbar(image, ax=axes, label="fraction of logit difference restored")
   fig.savefig(path, dpi=100)
   plt.close(fig)
@@ -232,18 +280,31 @@ def run() -> dict[str, Any]:
   config, params = load_or_train()
   max_digits = (config.max_length + 1 - 3) // 2
   clean, corrupted = clean_and_corrupted(max_digits)
-  print(f"clean     {lm_data.render(clean[0])}\n"
-        f"corrupted {lm_data.render(corrupted[0])}")
+  print(
+      f"clean     {lm_data.render(clean[0])}\n"
+      f"corrupted {lm_data.render(corrupted[0])}"
+  )
   result = analyse(config, params, clean, corrupted)
   print(f"Sites: {result['paths']}")
-  print_table("Activation patching (fraction of the clean-vs-corrupt logit "
-              "difference restored):", result["restored"], corrupted[0])
-  print_table("Attribution patching estimate ((clean - corrupt) . grad):",
-              result["attribution"], corrupted[0])
-  print_table("Gradient saliency (|d logit difference / d residual|):",
-              result["saliency"], corrupted[0])
-  path = PLOT.value or os.path.join(train_lm.OUTPUT_DIR.value,
-                                    "activation_patching.png")
+  print_table(
+      "Activation patching (fraction of the clean-vs-corrupt logit "
+      "difference restored):",
+      result["restored"],
+      corrupted[0],
+  )
+  print_table(
+      "Attribution patching estimate ((clean - corrupt) . grad):",
+      result["attribution"],
+      corrupted[0],
+  )
+  print_table(
+      "Gradient saliency (|d logit difference / d residual|):",
+      result["saliency"],
+      corrupted[0],
+  )
+  path = PLOT.value or os.path.join(
+      train_lm.OUTPUT_DIR.value, "activation_patching.png"
+  )
   plot(path, result, corrupted[0])
   print(f"Wrote {path}.")
   return dict(result, clean=clean, corrupted=corrupted)

@@ -40,7 +40,9 @@ import hk_effects as hke
 
 # --- The effect -------------------------------------------------------------
 class TotalEffect(Protocol):
-  def add(self, value: jax.Array) -> None: ...
+
+  def add(self, value: jax.Array) -> None:
+    ...
 
 
 @hke.pytree_dataclass
@@ -116,7 +118,8 @@ class _TotalsAtBoundaries(hke.BoundaryEffect):
     if boundary.carries not in _SUMMED:
       raise ValueError(
           f"TotalRequest.add inside {boundary.describe()}: its body cannot "
-          "return extra outputs; add the value after it.")
+          "return extra outputs; add the value after it."
+      )
     return _fresh_frame()
 
   def outputs(self, boundary, state) -> Any:
@@ -171,8 +174,10 @@ def main() -> None:
   x = jnp.linspace(-1.0, 1.0, 8).reshape(2, 4)
   params = f.init(jax.random.key(0), x)
   out, totals = jax.jit(f.apply)(params, x)
-  print(f"output {out.shape}, active units over 4 calls: "
-        f"{int(totals['active_units'])} of {4 * out.size}")
+  print(
+      f"output {out.shape}, active units over 4 calls: "
+      f"{int(totals['active_units'])} of {4 * out.size}"
+  )
 
 
 if __name__ == "__main__":

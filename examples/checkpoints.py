@@ -1,3 +1,17 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """Checkpoints of the language-model example as safetensors files.
 
 A checkpoint is one ``checkpoint_<step>.safetensors`` file holding named
@@ -68,9 +82,11 @@ def list_checkpoints(directory: str) -> list[tuple[int, str]]:
   """
   if not os.path.isdir(directory):
     return []
-  found = [(int(m.group(1)), os.path.join(directory, name))
-           for name in os.listdir(directory)
-           if (m := _PATTERN.fullmatch(name))]
+  found = [
+      (int(m.group(1)), os.path.join(directory, name))
+      for name in os.listdir(directory)
+      if (m := _PATTERN.fullmatch(name))
+  ]
   return sorted(found)
 
 
@@ -102,11 +118,13 @@ def latest(directory: str) -> str:
         "pickles also depend on private numpy and optax module paths that "
         "change between versions. Checkpoints are now "
         "checkpoint_<step>.safetensors files; train afresh (without "
-        "--restore) to write one.")
+        "--restore) to write one."
+    )
   raise FileNotFoundError(
-      f"--restore was given but there is no checkpoint "
+      "--restore was given but there is no checkpoint "
       f"(checkpoint_<step>.safetensors) in {directory!r}; run without "
-      "--restore first, or point --workdir at a run that wrote one.")
+      "--restore first, or point --workdir at a run that wrote one."
+  )
 
 
 def _path_json(path: tuple[Any, ...]) -> list[dict[str, Any]]:
@@ -114,8 +132,10 @@ def _path_json(path: tuple[Any, ...]) -> list[dict[str, Any]]:
   for entry in path:
     if isinstance(entry, jax.tree_util.DictKey):
       if not isinstance(entry.key, str):
-        raise TypeError(f"dict key {entry.key!r} at {jax.tree_util.keystr(path)}"
-                        " is not a string; checkpoints store string keys only.")
+        raise TypeError(
+            f"dict key {entry.key!r} at {jax.tree_util.keystr(path)}"
+            " is not a string; checkpoints store string keys only."
+        )
       out.append({"key": entry.key})
     elif isinstance(entry, jax.tree_util.SequenceKey):
       out.append({"index": entry.idx})
@@ -124,14 +144,20 @@ def _path_json(path: tuple[Any, ...]) -> list[dict[str, Any]]:
     elif isinstance(entry, jax.tree_util.FlattenedIndexKey):
       out.append({"flat": entry.key})
     else:
-      raise TypeError(f"unknown key path entry {entry!r} at "
-                      f"{jax.tree_util.keystr(path)}.")
+      raise TypeError(
+          f"unknown key path entry {entry!r} at {jax.tree_util.keystr(path)}."
+      )
   return out
 
 
-def save(directory: str, step: int, trees: Mapping[str, Any],
-         config: Mapping[str, Any], metrics: list[dict[str, Any]] = (),
-         keep: int = 0) -> str:
+def save(
+    directory: str,
+    step: int,
+    trees: Mapping[str, Any],
+    config: Mapping[str, Any],
+    metrics: list[dict[str, Any]] = (),
+    keep: int = 0,
+) -> str:
   """Writes ``trees`` as the checkpoint of ``step`` and prunes old ones.
 
   In a multi-process run only process 0 should call this, with arrays
@@ -163,9 +189,13 @@ def save(directory: str, step: int, trees: Mapping[str, Any],
     leaves[part] = [_path_json(path) for path, _ in flat]
     for path, value in flat:
       tensors[part + jax.tree_util.keystr(path)] = np.asarray(value, order="C")
-  metadata = {"format": FORMAT, "step": str(step),
-              "config": json.dumps(dict(config), sort_keys=True),
-              "leaves": json.dumps(leaves), "metrics": json.dumps(list(metrics))}
+  metadata = {
+      "format": FORMAT,
+      "step": str(step),
+      "config": json.dumps(dict(config), sort_keys=True),
+      "leaves": json.dumps(leaves),
+      "metrics": json.dumps(list(metrics)),
+  }
   os.makedirs(directory, exist_ok=True)
   path = checkpoint_path(directory, step)
   data = safetensors_numpy.save(tensors, metadata=metadata)
@@ -199,6 +229,7 @@ class Checkpoint:
   >>> ckpt.config, list(ckpt.arrays)
   ({'seed': 1}, ['s'])
   """
+
   path: str
   step: int
   config: dict[str, Any]
@@ -230,28 +261,34 @@ class Checkpoint:
     [1.0]
     """
     if part not in self.arrays:
-      raise ValueError(f"{self.path} holds no {part!r} (it has "
-                       f"{sorted(self.arrays)}).")
+      raise ValueError(
+          f"{self.path} holds no {part!r} (it has {sorted(self.arrays)})."
+      )
     saved = self.arrays[part]
     if template is None:
       return _nested_dicts(saved, f"{self.path} {part}")
     flat, treedef = jax.tree_util.tree_flatten_with_path(template)
     where = f"{self.path}: {part}"
     if len(flat) != len(saved):
-      raise ValueError(f"{where} has {len(saved)} arrays but this run's "
-                       f"{part} has {len(flat)}; the run's configuration "
-                       "builds a different tree.")
+      raise ValueError(
+          f"{where} has {len(saved)} arrays but this run's "
+          f"{part} has {len(flat)}; the run's configuration "
+          "builds a different tree."
+      )
     values = []
     for (path, like), (saved_path, value) in zip(flat, saved):
       name = jax.tree_util.keystr(path)
       if _path_json(path) != saved_path:
-        raise ValueError(f"{where} stores {saved_path} where this run's "
-                         f"{part} has {name}; the trees differ.")
+        raise ValueError(
+            f"{where} stores {saved_path} where this run's "
+            f"{part} has {name}; the trees differ."
+        )
       like = np.asarray(like)
       if like.shape != value.shape or like.dtype != value.dtype:
         raise ValueError(
             f"{where}{name} is {value.dtype}{list(value.shape)} but this "
-            f"run's is {like.dtype}{list(like.shape)}.")
+            f"run's is {like.dtype}{list(like.shape)}."
+        )
       values.append(value)
     return jax.tree_util.tree_unflatten(treedef, values)
 
@@ -260,8 +297,10 @@ def _nested_dicts(saved, where: str) -> dict[str, Any]:
   root: dict[str, Any] = {}
   for path, value in saved:
     if not path or any(set(e) != {"key"} for e in path):
-      raise ValueError(f"{where}: leaf at {path} is not in a dict of dicts; "
-                       "pass a template tree to rebuild it.")
+      raise ValueError(
+          f"{where}: leaf at {path} is not in a dict of dicts; "
+          "pass a template tree to rebuild it."
+      )
     node = root
     for entry in path[:-1]:
       node = node.setdefault(entry["key"], {})
@@ -283,14 +322,21 @@ def load(path: str) -> Checkpoint:
   with safetensors.safe_open(path, framework="numpy") as f:
     metadata = f.metadata() or {}
   if metadata.get("format") != FORMAT:
-    raise ValueError(f"{path} is a safetensors file but not a checkpoint of "
-                     f"examples/train_lm.py (format {metadata.get('format')!r},"
-                     f" expected {FORMAT!r}).")
+    raise ValueError(
+        f"{path} is a safetensors file but not a checkpoint of "
+        f"examples/train_lm.py (format {metadata.get('format')!r},"
+        f" expected {FORMAT!r})."
+    )
   arrays = {}
   for part, paths in json.loads(metadata["leaves"]).items():
     arrays[part] = [(p, tensors[part + _keystr(p)]) for p in paths]
-  return Checkpoint(path, int(metadata["step"]), json.loads(metadata["config"]),
-                    json.loads(metadata["metrics"]), arrays)
+  return Checkpoint(
+      path,
+      int(metadata["step"]),
+      json.loads(metadata["config"]),
+      json.loads(metadata["metrics"]),
+      arrays,
+  )
 
 
 def _keystr(path: list[dict[str, Any]]) -> str:
@@ -307,8 +353,9 @@ def _keystr(path: list[dict[str, Any]]) -> str:
   return jax.tree_util.keystr(tuple(entries))
 
 
-def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]
-                       ) -> list[str]:
+def config_differences(
+    saved: Mapping[str, Any], current: Mapping[str, Any]
+) -> list[str]:
   """``--name=saved`` vs ``--name=current`` for every setting that differs.
 
   Example:
@@ -317,5 +364,8 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]
   ['--d_model=64 (checkpoint) vs --d_model=128 (this run)']
   """
   names = sorted(set(saved) | set(current))
-  return [f"--{n}={saved.get(n)} (checkpoint) vs --{n}={current.get(n)} "
-          "(this run)" for n in names if saved.get(n) != current.get(n)]
+  return [
+      f"--{n}={saved.get(n)} (checkpoint) vs --{n}={current.get(n)} (this run)"
+      for n in names
+      if saved.get(n) != current.get(n)
+  ]

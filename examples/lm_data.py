@@ -62,6 +62,7 @@ class Batch:
   >>> b.answer.shape
   (4, 6)
   """
+
   tokens: np.ndarray
   lengths: np.ndarray
   prompt_length: int
@@ -69,12 +70,12 @@ class Batch:
   @property
   def prompt(self) -> np.ndarray:
     """The prompt part, ``[batch, prompt_length]``."""
-    return self.tokens[:, :self.prompt_length]
+    return self.tokens[:, : self.prompt_length]
 
   @property
   def answer(self) -> np.ndarray:
     """The answer part, reversed digits then ``EOS`` then padding."""
-    return self.tokens[:, self.prompt_length:]
+    return self.tokens[:, self.prompt_length :]
 
 
 def sequence_length(max_digits: int) -> int:
@@ -106,7 +107,7 @@ def is_held_out(digits: np.ndarray, lengths: np.ndarray) -> np.ndarray:
   dtype('bool')
   """
   valid = np.arange(digits.shape[1])[None, :] < lengths[:, None]
-  weights = np.array([(31 ** i) % 1009 for i in range(digits.shape[1])])
+  weights = np.array([(31**i) % 1009 for i in range(digits.shape[1])])
   code = (np.where(valid, digits + 1, 0) * weights).sum(axis=1) + 7 * lengths
   return code % 1009 % _HELD_OUT_BUCKETS == 0
 
@@ -124,15 +125,19 @@ def _encode(digits: np.ndarray, lengths: np.ndarray, max_digits: int):
   for row, (d, n) in enumerate(zip(digits, lengths)):
     start = prompt_length - n - 2
     tokens[row, start] = BOS
-    tokens[row, start + 1:start + 1 + n] = d[:n] + FIRST_DIGIT
+    tokens[row, start + 1 : start + 1 + n] = d[:n] + FIRST_DIGIT
     tokens[row, prompt_length - 1] = SEP
-    tokens[row, prompt_length:prompt_length + n] = d[:n][::-1] + FIRST_DIGIT
+    tokens[row, prompt_length : prompt_length + n] = d[:n][::-1] + FIRST_DIGIT
     tokens[row, prompt_length + n] = EOS
   return tokens
 
 
-def make_batch(rng: np.random.Generator, batch_size: int, max_digits: int,
-               held_out: bool = False) -> Batch:
+def make_batch(
+    rng: np.random.Generator,
+    batch_size: int,
+    max_digits: int,
+    held_out: bool = False,
+) -> Batch:
   """Draws ``batch_size`` examples from the training or held-out split.
 
   Args:
@@ -181,7 +186,7 @@ def digits_of(batch: Batch) -> np.ndarray:
   out = np.zeros((len(batch.lengths), max_digits), np.int64)
   for row, n in enumerate(batch.lengths):
     start = batch.prompt_length - n - 1
-    out[row, :n] = batch.tokens[row, start:start + n] - FIRST_DIGIT
+    out[row, :n] = batch.tokens[row, start : start + n] - FIRST_DIGIT
   return out
 
 

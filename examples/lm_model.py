@@ -77,6 +77,7 @@ class ModelConfig:
   >>> ModelConfig(vocab_size=14, max_length=18).key_size
   16
   """
+
   vocab_size: int
   max_length: int
   num_layers: int = 2
@@ -90,11 +91,14 @@ class ModelConfig:
     if self.d_model % self.num_heads:
       raise ValueError(
           f"d_model={self.d_model} is not a multiple of num_heads="
-          f"{self.num_heads}; pick a d_model divisible by the head count.")
+          f"{self.num_heads}; pick a d_model divisible by the head count."
+      )
     return self.d_model // self.num_heads
 
 
-def attention_mask(key_valid: jax.Array, query_positions: jax.Array) -> jax.Array:
+def attention_mask(
+    key_valid: jax.Array, query_positions: jax.Array
+) -> jax.Array:
   """The boolean mask ``[batch, 1, queries, keys]`` attention reads.
 
   A query at position ``p`` sees the valid keys at positions ``<= p``, and
@@ -140,8 +144,13 @@ class Block(hk.Module):
   (1, 3, 8)
   """
 
-  def __init__(self, config: ModelConfig, cache_batch: int = 1,
-               decode: bool = False, name: str | None = None):
+  def __init__(
+      self,
+      config: ModelConfig,
+      cache_batch: int = 1,
+      decode: bool = False,
+      name: str | None = None,
+  ):
     super().__init__(name=name)
     self.config = config
     self.cache_batch = cache_batch
@@ -152,9 +161,14 @@ class Block(hk.Module):
     cfg = self.config
     h = hk.LayerNorm(-1, True, True, name="attention_norm")(x)
     h = hke.KVCachedAttention(
-        cfg.num_heads, cfg.key_size, max_length=cfg.max_length,
-        batch_size=self.cache_batch, mask_tag=MASK_TAG,
-        cache_category=CACHE_CATEGORY, name="attention")(h, decode=self.decode)
+        cfg.num_heads,
+        cfg.key_size,
+        max_length=cfg.max_length,
+        batch_size=self.cache_batch,
+        mask_tag=MASK_TAG,
+        cache_category=CACHE_CATEGORY,
+        name="attention",
+    )(h, decode=self.decode)
     x = x + hke.Dropout(cfg.dropout_rate, name="attention_dropout")(h)
     h = hk.LayerNorm(-1, True, True, name="mlp_norm")(x)
     h = hk.Linear(cfg.mlp_ratio * cfg.d_model, name="mlp_in")(h)
@@ -184,8 +198,13 @@ class Transformer(hk.Module):
   (1, 3, 4)
   """
 
-  def __init__(self, config: ModelConfig, cache_batch: int = 1,
-               decode: bool = False, name: str | None = None):
+  def __init__(
+      self,
+      config: ModelConfig,
+      cache_batch: int = 1,
+      decode: bool = False,
+      name: str | None = None,
+  ):
     super().__init__(name=name)
     self.config = config
     self.cache_batch = cache_batch
@@ -195,8 +214,12 @@ class Transformer(hk.Module):
   def __call__(self, tokens: jax.Array) -> jax.Array:
     cfg = self.config
     x = hk.Embed(cfg.vocab_size, cfg.d_model, name="token_embed")(tokens)
-    x = x + hk.Embed(cfg.max_length, cfg.d_model,
-                     name="position_embed")(self.positions.ask())[None]
+    x = (
+        x
+        + hk.Embed(cfg.max_length, cfg.d_model, name="position_embed")(
+            self.positions.ask()
+        )[None]
+    )
     x = hke.Dropout(cfg.dropout_rate, name="embed_dropout")(x)
     for i in range(cfg.num_layers):
       x = Block(cfg, self.cache_batch, self.decode, name=f"block_{i}")(x)
@@ -204,10 +227,12 @@ class Transformer(hk.Module):
     return hk.Linear(cfg.vocab_size, name="unembed")(x)
 
 
-def _model_fn(config: ModelConfig, cache_batch: int = 1, decode: bool = False
-              ) -> Callable[[jax.Array], jax.Array]:
+def _model_fn(
+    config: ModelConfig, cache_batch: int = 1, decode: bool = False
+) -> Callable[[jax.Array], jax.Array]:
   def forward(tokens: jax.Array) -> jax.Array:
     return Transformer(config, cache_batch, decode, name="transformer")(tokens)
+
   return forward
 
 
@@ -225,7 +250,8 @@ def training_forward(config: ModelConfig) -> Callable[[Any], Any]:
   'CollectingSideOutputs'
   """
   forward = hke.handlers.WithSideInputsFromInputTuple.handling(
-      _model_fn(config), tags=(MASK_TAG, POSITIONS_TAG))
+      _model_fn(config), tags=(MASK_TAG, POSITIONS_TAG)
+  )
   forward = hke.handlers.WithHaikuRandom.handling(forward)
   return hke.handlers.CollectingSideOutputs.handling(forward, tag=STATS_TAG)
 
@@ -251,20 +277,24 @@ class NextToken(hk.Module):
   def __init__(self, temperature: float = 0.0, name: str | None = None):
     super().__init__(name=name)
     if temperature < 0:
-      raise ValueError(f"temperature={temperature} is negative; pass 0 for "
-                       "greedy decoding or a positive temperature to sample.")
+      raise ValueError(
+          f"temperature={temperature} is negative; pass 0 for "
+          "greedy decoding or a positive temperature to sample."
+      )
     self.temperature = temperature
     self.rng = hke.RandomRequest()
 
   def __call__(self, logits: jax.Array) -> jax.Array:
     if self.temperature == 0:
       return jnp.argmax(logits, -1).astype(jnp.int32)
-    return jax.random.categorical(self.rng.next_key(),
-                                  logits / self.temperature).astype(jnp.int32)
+    return jax.random.categorical(
+        self.rng.next_key(), logits / self.temperature
+    ).astype(jnp.int32)
 
 
-def decoding_forward(config: ModelConfig, batch_size: int,
-                     temperature: float = 0.0) -> Callable[[Any], Any]:
+def decoding_forward(
+    config: ModelConfig, batch_size: int, temperature: float = 0.0
+) -> Callable[[Any], Any]:
   """The handled forward function that decodes with a KV cache.
 
   Called as ``f((tokens, mask, positions))`` under
@@ -290,13 +320,15 @@ def decoding_forward(config: ModelConfig, batch_size: int,
     return logits, NextToken(temperature, name="next_token")(logits[:, -1])
 
   forward = hke.handlers.WithSideInputsFromInputTuple.handling(
-      forward, tags=(MASK_TAG, POSITIONS_TAG))
+      forward, tags=(MASK_TAG, POSITIONS_TAG)
+  )
   forward = hke.handlers.WithHaikuRandom.handling(forward)
   return hke.handlers.handle_local_states(forward, category=CACHE_CATEGORY)
 
 
-def model_inputs(tokens: jax.Array, key_valid: jax.Array | None = None
-                 ) -> tuple[jax.Array, jax.Array, jax.Array]:
+def model_inputs(
+    tokens: jax.Array, key_valid: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   """``(tokens, mask, positions)`` for a full-sequence call on ``tokens``.
 
   Args:
@@ -316,9 +348,14 @@ def model_inputs(tokens: jax.Array, key_valid: jax.Array | None = None
   return tokens, attention_mask(key_valid, positions), positions
 
 
-def decode_cached(decoder: Any, params: Any, rng: jax.Array | None,
-                  prompt: jax.Array, num_tokens: int,
-                  prompt_valid: jax.Array | None = None):
+def decode_cached(
+    decoder: Any,
+    params: Any,
+    rng: jax.Array | None,
+    prompt: jax.Array,
+    num_tokens: int,
+    prompt_valid: jax.Array | None = None,
+):
   """Continues ``prompt`` by ``num_tokens`` tokens using the KV cache.
 
   The prompt fills the cache in one call; then each step feeds the token
@@ -364,8 +401,8 @@ def decode_cached(decoder: Any, params: Any, rng: jax.Array | None,
 
   def key_valid(cache_length):
     return jnp.concatenate(
-        [prompt_valid, jnp.ones([batch, cache_length - prompt_length], bool)],
-        1)
+        [prompt_valid, jnp.ones([batch, cache_length - prompt_length], bool)], 1
+    )
 
   positions = jnp.arange(prompt_length)
   # The mask's key axis spans the whole cache, whose length is known only
@@ -378,7 +415,8 @@ def decode_cached(decoder: Any, params: Any, rng: jax.Array | None,
         f"a prompt of {prompt_length} tokens and {num_tokens} new tokens "
         f"need a KV cache of {max_length} positions, but the decoder's "
         f"max_length is {cache_length}; decode fewer tokens or train with a "
-        "longer sequence length.")
+        "longer sequence length."
+    )
   valid = key_valid(cache_length)
   args = (prompt, attention_mask(valid, positions), positions)
   (logits, token), states = decoder.apply(params, states, step_rng(0), args)
@@ -387,21 +425,26 @@ def decode_cached(decoder: Any, params: Any, rng: jax.Array | None,
     states, token = carry
     position = (prompt_length + k - 1)[None]
     args = (token[:, None], attention_mask(valid, position), position)
-    (logits, next_token), states = decoder.apply(params, states, step_rng(k),
-                                                 args)
+    (logits, next_token), states = decoder.apply(
+        params, states, step_rng(k), args
+    )
     return (states, next_token), (token, logits[:, 0])
 
   (states, last), (tokens, step_logits) = jax.lax.scan(
-      one_token, (states, token), jnp.arange(1, num_tokens))
+      one_token, (states, token), jnp.arange(1, num_tokens)
+  )
   tokens = jnp.concatenate([jnp.moveaxis(tokens, 0, 1), last[:, None]], 1)
-  logits = jnp.concatenate([logits[:, -1:], jnp.moveaxis(step_logits, 0, 1)],
-                           1)
+  logits = jnp.concatenate([logits[:, -1:], jnp.moveaxis(step_logits, 0, 1)], 1)
   return tokens, logits, states
 
 
-def greedy_decode_uncached(scorer: Any, params: Any, prompt: jax.Array,
-                           num_tokens: int,
-                           prompt_valid: jax.Array | None = None):
+def greedy_decode_uncached(
+    scorer: Any,
+    params: Any,
+    prompt: jax.Array,
+    num_tokens: int,
+    prompt_valid: jax.Array | None = None,
+):
   """Greedy tokens by re-running the whole sequence at every step.
 
   The reference ``decode_cached`` must match at temperature 0; ``scorer`` is
@@ -425,20 +468,23 @@ def greedy_decode_uncached(scorer: Any, params: Any, prompt: jax.Array,
   if prompt_valid is None:
     prompt_valid = jnp.ones(prompt.shape, bool)
   buffer = jnp.concatenate(
-      [prompt, jnp.zeros([batch, num_tokens - 1], jnp.int32)], 1)
+      [prompt, jnp.zeros([batch, num_tokens - 1], jnp.int32)], 1
+  )
   key_valid = jnp.concatenate(
-      [prompt_valid, jnp.ones([batch, num_tokens - 1], bool)], 1)
+      [prompt_valid, jnp.ones([batch, num_tokens - 1], bool)], 1
+  )
   inputs = model_inputs(buffer, key_valid)
 
   def one_token(buffer, k):
     logits, _ = scorer.apply(params, None, (buffer,) + inputs[1:])
     step_logits = jax.lax.dynamic_index_in_dim(
-        logits, prompt_length - 1 + k, axis=1, keepdims=False)
+        logits, prompt_length - 1 + k, axis=1, keepdims=False
+    )
     token = jnp.argmax(step_logits, -1).astype(jnp.int32)
     buffer = jax.lax.dynamic_update_index_in_dim(
-        buffer, token, jnp.minimum(prompt_length + k, buffer.shape[1] - 1), 1)
+        buffer, token, jnp.minimum(prompt_length + k, buffer.shape[1] - 1), 1
+    )
     return buffer, (token, step_logits)
 
-  _, (tokens, logits) = jax.lax.scan(one_token, buffer,
-                                     jnp.arange(num_tokens))
+  _, (tokens, logits) = jax.lax.scan(one_token, buffer, jnp.arange(num_tokens))
   return jnp.moveaxis(tokens, 0, 1), jnp.moveaxis(logits, 0, 1)

@@ -1,3 +1,17 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """What ``examples/train_lm.py`` leaves in its work directory besides
 checkpoints: ``metrics.csv``, ``training.png`` and, with ``--tensorboard``,
 TensorBoard event files.
@@ -37,8 +51,12 @@ def _column(rows, name):
   return [s for s, _ in picked], [float(v) for _, v in picked]
 
 
-def plot_metrics(path: str, rows: list[dict[str, Any]], num_layers: int,
-                 baselines: dict[str, float]) -> None:
+def plot_metrics(
+    path: str,
+    rows: list[dict[str, Any]],
+    num_layers: int,
+    baselines: dict[str, float],
+) -> None:
   """Plots the training loss, the held-out metric and per-block statistics.
 
   With ``baselines`` (the text task), the first panel shows training and
@@ -55,37 +73,56 @@ def plot_metrics(path: str, rows: list[dict[str, Any]], num_layers: int,
   b'\\x89PNG'
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
-  fig, axes = plt.subplots(1, 3 if not baselines else 2,
-                           figsize=(15 if not baselines else 11, 4))
+  fig, axes = plt.subplots(
+      1, 3 if not baselines else 2, figsize=(15 if not baselines else 11, 4)
+  )
   if baselines:
     steps, loss = _column(rows, "loss")
-    axes[0].plot(steps, [v / 0.6931471805599453 for v in loss],
-                 label="training batch", alpha=0.6)
+    axes[0].plot(
+        steps,
+        [v / 0.6931471805599453 for v in loss],
+        label="training batch",
+        alpha=0.6,
+    )
     axes[0].plot(*_column(rows, "eval_bpc"), marker="o", label="held-out")
     for name, value in sorted(baselines.items()):
-      axes[0].axhline(value, ls="--", color="gray" if "uni" in name else "k",
-                      label=f"{name.split('_')[0]} baseline ({value:.2f})")
+      axes[0].axhline(
+          value,
+          ls="--",
+          color="gray" if "uni" in name else "k",
+          label=f"{name.split('_')[0]} baseline ({value:.2f})",
+      )
     if "bigram_bpc" in baselines:
       goal = 0.75 * baselines["bigram_bpc"]
-      axes[0].axhline(goal, ls=":", color="k",
-                      label=f"goal: 0.75 x bigram ({goal:.2f})")
+      axes[0].axhline(
+          goal, ls=":", color="k", label=f"goal: 0.75 x bigram ({goal:.2f})"
+      )
     axes[0].set(title="bits per character", xlabel="step")
     axes[0].legend(fontsize="small")
   else:
     axes[0].plot(*_column(rows, "loss"))
-    axes[0].set(yscale="log", title="training loss (answer tokens)",
-                xlabel="step")
+    axes[0].set(
+        yscale="log", title="training loss (answer tokens)", xlabel="step"
+    )
     axes[1].plot(*_column(rows, "eval_accuracy"), marker="o")
-    axes[1].set(ylim=(0, 1.02), title="held-out exact-sequence accuracy",
-                xlabel="step")
+    axes[1].set(
+        ylim=(0, 1.02), title="held-out exact-sequence accuracy", xlabel="step"
+    )
   stats = axes[-1]
   for i in range(num_layers):
-    line, = stats.plot(*_column(rows, f"block_{i}_rms"), label=f"block {i} RMS")
-    stats.plot(*_column(rows, f"block_{i}_mean"), "--", color=line.get_color(),
-               label=f"block {i} mean")
+    (line,) = stats.plot(
+        *_column(rows, f"block_{i}_rms"), label=f"block {i} RMS"
+    )
+    stats.plot(
+        *_column(rows, f"block_{i}_mean"),
+        "--",
+        color=line.get_color(),
+        label=f"block {i} mean",
+    )
   stats.set(title="block output statistics (side outputs)", xlabel="step")
   stats.legend(fontsize="small")
   fig.tight_layout()
@@ -118,7 +155,8 @@ class TensorBoard:
       raise ImportError(
           "--tensorboard writes event files with tensorboardX, which is not "
           "installed; `pip install tensorboardX`, or run without "
-          "--tensorboard (metrics.csv has the same numbers).") from e
+          "--tensorboard (metrics.csv has the same numbers)."
+      ) from e
     self._writer = tensorboardX.SummaryWriter(logdir=logdir)
 
   def write(self, row: dict[str, Any]) -> None:

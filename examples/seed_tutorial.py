@@ -36,7 +36,9 @@ from typing import Sequence
 
 if __package__ in (None, ""):
   # Run as a script: make `hk_effects` importable from a checkout.
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  sys.path.insert(
+      0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  )
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
@@ -46,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import hk_effects as hke
+
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 _X = jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)
@@ -64,16 +67,22 @@ def mlp(x: jax.Array) -> jax.Array:
 def capturing_intermediates() -> list[str]:
   """Collects the output of every ``hk.Linear`` without touching ``mlp``."""
   _section("1. Capturing intermediates")
-  tapped = hke.select_calls(mlp).at_instances_of(hk.Linear).insert_after(
-      lambda: hke.TellIntermediate("linear_out"))
-  f = hke.transform(hke.handlers.CollectingSideOutputs.handling(tapped),
-                    apply_rng=False)
+  tapped = (
+      hke.select_calls(mlp)
+      .at_instances_of(hk.Linear)
+      .insert_after(lambda: hke.TellIntermediate("linear_out"))
+  )
+  f = hke.transform(
+      hke.handlers.CollectingSideOutputs.handling(tapped), apply_rng=False
+  )
   params = f.init(jax.random.key(0), _X)
   out, told = f.apply(params, _X)
   for value in told:
     print(f"  {value.path:45s} shape {value.value.shape}")
-  print(f"  final output equals the last intermediate: "
-        f"{bool(jnp.all(out == told[-1].value))}")
+  print(
+      "  final output equals the last intermediate: "
+      f"{bool(jnp.all(out == told[-1].value))}"
+  )
   return [v.path for v in told]
 
 
@@ -93,19 +102,27 @@ def side_inputs() -> np.ndarray:
   """The same layer served by a tuple argument and by a constant."""
   _section("2. Side inputs")
   causal = jnp.tril(jnp.ones([2, 2], bool))
-  from_tuple = hke.transform(hke.handlers.WithSideInputsFromInputTuple.handling(
-      lambda x: MaskedScores()(x), tags=("mask",)), apply_rng=False)
+  from_tuple = hke.transform(
+      hke.handlers.WithSideInputsFromInputTuple.handling(
+          lambda x: MaskedScores()(x), tags=("mask",)
+      ),
+      apply_rng=False,
+  )
   scores = from_tuple.apply({}, (_X, causal))
   print("  from the input tuple:\n", np.asarray(scores))
   constant = hke.handlers.WithConstantSideInputs.handling(
-      lambda x: MaskedScores()(x), {"mask": causal})
+      lambda x: MaskedScores()(x), {"mask": causal}
+  )
   same = hke.transform(constant, apply_rng=False).apply({}, _X)
   print(f"  from a constant handler, equal: {bool(jnp.all(scores == same))}")
   hoisted_fn, hoisted = hke.handlers.hoist_constant_side_inputs(constant)
   again = hke.transform(hoisted_fn, apply_rng=False).apply(
-      {}, (_X, *hoisted.values()))
-  print(f"  hoisted into arguments ({list(hoisted)}), equal: "
-        f"{bool(jnp.all(scores == again))}")
+      {}, (_X, *hoisted.values())
+  )
+  print(
+      f"  hoisted into arguments ({list(hoisted)}), equal: "
+      f"{bool(jnp.all(scores == again))}"
+  )
   return np.asarray(scores)
 
 
@@ -120,18 +137,23 @@ class SparseLinear(hk.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     linear = hk.Linear(self.size)
     y = linear(x)
-    self.penalty.tell(jnp.sum(jnp.abs(linear.params_dict()[
-        f"{linear.module_name}/w"])))
+    self.penalty.tell(
+        jnp.sum(jnp.abs(linear.params_dict()[f"{linear.module_name}/w"]))
+    )
     return y
 
 
 def side_outputs() -> float:
   """Auxiliary losses told by layers, summed by the caller."""
   _section("3. Side outputs")
+
   def forward(x):
     return SparseLinear(2, name="second")(SparseLinear(4, name="first")(x))
-  f = hke.transform(hke.handlers.CollectingSideOutputs.handling(
-      forward, tag="l1"), apply_rng=False)
+
+  f = hke.transform(
+      hke.handlers.CollectingSideOutputs.handling(forward, tag="l1"),
+      apply_rng=False,
+  )
   params = f.init(jax.random.key(0), _X)
   _, told = f.apply(params, _X)
   for value in told:
@@ -139,8 +161,10 @@ def side_outputs() -> float:
   total = float(sum(v.value for v in told))
   print(f"  total auxiliary loss {total:.3f}")
   plain = hke.transform(forward, apply_rng=False)
-  print("  without a collector, tell() is a no-op: output shape "
-        f"{plain.apply(params, _X).shape}")
+  print(
+      "  without a collector, tell() is a no-op: output shape "
+      f"{plain.apply(params, _X).shape}"
+  )
   return total
 
 
@@ -153,23 +177,33 @@ def random_handlers() -> dict[str, bool]:
   """Three ways to serve the same dropout layers."""
   _section("4. Random handlers")
   params = hke.transform(mlp).init(jax.random.key(0), _X)
-  from_arg = hke.transform(hke.handlers.WithRandomKeyFromArg.handling(
-      dropout_model), apply_rng=False)
+  from_arg = hke.transform(
+      hke.handlers.WithRandomKeyFromArg.handling(dropout_model), apply_rng=False
+  )
   a = from_arg.apply(params, (_X, jax.random.key(1)))
   b = from_arg.apply(params, (_X, jax.random.key(1)))
   c = from_arg.apply(params, (_X, jax.random.key(2)))
-  frozen = hke.transform(hke.handlers.WithFrozenRandomState.handling(
-      dropout_model, jax.random.key(3)), apply_rng=False)
-  haiku_rng = hke.transform(hke.handlers.WithHaikuRandom.handling(
-      dropout_model))
+  frozen = hke.transform(
+      hke.handlers.WithFrozenRandomState.handling(
+          dropout_model, jax.random.key(3)
+      ),
+      apply_rng=False,
+  )
+  haiku_rng = hke.transform(
+      hke.handlers.WithHaikuRandom.handling(dropout_model)
+  )
   results = {
       "same key, same output": bool(jnp.all(a == b)),
       "other key, other output": not bool(jnp.all(a == c)),
-      "frozen state repeats": bool(jnp.all(
-          frozen.apply(params, _X) == frozen.apply(params, _X))),
-      "Haiku rng serves it": bool(jnp.all(
-          haiku_rng.apply(params, jax.random.key(1), _X)
-          == haiku_rng.apply(params, jax.random.key(1), _X))),
+      "frozen state repeats": bool(
+          jnp.all(frozen.apply(params, _X) == frozen.apply(params, _X))
+      ),
+      "Haiku rng serves it": bool(
+          jnp.all(
+              haiku_rng.apply(params, jax.random.key(1), _X)
+              == haiku_rng.apply(params, jax.random.key(1), _X)
+          )
+      ),
   }
   for what, ok in results.items():
     print(f"  {what}: {ok}")
@@ -182,7 +216,8 @@ class Counter(hk.Module):
   def __init__(self, name: str | None = None):
     super().__init__(name=name)
     self.count = hke.InitialLocalStateRequest(
-        lambda: jnp.zeros([], jnp.int32), category="counters")
+        lambda: jnp.zeros([], jnp.int32), category="counters"
+    )
 
   def __call__(self, x: jax.Array) -> jax.Array:
     self.count.set(self.count.get() + 1)
@@ -214,8 +249,9 @@ class Accumulate(hk.Module):
 
   def __init__(self, name: str | None = None):
     super().__init__(name=name)
-    self.total = hke.InitialLocalStateRequest(_ZERO, category="totals",
-                                              name="total")
+    self.total = hke.InitialLocalStateRequest(
+        _ZERO, category="totals", name="total"
+    )
 
   def __call__(self, x: jax.Array) -> jax.Array:
     self.total.set(self.total.get() + jnp.sum(x))
@@ -225,20 +261,26 @@ class Accumulate(hk.Module):
 def shared_states() -> float:
   """Two layers naming one state share a single value."""
   _section("6. Shared states")
+
   def forward(x):
     return Accumulate(name="second")(Accumulate(name="first")(x))
-  f = hke.transform_with_state(hke.handlers.handle_local_states(
-      forward, state_sharing="allowed"))
+
+  f = hke.transform_with_state(
+      hke.handlers.handle_local_states(forward, state_sharing="allowed")
+  )
   params, state = f.init(None, jnp.ones(3))
   _, state = f.apply(params, state, None, jnp.ones(3))
   total = float(state["~local_state/totals"]["total"])
   print(f"  one state for both layers: {state['~local_state/totals']}")
   try:
     hke.transform_with_state(hke.handlers.handle_local_states(forward)).init(
-        None, jnp.ones(3))
+        None, jnp.ones(3)
+    )
   except ValueError as e:
-    print(f"  with the default state_sharing='forbidden': "
-          f"{type(e).__name__}: {str(e)[:70]}...")
+    print(
+        "  with the default state_sharing='forbidden': "
+        f"{type(e).__name__}: {str(e)[:70]}..."
+    )
   return total
 
 
@@ -250,16 +292,22 @@ def freezing_states() -> float:
   params, state = f.init(jax.random.key(0), _X)
   for _ in range(2):
     _, state = f.apply(params, state, None, _X)
-  frozen = hke.transform(hke.handlers.freeze_local_states(handler, state),
-                         apply_rng=False)
+  frozen = hke.transform(
+      hke.handlers.freeze_local_states(handler, state), apply_rng=False
+  )
   try:
     frozen.apply(params, _X)
   except hke.UnhandledEffectError as e:
-    print(f"  frozen states are read-only; the counter's set() says: "
-          f"{str(e)[:60]}...")
+    print(
+        "  frozen states are read-only; the counter's set() says: "
+        f"{str(e)[:60]}..."
+    )
   print(f"  the frozen values: {jax.tree.map(int, state)}")
-  unfrozen = hke.transform_with_state(hke.handlers.handle_local_states(
-      hke.handlers.freeze_local_states(handler, state)))
+  unfrozen = hke.transform_with_state(
+      hke.handlers.handle_local_states(
+          hke.handlers.freeze_local_states(handler, state)
+      )
+  )
   params2, resumed = unfrozen.init(jax.random.key(0), _X)
   del params2
   _, resumed = unfrozen.apply(params, resumed, None, _X)

@@ -1,3 +1,17 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """Real English text for the language-model example: Python's own manual.
 
 ``pydoc_data.topics`` ships with every CPython: the help texts that
@@ -61,6 +75,7 @@ class Corpus:
   >>> c.vocab_size, c.train.tolist(), c.held_out.tolist()
   (3, [0, 1, 2], [0, 2, 1])
   """
+
   alphabet: str
   train: np.ndarray
   held_out: np.ndarray
@@ -82,9 +97,11 @@ class Corpus:
     index = {c: i + 1 for i, c in enumerate(self.alphabet)}
     unknown = sorted(set(text) - set(index))
     if unknown:
-      raise ValueError(f"characters {unknown!r} are not in the corpus "
-                       "alphabet; only text made of its characters can be "
-                       "encoded.")
+      raise ValueError(
+          f"characters {unknown!r} are not in the corpus "
+          "alphabet; only text made of its characters can be "
+          "encoded."
+      )
     return np.array([index[c] for c in text], np.int32)
 
   def decode(self, ids: np.ndarray) -> str:
@@ -95,8 +112,10 @@ class Corpus:
     >>> load_corpus({"alpha": "ba", "beta": "ab"}).decode(np.array([1, 0, 2]))
     'a\\n\\nb'
     """
-    return "".join("\n\n" if i == SEPARATOR else self.alphabet[i - 1]
-                   for i in np.asarray(ids).tolist())
+    return "".join(
+        "\n\n" if i == SEPARATOR else self.alphabet[i - 1]
+        for i in np.asarray(ids).tolist()
+    )
 
 
 def load_corpus(documents: Mapping[str, str] | None = None) -> Corpus:
@@ -117,6 +136,7 @@ def load_corpus(documents: Mapping[str, str] | None = None) -> Corpus:
   """
   if documents is None:
     from pydoc_data import topics  # pylint: disable=g-import-not-at-top
+
     documents = topics.topics
   alphabet = "".join(sorted(set("".join(documents.values()))))
   index = {c: i + 1 for i, c in enumerate(alphabet)}
@@ -132,13 +152,16 @@ def load_corpus(documents: Mapping[str, str] | None = None) -> Corpus:
   if not held or len(held) == len(names):
     raise ValueError(
         f"the split of {len(names)} documents by name holds out {len(held)}; "
-        "both splits need a document (about one name in ten is held out).")
-  return Corpus(alphabet, stream(n for n in names if n not in held),
-                stream(held), held)
+        "both splits need a document (about one name in ten is held out)."
+    )
+  return Corpus(
+      alphabet, stream(n for n in names if n not in held), stream(held), held
+  )
 
 
-def train_windows(corpus: Corpus, rng: np.random.Generator, rows: int,
-                  length: int) -> np.ndarray:
+def train_windows(
+    corpus: Corpus, rng: np.random.Generator, rows: int, length: int
+) -> np.ndarray:
   """``rows`` random windows of ``length + 1`` training ids (inputs, then
   the next character of each), ``[rows, length + 1]`` int32.
 
@@ -152,8 +175,9 @@ def train_windows(corpus: Corpus, rng: np.random.Generator, rows: int,
   return corpus.train[starts[:, None] + np.arange(length + 1)]
 
 
-def held_out_windows(ids: np.ndarray, length: int, multiple: int = 1
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def held_out_windows(
+    ids: np.ndarray, length: int, multiple: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
   """Covers ``ids`` with windows scoring each id after the first once.
 
   Window ``k`` holds ids ``[k * length, (k + 1) * length]``: its inputs are
@@ -176,7 +200,7 @@ def held_out_windows(ids: np.ndarray, length: int, multiple: int = 1
   count = -(-targets // length)
   count += -count % multiple
   padded = np.zeros(count * length + 1, np.int32)
-  padded[:len(ids)] = ids
+  padded[: len(ids)] = ids
   windows = padded[np.arange(count)[:, None] * length + np.arange(length + 1)]
   weights = (np.arange(count * length) < targets).astype(np.float32)
   return windows, weights.reshape(count, length)

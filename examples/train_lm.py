@@ -56,7 +56,9 @@ from typing import Any, Sequence
 if __package__ in (None, ""):
   # Run as a script: make `hk_effects` and `examples` importable from a
   # checkout without installing it.
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  sys.path.insert(
+      0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  )
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
@@ -67,101 +69,171 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import hk_effects as hke
 from examples import checkpoints
 from examples import lm_model
 from examples import lm_outputs
 from examples import lm_tasks
+import hk_effects as hke
+
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 TASK = flags.DEFINE_enum(
-    "task", "text", ["text", "reverse"], "text: character-level language "
+    "task",
+    "text",
+    ["text", "reverse"],
+    "text: character-level language "
     "model of pydoc_data.topics, scored in held-out bits per character; "
-    "reverse: reverse digit strings, scored by exact-sequence accuracy.")
+    "reverse: reverse digit strings, scored by exact-sequence accuracy.",
+)
 NUM_STEPS = flags.DEFINE_integer(
-    "num_steps", 300, "Total optimizer steps; with --restore, training goes "
+    "num_steps",
+    300,
+    "Total optimizer steps; with --restore, training goes "
     "on from the checkpoint's step up to this number (the learning-rate "
     "schedule spans --num_steps, so only an unchanged value continues the "
-    "interrupted run bit for bit).")
+    "interrupted run bit for bit).",
+)
 BATCH_SIZE = flags.DEFINE_integer(
-    "batch_size", 64, "Global batch size (sequences per step), split evenly "
-    "over all devices of all processes.")
+    "batch_size",
+    64,
+    "Global batch size (sequences per step), split evenly "
+    "over all devices of all processes.",
+)
 LEARNING_RATE = flags.DEFINE_float(
-    "learning_rate", 1e-2, "Peak Adam learning rate, reached after a linear "
-    "warm-up and followed by cosine decay to 10%.")
+    "learning_rate",
+    1e-2,
+    "Peak Adam learning rate, reached after a linear "
+    "warm-up and followed by cosine decay to 10%.",
+)
 DROPOUT_RATE = flags.DEFINE_float(
-    "dropout_rate", 0.05, "Dropout rate after embeddings, attention and MLP "
-    "during training (evaluation and decoding never drop).")
+    "dropout_rate",
+    0.05,
+    "Dropout rate after embeddings, attention and MLP "
+    "during training (evaluation and decoding never drop).",
+)
 NUM_LAYERS = flags.DEFINE_integer("num_layers", 2, "Transformer blocks.")
 D_MODEL = flags.DEFINE_integer("d_model", 128, "Width of the residual stream.")
 NUM_HEADS = flags.DEFINE_integer("num_heads", 4, "Attention heads per block.")
 SEQ_LEN = flags.DEFINE_integer(
-    "seq_len", 64, "--task=text: characters per training window, the "
-    "model's context (and KV-cache) length.")
+    "seq_len",
+    64,
+    "--task=text: characters per training window, the "
+    "model's context (and KV-cache) length.",
+)
 MAX_DIGITS = flags.DEFINE_integer(
-    "max_digits", 8, "--task=reverse: longest digit string; lengths are "
-    "uniform in [1, max_digits].")
+    "max_digits",
+    8,
+    "--task=reverse: longest digit string; lengths are "
+    "uniform in [1, max_digits].",
+)
 SEED = flags.DEFINE_integer(
-    "seed", 0, "Seed of parameters, dropout, training batches and samples.")
+    "seed", 0, "Seed of parameters, dropout, training batches and samples."
+)
 EVAL_EVERY = flags.DEFINE_integer(
-    "eval_every", 50, "Steps between held-out evaluations (also run after "
-    "the last step).")
+    "eval_every",
+    50,
+    "Steps between held-out evaluations (also run after the last step).",
+)
 EVAL_SIZE = flags.DEFINE_integer(
-    "eval_size", 512, "--task=reverse: held-out strings decoded per "
+    "eval_size",
+    512,
+    "--task=reverse: held-out strings decoded per "
     "evaluation (rounded down to a multiple of the device count). The text "
-    "task always scores every held-out character.")
+    "task always scores every held-out character.",
+)
 LOG_EVERY = flags.DEFINE_integer(
-    "log_every", 25, "Steps between progress lines and metric rows.")
+    "log_every", 25, "Steps between progress lines and metric rows."
+)
 OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", os.path.join("outputs", "train_lm"), "Work directory: "
+    "output_dir",
+    os.path.join("outputs", "train_lm"),
+    "Work directory: "
     "metrics.csv, training.png, checkpoint_<step>.safetensors and "
-    "TensorBoard events are written there (created if missing).")
+    "TensorBoard events are written there (created if missing).",
+)
 flags.DEFINE_alias("workdir", "output_dir")
 RESTORE = flags.DEFINE_bool(
-    "restore", False, "Load the latest checkpoint of --workdir (params, "
+    "restore",
+    False,
+    "Load the latest checkpoint of --workdir (params, "
     "optimizer state, local states, step, metrics) and continue from its "
     "step; the flags that shape the run must match the checkpoint's. With "
-    "--num_steps at or below its step, only evaluate and decode.")
+    "--num_steps at or below its step, only evaluate and decode.",
+)
 CHECKPOINT_EVERY = flags.DEFINE_integer(
-    "checkpoint_every", 200, "Steps between checkpoints (one is also written "
-    "after the last step); 0: only after the last step.")
+    "checkpoint_every",
+    200,
+    "Steps between checkpoints (one is also written "
+    "after the last step); 0: only after the last step.",
+)
 KEEP_CHECKPOINTS = flags.DEFINE_integer(
-    "keep_checkpoints", 3, "Newest checkpoints kept in --workdir; older ones "
-    "are deleted (0: keep all).")
+    "keep_checkpoints",
+    3,
+    "Newest checkpoints kept in --workdir; older ones "
+    "are deleted (0: keep all).",
+)
 NUM_DEVICES = flags.DEFINE_integer(
-    "num_devices", 0, "Local devices per process to train on, data-parallel "
-    "(0: all local devices).")
+    "num_devices",
+    0,
+    "Local devices per process to train on, data-parallel "
+    "(0: all local devices).",
+)
 NUM_SAMPLES = flags.DEFINE_integer(
-    "num_samples", 4, "Held-out prompts continued (text) or strings shown "
-    "(reverse) at the end.")
+    "num_samples",
+    4,
+    "Held-out prompts continued (text) or strings shown (reverse) at the end.",
+)
 TEMPERATURE = flags.DEFINE_float(
-    "temperature", 0.8, "--task=text: temperature of the sampled "
-    "continuations (keys from the random effect); 0: greedy only.")
+    "temperature",
+    0.8,
+    "--task=text: temperature of the sampled "
+    "continuations (keys from the random effect); 0: greedy only.",
+)
 TENSORBOARD = flags.DEFINE_bool(
-    "tensorboard", False, "Also write the metric rows as TensorBoard event "
-    "files in --workdir (needs tensorboardX).")
+    "tensorboard",
+    False,
+    "Also write the metric rows as TensorBoard event "
+    "files in --workdir (needs tensorboardX).",
+)
 SHOW_BINDINGS = flags.DEFINE_bool(
-    "show_bindings", False, "Print which handler serves each effect request "
-    "of the training and decoding models (hke.bindings), then exit.")
+    "show_bindings",
+    False,
+    "Print which handler serves each effect request "
+    "of the training and decoding models (hke.bindings), then exit.",
+)
 COORDINATOR_ADDRESS = flags.DEFINE_string(
-    "coordinator_address", None, "host:port of process 0, to train across "
-    "processes with jax.distributed (CPU collectives over gloo).")
+    "coordinator_address",
+    None,
+    "host:port of process 0, to train across "
+    "processes with jax.distributed (CPU collectives over gloo).",
+)
 NUM_PROCESSES = flags.DEFINE_integer(
-    "num_processes", 1, "Number of processes (with --coordinator_address).")
+    "num_processes", 1, "Number of processes (with --coordinator_address)."
+)
 PROCESS_ID = flags.DEFINE_integer(
-    "process_id", 0, "This process's index in [0, num_processes).")
+    "process_id", 0, "This process's index in [0, num_processes)."
+)
 
 METRICS_NAME = lm_outputs.METRICS_NAME
 PLOT_NAME = lm_outputs.PLOT_NAME
 # The flags a checkpoint must agree with to be restored: they shape the
 # model, the optimizer or the data. Flags absent here (steps, logging,
 # devices, samples) may change between a run and its continuation.
-RESTORE_CHECKED_FLAGS = ("task", "num_layers", "d_model", "num_heads",
-                         "dropout_rate", "learning_rate", "batch_size", "seed")
+RESTORE_CHECKED_FLAGS = (
+    "task",
+    "num_layers",
+    "d_model",
+    "num_heads",
+    "dropout_rate",
+    "learning_rate",
+    "batch_size",
+    "seed",
+)
 TASK_FLAGS = {"text": ("seq_len",), "reverse": ("max_digits",)}
 
 
 # ------------------------------------------------------------- training ---
+
 
 def make_task() -> lm_tasks.TextTask | lm_tasks.ReverseTask:
   """The task ``--task`` names."""
@@ -172,52 +244,67 @@ def make_task() -> lm_tasks.TextTask | lm_tasks.ReverseTask:
 
 def model_config(task) -> lm_model.ModelConfig:
   """The model configuration the flags describe, for ``task``."""
-  return task.model_config(num_layers=NUM_LAYERS.value, d_model=D_MODEL.value,
-                           num_heads=NUM_HEADS.value,
-                           dropout_rate=DROPOUT_RATE.value)
+  return task.model_config(
+      num_layers=NUM_LAYERS.value,
+      d_model=D_MODEL.value,
+      num_heads=NUM_HEADS.value,
+      dropout_rate=DROPOUT_RATE.value,
+  )
 
 
 def loss_fn(params, rng, tokens, model: Any, task: Any):
   """Mean cross-entropy on the task's targets, and metrics for the log."""
   inputs, targets = tokens[:, :-1], tokens[:, 1:]
   key_valid, weights = task.loss_masks(tokens)
-  logits, side_outputs = model.apply(params, rng,
-                                     lm_model.model_inputs(inputs, key_valid))
+  logits, side_outputs = model.apply(
+      params, rng, lm_model.model_inputs(inputs, key_valid)
+  )
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
   loss = jnp.sum(losses * weights) / jnp.sum(weights)
   correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
-  stats = jnp.stack([jnp.stack([s.value["mean"], s.value["rms"]])
-                     for s in side_outputs])
-  return loss, {"loss": loss,
-                "token_accuracy": jnp.sum(correct * weights) / jnp.sum(weights),
-                "block_stats": stats}
+  stats = jnp.stack(
+      [jnp.stack([s.value["mean"], s.value["rms"]]) for s in side_outputs]
+  )
+  return loss, {
+      "loss": loss,
+      "token_accuracy": jnp.sum(correct * weights) / jnp.sum(weights),
+      "block_stats": stats,
+  }
 
 
 def make_optimizer(num_steps: int) -> optax.GradientTransformation:
   """Adam with warm-up, cosine decay and gradient clipping."""
   schedule = optax.warmup_cosine_decay_schedule(
-      0.0, LEARNING_RATE.value, warmup_steps=min(100, num_steps // 10 + 1),
-      decay_steps=max(num_steps, 1), end_value=LEARNING_RATE.value * 0.1)
-  return optax.chain(optax.clip_by_global_norm(1.0),
-                     optax.adamw(schedule, weight_decay=1e-4))
+      0.0,
+      LEARNING_RATE.value,
+      warmup_steps=min(100, num_steps // 10 + 1),
+      decay_steps=max(num_steps, 1),
+      end_value=LEARNING_RATE.value * 0.1,
+  )
+  return optax.chain(
+      optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-4)
+  )
 
 
 def make_train_step(model, optimizer, task):
   """A jitted step. The loss averages over the global batch, so under the
   data-parallel sharding the gradients XLA all-reduces are the average of the
   per-device gradients."""
-  grad_fn = jax.grad(functools.partial(loss_fn, model=model, task=task),
-                     has_aux=True)
+  grad_fn = jax.grad(
+      functools.partial(loss_fn, model=model, task=task), has_aux=True
+  )
 
   @jax.jit
   def step(params, opt_state, rng, tokens):
     grads, metrics = grad_fn(params, rng, tokens)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, metrics
+
   return step
 
 
 # ------------------------------------------------------------ data, mesh ---
+
 
 def local_devices() -> list[jax.Device]:
   """The devices this process trains on (``--num_devices`` of its own)."""
@@ -228,7 +315,8 @@ def local_devices() -> list[jax.Device]:
         f"--num_devices={NUM_DEVICES.value} but this process has "
         f"{len(devices)} local devices; pass a number in [1, {len(devices)}] "
         "or 0 for all (on CPU, XLA_FLAGS=--xla_force_host_platform_device_"
-        "count=N simulates N devices).")
+        "count=N simulates N devices)."
+    )
   return devices[:wanted]
 
 
@@ -248,7 +336,8 @@ def per_process_rows(total: int, mesh: jax.sharding.Mesh, what: str) -> int:
   if total % devices:
     raise ValueError(
         f"{what}={total} is not a multiple of the {devices} devices training "
-        f"data-parallel; pass a multiple of {devices} or fewer --num_devices.")
+        f"data-parallel; pass a multiple of {devices} or fewer --num_devices."
+    )
   return total // jax.process_count()
 
 
@@ -256,8 +345,10 @@ def global_batch(mesh: jax.sharding.Mesh, rows: np.ndarray) -> jax.Array:
   """The data-sharded global array of ``rows`` (the whole global batch,
   which every process holds): each process puts in its own slice."""
   per_process = len(rows) // jax.process_count()
-  mine = rows[jax.process_index() * per_process:][:per_process]
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  mine = rows[jax.process_index() * per_process :][:per_process]
+  sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec("data")
+  )
   return jax.make_array_from_process_local_data(sharding, mine)
 
 
@@ -269,13 +360,17 @@ def gathered(tree: Any) -> Any:
   process holds whole, and numpy arrays, are its own values.
   """
   leaves, treedef = jax.tree.flatten(tree)
-  spanning = [i for i, x in enumerate(leaves)
-              if isinstance(x, jax.Array) and not x.is_fully_addressable]
+  spanning = [
+      i
+      for i, x in enumerate(leaves)
+      if isinstance(x, jax.Array) and not x.is_fully_addressable
+  ]
   if spanning:
     # One collective for all; tiled=True: a replicated array comes back as
     # its value and a sharded one as the whole global array.
-    values = multihost_utils.process_allgather([leaves[i] for i in spanning],
-                                               tiled=True)
+    values = multihost_utils.process_allgather(
+        [leaves[i] for i in spanning], tiled=True
+    )
     for i, value in zip(spanning, values):
       leaves[i] = value
   leaves = [np.asarray(jax.device_get(x)) for x in leaves]
@@ -283,6 +378,7 @@ def gathered(tree: Any) -> Any:
 
 
 # ---------------------------------------------------------- checkpoints ---
+
 
 def restore_config(config: lm_model.ModelConfig) -> dict[str, Any]:
   """What a checkpoint records and ``--restore`` checks: the flags of
@@ -295,40 +391,54 @@ def restore_config(config: lm_model.ModelConfig) -> dict[str, Any]:
   return values
 
 
-def load_checkpoint(output_dir: str, config: lm_model.ModelConfig
-                    ) -> checkpoints.Checkpoint:
+def load_checkpoint(
+    output_dir: str, config: lm_model.ModelConfig
+) -> checkpoints.Checkpoint:
   """The latest checkpoint of ``output_dir``, if its settings are this
   run's (an error naming every flag that differs otherwise)."""
   path = checkpoints.latest(output_dir)
   ckpt = checkpoints.load(path)
-  differences = checkpoints.config_differences(ckpt.config,
-                                               restore_config(config))
+  differences = checkpoints.config_differences(
+      ckpt.config, restore_config(config)
+  )
   if differences:
     raise ValueError(
         f"--restore: {path} was written by a run with other settings: "
         f"{'; '.join(differences)}. Pass the checkpoint's values, or a fresh "
-        "--workdir to start a new run.")
+        "--workdir to start a new run."
+    )
   return ckpt
 
 
-def save(output_dir: str, step: int, config, params, opt_state, local_states,
-         rows) -> None:
+def save(
+    output_dir: str, step: int, config, params, opt_state, local_states, rows
+) -> None:
   """Writes a checkpoint and ``metrics.csv``; only process 0 writes, but
   every process takes part in gathering the arrays."""
   params, opt_state, local_states = gathered((params, opt_state, local_states))
   # Only the caches of the shown samples are kept: enough to inspect or
   # resume their decoding, without a whole evaluation batch.
   local_states = jax.tree.map(
-      lambda x: x[:NUM_SAMPLES.value] if x.ndim else x, local_states)
+      lambda x: x[: NUM_SAMPLES.value] if x.ndim else x, local_states
+  )
   if jax.process_index() == 0:
-    checkpoints.save(output_dir, step,
-                     {"params": params, "opt_state": opt_state,
-                      "local_states": local_states},
-                     restore_config(config), rows, keep=KEEP_CHECKPOINTS.value)
+    checkpoints.save(
+        output_dir,
+        step,
+        {
+            "params": params,
+            "opt_state": opt_state,
+            "local_states": local_states,
+        },
+        restore_config(config),
+        rows,
+        keep=KEEP_CHECKPOINTS.value,
+    )
     lm_outputs.write_metrics(os.path.join(output_dir, METRICS_NAME), rows)
 
 
 # ------------------------------------------------------------------ main ---
+
 
 def show_bindings(config: lm_model.ModelConfig) -> None:
   """Prints the ``hke.bindings`` tables of the training and decoding models."""
@@ -345,8 +455,9 @@ def main(argv: Sequence[str]) -> None:
   started, cpu_started = time.perf_counter(), time.process_time()
   if COORDINATOR_ADDRESS.value:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(COORDINATOR_ADDRESS.value, NUM_PROCESSES.value,
-                               PROCESS_ID.value)
+    jax.distributed.initialize(
+        COORDINATOR_ADDRESS.value, NUM_PROCESSES.value, PROCESS_ID.value
+    )
   task = make_task()
   config = model_config(task)
   if SHOW_BINDINGS.value:
@@ -359,8 +470,12 @@ def _duration(seconds: float) -> str:
   return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
-def run(task, config: lm_model.ModelConfig, started: float | None = None,
-        cpu_started: float | None = None) -> dict[str, Any]:
+def run(
+    task,
+    config: lm_model.ModelConfig,
+    started: float | None = None,
+    cpu_started: float | None = None,
+) -> dict[str, Any]:
   """Trains, evaluates, decodes and writes outputs; returns the summary."""
   started = time.perf_counter() if started is None else started
   cpu_started = time.process_time() if cpu_started is None else cpu_started
@@ -371,7 +486,8 @@ def run(task, config: lm_model.ModelConfig, started: float | None = None,
   ckpt = load_checkpoint(output_dir, config) if RESTORE.value else None
   mesh = make_mesh()
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  train_rows = per_process_rows(BATCH_SIZE.value, mesh, "--batch_size")
+  # Checks the batch divides among the devices (the rows are not needed).
+  per_process_rows(BATCH_SIZE.value, mesh, "--batch_size")
   if task.name == "reverse":
     eval_arrays = task.eval_data(mesh.devices.size, EVAL_SIZE.value)
     evaluate = task.make_evaluate(config, len(eval_arrays[0]))
@@ -392,12 +508,16 @@ def run(task, config: lm_model.ModelConfig, started: float | None = None,
   start_step = 0
   if ckpt:
     start_step, rows = ckpt.step, ckpt.metrics
-    params, opt_state = (ckpt.tree("params", params),
-                         ckpt.tree("opt_state", opt_state))
+    params, opt_state = (
+        ckpt.tree("params", params),
+        ckpt.tree("opt_state", opt_state),
+    )
     local_states = ckpt.tree("local_states")
     if is_chief:
-      print(f"Restored step {start_step} from {ckpt.path} (local states: "
-            f"{len(jax.tree.leaves(local_states))} arrays).")
+      print(
+          f"Restored step {start_step} from {ckpt.path} (local states: "
+          f"{len(jax.tree.leaves(local_states))} arrays)."
+      )
   board = None
   if is_chief:
     os.makedirs(output_dir, exist_ok=True)
@@ -408,21 +528,26 @@ def run(task, config: lm_model.ModelConfig, started: float | None = None,
   baselines = task.baselines()
   # Every process says what it trains on; the rest is process 0's to say.
   size = sum(x.size for x in jax.tree.leaves(params))
-  print(f"Task {task.name}: training {size:,} params on {mesh.devices.size} "
-        f"device(s) in {jax.process_count()} process(es), batch "
-        f"{BATCH_SIZE.value}, steps {start_step}..{NUM_STEPS.value}."
-        + "".join(f" {k.split('_')[0].capitalize()} baseline: {v:.3f} "
-                  "bits/char held out."
-                  for k, v in sorted(baselines.items(), reverse=True)),
-        flush=True)
+  print(
+      f"Task {task.name}: training {size:,} params on {mesh.devices.size} "
+      f"device(s) in {jax.process_count()} process(es), batch "
+      f"{BATCH_SIZE.value}, steps {start_step}..{NUM_STEPS.value}."
+      + "".join(
+          f" {k.split('_')[0].capitalize()} baseline: {v:.3f} "
+          "bits/char held out."
+          for k, v in sorted(baselines.items(), reverse=True)
+      ),
+      flush=True,
+  )
 
   metrics: dict[str, float] = {}
   decoded = None
   tick, tick_step = time.perf_counter(), start_step
   for step in range(start_step + 1, NUM_STEPS.value + 1):
     tokens = global_batch(mesh, task.train_tokens(step, BATCH_SIZE.value))
-    params, opt_state, train = step_fn(params, opt_state,
-                                       jax.random.fold_in(rng, step), tokens)
+    params, opt_state, train = step_fn(
+        params, opt_state, jax.random.fold_in(rng, step), tokens
+    )
     last = step == NUM_STEPS.value
     if step == start_step + 1 and step % LOG_EVERY.value and not last:
       # Steps/s and the ETA leave out the first step, which compiles.
@@ -437,28 +562,41 @@ def run(task, config: lm_model.ModelConfig, started: float | None = None,
       now = time.perf_counter()
       steps_per_s = (step - tick_step) / (now - tick)
       tick, tick_step = now, step
-      row = {"step": step, "loss": float(train["loss"]),
-             "token_accuracy": float(train["token_accuracy"]),
-             "steps_per_s": steps_per_s}
-      row.update({k: (v if evaluated else "") for k, v in metrics.items()})
-      row.update({k: (v if evaluated else "") for k, v in baselines.items()})
+      row = {
+          "step": step,
+          "loss": float(train["loss"]),
+          "token_accuracy": float(train["token_accuracy"]),
+          "steps_per_s": steps_per_s,
+      }
+      row.update({k: v if evaluated else "" for k, v in metrics.items()})
+      row.update({k: v if evaluated else "" for k, v in baselines.items()})
       for i, (mean, rms) in enumerate(np.asarray(train["block_stats"])):
         row[f"block_{i}_mean"], row[f"block_{i}_rms"] = float(mean), float(rms)
       rows.append(row)
       if is_chief:
-        loss = (f"{row['loss'] / np.log(2):.3f} bits/char" if baselines else
-                f"{row['loss']:.4f}, token accuracy {row['token_accuracy']:.3f}")
-        print(f"step {step:5d}/{NUM_STEPS.value}: training loss {loss}, "
-              f"{steps_per_s:.1f} steps/s, ETA "
-              f"{_duration((NUM_STEPS.value - step) / steps_per_s)}"
-              + (f", {task.describe(metrics)}" if evaluated else ""),
-              flush=True)
+        loss = (
+            f"{row['loss'] / np.log(2):.3f} bits/char"
+            if baselines
+            else (
+                f"{row['loss']:.4f}, token accuracy {row['token_accuracy']:.3f}"
+            )
+        )
+        print(
+            f"step {step:5d}/{NUM_STEPS.value}: training loss {loss}, "
+            f"{steps_per_s:.1f} steps/s, ETA "
+            f"{_duration((NUM_STEPS.value - step) / steps_per_s)}"
+            + (f", {task.describe(metrics)}" if evaluated else ""),
+            flush=True,
+        )
         if board:
           board.write(row)
     if task.name == "reverse" and evaluated:
       local_states = decoded[1]
-    if (CHECKPOINT_EVERY.value and step % CHECKPOINT_EVERY.value == 0
-        and not last):
+    if (
+        CHECKPOINT_EVERY.value
+        and step % CHECKPOINT_EVERY.value == 0
+        and not last
+    ):
       save(output_dir, step, config, params, opt_state, local_states, rows)
   if start_step >= NUM_STEPS.value:
     metrics, decoded = evaluate(params, *eval_arrays)
@@ -466,27 +604,38 @@ def run(task, config: lm_model.ModelConfig, started: float | None = None,
 
   final_step = max(start_step, NUM_STEPS.value)
   if task.name == "text":
-    local_states = task.finish(gathered(params), config, NUM_SAMPLES.value,
-                               TEMPERATURE.value, jax.random.fold_in(rng, 0),
-                               is_chief)
+    local_states = task.finish(
+        gathered(params),
+        config,
+        NUM_SAMPLES.value,
+        TEMPERATURE.value,
+        jax.random.fold_in(rng, 0),
+        is_chief,
+    )
   else:
     tokens, (predicted, states) = gathered((eval_arrays[0], decoded))
-    local_states = task.finish(tokens, predicted, states, NUM_SAMPLES.value,
-                               is_chief)
+    local_states = task.finish(
+        tokens, predicted, states, NUM_SAMPLES.value, is_chief
+    )
   save(output_dir, final_step, config, params, opt_state, local_states, rows)
   if is_chief and rows:
-    lm_outputs.plot_metrics(os.path.join(output_dir, PLOT_NAME), rows,
-                            config.num_layers, baselines)
+    lm_outputs.plot_metrics(
+        os.path.join(output_dir, PLOT_NAME), rows, config.num_layers, baselines
+    )
   if board:
     board.close()
   wall = time.perf_counter() - started
   cpu = time.process_time() - cpu_started
-  summary = dict(metrics, step=final_step, seconds=wall, cpu_seconds=cpu,
-                 **baselines)
+  summary = dict(
+      metrics, step=final_step, seconds=wall, cpu_seconds=cpu, **baselines
+  )
   if is_chief:
-    print(f"Final: step {final_step}, {task.final_line(metrics)}; "
-          f"{wall:.1f} s wall, {cpu:.1f} s CPU, load average "
-          f"{os.getloadavg()[0]:.1f}; outputs in {output_dir}", flush=True)
+    print(
+        f"Final: step {final_step}, {task.final_line(metrics)}; "
+        f"{wall:.1f} s wall, {cpu:.1f} s CPU, load average "
+        f"{os.getloadavg()[0]:.1f}; outputs in {output_dir}",
+        flush=True,
+    )
   return summary
 
 

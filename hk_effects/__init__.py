@@ -52,8 +52,8 @@ Example:
 from hk_effects import boundaries
 from hk_effects import boundary_wrappers  # pylint: disable=unused-import  # Installs.
 from hk_effects import handlers
+from hk_effects.attention import KVCachedAttention
 from hk_effects.binding import handler_scope
-from hk_effects.raw_transforms import RawTransformError
 from hk_effects.boundaries import BoundaryBypassError
 from hk_effects.boundaries import BoundaryEffect
 from hk_effects.editing import CallSelection
@@ -66,7 +66,6 @@ from hk_effects.effect_base import HandledEffectRef
 from hk_effects.effect_base import pytree_dataclass
 from hk_effects.effect_base import static_field
 from hk_effects.effect_base import UnhandledEffectError
-from hk_effects.attention import KVCachedAttention
 from hk_effects.handlers.local_state import FrozenLocalStateRequest
 from hk_effects.handlers.local_state import HandledLocalStateRef
 from hk_effects.handlers.local_state import InitialLocalStateRequest
@@ -87,13 +86,14 @@ from hk_effects.handlers.side_output import SideOutputValue
 from hk_effects.handlers.side_output import tell
 from hk_effects.handlers.side_output_reduce import Reduce
 from hk_effects.handlers.side_output_transport import SideOutputPlacementError
-from hk_effects.inspection import BindingTable
 from hk_effects.inspection import bindings
+from hk_effects.inspection import BindingTable
 from hk_effects.inspection import free_effect_types
 from hk_effects.layers import ApplyAttentionMask
 from hk_effects.layers import Dropout
 from hk_effects.layers import TellIntermediate
 from hk_effects.path_keys import PathKeyCollisionError
+from hk_effects.raw_transforms import RawTransformError
 from hk_effects.signature import effect_signature
 from hk_effects.signature import EffectSignature
 from hk_effects.transform import multi_transform

@@ -56,11 +56,18 @@ class KVCachedAttention(hk.Module):
   1
   """
 
-  def __init__(self, num_heads: int, key_size: int, max_length: int,
-               batch_size: int, model_size: int | None = None,
-               mask_tag: Any = None, cache_category: Any = "kv_cache",
-               w_init: hk.initializers.Initializer | None = None,
-               name: str | None = None):
+  def __init__(
+      self,
+      num_heads: int,
+      key_size: int,
+      max_length: int,
+      batch_size: int,
+      model_size: int | None = None,
+      mask_tag: Any = None,
+      cache_category: Any = "kv_cache",
+      w_init: hk.initializers.Initializer | None = None,
+      name: str | None = None,
+  ):
     super().__init__(name=name)
     self.num_heads = num_heads
     self.key_size = key_size
@@ -70,22 +77,28 @@ class KVCachedAttention(hk.Module):
     shape = (batch_size, max_length, num_heads, key_size)
     self.cache = {
         "k": local_state.InitialLocalStateRequest(
-            lambda: jnp.zeros(shape, jnp.float32), cache_category),
+            lambda: jnp.zeros(shape, jnp.float32), cache_category
+        ),
         "v": local_state.InitialLocalStateRequest(
-            lambda: jnp.zeros(shape, jnp.float32), cache_category),
+            lambda: jnp.zeros(shape, jnp.float32), cache_category
+        ),
         "index": local_state.InitialLocalStateRequest(
-            lambda: jnp.zeros([], jnp.int32), cache_category),
+            lambda: jnp.zeros([], jnp.int32), cache_category
+        ),
     }
     if mask_tag is not None:
       from hk_effects.handlers import side_input  # pylint: disable=g-import-not-at-top
+
       self.mask: side_input.SideInputRequest | None = (
-          side_input.SideInputRequest(mask_tag))
+          side_input.SideInputRequest(mask_tag)
+      )
     else:
       self.mask = None
 
   def _project(self, x: jax.Array, name: str) -> jax.Array:
-    y = hk.Linear(self.num_heads * self.key_size, w_init=self.w_init,
-                  name=name)(x)
+    y = hk.Linear(
+        self.num_heads * self.key_size, w_init=self.w_init, name=name
+    )(x)
     return y.reshape(x.shape[:-1] + (self.num_heads, self.key_size))
 
   def __call__(self, x: jax.Array, *, decode: bool = False) -> jax.Array:
@@ -96,9 +109,11 @@ class KVCachedAttention(hk.Module):
     if decode:
       index = self.cache["index"].get()
       k_all = jax.lax.dynamic_update_slice_in_dim(
-          self.cache["k"].get(), k.astype(jnp.float32), index, axis=1)
+          self.cache["k"].get(), k.astype(jnp.float32), index, axis=1
+      )
       v_all = jax.lax.dynamic_update_slice_in_dim(
-          self.cache["v"].get(), v.astype(jnp.float32), index, axis=1)
+          self.cache["v"].get(), v.astype(jnp.float32), index, axis=1
+      )
       self.cache["k"].set(k_all)
       self.cache["v"].set(v_all)
       self.cache["index"].set(index + time)
@@ -113,7 +128,8 @@ class KVCachedAttention(hk.Module):
       # cache, which later queries must not read.
       mask = mask & self.mask.ask()
     logits = jnp.einsum("bthd,bThd->bhtT", q, k) / jnp.sqrt(
-        jnp.asarray(self.key_size, q.dtype))
+        jnp.asarray(self.key_size, q.dtype)
+    )
     logits = jnp.where(mask, logits, jnp.asarray(-1e30, logits.dtype))
     weights = jax.nn.softmax(logits)
     attended = jnp.einsum("bhtT,bThd->bthd", weights, v)

@@ -45,20 +45,45 @@ from hk_effects import recording
 _EFFECT_NODE_TYPES = (effect_base.EffectRequest, effect_base.HandledEffectRef)
 # Attribute values of these types never hold effect nodes: skipping them keeps
 # the per-call cost of modules without effects near zero.
-_SKIP_TYPES = (str, int, float, bool, type(None), bytes, complex, np.ndarray,
-               jax.Array, hk.Module, types.FunctionType, types.MethodType,
-               types.BuiltinFunctionType, type)
+_SKIP_TYPES = (
+    str,
+    int,
+    float,
+    bool,
+    type(None),
+    bytes,
+    complex,
+    np.ndarray,
+    jax.Array,
+    hk.Module,
+    types.FunctionType,
+    types.MethodType,
+    types.BuiltinFunctionType,
+    type,
+)
 # The common ones, tested first by exact type with one set lookup, because
 # `isinstance(x, hk.Module)` goes through typing's Protocol machinery (about
 # 10 µs), which every plain attribute of every module call would pay.
 _SKIP_EXACT_TYPES: frozenset[type] = frozenset({
-    str, int, float, bool, type(None), bytes, complex, set, frozenset,
-    types.FunctionType, types.MethodType, types.BuiltinFunctionType})
+    str,
+    int,
+    float,
+    bool,
+    type(None),
+    bytes,
+    complex,
+    set,
+    frozenset,
+    types.FunctionType,
+    types.MethodType,
+    types.BuiltinFunctionType,
+})
 
 
 @dataclasses.dataclass(frozen=True)
 class Site:
   """Where a request sits: the module's Haiku name and the attribute path."""
+
   module_path: str
   attribute_path: str
 
@@ -157,13 +182,18 @@ def handler_scope(handler, state: Any = None) -> Iterator[HandlerScope]:
           f"Handler {handler!r} was applied inside its own body (id "
           f"{handler.handler_id!r}): its body calls it again in the same "
           "Haiku transform. Call the body, not the handler, or wrap it in a "
-          "second handler with a distinct `handler_id=`.")
-    if (scope.handler_id == handler.handler_id and scope.handler is not handler
-        and getattr(handler, "explicit_id", False)):
+          "second handler with a distinct `handler_id=`."
+      )
+    if (
+        scope.handler_id == handler.handler_id
+        and scope.handler is not handler
+        and getattr(handler, "explicit_id", False)
+    ):
       raise ValueError(
           f"Handler id {handler.handler_id!r} of {handler!r} collides with an "
           "enclosing running handler with the same id. Pass a distinct "
-          "`handler_id=` to `.handling(...)` (ids must be unique in a nest).")
+          "`handler_id=` to `.handling(...)` (ids must be unique in a nest)."
+      )
   scope = HandlerScope(handler, state)
   scope.token = token
   _state.scopes.append(scope)
@@ -178,8 +208,9 @@ def handler_scope(handler, state: Any = None) -> Iterator[HandlerScope]:
 
 
 @contextlib.contextmanager
-def effect_scope(stateless: bool = False,
-                 recording: list | None = None) -> Iterator[_EffectScope]:
+def effect_scope(
+    stateless: bool = False, recording: list | None = None
+) -> Iterator[_EffectScope]:
   """Installs the binding machinery for a whole transformed function."""
   scope = _EffectScope(stateless=stateless, recording=recording)
   _state.effect_scopes.append(scope)
@@ -197,18 +228,27 @@ def _is_effect_node(x: Any) -> bool:
 def _record(site: Site, request, handler_id: str) -> None:
   for effect_scope_ in _state.effect_scopes:
     if effect_scope_.recording is not None:
-      recording.record(effect_scope_.recording, effect_scope_.recorded, site,
-                       request, handler_id)
+      recording.record(
+          effect_scope_.recording,
+          effect_scope_.recorded,
+          site,
+          request,
+          handler_id,
+      )
 
 
 def _bind_node(node, site: Site) -> tuple[Any, Any]:
   """Returns (what the module keeps, what it sees during the call)."""
   kept, runtime = _bind_node_unrecorded(node, site)
   if recording.recording_calls_now():
-    request = kept.request if isinstance(
-        kept, effect_base.HandledEffectRef) else kept
-    handler_id = kept.handler_id if isinstance(
-        kept, effect_base.HandledEffectRef) else "unhandled"
+    request = (
+        kept.request if isinstance(kept, effect_base.HandledEffectRef) else kept
+    )
+    handler_id = (
+        kept.handler_id
+        if isinstance(kept, effect_base.HandledEffectRef)
+        else "unhandled"
+    )
     runtime = recording.proxied(runtime, site, request, handler_id)
   return kept, runtime
 
@@ -229,15 +269,17 @@ def handler_claims(handler, request, site: Site | None = None) -> bool:
     raise _predicate_error(handler, request, site, e) from e
 
 
-def _predicate_error(handler, request, site: Site | None,
-                     e: Exception) -> TypeError:
+def _predicate_error(
+    handler, request, site: Site | None, e: Exception
+) -> TypeError:
   where = "" if site is None else f" at {site}"
   return TypeError(
       f"The predicate of {handler!r} raised {type(e).__name__}: {e} when "
       f"asked whether it claims {request!r}{where}. A handler asks its "
       "predicate about every request of its effect (untagged ones too, and "
       "tags or categories of any type); make it return False for those it "
-      "does not want, e.g. `lambda r: getattr(r, 'tag', None) == 'x'`.")
+      "does not want, e.g. `lambda r: getattr(r, 'tag', None) == 'x'`."
+  )
 
 
 def _bind_node_unrecorded(node, site: Site) -> tuple[Any, Any]:
@@ -266,13 +308,15 @@ def _bind_node_unrecorded(node, site: Site) -> tuple[Any, Any]:
   if scope is None:
     _record(site, request, "unhandled")
     return node, UnhandledPlaceholder(
-        request, site, last_handler=node.handler_id if is_ref else None)
+        request, site, last_handler=node.handler_id if is_ref else None
+    )
   _record(site, request, scope.handler_id)
   if rewritten:
     # The module keeps what it had: the rewrite holds only while its
     # handler runs.
     return node, scope.handler.runtime_impl(
-        scope, scope.handler.make_ref(request), site)
+        scope, scope.handler.make_ref(request), site
+    )
   if is_ref and node.handler_id == scope.handler_id:
     kept = node
   else:
@@ -283,7 +327,7 @@ def _bind_node_unrecorded(node, site: Site) -> tuple[Any, Any]:
 
 
 def _is_dataclass_instance(value: Any) -> bool:
-  return (dataclasses.is_dataclass(value) and not isinstance(value, type))
+  return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
 # Containers nested deeper than this are not searched for requests (it also
@@ -291,8 +335,9 @@ def _is_dataclass_instance(value: Any) -> bool:
 _MAX_DEPTH = 32
 
 
-def _bind_tree(value: Any, module_path: str, path: str,
-               depth: int = 0) -> tuple[Any, ...] | None:
+def _bind_tree(
+    value: Any, module_path: str, path: str, depth: int = 0
+) -> tuple[Any, ...] | None:
   """Binds the effect nodes inside ``value``; None if it holds none.
 
   Walks dicts, lists, tuples (named ones too) and dataclasses, PyTree nodes
@@ -305,35 +350,66 @@ def _bind_tree(value: Any, module_path: str, path: str,
   if type(value) in _SKIP_EXACT_TYPES or depth >= _MAX_DEPTH:
     return None
   if isinstance(value, dict):
-    bound = {key: _bind_tree(item, module_path, f"{path}[{key!r}]", depth + 1)
-             for key, item in value.items()}
+    bound = {
+        key: _bind_tree(item, module_path, f"{path}[{key!r}]", depth + 1)
+        for key, item in value.items()
+    }
     if all(b is None for b in bound.values()):
       return None
-    return tuple(_rebuilt_dict(value, {
-        key: value[key] if b is None else b[i] for key, b in bound.items()})
-                 for i in (0, 1))
+    return tuple(
+        _rebuilt_dict(
+            value,
+            {
+                key: value[key] if b is None else b[i]
+                for key, b in bound.items()
+            },
+        )
+        for i in (0, 1)
+    )
   if isinstance(value, (list, tuple)):
     fields = getattr(value, "_fields", None)
     named = fields is not None
     keys = fields if fields is not None else range(len(value))
-    bound_items = [_bind_tree(item, module_path,
-                              f"{path}.{key}" if named else f"{path}[{key}]",
-                              depth + 1) for key, item in zip(keys, value)]
+    bound_items = [
+        _bind_tree(
+            item,
+            module_path,
+            f"{path}.{key}" if named else f"{path}[{key}]",
+            depth + 1,
+        )
+        for key, item in zip(keys, value)
+    ]
     if all(b is None for b in bound_items):
       return None
-    return tuple(_rebuilt_sequence(value, [
-        item if b is None else b[i] for item, b in zip(value, bound_items)])
-                 for i in (0, 1))
+    return tuple(
+        _rebuilt_sequence(
+            value,
+            [
+                item if b is None else b[i]
+                for item, b in zip(value, bound_items)
+            ],
+        )
+        for i in (0, 1)
+    )
   if _is_dataclass_instance(value) and not isinstance(value, _SKIP_TYPES):
     # (A dataclass module binds its requests in its own calls.)
-    bound = {f.name: _bind_tree(getattr(value, f.name, None), module_path,
-                                f"{path}.{f.name}", depth + 1)
-             for f in dataclasses.fields(value)}
+    bound = {
+        f.name: _bind_tree(
+            getattr(value, f.name, None),
+            module_path,
+            f"{path}.{f.name}",
+            depth + 1,
+        )
+        for f in dataclasses.fields(value)
+    }
     if all(b is None for b in bound.values()):
       return None
-    return tuple(_rebuilt_dataclass(value, {
-        name: b[i] for name, b in bound.items() if b is not None})
-                 for i in (0, 1))
+    return tuple(
+        _rebuilt_dataclass(
+            value, {name: b[i] for name, b in bound.items() if b is not None}
+        )
+        for i in (0, 1)
+    )
   return None
 
 
@@ -378,8 +454,11 @@ def _kind_of_type(kind: type) -> int:
     found = _NODE
   elif issubclass(kind, (list, tuple, dict)):
     found = _TREE
-  elif (dataclasses.is_dataclass(kind) and not issubclass(kind, type)
-        and not issubclass(kind, _SKIP_TYPES)):
+  elif (
+      dataclasses.is_dataclass(kind)
+      and not issubclass(kind, type)
+      and not issubclass(kind, _SKIP_TYPES)
+  ):
     found = _TREE
   else:
     found = _SKIP
@@ -415,8 +494,9 @@ def _intercept(next_fun: Callable, args, kwargs, context):
     if context.method_name == "__init__":
       # Requests are created in __init__; they bind when a method runs.
       return next_fun(*args, **kwargs)
-    return _intercept_direct(next_fun, context.method_name, context.module,
-                             args, kwargs)
+    return _intercept_direct(
+        next_fun, context.method_name, context.module, args, kwargs
+    )
   finally:
     # Haiku runs the first-pushed interceptor outermost; once it returns,
     # nothing calls `next_fun` again.
@@ -424,8 +504,9 @@ def _intercept(next_fun: Callable, args, kwargs, context):
       hki.release_next_fun(next_fun)
 
 
-def _intercept_direct(next_fun: Callable, method_name: str, module, args,
-                      kwargs):
+def _intercept_direct(
+    next_fun: Callable, method_name: str, module, args, kwargs
+):
   """``_intercept`` for a method other than ``__init__``, without Haiku's
   chain (``hki.register_own_interceptor``)."""
   del method_name  # Every method binds alike.
@@ -509,10 +590,14 @@ class UnhandledPlaceholder:
   def __getattr__(self, name: str):
     request = self.__dict__["_request"]
     is_protocol_method = name in effect_base.protocol_methods(
-        request.effect_protocol())
+        request.effect_protocol()
+    )
     effect_scope_ = current_effect_scope()
-    if (is_protocol_method and effect_scope_ is not None
-        and effect_scope_.recording is not None):
+    if (
+        is_protocol_method
+        and effect_scope_ is not None
+        and effect_scope_.recording is not None
+    ):
       # Inspection passes never fail on what the request would do unhandled
       # (a frozen state's set() raises): they use stand-in values.
       stand_in = request.inspection_stand_in
@@ -523,7 +608,8 @@ class UnhandledPlaceholder:
       return getattr(request, name)
     if not is_protocol_method:
       raise AttributeError(
-          f"{type(request).__name__!r} object has no attribute {name!r}")
+          f"{type(request).__name__!r} object has no attribute {name!r}"
+      )
     if effect_scope_ is not None and effect_scope_.recording is not None:
       raise recording.StopInspection(self._site, request)
     raise effect_base.UnhandledEffectError(self._message(name))
@@ -534,25 +620,28 @@ class UnhandledPlaceholder:
     others = []
     effect_scope_ = current_effect_scope()
     if effect_scope_ is not None:
-      others = [f"  - {s}: {r!r}" for s, r in effect_scope_.unhandled
-                if s != self._site]
+      others = [
+          f"  - {s}: {r!r}"
+          for s, r in effect_scope_.unhandled
+          if s != self._site
+      ]
     text = (
         f"Unhandled {protocol.__name__}: {self._site} holds {request!r}, and "
         f"its .{method}() was called, but no running handler claims it. "
         "Wrap the forward function in a handler that claims it, e.g. "
         f"{request.suggested_handler()}, or check that the "
-        "handler's tag / predicate / category matches this request.")
+        "handler's tag / predicate / category matches this request."
+    )
     if self._last_handler is not None:
       text += (
           f" It was served by handler {self._last_handler!r} in an earlier "
           "call, and that handler is not running now: the module was called "
           "after the handler returned; call the module inside the handler's "
-          "body.")
+          "body."
+      )
     if others:
       text += "\nOther unhandled requests met so far:\n" + "\n".join(others)
     return text
 
   def __repr__(self) -> str:
     return f"UnhandledPlaceholder({self._request!r} at {self._site})"
-
-

@@ -73,6 +73,7 @@ from typing import Any, ContextManager, Iterator
 
 from hk_effects import haiku_internals as hki
 
+
 class BoundaryBypassError(ValueError):
   """An effect ran inside a Haiku wrapper that hk_effects did not see.
 
@@ -82,6 +83,7 @@ class BoundaryBypassError(ValueError):
   >>> issubclass(hke.BoundaryBypassError, ValueError)
   True
   """
+
 
 BoundaryBypassError.__module__ = "hk_effects"
 
@@ -99,6 +101,7 @@ class Boundary:
   ``prefix``: the module path the body's module names lack
   (``hk.layer_stack``'s lifted name, known once the wrapper returned).
   """
+
   kind: str
   carries: str | None
   length: int | None = None
@@ -117,6 +120,7 @@ class Boundary:
 @dataclasses.dataclass(eq=False)
 class Body:
   """One traced run of a boundary's body (see ``BoundaryEffect.body``)."""
+
   boundary: Boundary
   index: Any
   level: Any
@@ -206,7 +210,8 @@ def register(effect: BoundaryEffect) -> BoundaryEffect:
   if not isinstance(effect, BoundaryEffect):
     raise TypeError(
         f"register expects a BoundaryEffect instance; got {effect!r}. "
-        "Subclass hke.boundaries.BoundaryEffect.")
+        "Subclass hke.boundaries.BoundaryEffect."
+    )
   if effect not in _EFFECTS:
     _EFFECTS.append(effect)
   return effect
@@ -258,4 +263,5 @@ def check_entered(what: str) -> None:
       "reference to Haiku's original taken before `import hk_effects` (e.g. "
       "`from haiku import scan` or a library holding `haiku.vmap`). Import "
       "hk_effects before such code, or call the wrapper as `hk.scan` / "
-      "`hk.vmap` / ... at call time.")
+      "`hk.vmap` / ... at call time."
+  )

@@ -57,15 +57,17 @@ class _Crossing:
     self.wants_index = any(e.wants_index(boundary) for e in self.effects)
     self.wants_member = any(e.wants_member(boundary) for e in self.effects)
     self.needs_carry = boundary.carries is not None and any(
-        e.needs_carry(boundary) for e in self.effects)
+        e.needs_carry(boundary) for e in self.effects
+    )
     self.states = [e.enter(boundary) for e in self.effects]
 
   def __bool__(self) -> bool:
     return bool(self.effects)
 
   @contextlib.contextmanager
-  def inside(self, index: Any, carried: tuple[Any, ...] | None = None
-             ) -> Iterator[None]:
+  def inside(
+      self, index: Any, carried: tuple[Any, ...] | None = None
+  ) -> Iterator[None]:
     body = Body(self.boundary, index, hki.JaxTraceLevel.current())
     with boundaries.known_level(), contextlib.ExitStack() as stack:
       for i, (effect, state) in enumerate(zip(self.effects, self.states)):
@@ -75,12 +77,14 @@ class _Crossing:
       yield
 
   def outputs(self) -> tuple[Any, ...]:
-    return tuple(e.outputs(self.boundary, s)
-                 for e, s in zip(self.effects, self.states))
+    return tuple(
+        e.outputs(self.boundary, s) for e, s in zip(self.effects, self.states)
+    )
 
   def initial(self) -> tuple[Any, ...]:
-    return tuple(e.initial(self.boundary, s)
-                 for e, s in zip(self.effects, self.states))
+    return tuple(
+        e.initial(self.boundary, s) for e, s in zip(self.effects, self.states)
+    )
 
   def traced(self, attempt: Callable[[], Any]) -> Any:
     """``attempt()``, traced again while an effect learned, from a failed
@@ -90,8 +94,10 @@ class _Crossing:
         return attempt()
       except Exception:  # pylint: disable=broad-except
         # Every effect looks at what it saw (`any` would stop at the first).
-        wants = [e.retrace(self.boundary, s)
-                 for e, s in zip(self.effects, self.states)]
+        wants = [
+            e.retrace(self.boundary, s)
+            for e, s in zip(self.effects, self.states)
+        ]
         if not any(wants):
           raise
       for effect, state in zip(self.effects, self.states):
@@ -124,8 +130,9 @@ def _step_indices(length: int, reverse: bool) -> jax.Array:
 # ------------------------------------------------------------------ wrappers
 
 
-def _run_scan(orig_scan, crossing: _Crossing, f, init, xs, length, reverse,
-              unroll):
+def _run_scan(
+    orig_scan, crossing: _Crossing, f, init, xs, length, reverse, unroll
+):
   if crossing.wants_index:
     # hk.scan knows its length (given, or from xs) before it runs.
     assert crossing.boundary.length is not None
@@ -160,9 +167,11 @@ def _make_scan(orig):
   def scan(f, init, xs, length=None, reverse=False, unroll=1):
     if not any(e.active() for e in _EFFECTS):
       return orig(f, init, xs, length, reverse, unroll)
-    crossing = _Crossing(Boundary("hk.scan", "stacked",
-                                  _scan_length(xs, length), reverse))
+    crossing = _Crossing(
+        Boundary("hk.scan", "stacked", _scan_length(xs, length), reverse)
+    )
     return _run_scan(orig, crossing, f, init, xs, length, reverse, unroll)
+
   return scan
 
 
@@ -176,20 +185,34 @@ def _make_fori_loop(orig):
     except (TypeError, jax.errors.ConcretizationTypeError):
       lower_i = upper_i = None
     static = lower_i is not None
-    crossing = _Crossing(Boundary(
-        "hk.fori_loop", "stacked" if static else "carried",
-        max(0, upper_i - lower_i) if static else None))
+    crossing = _Crossing(
+        Boundary(
+            "hk.fori_loop",
+            "stacked" if static else "carried",
+            max(0, upper_i - lower_i) if static else None,
+        )
+    )
     if crossing.needs_carry and static:
       # With static bounds the loop is a scan (as jax.lax.fori_loop lowers
       # it), which can stack what its body returns.
       step = lambda val, i: (body_fun(i, val), None)
-      val, _ = _run_scan(hki.original("scan"), crossing, step, init_val,
-                         jnp.arange(lower_i, upper_i), None, False, 1)
+      val, _ = _run_scan(
+          hki.original("scan"),
+          crossing,
+          step,
+          init_val,
+          jnp.arange(lower_i, upper_i),
+          None,
+          False,
+          1,
+      )
       return val
     if not crossing.needs_carry:
+
       def indexed(i, val):
         with crossing.inside(i - lower if crossing.wants_index else None):
           return body_fun(i, val)
+
       out = orig(lower, upper, indexed, init_val)
       crossing.exit(None)
       return out
@@ -201,10 +224,13 @@ def _make_fori_loop(orig):
         with crossing.inside(index, carried):
           val = body_fun(i, val)
           return val, crossing.outputs()
+
       return orig(lower, upper, carrying, (init_val, crossing.initial()))
+
     val, extras = crossing.traced(attempt)
     crossing.exit(extras)
     return val
+
   return fori_loop
 
 
@@ -215,9 +241,11 @@ def _make_while_loop(orig):
       return orig(cond_fun, body_fun, init_val)
     crossing = _Crossing(Boundary("hk.while_loop", "carried"))
     if not crossing.wants_index and not crossing.needs_carry:
+
       def body(val):
         with crossing.inside(None):
           return body_fun(val)
+
       out = orig(cond_fun, body, init_val)
       crossing.exit(None)
       return out
@@ -231,14 +259,18 @@ def _make_while_loop(orig):
           val = body_fun(val)
           out = crossing.outputs() if crossing.needs_carry else None
         return val, None if index is None else index + 1, out
+
       index = jnp.zeros((), jnp.int32) if crossing.wants_index else None
       carried = crossing.initial() if crossing.needs_carry else None
-      val, _, out = orig(lambda state: cond_fun(state[0]), step,
-                         (init_val, index, carried))
+      val, _, out = orig(
+          lambda state: cond_fun(state[0]), step, (init_val, index, carried)
+      )
       return val, out
+
     val, extras = crossing.traced(attempt)
     crossing.exit(extras)
     return val
+
   return while_loop
 
 
@@ -247,8 +279,9 @@ _MEMBER_AXES = itertools.count()
 
 def _make_vmap(orig):
   @functools.wraps(orig)
-  def vmap(fun, in_axes=0, out_axes=0, axis_name=None, axis_size=None,
-           **kwargs):
+  def vmap(
+      fun, in_axes=0, out_axes=0, axis_name=None, axis_size=None, **kwargs
+  ):
     # Haiku's own checks (split_rng required) read its wrapper's flag.
     orig.require_split_rng = vmap.require_split_rng
     plain = orig(fun, in_axes, out_axes, axis_name, axis_size, **kwargs)
@@ -266,9 +299,14 @@ def _make_vmap(orig):
     def _mapped(*args):
       if not any(e.active() for e in _EFFECTS):
         return plain(*args)
-      crossing = _Crossing(Boundary(
-          "hk.vmap", "batched", axis_size,
-          split_rng=bool(kwargs.get("split_rng", False))))
+      crossing = _Crossing(
+          Boundary(
+              "hk.vmap",
+              "batched",
+              axis_size,
+              split_rng=bool(kwargs.get("split_rng", False)),
+          )
+      )
       name = axis_name
       if crossing.wants_member and name is None:
         name = f"hk_effects_member_{next(_MEMBER_AXES)}"
@@ -282,6 +320,7 @@ def _make_vmap(orig):
         with crossing.inside(index):
           out = fun(*a)
           return (out, crossing.outputs()) if crossing.needs_carry else out
+
       axes = (out_axes, 0) if crossing.needs_carry else out_axes
       out = orig(body, in_axes, axes, name, axis_size, **kwargs)(*args)
       extras = None
@@ -289,14 +328,17 @@ def _make_vmap(orig):
         out, extras = out
       crossing.exit(extras)
       return out
+
     return mapped
+
   vmap.require_split_rng = getattr(orig, "require_split_rng", True)
   return vmap
 
 
 _BATCHED_STATE = re.compile(
     r"out_axes\[1\]\.state\['([^']*)'\]\['([^']*)'\].*got axis spec None "
-    r"but output was batched")
+    r"but output was batched"
+)
 
 
 def _per_example_state_error(error: ValueError) -> ValueError | None:
@@ -307,20 +349,25 @@ def _per_example_state_error(error: ValueError) -> ValueError | None:
     return None
   bundle, key = found.groups()
   if bundle.startswith("~local_state/"):
-    category = bundle[len("~local_state/"):]
+    category = bundle[len("~local_state/") :]
     what = f"Local state {key!r} (category {category!r})"
-    fix = (f"hke.vmap(..., local_state_axes={{{category!r}: 0}}) to keep "
-           "one state per member (created per member at init, stacked on "
-           "axis 0)")
+    fix = (
+        f"hke.vmap(..., local_state_axes={{{category!r}: 0}}) to keep "
+        "one state per member (created per member at init, stacked on "
+        "axis 0)"
+    )
   else:
     what = f"Haiku state {key!r} of module {bundle!r}"
-    fix = (f"hke.vmap(..., state_axes={{{bundle!r}: 0}}) to keep one state "
-           "per member")
+    fix = (
+        f"hke.vmap(..., state_axes={{{bundle!r}: 0}}) to keep one state "
+        "per member"
+    )
   return ValueError(
       f"{what} was set to a per-example value inside hk.vmap, which shares "
       "Haiku state (and local states) across members, so the update cannot "
       f"be kept. Use {fix}, or make the update the same for every example "
-      "(e.g. a mean over the batch).")
+      "(e.g. a mean over the batch)."
+  )
 
 
 def _make_remat(orig):
@@ -333,19 +380,23 @@ def _make_remat(orig):
       if not any(e.active() for e in _EFFECTS):
         return plain(*args, **kwargs)
       crossing = _Crossing(Boundary("hk.remat", "unchanged"))
-      out = orig(functools.partial(crossing.run, fun), *remat_args,
-                 **remat_kwargs)(*args, **kwargs)
+      out = orig(
+          functools.partial(crossing.run, fun), *remat_args, **remat_kwargs
+      )(*args, **kwargs)
       extras = None
       if crossing.needs_carry:
         out, extras = out
       crossing.exit(extras)
       return out
+
     return rematted
+
   return remat
 
 
 def _make_branching(orig, kind: str):
   """``hk.cond`` / ``hk.switch``: each branch a body, numbered."""
+
   @functools.wraps(orig)
   def branching(*args, **kwargs):
     if not any(e.active() for e in _EFFECTS):
@@ -361,7 +412,9 @@ def _make_branching(orig, kind: str):
         with crossing.inside(number):
           out = fun(*a, **k)
           return (out, crossing.outputs()) if crossing.needs_carry else out
+
       return run
+
     if kind == "hk.switch":
       index, branches, *operands = args
       args = (index, [branch(f) for f in branches], *operands)
@@ -376,12 +429,14 @@ def _make_branching(orig, kind: str):
     out, extras = crossing.traced(lambda: orig(*args, **kwargs))
     crossing.exit(extras)
     return out
+
   return branching
 
 
 def _make_marking(orig, kind: str):
   """Wrappers that cannot carry outputs (``hk.grad``, ``hk.eval_shape``):
   their bodies are known, for ``check_entered``."""
+
   @functools.wraps(orig)
   def wrapper(fun, *args, **kwargs):
     if kind == "hk.eval_shape":
@@ -398,11 +453,12 @@ def _make_marking(orig, kind: str):
       if not any(e.active() for e in _EFFECTS):
         return transformed(*a, **k)
       crossing = _Crossing(Boundary(kind, None))
-      out = orig(functools.partial(crossing.run, fun), *args, **kwargs)(
-          *a, **k)
+      out = orig(functools.partial(crossing.run, fun), *args, **kwargs)(*a, **k)
       crossing.exit(None)
       return out
+
     return call
+
   return wrapper
 
 
@@ -412,8 +468,9 @@ def _make_layer_stack_call(orig):
     if not any(e.active() for e in _EFFECTS):
       return orig(self, x, *args_ys, reverse=reverse)
     count = self._count  # pylint: disable=protected-access
-    crossing = _Crossing(Boundary("hk.layer_stack", "stacked", count,
-                                  reverse, relative=True))
+    crossing = _Crossing(
+        Boundary("hk.layer_stack", "stacked", count, reverse, relative=True)
+    )
     if crossing.wants_index:
       # Layer i's index rides along as one more per-layer input, which
       # _call_wrapped takes off again.
@@ -432,6 +489,7 @@ def _make_layer_stack_call(orig):
     crossing.boundary.prefix = nesting.lift_prefix_since(before)
     crossing.exit(extras)
     return out, zs
+
   return __call__
 
 
@@ -451,6 +509,7 @@ def _make_layer_call(orig):
       if not crossing.needs_carry:
         return out, z
       return out, (z, crossing.outputs())
+
   return hki.transparent(_call_wrapped)
 
 

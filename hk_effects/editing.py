@@ -59,6 +59,7 @@ class CallSelection:
   >>> isinstance(sel, hke.CallSelection)
   True
   """
+
   fn: Callable[..., Any]
   methods: tuple[str, ...] | None = ("__call__",)
   predicates: tuple[_Predicate, ...] = ()
@@ -76,10 +77,13 @@ class CallSelection:
     if not types or not all(isinstance(t, type) for t in types):
       raise TypeError(
           f"at_instances_of expects one or more classes; got {types!r}. Pass "
-          "module classes, e.g. .at_instances_of(hk.Linear, hk.Conv2D).")
+          "module classes, e.g. .at_instances_of(hk.Linear, hk.Conv2D)."
+      )
     return dataclasses.replace(
-        self, predicates=self.predicates + (
-            lambda module, method: isinstance(module, types),))
+        self,
+        predicates=self.predicates
+        + (lambda module, method: isinstance(module, types),),
+    )
 
   def where(self, predicate: _Predicate) -> CallSelection:
     """Keeps calls for which ``predicate(module, method_name)`` is true.
@@ -95,9 +99,9 @@ class CallSelection:
     if not callable(predicate):
       raise TypeError(
           "where expects a callable predicate(module, method_name) -> bool; "
-          f"got {predicate!r}.")
-    return dataclasses.replace(self,
-                               predicates=self.predicates + (predicate,))
+          f"got {predicate!r}."
+      )
+    return dataclasses.replace(self, predicates=self.predicates + (predicate,))
 
   def selects(self, module: hk.Module, method_name: str) -> bool:
     """Whether a call of ``method_name`` on ``module`` is selected.
@@ -114,8 +118,9 @@ class CallSelection:
       return False
     return all(p(module, method_name) for p in self.predicates)
 
-  def insert_before(self, factory: Callable[[], Callable[[Any], Any]]
-                    ) -> Callable[..., Any]:
+  def insert_before(
+      self, factory: Callable[[], Callable[[Any], Any]]
+  ) -> Callable[..., Any]:
     """A new forward function where ``factory()(x)`` runs before each call.
 
     The inserted layer gets the call's first positional argument and its
@@ -136,8 +141,9 @@ class CallSelection:
     """
     return _edit(self, "before", _check_callable(factory, "insert_before"))
 
-  def insert_after(self, factory: Callable[[], Callable[[Any], Any]]
-                   ) -> Callable[..., Any]:
+  def insert_after(
+      self, factory: Callable[[], Callable[[Any], Any]]
+  ) -> Callable[..., Any]:
     """A new forward function where ``factory()`` is applied to each output.
 
     Example:
@@ -152,8 +158,9 @@ class CallSelection:
     """
     return _edit(self, "after", _check_callable(factory, "insert_after"))
 
-  def apply(self, wrapper: Callable[[Callable[..., Any]], Callable[..., Any]]
-            ) -> Callable[..., Any]:
+  def apply(
+      self, wrapper: Callable[[Callable[..., Any]], Callable[..., Any]]
+  ) -> Callable[..., Any]:
     """A new forward function where each call ``c`` runs as ``wrapper(c)``.
 
     ``wrapper`` takes the selected call (a function of the call's arguments)
@@ -176,12 +183,14 @@ def _check_callable(value: Any, method: str) -> Any:
   if not callable(value):
     raise TypeError(
         f"{method} expects a callable; got {value!r}. Pass a factory such as "
-        "`lambda: hke.TellIntermediate('tag')` (a module class also works).")
+        "`lambda: hke.TellIntermediate('tag')` (a module class also works)."
+    )
   return value
 
 
-def select_calls(fn: Callable[..., Any],
-                 methods: Sequence[str] | None = ("__call__",)) -> CallSelection:
+def select_calls(
+    fn: Callable[..., Any], methods: Sequence[str] | None = ("__call__",)
+) -> CallSelection:
   """Selects module method calls made by ``fn``, to edit them.
 
   Args:
@@ -205,12 +214,14 @@ def select_calls(fn: Callable[..., Any],
   if isinstance(methods, str):
     raise TypeError(
         f"methods={methods!r} is a string; pass a sequence such as "
-        f"({methods!r},).")
+        f"({methods!r},)."
+    )
   return CallSelection(fn, None if methods is None else tuple(methods))
 
 
-def _edit(selection: CallSelection, kind: str,
-          maker: Callable[..., Any]) -> Callable[..., Any]:
+def _edit(
+    selection: CallSelection, kind: str, maker: Callable[..., Any]
+) -> Callable[..., Any]:
   fn = selection.fn
 
   def edited(*args, **kwargs):
@@ -219,8 +230,9 @@ def _edit(selection: CallSelection, kind: str,
     inserting = [0]
 
     def interceptor(next_fun, call_args, call_kwargs, context):
-      if inserting[0] or not selection.selects(context.module,
-                                               context.method_name):
+      if inserting[0] or not selection.selects(
+          context.module, context.method_name
+      ):
         return next_fun(*call_args, **call_kwargs)
       if kind == "after":
         out = next_fun(*call_args, **call_kwargs)
@@ -231,7 +243,8 @@ def _edit(selection: CallSelection, kind: str,
               f"insert_before: {context.module.module_name}."
               f"{context.method_name} was called without positional "
               "arguments, so there is no input to transform. Select calls "
-              "that take their input first, or use .apply(wrapper).")
+              "that take their input first, or use .apply(wrapper)."
+          )
         first = _run_inserted(inserting, maker, call_args[0], context)
         return next_fun(first, *call_args[1:], **call_kwargs)
       return maker(next_fun)(*call_args, **call_kwargs)
@@ -245,8 +258,9 @@ def _edit(selection: CallSelection, kind: str,
   return edited
 
 
-def _run_inserted(inserting: list[int], factory: Callable[[], Any], x: Any,
-                  context: Any) -> Any:
+def _run_inserted(
+    inserting: list[int], factory: Callable[[], Any], x: Any, context: Any
+) -> Any:
   inserting[0] += 1
   try:
     layer = factory()
@@ -254,7 +268,8 @@ def _run_inserted(inserting: list[int], factory: Callable[[], Any], x: Any,
       raise TypeError(
           f"The factory given for calls of {context.module.module_name} "
           f"returned {layer!r}, which is not callable. It must build the "
-          "layer to insert, e.g. `lambda: hke.TellIntermediate('tag')`.")
+          "layer to insert, e.g. `lambda: hke.TellIntermediate('tag')`."
+      )
     return layer(x)
   finally:
     inserting[0] -= 1

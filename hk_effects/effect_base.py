@@ -43,8 +43,18 @@ else:  # Python 3.10: type checkers read typing_extensions' marker too.
   from typing_extensions import dataclass_transform  # pylint: disable=g-importing-member
 
 # One colour per effect protocol, used by `hke.bindings` renderings.
-_PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1",
-            "#76b7b2", "#edc948", "#ff9da7", "#9c755f", "#bab0ac")
+_PALETTE = (
+    "#4e79a7",
+    "#f28e2b",
+    "#59a14f",
+    "#e15759",
+    "#b07aa1",
+    "#76b7b2",
+    "#edc948",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+)
 _EFFECT_COLOURS: dict[type, str] = {}
 
 
@@ -60,6 +70,7 @@ class UnhandledEffectError(Exception):
   ...   print("caught")
   caught
   """
+
 
 UnhandledEffectError.__module__ = "hk_effects"
 
@@ -81,8 +92,9 @@ def static_field(**kwargs) -> Any:
 
 # Type checkers then read `SideOutputRequest("tag")` as the dataclass
 # constructor it is.
-@dataclass_transform(frozen_default=True,
-                     field_specifiers=(dataclasses.field, static_field))
+@dataclass_transform(
+    frozen_default=True, field_specifiers=(dataclasses.field, static_field)
+)
 def pytree_dataclass(cls=None, /, *, frozen: bool = True):
   """Makes ``cls`` a frozen dataclass registered as a JAX PyTree node.
 
@@ -99,9 +111,11 @@ def pytree_dataclass(cls=None, /, *, frozen: bool = True):
   >>> jax.tree_util.tree_leaves(Pair(1.0, "a"))
   [1.0]
   """
+
   def wrap(cls):
     cls = dataclasses.dataclass(frozen=frozen)(cls)
     return jax.tree_util.register_dataclass(cls)
+
   return wrap if cls is None else wrap(cls)
 
 
@@ -125,8 +139,11 @@ def protocol_methods(protocol: type) -> frozenset[str]:
   for klass in protocol.__mro__:
     if klass is object or klass.__name__ in ("Protocol", "Generic"):
       continue
-    names.update(n for n, v in vars(klass).items()
-                 if callable(v) and not n.startswith("_"))
+    names.update(
+        n
+        for n, v in vars(klass).items()
+        if callable(v) and not n.startswith("_")
+    )
   return frozenset(names)
 
 
@@ -167,24 +184,29 @@ class EffectRequest(abc.ABC):
 
   def __getattr__(self, name: str):
     if name.startswith("__") or name not in protocol_methods(
-        type(self).effect_protocol()):
+        type(self).effect_protocol()
+    ):
       raise AttributeError(
-          f"{type(self).__name__!r} object has no attribute {name!r}")
+          f"{type(self).__name__!r} object has no attribute {name!r}"
+      )
     from hk_effects import binding  # pylint: disable=g-import-not-at-top
+
     if any(_claims_quietly(s.handler, self) for s in binding.active_scopes()):
       raise UnhandledEffectError(
           f"{self!r}.{name}() was called outside a module method, while a "
           "handler that claims it runs. Effects are served only inside the "
           "methods of the module that holds the request: call the request "
           "from a method of that module, not from the forward function's "
-          "body.")
+          "body."
+      )
     raise UnhandledEffectError(
         f"{self!r}.{name}() was called, but no handler serves this "
         f"{type(self).effect_protocol().__name__}. This usually means an "
         "effectful layer ran without an enclosing effect handler, or outside "
         "`hke.transform` (which would also name the module and attribute). "
         "Wrap the forward function in a handler that claims this request, "
-        f"e.g. {type(self).suggested_handler()}.")
+        f"e.g. {type(self).suggested_handler()}."
+    )
 
 
 def _claims_quietly(handler: Any, request: Any) -> bool:
@@ -209,6 +231,7 @@ class HandledEffectRef:
   >>> ref.handler_id
   'h'
   """
+
   request: EffectRequest
   handler_id: str = static_field()
 
@@ -218,9 +241,11 @@ class HandledEffectRef:
 
   def __getattr__(self, name: str):
     if name.startswith("_") or name not in protocol_methods(
-        type(self.request).effect_protocol()):
+        type(self.request).effect_protocol()
+    ):
       raise AttributeError(
-          f"{type(self).__name__!r} object has no attribute {name!r}")
+          f"{type(self).__name__!r} object has no attribute {name!r}"
+      )
     site = self.__dict__.get("_hke_site")
     where = f" at {site}" if site is not None else ""
     if _handler_running(self.handler_id):
@@ -230,17 +255,20 @@ class HandledEffectRef:
           "are served only inside the methods of the module that holds the "
           "request, for the duration of the call: call the request from a "
           "method of that module (e.g. add a method that uses it and call "
-          "that), not from the forward function's body.")
+          "that), not from the forward function's body."
+      )
     raise UnhandledEffectError(
         f"{self.request!r}{where} belongs to handler {self.handler_id!r}, "
         f"which is not running, so .{name}() cannot be served. Effects are "
         "served only inside the methods of the module that holds the "
         "request, while a handler that claims it runs: call the module "
-        "inside the handler's body instead of using its request directly.")
+        "inside the handler's body instead of using its request directly."
+    )
 
 
 def _handler_running(handler_id: str) -> bool:
   from hk_effects import binding  # pylint: disable=g-import-not-at-top
+
   return any(s.handler_id == handler_id for s in binding.active_scopes())
 
 
@@ -260,6 +288,7 @@ class EffectRuntimeImpl:
   >>> Constant(scope=None, site=None).ask()
   3
   """
+
   __slots__ = ("scope", "site")
 
   def __init__(self, scope, site):
@@ -273,21 +302,24 @@ class EffectRuntimeImpl:
     handler = getattr(self.scope, "handler", None)
     if handler is None:
       raise AttributeError(
-          f"{type(self).__name__!r} object has no attribute {name!r}")
+          f"{type(self).__name__!r} object has no attribute {name!r}"
+      )
     protocol = handler.effect_protocol()
     raise AttributeError(
         f"{type(self).__name__} at {self.site} serves {protocol.__name__} "
         f"(methods {sorted(protocol_methods(protocol))}) for handler "
         f"{handler.handler_id!r}; it has no {name!r}. The attribute holds a "
-        f"request of that effect: call one of its methods, or give the "
-        "module a request of the effect you meant.")
+        "request of that effect: call one of its methods, or give the "
+        "module a request of the effect you meant."
+    )
 
   def check_alive(self) -> None:
     if self.scope is not None and not self.scope.active:
       raise UnhandledEffectError(
           f"The runtime implementation for {self.site} was used after its "
           f"handler {self.scope.handler.handler_id!r} returned. Runtime "
-          "implementations live only for one call; do not store them.")
+          "implementations live only for one call; do not store them."
+      )
 
 
 def _describe_callable(fn: Any, depth: int = 0) -> str:
@@ -337,7 +369,8 @@ def infer_handler_id(kind: str, body: Callable, config: str = "") -> str:
   True
   """
   digest = hashlib.sha256(
-      f"{_describe_callable(body)}|{config}".encode()).hexdigest()[:8]
+      f"{_describe_callable(body)}|{config}".encode()
+  ).hexdigest()[:8]
   return f"{kind}_{digest}"
 
 
@@ -360,6 +393,7 @@ class EffectHandler(abc.ABC):
   >>> h.effect_protocol().__name__
   'SideInputEffect'
   """
+
   kind: ClassVar[str] = ""
   body: Callable[[Any], Any]
   handler_id: str
@@ -368,20 +402,25 @@ class EffectHandler(abc.ABC):
   # instead of serving them.
   rewrites: ClassVar[bool] = False
 
-  def __init__(self, body: Callable[[Any], Any], handler_id: str | None,
-               config: str = ""):
+  def __init__(
+      self, body: Callable[[Any], Any], handler_id: str | None, config: str = ""
+  ):
     if not callable(body):
       raise TypeError(
           f"{type(self).__name__}.handling expects a callable body taking one "
-          f"argument; got {body!r}.")
+          f"argument; got {body!r}."
+      )
     if handler_id is not None and not isinstance(handler_id, str):
-      raise TypeError(f"handler_id must be a string or None; got {handler_id!r}.")
+      raise TypeError(
+          f"handler_id must be a string or None; got {handler_id!r}."
+      )
     self.body = body
     # Only ids the user chose must be unique in a nest: an inferred id met
     # twice is one model applied inside itself (a re-entrant apply).
     self.explicit_id = handler_id is not None
     self.handler_id = handler_id or infer_handler_id(
-        type(self).__name__, body, config)
+        type(self).__name__, body, config
+    )
 
   @classmethod
   @abc.abstractmethod
@@ -395,7 +434,8 @@ class EffectHandler(abc.ABC):
   def rewrite(self, request: EffectRequest, site: Any) -> EffectRequest:
     """What a claimed request becomes (rewriting handlers only)."""
     raise NotImplementedError(
-        f"{type(self).__name__} sets rewrites=True but defines no rewrite().")
+        f"{type(self).__name__} sets rewrites=True but defines no rewrite()."
+    )
 
   def make_ref(self, request: EffectRequest) -> HandledEffectRef:
     """The ref a claimed request becomes (override for a dedicated class)."""

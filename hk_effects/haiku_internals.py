@@ -33,7 +33,6 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import haiku as hk
-import jax
 from haiku._src import base
 from haiku._src import layer_stack
 from haiku._src import lift
@@ -42,6 +41,7 @@ from haiku._src import multi_transform
 from haiku._src import recurrent
 from haiku._src import stateful
 from haiku._src import transform
+import jax
 
 # dm-haiku releases this file was written and tested against (inclusive);
 # pyproject.toml pins the same range.
@@ -74,8 +74,9 @@ def check_version(version: str = hk.__version__) -> None:
     raise ImportError(
         f"hk_effects supports {_SUPPORTED_TEXT}, but dm-haiku {version} is "
         "installed. hk_effects reaches into Haiku's frames and wrappers "
-        f"(haiku._src), which change between releases: install "
-        f"'{_SUPPORTED_TEXT}'.")
+        "(haiku._src), which change between releases: install "
+        f"'{_SUPPORTED_TEXT}'."
+    )
 
 
 check_version()
@@ -97,7 +98,8 @@ LiftingModule = lift.LiftingModule
 LayerStack = layer_stack._LayerStack  # pylint: disable=protected-access
 LAYER_STACK_IMPLEMENTATIONS = (
     layer_stack._LayerStackNoPerLayer,  # pylint: disable=protected-access
-    layer_stack._LayerStackWithPerLayer)  # pylint: disable=protected-access
+    layer_stack._LayerStackWithPerLayer,
+)  # pylint: disable=protected-access
 
 
 # Haiku's transforms as they were at import (tools/haiku_suite.py may put
@@ -148,8 +150,9 @@ def replace(name: str, make: Callable[[Callable[..., Any]], Any]) -> None:
     setattr(owner, name, replacement)
 
 
-def replace_method(cls: type, name: str,
-                   make: Callable[[Callable[..., Any]], Any]) -> None:
+def replace_method(
+    cls: type, name: str, make: Callable[[Callable[..., Any]], Any]
+) -> None:
   """Installs ``make(original method)`` as ``cls.name`` (once)."""
   current = cls.__dict__[name]
   if hasattr(current, "__hk_effects_original__"):
@@ -183,8 +186,9 @@ def register_own_interceptor(
   storage_owner = module.interceptor_stack
   own = _OWN_INTERCEPTORS
 
-  def run_interceptors(bound_method, method_name, self, orig_class, *args,
-                       **kwargs):
+  def run_interceptors(
+      bound_method, method_name, self, orig_class, *args, **kwargs
+  ):
     storage = storage_owner._storage  # pylint: disable=protected-access
     if len(storage) == 1:
       direct_ = own.get(storage[0])
@@ -199,8 +203,9 @@ def register_own_interceptor(
       for interceptor_ in reversed(storage):
         call = _chained(own[interceptor_], call, method_name, self)
       return call(*args, **kwargs)
-    return original_run(bound_method, method_name, self, orig_class, *args,
-                        **kwargs)
+    return original_run(
+        bound_method, method_name, self, orig_class, *args, **kwargs
+    )
 
   replacement: Any = run_interceptors  # Marked with what it replaces.
   replacement.__hk_effects_original__ = original_run
@@ -211,8 +216,9 @@ _OWN_INTERCEPTORS: dict[Callable[..., Any], Callable[..., Any]] = {}
 
 
 def _chained(direct, next_fun, method_name, module_):
-  return lambda *args, **kwargs: direct(next_fun, method_name, module_, args,
-                                        kwargs)
+  return lambda *args, **kwargs: direct(
+      next_fun, method_name, module_, args, kwargs
+  )
 
 
 def release_next_fun(next_fun: Callable[..., Any]) -> None:
@@ -234,7 +240,9 @@ def release_next_fun(next_fun: Callable[..., Any]) -> None:
     freevars = getattr(code, "co_freevars", ())
     index = _SELF_CELL_INDEX[code] = (
         freevars.index(next_fun.__name__)
-        if next_fun.__name__ in freevars else -1)
+        if next_fun.__name__ in freevars
+        else -1
+    )
   closure = getattr(next_fun, "__closure__", None) or ()
   if 0 <= index < len(closure):
     cell = closure[index]
@@ -250,7 +258,8 @@ _SELF_CELL_INDEX: dict[Any, int] = {}
 
 def _is_typed_key(x: Any) -> bool:
   return isinstance(x, jax.Array) and jax.dtypes.issubdtype(
-      x.dtype, jax.dtypes.prng_key)
+      x.dtype, jax.dtypes.prng_key
+  )
 
 
 def clone_frame_keys() -> None:
@@ -262,17 +271,22 @@ def clone_frame_keys() -> None:
   (``jax_debug_key_reuse``) would count that as reuse, though the failed
   trace never ran. Without the checker this does nothing.
   """
-  if not jax.config.jax_debug_key_reuse:
+  if not jax.config.read("jax_debug_key_reuse"):
     return
   clone = lambda x: jax.random.clone(x) if _is_typed_key(x) else x  # pylint: disable=unnecessary-lambda-assignment
   frame = base.current_frame()
-  for bundle in frame.state.values():
+  states: Any = frame.state  # Haiku annotates it loosely; StatePairs here.
+  for bundle in (states or {}).values():
     for name, pair in bundle.items():
       current = jax.tree_util.tree_map(clone, pair.current)
-      initial = (current if pair.initial is pair.current
-                 else jax.tree_util.tree_map(clone, pair.initial))
+      initial = (
+          current
+          if pair.initial is pair.current
+          else jax.tree_util.tree_map(clone, pair.initial)
+      )
       bundle[name] = StatePair(initial, current)
   rng = frame.rng_stack.peek()
   if rng is not None:
-    rng.replace_internal_state(jax.tree_util.tree_map(
-        clone, rng.internal_state))
+    rng.replace_internal_state(
+        jax.tree_util.tree_map(clone, rng.internal_state)
+    )

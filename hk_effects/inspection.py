@@ -44,6 +44,7 @@ class BindingTable:
   >>> print(hke.BindingTable([]))
   module | attribute | request | handler
   """
+
   rows: list[recording.Row]
   stopped_at: str | None = None
 
@@ -78,11 +79,15 @@ class BindingTable:
 
   def __str__(self) -> str:
     header = ("module", "attribute", "request", "handler")
-    cells = [header] + [(r.module_path, r.attribute_path, r.request.describe(),
-                         r.handler_id) for r in self.rows]
+    cells = [header] + [
+        (r.module_path, r.attribute_path, r.request.describe(), r.handler_id)
+        for r in self.rows
+    ]
     widths = [max(len(c[i]) for c in cells) for i in range(4)]
-    lines = [" | ".join(c[i].ljust(widths[i]) for i in range(4)).rstrip()
-             for c in cells]
+    lines = [
+        " | ".join(c[i].ljust(widths[i]) for i in range(4)).rstrip()
+        for c in cells
+    ]
     lines.insert(1, "-+-".join("-" * w for w in widths)) if self.rows else None
     if self.stopped_at:
       lines.append(f"(stopped early at unhandled {self.stopped_at})")
@@ -90,6 +95,7 @@ class BindingTable:
 
   def _repr_html_(self) -> str:
     from hk_effects import rendering  # pylint: disable=g-import-not-at-top
+
     return rendering.html_table(self)
 
 
@@ -116,6 +122,7 @@ def bindings(fn: Callable[..., Any]) -> Callable[..., BindingTable]:
   -------+-----------+----------------+--------
   scale  | s         | side input 's' | consts
   """
+
   @functools.wraps(fn)
   def run(*args, **kwargs) -> BindingTable:
     rows: list[recording.Row] = []
@@ -126,11 +133,13 @@ def bindings(fn: Callable[..., Any]) -> Callable[..., BindingTable]:
 
     init = hk.transform_with_state(forward).init
     try:
-      jax.eval_shape(functools.partial(init, jax.random.key(0)),
-                     *args, **kwargs)
+      jax.eval_shape(
+          functools.partial(init, jax.random.key(0)), *args, **kwargs
+      )
     except recording.StopInspection as stop:
       return BindingTable(rows, stopped_at=f"{stop.site}: {stop.request!r}")
     return BindingTable(rows)
+
   return run
 
 
@@ -150,6 +159,7 @@ def free_effect_types(fn: Callable[..., Any]) -> Callable[..., list[type]]:
   ...     jax.numpy.ones(2))]
   ['RandomEffect']
   """
+
   @functools.wraps(fn)
   def run(*args, **kwargs) -> list[type]:
     table = bindings(fn)(*args, **kwargs)
@@ -159,5 +169,5 @@ def free_effect_types(fn: Callable[..., Any]) -> Callable[..., list[type]]:
       if protocol not in protocols:
         protocols.append(protocol)
     return protocols
-  return run
 
+  return run

@@ -74,16 +74,21 @@ class ApplyAttentionMask(hk.Module):
   [ 1.e+00 -1.e+09]
   """
 
-  def __init__(self, mask_tag: Any, masked_out_value: float = -1e9,
-               name: str | None = None):
+  def __init__(
+      self,
+      mask_tag: Any,
+      masked_out_value: float = -1e9,
+      name: str | None = None,
+  ):
     super().__init__(name=name)
     self.mask = side_input.SideInputRequest(mask_tag)
     self.masked_out_value = masked_out_value
 
   def __call__(self, logits: jax.Array) -> jax.Array:
     mask = self.mask.ask()
-    return jnp.where(mask, logits,
-                     jnp.asarray(self.masked_out_value, logits.dtype))
+    return jnp.where(
+        mask, logits, jnp.asarray(self.masked_out_value, logits.dtype)
+    )
 
 
 class TellIntermediate(hk.Module):

@@ -96,6 +96,7 @@ def lift_call_ended(module: Any, result: Any) -> None:
   if result is None:
     return
   import jax  # pylint: disable=g-import-not-at-top
+
   leaves = tuple(jax.tree_util.tree_leaves(result))
   _state.done_lifts.append((token, prefix, leaves))
 
@@ -106,8 +107,9 @@ def lifts_done() -> int:
   return len(_state.done_lifts)
 
 
-def lift_prefix_since(position: int, token: Any = None,
-                      running: bool = False) -> str:
+def lift_prefix_since(
+    position: int, token: Any = None, running: bool = False
+) -> str:
   """The prefix of the first lift in transform ``token`` (default: the
   current one) that returned after ``position`` ("" if none):
   ``hk.layer_stack``'s own lift. With ``running``, else the innermost lift
@@ -134,6 +136,7 @@ def _unwrapped(leaf: Any) -> Any:
   # A parameter mapped by hk.vmap arrives as a batch tracer of the value
   # lift returned. (A jit tracer's `val` is its jaxpr variable: no value.)
   import jax  # pylint: disable=g-import-not-at-top
+
   for _ in range(4):
     inner = getattr(leaf, "val", None)
     if not isinstance(inner, (jax.Array, jax.core.Tracer)):
@@ -164,10 +167,16 @@ def _name_nested(token: Any) -> tuple[Any, str]:
     if lift_token is parent:
       return parent, prefix
   import jax  # pylint: disable=g-import-not-at-top
-  mine = {id(_unwrapped(leaf)) for leaf in jax.tree_util.tree_leaves(
-      dict(own.params))}
-  candidates = [(prefix, leaves) for lift_token, prefix, leaves
-                in _state.done_lifts if lift_token is parent]
+
+  mine = {
+      id(_unwrapped(leaf))
+      for leaf in jax.tree_util.tree_leaves(dict(own.params))
+  }
+  candidates = [
+      (prefix, leaves)
+      for lift_token, prefix, leaves in _state.done_lifts
+      if lift_token is parent
+  ]
   for prefix, leaves in reversed(candidates):
     # A model without parameters matches the latest lift that returned none.
     if (mine <= {id(leaf) for leaf in leaves}) and (mine or not leaves):

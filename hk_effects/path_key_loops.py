@@ -63,8 +63,9 @@ class _PathKeysAtBoundaries(boundaries.BoundaryEffect):
   def enter(self, boundary: boundaries.Boundary) -> _Call:
     call = _Call()
     if boundary.kind in _LOOPS:
-      call.loop = path_keys.loop(boundary.kind, boundary.length,
-                                 relative=boundary.relative)
+      call.loop = path_keys.loop(
+          boundary.kind, boundary.length, relative=boundary.relative
+      )
       call.frame = call.loop.__enter__()  # pylint: disable=unnecessary-dunder-call
     elif boundary.kind in _BRANCHES:
       call.alternatives = path_keys.Alternatives()

@@ -71,6 +71,7 @@ class PathKeyCollisionError(ValueError):
   True
   """
 
+
 PathKeyCollisionError.__module__ = "hk_effects"
 
 
@@ -91,11 +92,12 @@ def split_name(name: str) -> tuple[str, int]:
 @dataclasses.dataclass(eq=False)
 class _Frame:
   """One call of a loop wrapper (``hk.scan``, ``hk.layer_stack``, ...)."""
+
   kind: str
   length: int | None  # Iterations; None when unknown (traced bounds).
   relative: bool  # The body runs in a fresh Haiku frame (layer_stack's lift).
   space: Any  # Which calls the body sees as enclosing: a relative frame's
-              # body sees none of the calls outside it.
+  # body sees none of the calls outside it.
   context: tuple["_Component", ...]  # Coordinates of the calling module.
   # Families this loop indexes, by (id(counts), family): the dict counting
   # them outside the loop, the family and its count when the loop started.
@@ -106,6 +108,7 @@ class _Frame:
 @dataclasses.dataclass(eq=False)
 class _Invocation:
   """One traced run of a loop body (or a path-keyed handler's body)."""
+
   frame: _Frame | None
   index: Any  # The loop index (int or traced int); None at the root.
   space: Any
@@ -116,6 +119,7 @@ class _Invocation:
 @dataclasses.dataclass(frozen=True)
 class _Component:
   """One module call on the way to a draw: its family and call index."""
+
   family: str
   static: int
   index: Any = None  # A loop index added to `static`, or None.
@@ -207,8 +211,9 @@ def handler_running() -> Iterator[None]:
 def _intercept(next_fun, args, kwargs, context):
   if context.method_name == "__init__":
     return next_fun(*args, **kwargs)
-  return _intercept_direct(next_fun, context.method_name, context.module,
-                           args, kwargs)
+  return _intercept_direct(
+      next_fun, context.method_name, context.module, args, kwargs
+  )
 
 
 def _intercept_direct(next_fun, method_name, module, args, kwargs):
@@ -254,8 +259,12 @@ def _enter(module: Any) -> _Call:
   parent = _innermost_call(space)
   base = () if parent is not None else _base(space)
   if parent is not None and parent.seq > inv.seq:
-    component = _counted(_bump(parent.child_counts, family), family,
-                         module.module_name, "its caller")
+    component = _counted(
+        _bump(parent.child_counts, family),
+        family,
+        module.module_name,
+        "its caller",
+    )
   else:
     component = _loop_component(module.module_name, family, parent, inv)
   return _Call(module, space, _next_seq(), parent, base, component)
@@ -263,54 +272,81 @@ def _enter(module: Any) -> _Call:
 
 def _counted(count: Any, family: str, path: str, where: str) -> _Component:
   if count is _UNKNOWN:
-    return _Component(family, 0, problem=(
-        f"module {path!r} is called after a loop of unknown length (traced "
-        f"bounds or hk.while_loop) that also called {family!r} modules in "
-        f"{where}, so its call index is unknown. Call it from a different "
-        "module, or give the loop static bounds"))
+    return _Component(
+        family,
+        0,
+        problem=(
+            f"module {path!r} is called after a loop of unknown length (traced "
+            f"bounds or hk.while_loop) that also called {family!r} modules in "
+            f"{where}, so its call index is unknown. Call it from a different "
+            "module, or give the loop static bounds"
+        ),
+    )
   return _Component(family, count)
 
 
-def _loop_component(path: str, family: str, parent: _Call | None,
-                    inv: _Invocation) -> _Component:
+def _loop_component(
+    path: str, family: str, parent: _Call | None, inv: _Invocation
+) -> _Component:
   """The component of a call made at the top of a loop body (or root)."""
   count = _bump(inv.counts, family)
   frame = inv.frame
   if frame is None:
     return _counted(count, family, path, "the same place")
-  loops = [v for v in _state.invocations
-           if v.space is inv.space and v.frame is not None
-           and (parent is None or v.seq > parent.seq)]
+  loops = [
+      v
+      for v in _state.invocations
+      if v.space is inv.space
+      and v.frame is not None
+      and (parent is None or v.seq > parent.seq)
+  ]
   if len(loops) > 1:
     kinds = [v.frame.kind for v in loops if v.frame is not None]
-    return _Component(family, 0, problem=(
-        f"module {path!r} is called directly inside two nested loops "
-        f"({kinds[0]} and {kinds[-1]}) with no module "
-        "call between them, so one call index cannot hold both loop "
-        "indices. Call the inner loop from a module's method"))
+    return _Component(
+        family,
+        0,
+        problem=(
+            f"module {path!r} is called directly inside two nested loops "
+            f"({kinds[0]} and {kinds[-1]}) with no module "
+            "call between them, so one call index cannot hold both loop "
+            "indices. Call the inner loop from a module's method"
+        ),
+    )
   if count:
-    return _Component(family, 0, problem=(
-        f"modules of family {family!r} (here {path!r}) are called "
-        f"{count + 1} times in one iteration of {frame.kind}; the loop index "
-        "is their call index, so iteration i's second call would share keys "
-        "with iteration i+1's first. Call them from one module that the "
-        "loop body calls once"))
+    return _Component(
+        family,
+        0,
+        problem=(
+            f"modules of family {family!r} (here {path!r}) are called"
+            f" {count + 1} times in one iteration of {frame.kind}; the loop"
+            " index is their call index, so iteration i's second call would"
+            " share keys with iteration i+1's first. Call them from one module"
+            " that the loop body calls once"
+        ),
+    )
   if frame.relative:
     return _Component(family, 0, inv.index)
   # Calls of the family before the loop came first, as in a Python loop.
-  enclosing = parent.child_counts if parent is not None else next(
-      v.counts for v in reversed(_state.invocations[:-1])
-      if v.space is inv.space)
+  enclosing = (
+      parent.child_counts
+      if parent is not None
+      else next(
+          v.counts
+          for v in reversed(_state.invocations[:-1])
+          if v.space is inv.space
+      )
+  )
   start = frame.enclosing.setdefault(
-      (id(enclosing), family),
-      (enclosing, family, enclosing.get(family, 0)))[2]
+      (id(enclosing), family), (enclosing, family, enclosing.get(family, 0))
+  )[2]
   component = _counted(start, family, path, "the loop's caller")
   return dataclasses.replace(component, index=inv.index)
 
 
 @contextlib.contextmanager
-def loop(kind: str, length: int | None,
-         relative: bool = False) -> Iterator[_Frame]:
+def loop(
+    kind: str, length: int | None, relative: bool = False
+) -> Iterator[_Frame]:
   """One call of a loop wrapper; yields the frame its bodies index.
 
   ``relative``: the body runs in a fresh Haiku frame (``hk.layer_stack``).
@@ -327,8 +363,11 @@ def loop(kind: str, length: int | None,
     frame.space = frame
   yield frame
   for counts, family, start in frame.enclosing.values():
-    counts[family] = (_UNKNOWN if length is None or start is _UNKNOWN
-                      else max(counts.get(family, 0), start + length))
+    counts[family] = (
+        _UNKNOWN
+        if length is None or start is _UNKNOWN
+        else max(counts.get(family, 0), start + length)
+    )
 
 
 @contextlib.contextmanager
@@ -390,8 +429,9 @@ class Alternatives:
       for end in self.ends:
         for name, count in end[i].items():
           before = merged.get(name, 0)
-          merged[name] = (_UNKNOWN if _UNKNOWN in (count, before)
-                          else max(count, before))
+          merged[name] = (
+              _UNKNOWN if _UNKNOWN in (count, before) else max(count, before)
+          )
       tally.clear()
       tally.update(merged)
 
@@ -465,12 +505,16 @@ def _message(words: list[Any]) -> tuple[Any, Any]:
 def _fold_message(key: jax.Array, message: tuple[Any, Any]) -> jax.Array:
   """``key`` folded with a two-word message: one threefry for a typed
   threefry key (what ``fold_in`` does with one word), two folds otherwise."""
-  if (jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-      and not key.shape and str(jax.random.key_impl(key)) == "threefry2x32"):
+  if (
+      jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+      and not key.shape
+      and str(jax.random.key_impl(key)) == "threefry2x32"
+  ):
     count = jnp.stack([_as_uint32(w) for w in message])
     return jax.random.wrap_key_data(
         jax_random_ext.threefry_2x32(jax.random.key_data(key), count),
-        impl="threefry2x32")
+        impl="threefry2x32",
+    )
   for word in message:
     key = jax.random.fold_in(key, _as_uint32(word))
   return key
@@ -478,12 +522,15 @@ def _fold_message(key: jax.Array, message: tuple[Any, Any]) -> jax.Array:
 
 def _name_words(text: str) -> list[int]:
   digest = hashlib.sha256(text.encode()).digest()
-  return [int.from_bytes(digest[:4], "little"),
-          int.from_bytes(digest[4:8], "little")]
+  return [
+      int.from_bytes(digest[:4], "little"),
+      int.from_bytes(digest[4:8], "little"),
+  ]
 
 
-def draw(root: jax.Array, module_path: str, attribute_path: str,
-         tag: Any) -> jax.Array:
+def draw(
+    root: jax.Array, module_path: str, attribute_path: str, tag: Any
+) -> jax.Array:
   """The key of the next draw of request ``(module_path, attribute_path,
   tag)``: a pure function of ``root`` and the draw's coordinates.
 
@@ -498,10 +545,17 @@ def draw(root: jax.Array, module_path: str, attribute_path: str,
   """
   boundaries.check_entered(
       f"A path-keyed draw of request {attribute_path!r} of module "
-      f"{module_path!r}")
+      f"{module_path!r}"
+  )
   inv = _state.invocations[-1]
-  call = next((c for c in reversed(_state.calls) if c.space is inv.space
-               and c.module.module_name == module_path), None)
+  call = next(
+      (
+          c
+          for c in reversed(_state.calls)
+          if c.space is inv.space and c.module.module_name == module_path
+      ),
+      None,
+  )
   if call is None:
     # The handler started inside this module's call, which was therefore
     # not counted: number its draws within the current body.
@@ -514,15 +568,17 @@ def draw(root: jax.Array, module_path: str, attribute_path: str,
   for component in canon:
     if component.problem is not None:
       raise PathKeyCollisionError(
-          f"A path-keyed random handler cannot give request "
+          "A path-keyed random handler cannot give request "
           f"{attribute_path!r} of module {module_path!r} a key of its own: "
           f"{component.problem}; or use a random handler without "
-          "path_keys=True.")
+          "path_keys=True."
+      )
   # The call indices, then a digest of what is static: the families, the
   # request and the number of the draw.
   name = "/".join(c.family for c in canon)
   words = [c.value() for c in canon] + _name_words(
-      f"{name}|{attribute_path}|{tag!r}|{number}")
+      f"{name}|{attribute_path}|{tag!r}|{number}"
+  )
   key = _fold_message(jax.random.clone(root), _message(words))
   for index in _state.members:
     key = jax.random.fold_in(key, index)

@@ -46,18 +46,23 @@ class RawTransformError(ValueError):
   True
   """
 
+
 RawTransformError.__module__ = "hk_effects"
 
 
 def _trace_kind() -> str:
   from jax._src import core as jax_core  # pylint: disable=g-import-not-at-top
+
   trace = jax_core.trace_ctx.trace
   name = type(trace).__name__
   if "Batch" in name:
     return "jax.vmap"
   if "JVP" in name or "Linearize" in name:
     return "jax.grad / jax.jvp"
-  return "jax.lax.scan / jax.lax.cond / jax.lax.fori_loop / jax.checkpoint / jax.jit"
+  return (
+      "jax.lax.scan / jax.lax.cond / jax.lax.fori_loop / jax.checkpoint /"
+      " jax.jit"
+  )
 
 
 _HAIKU_WRAPPER_FOR = {
@@ -76,10 +81,13 @@ def check_no_raw_transform(site: Any, effect: str, method: str) -> None:
     return
   kind = _trace_kind()
   wrapper = _HAIKU_WRAPPER_FOR.get(
-      kind, "hk.scan / hk.cond / hk.fori_loop / hk.remat (or jit the whole "
-      "apply function)")
+      kind,
+      "hk.scan / hk.cond / hk.fori_loop / hk.remat (or jit the whole "
+      "apply function)",
+  )
   raise RawTransformError(
       f"{effect}.{method}() at {site} ran under a raw JAX transform ({kind}) "
       "inside a Haiku function. The effect's data lives where Haiku threads "
       "it, which raw transforms do not, so it would leak a tracer, reuse a "
-      f"key or lose an update. Use the Haiku wrapper instead: {wrapper}.")
+      f"key or lose an update. Use the Haiku wrapper instead: {wrapper}."
+  )

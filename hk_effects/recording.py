@@ -49,6 +49,7 @@ _state = _ThreadState()
 @dataclasses.dataclass
 class Row:
   """One row of ``hke.bindings``: a request and what serves it."""
+
   module_path: str
   attribute_path: str
   request: Any
@@ -61,28 +62,36 @@ class Row:
   def __treescope_repr__(self, path, subtree_renderer):
     """Renders in treescope, coloured by the request's effect protocol."""
     from treescope import repr_lib  # pylint: disable=g-import-not-at-top
+
     return repr_lib.render_object_constructor(
-        type(self), {"module_path": self.module_path,
-                     "attribute_path": self.attribute_path,
-                     "request": self.request, "handler_id": self.handler_id},
-        path, subtree_renderer,
-        color=effect_base.effect_colour(self.request.effect_protocol()))
+        type(self),
+        {
+            "module_path": self.module_path,
+            "attribute_path": self.attribute_path,
+            "request": self.request,
+            "handler_id": self.handler_id,
+        },
+        path,
+        subtree_renderer,
+        color=effect_base.effect_colour(self.request.effect_protocol()),
+    )
 
 
-def record(rows: list[Row], recorded: set, site, request,
-           handler_id: str) -> None:
+def record(
+    rows: list[Row], recorded: set, site, request, handler_id: str
+) -> None:
   """Adds a row for ``request`` at ``site`` served by ``handler_id``, once
   per site and handler."""
   key = (site.module_path, site.attribute_path, handler_id)
   if key not in recorded:
     recorded.add(key)
-    rows.append(Row(site.module_path, site.attribute_path, request,
-                    handler_id))
+    rows.append(Row(site.module_path, site.attribute_path, request, handler_id))
 
 
 @dataclasses.dataclass
 class EffectCall:
   """One protocol-method call seen by an inspection pass."""
+
   site: Site
   request: Any
   handler_id: str
@@ -95,6 +104,7 @@ def _abstract(tree: Any) -> Any:
     if hasattr(x, "shape") and hasattr(x, "dtype"):
       return jax.ShapeDtypeStruct(x.shape, x.dtype)
     return x
+
   return jax.tree_util.tree_map(one, tree)
 
 
@@ -111,15 +121,24 @@ class _RecordingProxy:
   def __getattr__(self, name: str):
     target = getattr(self._runtime, name)
     if name not in effect_base.protocol_methods(
-        self._request.effect_protocol()):
+        self._request.effect_protocol()
+    ):
       return target
 
     def recorded(*args, **kwargs):
       result = target(*args, **kwargs)
       value = args[0] if args else result
-      self._calls.append(EffectCall(self._site, self._request,
-                                    self._handler_id, name, _abstract(value)))
+      self._calls.append(
+          EffectCall(
+              self._site,
+              self._request,
+              self._handler_id,
+              name,
+              _abstract(value),
+          )
+      )
       return result
+
     return recorded
 
 
@@ -130,8 +149,9 @@ def recording_calls_now() -> bool:
 
 def proxied(runtime, site, request, handler_id: str):
   """``runtime`` recording its protocol calls into the innermost recorder."""
-  return _RecordingProxy(runtime, site, request, handler_id,
-                         _state.call_recorders[-1])
+  return _RecordingProxy(
+      runtime, site, request, handler_id, _state.call_recorders[-1]
+  )
 
 
 @contextlib.contextmanager

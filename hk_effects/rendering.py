@@ -34,15 +34,26 @@ def html_table(table) -> str:
   for row in table.rows:
     protocol = row.request.effect_protocol()
     colour = effect_base.effect_colour(protocol)
-    cells = (row.module_path, row.attribute_path, row.request.describe(),
-             row.handler_id)
+    cells = (
+        row.module_path,
+        row.attribute_path,
+        row.request.describe(),
+        row.handler_id,
+    )
     style = f"background:{colour}33;border-left:4px solid {colour}"
     weight = "" if row.handled else ";font-weight:bold;color:#b00"
-    rows.append(f'<tr style="{style}{weight}" title="{protocol.__name__}">' +
-                "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-  head = "".join(f"<th>{h}</th>" for h in
-                 ("module", "attribute", "request", "handler"))
-  note = (f"<caption>stopped early at unhandled "
-          f"{html.escape(table.stopped_at)}</caption>"
-          if table.stopped_at else "")
+    rows.append(
+        f'<tr style="{style}{weight}" title="{protocol.__name__}">'
+        + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+        + "</tr>"
+    )
+  head = "".join(
+      f"<th>{h}</th>" for h in ("module", "attribute", "request", "handler")
+  )
+  note = (
+      "<caption>stopped early at unhandled "
+      f"{html.escape(table.stopped_at)}</caption>"
+      if table.stopped_at
+      else ""
+  )
   return f"<table>{note}<tr>{head}</tr>{''.join(rows)}</table>"

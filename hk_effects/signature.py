@@ -49,9 +49,11 @@ def _shape_str(value: Any) -> str:
   for leaf in leaves:
     if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
       dims = ",".join(str(d) for d in leaf.shape)
-      parts.append(f"{jax.numpy.dtype(leaf.dtype).name}[{dims}]"
-                   if not str(leaf.dtype).startswith("key") else
-                   f"{leaf.dtype}[{dims}]")
+      parts.append(
+          f"{jax.numpy.dtype(leaf.dtype).name}[{dims}]"
+          if not str(leaf.dtype).startswith("key")
+          else f"{leaf.dtype}[{dims}]"
+      )
     else:
       parts.append(type(leaf).__name__)
   return parts[0] if len(parts) == 1 else "(" + ", ".join(parts) + ")"
@@ -60,6 +62,7 @@ def _shape_str(value: Any) -> str:
 @dataclasses.dataclass
 class SignatureEntry:
   """What one request (module path + attribute) needs and who serves it."""
+
   module_path: str
   attribute_path: str
   effect: str
@@ -78,6 +81,7 @@ class EffectSignature:
   >>> print(hke.EffectSignature([]))
   module | attribute | effect | detail | handler
   """
+
   entries: list[SignatureEntry]
   stopped_at: str | None = None
 
@@ -93,11 +97,15 @@ class EffectSignature:
 
   def __str__(self) -> str:
     header = ("module", "attribute", "effect", "detail", "handler")
-    cells = [header] + [(e.module_path, e.attribute_path, e.effect, e.detail,
-                         e.handler_id) for e in self.entries]
+    cells = [header] + [
+        (e.module_path, e.attribute_path, e.effect, e.detail, e.handler_id)
+        for e in self.entries
+    ]
     widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
-    lines = [" | ".join(c[i].ljust(widths[i]) for i in range(len(header)))
-             .rstrip() for c in cells]
+    lines = [
+        " | ".join(c[i].ljust(widths[i]) for i in range(len(header))).rstrip()
+        for c in cells
+    ]
     if self.entries:
       lines.insert(1, "-+-".join("-" * w for w in widths))
     if self.stopped_at:
@@ -106,16 +114,21 @@ class EffectSignature:
 
   def _repr_html_(self) -> str:
     from hk_effects import rendering  # pylint: disable=g-import-not-at-top
-    rows = [recording.Row(e.module_path, e.attribute_path, e.request,
-                        e.handler_id) for e in self.entries]
-    return rendering.html_table(type("T", (), {"rows": rows,
-                                               "stopped_at": self.stopped_at}))
+
+    rows = [
+        recording.Row(e.module_path, e.attribute_path, e.request, e.handler_id)
+        for e in self.entries
+    ]
+    return rendering.html_table(
+        type("T", (), {"rows": rows, "stopped_at": self.stopped_at})
+    )
 
 
 @dataclasses.dataclass(eq=False)
 class _Pass:
   """One running signature pass: its calls, and which ran in a body that
   may not run (by index into ``calls``, to the wrapper's name)."""
+
   calls: list[recording.EffectCall]
   conditional: dict[int, str] = dataclasses.field(default_factory=dict)
 
@@ -165,8 +178,12 @@ class _ConditionalCalls(boundaries.BoundaryEffect):
 boundaries.register(_ConditionalCalls())
 
 
-def _detail(effect: str, calls: list[recording.EffectCall], request,
-            conditional: list[str]) -> str:
+def _detail(
+    effect: str,
+    calls: list[recording.EffectCall],
+    request,
+    conditional: list[str],
+) -> str:
   tag = getattr(request, "tag", None)
   if effect == "RandomEffect":
     stream = "random" if tag is None else f"random[{tag!r}]"
@@ -209,6 +226,7 @@ def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
   --------+-----------+--------------+-----------------------------+--------
   dropout | rng       | RandomEffect | random: 1 next_key() traced | rng
   """
+
   @functools.wraps(fn)
   def run(*args, **kwargs) -> EffectSignature:
     rows: list[recording.Row] = []
@@ -217,7 +235,10 @@ def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
     signature_pass = _Pass(calls)
 
     def forward(*a, **k):
-      with binding.effect_scope(recording=rows), recording.recording_calls(calls):
+      with (
+          binding.effect_scope(recording=rows),
+          recording.recording_calls(calls),
+      ):
         _passes.running.append(signature_pass)
         try:
           return fn(*a, **k)
@@ -227,8 +248,9 @@ def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
     init = hk.transform_with_state(forward).init
     stopped = None
     try:
-      jax.eval_shape(functools.partial(init, jax.random.key(0)),
-                     *args, **kwargs)
+      jax.eval_shape(
+          functools.partial(init, jax.random.key(0)), *args, **kwargs
+      )
     except recording.StopInspection as stop:
       stopped = f"{stop.site}: {stop.request!r}"
     by_site = collections.defaultdict(list)
@@ -242,9 +264,21 @@ def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
     for row in rows:
       site = (row.module_path, row.attribute_path)
       effect = row.request.effect_protocol().__name__
-      entries.append(SignatureEntry(
-          row.module_path, row.attribute_path, effect, row.request,
-          row.handler_id, _detail(effect, by_site.get(site, []), row.request,
-                                  conditional.get(site, []))))
+      entries.append(
+          SignatureEntry(
+              row.module_path,
+              row.attribute_path,
+              effect,
+              row.request,
+              row.handler_id,
+              _detail(
+                  effect,
+                  by_site.get(site, []),
+                  row.request,
+                  conditional.get(site, []),
+              ),
+          )
+      )
     return EffectSignature(entries, stopped_at=stopped)
+
   return run

@@ -51,17 +51,18 @@ from hk_effects import haiku_internals as hki
 # `without_state(transform_with_state(f))`, and so is hke's.
 _haiku_transform_with_state = hki.transform_with_state
 _haiku_without_state = hki.without_state
-_haiku_multi_transform_with_state = (
-    hki.multi_transform_with_state)
+_haiku_multi_transform_with_state = hki.multi_transform_with_state
 _haiku_multi_without_state = hki.multi_without_state
 
 
-def _with_effect_scope(fn: Callable[..., Any], stateless: bool,
-                       updated=functools.WRAPPER_UPDATES):
+def _with_effect_scope(
+    fn: Callable[..., Any], stateless: bool, updated=functools.WRAPPER_UPDATES
+):
   @functools.wraps(fn, updated=updated)
   def wrapped(*args, **kwargs):
     with binding.effect_scope(stateless=stateless):
       return fn(*args, **kwargs)
+
   return wrapped
 
 
@@ -71,8 +72,9 @@ def _tie_in_original_fn(fn: Callable[..., Any], transformed):
   return transformed
 
 
-def transform(fn: Callable[..., Any], *,
-              apply_rng: bool = True) -> hk.Transformed:
+def transform(
+    fn: Callable[..., Any], *, apply_rng: bool = True
+) -> hk.Transformed:
   """Like ``hk.transform``, with effect binding and checks.
 
   Args:
@@ -96,8 +98,12 @@ def transform(fn: Callable[..., Any], *,
   (1, 2)
   """
   hki.check_not_jax_transformed(fn)
-  transformed = _tie_in_original_fn(fn, _haiku_without_state(
-      _haiku_transform_with_state(_with_effect_scope(fn, stateless=True))))
+  transformed = _tie_in_original_fn(
+      fn,
+      _haiku_without_state(
+          _haiku_transform_with_state(_with_effect_scope(fn, stateless=True))
+      ),
+  )
   return transformed if apply_rng else hk.without_apply_rng(transformed)
 
 
@@ -117,19 +123,25 @@ def transform_with_state(fn: Callable[..., Any]) -> hk.TransformedWithState:
   (1, 2)
   """
   hki.check_not_jax_transformed(fn)
-  return _tie_in_original_fn(fn, _haiku_transform_with_state(
-      _with_effect_scope(fn, stateless=False)))
+  return _tie_in_original_fn(
+      fn, _haiku_transform_with_state(_with_effect_scope(fn, stateless=False))
+  )
 
 
 def _scoped_factory(f: Callable[[], tuple[Any, Any]], stateless: bool):
   """``f`` of ``hk.multi_transform*`` with each function it returns scoped."""
+
   @functools.wraps(f)
   def factory():
     template, apply_fns = f()
     # `updated=()`: a module's attributes are not copied onto its wrapper.
-    return (_with_effect_scope(template, stateless, updated=()),
-            jax.tree.map(lambda g: _with_effect_scope(g, stateless, updated=()),
-                         apply_fns))
+    return (
+        _with_effect_scope(template, stateless, updated=()),
+        jax.tree.map(
+            lambda g: _with_effect_scope(g, stateless, updated=()), apply_fns
+        ),
+    )
+
   return factory
 
 
@@ -160,7 +172,8 @@ def multi_transform(
   (1, 3)
   """
   return _haiku_multi_without_state(
-      _haiku_multi_transform_with_state(_scoped_factory(f, stateless=True)))
+      _haiku_multi_transform_with_state(_scoped_factory(f, stateless=True))
+  )
 
 
 def multi_transform_with_state(
@@ -185,5 +198,4 @@ def multi_transform_with_state(
   >>> out.shape
   (1, 2)
   """
-  return _haiku_multi_transform_with_state(
-      _scoped_factory(f, stateless=False))
+  return _haiku_multi_transform_with_state(_scoped_factory(f, stateless=False))

@@ -1,3 +1,17 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """``hke.vmap``: ``hk.vmap`` with per-member local state (and Haiku state).
 
 ``hk.vmap`` maps its function's inputs and outputs but shares params and
@@ -52,17 +66,24 @@ def _per_member_key(next_creator, shape, dtype, init, context):
 
 
 def _check_axes(name: str, axes: Axes) -> None:
-  ok = axes is None or isinstance(axes, int) or (
-      isinstance(axes, Mapping)
-      and all(isinstance(a, int) for a in axes.values()))
+  ok = (
+      axes is None
+      or isinstance(axes, int)
+      or (
+          isinstance(axes, Mapping)
+          and all(isinstance(a, int) for a in axes.values())
+      )
+  )
   if not ok or isinstance(axes, bool):
     raise TypeError(
         f"hke.vmap's {name} must be an int (every category), a mapping from "
-        f"category to an int axis, or None; got {axes!r}.")
+        f"category to an int axis, or None; got {axes!r}."
+    )
 
 
-def _axis_of(bundle: str, local_state_axes: Axes, state_axes: Axes
-             ) -> int | None:
+def _axis_of(
+    bundle: str, local_state_axes: Axes, state_axes: Axes
+) -> int | None:
   """The axis of the states of Haiku state bundle ``bundle``, if mapped."""
   if bundle.startswith(local_state.BUNDLE_PREFIX):
     if isinstance(local_state_axes, int):
@@ -85,8 +106,9 @@ def _per_argument(in_axes: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
   return (in_axes,) * len(args)
 
 
-def _check_members(states: dict[int, dict[str, dict[str, Any]]],
-                   size: int) -> None:
+def _check_members(
+    states: dict[int, dict[str, dict[str, Any]]], size: int
+) -> None:
   for axis, bundles in states.items():
     for bundle, entries in bundles.items():
       for key, value in entries.items():
@@ -100,13 +122,21 @@ def _check_members(states: dict[int, dict[str, dict[str, Any]]],
                 "local_state_axes (or a module named in state_axes) holds one "
                 "value per member, stacked on its axis, as init creates them "
                 "inside hke.vmap: pass apply the state that init returned, "
-                "and give states used outside the vmap another category.")
+                "and give states used outside the vmap another category."
+            )
 
 
-def vmap(fun: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
-         axis_name: str | None = None, axis_size: int | None = None, *,
-         split_rng: bool, local_state_axes: Axes = None,
-         state_axes: Axes = None) -> Callable[..., Any]:
+def vmap(
+    fun: Callable[..., Any],
+    in_axes: Any = 0,
+    out_axes: Any = 0,
+    axis_name: str | None = None,
+    axis_size: int | None = None,
+    *,
+    split_rng: bool,
+    local_state_axes: Axes = None,
+    state_axes: Axes = None,
+) -> Callable[..., Any]:
   """``hk.vmap`` that keeps one local state per member where asked.
 
   Args:
@@ -150,15 +180,26 @@ def vmap(fun: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
   _check_axes("local_state_axes", local_state_axes)
   _check_axes("state_axes", state_axes)
   if local_state_axes is None and state_axes is None:
-    return hk.vmap(fun, in_axes, out_axes, axis_name, axis_size,
-                   split_rng=split_rng)
-  axes = sorted(set(
-      ([local_state_axes] if isinstance(local_state_axes, int)
-       else list((local_state_axes or {}).values()))
-      + ([state_axes] if isinstance(state_axes, int)
-         else list((state_axes or {}).values()))))
-  axis_of = functools.partial(_axis_of, local_state_axes=local_state_axes,
-                              state_axes=state_axes)
+    return hk.vmap(
+        fun, in_axes, out_axes, axis_name, axis_size, split_rng=split_rng
+    )
+  axes = sorted(
+      set(
+          (
+              [local_state_axes]
+              if isinstance(local_state_axes, int)
+              else list((local_state_axes or {}).values())
+          )
+          + (
+              [state_axes]
+              if isinstance(state_axes, int)
+              else list((state_axes or {}).values())
+          )
+      )
+  )
+  axis_of = functools.partial(
+      _axis_of, local_state_axes=local_state_axes, state_axes=state_axes
+  )
 
   @functools.wraps(fun)
   def mapped(*args):
@@ -179,22 +220,29 @@ def vmap(fun: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
 
     def member(member_states, *member_args):
       inner = hki.current_frame()
-      given = {b: v for group in member_states.values() for b, v in
-               group.items()}
+      given = {
+          b: v for group in member_states.values() for b, v in group.items()
+      }
       # Haiku returns the state that changed in here unmapped, so the
       # mapped bundles are swapped for the member's own while `fun` runs,
       # and swapped back after.
-      originals = {b: inner.state[b] for b in list(inner.state)
-                   if axis_of(b) is not None}
+      originals = {
+          b: inner.state[b] for b in list(inner.state) if axis_of(b) is not None
+      }
       for bundle in set(originals) | set(given):
-        inner.state[bundle] = {k: hki.StatePair(v, v)
-                               for k, v in given.get(bundle, {}).items()}
+        inner.state[bundle] = {
+            k: hki.StatePair(v, v) for k, v in given.get(bundle, {}).items()
+        }
       with contextlib.ExitStack() as stack:
-        stack.enter_context(local_state.per_member(
-            lambda b: axis_of(b) is not None, jax.lax.axis_index(name)))
+        stack.enter_context(
+            local_state.per_member(
+                lambda b: axis_of(b) is not None, jax.lax.axis_index(name)
+            )
+        )
         if state_axes is not None:
-          stack.enter_context(hk.custom_creator(
-              _per_member_key, params=False, state=True))
+          stack.enter_context(
+              hk.custom_creator(_per_member_key, params=False, state=True)
+          )
         out = fun(*member_args)
       new = {axis: {} for axis in axes}
       for bundle in [b for b in inner.state if axis_of(b) is not None]:
@@ -202,7 +250,8 @@ def vmap(fun: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
         # A state made here also has its initial value (init returns it).
         new[axis_of(bundle)][bundle] = {
             k: (None if k in old else pair.initial, pair.current)
-            for k, pair in inner.state[bundle].items()}
+            for k, pair in inner.state[bundle].items()
+        }
         if bundle in originals:
           inner.state[bundle] = originals[bundle]
         else:
@@ -212,15 +261,22 @@ def vmap(fun: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
     group_axes = {axis: axis for axis in axes}
     # An empty group maps nothing (Haiku's size check needs arrays).
     given_axes = {axis: axis if states[axis] else None for axis in axes}
-    out, new = hk.vmap(member, (given_axes, *_per_argument(in_axes, args)),
-                       (out_axes, group_axes), name, axis_size,
-                       split_rng=split_rng)(states, *args)
+    out, new = hk.vmap(
+        member,
+        (given_axes, *_per_argument(in_axes, args)),
+        (out_axes, group_axes),
+        name,
+        axis_size,
+        split_rng=split_rng,
+    )(states, *args)
     for group in new.values():
       for bundle, entries in group.items():
         target = frame.state[bundle]
         for key, (initial, current) in entries.items():
           pair = target.get(key)
           target[key] = hki.StatePair(
-              pair.initial if pair is not None else initial, current)
+              pair.initial if pair is not None else initial, current
+          )
     return out
+
   return mapped

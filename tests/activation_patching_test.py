@@ -30,9 +30,20 @@ import numpy as np
 from examples import activation_patching
 from examples import lm_data
 
-_TINY = dict(task="reverse", num_steps=4, batch_size=8, num_layers=2,
-             d_model=16, num_heads=2, max_digits=3, eval_every=4, log_every=4,
-             eval_size=16, num_samples=1, num_devices=1)
+_TINY = dict(
+    task="reverse",
+    num_steps=4,
+    batch_size=8,
+    num_layers=2,
+    d_model=16,
+    num_heads=2,
+    max_digits=3,
+    eval_every=4,
+    log_every=4,
+    eval_size=16,
+    num_samples=1,
+    num_devices=1,
+)
 
 
 def setUpModule():
@@ -46,8 +57,10 @@ class ActivationPatchingTest(absltest.TestCase):
   def test_trains_when_missing_then_patches_and_plots(self):
     output_dir = tempfile.mkdtemp()
     out = io.StringIO()
-    with flagsaver.flagsaver(output_dir=output_dir, **_TINY), \
-        contextlib.redirect_stdout(out):
+    with (
+        flagsaver.flagsaver(output_dir=output_dir, **_TINY),
+        contextlib.redirect_stdout(out),
+    ):
       result = activation_patching.run()
       # A second run reads the checkpoint the first one trained.
       config, _ = activation_patching.load_or_train()
@@ -56,11 +69,16 @@ class ActivationPatchingTest(absltest.TestCase):
     self.assertIn("No checkpoint at", text)
     self.assertIn("Loaded step 4", text)
     self.assertEqual((config.num_layers, config.d_model), (2, 16))
-    self.assertTrue(os.path.exists(
-        os.path.join(output_dir, "activation_patching.png")))
-    self.assertEqual(result["paths"], [
-        f"transformer/block_{i}/tell_intermediate/intermediate"
-        for i in range(2)])
+    self.assertTrue(
+        os.path.exists(os.path.join(output_dir, "activation_patching.png"))
+    )
+    self.assertEqual(
+        result["paths"],
+        [
+            f"transformer/block_{i}/tell_intermediate/intermediate"
+            for i in range(2)
+        ],
+    )
     # The inputs differ only in the last digit, just before SEP.
     (differs,) = np.flatnonzero(clean[0] != corrupted[0])
     self.assertEqual(clean[0, differs + 1], lm_data.SEP)
@@ -71,10 +89,10 @@ class ActivationPatchingTest(absltest.TestCase):
     np.testing.assert_allclose(last[query], 1.0, rtol=1e-4)
     np.testing.assert_allclose(np.delete(last, query), 0.0, atol=1e-5)
     np.testing.assert_allclose(
-        np.delete(result["attribution"][-1], query), 0.0, atol=1e-6)
+        np.delete(result["attribution"][-1], query), 0.0, atol=1e-6
+    )
     # Before the corrupted digit nothing differs, so nothing is restored.
-    np.testing.assert_allclose(result["restored"][:, :differs], 0.0,
-                               atol=1e-5)
+    np.testing.assert_allclose(result["restored"][:, :differs], 0.0, atol=1e-5)
     printed = re.search(r"block_1 +(.*)\nAttribution", text).group(1)
     self.assertEqual(float(printed.split()[query]), 1.0)
 

@@ -28,8 +28,9 @@ import tempfile
 
 from absl.testing import absltest
 
-_SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "tools" / (
-    "bazel_test.sh")
+_SCRIPT = (
+    pathlib.Path(__file__).resolve().parent.parent / "tools" / "bazel_test.sh"
+)
 
 
 class BazelTestScriptTest(absltest.TestCase):
@@ -46,9 +47,13 @@ class BazelTestScriptTest(absltest.TestCase):
 
   def _run(self, venv: pathlib.Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    return subprocess.run(["bash", str(_SCRIPT), str(venv), "//tests:none"],
-                          env=env, capture_output=True, text=True,
-                          check=False)
+    return subprocess.run(
+        ["bash", str(_SCRIPT), str(venv), "//tests:none"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
   def test_venv_without_python_is_refused_with_the_usage(self):
     venv = self._venv(python=None)
@@ -61,8 +66,10 @@ class BazelTestScriptTest(absltest.TestCase):
     venv = self._venv(python="exit 1")
     result = self._run(venv)
     self.assertEqual(result.returncode, 2)
-    self.assertIn(f"{venv}/bin/python cannot import absl, chex, haiku and jax",
-                  result.stderr)
+    self.assertIn(
+        f"{venv}/bin/python cannot import absl, chex, haiku and jax",
+        result.stderr,
+    )
     self.assertIn("-m pip install -e '.[test,examples]'", result.stderr)
 
 

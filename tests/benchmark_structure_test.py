@@ -38,11 +38,11 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 
-import hk_effects as hke
 from benchmarks import measure
 from benchmarks import models
 from benchmarks import path_keys_cost
 from benchmarks import report
+import hk_effects as hke
 from hk_effects.handlers import local_state
 
 DEPTH = 2
@@ -78,20 +78,27 @@ class BenchmarkStructureTest(parameterized.TestCase):
     params, hand_state, rng, x, mask = self.hand.args
     chex.assert_trees_all_equal_structs(params, self.effectful.args[0])
     (out, intermediates), hand_state = jax.jit(self.hand.make_step())(
-        params, hand_state, jax.random.clone(rng), x, mask)
+        params, hand_state, jax.random.clone(rng), x, mask
+    )
     (effectful_out, told), state = jax.jit(self.effectful.make_step())(
-        params, self.effectful.args[1], jax.random.clone(rng), x, mask)
+        params, self.effectful.args[1], jax.random.clone(rng), x, mask
+    )
     chex.assert_trees_all_close(effectful_out, out, rtol=1e-6)
-    self.assertEqual([t.path for t in told],
-                     [f"block_{i}/output" for i in range(DEPTH)])
-    chex.assert_trees_all_close([t.value for t in told], intermediates,
-                                rtol=1e-6)
+    self.assertEqual(
+        [t.path for t in told], [f"block_{i}/output" for i in range(DEPTH)]
+    )
+    chex.assert_trees_all_close(
+        [t.value for t in told], intermediates, rtol=1e-6
+    )
     counters = state[f"~local_state/{models.COUNTER}"]
     self.assertEqual(
         {k: int(v) for k, v in counters.items()},
-        {f"block_{i}:count": 1 for i in range(DEPTH)})
-    self.assertEqual([int(hand_state[f"block_{i}"]["count"])
-                      for i in range(DEPTH)], [1] * DEPTH)
+        {f"block_{i}:count": 1 for i in range(DEPTH)},
+    )
+    self.assertEqual(
+        [int(hand_state[f"block_{i}"]["count"]) for i in range(DEPTH)],
+        [1] * DEPTH,
+    )
 
   def test_module_calls_counts_every_method_call(self):
     # 13 module calls per block (block, 2 LayerNorms, attention, its 4
@@ -113,56 +120,89 @@ class DenseStructureTest(absltest.TestCase):
     *_, hand_eqns = measure.trace_time(self.hand)
     *_, effectful_eqns = measure.trace_time(self.effectful)
     self.assertEqual(effectful_eqns, hand_eqns)
-    counts = [measure.hlo_instruction_count(measure.compile_time(v)[1])
-              for v in (self.hand, self.effectful)]
+    counts = [
+        measure.hlo_instruction_count(measure.compile_time(v)[1])
+        for v in (self.hand, self.effectful)
+    ]
     self.assertEqual(counts[1], counts[0])
     self.assertGreater(counts[0], 100)
 
   def test_same_parameters_give_same_values(self):
     params, hand_state, rng, x, mask = self.hand.args
     (out, intermediates), _ = jax.jit(self.hand.make_step())(
-        params, hand_state, jax.random.clone(rng), x, mask)
+        params, hand_state, jax.random.clone(rng), x, mask
+    )
     (effectful_out, told), state = jax.jit(self.effectful.make_step())(
-        params, self.effectful.args[1], jax.random.clone(rng), x, mask)
+        params, self.effectful.args[1], jax.random.clone(rng), x, mask
+    )
     chex.assert_trees_all_close(effectful_out, out, rtol=1e-6)
-    chex.assert_trees_all_close([t.value for t in told], intermediates,
-                                rtol=1e-6)
+    chex.assert_trees_all_close(
+        [t.value for t in told], intermediates, rtol=1e-6
+    )
     counters = state[f"~local_state/{models.COUNTER}"]
-    self.assertEqual({k: int(v) for k, v in counters.items()},
-                     {f"block_{i}:count": 1 for i in range(DEPTH)})
+    self.assertEqual(
+        {k: int(v) for k, v in counters.items()},
+        {f"block_{i}:count": 1 for i in range(DEPTH)},
+    )
 
   def test_module_calls_are_three_per_block(self):
     # The block, its Linear and its dropout.
     self.assertEqual(measure.module_calls(self.hand), 3 * DEPTH)
 
 
-def _fake_results(hand: float, hke_: float, step_ratio: float,
-                  hlo: tuple[int, int], module_calls: int) -> dict:
+def _fake_results(
+    hand: float,
+    hke_: float,
+    step_ratio: float,
+    hlo: tuple[int, int],
+    module_calls: int,
+) -> dict:
   def version(trace, step, hlo_count):
     # Wall times and the median thread CPU time sit well above the minimum
     # thread CPU time, which is what the trace targets use.
-    return {"trace_s": [trace * 1.5] * 3,
-            "trace_cpu_s": [trace, trace * 1.4, trace * 1.4],
-            "compile_s": [1.0], "step_s": [step] * 20,
-            "step_cpu_s": [step * 2] * 20,
-            "jaxpr_eqns": 10, "hlo_instructions": hlo_count}
-  return {"module_calls": module_calls,
-          report.HAND: version(hand, 1.0, hlo[0]),
-          report.HKE: version(hke_, step_ratio, hlo[1])}
+    return {
+        "trace_s": [trace * 1.5] * 3,
+        "trace_cpu_s": [trace, trace * 1.4, trace * 1.4],
+        "compile_s": [1.0],
+        "step_s": [step] * 20,
+        "step_cpu_s": [step * 2] * 20,
+        "jaxpr_eqns": 10,
+        "hlo_instructions": hlo_count,
+    }
+
+  return {
+      "module_calls": module_calls,
+      report.HAND: version(hand, 1.0, hlo[0]),
+      report.HKE: version(hke_, step_ratio, hlo[1]),
+  }
 
 
 class ReportTest(parameterized.TestCase):
 
   def _data(self, deepest: dict | None = None) -> dict:
-    return {"memory": {},
-            "machine": {"cpus": 2, "backend": "cpu", "jax": "x",
-                        "python": "3", "load_average": [1.0],
-                        "load_average_after": [1.0]},
-            "models": {report.TRANSFORMER: {
-                "versions": [report.HAND, report.HKE], "rival": None,
-                "depths": {4: _fake_results(1.0, 1.05, 1.0, (10, 10), 53),
-                           64: deepest or _fake_results(
-                               16.0, 16.8, 1.0, (90, 90), 833)}}}}
+    return {
+        "memory": {},
+        "machine": {
+            "cpus": 2,
+            "backend": "cpu",
+            "jax": "x",
+            "python": "3",
+            "load_average": [1.0],
+            "load_average_after": [1.0],
+        },
+        "models": {
+            report.TRANSFORMER: {
+                "versions": [report.HAND, report.HKE],
+                "rival": None,
+                "depths": {
+                    4: _fake_results(1.0, 1.05, 1.0, (10, 10), 53),
+                    64: (
+                        deepest or _fake_results(16.0, 16.8, 1.0, (90, 90), 833)
+                    ),
+                },
+            }
+        },
+    }
 
   def test_all_targets_met(self):
     checks = report.targets(self._data())
@@ -172,7 +212,8 @@ class ReportTest(parameterized.TestCase):
       ("slow_trace", (16.0, 17.9, 1.0, (90, 90), 833), "trace time"),
       ("slow_step", (16.0, 16.8, 1.05, (90, 90), 833), "step time"),
       ("extra_hlo", (16.0, 16.8, 1.0, (90, 91), 833), "HLO"),
-      ("superlinear", (16.0, 16.8, 1.0, (90, 90), 600), "flat"))
+      ("superlinear", (16.0, 16.8, 1.0, (90, 90), 600), "flat"),
+  )
   def test_missed_target_is_reported(self, deepest, what):
     checks = report.targets(self._data(_fake_results(*deepest)))
     missed = [text for text, ok in checks if not ok]
@@ -189,9 +230,11 @@ class ReportTest(parameterized.TestCase):
     checks = dict(report.targets(self._data(deepest)))
     [(text, ok)] = [(t, ok) for t, ok in checks.items() if "trace time" in t]
     self.assertTrue(ok, text)
-    self.assertIn("ratio 1.050 <= 1.10 (median of 3 rounds' thread-CPU "
-                  "ratios; ratio of minima 1.050, of wall medians 1.667)",
-                  text)
+    self.assertIn(
+        "ratio 1.050 <= 1.10 (median of 3 rounds' thread-CPU "
+        "ratios; ratio of minima 1.050, of wall medians 1.667)",
+        text,
+    )
 
   def test_trace_target_missed_when_most_rounds_are_slow(self):
     deepest = _fake_results(16.0, 16.8, 1.0, (90, 90), 833)
@@ -209,27 +252,43 @@ class ReportTest(parameterized.TestCase):
     for depth in run["depths"].values():
       depth[report.PENZAI] = dict(depth[report.HKE])
       depth[report.PENZAI]["trace_cpu_s"] = [100.0] * 3
-    data["memory"] = {report.PENZAI: 4 * 2**20, report.HAND: 8 * 2**20,
-                      report.HKE: 9 * 2**20}
-    data["memory_depths"] = {report.PENZAI: 16, report.HAND: 64,
-                             report.HKE: 64}
+    data["memory"] = {
+        report.PENZAI: 4 * 2**20,
+        report.HAND: 8 * 2**20,
+        report.HKE: 9 * 2**20,
+    }
+    data["memory_depths"] = {report.PENZAI: 16, report.HAND: 64, report.HKE: 64}
     text = report.render(data)
-    self.assertIn("| hand-threaded | 64 | 8.0 MiB | 128 KiB |\n"
-                  "| hk_effects | 64 | 9.0 MiB | 144 KiB |\n"
-                  "| penzai v1 | 16 | 4.0 MiB | 256 KiB |", text)
+    self.assertIn(
+        "| hand-threaded | 64 | 8.0 MiB | 128 KiB |\n"
+        "| hk_effects | 64 | 9.0 MiB | 144 KiB |\n"
+        "| penzai v1 | 16 | 4.0 MiB | 256 KiB |",
+        text,
+    )
 
   def test_render_has_a_row_per_metric_and_ratios(self):
     text = report.render(self._data())
-    self.assertIn("| transformer | 64 | trace, wall (ms) | 2.4e+04 "
-                  "[2.4e+04-2.4e+04] |", text)
-    self.assertIn("| transformer | 64 | trace, thread CPU, ratio per round "
-                  "[decides] | - | - | - | - | - | 1.050 [1.050-1.050] | - | "
-                  "- |", text)
-    self.assertIn("| transformer | 64 | trace per module call, thread CPU "
-                  "min (µs, 833 calls) | 1.921e+04 | 2.017e+04 | - | - | - | "
-                  "1.050 | - | - |", text)
-    self.assertIn("Traces per depth (in the order of the columns): "
-                  "transformer 4: 3/3, 64: 3/3.", text)
+    self.assertIn(
+        "| transformer | 64 | trace, wall (ms) | 2.4e+04 [2.4e+04-2.4e+04] |",
+        text,
+    )
+    self.assertIn(
+        "| transformer | 64 | trace, thread CPU, ratio per round "
+        "[decides] | - | - | - | - | - | 1.050 [1.050-1.050] | - | "
+        "- |",
+        text,
+    )
+    self.assertIn(
+        "| transformer | 64 | trace per module call, thread CPU "
+        "min (µs, 833 calls) | 1.921e+04 | 2.017e+04 | - | - | - | "
+        "1.050 | - | - |",
+        text,
+    )
+    self.assertIn(
+        "Traces per depth (in the order of the columns): "
+        "transformer 4: 3/3, 64: 3/3.",
+        text,
+    )
     self.assertIn("each with the statistic that decides it", text)
     self.assertNotIn("MISSED", text)
 
@@ -237,39 +296,57 @@ class ReportTest(parameterized.TestCase):
 class DenseReportTest(parameterized.TestCase):
   """The dense block's targets: at 64 blocks, path keys, the rival."""
 
-  def _data(self, pk_hlo: int = 90, pk_step: float = 1.0,
-            linen_trace: float = 40.0) -> dict:
+  def _data(
+      self, pk_hlo: int = 90, pk_step: float = 1.0, linen_trace: float = 40.0
+  ) -> dict:
     depths = {}
     for depth, calls in ((4, 12), (64, 192)):
       scale = depth / 4
       r = _fake_results(1.0 * scale, 1.04 * scale, 1.0, (90, 90), calls)
       pk = _fake_results(1.0, 1.0 * scale, pk_step, (90, pk_hlo), calls)
       r[report.PATH_KEYS] = pk[report.HKE]
-      linen = _fake_results(1.0, linen_trace * scale / 16, 1.0, (80, 80),
-                            calls)
+      linen = _fake_results(1.0, linen_trace * scale / 16, 1.0, (80, 80), calls)
       r[report.LINEN] = linen[report.HKE]
       depths[depth] = r
-    return {"memory": {},
-            "machine": {"cpus": 2, "backend": "cpu", "jax": "x",
-                        "python": "3", "load_average": [1.0],
-                        "load_average_after": [1.0]},
-            "models": {report.DENSE: {
-                "versions": [report.HAND, report.HKE, report.PATH_KEYS,
-                             report.LINEN],
-                "rival": report.LINEN, "depths": depths}}}
+    return {
+        "memory": {},
+        "machine": {
+            "cpus": 2,
+            "backend": "cpu",
+            "jax": "x",
+            "python": "3",
+            "load_average": [1.0],
+            "load_average_after": [1.0],
+        },
+        "models": {
+            report.DENSE: {
+                "versions": [
+                    report.HAND,
+                    report.HKE,
+                    report.PATH_KEYS,
+                    report.LINEN,
+                ],
+                "rival": report.LINEN,
+                "depths": depths,
+            }
+        },
+    }
 
   def test_all_met(self):
     checks = report.targets(self._data())
     self.assertTrue(all(ok for _, ok in checks), checks)
     texts = [t for t, _ in checks]
-    self.assertIn("dense 64: path keys HLO 1.000x the default's <= 1.03 (90 "
-                  "and 90)", texts)
+    self.assertIn(
+        "dense 64: path keys HLO 1.000x the default's <= 1.03 (90 and 90)",
+        texts,
+    )
     self.assertTrue(any("[moonshot]" in t and "<= 1.05" in t for t in texts))
 
   @parameterized.named_parameters(
       ("path_keys_hlo", {"pk_hlo": 93}, "path keys HLO"),
       ("path_keys_step", {"pk_step": 1.05}, "path keys step ratio"),
-      ("linen_faster", {"linen_trace": 10.0}, "faster than flax linen"))
+      ("linen_faster", {"linen_trace": 10.0}, "faster than flax linen"),
+  )
   def test_missed(self, kwargs, what):
     missed = [t for t, ok in report.targets(self._data(**kwargs)) if not ok]
     self.assertTrue(missed)
@@ -293,17 +370,21 @@ class HotPathTest(absltest.TestCase):
       for i, initializer in enumerate(initializers):
         _Counter(initializer, name=f"counter_{i}")()
       return x
+
     return hke.transform_with_state(hke.handlers.handle_local_states(forward))
 
   def test_apply_runs_no_initializer_and_no_eval_shape_for_states(self):
     calls = []
+
     def make(n):
       return lambda: calls.append(n) or jnp.zeros([n])
+
     f = self._transformed(make(2), make(3), *[lambda: jnp.zeros([2])] * 2)
     params, state = f.init(None, 0.0)
     self.assertEqual(calls, [2, 3])
-    with mock.patch.object(local_state.jax, "eval_shape",
-                           wraps=jax.eval_shape) as eval_shape:
+    with mock.patch.object(
+        local_state.jax, "eval_shape", wraps=jax.eval_shape
+    ) as eval_shape:
       f.apply(params, state, None, 0.0)
     self.assertEqual(eval_shape.call_count, 0)
     self.assertEqual(calls, [2, 3])
@@ -320,8 +401,12 @@ class HotPathTest(absltest.TestCase):
       def __call__(self):
         return self.mixed[1].ask() + self.table["k"].ask()
 
-    f = hke.transform(hke.handlers.WithConstantSideInputs.handling(
-        lambda x: Holder()(), {"s": jnp.float32(2.0)}), apply_rng=False)
+    f = hke.transform(
+        hke.handlers.WithConstantSideInputs.handling(
+            lambda x: Holder()(), {"s": jnp.float32(2.0)}
+        ),
+        apply_rng=False,
+    )
     self.assertEqual(float(f.apply({}, 0.0)), 4.0)
 
   def test_collected_loop_values_trace_as_returning_them_does(self):
@@ -330,40 +415,50 @@ class HotPathTest(absltest.TestCase):
     # inside hk.vmap traces the program that returns the values by hand.
     def effectful(xs):
       probe = hke.TellIntermediate("h")
+
       def row(r):
-        return hk.scan(lambda c, x: (probe(jnp.tanh(c + x)), None),
-                       jnp.zeros(2), r)[0]
+        return hk.scan(
+            lambda c, x: (probe(jnp.tanh(c + x)), None), jnp.zeros(2), r
+        )[0]
+
       return hk.vmap(row, split_rng=False)(xs)
 
     def hand(xs):
       def row(r):
         return hk.scan(lambda c, x: (jnp.tanh(c + x),) * 2, jnp.zeros(2), r)
+
       return hk.vmap(row, split_rng=False)(xs)
+
     xs = jnp.ones([3, 4, 2])
     collected = hke.transform(
-        hke.handlers.CollectingSideOutputs.handling(effectful),
-        apply_rng=False)
+        hke.handlers.CollectingSideOutputs.handling(effectful), apply_rng=False
+    )
     by_hand = hk.without_apply_rng(hk.transform(hand))
-    self.assertEqual(str(jax.make_jaxpr(collected.apply)({}, xs)),
-                     str(jax.make_jaxpr(by_hand.apply)({}, xs)))
+    self.assertEqual(
+        str(jax.make_jaxpr(collected.apply)({}, xs)),
+        str(jax.make_jaxpr(by_hand.apply)({}, xs)),
+    )
 
 
 class PathKeysCostTest(absltest.TestCase):
 
   def test_paired_measurements_and_table(self):
-    result = path_keys_cost.measure_depth(2, trace_reps=2, compile=True,
-                                          step_calls=20)
+    result = path_keys_cost.measure_depth(
+        2, trace_reps=2, compile=True, step_calls=20
+    )
     self.assertLen(result["trace_cpu_s"], 2)
     self.assertLen(result["step_cpu_s"], 20)
     hlo = result["hlo_instructions"]
     # A path key is one threefry of the handler's key per draw, where
     # Haiku's sequence splits its key per draw: never more instructions.
-    self.assertLessEqual(hlo[path_keys_cost.PATH],
-                         hlo[path_keys_cost.SEQUENCE])
+    self.assertLessEqual(hlo[path_keys_cost.PATH], hlo[path_keys_cost.SEQUENCE])
     table = path_keys_cost.render({2: result})
     self.assertIn("| 2 | step, process CPU (ms) |", table)
-    self.assertIn(f"| 2 | HLO instructions | {hlo[path_keys_cost.SEQUENCE]} "
-                  f"| {hlo[path_keys_cost.PATH]} |", table)
+    self.assertIn(
+        f"| 2 | HLO instructions | {hlo[path_keys_cost.SEQUENCE]} "
+        f"| {hlo[path_keys_cost.PATH]} |",
+        table,
+    )
 
   def test_path_keys_version_draws_other_keys_than_the_sequence(self):
     outs = []
@@ -380,20 +475,36 @@ class ScriptUsageTest(parameterized.TestCase):
   """Bad flags stop the scripts before they measure anything."""
 
   @parameterized.parameters(
-      ("overhead.py", "--step_calls=5",
-       "--step_calls=5: the step time is a median of at least 20 calls; "
-       "pass 20 or more."),
-      ("path_keys_cost.py", "--step_calls=5",
-       "--step_calls=5: pass 20 or more"),
-      ("path_keys_cost.py", "--trace_reps=0",
-       "--trace_reps=0: pass 1 or more."))
+      (
+          "overhead.py",
+          "--step_calls=5",
+          (
+              "--step_calls=5: the step time is a median of at least 20 calls; "
+              "pass 20 or more."
+          ),
+      ),
+      (
+          "path_keys_cost.py",
+          "--step_calls=5",
+          "--step_calls=5: pass 20 or more",
+      ),
+      (
+          "path_keys_cost.py",
+          "--trace_reps=0",
+          "--trace_reps=0: pass 1 or more.",
+      ),
+  )
   def test_bad_flag_is_a_usage_error(self, script, flag, message):
     root = pathlib.Path(__file__).resolve().parent.parent
     # A subprocess each: the two scripts define flags of the same names.
     result = subprocess.run(
         [sys.executable, str(root / "benchmarks" / script), flag],
-        capture_output=True, text=True, timeout=120,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"}, check=False)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        check=False,
+    )
     self.assertNotEqual(result.returncode, 0)
     self.assertIn(message, result.stderr)
     self.assertNotIn("measuring", result.stdout)

@@ -25,12 +25,12 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import hk_effects as hke
-from hk_effects import binding
 from test_utils import count_distinct_rows
 from test_utils import DrawKey
 from test_utils import key_rows
+
+import hk_effects as hke
+from hk_effects import binding
 
 
 @hke.pytree_dataclass
@@ -44,25 +44,33 @@ class _HoldsNestedRequests(hk.Module):
 
   def __init__(self):
     super().__init__(name="nested")
-    self.masks = {"a": hke.SideInputRequest("a"),
-                  "b": hke.SideInputRequest("b")}
+    self.masks = {
+        "a": hke.SideInputRequest("a"),
+        "b": hke.SideInputRequest("b"),
+    }
     self.rngs = [hke.RandomRequest(), hke.RandomRequest()]
     self.pair = (hke.SideInputRequest("a"), 10.0)
     self.deep = {"x": [hke.SideInputRequest("b")]}
     self.config = _Config(rng=hke.RandomRequest(), scale=3.0)
 
   def __call__(self, x):
-    keys = key_rows(*(jax.random.key_data(r.next_key()) for r in
-                      (self.rngs[0], self.rngs[1], self.config.rng)))
-    values = (self.masks["a"].ask() + self.masks["b"].ask()
-              + self.pair[0].ask() * self.pair[1]
-              + self.deep["x"][0].ask() * self.config.scale)
+    keys = key_rows(*(
+        jax.random.key_data(r.next_key())
+        for r in (self.rngs[0], self.rngs[1], self.config.rng)
+    ))
+    values = (
+        self.masks["a"].ask()
+        + self.masks["b"].ask()
+        + self.pair[0].ask() * self.pair[1]
+        + self.deep["x"][0].ask() * self.config.scale
+    )
     return x + values, keys
 
 
 def _handle_nested(body):
   return hke.handlers.WithHaikuRandom.handling(
-      hke.handlers.WithConstantSideInputs.handling(body, {"a": 1.0, "b": 2.0}))
+      hke.handlers.WithConstantSideInputs.handling(body, {"a": 1.0, "b": 2.0})
+  )
 
 
 class UnhandledErrorTest(absltest.TestCase):
@@ -72,7 +80,8 @@ class UnhandledErrorTest(absltest.TestCase):
     with self.assertRaisesRegex(
         hke.UnhandledEffectError,
         r"Unhandled RandomEffect: module 'encoder', attribute 'rng' holds "
-        r"RandomRequest\(\).*WithHaikuRandom\.handling\(forward\)"):
+        r"RandomRequest\(\).*WithHaikuRandom\.handling\(forward\)",
+    ):
       f.apply({}, jax.random.key(0), 0.0)
 
   def test_lists_other_unhandled_requests_met_so_far(self):
@@ -88,18 +97,22 @@ class UnhandledErrorTest(absltest.TestCase):
     def forward(x):
       Holds()(x)
       return DrawKey(name="draw")(x)
+
     with self.assertRaisesRegex(
         hke.UnhandledEffectError,
         r"module 'draw', attribute 'rng'[\s\S]*Other unhandled requests met "
         r"so far:\n  - module 'holder', attribute \"masks\['pad'\]\": "
-        r"SideInputRequest\(tag='pad'\)"):
+        r"SideInputRequest\(tag='pad'\)",
+    ):
       hke.transform(forward).apply({}, None, 0.0)
 
   def test_request_claimed_by_no_handler_in_a_nest_is_unhandled(self):
     handled = hke.handlers.WithConstantSideInputs.handling(
-        lambda x: DrawKey(name="draw")(x), {"s": 1.0}, keep_unused=True)
-    with self.assertRaisesRegex(hke.UnhandledEffectError,
-                                "module 'draw', attribute 'rng'"):
+        lambda x: DrawKey(name="draw")(x), {"s": 1.0}, keep_unused=True
+    )
+    with self.assertRaisesRegex(
+        hke.UnhandledEffectError, "module 'draw', attribute 'rng'"
+    ):
       hke.transform(handled).apply({}, None, 0.0)
 
 
@@ -107,32 +120,41 @@ class LifetimeTest(absltest.TestCase):
 
   def test_module_holds_a_ref_of_its_handler_after_the_call(self):
     modules = []
+
     def body(x):
       modules.append(DrawKey())
       return modules[-1](x)
+
     handler = hke.handlers.WithHaikuRandom.handling(body, handler_id="rand")
     hke.transform(handler).apply({}, jax.random.key(0), 0.0)
-    self.assertEqual(modules[-1].rng,
-                     hke.HandledRandomRef(hke.RandomRequest(), "rand"))
+    self.assertEqual(
+        modules[-1].rng, hke.HandledRandomRef(hke.RandomRequest(), "rand")
+    )
     self.assertEqual(binding.active_scopes(), ())
 
   def test_ref_used_after_its_handler_returned_raises(self):
     modules = []
+
     def body(x):
       modules.append(DrawKey(name="late"))
       return modules[-1](x)
+
     handler = hke.handlers.WithHaikuRandom.handling(body, handler_id="rand")
+
     def forward(x):
       handler(x)
       return modules[-1](x)  # The handler has returned.
+
     with self.assertRaisesRegex(
         hke.UnhandledEffectError,
         r"module 'late', attribute 'rng'.*served by handler 'rand'.*not "
-        r"running now.*inside the handler's body"):
+        r"running now.*inside the handler's body",
+    ):
       hke.transform(forward).apply({}, jax.random.key(0), 0.0)
 
   def test_runtime_impl_used_after_its_handler_returned_raises(self):
     leaked = []
+
     class Leaks(hk.Module):
 
       def __init__(self):
@@ -142,19 +164,25 @@ class LifetimeTest(absltest.TestCase):
       def __call__(self, x):
         leaked.append(self.rng)
         return x
+
     handler = hke.handlers.WithHaikuRandom.handling(
-        lambda x: Leaks()(x), handler_id="rand")
+        lambda x: Leaks()(x), handler_id="rand"
+    )
+
     def forward(x):
       handler(x)
       return leaked[-1].next_key()
+
     with self.assertRaisesRegex(
         hke.UnhandledEffectError,
         r"module 'leaks', attribute 'rng' was used after its handler 'rand' "
-        "returned"):
+        "returned",
+    ):
       hke.transform(forward).apply({}, jax.random.key(0), 0.0)
 
   def test_side_input_impl_used_after_its_handler_returned_raises(self):
     leaked = []
+
     class Leaks(hk.Module):
 
       def __init__(self):
@@ -164,8 +192,10 @@ class LifetimeTest(absltest.TestCase):
       def __call__(self, x):
         leaked.append(self.mask)
         return x * self.mask.ask()
+
     handler = hke.handlers.WithConstantSideInputs.handling(
-        lambda x: Leaks()(x), {"m": 2.0})
+        lambda x: Leaks()(x), {"m": 2.0}
+    )
     hke.transform(handler).apply({}, None, 1.0)
     with self.assertRaisesRegex(hke.UnhandledEffectError, "do not store them"):
       leaked[-1].ask()
@@ -175,18 +205,23 @@ class HandlerIdTest(absltest.TestCase):
 
   def test_colliding_explicit_ids_in_a_nest_are_an_error(self):
     inner = hke.handlers.WithConstantSideInputs.handling(
-        lambda x: x, {}, handler_id="consts")
+        lambda x: x, {}, handler_id="consts"
+    )
     outer = hke.handlers.WithHaikuRandom.handling(inner, handler_id="consts")
     with self.assertRaisesRegex(
-        ValueError, r"Handler id 'consts' of WithConstantSideInputs.*collides"
-        r".*distinct `handler_id=`"):
+        ValueError,
+        r"Handler id 'consts' of WithConstantSideInputs.*collides"
+        r".*distinct `handler_id=`",
+    ):
       hke.transform(outer).apply({}, None, 1.0)
 
   def test_the_same_explicit_id_in_sequence_is_fine(self):
     first = hke.handlers.WithConstantSideInputs.handling(
-        lambda x: x * AskScale()(), {"s": 2.0}, handler_id="consts")
+        lambda x: x * AskScale()(), {"s": 2.0}, handler_id="consts"
+    )
     second = hke.handlers.WithConstantSideInputs.handling(
-        lambda x: x * AskScale()(), {"s": 3.0}, handler_id="consts")
+        lambda x: x * AskScale()(), {"s": 3.0}, handler_id="consts"
+    )
     out = hke.transform(lambda x: second(first(x))).apply({}, None, 1.0)
     self.assertEqual(float(out), 6.0)
 
@@ -196,7 +231,8 @@ class HandlerIdTest(absltest.TestCase):
 
   def test_non_callable_body_is_an_error(self):
     with self.assertRaisesRegex(
-        TypeError, "WithHaikuRandom.handling expects a callable body.*got 3"):
+        TypeError, "WithHaikuRandom.handling expects a callable body.*got 3"
+    ):
       hke.handlers.WithHaikuRandom.handling(3)
 
 
@@ -215,28 +251,42 @@ class TraversalTest(absltest.TestCase):
   def test_requests_in_containers_are_served(self):
     def body(x):
       return _HoldsNestedRequests()(x)
+
     out, keys = hke.transform(_handle_nested(body)).apply(
-        {}, jax.random.key(0), jnp.zeros(1))
+        {}, jax.random.key(0), jnp.zeros(1)
+    )
     # a + b + a * 10 + b * 3 with a=1, b=2.
     np.testing.assert_array_equal(out, [1.0 + 2.0 + 10.0 + 6.0])
     self.assertEqual(count_distinct_rows(np.asarray(keys)), 3)
 
   def test_attribute_paths_name_the_place_in_the_container(self):
     table = hke.bindings(_handle_nested(lambda x: _HoldsNestedRequests()(x)))(
-        jnp.zeros(1))
+        jnp.zeros(1)
+    )
     self.assertCountEqual(
         [r.attribute_path for r in table.rows],
-        ["masks['a']", "masks['b']", "rngs[0]", "rngs[1]", "pair[0]",
-         "deep['x'][0]", "config.rng"])
+        [
+            "masks['a']",
+            "masks['b']",
+            "rngs[0]",
+            "rngs[1]",
+            "pair[0]",
+            "deep['x'][0]",
+            "config.rng",
+        ],
+    )
     self.assertTrue(all(r.module_path == "nested" for r in table.rows))
 
   def test_containers_hold_refs_again_after_the_call(self):
     modules = []
+
     def body(x):
       modules.append(_HoldsNestedRequests())
       return modules[-1](x)
+
     hke.transform(_handle_nested(body)).apply(
-        {}, jax.random.key(0), jnp.zeros(1))
+        {}, jax.random.key(0), jnp.zeros(1)
+    )
     module = modules[-1]
     self.assertIsInstance(module.masks["a"], hke.HandledSideInputRef)
     self.assertIsInstance(module.config.rng, hke.HandledRandomRef)
@@ -244,6 +294,7 @@ class TraversalTest(absltest.TestCase):
 
   def test_nested_call_on_the_same_module_binds_once(self):
     seen = []
+
     class CallsItself(hk.Module):
 
       def __init__(self):
@@ -260,8 +311,10 @@ class TraversalTest(absltest.TestCase):
         # Still the runtime impl: the nested call did not restore the ref.
         seen.append(self.rng)
         return key_rows(first, jax.random.key_data(self.rng.next_key()))
-    f = hke.transform(hke.handlers.WithHaikuRandom.handling(
-        lambda x: CallsItself()(x)))
+
+    f = hke.transform(
+        hke.handlers.WithHaikuRandom.handling(lambda x: CallsItself()(x))
+    )
     rows = np.asarray(f.apply({}, jax.random.key(0), 0.0))
     self.assertEqual(count_distinct_rows(rows), 2)
     self.assertLen(seen, 3)
@@ -271,9 +324,11 @@ class TraversalTest(absltest.TestCase):
 
   def test_module_without_requests_keeps_its_attributes(self):
     modules = []
+
     def body(x):
       modules.append(hk.Linear(2, name="plain"))
       return modules[-1](x)
+
     f = hke.transform(hke.handlers.WithHaikuRandom.handling(body))
     params = f.init(jax.random.key(0), jnp.ones([1, 3]))
     f.apply(params, jax.random.key(0), jnp.ones([1, 3]))
@@ -289,8 +344,10 @@ class UsersInterceptorsTest(absltest.TestCase):
     def forward(x):
       layer = AskScale()
       return hk.Linear(2, w_init=jnp.ones, name="lin")(x) * layer()
-    return hke.transform(hke.handlers.WithConstantSideInputs.handling(
-        forward, {"s": 3.0}))
+
+    return hke.transform(
+        hke.handlers.WithConstantSideInputs.handling(forward, {"s": 3.0})
+    )
 
   def test_inner_interceptor_sees_every_call_and_effects_still_bind(self):
     seen = []
@@ -305,21 +362,30 @@ class UsersInterceptorsTest(absltest.TestCase):
         layer = AskScale()
         return hk.Linear(2, w_init=jnp.ones, name="lin")(x) * layer()
 
-    f = hke.transform(hke.handlers.WithConstantSideInputs.handling(
-        forward, {"s": 3.0}))
+    f = hke.transform(
+        hke.handlers.WithConstantSideInputs.handling(forward, {"s": 3.0})
+    )
     x = jnp.ones([1, 2])
     params = f.init(None, x)
     seen.clear()
     out = f.apply(params, None, x)
     np.testing.assert_allclose(out, [[6.0, 6.0]])
-    self.assertEqual(seen, [("ask_scale", "__init__"), ("lin", "__init__"),
-                            ("lin", "__call__"), ("ask_scale", "__call__")])
+    self.assertEqual(
+        seen,
+        [
+            ("ask_scale", "__init__"),
+            ("lin", "__init__"),
+            ("lin", "__call__"),
+            ("ask_scale", "__call__"),
+        ],
+    )
 
   def test_outer_interceptor_runs_first_and_can_change_results(self):
     def double(next_fun, args, kwargs, context):
       out = next_fun(*args, **kwargs)
       if context.method_name == "__call__" and isinstance(
-          context.module, AskScale):
+          context.module, AskScale
+      ):
         return out * 2
       return out
 
@@ -330,7 +396,6 @@ class UsersInterceptorsTest(absltest.TestCase):
       out = f.apply(params, None, x)
     np.testing.assert_allclose(out, [[12.0, 12.0]])
     np.testing.assert_allclose(f.apply(params, None, x), [[6.0, 6.0]])
-
 
   def test_path_keys_draw_alike_with_and_without_a_users_interceptor(self):
     # Path keys count calls with an interceptor of their own: with only
@@ -349,10 +414,11 @@ class UsersInterceptorsTest(absltest.TestCase):
 
     outs = []
     for body in (forward, with_noop):
-      f = hke.transform(hke.handlers.WithRandomKeyFromArg.handling(
-          body, path_keys=True), apply_rng=False)
-      outs.append(f.apply({}, (jnp.zeros([], jnp.uint32),
-                               jax.random.key(4))))
+      f = hke.transform(
+          hke.handlers.WithRandomKeyFromArg.handling(body, path_keys=True),
+          apply_rng=False,
+      )
+      outs.append(f.apply({}, (jnp.zeros([], jnp.uint32), jax.random.key(4))))
     np.testing.assert_array_equal(outs[0], outs[1])
     self.assertEqual(count_distinct_rows(outs[0]), 3)
 
@@ -390,8 +456,10 @@ class GarbageTest(absltest.TestCase):
       refs.append(weakref.ref(module))
       return module(x)
 
-    f = hke.transform(hke.handlers.WithRandomKeyFromArg.handling(
-        forward, path_keys=True), apply_rng=False)
+    f = hke.transform(
+        hke.handlers.WithRandomKeyFromArg.handling(forward, path_keys=True),
+        apply_rng=False,
+    )
     x = jnp.ones([1, 2])
     params = f.init(None, (x, jax.random.key(0)))
     gc.collect()

@@ -36,20 +36,28 @@ from haiku._src import stateful
 import jax
 import jax.numpy as jnp
 import numpy as np
+from test_utils import DrawKey
 
 import hk_effects as hke
 from hk_effects import haiku_internals
-from test_utils import DrawKey
 
 H = hke.handlers
-ORIGINAL = {name: haiku_internals.original(name)
-            for name in ("scan", "vmap", "remat", "fori_loop", "while_loop",
-                         "cond", "switch")}
+ORIGINAL = {
+    name: haiku_internals.original(name)
+    for name in (
+        "scan",
+        "vmap",
+        "remat",
+        "fori_loop",
+        "while_loop",
+        "cond",
+        "switch",
+    )
+}
 
 
 def _rows(keys):
-  return {tuple(np.asarray(k).ravel()) for k in np.asarray(keys).reshape(
-      -1, 2)}
+  return {tuple(np.asarray(k).ravel()) for k in np.asarray(keys).reshape(-1, 2)}
 
 
 class Counter(hk.Module):
@@ -67,14 +75,25 @@ def _scan_with(scan, body_module):
   def forward(x):
     module = body_module()
     return scan(lambda c, _: (c, module(x)), 0, None, length=3)[1]
+
   return forward
 
 
 class OneObjectPerNameTest(absltest.TestCase):
 
   def test_public_and_private_names_are_one_object(self):
-    for name in ("scan", "vmap", "remat", "fori_loop", "while_loop", "cond",
-                 "switch", "grad", "value_and_grad", "eval_shape"):
+    for name in (
+        "scan",
+        "vmap",
+        "remat",
+        "fori_loop",
+        "while_loop",
+        "cond",
+        "switch",
+        "grad",
+        "value_and_grad",
+        "eval_shape",
+    ):
       self.assertIs(getattr(hk, name), getattr(stateful, name), name)
     self.assertIsNot(hk.scan, ORIGINAL["scan"])
 
@@ -92,66 +111,87 @@ class OneObjectPerNameTest(absltest.TestCase):
 class BypassTest(parameterized.TestCase):
 
   def test_path_keys_in_a_bypassed_scan_raise(self):
-    f = hke.transform(H.WithHaikuRandom.handling(
-        _scan_with(ORIGINAL["scan"], lambda: DrawKey(name="draw")),
-        path_keys=True))
+    f = hke.transform(
+        H.WithHaikuRandom.handling(
+            _scan_with(ORIGINAL["scan"], lambda: DrawKey(name="draw")),
+            path_keys=True,
+        )
+    )
     with self.assertRaisesRegex(
         hke.BoundaryBypassError,
         r"'rng' of module 'draw'.*did not see entered.*from haiku import "
-        "scan.*Import hk_effects before"):
+        "scan.*Import hk_effects before",
+    ):
       f.apply({}, jax.random.key(0), 0.0)
 
   def test_path_keys_in_hk_scan_are_distinct(self):
-    f = hke.transform(H.WithHaikuRandom.handling(
-        _scan_with(hk.scan, lambda: DrawKey(name="draw")), path_keys=True))
+    f = hke.transform(
+        H.WithHaikuRandom.handling(
+            _scan_with(hk.scan, lambda: DrawKey(name="draw")), path_keys=True
+        )
+    )
     self.assertLen(_rows(f.apply({}, jax.random.key(0), 0.0)), 3)
 
   def test_private_stateful_scan_is_the_boundary_too(self):
-    f = hke.transform(H.WithHaikuRandom.handling(
-        _scan_with(stateful.scan, lambda: DrawKey(name="draw")),
-        path_keys=True))
+    f = hke.transform(
+        H.WithHaikuRandom.handling(
+            _scan_with(stateful.scan, lambda: DrawKey(name="draw")),
+            path_keys=True,
+        )
+    )
     self.assertLen(_rows(f.apply({}, jax.random.key(0), 0.0)), 3)
 
   def test_split_rng_members_of_a_bypassed_vmap_raise_under_path_keys(self):
     def forward(x):
-      return ORIGINAL["vmap"](lambda v: DrawKey(name="draw")(v),
-                              split_rng=True)(x)
+      return ORIGINAL["vmap"](
+          lambda v: DrawKey(name="draw")(v), split_rng=True
+      )(x)
+
     f = hke.transform(H.WithHaikuRandom.handling(forward, path_keys=True))
     with self.assertRaises(hke.BoundaryBypassError):
       f.apply({}, jax.random.key(0), jnp.zeros(4))
 
-  @parameterized.parameters("scan", "remat", "cond", "switch", "fori_loop",
-                            "while_loop", "vmap")
+  @parameterized.parameters(
+      "scan", "remat", "cond", "switch", "fori_loop", "while_loop", "vmap"
+  )
   def test_a_tell_in_a_bypassed_wrapper_blames_the_bypass(self, name):
     probe = lambda v: hke.TellIntermediate("t")(v)
     use = {
         "scan": lambda x: ORIGINAL["scan"](
-            lambda c, _: (c, probe(x)), 0, None, length=2)[1],
+            lambda c, _: (c, probe(x)), 0, None, length=2
+        )[1],
         "remat": lambda x: ORIGINAL["remat"](probe)(x),
         "cond": lambda x: ORIGINAL["cond"](x[0] > 0, probe, probe, x),
         "switch": lambda x: ORIGINAL["switch"](0, [probe, probe], x),
         "fori_loop": lambda x: ORIGINAL["fori_loop"](
-            0, 2, lambda i, v: probe(v), x),
+            0, 2, lambda i, v: probe(v), x
+        ),
         "while_loop": lambda x: ORIGINAL["while_loop"](
-            lambda v: v[0] < 3.0, lambda v: probe(v) + 1, x),
+            lambda v: v[0] < 3.0, lambda v: probe(v) + 1, x
+        ),
         "vmap": lambda x: ORIGINAL["vmap"](probe, split_rng=False)(x),
     }[name]
     f = hke.transform(H.CollectingSideOutputs.handling(use), apply_rng=False)
     with self.assertRaisesRegex(
         hke.BoundaryBypassError,
         "'t' at module 'tell_intermediate', attribute 'intermediate'.*did "
-        "not see entered"):
+        "not see entered",
+    ):
       f.apply({}, jnp.ones(2))
 
   def test_sequence_keys_in_a_bypassed_scan_stay_distinct(self):
     # Haiku threads its rng sequence through its own scan: nothing to do.
-    f = hke.transform(H.WithHaikuRandom.handling(
-        _scan_with(ORIGINAL["scan"], lambda: DrawKey(name="draw"))))
+    f = hke.transform(
+        H.WithHaikuRandom.handling(
+            _scan_with(ORIGINAL["scan"], lambda: DrawKey(name="draw"))
+        )
+    )
     self.assertLen(_rows(f.apply({}, jax.random.key(0), 0.0)), 3)
 
   def test_local_state_in_a_bypassed_scan_keeps_every_update(self):
-    f = hke.transform_with_state(H.handle_local_states(
-        _scan_with(ORIGINAL["scan"], Counter)))
+    f = hke.transform_with_state(
+        H.handle_local_states(_scan_with(ORIGINAL["scan"], Counter))
+    )
     params, state = f.init(None, 0.0)
     _, state = f.apply(params, state, None, 0.0)
     self.assertEqual(float(state["~local_state/c"]["counter:count"]), 3.0)
@@ -182,18 +222,27 @@ class BypassTest(parameterized.TestCase):
           print("refused:", str(e)[:60])
         """)
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", script], env=env,
-                         capture_output=True, text=True, timeout=120,
-                         check=False)
-    self.assertIn("refused: A path-keyed draw of request 'rng' of module",
-                  out.stdout, out.stderr[-2000:])
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    self.assertIn(
+        "refused: A path-keyed draw of request 'rng' of module",
+        out.stdout,
+        out.stderr[-2000:],
+    )
 
 
 class VersionTest(absltest.TestCase):
 
   def test_unsupported_haiku_is_refused_naming_the_range(self):
-    with self.assertRaisesRegex(ImportError,
-                                r"dm-haiku>=0.0.17,<0.0.18.*0\.0\.9"):
+    with self.assertRaisesRegex(
+        ImportError, r"dm-haiku>=0.0.17,<0.0.18.*0\.0\.9"
+    ):
       haiku_internals.check_version("0.0.9")
 
   def test_installed_haiku_is_supported(self):

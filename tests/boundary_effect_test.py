@@ -30,9 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import hk_effects as hke
 from examples.boundary_effect import SummingTotals
 from examples.boundary_effect import TotalRequest
+import hk_effects as hke
 from hk_effects import haiku_internals
 
 X = jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)
@@ -60,18 +60,25 @@ def _totals(forward, jit):
 
 # Each: the model with a wrapper, and the total it must give.
 _CASES = {
-    "scan": (lambda x: hk.scan(lambda c, _: (Adds()(c), None), x, None,
-                               length=3)[0],
-             float(X.sum() * 3 + 3 * X.size)),
-    "vmap": (lambda x: hk.vmap(Adds(), split_rng=False)(x),
-             float(X.sum())),
+    "scan": (
+        lambda x: hk.scan(lambda c, _: (Adds()(c), None), x, None, length=3)[0],
+        float(X.sum() * 3 + 3 * X.size),
+    ),
+    "vmap": (lambda x: hk.vmap(Adds(), split_rng=False)(x), float(X.sum())),
     "remat": (lambda x: hk.remat(Adds(2.0))(x), float(2 * X.sum())),
-    "layer_stack": (lambda x: hk.layer_stack(2)(lambda h: Adds()(h))(x),
-                    float(X.sum() * 2 + X.size)),
-    "scan_in_vmap": (lambda x: hk.vmap(lambda row: hk.scan(
-        lambda c, _: (Adds()(c), None), row, None, length=2)[0],
-                                       split_rng=False)(x),
-                     float(X.sum() * 2 + X.size)),
+    "layer_stack": (
+        lambda x: hk.layer_stack(2)(lambda h: Adds()(h))(x),
+        float(X.sum() * 2 + X.size),
+    ),
+    "scan_in_vmap": (
+        lambda x: hk.vmap(
+            lambda row: hk.scan(
+                lambda c, _: (Adds()(c), None), row, None, length=2
+            )[0],
+            split_rng=False,
+        )(x),
+        float(X.sum() * 2 + X.size),
+    ),
 }
 
 
@@ -89,6 +96,7 @@ class BoundaryEffectTest(parameterized.TestCase):
       for _ in range(3):
         x = adds(x)
       return x
+
     scanned = _CASES["scan"][0]
     out_a, totals_a = _totals(unrolled, jit=False)
     out_b, totals_b = _totals(scanned, jit=True)
@@ -97,10 +105,12 @@ class BoundaryEffectTest(parameterized.TestCase):
 
   def test_a_bypassed_scan_is_refused(self):
     scan = haiku_internals.original("scan")
-    forward = lambda x: scan(lambda c, _: (Adds()(c), None), x, None,
-                             length=2)[0]
-    with self.assertRaisesRegex(hke.BoundaryBypassError,
-                                "TotalRequest 't' at module 'adds"):
+    forward = lambda x: scan(lambda c, _: (Adds()(c), None), x, None, length=2)[
+        0
+    ]
+    with self.assertRaisesRegex(
+        hke.BoundaryBypassError, "TotalRequest 't' at module 'adds"
+    ):
       _totals(forward, jit=False)
 
   def test_a_branch_is_refused_with_the_fix(self):
@@ -109,11 +119,17 @@ class BoundaryEffectTest(parameterized.TestCase):
       _totals(forward, jit=False)
 
   def test_the_example_runs(self):
-    script = os.path.join(os.path.dirname(__file__), "..", "examples",
-                          "boundary_effect.py")
-    out = subprocess.run([sys.executable, script], capture_output=True,
-                         text=True, timeout=120, check=True,
-                         env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    script = os.path.join(
+        os.path.dirname(__file__), "..", "examples", "boundary_effect.py"
+    )
+    out = subprocess.run(
+        [sys.executable, script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
     self.assertRegex(out.stdout, r"active units over 4 calls: \d+ of 32")
 
 

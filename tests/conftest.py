@@ -50,7 +50,8 @@ if _lax.stack_p not in _key_reuse.key_reuse_signatures:
   def _stack_signature(eqn):
     return _key_reuse.KeyReuseSignature(
         *(_key_reuse.Sink(i) for i in range(len(eqn.invars))),
-        _key_reuse.Source(0))
+        _key_reuse.Source(0),
+    )
 
   _key_reuse.key_reuse_signatures[_lax.stack_p] = _stack_signature
 
@@ -61,8 +62,14 @@ import datetime  # pylint: disable=g-import-not-at-top,wrong-import-position
 import hypothesis  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 hypothesis.settings.register_profile(
-    "ci", max_examples=40, deadline=datetime.timedelta(seconds=30),
-    derandomize=True, database=None, print_blob=True)
+    "ci",
+    max_examples=40,
+    deadline=datetime.timedelta(seconds=30),
+    derandomize=True,
+    database=None,
+    print_blob=True,
+)
 hypothesis.settings.register_profile(
-    "thorough", max_examples=5000, deadline=None, print_blob=True)
+    "thorough", max_examples=5000, deadline=None, print_blob=True
+)
 hypothesis.settings.load_profile("ci")

@@ -49,8 +49,7 @@ class MeanTracker(hk.Module):
 
   def __init__(self):
     super().__init__()
-    self.total = hke.InitialLocalStateRequest(lambda: jnp.zeros([]),
-                                              "counters")
+    self.total = hke.InitialLocalStateRequest(lambda: jnp.zeros([]), "counters")
 
   def __call__(self, x):
     self.total.set(self.total.get() + x.mean())
@@ -60,11 +59,13 @@ class MeanTracker(hk.Module):
 def _noise_apply(fold_in_axis=None, handler="haiku"):
   forward = lambda x: Noise()(x)  # pylint: disable=unnecessary-lambda-assignment
   if handler == "haiku":
-    h = hke.handlers.WithHaikuRandom.handling(forward,
-                                              fold_in_axis=fold_in_axis)
+    h = hke.handlers.WithHaikuRandom.handling(
+        forward, fold_in_axis=fold_in_axis
+    )
     return hke.transform(h).apply
-  h = hke.handlers.WithRandomKeyFromArg.handling(forward,
-                                                 fold_in_axis=fold_in_axis)
+  h = hke.handlers.WithRandomKeyFromArg.handling(
+      forward, fold_in_axis=fold_in_axis
+  )
   apply = hke.transform(h, apply_rng=False).apply
   return lambda params, key, x: apply(params, (x, key))
 
@@ -77,6 +78,7 @@ def _pmap(fn, fake, **kwargs):
   def run(*args):
     with chex.fake_pmap():
       return jax.pmap(fn, **kwargs)(*args)
+
   return run
 
 
@@ -106,10 +108,12 @@ class PmapRandomTest(parameterized.TestCase):
     self.assertTrue(_rows_distinct(out))
 
   def test_real_and_fake_pmap_agree(self):
-    real = self._pmapped(True, "haiku", False)({}, jax.random.key(3),
-                                               jnp.zeros([N, 4]))
-    fake = self._pmapped(True, "haiku", True)({}, jax.random.key(3),
-                                              jnp.zeros([N, 4]))
+    real = self._pmapped(True, "haiku", False)(
+        {}, jax.random.key(3), jnp.zeros([N, 4])
+    )
+    fake = self._pmapped(True, "haiku", True)(
+        {}, jax.random.key(3), jnp.zeros([N, 4])
+    )
     chex.assert_trees_all_close(real, fake)
 
   def test_fold_in_axis_outside_mapped_axis_is_a_clear_error(self):
@@ -128,17 +132,21 @@ class ShardMapRandomTest(absltest.TestCase):
     mesh = Mesh(np.array(jax.devices()), ("data",))
     apply = _noise_apply("data")
 
-    @functools.partial(shard_map, mesh=mesh, in_specs=(P(), P("data")),
-                       out_specs=P("data"))
+    @functools.partial(
+        shard_map, mesh=mesh, in_specs=(P(), P("data")), out_specs=P("data")
+    )
     def sharded(key, x):
       return apply({}, key, x)
 
     out = sharded(jax.random.key(0), jnp.zeros([N, 4]))
     self.assertTrue(_rows_distinct(out))
 
-    same = shard_map(lambda k, x: _noise_apply(None)({}, k, x), mesh=mesh,
-                     in_specs=(P(), P("data")), out_specs=P("data"))(
-                         jax.random.key(0), jnp.zeros([N, 4]))
+    same = shard_map(
+        lambda k, x: _noise_apply(None)({}, k, x),
+        mesh=mesh,
+        in_specs=(P(), P("data")),
+        out_specs=P("data"),
+    )(jax.random.key(0), jnp.zeros([N, 4]))
     for row in np.asarray(same)[1:]:
       np.testing.assert_array_equal(row, np.asarray(same)[0])
 
@@ -161,14 +169,16 @@ class ShardedJitTest(absltest.TestCase):
       def __init__(self):
         super().__init__()
         self.totals = hke.InitialLocalStateRequest(
-            lambda: jnp.zeros([N * 2]), "counters")
+            lambda: jnp.zeros([N * 2]), "counters"
+        )
 
       def __call__(self, x):
         self.totals.set(self.totals.get() + x.sum(axis=1))
         return x
 
-    f = hke.transform_with_state(hke.handlers.handle_local_states(
-        lambda x: RowTotals()(x)))
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(lambda x: RowTotals()(x))
+    )
     mesh = Mesh(np.array(jax.devices()), ("data",))
     row_sharding = NamedSharding(mesh, P("data"))
     x = jnp.ones([N * 2, 3])
@@ -185,8 +195,9 @@ class PmapLocalStateTest(parameterized.TestCase):
 
   @parameterized.parameters(False, True)
   def test_per_device_updates_then_replicated_after_pmean(self, fake):
-    f = hke.transform_with_state(hke.handlers.handle_local_states(
-        lambda x: MeanTracker()(x)))
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(lambda x: MeanTracker()(x))
+    )
     params, state = f.init(None, jnp.zeros([4]))
 
     def step(params, state, x):
@@ -194,14 +205,20 @@ class PmapLocalStateTest(parameterized.TestCase):
       return state, jax.lax.pmean(state, "dev")
 
     replicate = lambda t: jax.tree_util.tree_map(  # pylint: disable=unnecessary-lambda-assignment
-        lambda a: jnp.broadcast_to(a, (N,) + a.shape), t)
+        lambda a: jnp.broadcast_to(a, (N,) + a.shape), t
+    )
     xs = jnp.arange(N, dtype=jnp.float32)[:, None] * jnp.ones([N, 4])
     per_device, averaged = _pmap(step, fake, axis_name="dev")(
-        replicate(params), replicate(state), xs)
-    np.testing.assert_array_equal(per_device[COUNTERS]["mean_tracker:total"],
-                                  np.arange(N, dtype=np.float32))
-    np.testing.assert_array_equal(averaged[COUNTERS]["mean_tracker:total"],
-                                  np.full([N], (N - 1) / 2, np.float32))
+        replicate(params), replicate(state), xs
+    )
+    np.testing.assert_array_equal(
+        per_device[COUNTERS]["mean_tracker:total"],
+        np.arange(N, dtype=np.float32),
+    )
+    np.testing.assert_array_equal(
+        averaged[COUNTERS]["mean_tracker:total"],
+        np.full([N], (N - 1) / 2, np.float32),
+    )
 
 
 class PmapSideInputTest(absltest.TestCase):
@@ -217,12 +234,15 @@ class PmapSideInputTest(absltest.TestCase):
         return x * self.scale.ask()
 
     h = hke.handlers.WithSideInputsFromInputTuple.handling(
-        lambda x: Scale()(x), tags=("scale",))
+        lambda x: Scale()(x), tags=("scale",)
+    )
     apply = hke.transform(h, apply_rng=False).apply
     out = jax.pmap(lambda x, s: apply({}, (x, s)))(
-        jnp.ones([N, 2]), jnp.arange(N, dtype=jnp.float32))
+        jnp.ones([N, 2]), jnp.arange(N, dtype=jnp.float32)
+    )
     np.testing.assert_array_equal(
-        out, np.arange(N, dtype=np.float32)[:, None] * np.ones([N, 2]))
+        out, np.arange(N, dtype=np.float32)[:, None] * np.ones([N, 2])
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,12 @@ import hk_effects.handlers
 
 def _module_names() -> list[str]:
   names = {hk_effects.__name__}
-  names.update(info.name for info in pkgutil.walk_packages(
-      hk_effects.__path__, prefix=hk_effects.__name__ + "."))
+  names.update(
+      info.name
+      for info in pkgutil.walk_packages(
+          hk_effects.__path__, prefix=hk_effects.__name__ + "."
+      )
+  )
   return sorted(names)
 
 
@@ -57,7 +61,8 @@ def _public_names() -> list[tuple[str, object]]:
 def _run_examples(module) -> tuple[doctest.TestResults, str]:
   finder = doctest.DocTestFinder(exclude_empty=True)
   runner = doctest.DocTestRunner(
-      optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+      optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+  )
   report = io.StringIO()
   for test in finder.find(module, module.__name__):
     runner.run(test, out=report.write)
@@ -69,13 +74,20 @@ class DoctestTest(parameterized.TestCase):
   def test_finds_every_package_and_module(self):
     names = _module_names()
     self.assertContainsSubset(
-        ["hk_effects", "hk_effects.binding", "hk_effects.handlers",
-         "hk_effects.handlers.random", "hk_effects.handlers.side_input"],
-        names)
+        [
+            "hk_effects",
+            "hk_effects.binding",
+            "hk_effects.handlers",
+            "hk_effects.handlers.random",
+            "hk_effects.handlers.side_input",
+        ],
+        names,
+    )
 
   def test_a_wrong_example_is_reported(self):
     module = types.ModuleType("fake_module")
-    exec(textwrap.dedent('''
+    exec(
+        textwrap.dedent('''
         def double(x):
           """Doubles.
 
@@ -83,35 +95,46 @@ class DoctestTest(parameterized.TestCase):
           5
           """
           return 2 * x
-        '''), module.__dict__)
+        '''),
+        module.__dict__,
+    )
     results, report = _run_examples(module)
     self.assertEqual((results.failed, results.attempted), (1, 1))
     self.assertIn("Expected:\n    5\nGot:\n    4", report)
 
   @parameterized.named_parameters(
-      (name.replace(".", "_"), name) for name in _module_names())
+      (name.replace(".", "_"), name) for name in _module_names()
+  )
   def test_examples_run(self, module_name):
     module = importlib.import_module(module_name)
     results, report = _run_examples(module)
-    self.assertEqual(results.failed, 0,
-                     f"{results.failed} docstring example(s) in "
-                     f"{module_name} failed:\n{report}")
+    self.assertEqual(
+        results.failed,
+        0,
+        f"{results.failed} docstring example(s) in "
+        f"{module_name} failed:\n{report}",
+    )
 
   def test_examples_are_found(self):
     finder = doctest.DocTestFinder(exclude_empty=True)
     examples = sum(
         len(test.examples)
         for name in ("hk_effects", "hk_effects.handlers.random")
-        for test in finder.find(importlib.import_module(name), name))
+        for test in finder.find(importlib.import_module(name), name)
+    )
     self.assertGreater(examples, 20)
 
   @parameterized.named_parameters(
-      (name.replace(".", "_"), name, value) for name, value in _public_names())
+      (name.replace(".", "_"), name, value) for name, value in _public_names()
+  )
   def test_public_name_has_an_example(self, name, value):
     docstring = inspect.getdoc(value) or ""
-    self.assertIn(">>>", docstring,
-                  f"{name} has no `>>>` example in its docstring; add a short "
-                  "one that runs (this test runs them all).")
+    self.assertIn(
+        ">>>",
+        docstring,
+        f"{name} has no `>>>` example in its docstring; add a short "
+        "one that runs (this test runs them all).",
+    )
 
 
 if __name__ == "__main__":

@@ -67,21 +67,29 @@ class EditTest(parameterized.TestCase):
     self.params, self.out = _init_apply(mlp)
 
   def test_insert_after_keeps_params_and_applies_layer(self):
-    edited = hke.select_calls(mlp).at_instances_of(hk.Linear).insert_after(
-        lambda: Scale(3.0))
+    edited = (
+        hke.select_calls(mlp)
+        .at_instances_of(hk.Linear)
+        .insert_after(lambda: Scale(3.0))
+    )
     params, out = _init_apply(edited)
     chex.assert_trees_all_equal(params, self.params)
     self.assertEqual(list(params), list(self.params))
     np.testing.assert_allclose(
-        out, _manual_mlp(self.params, X, after=lambda v: 3.0 * v), rtol=1e-6)
+        out, _manual_mlp(self.params, X, after=lambda v: 3.0 * v), rtol=1e-6
+    )
 
   def test_insert_before_keeps_params_and_applies_layer(self):
-    edited = hke.select_calls(mlp).at_instances_of(hk.Linear).insert_before(
-        lambda: Scale(-1.0))
+    edited = (
+        hke.select_calls(mlp)
+        .at_instances_of(hk.Linear)
+        .insert_before(lambda: Scale(-1.0))
+    )
     params, out = _init_apply(edited)
     chex.assert_trees_all_equal(params, self.params)
     np.testing.assert_allclose(
-        out, _manual_mlp(self.params, X, before=lambda v: -v), rtol=1e-6)
+        out, _manual_mlp(self.params, X, before=lambda v: -v), rtol=1e-6
+    )
 
   def test_apply_remat_keeps_params_and_outputs(self):
     edited = hke.select_calls(mlp).at_instances_of(hk.Linear).apply(hk.remat)
@@ -90,33 +98,48 @@ class EditTest(parameterized.TestCase):
     np.testing.assert_array_equal(out, self.out)
 
   def test_apply_wrapper_sees_the_call(self):
-    edited = hke.select_calls(mlp).at_instances_of(hk.Linear).apply(
-        lambda call: lambda x: call(2.0 * x))
+    edited = (
+        hke.select_calls(mlp)
+        .at_instances_of(hk.Linear)
+        .apply(lambda call: lambda x: call(2.0 * x))
+    )
     params, out = _init_apply(edited)
     chex.assert_trees_all_equal(params, self.params)
     np.testing.assert_allclose(
-        out, _manual_mlp(self.params, X, before=lambda v: 2.0 * v), rtol=1e-6)
+        out, _manual_mlp(self.params, X, before=lambda v: 2.0 * v), rtol=1e-6
+    )
 
   def test_trained_params_still_load(self):
     trained = jax.tree_util.tree_map(lambda p: p + 0.5, self.params)
-    edited = hke.select_calls(mlp).at_instances_of(hk.Linear).insert_after(
-        lambda: hke.TellIntermediate("t"))
+    edited = (
+        hke.select_calls(mlp)
+        .at_instances_of(hk.Linear)
+        .insert_after(lambda: hke.TellIntermediate("t"))
+    )
     _, out = _init_apply(edited, params=trained)
     np.testing.assert_allclose(out, _manual_mlp(trained, X), rtol=1e-6)
 
   def test_where_narrows_by_module_and_method(self):
-    edited = hke.select_calls(mlp).at_instances_of(hk.Linear).where(
-        lambda module, method: module.module_name.endswith("linear_1"))
+    edited = (
+        hke.select_calls(mlp)
+        .at_instances_of(hk.Linear)
+        .where(lambda module, method: module.module_name.endswith("linear_1"))
+    )
     _, out = _init_apply(edited.insert_after(lambda: Scale(0.0)))
     np.testing.assert_array_equal(out, [[0.0, 0.0]])
     _, out = _init_apply(
-        hke.select_calls(mlp).where(lambda m, method: method == "nope")
-        .insert_after(lambda: Scale(0.0)))
+        hke.select_calls(mlp)
+        .where(lambda m, method: method == "nope")
+        .insert_after(lambda: Scale(0.0))
+    )
     np.testing.assert_array_equal(out, self.out)
 
   def test_readme_collects_every_linear_of_an_mlp_under_jit(self):
-    probed = hke.select_calls(mlp).at_instances_of(hk.Linear).insert_after(
-        lambda: hke.TellIntermediate("linear_out"))
+    probed = (
+        hke.select_calls(mlp)
+        .at_instances_of(hk.Linear)
+        .insert_after(lambda: hke.TellIntermediate("linear_out"))
+    )
     f = hke.transform(Collect.handling(probed))
     params = f.init(jax.random.key(0), X)
     out, values = jax.jit(f.apply)(params, None, X)
@@ -124,36 +147,55 @@ class EditTest(parameterized.TestCase):
     np.testing.assert_array_equal(out, self.out)
     self.assertEqual(
         [(v.path, v.tag) for v in values],
-        [("mlp/~/linear_0/tell_intermediate/intermediate", "linear_out"),
-         ("mlp/~/linear_1/tell_intermediate/intermediate", "linear_out")])
+        [
+            ("mlp/~/linear_0/tell_intermediate/intermediate", "linear_out"),
+            ("mlp/~/linear_1/tell_intermediate/intermediate", "linear_out"),
+        ],
+    )
     p = self.params["mlp/~/linear_0"]
-    np.testing.assert_allclose(values[0].value, X @ p["w"] + p["b"][None],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        values[0].value, X @ p["w"] + p["b"][None], rtol=1e-6
+    )
     np.testing.assert_array_equal(values[1].value, out)
 
   def test_selecting_every_module_does_not_recurse_into_inserts(self):
-    probed = hke.select_calls(mlp).at_instances_of(hk.Module).insert_after(
-        lambda: hke.TellIntermediate("out"))
+    probed = (
+        hke.select_calls(mlp)
+        .at_instances_of(hk.Module)
+        .insert_after(lambda: hke.TellIntermediate("out"))
+    )
     f = hke.transform(Collect.handling(probed), apply_rng=False)
     params = f.init(jax.random.key(0), X)
     _, values = f.apply(params, X)
-    self.assertEqual([v.path for v in values], [
-        "mlp/~/linear_0/tell_intermediate/intermediate",
-        "mlp/~/linear_1/tell_intermediate/intermediate",
-        "mlp/tell_intermediate/intermediate"])
+    self.assertEqual(
+        [v.path for v in values],
+        [
+            "mlp/~/linear_0/tell_intermediate/intermediate",
+            "mlp/~/linear_1/tell_intermediate/intermediate",
+            "mlp/tell_intermediate/intermediate",
+        ],
+    )
 
   def test_edits_compose(self):
-    once = hke.select_calls(mlp).at_instances_of(hk.Linear).insert_after(
-        lambda: Scale(2.0))
-    twice = hke.select_calls(once).at_instances_of(Scale).insert_after(
-        lambda: Scale(5.0))
+    once = (
+        hke.select_calls(mlp)
+        .at_instances_of(hk.Linear)
+        .insert_after(lambda: Scale(2.0))
+    )
+    twice = (
+        hke.select_calls(once)
+        .at_instances_of(Scale)
+        .insert_after(lambda: Scale(5.0))
+    )
     params, out = _init_apply(twice)
     chex.assert_trees_all_equal(params, self.params)
     np.testing.assert_allclose(
-        out, _manual_mlp(self.params, X, after=lambda v: 10.0 * v), rtol=1e-6)
+        out, _manual_mlp(self.params, X, after=lambda v: 10.0 * v), rtol=1e-6
+    )
 
   def test_methods_none_selects_other_methods(self):
     class Codec(hk.Module):
+
       def __call__(self, x):
         return self.decode(x + 1.0)
 
@@ -161,10 +203,16 @@ class EditTest(parameterized.TestCase):
         return 2.0 * x
 
     fn = lambda x: Codec()(x)
-    default = hke.select_calls(fn).at_instances_of(Codec).insert_after(
-        lambda: Scale(10.0))
-    every = hke.select_calls(fn, methods=None).at_instances_of(
-        Codec).insert_after(lambda: Scale(10.0))
+    default = (
+        hke.select_calls(fn)
+        .at_instances_of(Codec)
+        .insert_after(lambda: Scale(10.0))
+    )
+    every = (
+        hke.select_calls(fn, methods=None)
+        .at_instances_of(Codec)
+        .insert_after(lambda: Scale(10.0))
+    )
     _, out_default = _init_apply(default)
     _, out_every = _init_apply(every)
     np.testing.assert_array_equal(out_default, 10.0 * (2.0 * (X + 1.0)))
@@ -196,19 +244,23 @@ class ErrorTest(parameterized.TestCase):
       getattr(hke.select_calls(mlp), method)(None)
 
   def test_factory_returning_a_non_callable(self):
-    edited = hke.select_calls(mlp).at_instances_of(hk.Linear).insert_after(
-        lambda: 3)
-    with self.assertRaisesRegex(TypeError,
-                                "calls of mlp/~/linear_0 returned 3"):
+    edited = (
+        hke.select_calls(mlp).at_instances_of(hk.Linear).insert_after(lambda: 3)
+    )
+    with self.assertRaisesRegex(
+        TypeError, "calls of mlp/~/linear_0 returned 3"
+    ):
       _init_apply(edited)
 
   def test_insert_before_a_call_without_positional_arguments(self):
     def fn(x):
       return hk.Linear(2)(inputs=x)
+
     edited = hke.select_calls(fn).insert_before(lambda: Scale(1.0))
-    with self.assertRaisesRegex(ValueError,
-                                "linear.__call__ was called without "
-                                "positional arguments.*apply"):
+    with self.assertRaisesRegex(
+        ValueError,
+        "linear.__call__ was called without positional arguments.*apply",
+    ):
       _init_apply(edited)
 
 

@@ -65,16 +65,17 @@ def _other_forward(x):
 class EffectRequestTest(absltest.TestCase):
 
   def test_missing_non_protocol_attribute_is_an_attribute_error(self):
-    with self.assertRaisesRegex(AttributeError,
-                                "'RandomRequest' object has no attribute "
-                                "'nxt_key'"):
+    with self.assertRaisesRegex(
+        AttributeError, "'RandomRequest' object has no attribute 'nxt_key'"
+    ):
       hke.RandomRequest().nxt_key()  # pylint: disable=expression-not-assigned
 
   def test_protocol_method_of_an_unhandled_request_suggests_a_handler(self):
     with self.assertRaisesRegex(
         hke.UnhandledEffectError,
         r"SideInputRequest\(tag='m'\)\.ask\(\) was called.*"
-        r"WithConstantSideInputs\.handling\(forward, \{tag: value\}\)"):
+        r"WithConstantSideInputs\.handling\(forward, \{tag: value\}\)",
+    ):
       hke.SideInputRequest("m").ask()
 
   def test_hasattr_copy_and_pickle_see_a_plain_dataclass(self):
@@ -88,8 +89,10 @@ class EffectRequestTest(absltest.TestCase):
     leaves, treedef = jax.tree_util.tree_flatten(request)
     self.assertEqual(leaves, [])
     self.assertEqual(jax.tree_util.tree_unflatten(treedef, []), request)
-    self.assertNotEqual(jax.tree_util.tree_structure(hke.SideInputRequest("a")),
-                        jax.tree_util.tree_structure(hke.SideInputRequest("b")))
+    self.assertNotEqual(
+        jax.tree_util.tree_structure(hke.SideInputRequest("a")),
+        jax.tree_util.tree_structure(hke.SideInputRequest("b")),
+    )
 
   def test_requests_are_frozen(self):
     with self.assertRaises(AttributeError):
@@ -105,8 +108,9 @@ class HandledEffectRefTest(absltest.TestCase):
 
   def test_protocol_method_outside_its_handler_names_the_handler(self):
     ref = hke.HandledRandomRef(hke.RandomRequest(), handler_id="rand")
-    with self.assertRaisesRegex(hke.UnhandledEffectError,
-                                "handler 'rand', which is not running"):
+    with self.assertRaisesRegex(
+        hke.UnhandledEffectError, "handler 'rand', which is not running"
+    ):
       ref.next_key()
 
   def test_ref_keeps_its_request_as_a_child_and_id_as_metadata(self):
@@ -123,6 +127,7 @@ class PytreeDataclassTest(absltest.TestCase):
     class Scaled:
       value: jax.Array
       name: str = hke.static_field()
+
     doubled = jax.tree_util.tree_map(lambda v: v * 2, Scaled(jnp.ones(2), "a"))
     self.assertEqual(doubled.name, "a")
     self.assertEqual(doubled.value.tolist(), [2.0, 2.0])
@@ -141,9 +146,16 @@ class HandlerIdTest(absltest.TestCase):
     outputs = []
     for hash_seed in ("1", "2"):
       env = dict(os.environ, PYTHONHASHSEED=hash_seed, JAX_PLATFORMS="cpu")
-      outputs.append(subprocess.run(
-          [sys.executable, "-c", _ID_SCRIPT], env=env, check=True,
-          cwd=_REPO_ROOT, capture_output=True, text=True).stdout.split())
+      outputs.append(
+          subprocess.run(
+              [sys.executable, "-c", _ID_SCRIPT],
+              env=env,
+              check=True,
+              cwd=_REPO_ROOT,
+              capture_output=True,
+              text=True,
+          ).stdout.split()
+      )
     self.assertLen(outputs[0], 6)
     self.assertEqual(outputs[0], outputs[1])
     self.assertLen(set(outputs[0]), 6)
@@ -162,8 +174,9 @@ class HandlerIdTest(absltest.TestCase):
         h.WithFrozenRandomState.handling(_forward, key, starting_offset=1),
         h.WithConstantSideInputs.handling(_forward, {"a": 1.0}),
         h.WithConstantSideInputs.handling(_forward, {"b": 1.0}),
-        h.WithConstantSideInputs.handling(_forward, {"a": 1.0},
-                                          keep_unused=True),
+        h.WithConstantSideInputs.handling(
+            _forward, {"a": 1.0}, keep_unused=True
+        ),
         h.WithSideInputsFromInputTuple.handling(_forward, ("a",)),
         h.WithSideInputsFromInputTuple.handling(_forward, ("a", "b")),
     ]
@@ -176,8 +189,12 @@ class HandlerIdTest(absltest.TestCase):
     self.assertEqual(first.handler_id, second.handler_id)
 
   def test_explicit_id_is_kept(self):
-    self.assertEqual(hke.handlers.WithHaikuRandom.handling(
-        _forward, handler_id="mine").handler_id, "mine")
+    self.assertEqual(
+        hke.handlers.WithHaikuRandom.handling(
+            _forward, handler_id="mine"
+        ).handler_id,
+        "mine",
+    )
 
 
 class ErrorModuleTest(absltest.TestCase):

@@ -38,7 +38,6 @@ _ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(_ROOT / "tools"))
 import haiku_suite as hs  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-
 _CHANGED = {
     "plain": [],
     "imported": ["hk.scan", "hk.vmap"],
@@ -47,9 +46,10 @@ _CHANGED = {
 
 
 def _results(**outcomes_per_mode):
-  return {mode: hs.ModeResult(mode, dict(outcomes),
-                              changed=list(_CHANGED[mode]))
-          for mode, outcomes in outcomes_per_mode.items()}
+  return {
+      mode: hs.ModeResult(mode, dict(outcomes), changed=list(_CHANGED[mode]))
+      for mode, outcomes in outcomes_per_mode.items()
+  }
 
 
 _A = "a_test.py::ATest::test_one"
@@ -83,7 +83,8 @@ class CompareTest(absltest.TestCase):
     results = _results(
         plain={_A: "passed", _B: "skipped"},
         imported={_A: "passed", _B: "skipped"},
-        transforms={_A: "passed", _B: "skipped"})
+        transforms={_A: "passed", _B: "skipped"},
+    )
     comparison = hs.compare(results, {})
     self.assertEqual(comparison.regressions, [])
     out = io.StringIO()
@@ -95,22 +96,31 @@ class CompareTest(absltest.TestCase):
     results = _results(
         plain={_A: "passed", _B: "passed", _P: "passed"},
         imported={_A: "failed", _B: "passed"},  # _P missing: not run.
-        transforms={_A: "passed", _B: "error", _P: "skipped"})
+        transforms={_A: "passed", _B: "error", _P: "skipped"},
+    )
     results["imported"].messages[_A] = "x = 1\nE   ValueError: boom\n"
     comparison = hs.compare(results, {})
     self.assertEqual(
         [(d.mode, d.test_id, d.outcome) for d in comparison.regressions],
-        [("imported", _A, "failed"), ("imported", _P, "missing"),
-         ("transforms", _B, "error"), ("transforms", _P, "skipped")])
+        [
+            ("imported", _A, "failed"),
+            ("imported", _P, "missing"),
+            ("transforms", _B, "error"),
+            ("transforms", _P, "skipped"),
+        ],
+    )
     out = io.StringIO()
     self.assertEqual(hs.report(results, comparison, out=out), 1)
     self.assertIn("REGRESSIONS (4)", out.getvalue())
-    self.assertIn(f"[imported] {_A}: failed\n      E   ValueError: boom",
-                  out.getvalue())
+    self.assertIn(
+        f"[imported] {_A}: failed\n      E   ValueError: boom", out.getvalue()
+    )
 
   def test_failing_plainly_is_a_warning_not_a_regression(self):
-    results = _results(plain={_A: "failed", _B: "passed"},
-                       imported={_A: "failed", _B: "passed"})
+    results = _results(
+        plain={_A: "failed", _B: "passed"},
+        imported={_A: "failed", _B: "passed"},
+    )
     comparison = hs.compare(results, {})
     self.assertEqual(comparison.regressions, [])
     self.assertEqual(comparison.plain_failures, [_A])
@@ -123,36 +133,47 @@ class CompareTest(absltest.TestCase):
     self.assertEqual(hs.compare(results, {}).regressions, [])
 
   def test_known_differences_are_reported_and_not_fatal(self):
-    known = {("imported", _P + "*"): hs.HKE_REGRESSION,
-             ("transforms", "a_test.py::ATest::*"): "by design",
-             ("imported", _B): "fixed since",
-             ("imported", "not_run_test.py::*"): "not in this selection"}
+    known = {
+        ("imported", _P + "*"): hs.HKE_REGRESSION,
+        ("transforms", "a_test.py::ATest::*"): "by design",
+        ("imported", _B): "fixed since",
+        ("imported", "not_run_test.py::*"): "not in this selection",
+    }
     results = _results(
         plain={_A: "passed", _B: "passed", _P + "_1": "passed"},
         imported={_A: "passed", _B: "passed", _P + "_1": "failed"},
-        transforms={_A: "failed", _B: "passed", _P + "_1": "failed"})
+        transforms={_A: "failed", _B: "passed", _P + "_1": "failed"},
+    )
     comparison = hs.compare(results, known)
     # Known only in the mode it names: _P fails in transforms too.
     self.assertEqual(
         [(d.mode, d.test_id) for d in comparison.regressions],
-        [("transforms", _P + "_1")])
+        [("transforms", _P + "_1")],
+    )
     self.assertEqual(
         [(d.mode, d.test_id, d.known) for d in comparison.known],
-        [("imported", _P + "_1", hs.HKE_REGRESSION),
-         ("transforms", _A, "by design")])
+        [
+            ("imported", _P + "_1", hs.HKE_REGRESSION),
+            ("transforms", _A, "by design"),
+        ],
+    )
     self.assertEqual(comparison.known_now_passing, [("imported", _B)])
     out = io.StringIO()
     self.assertEqual(hs.report(results, comparison, out=out), 1)
     self.assertIn("remove them", out.getvalue())
 
   def test_a_mode_that_replaced_nothing_fails_the_run(self):
-    results = _results(plain={_A: "passed"}, imported={_A: "passed"},
-                       transforms={_A: "passed"})
+    results = _results(
+        plain={_A: "passed"}, imported={_A: "passed"}, transforms={_A: "passed"}
+    )
     results["imported"].changed = []
     out = io.StringIO()
     self.assertEqual(hs.report(results, hs.compare(results, {}), out=out), 2)
-    self.assertIn("Mode imported is not what it claims: importing "
-                  "hk_effects replaced none", out.getvalue())
+    self.assertIn(
+        "Mode imported is not what it claims: importing "
+        "hk_effects replaced none",
+        out.getvalue(),
+    )
     results["imported"].changed = ["hk.scan"]
     results["transforms"].changed = ["hk.scan", "hk.transform"]
     out = io.StringIO()
@@ -198,21 +219,32 @@ class MergeTest(absltest.TestCase):
 
   def test_merge_joins_the_shards_of_a_mode(self):
     a = hs.ModeResult("plain", {_A: "passed"}, {}, {_A: 1.0}, [], 5.0, 10.0)
-    b = hs.ModeResult("plain", {_B: "failed"}, {_B: "E boom"}, {_B: 2.0}, [],
-                      7.0, 12.0, returncode=1)
+    b = hs.ModeResult(
+        "plain",
+        {_B: "failed"},
+        {_B: "E boom"},
+        {_B: 2.0},
+        [],
+        7.0,
+        12.0,
+        returncode=1,
+    )
     merged = hs.merge([a, b])
     self.assertEqual(merged.outcomes, {_A: "passed", _B: "failed"})
     self.assertEqual(merged.messages, {_B: "E boom"})
-    self.assertEqual((merged.cpu_s, merged.wall_s, merged.returncode),
-                     (12.0, 12.0, 1))
+    self.assertEqual(
+        (merged.cpu_s, merged.wall_s, merged.returncode), (12.0, 12.0, 1)
+    )
 
 
 class PluginTest(absltest.TestCase):
   """The plugin records one outcome per test id (plain mode, no Haiku)."""
 
   def test_records_each_kind_of_outcome(self):
-    with tempfile.TemporaryDirectory() as src_dir, \
-         tempfile.TemporaryDirectory() as tmp_dir:
+    with (
+        tempfile.TemporaryDirectory() as src_dir,
+        tempfile.TemporaryDirectory() as tmp_dir,
+    ):
       src, tmp = pathlib.Path(src_dir), pathlib.Path(tmp_dir)
       (src / "fake_test.py").write_text(textwrap.dedent("""
           import unittest
@@ -239,27 +271,39 @@ class PluginTest(absltest.TestCase):
       deselect = {"fake_test.py::FakeTest::test_deselected": "reason"}
       shards = []
       for i in range(2):  # Two shards of one mode run each test once.
-        proc = hs.run_mode("plain", src, ["fake_test.py", "broken_test.py"],
-                           deselect, [], tmp, name=f"plain.{i}",
-                           shard=(i, 2))
+        proc = hs.run_mode(
+            "plain",
+            src,
+            ["fake_test.py", "broken_test.py"],
+            deselect,
+            [],
+            tmp,
+            name=f"plain.{i}",
+            shard=(i, 2),
+        )
         shards.append(hs.collect("plain", proc, tmp))
     self.assertLen(shards[0].outcomes.keys() - {"broken_test.py"}, 2)
     self.assertLen(shards[1].outcomes.keys() - {"broken_test.py"}, 2)
     result = hs.merge(shards)
-    self.assertEqual(result.outcomes, {
-        "fake_test.py::FakeTest::test_passes": "passed",
-        "fake_test.py::FakeTest::test_fails": "failed",
-        "fake_test.py::FakeTest::test_skips": "skipped",
-        "fake_test.py::BrokenSetUp::test_errors": "error",
-        "broken_test.py": "error",
-    }, result.log_tail)
-    self.assertIn("boom", result.messages[
-        "fake_test.py::FakeTest::test_fails"])
+    self.assertEqual(
+        result.outcomes,
+        {
+            "fake_test.py::FakeTest::test_passes": "passed",
+            "fake_test.py::FakeTest::test_fails": "failed",
+            "fake_test.py::FakeTest::test_skips": "skipped",
+            "fake_test.py::BrokenSetUp::test_errors": "error",
+            "broken_test.py": "error",
+        },
+        result.log_tail,
+    )
+    self.assertIn("boom", result.messages["fake_test.py::FakeTest::test_fails"])
     self.assertEqual(result.changed, [])
 
   def test_transforms_mode_installs_hkes_transforms_before_collection(self):
-    with tempfile.TemporaryDirectory() as src_dir, \
-         tempfile.TemporaryDirectory() as tmp_dir:
+    with (
+        tempfile.TemporaryDirectory() as src_dir,
+        tempfile.TemporaryDirectory() as tmp_dir,
+    ):
       src, tmp = pathlib.Path(src_dir), pathlib.Path(tmp_dir)
       # Bound at import, as Haiku's tests bind `test_utils` and friends.
       (src / "mode_test.py").write_text(textwrap.dedent("""
@@ -294,15 +338,27 @@ class PluginTest(absltest.TestCase):
           """))
       hs.write_support(tmp)
       sample = {"mode_test.py::ModeTest::test_sampled_": ("Linear",)}
-      proc = hs.run_mode("transforms", src, ["mode_test.py"], {}, [], tmp,
-                         cache_dir=tmp / "cache", sample=sample)
+      proc = hs.run_mode(
+          "transforms",
+          src,
+          ["mode_test.py"],
+          {},
+          [],
+          tmp,
+          cache_dir=tmp / "cache",
+          sample=sample,
+      )
       result = hs.collect("transforms", proc, tmp)
-    self.assertEqual(result.outcomes, {
-        "mode_test.py::ModeTest::test_names": "passed",
-        "mode_test.py::ModeTest::test_transform_and_run": "passed",
-        "mode_test.py::ModeTest::test_sampled_Linear": "passed",
-        "mode_test.py::ModeTest::test_sampled_Linear_init": "passed",
-    }, result.log_tail)
+    self.assertEqual(
+        result.outcomes,
+        {
+            "mode_test.py::ModeTest::test_names": "passed",
+            "mode_test.py::ModeTest::test_transform_and_run": "passed",
+            "mode_test.py::ModeTest::test_sampled_Linear": "passed",
+            "mode_test.py::ModeTest::test_sampled_Linear_init": "passed",
+        },
+        result.log_tail,
+    )
     self.assertContainsSubset(hs.TRANSFORM_NAMES, result.changed)
     self.assertIsNone(hs.check_applied(result))
 

@@ -68,8 +68,9 @@ class KeyReuseCheckerTest(parameterized.TestCase):
   def test_cloned_key_is_not_a_reuse(self):
     key = jax.random.key(0)
     copy = jax.random.clone(key)
-    np.testing.assert_array_equal(jax.random.uniform(key),
-                                  jax.random.uniform(copy))
+    np.testing.assert_array_equal(
+        jax.random.uniform(key), jax.random.uniform(copy)
+    )
 
   @parameterized.parameters(False, True)
   def test_one_served_key_drawn_twice_raises(self, jit):
@@ -85,6 +86,7 @@ class KeyReuseCheckerTest(parameterized.TestCase):
   def test_reuse_inside_hk_vmap_split_rng_raises(self, jit):
     def forward(x):
       return hk.vmap(lambda xi: DrawTwice(reuse=True)(xi), split_rng=True)(x)
+
     with self.assertRaises(jax.errors.KeyReuseError):
       _apply(forward, jit)
 
@@ -94,6 +96,7 @@ class KeyReuseCheckerTest(parameterized.TestCase):
     # keys count as used and this raises.
     def forward(x):
       return hk.vmap(lambda xi: DrawTwice(reuse=False)(xi), split_rng=True)(x)
+
     out = np.asarray(_apply(forward, jit))
     self.assertLen(set(out.tolist()), 4)
 

@@ -22,14 +22,15 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
+from test_utils import transform_and_run
 
 import hk_effects as hke
-from test_utils import transform_and_run
 
 
 def _dropout(rate, key=jax.random.key(0), n=1000):
   handled = hke.handlers.WithFrozenRandomState.handling(
-      lambda x: hke.Dropout(rate)(x), key)
+      lambda x: hke.Dropout(rate)(x), key
+  )
   return hke.transform(handled, apply_rng=False).apply({}, jnp.ones(n))
 
 
@@ -51,34 +52,40 @@ class DropoutTest(parameterized.TestCase):
   def test_mask_is_bernoulli_of_the_served_key(self):
     key = jax.random.key(4)
     served = next(hk.PRNGSequence(jax.random.fold_in(key, 0)))
-    expected = jnp.where(jax.random.bernoulli(served, 0.75, (50,)),
-                         1.0 / 0.75, 0.0)
+    expected = jnp.where(
+        jax.random.bernoulli(served, 0.75, (50,)), 1.0 / 0.75, 0.0
+    )
     np.testing.assert_array_equal(_dropout(0.25, key, n=50), expected)
 
   def test_rate_zero_is_the_identity_and_needs_no_handler(self):
     x = jnp.arange(4.0)
-    out = hke.transform(lambda x: hke.Dropout(0.0)(x),
-                        apply_rng=False).apply({}, x)
+    out = hke.transform(lambda x: hke.Dropout(0.0)(x), apply_rng=False).apply(
+        {}, x
+    )
     np.testing.assert_array_equal(out, x)
 
   def test_two_dropouts_draw_different_masks(self):
     def forward(x):
       return hke.Dropout(0.5)(x), hke.Dropout(0.5)(x)
+
     handled = hke.handlers.WithHaikuRandom.handling(forward)
     first, second = hke.transform(handled).apply(
-        {}, jax.random.key(0), jnp.ones(200))
+        {}, jax.random.key(0), jnp.ones(200)
+    )
     self.assertFalse(np.array_equal(first, second))
 
   def test_without_a_handler_the_error_names_the_dropout(self):
     f = hke.transform(lambda x: hke.Dropout(0.5, name="drop")(x))
-    with self.assertRaisesRegex(hke.UnhandledEffectError,
-                                "module 'drop', attribute 'rng'"):
+    with self.assertRaisesRegex(
+        hke.UnhandledEffectError, "module 'drop', attribute 'rng'"
+    ):
       f.apply({}, jax.random.key(0), jnp.ones(2))
 
   @parameterized.parameters(-0.1, 1.0, 1.5)
   def test_rate_outside_zero_one_is_an_error_naming_it(self, rate):
-    with self.assertRaisesRegex(ValueError,
-                                rf"rate must be in \[0, 1\); got {rate}"):
+    with self.assertRaisesRegex(
+        ValueError, rf"rate must be in \[0, 1\); got {rate}"
+    ):
       hke.transform(lambda x: hke.Dropout(rate)(x)).init(None, jnp.ones(1))
 
 
@@ -86,7 +93,8 @@ class ApplyAttentionMaskTest(absltest.TestCase):
 
   def _apply(self, logits, mask, **kwargs):
     handled = hke.handlers.WithConstantSideInputs.handling(
-        lambda x: hke.ApplyAttentionMask("mask", **kwargs)(x), {"mask": mask})
+        lambda x: hke.ApplyAttentionMask("mask", **kwargs)(x), {"mask": mask}
+    )
     return hke.transform(handled, apply_rng=False).apply({}, logits)
 
   def test_masked_logits_get_the_masked_out_value(self):
@@ -106,7 +114,8 @@ class ApplyAttentionMaskTest(absltest.TestCase):
 
   def test_mask_may_be_a_traced_argument(self):
     handled = hke.handlers.WithSideInputsFromInputTuple.handling(
-        lambda x: hke.ApplyAttentionMask("mask")(x), ("mask",))
+        lambda x: hke.ApplyAttentionMask("mask")(x), ("mask",)
+    )
     apply = jax.jit(hke.transform(handled, apply_rng=False).apply)
     out = apply({}, (jnp.ones(2), jnp.array([False, True])))
     np.testing.assert_array_equal(out, [-1e9, 1.0])

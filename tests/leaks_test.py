@@ -28,14 +28,13 @@ import haiku as hk
 from haiku._src import module as hk_module
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import hk_effects as hke
 from hk_effects import binding
 from hk_effects import boundaries
 from hk_effects import nesting
-from hk_effects import recording
 from hk_effects import path_keys
+from hk_effects import recording
 from hk_effects.handlers import side_output_transport
 
 H = hke.handlers
@@ -68,15 +67,20 @@ def nothing_left() -> dict[str, Any]:
 class Everything(hk.Module):
   """Uses all four effects; can stash its runtime implementations."""
 
-  def __init__(self, stash: list[Any] | None = None, fail: bool = False,
-               name: str | None = None):
+  def __init__(
+      self,
+      stash: list[Any] | None = None,
+      fail: bool = False,
+      name: str | None = None,
+  ):
     super().__init__(name=name)
     self.effects = {
         "random": hke.RandomRequest(),
         "side_input": hke.SideInputRequest("scale"),
         "side_output": hke.SideOutputRequest("out"),
         "local_state": hke.InitialLocalStateRequest(
-            lambda: jnp.zeros([]), "count"),
+            lambda: jnp.zeros([]), "count"
+        ),
     }
     self.stash = stash
     self.fail = fail
@@ -95,9 +99,13 @@ class Everything(hk.Module):
 
 
 def handled(body):
-  return H.WithHaikuRandom.handling(H.handle_local_states(
-      H.CollectingSideOutputs.handling(H.WithConstantSideInputs.handling(
-          body, {"scale": 2.0}))))
+  return H.WithHaikuRandom.handling(
+      H.handle_local_states(
+          H.CollectingSideOutputs.handling(
+              H.WithConstantSideInputs.handling(body, {"scale": 2.0})
+          )
+      )
+  )
 
 
 def model(placement: str = "plain", stash=None, fail=False):
@@ -108,6 +116,7 @@ def model(placement: str = "plain", stash=None, fail=False):
     if placement == "remat":
       return hk.remat(layer)(x)
     return layer(x)
+
   return hke.transform_with_state(handled(body))
 
 
@@ -123,13 +132,16 @@ class RuntimeImplLifetimeTest(parameterized.TestCase):
       ("local_state", lambda e: e.get()),
       ("local_state", lambda e: e.set(jnp.zeros([]))),
   )
-  def test_runtime_impl_used_after_its_handler_returned_raises(self, effect,
-                                                               use):
+  def test_runtime_impl_used_after_its_handler_returned_raises(
+      self, effect, use
+  ):
     stash = []
+
     def body(x):
       out = handled(lambda y: Everything(stash=stash)(y))(x)
       use(stash[0][effect])  # The handlers have returned.
       return out
+
     f = hke.transform_with_state(body)
     with self.assertRaises(hke.UnhandledEffectError) as caught:
       f.init(jax.random.key(0), X[0])
@@ -140,32 +152,41 @@ class RuntimeImplLifetimeTest(parameterized.TestCase):
 
   def test_module_holds_refs_again_after_the_call(self):
     modules = []
+
     def body(x):
       layer = Everything()
       modules.append(layer)
       return handled(layer)(x)
+
     hke.transform_with_state(body).init(jax.random.key(0), X[0])
-    self.assertTrue(all(isinstance(v, hke.HandledEffectRef)
-                        for v in modules[0].effects.values()))
+    self.assertTrue(
+        all(
+            isinstance(v, hke.HandledEffectRef)
+            for v in modules[0].effects.values()
+        )
+    )
 
 
 class NoGlobalStateLeftTest(parameterized.TestCase):
 
-  @parameterized.product(placement=("plain", "scan", "remat"),
-                         jit=(False, True))
+  @parameterized.product(
+      placement=("plain", "scan", "remat"), jit=(False, True)
+  )
   def test_after_init_and_apply(self, placement, jit):
     f = model(placement)
-    init, apply = (jax.jit(f.init), jax.jit(f.apply)) if jit else (f.init,
-                                                                    f.apply)
+    init, apply = (
+        (jax.jit(f.init), jax.jit(f.apply)) if jit else (f.init, f.apply)
+    )
     params, state = init(jax.random.key(0), X)
     self.assertEqual(global_state_left(), nothing_left())
     (_, told), state = apply(params, state, jax.random.key(1), X)
     self.assertEqual(global_state_left(), nothing_left())
     # Nothing lost: one update per call, one told value (stacked in scan).
     calls = 3 if placement == "scan" else 1
-    self.assertEqual(float(state["~local_state/count"]["everything:effects"
-                                                      "['local_state']"]),
-                     calls)
+    self.assertEqual(
+        float(state["~local_state/count"]["everything:effects['local_state']"]),
+        calls,
+    )
     self.assertLen(told, 1)
     # Scan stacks the three (2,) rows it told; the others tell X at once.
     self.assertEqual(told[0].value.shape, X.shape)
@@ -226,12 +247,14 @@ class MemoryTest(absltest.TestCase):
       init(jax.random.key(0), X)
       (out, _), state = apply(params, state, jax.random.key(1), X)
       out.block_until_ready()
+
     growth = _traced_python_bytes(step, warmup=20, calls=1000)
     # A leak of one small object per call would already exceed this.
     self.assertLess(growth, 64 * 1024)
-    self.assertEqual(float(state["~local_state/count"]["everything:effects"
-                                                      "['local_state']"]),
-                     3 * 1020)
+    self.assertEqual(
+        float(state["~local_state/count"]["everything:effects['local_state']"]),
+        3 * 1020,
+    )
     self.assertEqual(global_state_left(), nothing_left())
 
   def test_traced_apply_calls_keep_memory_flat(self):
@@ -239,8 +262,10 @@ class MemoryTest(absltest.TestCase):
     f = model("plain")
     params, state = f.init(jax.random.key(0), X)
     growth = _traced_python_bytes(
-        lambda: f.apply(params, state, jax.random.key(1), X), warmup=10,
-        calls=100)
+        lambda: f.apply(params, state, jax.random.key(1), X),
+        warmup=10,
+        calls=100,
+    )
     self.assertLess(growth, 64 * 1024)
     self.assertEqual(global_state_left(), nothing_left())
 

@@ -52,6 +52,7 @@ CATEGORIES = ("c", "d")
 @dataclasses.dataclass(frozen=True)
 class Spec:
   """One counter-like module of a generated program."""
+
   dtype: str  # "float32" or "int32".
   shape: tuple[int, ...]
   start: int  # The initial value of every element.
@@ -79,21 +80,25 @@ def specs(draw) -> Spec:
       apply_only=not scan_length and draw(st.booleans()),
       train_only=draw(st.booleans()),
       scan_length=scan_length,
-      draws=draw(st.booleans()))
+      draws=draw(st.booleans()),
+  )
 
 
 def programs():
   """Module specs, and the forward (training or evaluation) of each apply."""
-  return st.tuples(st.lists(specs(), min_size=1, max_size=4),
-                   st.lists(st.booleans(), min_size=2, max_size=2))
+  return st.tuples(
+      st.lists(specs(), min_size=1, max_size=4),
+      st.lists(st.booleans(), min_size=2, max_size=2),
+  )
 
 
 def _initial(spec: Spec, calls: list[str], name: str) -> jnp.ndarray:
   calls.append(name)
   value = jnp.full(spec.shape, spec.start, spec.dtype)
   if spec.draws:
-    value = value + jax.random.randint(hk.next_rng_key(), spec.shape, 0, 5,
-                                       jnp.int32).astype(spec.dtype)
+    value = value + jax.random.randint(
+        hk.next_rng_key(), spec.shape, 0, 5, jnp.int32
+    ).astype(spec.dtype)
   return value
 
 
@@ -110,7 +115,8 @@ class LocalCounter(hk.Module):
     super().__init__(name=name)
     self.spec = spec
     self.count = hke.InitialLocalStateRequest(
-        lambda: _initial(spec, calls, name), spec.category)
+        lambda: _initial(spec, calls, name), spec.category
+    )
 
   def __call__(self) -> jnp.ndarray:
     value = self.count.get()
@@ -131,8 +137,11 @@ class HaikuCounter(hk.Module):
   def __call__(self) -> jnp.ndarray:
     spec = self.spec
     value = hk.get_state(
-        "count", spec.shape, spec.dtype,
-        init=lambda shape, dtype: _initial(spec, self.calls, self.name))
+        "count",
+        spec.shape,
+        spec.dtype,
+        init=lambda shape, dtype: _initial(spec, self.calls, self.name),
+    )
     if spec.writes:
       value = _update(spec, value)
       hk.set_state("count", value)
@@ -145,25 +154,36 @@ def _forward(module_cls, program: list[Spec], train: bool, calls):
     for i, spec in enumerate(program):
       module = module_cls(spec, f"m{i}", calls)
       if (spec.apply_only and hk.running_init()) or (
-          spec.train_only and not train):
+          spec.train_only and not train
+      ):
         continue
       if spec.scan_length:
-        total, _ = hk.scan(lambda c, _, m=module: (c + m(), None), total,
-                           None, length=spec.scan_length)
+        total, _ = hk.scan(
+            lambda c, _, m=module: (c + m(), None),
+            total,
+            None,
+            length=spec.scan_length,
+        )
       else:
         total = total + module()
     return total
+
   return forward
 
 
-def _local(program: list[Spec], train: bool,
-           calls: list[str]) -> hk.TransformedWithState:
-  return hke.transform_with_state(hke.handlers.handle_local_states(
-      _forward(LocalCounter, program, train, calls)))
+def _local(
+    program: list[Spec], train: bool, calls: list[str]
+) -> hk.TransformedWithState:
+  return hke.transform_with_state(
+      hke.handlers.handle_local_states(
+          _forward(LocalCounter, program, train, calls)
+      )
+  )
 
 
-def _haiku(program: list[Spec], train: bool,
-           calls: list[str]) -> hk.TransformedWithState:
+def _haiku(
+    program: list[Spec], train: bool, calls: list[str]
+) -> hk.TransformedWithState:
   return hk.transform_with_state(_forward(HaikuCounter, program, train, calls))
 
 
@@ -179,8 +199,11 @@ def _as_haiku_names(state: Any) -> dict[tuple[str, str], np.ndarray]:
 
 
 def _haiku_entries(state: Any) -> dict[tuple[str, str], np.ndarray]:
-  return {(module, name): np.asarray(value)
-          for module, values in state.items() for name, value in values.items()}
+  return {
+      (module, name): np.asarray(value)
+      for module, values in state.items()
+      for name, value in values.items()
+  }
 
 
 class HaikuParityTest(absltest.TestCase):
@@ -189,40 +212,49 @@ class HaikuParityTest(absltest.TestCase):
     local, haiku = _as_haiku_names(local_state), _haiku_entries(haiku_state)
     self.assertEqual(sorted(local), sorted(haiku), when)
     for name, value in haiku.items():
-      self.assertEqual((local[name].dtype, local[name].shape),
-                       (value.dtype, value.shape), f"{when}: {name}")
-      np.testing.assert_array_equal(local[name], value,
-                                    err_msg=f"{when}: {name}")
+      self.assertEqual(
+          (local[name].dtype, local[name].shape),
+          (value.dtype, value.shape),
+          f"{when}: {name}",
+      )
+      np.testing.assert_array_equal(
+          local[name], value, err_msg=f"{when}: {name}"
+      )
 
   @hypothesis.given(programs())
-  @hypothesis.example(([Spec("int32", (2,), 1, 1, "c", True, True, False, 0,
-                             draws=True),
-                        Spec("float32", (), 2, -1, "d", True, False, True, 3,
-                             draws=True)],
-                       [True, False]))
+  @hypothesis.example((
+      [
+          Spec("int32", (2,), 1, 1, "c", True, True, False, 0, draws=True),
+          Spec("float32", (), 2, -1, "d", True, False, True, 3, draws=True),
+      ],
+      [True, False],
+  ))
   def test_local_states_equal_haiku_states(self, program_and_applies):
     program, trains = program_and_applies
     x = jnp.float32(0.0)
     local_calls, haiku_calls = [], []
     rng = lambda seed: jax.random.key(seed)
     local_params, local_state = _local(program, True, local_calls).init(
-        rng(0), x)
+        rng(0), x
+    )
     haiku_params, haiku_state = _haiku(program, True, haiku_calls).init(
-        rng(0), x)
+        rng(0), x
+    )
     self.assertEqual(local_params, {})
     self.assertEqual(haiku_params, {})
     self.assert_same_states(local_state, haiku_state, "after init")
     self.assertEqual(local_calls, haiku_calls, "initializer calls at init")
     for step, train in enumerate(trains):
       local_out, local_state = _local(program, train, local_calls).apply(
-          {}, local_state, rng(step + 1), x)
+          {}, local_state, rng(step + 1), x
+      )
       haiku_out, haiku_state = _haiku(program, train, haiku_calls).apply(
-          {}, haiku_state, rng(step + 1), x)
+          {}, haiku_state, rng(step + 1), x
+      )
       when = f"after apply {step + 1} (train={train})"
       np.testing.assert_array_equal(local_out, haiku_out, err_msg=when)
       self.assert_same_states(local_state, haiku_state, when)
-      self.assertEqual(local_calls, haiku_calls,
-                       f"initializer calls {when}")
+      self.assertEqual(local_calls, haiku_calls, f"initializer calls {when}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 
 import hk_effects as hke
-from hk_effects.handlers import local_state
 
 COUNTERS = "~local_state/counters"
 
@@ -32,12 +31,15 @@ COUNTERS = "~local_state/counters"
 class Counter(hk.Module):
   """Adds its input to a local counter and returns the new count."""
 
-  def __init__(self, name=None, state_name=None, initializer=None,
-               category="counters"):
+  def __init__(
+      self, name=None, state_name=None, initializer=None, category="counters"
+  ):
     super().__init__(name=name)
     self.count = hke.InitialLocalStateRequest(
-        initializer or (lambda: jnp.zeros([], jnp.float32)), category,
-        name=state_name)
+        initializer or (lambda: jnp.zeros([], jnp.float32)),
+        category,
+        name=state_name,
+    )
 
   def __call__(self, x):
     new = self.count.get() + x
@@ -50,18 +52,21 @@ class Counter(hk.Module):
 
 def _run(fn, *args, states=None, **handler_kwargs):
   f = hke.transform_with_state(
-      hke.handlers.handle_local_states(fn, **handler_kwargs))
+      hke.handlers.handle_local_states(fn, **handler_kwargs)
+  )
   params, state = f.init(jax.random.key(0), *args)
-  out, state = f.apply(params, states if states is not None else state,
-                       None, *args)
+  out, state = f.apply(
+      params, states if states is not None else state, None, *args
+  )
   return out, state, (f, params)
 
 
 class WorkflowTest(parameterized.TestCase):
 
   def test_init_returns_initial_states_and_apply_updates(self):
-    f = hke.transform_with_state(hke.handlers.handle_local_states(
-        lambda x: Counter()(x)))
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(lambda x: Counter()(x))
+    )
     params, state = f.init(None, 2.0)
     self.assertEqual(float(state[COUNTERS]["counter:count"]), 0.0)
     _, state = f.apply(params, state, None, 2.0)
@@ -73,8 +78,9 @@ class WorkflowTest(parameterized.TestCase):
 
       def __init__(self):
         super().__init__(name="holder")
-        self.cache = {"k": hke.InitialLocalStateRequest(
-            lambda: jnp.zeros([2]), "cache")}
+        self.cache = {
+            "k": hke.InitialLocalStateRequest(lambda: jnp.zeros([2]), "cache")
+        }
 
       def __call__(self, x):
         self.cache["k"].set(self.cache["k"].get() + x)
@@ -85,12 +91,14 @@ class WorkflowTest(parameterized.TestCase):
         return Holder()(x)
 
     _, state, _ = _run(forward, jnp.ones([2]))
-    self.assertEqual(list(state["~local_state/cache"]),
-                     ["outer/holder:cache['k']"])
+    self.assertEqual(
+        list(state["~local_state/cache"]), ["outer/holder:cache['k']"]
+    )
 
   def test_jit_equals_no_jit(self):
-    f = hke.transform_with_state(hke.handlers.handle_local_states(
-        lambda x: Counter()(x) * 2))
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(lambda x: Counter()(x) * 2)
+    )
     params, state = f.init(None, 1.5)
     out1, state1 = f.apply(params, state, None, 1.5)
     out2, state2 = jax.jit(f.apply)(params, state, None, 1.5)
@@ -103,24 +111,23 @@ class WorkflowTest(parameterized.TestCase):
       return a + b
 
     inner = hke.handlers.handle_local_states(
-        forward, category_predicate=lambda c: c == "mine",
-        handler_id="inner")
-    outer = hke.handlers.handle_local_states(inner, category="yours",
-                                             handler_id="outer")
+        forward, category_predicate=lambda c: c == "mine", handler_id="inner"
+    )
+    outer = hke.handlers.handle_local_states(
+        inner, category="yours", handler_id="outer"
+    )
     table = hke.bindings(outer)(1.0)
     served = {r.module_path: r.handler_id for r in table.rows}
     self.assertEqual(served, {"a": "inner", "b": "outer"})
 
   def test_stateless_transform_is_a_clear_error(self):
-    f = hke.transform(hke.handlers.handle_local_states(
-        lambda x: Counter()(x)))
+    f = hke.transform(hke.handlers.handle_local_states(lambda x: Counter()(x)))
     with self.assertRaisesRegex(ValueError, "transform_with_state"):
       f.init(None, 1.0)
 
   def test_unhandled_local_state_names_module(self):
     f = hke.transform_with_state(lambda x: Counter(name="lonely")(x))
-    with self.assertRaisesRegex(hke.UnhandledEffectError,
-                                "'lonely'.*'count'"):
+    with self.assertRaisesRegex(hke.UnhandledEffectError, "'lonely'.*'count'"):
       f.init(None, 1.0)
 
 
@@ -130,8 +137,10 @@ class PlacementTest(parameterized.TestCase):
   def test_scan_counter_ends_at_three(self):
     def forward(x):
       counter = Counter()
+
       def body(c, _):
         return c + counter(1.0), None
+
       c, _ = hk.scan(body, x, None, length=3)
       return c
 
@@ -151,16 +160,18 @@ class PlacementTest(parameterized.TestCase):
     f = hke.transform_with_state(hke.handlers.handle_local_states(forward))
     params, state = f.init(None, pred)
     _, state = f.apply(params, state, None, pred)
-    self.assertEqual(float(state[COUNTERS]["counter:count"]),
-                     10.0 if pred else -1.0)
+    self.assertEqual(
+        float(state[COUNTERS]["counter:count"]), 10.0 if pred else -1.0
+    )
 
   def test_switch_keeps_taken_branch_update(self):
     def forward(i):
       counter = Counter()
       if hk.running_init():
         counter(0.0)
-      return hk.switch(i, [lambda: counter(1.0), lambda: counter(2.0),
-                           lambda: counter(3.0)])
+      return hk.switch(
+          i, [lambda: counter(1.0), lambda: counter(2.0), lambda: counter(3.0)]
+      )
 
     f = hke.transform_with_state(hke.handlers.handle_local_states(forward))
     params, state = f.init(None, 2)
@@ -223,6 +234,7 @@ class PlacementTest(parameterized.TestCase):
       @hk.layer_stack(4)
       def stack(y):
         return y + Counter()(1.0)
+
       return stack(x)
 
     f = hke.transform_with_state(hke.handlers.handle_local_states(forward))
@@ -244,15 +256,19 @@ class SharingTest(parameterized.TestCase):
   def test_forbidden_rejects_duplicate_names(self):
     def forward(x):
       return Counter(name="a", state_name="n")(x) + Counter(
-          name="b", state_name="n")(x)
+          name="b", state_name="n"
+      )(x)
+
     with self.assertRaisesRegex(ValueError, "'n'.*'a'.*'b'.*forbidden"):
       _run(forward, 1.0)
 
   def test_allowed_shares_same_initializer(self):
     init = lambda: jnp.zeros([])  # pylint: disable=unnecessary-lambda-assignment
+
     def forward(x):
       Counter(name="a", state_name="n", initializer=init)(x)
       return Counter(name="b", state_name="n", initializer=init)(x)
+
     out, state, _ = _run(forward, 1.0, state_sharing="allowed")
     self.assertEqual(float(state[COUNTERS]["n"]), 2.0)
     self.assertEqual(float(out), 2.0)
@@ -261,19 +277,23 @@ class SharingTest(parameterized.TestCase):
     def forward(x):
       Counter(name="a", state_name="n")(x)
       return Counter(name="b", state_name="n")(x)
+
     with self.assertRaisesRegex(ValueError, "different initializers"):
       _run(forward, 1.0, state_sharing="allowed")
 
   def test_unsafe_shares_and_last_initializer_wins(self):
     def forward(x):
-      Counter(name="a", state_name="n",
-           initializer=lambda: jnp.asarray(100.0)).peek()
-      Counter(name="b", state_name="n",
-           initializer=lambda: jnp.asarray(7.0)).peek()
+      Counter(
+          name="a", state_name="n", initializer=lambda: jnp.asarray(100.0)
+      ).peek()
+      Counter(
+          name="b", state_name="n", initializer=lambda: jnp.asarray(7.0)
+      ).peek()
       return x
 
-    f = hke.transform_with_state(hke.handlers.handle_local_states(
-        forward, state_sharing="unsafe"))
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(forward, state_sharing="unsafe")
+    )
     _, state = f.init(None, 1.0)
     self.assertEqual(float(state[COUNTERS]["n"]), 7.0)
 
@@ -284,13 +304,16 @@ class SharingTest(parameterized.TestCase):
         return x if hk.running_init() else self.peek()
 
     def forward(x):
-      LazyPeek(name="a", state_name="n",
-               initializer=lambda: jnp.asarray(100.0))(x)
-      return LazyPeek(name="b", state_name="n",
-                      initializer=lambda: jnp.asarray(7.0))(x)
+      LazyPeek(
+          name="a", state_name="n", initializer=lambda: jnp.asarray(100.0)
+      )(x)
+      return LazyPeek(
+          name="b", state_name="n", initializer=lambda: jnp.asarray(7.0)
+      )(x)
 
-    f = hke.transform_with_state(hke.handlers.handle_local_states(
-        forward, state_sharing="unsafe"))
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(forward, state_sharing="unsafe")
+    )
     params, state = f.init(None, 1.0)
     self.assertNotIn("n", state.get(COUNTERS, {}))
     out, state = f.apply(params, state, None, 1.0)
@@ -299,16 +322,21 @@ class SharingTest(parameterized.TestCase):
 
   def test_unsafe_keeps_a_shared_state_given_to_apply(self):
     def forward(x):
-      Counter(name="a", state_name="n",
-              initializer=lambda: jnp.asarray(100.0)).peek()
-      return Counter(name="b", state_name="n",
-                     initializer=lambda: jnp.asarray(7.0)).peek() + 0 * x
+      Counter(
+          name="a", state_name="n", initializer=lambda: jnp.asarray(100.0)
+      ).peek()
+      return (
+          Counter(
+              name="b", state_name="n", initializer=lambda: jnp.asarray(7.0)
+          ).peek()
+          + 0 * x
+      )
 
-    f = hke.transform_with_state(hke.handlers.handle_local_states(
-        forward, state_sharing="unsafe"))
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(forward, state_sharing="unsafe")
+    )
     params, _ = f.init(None, 1.0)
-    out, state = f.apply(params, {COUNTERS: {"n": jnp.asarray(3.0)}}, None,
-                         1.0)
+    out, state = f.apply(params, {COUNTERS: {"n": jnp.asarray(3.0)}}, None, 1.0)
     self.assertEqual(float(out), 3.0)
     self.assertEqual(float(state[COUNTERS]["n"]), 3.0)
 
@@ -352,21 +380,25 @@ class SharingTest(parameterized.TestCase):
 class ValidationTest(parameterized.TestCase):
 
   def _init(self):
-    f = hke.transform_with_state(hke.handlers.handle_local_states(
-        lambda x: Counter()(x)))
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(lambda x: Counter()(x))
+    )
     params, state = f.init(None, 1.0)
     return f, params, state
 
   def test_entry_nobody_requested_passes_through_unchanged(self):
     f, params, state = self._init()
     ghost = jnp.arange(3, dtype=jnp.int32)
-    state = {COUNTERS: {**state[COUNTERS], "ghost:x": ghost},
-             "~local_state/elsewhere": {"y": jnp.ones([2])}}
+    state = {
+        COUNTERS: {**state[COUNTERS], "ghost:x": ghost},
+        "~local_state/elsewhere": {"y": jnp.ones([2])},
+    }
     _, state = f.apply(params, state, None, 1.0)
     np.testing.assert_array_equal(state[COUNTERS]["ghost:x"], ghost)
     self.assertEqual(state[COUNTERS]["ghost:x"].dtype, jnp.int32)
-    np.testing.assert_array_equal(state["~local_state/elsewhere"]["y"],
-                                  jnp.ones([2]))
+    np.testing.assert_array_equal(
+        state["~local_state/elsewhere"]["y"], jnp.ones([2])
+    )
     self.assertEqual(float(state[COUNTERS]["counter:count"]), 1.0)
 
   def test_state_given_with_a_wrong_shape_fails_at_set_naming_it(self):
@@ -381,24 +413,35 @@ class ValidationTest(parameterized.TestCase):
         self.last.set(x)
         return x
 
-    f = hke.transform_with_state(hke.handlers.handle_local_states(
-        lambda x: Last()(x)))
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(lambda x: Last()(x))
+    )
     params, _ = f.init(None, jnp.float32(1.0))
-    with self.assertRaisesRegex(ValueError,
-                                r"'last:last'.*shape=\(3,\).*shape=\(\)"):
-      f.apply(params, {"~local_state/c": {"last:last": jnp.zeros([3])}}, None,
-              jnp.float32(1.0))
+    with self.assertRaisesRegex(
+        ValueError, r"'last:last'.*shape=\(3,\).*shape=\(\)"
+    ):
+      f.apply(
+          params,
+          {"~local_state/c": {"last:last": jnp.zeros([3])}},
+          None,
+          jnp.float32(1.0),
+      )
 
   def test_state_given_with_a_wrong_dtype_fails_at_set_naming_it(self):
     f, params, _ = self._init()
     with self.assertRaisesRegex(ValueError, "'counter:count'.*int32"):
-      f.apply(params, {COUNTERS: {"counter:count": jnp.zeros([], jnp.int32)}},
-              None, 1.0)
+      f.apply(
+          params,
+          {COUNTERS: {"counter:count": jnp.zeros([], jnp.int32)}},
+          None,
+          1.0,
+      )
 
   def test_frozen_state_given_with_a_wrong_shape_is_an_error_naming_it(self):
     handler = hke.handlers.handle_local_states(lambda x: Counter()(x))
     frozen = hke.handlers.freeze_local_states(
-        handler, {COUNTERS: {"counter:count": jnp.asarray(2.0)}})
+        handler, {COUNTERS: {"counter:count": jnp.asarray(2.0)}}
+    )
     f = hke.transform_with_state(hke.handlers.handle_local_states(frozen))
     params, _ = f.init(None, 1.0)
     with self.assertRaisesRegex(ValueError, "'counter:count'.*given to apply"):
@@ -444,8 +487,10 @@ class HaikuStateSemanticsTest(parameterized.TestCase):
     _, state = encode_apply(params, state, None, 2.0)
     out, state = decode_apply(params, state, None, 5.0)
     self.assertEqual(float(out), 5.0)
-    self.assertEqual({k: float(v) for k, v in state[COUNTERS].items()},
-                     {"encoder:count": 2.0, "decoder:count": 5.0})
+    self.assertEqual(
+        {k: float(v) for k, v in state[COUNTERS].items()},
+        {"encoder:count": 2.0, "decoder:count": 5.0},
+    )
 
   def test_eval_forward_returns_an_untouched_state_bit_identical(self):
     def forward(train):
@@ -453,6 +498,7 @@ class HaikuStateSemanticsTest(parameterized.TestCase):
         if train:
           Counter(name="steps")(1.0)
         return Counter(name="seen")(x)
+
       return hke.transform_with_state(hke.handlers.handle_local_states(fn))
 
     train_f, eval_f = forward(True), forward(False)
@@ -470,7 +516,8 @@ class HaikuStateSemanticsTest(parameterized.TestCase):
     def forward(x):
       first = hke.handlers.handle_local_states(lambda y: Counter(name="a")(y))
       second = hke.handlers.handle_local_states(
-          lambda y: Counter(name="b", category="other")(y))
+          lambda y: Counter(name="b", category="other")(y)
+      )
       return second(first(x))
 
     f = hk.transform_with_state(forward)
@@ -483,8 +530,9 @@ class HaikuStateSemanticsTest(parameterized.TestCase):
     self.assertEqual(float(out), 3.0)
 
   def test_state_skipped_at_init_is_created_in_apply_and_returned(self):
-    f = hke.transform_with_state(hke.handlers.handle_local_states(
-        lambda x: LazyCounter(name="lazy")(x)))
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(lambda x: LazyCounter(name="lazy")(x))
+    )
     params, state = f.init(None, 1.0)
     self.assertNotIn("lazy:count", state.get(COUNTERS, {}))
     _, state = f.apply(params, state, None, 2.0)
@@ -493,8 +541,9 @@ class HaikuStateSemanticsTest(parameterized.TestCase):
     self.assertEqual(float(state[COUNTERS]["lazy:count"]), 5.0)
 
   def test_missing_entry_is_created_from_its_initializer(self):
-    f = hke.transform_with_state(hke.handlers.handle_local_states(
-        lambda x: Counter()(x)))
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(lambda x: Counter()(x))
+    )
     params, _ = f.init(None, 1.0)
     _, state = f.apply(params, {}, None, 4.0)
     self.assertEqual(float(state[COUNTERS]["counter:count"]), 4.0)
@@ -505,24 +554,28 @@ class HaikuStateSemanticsTest(parameterized.TestCase):
       def __init__(self):
         super().__init__()
         self.noise = hke.InitialLocalStateRequest(
-            lambda: jax.random.normal(hk.next_rng_key(), [2]), "noise")
+            lambda: jax.random.normal(hk.next_rng_key(), [2]), "noise"
+        )
 
       def __call__(self, x):
         self.noise.set(self.noise.get() * 0.5)
         return x * jax.random.bernoulli(hk.next_rng_key(), 0.5, x.shape)
 
-    f = hke.transform_with_state(hke.handlers.handle_local_states(
-        lambda x: Noisy()(x)))
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(lambda x: Noisy()(x))
+    )
     x = jnp.ones([8])
     params, state = f.init(jax.random.key(0), x)
     out, new_state = f.apply(params, state, jax.random.key(1), x)
     # The dropout-like draw is apply's first key, as if no initializer ran.
     plain = hk.transform(
-        lambda x: x * jax.random.bernoulli(hk.next_rng_key(), 0.5, x.shape))
+        lambda x: x * jax.random.bernoulli(hk.next_rng_key(), 0.5, x.shape)
+    )
     np.testing.assert_array_equal(out, plain.apply({}, jax.random.key(1), x))
     noise = "~local_state/noise"
-    np.testing.assert_array_equal(new_state[noise]["noisy:noise"],
-                                  state[noise]["noisy:noise"] * 0.5)
+    np.testing.assert_array_equal(
+        new_state[noise]["noisy:noise"], state[noise]["noisy:noise"] * 0.5
+    )
 
   def test_initializer_runs_once_at_init_and_never_for_existing_states(self):
     calls = []
@@ -531,8 +584,11 @@ class HaikuStateSemanticsTest(parameterized.TestCase):
       calls.append(1)
       return jnp.zeros([])
 
-    f = hke.transform_with_state(hke.handlers.handle_local_states(
-        lambda x: Counter(initializer=initializer)(x)))
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(
+            lambda x: Counter(initializer=initializer)(x)
+        )
+    )
     params, state = f.init(None, 1.0)
     self.assertLen(calls, 1)
     _, state = f.apply(params, state, None, 1.0)
@@ -547,8 +603,11 @@ class HaikuStateSemanticsTest(parameterized.TestCase):
       calls.append(1)
       return jnp.zeros([])
 
-    f = hke.transform_with_state(hke.handlers.handle_local_states(
-        lambda x: LazyCounter(initializer=initializer)(x)))
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(
+            lambda x: LazyCounter(initializer=initializer)(x)
+        )
+    )
     params, state = f.init(None, 1.0)
     self.assertEmpty(calls)
     _, state = f.apply(params, state, None, 1.0)
@@ -572,15 +631,15 @@ class HaikuStateSemanticsTest(parameterized.TestCase):
         if with_owner:
           Counter(state_name="n")(x)
         return Reader()()
-      return hke.transform_with_state(
-          hke.handlers.handle_local_states(forward))
+
+      return hke.transform_with_state(hke.handlers.handle_local_states(forward))
 
     params, state = make(True).init(None, 1.0)
     # Given init's state, the reader finds "n" though its owner is skipped.
-    self.assertEqual(float(make(False).apply(params, state, None, 1.0)[0]),
-                     0.0)
+    self.assertEqual(float(make(False).apply(params, state, None, 1.0)[0]), 0.0)
     with self.assertRaisesRegex(
-        ValueError, "'n'.*'~local_state/counters'.*state returned by init"):
+        ValueError, "'n'.*'~local_state/counters'.*state returned by init"
+    ):
       make(False).apply(params, {}, None, 1.0)
 
 
@@ -599,10 +658,12 @@ def _lifted_forward(inner, lift_name="sub"):
   class Embed(hk.Module):
 
     def __call__(self, x):
-      lifted, updater = hk.experimental.lift_with_state(inner.init,
-                                                        name=lift_name)
-      params, state = lifted(hk.next_rng_key() if hk.running_init() else None,
-                             x)
+      lifted, updater = hk.experimental.lift_with_state(
+          inner.init, name=lift_name
+      )
+      params, state = lifted(
+          hk.next_rng_key() if hk.running_init() else None, x
+      )
       y, state = inner.apply(params, state, None, x)
       updater.update(state)
       return y
@@ -613,60 +674,70 @@ def _lifted_forward(inner, lift_name="sub"):
 class LiftedStateTest(parameterized.TestCase):
   """Local states of a stateful sub-model embedded with lift_with_state."""
 
-  @parameterized.named_parameters(("inner_handler", True),
-                                  ("outer_handler", False))
+  @parameterized.named_parameters(
+      ("inner_handler", True), ("outer_handler", False)
+  )
   def test_states_come_back_under_the_lifting_modules_name(self, own):
     inner_fn = lambda x: Counter(name="counter")(x)
     inner = hke.transform_with_state(
-        hke.handlers.handle_local_states(inner_fn) if own else inner_fn)
-    f = hke.transform_with_state(hke.handlers.handle_local_states(
-        _lifted_forward(inner)))
+        hke.handlers.handle_local_states(inner_fn) if own else inner_fn
+    )
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(_lifted_forward(inner))
+    )
     params, state = f.init(jax.random.key(0), 1.0)
-    self.assertEqual(sorted(state), ["embed/sub/~local_state/counters",
-                                     COUNTERS])
+    self.assertEqual(
+        sorted(state), ["embed/sub/~local_state/counters", COUNTERS]
+    )
     for _ in range(2):
       out, state = f.apply(params, state, None, 2.0)
     # The inner counter adds 2 per apply, the outer adds the inner's count.
     self.assertEqual(
-        float(state["embed/sub/~local_state/counters"]["counter:count"]), 4.0)
+        float(state["embed/sub/~local_state/counters"]["counter:count"]), 4.0
+    )
     self.assertEqual(float(state[COUNTERS]["counter:count"]), 6.0)
     self.assertEqual(float(out), 6.0)
 
   def test_same_layout_as_haiku_state(self):
-    local = hke.transform_with_state(
-        lambda x: Counter(name="counter")(x))
+    local = hke.transform_with_state(lambda x: Counter(name="counter")(x))
     haiku = hk.transform_with_state(lambda x: HaikuCounter(name="counter")(x))
     states = []
     for inner in (local, haiku):
-      f = hke.transform_with_state(hke.handlers.handle_local_states(
-          _lifted_forward(inner)))
+      f = hke.transform_with_state(
+          hke.handlers.handle_local_states(_lifted_forward(inner))
+      )
       params, state = f.init(jax.random.key(0), 1.0)
       _, state = f.apply(params, state, None, 3.0)
       states.append(state)
     local_state, haiku_state = states
     self.assertEqual(
         float(local_state["embed/sub/~local_state/counters"]["counter:count"]),
-        float(haiku_state["embed/sub/counter"]["count"]))
+        float(haiku_state["embed/sub/counter"]["count"]),
+    )
 
   def test_one_explicit_name_inside_and_outside_a_lift_is_no_clash(self):
     named = lambda name: Counter(name=name, state_name="total")
     inner = hke.transform_with_state(lambda x: named("deep")(x))
-    f = hke.transform_with_state(hke.handlers.handle_local_states(
-        lambda x: named("top")(10 * _lifted_forward(inner)(x))))
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(
+            lambda x: named("top")(10 * _lifted_forward(inner)(x))
+        )
+    )
     params, state = f.init(jax.random.key(0), 1.0)
     _, state = f.apply(params, state, None, 1.0)
     self.assertEqual(
-        float(state["embed/sub/~local_state/counters"]["total"]), 1.0)
+        float(state["embed/sub/~local_state/counters"]["total"]), 1.0
+    )
     self.assertEqual(float(state[COUNTERS]["total"]), 10.0)
 
   def test_ignored_update_keeps_the_lifted_state_as_haiku_does(self):
     inner = hke.transform_with_state(lambda x: Counter(name="counter")(x))
 
     def forward(x):
-      lifted, updater = hk.experimental.lift_with_state(inner.init,
-                                                        name="sub")
-      params, state = lifted(hk.next_rng_key() if hk.running_init() else None,
-                             x)
+      lifted, updater = hk.experimental.lift_with_state(inner.init, name="sub")
+      params, state = lifted(
+          hk.next_rng_key() if hk.running_init() else None, x
+      )
       y, _ = inner.apply(params, state, None, x)
       updater.ignore_update()
       return y
@@ -676,7 +747,8 @@ class LiftedStateTest(parameterized.TestCase):
     out, state = f.apply(params, state, None, 5.0)
     self.assertEqual(float(out), 5.0)
     self.assertEqual(
-        float(state["sub/~local_state/counters"]["counter:count"]), 0.0)
+        float(state["sub/~local_state/counters"]["counter:count"]), 0.0
+    )
 
   def test_vmapped_lift_gives_one_state_per_member(self):
     inner = hke.transform_with_state(lambda x: Counter(name="counter")(x))
@@ -688,7 +760,8 @@ class LiftedStateTest(parameterized.TestCase):
       lifted, updater = hk.experimental.lift_with_state(init, name="ens")
       params, state = lifted(keys, x)
       ys, state = jax.vmap(inner.apply, in_axes=(0, 0, None, 0))(
-          params, state, None, x * jnp.arange(1.0, members + 1))
+          params, state, None, x * jnp.arange(1.0, members + 1)
+      )
       updater.update(state)
       return ys
 
@@ -696,7 +769,8 @@ class LiftedStateTest(parameterized.TestCase):
     params, state = f.init(jax.random.key(0), 1.0)
     _, state = f.apply(params, state, None, 1.0)
     np.testing.assert_array_equal(
-        state["ens/~local_state/counters"]["counter:count"], [1.0, 2.0, 3.0])
+        state["ens/~local_state/counters"]["counter:count"], [1.0, 2.0, 3.0]
+    )
 
 
 class FreezeTest(parameterized.TestCase):
@@ -710,13 +784,17 @@ class FreezeTest(parameterized.TestCase):
     frozen = hke.handlers.freeze_local_states(handler, state)
     # Read-only run at that state, without a local-state handler: the
     # counter's get() returns the frozen value and the output adds x.
-    peek = hke.transform(hke.handlers.freeze_local_states(
-        hke.handlers.handle_local_states(lambda x: Counter().peek()), state))
+    peek = hke.transform(
+        hke.handlers.freeze_local_states(
+            hke.handlers.handle_local_states(lambda x: Counter().peek()), state
+        )
+    )
     self.assertEqual(float(peek.apply({}, None, 0.0)), 4.0)
     g = hke.transform_with_state(hke.handlers.handle_local_states(frozen))
     _, state2 = g.init(None, 0.0)
     chex.assert_trees_all_equal(
-        jax.tree_util.tree_leaves(state2), jax.tree_util.tree_leaves(state))
+        jax.tree_util.tree_leaves(state2), jax.tree_util.tree_leaves(state)
+    )
 
   def test_frozen_get_without_handler_and_set_error(self):
     class Reader(hk.Module):
@@ -732,7 +810,8 @@ class FreezeTest(parameterized.TestCase):
 
     handler = hke.handlers.handle_local_states(lambda w: Reader()(w))
     frozen = hke.handlers.freeze_local_states(
-        handler, {COUNTERS: {"reader:count": jnp.asarray(6.0)}})
+        handler, {COUNTERS: {"reader:count": jnp.asarray(6.0)}}
+    )
     f = hke.transform(frozen)
     self.assertEqual(float(f.apply({}, None, False)), 6.0)
     with self.assertRaisesRegex(hke.UnhandledEffectError, "read-only"):
@@ -741,7 +820,8 @@ class FreezeTest(parameterized.TestCase):
   def test_bindings_of_a_frozen_model_that_sets_state(self):
     handler = hke.handlers.handle_local_states(lambda x: Counter()(x))
     frozen = hke.handlers.freeze_local_states(
-        handler, {COUNTERS: {"counter:count": jnp.asarray(2.0)}})
+        handler, {COUNTERS: {"counter:count": jnp.asarray(2.0)}}
+    )
     table = hke.bindings(frozen)(1.0)
     self.assertIsNone(table.stopped_at)
     (row,) = table.rows
@@ -764,8 +844,13 @@ class HoistTest(absltest.TestCase):
 
     hoisted = hke.handlers.hoist_shared_state_requests(forward)
     embedded = hke.handlers.embed_shared_state_requests(
-        hoisted, {"n": hke.InitialLocalStateRequest(
-            lambda: jnp.asarray(100.0), "counters", name="n")})
+        hoisted,
+        {
+            "n": hke.InitialLocalStateRequest(
+                lambda: jnp.asarray(100.0), "counters", name="n"
+            )
+        },
+    )
     # Without hoisting, two definitions of "n" are forbidden; hoisted, both
     # layers refer to the one embedded definition.
     out, state, _ = _run(embedded, 1.0)
@@ -774,14 +859,16 @@ class HoistTest(absltest.TestCase):
 
   def test_hoisted_without_embedding_names_missing_state(self):
     hoisted = hke.handlers.hoist_shared_state_requests(
-        lambda x: Counter(state_name="n")(x))
+        lambda x: Counter(state_name="n")(x)
+    )
     with self.assertRaisesRegex(ValueError, "'n'"):
       _run(hoisted, 1.0)
 
   def test_embed_rejects_misnamed_request(self):
     with self.assertRaisesRegex(ValueError, "'n'.*name='n'"):
       hke.handlers.embed_shared_state_requests(
-          lambda x: x, {"n": hke.InitialLocalStateRequest(jnp.zeros, "c")})
+          lambda x: x, {"n": hke.InitialLocalStateRequest(jnp.zeros, "c")}
+      )
 
 
 class StatefulRandomKeyTest(absltest.TestCase):
@@ -797,9 +884,11 @@ class StatefulRandomKeyTest(absltest.TestCase):
         return jax.random.uniform(self.rng.next_key(), x.shape)
 
     h = hke.handlers.WithStatefulRandomKey.handling(
-        lambda x: Draw()(x), jax.random.key(0))
-    f = hke.transform_with_state(hke.handlers.handle_local_states(
-        h, category="random"))
+        lambda x: Draw()(x), jax.random.key(0)
+    )
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(h, category="random")
+    )
     params, state = f.init(None, jnp.zeros(4))
     (bundle,) = state.values()
     (key_name,) = bundle
@@ -811,9 +900,12 @@ class StatefulRandomKeyTest(absltest.TestCase):
     a2, _ = f.apply(params, replayed, None, jnp.zeros(4))
     self.assertFalse(np.any(np.asarray(a) == np.asarray(b)))
     np.testing.assert_array_equal(a, a2)
-    self.assertFalse(np.array_equal(
-        jax.random.key_data(state1["~local_state/random"][key_name]),
-        jax.random.key_data(state2["~local_state/random"][key_name])))
+    self.assertFalse(
+        np.array_equal(
+            jax.random.key_data(state1["~local_state/random"][key_name]),
+            jax.random.key_data(state2["~local_state/random"][key_name]),
+        )
+    )
 
 
 class KVCacheTest(absltest.TestCase):
@@ -823,11 +915,12 @@ class KVCacheTest(absltest.TestCase):
 
     def make(decode):
       def forward(x):
-        attn = hke.KVCachedAttention(num_heads=4, key_size=4,
-                                     max_length=time, batch_size=batch)
+        attn = hke.KVCachedAttention(
+            num_heads=4, key_size=4, max_length=time, batch_size=batch
+        )
         return attn(x, decode=decode)
-      return hke.transform_with_state(
-          hke.handlers.handle_local_states(forward))
+
+      return hke.transform_with_state(hke.handlers.handle_local_states(forward))
 
     full_f, decode_f = make(False), make(True)
     x = jax.random.normal(jax.random.key(1), [batch, time, model])
@@ -836,13 +929,17 @@ class KVCacheTest(absltest.TestCase):
     outs = []
     apply = jax.jit(decode_f.apply)
     for t in range(time):
-      out, state = apply(params, state, None, x[:, t:t + 1])
+      out, state = apply(params, state, None, x[:, t : t + 1])
       outs.append(out)
-    np.testing.assert_allclose(jnp.concatenate(outs, axis=1), full,
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        jnp.concatenate(outs, axis=1), full, rtol=1e-5, atol=1e-5
+    )
     self.assertEqual(
-        int(state["~local_state/kv_cache"]["kv_cached_attention:cache['index']"]),
-        time)
+        int(
+            state["~local_state/kv_cache"]["kv_cached_attention:cache['index']"]
+        ),
+        time,
+    )
 
 
 if __name__ == "__main__":

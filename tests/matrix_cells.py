@@ -50,13 +50,16 @@ import numpy as np
 
 import hk_effects as hke
 
-Check = Callable[[Any, Callable[[Callable[..., Any]], Callable[..., Any]]],
-                 None]
+Check = Callable[
+    [Any, Callable[[Callable[..., Any]], Callable[..., Any]]], None
+]
 CELLS: dict[tuple[str, str], Check] = {}
 
 XS = jnp.array([1.0, 2.0, 3.0])
 ZEROS = jnp.zeros(3)
 SCALE = 3.0
+
+
 def key() -> jax.Array:
   """A fresh key each time: JAX's key-reuse checker marks used keys."""
   return jax.random.key(0)
@@ -64,15 +67,18 @@ def key() -> jax.Array:
 
 def cell(row: str, effect: str) -> Callable[[Check], Check]:
   """Registers the check of matrix cell ``(row, effect)``."""
+
   def register(check: Check) -> Check:
     if (row, effect) in CELLS:
       raise ValueError(f"Two checks for cell ({row!r}, {effect!r}).")
     CELLS[(row, effect)] = check
     return check
+
   return register
 
 
 # ----------------------------------------------------------------- probes ---
+
 
 class Noise(hk.Module):
   """Adds a uniform draw from the random effect."""
@@ -113,8 +119,9 @@ class Counter(hk.Module):
 
   def __init__(self, shape: tuple[int, ...] = (), name: str | None = None):
     super().__init__(name=name)
-    self.count = hke.InitialLocalStateRequest(lambda: jnp.zeros(shape),
-                                              "counters")
+    self.count = hke.InitialLocalStateRequest(
+        lambda: jnp.zeros(shape), "counters"
+    )
 
   def __call__(self, x: jax.Array) -> jax.Array:
     self.count.set(self.count.get() + x)
@@ -123,17 +130,22 @@ class Counter(hk.Module):
 
 # -------------------------------------------------------------- harnesses ---
 
+
 def random_fn(forward, fold_in_axis: str | None = None):
   """``(key, arg) -> out`` under ``WithHaikuRandom``."""
-  f = hke.transform(hke.handlers.WithHaikuRandom.handling(
-      forward, fold_in_axis=fold_in_axis))
+  f = hke.transform(
+      hke.handlers.WithHaikuRandom.handling(forward, fold_in_axis=fold_in_axis)
+  )
   return lambda key, arg: f.apply({}, key, arg)
 
 
 def side_input_fn(forward):
   """``(arg, scale) -> out`` under ``WithSideInputsFromInputTuple``."""
-  f = hke.transform(hke.handlers.WithSideInputsFromInputTuple.handling(
-      forward, tags=("scale",)))
+  f = hke.transform(
+      hke.handlers.WithSideInputsFromInputTuple.handling(
+          forward, tags=("scale",)
+      )
+  )
   return lambda arg, scale: f.apply({}, key(), (arg, scale))
 
 
@@ -154,6 +166,7 @@ def local_state_fn(forward, example):
   def apply(arg):
     out, new_state = f.apply(params, state, key(), arg)
     return out, _only_leaf(new_state)
+
   return apply, _only_leaf(state)
 
 
@@ -205,8 +218,7 @@ def _(t, wrap):
   np.testing.assert_array_equal(jitted, eager)  # Bit for bit (S3).
   assert_draws(jitted)
   assert_rows_distinct(jitted)
-  t.assertFalse(np.array_equal(jax.jit(apply)(jax.random.key(1), ZEROS),
-                               eager))
+  t.assertFalse(np.array_equal(jax.jit(apply)(jax.random.key(1), ZEROS), eager))
 
 
 @cell(JIT, "side input")
@@ -246,8 +258,7 @@ GRAD = "`jax.grad` / `jax.value_and_grad`"
 def _(t, wrap):
   del t
   apply = random_fn(lambda x: Noise()(x))
-  value, grad = wrap(jax.value_and_grad(
-      lambda x: jnp.sum(apply(key(), x))))(XS)
+  value, grad = wrap(jax.value_and_grad(lambda x: jnp.sum(apply(key(), x))))(XS)
   np.testing.assert_allclose(value, jnp.sum(apply(key(), XS)), rtol=1e-6)
   np.testing.assert_array_equal(grad, np.ones(3))
 
@@ -256,8 +267,9 @@ def _(t, wrap):
 def _(t, wrap):
   del t
   apply = side_input_fn(lambda x: Scale()(x))
-  value, (dx, ds) = wrap(jax.value_and_grad(
-      lambda x, s: jnp.sum(apply(x, s)), argnums=(0, 1)))(XS, SCALE)
+  value, (dx, ds) = wrap(
+      jax.value_and_grad(lambda x, s: jnp.sum(apply(x, s)), argnums=(0, 1))
+  )(XS, SCALE)
   np.testing.assert_allclose(value, SCALE * 6.0)
   np.testing.assert_array_equal(dx, np.full(3, SCALE))
   np.testing.assert_allclose(ds, 6.0)  # Side inputs are differentiable.
@@ -271,6 +283,7 @@ def _(t, wrap):
   def loss(x):
     out, told = apply(x)
     return jnp.sum(out) + jnp.sum(told[0].value), told
+
   (value, told), grad = wrap(jax.value_and_grad(loss, has_aux=True))(XS)
   assert_told(told, 2 * XS)
   np.testing.assert_allclose(value, 18.0)
@@ -281,8 +294,9 @@ def _(t, wrap):
 def _(t, wrap):
   del t
   apply, _ = local_state_fn(lambda x: Counter(x.shape)(x) * x, XS)
-  (value, count), grad = wrap(jax.value_and_grad(
-      functools.partial(sum_out, apply), has_aux=True))(XS)
+  (value, count), grad = wrap(
+      jax.value_and_grad(functools.partial(sum_out, apply), has_aux=True)
+  )(XS)
   np.testing.assert_array_equal(count, XS)
   np.testing.assert_allclose(value, 14.0)  # sum(x * x) from a zero count.
   np.testing.assert_array_equal(grad, 2 * XS)
@@ -312,8 +326,7 @@ def _(t, wrap):
   del t
   apply = side_input_fn(lambda x: Scale()(x))
   scales = jnp.array([10.0, 20.0, 30.0])
-  np.testing.assert_array_equal(wrap(jax.vmap(apply))(XS, scales),
-                                XS * scales)
+  np.testing.assert_array_equal(wrap(jax.vmap(apply))(XS, scales), XS * scales)
 
 
 @cell(JAX_VMAP, "side output")

@@ -30,8 +30,6 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-import numpy as np
-
 from matrix_cells import assert_draws
 from matrix_cells import assert_rows_distinct
 from matrix_cells import assert_rows_equal
@@ -46,6 +44,7 @@ from matrix_cells import Report
 from matrix_cells import Scale
 from matrix_cells import side_input_fn
 from matrix_cells import side_output_fn
+import numpy as np
 from test_utils import clone_keys
 
 N = 8
@@ -63,7 +62,8 @@ def _mesh() -> Mesh:
     raise RuntimeError(
         f"The device rows need {N} devices, found {jax.device_count()}: run "
         "with XLA_FLAGS=--xla_force_host_platform_device_count=8 (pytest "
-        "sets it in tests/conftest.py).")
+        "sets it in tests/conftest.py)."
+    )
   return Mesh(np.array(jax.devices()), ("data",))
 
 
@@ -88,22 +88,34 @@ def _on_all_devices(t, array: jax.Array) -> None:
 
 def _shard_mapped(fn, in_specs, out_specs):
   # Jitted: shard_map outside jit runs op by op, many times slower.
-  return jax.jit(shard_map(fn, mesh=_mesh(), in_specs=in_specs,
-                           out_specs=out_specs))
+  return jax.jit(
+      shard_map(fn, mesh=_mesh(), in_specs=in_specs, out_specs=out_specs)
+  )
 
 
 # --------------------------------------------------------------- jax.pmap ---
+
 
 @cell(PMAP, "random")
 def _(t, wrap):
   del t, wrap
   zeros = jnp.zeros([N, 2])
-  same = both_pmaps(random_fn(lambda x: Noise()(x)), key(), zeros,
-                    in_axes=(None, 0), axis_name="dev")
+  same = both_pmaps(
+      random_fn(lambda x: Noise()(x)),
+      key(),
+      zeros,
+      in_axes=(None, 0),
+      axis_name="dev",
+  )
   assert_draws(same)
   assert_rows_equal(same)  # One stream unless asked (S5).
-  folded = both_pmaps(random_fn(lambda x: Noise()(x), fold_in_axis="dev"),
-                      key(), zeros, in_axes=(None, 0), axis_name="dev")
+  folded = both_pmaps(
+      random_fn(lambda x: Noise()(x), fold_in_axis="dev"),
+      key(),
+      zeros,
+      in_axes=(None, 0),
+      axis_name="dev",
+  )
   assert_rows_distinct(folded)
 
 
@@ -132,6 +144,7 @@ def _(t, wrap):
 
 
 # ----------------------------------------------------------- sharded jit ---
+
 
 @cell(SHARDED_JIT, "random")
 def _(t, wrap):
@@ -175,13 +188,16 @@ def _(t, wrap):
 
 # ------------------------------------------------------------- shard_map ---
 
+
 @cell(SHARD_MAP, "random")
 def _(t, wrap):
   del t, wrap
+
   def draws(fold_in_axis):
     apply = random_fn(lambda x: Noise()(x), fold_in_axis=fold_in_axis)
     sharded = _shard_mapped(apply, (P(), P("data")), P("data"))
     return sharded(key(), jnp.zeros_like(WIDE)).reshape(N, 2)
+
   same, folded = draws(None), draws("data")
   assert_draws(same)
   assert_rows_equal(same)
@@ -192,17 +208,20 @@ def _(t, wrap):
 def _(t, wrap):
   del t, wrap
   scales = jnp.arange(N, dtype=jnp.float32)
-  apply = _shard_mapped(side_input_fn(lambda x: Scale()(x)),
-                        (P("data"), P("data")), P("data"))
-  np.testing.assert_array_equal(apply(WIDE, scales),
-                                WIDE * jnp.repeat(scales, 2))
+  apply = _shard_mapped(
+      side_input_fn(lambda x: Scale()(x)), (P("data"), P("data")), P("data")
+  )
+  np.testing.assert_array_equal(
+      apply(WIDE, scales), WIDE * jnp.repeat(scales, 2)
+  )
 
 
 @cell(SHARD_MAP, "side output")
 def _(t, wrap):
   del t, wrap
-  apply = _shard_mapped(side_output_fn(lambda x: Report()(x)), P("data"),
-                        P("data"))
+  apply = _shard_mapped(
+      side_output_fn(lambda x: Report()(x)), P("data"), P("data")
+  )
   out, told = apply(WIDE)
   np.testing.assert_array_equal(out, WIDE)
   assert_told(told, 2 * WIDE)

@@ -27,10 +27,6 @@ from typing import Any, Callable
 import haiku as hk
 import jax
 import jax.numpy as jnp
-import numpy as np
-
-import hk_effects as hke
-
 from matrix_cells import assert_draws
 from matrix_cells import assert_rows_distinct
 from matrix_cells import assert_rows_equal
@@ -42,16 +38,19 @@ from matrix_cells import local_state_fn
 from matrix_cells import Noise
 from matrix_cells import random_fn
 from matrix_cells import Report
-from matrix_cells import Scale
 from matrix_cells import SCALE
+from matrix_cells import Scale
 from matrix_cells import side_input_fn
 from matrix_cells import side_output_fn
 from matrix_cells import sum_out
 from matrix_cells import XS
 from matrix_cells import ZEROS
+import numpy as np
 
+import hk_effects as hke
 
 # ---------------------------------------------------------------- hk.vmap ---
+
 
 def _hk_vmap_row(split_rng: bool) -> str:
   row = f"`hk.vmap(split_rng={split_rng})`"
@@ -86,6 +85,7 @@ def _hk_vmap_row(split_rng: bool) -> str:
   @cell(row, "local state")
   def _(t, wrap):
     del t
+
     def forward(per_example):
       def run(xs):
         counter = Counter()
@@ -94,7 +94,9 @@ def _hk_vmap_row(split_rng: bool) -> str:
         if per_example:
           return vmap(counter)(xs)
         return vmap(lambda x: x + counter(1.0))(xs)
+
       return run
+
     # An update that does not depend on the example is shared by all.
     shared, _ = local_state_fn(forward(False), XS)
     out, count = wrap(shared)(XS)
@@ -102,6 +104,7 @@ def _hk_vmap_row(split_rng: bool) -> str:
     np.testing.assert_array_equal(count, 1.0)
     # A per-example one cannot be kept: Haiku raises, naming the state.
     wrap(lambda xs: local_state_fn(forward(True), xs)[0](xs))(XS)
+
   return row
 
 
@@ -113,8 +116,9 @@ HKE_VMAP = "`hke.vmap(local_state_axes=...)`"
 
 def hke_vmap(fn):
   """``fn`` mapped with one "counters" state per member."""
-  return hke.vmap(fn, split_rng=not hk.running_init(),
-                  local_state_axes={"counters": 0})
+  return hke.vmap(
+      fn, split_rng=not hk.running_init(), local_state_axes={"counters": 0}
+  )
 
 
 @cell(HKE_VMAP, "random")
@@ -164,8 +168,9 @@ def scanned(layer: hk.Module, xs: jax.Array) -> jax.Array:
   return hk.scan(lambda c, x: (c, layer(x)), 0.0, xs)[1]
 
 
-def layer_stacked(make_layer: Callable[[], hk.Module],
-                  xs: jax.Array) -> jax.Array:
+def layer_stacked(
+    make_layer: Callable[[], hk.Module], xs: jax.Array
+) -> jax.Array:
   """One fresh layer per element of ``xs``, stacked by ``hk.layer_stack``."""
   stack = hk.layer_stack(len(xs), with_per_layer_inputs=True, name="stack")
   return stack(lambda c, x: (c, make_layer()(x)))(0.0, xs)[1]
@@ -173,8 +178,9 @@ def layer_stacked(make_layer: Callable[[], hk.Module],
 
 def fori_looped(layer: hk.Module, xs: jax.Array) -> jax.Array:
   """``layer`` applied to each element of ``xs`` by ``hk.fori_loop``."""
-  return hk.fori_loop(0, len(xs), lambda i, acc: acc.at[i].set(layer(xs[i])),
-                      jnp.zeros_like(xs))
+  return hk.fori_loop(
+      0, len(xs), lambda i, acc: acc.at[i].set(layer(xs[i])), jnp.zeros_like(xs)
+  )
 
 
 @cell(SCAN, "random")
@@ -266,11 +272,13 @@ def _(t, wrap):
 @cell(FORI_LOOP, "local state")
 def _(t, wrap):
   del t
+
   def forward(xs):
     counter = Counter()
     if hk.running_init():
       counter(0.0)  # Haiku creates state before a loop, not inside it.
     return fori_looped(counter, xs)
+
   out, count = wrap(local_state_fn(forward, XS)[0])(XS)
   np.testing.assert_array_equal(out, np.cumsum(XS))
   np.testing.assert_array_equal(count, 6.0)
@@ -316,8 +324,9 @@ def _(t, wrap):
 def _(t, wrap):
   del t
   apply = side_output_fn(lambda x: hk.remat(Report())(x))
-  (_, told), grad = wrap(jax.value_and_grad(
-      functools.partial(_sum_told, apply), has_aux=True))(XS)
+  (_, told), grad = wrap(
+      jax.value_and_grad(functools.partial(_sum_told, apply), has_aux=True)
+  )(XS)
   assert_told(told, 2 * XS)  # Unchanged by remat.
   np.testing.assert_array_equal(grad, np.full(3, 2.0))
 
@@ -326,8 +335,9 @@ def _(t, wrap):
 def _(t, wrap):
   del t
   apply, _ = local_state_fn(lambda x: hk.remat(Counter(x.shape))(x), XS)
-  (_, count), grad = wrap(jax.value_and_grad(
-      functools.partial(sum_out, apply), has_aux=True))(XS)
+  (_, count), grad = wrap(
+      jax.value_and_grad(functools.partial(sum_out, apply), has_aux=True)
+  )(XS)
   np.testing.assert_array_equal(count, XS)
   np.testing.assert_array_equal(grad, np.ones(3))
 
@@ -364,8 +374,9 @@ def _(t, wrap):
 def _(t, wrap):
   del t
   apply = random_fn(lambda x: Noise()(x))
-  value, grad = _grad_of_sum(jax.checkpoint(functools.partial(apply, key())),
-                             wrap)
+  value, grad = _grad_of_sum(
+      jax.checkpoint(functools.partial(apply, key())), wrap
+  )
   np.testing.assert_allclose(value, jnp.sum(apply(key(), XS)), rtol=1e-6)
   np.testing.assert_array_equal(grad, np.ones(3))
 
@@ -383,8 +394,9 @@ def _(t, wrap):
 def _(t, wrap):
   del t
   apply = jax.checkpoint(side_output_fn(lambda x: Report()(x)))
-  (_, told), grad = wrap(jax.value_and_grad(
-      functools.partial(_sum_told, apply), has_aux=True))(XS)
+  (_, told), grad = wrap(
+      jax.value_and_grad(functools.partial(_sum_told, apply), has_aux=True)
+  )(XS)
   assert_told(told, 2 * XS)
   np.testing.assert_array_equal(grad, np.full(3, 2.0))
 
@@ -393,8 +405,11 @@ def _(t, wrap):
 def _(t, wrap):
   del t
   apply, _ = local_state_fn(lambda x: Counter(x.shape)(x), XS)
-  (_, count), grad = wrap(jax.value_and_grad(
-      functools.partial(sum_out, jax.checkpoint(apply)), has_aux=True))(XS)
+  (_, count), grad = wrap(
+      jax.value_and_grad(
+          functools.partial(sum_out, jax.checkpoint(apply)), has_aux=True
+      )
+  )(XS)
   np.testing.assert_array_equal(count, XS)
   np.testing.assert_array_equal(grad, np.ones(3))
 
@@ -417,6 +432,7 @@ def _(t, wrap):
     noise = Noise()
     first = noise(x)
     return first, hk.cond(pred, lambda: noise(x), lambda: x)
+
   apply = wrap(random_fn(forward))
   first, taken = apply(key(), (ZEROS, True))
   assert_draws(taken)
@@ -429,6 +445,7 @@ def _(t, wrap):
   def forward(arg):
     x, index = arg
     return hk.switch(index, _branches(Noise(), x))
+
   apply = wrap(random_fn(forward))
   assert_draws(apply(key(), (ZEROS, 1)))  # The taken branch drew.
   np.testing.assert_array_equal(apply(key(), (ZEROS, 2)), ZEROS)
@@ -437,8 +454,11 @@ def _(t, wrap):
 @cell(COND, "side input")
 def _(t, wrap):
   del t
-  apply = wrap(side_input_fn(
-      lambda arg: hk.cond(arg[1], lambda: Scale()(arg[0]), lambda: arg[0])))
+  apply = wrap(
+      side_input_fn(
+          lambda arg: hk.cond(arg[1], lambda: Scale()(arg[0]), lambda: arg[0])
+      )
+  )
   np.testing.assert_array_equal(apply((XS, True), SCALE), XS * SCALE)
   np.testing.assert_array_equal(apply((XS, False), SCALE), XS)
 
@@ -446,8 +466,9 @@ def _(t, wrap):
 @cell(SWITCH, "side input")
 def _(t, wrap):
   del t
-  apply = wrap(side_input_fn(
-      lambda arg: hk.switch(arg[1], _branches(Scale(), arg[0]))))
+  apply = wrap(
+      side_input_fn(lambda arg: hk.switch(arg[1], _branches(Scale(), arg[0])))
+  )
   np.testing.assert_array_equal(apply((XS, 1), SCALE), 10 * XS * SCALE)
   np.testing.assert_array_equal(apply((XS, 2), SCALE), XS)
 
@@ -455,8 +476,11 @@ def _(t, wrap):
 @cell(COND, "side output")
 def _(t, wrap):
   # Told in the true branch only: zeros and present False where not taken.
-  apply = wrap(side_output_fn(lambda arg: hk.cond(
-      arg[1], lambda: Report()(arg[0]), lambda: arg[0])))
+  apply = wrap(
+      side_output_fn(
+          lambda arg: hk.cond(arg[1], lambda: Report()(arg[0]), lambda: arg[0])
+      )
+  )
   _, told = apply((XS, True))
   assert_told(told, 2 * XS)
   t.assertTrue(bool(told[0].present))
@@ -467,8 +491,9 @@ def _(t, wrap):
 
 @cell(SWITCH, "side output")
 def _(t, wrap):
-  apply = wrap(side_output_fn(
-      lambda arg: hk.switch(arg[1], _branches(Report(), arg[0]))))
+  apply = wrap(
+      side_output_fn(lambda arg: hk.switch(arg[1], _branches(Report(), arg[0])))
+  )
   for index, expected in ((0, 2 * XS), (1, 20 * XS), (2, ZEROS)):
     _, told = apply((XS, index))
     assert_told(told, expected)  # The taken branch's value.
@@ -482,6 +507,7 @@ def _counter_in(branching: Callable[..., Any]):
     if hk.running_init():
       counter(0 * x)  # Haiku creates state before a cond, not in a branch.
     return branching(choice, counter, x)
+
   return forward
 
 
@@ -489,8 +515,10 @@ def _counter_in(branching: Callable[..., Any]):
 def _(t, wrap):
   del t
   forward = _counter_in(
-      lambda pred, counter, x: hk.cond(pred, lambda: counter(x),
-                                       lambda: counter(-x)))
+      lambda pred, counter, x: hk.cond(
+          pred, lambda: counter(x), lambda: counter(-x)
+      )
+  )
   apply, _ = local_state_fn(forward, (XS, True))
   np.testing.assert_array_equal(wrap(apply)((XS, True))[1], XS)
   np.testing.assert_array_equal(wrap(apply)((XS, False))[1], -XS)
@@ -500,7 +528,8 @@ def _(t, wrap):
 def _(t, wrap):
   del t
   forward = _counter_in(
-      lambda index, counter, x: hk.switch(index, _branches(counter, x)))
+      lambda index, counter, x: hk.switch(index, _branches(counter, x))
+  )
   apply, _ = local_state_fn(forward, (XS, 0))
   np.testing.assert_array_equal(wrap(apply)((XS, 1))[1], 10 * XS)
   np.testing.assert_array_equal(wrap(apply)((XS, 2))[1], np.zeros(3))
@@ -516,11 +545,14 @@ def while_looped(layer: hk.Module, xs: jax.Array) -> jax.Array:
   (``layer`` runs once unconditionally at init, as Haiku needs)."""
   if hk.running_init():
     return jnp.full_like(xs, layer(xs[0]))
+
   def body(state):
     i, acc = state
     return i + 1, acc.at[i].set(layer(xs[i]))
-  return hk.while_loop(lambda state: state[0] < len(xs), body,
-                       (0, jnp.zeros_like(xs)))[1]
+
+  return hk.while_loop(
+      lambda state: state[0] < len(xs), body, (0, jnp.zeros_like(xs))
+  )[1]
 
 
 @cell(WHILE_LOOP, "random")
@@ -558,10 +590,13 @@ def _(t, wrap):
   def forward(arg):
     xs, n = arg
     tells = _Tells()
+
     def body(state):
       i, acc = state
       return i + 1, acc + tells(xs[i])
+
     return hk.while_loop(lambda state: state[0] < n, body, (0, 0.0))[1]
+
   apply = wrap(side_output_fn(forward))
   out, told = apply((XS, 2))
   t.assertEqual([v.tag for v in told], ["total", "final"])
@@ -577,12 +612,14 @@ def _(t, wrap):
 @cell(WHILE_LOOP, "local state")
 def _(t, wrap):
   del t
+
   def forward(xs):
     counter = Counter()
     if hk.running_init():
       counter(0.0)  # Haiku creates state before a loop, not inside it.
       return xs
     return while_looped(counter, xs)
+
   out, count = wrap(local_state_fn(forward, XS)[0])(XS)
   np.testing.assert_array_equal(out, np.cumsum(XS))
   np.testing.assert_array_equal(count, 6.0)

@@ -37,12 +37,13 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import chex
 import conftest  # pylint: disable=unused-import  # Key-reuse checker, alone.
-
-import hk_effects as hke
 import matrix_cells
+
 # Importing these registers their cells.
 import matrix_cells_devices  # pylint: disable=unused-import
 import matrix_cells_wrappers  # pylint: disable=unused-import
+
+import hk_effects as hke
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 START, END = "<!-- matrix:start -->", "<!-- matrix:end -->"
@@ -53,6 +54,7 @@ SUPPORTED = "supported"
 @dataclasses.dataclass(frozen=True)
 class Error:
   """An unsupported cell: the table's reason and the error its test expects."""
+
   reason: str
   error: type[Exception]
   pattern: str
@@ -62,8 +64,10 @@ class Error:
 
 
 _RAW = "raw JAX transform inside the model; use `hk.remat`"
-_PER_EXAMPLE_SET = ("per-example `set` (Haiku state is not batched; "
-                    "example-independent updates work; use `hke.vmap`)")
+_PER_EXAMPLE_SET = (
+    "per-example `set` (Haiku state is not batched; "
+    "example-independent updates work; use `hke.vmap`)"
+)
 
 
 class Supported(str):
@@ -78,29 +82,48 @@ MATRIX: dict[str, dict[str, str | Error]] = {
     "`jax.jit`": _all(),
     "`jax.grad` / `jax.value_and_grad`": _all(),
     "`jax.vmap` over `apply`": _all(),
-    "`hk.vmap(split_rng=True)`": _all(local_state=Error(
-        _PER_EXAMPLE_SET, ValueError, "'counter:count'.*local_state_axes")),
-    "`hk.vmap(split_rng=False)`": _all(local_state=Error(
-        _PER_EXAMPLE_SET, ValueError, "'counter:count'.*local_state_axes")),
-    "`hke.vmap(local_state_axes=...)`": _all(local_state=Supported(
-        "supported (one state per member)")),
+    "`hk.vmap(split_rng=True)`": _all(
+        local_state=Error(
+            _PER_EXAMPLE_SET, ValueError, "'counter:count'.*local_state_axes"
+        )
+    ),
+    "`hk.vmap(split_rng=False)`": _all(
+        local_state=Error(
+            _PER_EXAMPLE_SET, ValueError, "'counter:count'.*local_state_axes"
+        )
+    ),
+    "`hke.vmap(local_state_axes=...)`": _all(
+        local_state=Supported("supported (one state per member)")
+    ),
     "`hk.scan`": _all(),
     "`hk.layer_stack`": _all(),
     "`hk.fori_loop`": _all(),
     "`hk.remat`": _all(),
     "`jax.checkpoint` inside the model": _all(
-        random=Error(_RAW, hke.RawTransformError,
-                     r"RandomEffect\.next_key\(\) at module 'noise'.*hk\.remat"),
-        side_output=Error(_RAW, hke.RawTransformError,
-                          r"SideOutputEffect\.tell\(\) at module 'report'"),
-        local_state=Error(_RAW, hke.RawTransformError,
-                          r"LocalStateEffect\.get\(\) at module 'counter'")),
+        random=Error(
+            _RAW,
+            hke.RawTransformError,
+            r"RandomEffect\.next_key\(\) at module 'noise'.*hk\.remat",
+        ),
+        side_output=Error(
+            _RAW,
+            hke.RawTransformError,
+            r"SideOutputEffect\.tell\(\) at module 'report'",
+        ),
+        local_state=Error(
+            _RAW,
+            hke.RawTransformError,
+            r"LocalStateEffect\.get\(\) at module 'counter'",
+        ),
+    ),
     "`jax.checkpoint` around `apply`": _all(),
     "`hk.cond`": _all(),
     "`hk.switch`": _all(),
     "`hk.while_loop` / `hk.fori_loop` with traced bounds": _all(
-        side_output=Supported("supported (`last`, `sum`; `append` is an "
-                              "error: no static length)")),
+        side_output=Supported(
+            "supported (`last`, `sum`; `append` is an error: no static length)"
+        )
+    ),
     "`jax.pmap` (and `chex.fake_pmap`)": _all(),
     "`jax.jit` with `NamedSharding` inputs": _all(),
     "`shard_map`": _all(),
@@ -109,8 +132,11 @@ MATRIX: dict[str, dict[str, str | Error]] = {
 # Rows whose transform is not jit itself also run under chex's with_jit and
 # without_jit variants: each cell must hold both ways.
 _OWN_COMPILATION = frozenset({
-    "`jax.jit`", "`jax.pmap` (and `chex.fake_pmap`)",
-    "`jax.jit` with `NamedSharding` inputs", "`shard_map`"})
+    "`jax.jit`",
+    "`jax.pmap` (and `chex.fake_pmap`)",
+    "`jax.jit` with `NamedSharding` inputs",
+    "`shard_map`",
+})
 
 # Cells whose test started, and whose test passed, in this process.
 STARTED: set[tuple[str, str]] = set()
@@ -124,18 +150,24 @@ def slug(row: str, effect: str) -> str:
 
 
 def _cases(jit_variants: bool):
-  return [(slug(row, effect), row, effect)
-          for row, cells in MATRIX.items() for effect in cells
-          if (row not in _OWN_COMPILATION) == jit_variants]
+  return [
+      (slug(row, effect), row, effect)
+      for row, cells in MATRIX.items()
+      for effect in cells
+      if (row not in _OWN_COMPILATION) == jit_variants
+  ]
 
 
 def render_table() -> str:
   """The README table: rows are transforms, columns the four effects."""
-  lines = ["| transform | " + " | ".join(EFFECTS) + " |",
-           "| --- |" + " --- |" * len(EFFECTS)]
+  lines = [
+      "| transform | " + " | ".join(EFFECTS) + " |",
+      "| --- |" + " --- |" * len(EFFECTS),
+  ]
   for row, cells in MATRIX.items():
-    lines.append(f"| {row} | " + " | ".join(str(cells[e]) for e in EFFECTS)
-                 + " |")
+    lines.append(
+        f"| {row} | " + " | ".join(str(cells[e]) for e in EFFECTS) + " |"
+    )
   return "\n".join(lines)
 
 
@@ -172,10 +204,16 @@ class CoverageTest(absltest.TestCase):
 
   def test_every_cell_has_a_check_and_every_check_a_cell(self):
     cells = {(row, e) for row, effects in MATRIX.items() for e in effects}
-    self.assertEqual(set(matrix_cells.CELLS) - cells, set(),
-                     "checks registered for cells MATRIX does not list")
-    self.assertEqual(cells - set(matrix_cells.CELLS), set(),
-                     "MATRIX cells without a check in matrix_cells*.py")
+    self.assertEqual(
+        set(matrix_cells.CELLS) - cells,
+        set(),
+        "checks registered for cells MATRIX does not list",
+    )
+    self.assertEqual(
+        cells - set(matrix_cells.CELLS),
+        set(),
+        "MATRIX cells without a check in matrix_cells*.py",
+    )
     for effects in MATRIX.values():
       self.assertEqual(tuple(effects), EFFECTS)
 
@@ -186,21 +224,35 @@ class CoverageTest(absltest.TestCase):
     by_slug = {}
     for name in names:
       match = re.fullmatch(
-          r"test_cell(?:_once)?_(.+?)(?:__with_jit|__without_jit)?", name)
+          r"test_cell(?:_once)?_(.+?)(?:__with_jit|__without_jit)?", name
+      )
       by_slug.setdefault(match.group(1), []).append(name)
-    missing = [(row, e) for row, effects in MATRIX.items() for e in effects
-               if (row, e) not in STARTED]
+    missing = [
+        (row, e)
+        for row, effects in MATRIX.items()
+        for e in effects
+        if (row, e) not in STARTED
+    ]
     result = unittest.TestResult()
     for row, effect in missing:
-      self.assertIn(slug(row, effect), by_slug,
-                    f"no test method for cell ({row}, {effect})")
+      self.assertIn(
+          slug(row, effect),
+          by_slug,
+          f"no test method for cell ({row}, {effect})",
+      )
       for name in by_slug[slug(row, effect)]:
         CellTest(name).run(result)
-    problems = [f"{test.id()}: {trace}"
-                for test, trace in result.failures + result.errors]
+    problems = [
+        f"{test.id()}: {trace}"
+        for test, trace in result.failures + result.errors
+    ]
     self.assertEqual(problems, [])
-    failed = [c for row, effects in MATRIX.items() for c in
-              ((row, e) for e in effects) if c not in RAN]
+    failed = [
+        c
+        for row, effects in MATRIX.items()
+        for c in ((row, e) for e in effects)
+        if c not in RAN
+    ]
     self.assertEqual(failed, [], "cells whose test failed (see above)")
 
 
@@ -209,26 +261,39 @@ class ReadmeTableTest(absltest.TestCase):
   def test_table_renders_one_row_per_transform(self):
     lines = render_table().splitlines()
     self.assertLen(lines, 2 + len(MATRIX))
-    self.assertEqual(lines[0], "| transform | random | side input | "
-                     "side output | local state |")
-    self.assertIn("| `hk.cond` | supported | supported | supported | "
-                  "supported |", lines)
+    self.assertEqual(
+        lines[0],
+        "| transform | random | side input | side output | local state |",
+    )
+    self.assertIn(
+        "| `hk.cond` | supported | supported | supported | supported |", lines
+    )
 
   def test_readme_table_matches_matrix(self):
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     expected = readme_block()
     found = re.search(re.escape(START) + ".*?" + re.escape(END), text, re.S)
     if found is None:
-      self.fail(f"README.md has no {START} ... {END} section. Add this "
-                f"block (it is rendered from MATRIX in {__file__}):\n\n"
-                f"{expected}\n")
+      self.fail(
+          f"README.md has no {START} ... {END} section. Add this "
+          f"block (it is rendered from MATRIX in {__file__}):\n\n"
+          f"{expected}\n"
+      )
     if found.group(0) != expected:
-      diff = "\n".join(difflib.unified_diff(
-          found.group(0).splitlines(), expected.splitlines(),
-          "README.md", "rendered from MATRIX", lineterm=""))
-      self.fail("README.md's support matrix differs from MATRIX in "
-                f"{__file__}; replace the section with the rendered one:\n"
-                f"{diff}\n\nRendered section:\n{expected}\n")
+      diff = "\n".join(
+          difflib.unified_diff(
+              found.group(0).splitlines(),
+              expected.splitlines(),
+              "README.md",
+              "rendered from MATRIX",
+              lineterm="",
+          )
+      )
+      self.fail(
+          "README.md's support matrix differs from MATRIX in "
+          f"{__file__}; replace the section with the rendered one:\n"
+          f"{diff}\n\nRendered section:\n{expected}\n"
+      )
 
 
 if __name__ == "__main__":

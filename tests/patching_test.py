@@ -22,12 +22,12 @@ import functools
 
 from absl.testing import absltest
 from absl.testing import parameterized
+import conftest  # pylint: disable=unused-import  # hk.next_rng_keys below.
 import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-import conftest  # pylint: disable=unused-import  # hk.next_rng_keys below.
 import hk_effects as hke
 
 H = hke.handlers
@@ -49,8 +49,11 @@ class Block(hk.Module):
   def __call__(self, x):
     h = hk.LayerNorm(-1, True, True)(x)
     x = x + hk.MultiHeadAttention(
-        num_heads=2, key_size=4, model_size=DIM,
-        w_init=hk.initializers.VarianceScaling(1.0))(h, h, h)
+        num_heads=2,
+        key_size=4,
+        model_size=DIM,
+        w_init=hk.initializers.VarianceScaling(1.0),
+    )(h, h, h)
     x = x + hk.nets.MLP([16, DIM])(hk.LayerNorm(-1, True, True)(x))
     return self.residual.tell(x)
 
@@ -89,18 +92,24 @@ def _threaded(params, tokens, edit):
 class ActivationPatchingTest(parameterized.TestCase):
 
   def test_residuals_are_collected_under_the_paths_patches_use(self):
-    self.assertEqual(list(_clean_residuals()),
-                     [f"block_{i}/residual" for i in range(BLOCKS)])
+    self.assertEqual(
+        list(_clean_residuals()), [f"block_{i}/residual" for i in range(BLOCKS)]
+    )
 
   @parameterized.parameters(0, 1, 2)
   def test_patching_a_clean_residual_equals_the_hand_edited_model(self, i):
     params = _params()
     clean = _clean_residuals()
     path = f"block_{i}/residual"
-    patched = _apply(Patch.handling(transformer, {path: clean[path]}),
-                     params, CORRUPT, jit=True)
-    expected = _threaded(params, CORRUPT,
-                         lambda j, x: clean[path] if j == i else x)
+    patched = _apply(
+        Patch.handling(transformer, {path: clean[path]}),
+        params,
+        CORRUPT,
+        jit=True,
+    )
+    expected = _threaded(
+        params, CORRUPT, lambda j, x: clean[path] if j == i else x
+    )
     np.testing.assert_allclose(patched, expected, rtol=1e-5, atol=1e-6)
     # Patching the last block restores the clean prediction exactly; the
     # corrupted run differs from it.
@@ -115,16 +124,17 @@ class ActivationPatchingTest(parameterized.TestCase):
     steer = jnp.linspace(-1.0, 1.0, DIM)[None, None]
     patched = _apply(
         Patch.handling(transformer, {"block_1/residual": lambda r: r + steer}),
-        params, CLEAN)
-    expected = _threaded(params, CLEAN,
-                         lambda j, x: x + steer if j == 1 else x)
+        params,
+        CLEAN,
+    )
+    expected = _threaded(params, CLEAN, lambda j, x: x + steer if j == 1 else x)
     np.testing.assert_allclose(patched, expected, rtol=1e-5, atol=1e-6)
 
   def test_zero_ablation_of_every_block_by_tag(self):
     params = _params()
     patched = _apply(
-        Patch.handling(transformer, {"residual": jnp.zeros_like}), params,
-        CLEAN)
+        Patch.handling(transformer, {"residual": jnp.zeros_like}), params, CLEAN
+    )
     expected = _threaded(params, CLEAN, lambda j, x: jnp.zeros_like(x))
     np.testing.assert_allclose(patched, expected, rtol=1e-5, atol=1e-6)
 
@@ -134,56 +144,76 @@ class ActivationPatchingTest(parameterized.TestCase):
     chosen = lambda path, tag: tag == "residual" and path.startswith("block_2")
     patched = _apply(
         Patch.handling(transformer, {chosen: clean["block_2/residual"]}),
-        params, CORRUPT)
-    np.testing.assert_allclose(patched, _apply(transformer, params, CLEAN),
-                               rtol=1e-5, atol=1e-6)
+        params,
+        CORRUPT,
+    )
+    np.testing.assert_allclose(
+        patched, _apply(transformer, params, CLEAN), rtol=1e-5, atol=1e-6
+    )
 
   def test_a_collector_around_the_patch_sees_the_patched_values(self):
     params = _params()
-    ablated = Patch.handling(transformer,
-                             {"block_0/residual": jnp.zeros_like})
+    ablated = Patch.handling(transformer, {"block_0/residual": jnp.zeros_like})
     _, values = _apply(Collect.handling(ablated), params, CLEAN)
     np.testing.assert_array_equal(values[0].value, 0.0)
     # By hand: block 0's output zeroed after its tell.
     zero_first = lambda j, x: jnp.zeros_like(x) if j == 0 else x
-    _, by_hand = _apply(Collect.handling(lambda t: transformer(t, zero_first)),
-                        params, CLEAN)
+    _, by_hand = _apply(
+        Collect.handling(lambda t: transformer(t, zero_first)), params, CLEAN
+    )
     for got, expected in zip(values[1:], by_hand[1:]):
-      np.testing.assert_allclose(got.value, expected.value, rtol=1e-5,
-                                 atol=1e-6)
+      np.testing.assert_allclose(
+          got.value, expected.value, rtol=1e-5, atol=1e-6
+      )
 
   def test_gradient_flows_into_a_replacement(self):
     params = _params()
     clean = _clean_residuals()["block_1/residual"]
 
     def patched_loss(replacement):
-      f = hke.transform(Patch.handling(transformer,
-                                       {"block_1/residual": replacement}),
-                        apply_rng=False)
+      f = hke.transform(
+          Patch.handling(transformer, {"block_1/residual": replacement}),
+          apply_rng=False,
+      )
       return jnp.sum(f.apply(params, CORRUPT)[..., 3])
 
     def threaded_loss(replacement):
-      return jnp.sum(_threaded(params, CORRUPT, lambda j, x: replacement
-                               if j == 1 else x)[..., 3])
-    np.testing.assert_allclose(jax.jit(jax.grad(patched_loss))(clean),
-                               jax.grad(threaded_loss)(clean), rtol=1e-5,
-                               atol=1e-6)
+      return jnp.sum(
+          _threaded(params, CORRUPT, lambda j, x: replacement if j == 1 else x)[
+              ..., 3
+          ]
+      )
+
+    np.testing.assert_allclose(
+        jax.jit(jax.grad(patched_loss))(clean),
+        jax.grad(threaded_loss)(clean),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
   def test_patches_built_inside_jax_vmap_patch_each_example(self):
     params = _params()
     replacements = jnp.stack([
         _clean_residuals()["block_1/residual"][0],
-        jnp.zeros([CLEAN.shape[1], DIM])])
+        jnp.zeros([CLEAN.shape[1], DIM]),
+    ])
 
     def run(tokens, replacement):
-      f = hke.transform(Patch.handling(
-          transformer, {"block_1/residual": replacement}), apply_rng=False)
+      f = hke.transform(
+          Patch.handling(transformer, {"block_1/residual": replacement}),
+          apply_rng=False,
+      )
       return f.apply(params, tokens)
-    batched = jax.jit(jax.vmap(run))(jnp.stack([CORRUPT, CORRUPT]),
-                                     replacements[:, None])
+
+    batched = jax.jit(jax.vmap(run))(
+        jnp.stack([CORRUPT, CORRUPT]), replacements[:, None]
+    )
     for b in range(2):
-      expected = _threaded(params, CORRUPT, lambda j, x, b=b: (
-          replacements[b][None] if j == 1 else x))
+      expected = _threaded(
+          params,
+          CORRUPT,
+          lambda j, x, b=b: (replacements[b][None] if j == 1 else x),
+      )
       np.testing.assert_allclose(batched[b], expected, rtol=1e-5, atol=1e-6)
 
 
@@ -203,8 +233,11 @@ def _per_layer_loop(params, tokens, edit):
   outer = hk.transform(lambda t: hk.Embed(VOCAB, DIM)(t))
   head = hk.transform(lambda x: hk.Linear(VOCAB)(x))
   x = outer.apply({"embed": params["embed"]}, None, tokens)
-  stacked = {k[len("layers/"):]: v for k, v in params.items()
-             if k.startswith("layers/")}
+  stacked = {
+      k[len("layers/") :]: v
+      for k, v in params.items()
+      if k.startswith("layers/")
+  }
   for i in range(BLOCKS):
     x = block.apply(jax.tree.map(lambda p, i=i: p[i], stacked), None, x)
     x = edit(i, x)
@@ -215,8 +248,7 @@ class LoopPatchingTest(parameterized.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.params = hke.transform(_stacked_model).init(jax.random.key(0),
-                                                     CLEAN)
+    self.params = hke.transform(_stacked_model).init(jax.random.key(0), CLEAN)
 
   def _collect(self, tokens):
     _, values = _apply(Collect.handling(_stacked_model), self.params, tokens)
@@ -229,10 +261,13 @@ class LoopPatchingTest(parameterized.TestCase):
     # Clean residuals for layers 0 and 2, the corrupted run's own for 1.
     (corrupt,) = self._collect(CORRUPT)
     mixed = clean.value.at[1].set(corrupt.value[1])
-    patched = _apply(Patch.handling(_stacked_model, {clean.path: mixed}),
-                     self.params, CORRUPT, jit=True)
-    expected = _per_layer_loop(self.params, CORRUPT,
-                               lambda i, x: mixed[i])
+    patched = _apply(
+        Patch.handling(_stacked_model, {clean.path: mixed}),
+        self.params,
+        CORRUPT,
+        jit=True,
+    )
+    expected = _per_layer_loop(self.params, CORRUPT, lambda i, x: mixed[i])
     np.testing.assert_allclose(patched, expected, rtol=1e-5, atol=1e-6)
 
   def test_function_patch_in_layer_stack_gets_each_layers_value(self):
@@ -241,16 +276,21 @@ class LoopPatchingTest(parameterized.TestCase):
     def halve(r):
       seen.append(r.shape)
       return r * 0.5
-    patched = _apply(Patch.handling(_stacked_model, {"residual": halve}),
-                     self.params, CLEAN)
+
+    patched = _apply(
+        Patch.handling(_stacked_model, {"residual": halve}), self.params, CLEAN
+    )
     expected = _per_layer_loop(self.params, CLEAN, lambda i, x: x * 0.5)
     np.testing.assert_allclose(patched, expected, rtol=1e-5, atol=1e-6)
     self.assertIn(CLEAN.shape + (DIM,), seen)
 
   def test_unstacked_replacement_is_used_in_every_layer(self):
     steer = jnp.ones([CLEAN.shape[1], DIM])
-    patched = _apply(Patch.handling(_stacked_model, {"residual": steer[None]}),
-                     self.params, CLEAN)
+    patched = _apply(
+        Patch.handling(_stacked_model, {"residual": steer[None]}),
+        self.params,
+        CLEAN,
+    )
     expected = _per_layer_loop(self.params, CLEAN, lambda i, x: steer[None])
     np.testing.assert_allclose(patched, expected, rtol=1e-5, atol=1e-6)
 
@@ -263,6 +303,7 @@ class LoopPatchingTest(parameterized.TestCase):
       def step(h, x):
         h = probe(jnp.tanh(cell(h) + x))
         return h, h
+
       if edit is None:
         return hk.scan(step, jnp.zeros(2), xs, reverse=reverse)[1]
       h, outs = jnp.zeros(2), [None] * len(xs)
@@ -275,14 +316,17 @@ class LoopPatchingTest(parameterized.TestCase):
     xs = jnp.linspace(-1.0, 1.0, 8).reshape(4, 2)
     params = hke.transform(model).init(jax.random.key(0), xs)
     replacement = jnp.arange(8.0).reshape(4, 2) / 8
-    patched = _apply(Patch.handling(
-        model, {"probe/intermediate": lambda h: h}), params, xs)
-    np.testing.assert_allclose(patched, _apply(model, params, xs), rtol=1e-5,
-                               atol=1e-6)
+    patched = _apply(
+        Patch.handling(model, {"probe/intermediate": lambda h: h}), params, xs
+    )
+    np.testing.assert_allclose(
+        patched, _apply(model, params, xs), rtol=1e-5, atol=1e-6
+    )
     patched = _apply(Patch.handling(model, {"h": replacement}), params, xs)
     np.testing.assert_array_equal(patched, replacement)
-    tripled = _apply(Patch.handling(model, {"h": lambda h: h * 3.0}),
-                     params, xs)
+    tripled = _apply(
+        Patch.handling(model, {"h": lambda h: h * 3.0}), params, xs
+    )
     expected = _apply(lambda x: model(x, lambda i, h: h * 3.0), params, xs)
     np.testing.assert_allclose(tripled, expected, rtol=1e-5, atol=1e-6)
 
@@ -290,6 +334,7 @@ class LoopPatchingTest(parameterized.TestCase):
     def model(x):
       probe = hke.TellIntermediate("member")
       return hk.vmap(lambda r: probe(r * 2.0) + 1.0, split_rng=False)(x)
+
     x = jnp.arange(6.0).reshape(3, 2)
     _, (told,) = _apply(Collect.handling(model), {}, x)
     replacement = told.value * 10
@@ -301,25 +346,36 @@ class LoopPatchingTest(parameterized.TestCase):
 
   def test_remat_block_is_patched_under_jax_grad(self):
     def model(x):
-      return hk.remat(lambda v: hke.TellIntermediate("h", name="probe")(
-          hk.Linear(3, name="linear")(v)))(x)
+      return hk.remat(
+          lambda v: hke.TellIntermediate("h", name="probe")(
+              hk.Linear(3, name="linear")(v)
+          )
+      )(x)
+
     x = jnp.array([[1.0, 2.0]])
     params = hke.transform(model).init(jax.random.key(0), x)
 
     def loss(p, forward):
       return jnp.sum(hke.transform(forward, apply_rng=False).apply(p, x) ** 2)
+
     doubled = Patch.handling(model, {"probe/intermediate": lambda h: h * 2.0})
-    np.testing.assert_allclose(loss(params, doubled), 4 * loss(params, model),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        loss(params, doubled), 4 * loss(params, model), rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_allclose(
         jax.jit(jax.grad(loss), static_argnums=1)(params, doubled)["linear"][
-            "w"], 4 * jax.grad(loss)(params, model)["linear"]["w"],
-        rtol=1e-5, atol=1e-6)
+            "w"
+        ],
+        4 * jax.grad(loss)(params, model)["linear"]["w"],
+        rtol=1e-5,
+        atol=1e-6,
+    )
     # Perturbations inside the remat body: d loss / d h = 2 h.
     perturbed = hke.transform(Perturb.handling(model), apply_rng=False)
     zeros = H.perturbation_zeros(perturbed.apply)(params, (x, None))
-    grads = jax.jit(jax.grad(lambda d: jnp.sum(
-        perturbed.apply(params, (x, d)) ** 2)))(zeros)
+    grads = jax.jit(
+        jax.grad(lambda d: jnp.sum(perturbed.apply(params, (x, d)) ** 2))
+    )(zeros)
     h = hke.transform(model, apply_rng=False).apply(params, x)
     np.testing.assert_allclose(grads["probe/intermediate"], 2 * h, rtol=1e-6)
 
@@ -338,34 +394,42 @@ def _scan(x):
 
 def _layer_stack(x):
   return hk.layer_stack(3, name="stack")(
-      lambda h: hke.TellIntermediate("acts")(hk.Linear(2)(h)))(x)
+      lambda h: hke.TellIntermediate("acts")(hk.Linear(2)(h))
+  )(x)
 
 
 def _nested_layer_stacks(x):
   def layer(h):
     return hk.layer_stack(2, name="inner")(
-        lambda h: hke.TellIntermediate("acts")(hk.Linear(2)(h)))(h)
+        lambda h: hke.TellIntermediate("acts")(hk.Linear(2)(h))
+    )(h)
+
   return hk.layer_stack(3, name="outer")(layer)(x)
 
 
 def _scan_in_vmap(x):
   probe = hke.TellIntermediate("acts")
-  return hk.vmap(lambda r: hk.scan(lambda c, xi: (probe(c + xi), None), 0.0,
-                                   r)[0], split_rng=False)(x)
+  return hk.vmap(
+      lambda r: hk.scan(lambda c, xi: (probe(c + xi), None), 0.0, r)[0],
+      split_rng=False,
+  )(x)
 
 
 def _scan_in_layer_stack(x):
   def layer(h):
     probe = hke.TellIntermediate("acts")
-    return hk.scan(lambda c, xi: (probe(c * 0.5 + xi), None), h,
-                   jnp.ones([4, 3, 2]))[0]
+    return hk.scan(
+        lambda c, xi: (probe(c * 0.5 + xi), None), h, jnp.ones([4, 3, 2])
+    )[0]
+
   return hk.layer_stack(2, name="stack")(layer)(x)
 
 
 def _lifted(x):
   params = hk.lift(_INNER.init, name="inner")(hk.next_rng_key(), x)
   return hke.TellIntermediate("acts", name="outer")(
-      _INNER.apply(params, None, x))
+      _INNER.apply(params, None, x)
+  )
 
 
 def _lifted_ensemble(x):
@@ -377,8 +441,9 @@ def _lifted_ensemble(x):
 
 def _lifted_in_scan(x):
   params = hk.lift(_INNER.init, name="inner")(hk.next_rng_key(), x[0])
-  return hk.scan(lambda c, xi: (_INNER.apply(params, None, c + xi), None),
-                 x[0], x)[0]
+  return hk.scan(
+      lambda c, xi: (_INNER.apply(params, None, c + xi), None), x[0], x
+  )[0]
 
 
 def _remat(x):
@@ -386,12 +451,16 @@ def _remat(x):
 
 
 _PLACEMENTS = (
-    ("scan", _scan), ("layer_stack", _layer_stack),
+    ("scan", _scan),
+    ("layer_stack", _layer_stack),
     ("nested_layer_stacks", _nested_layer_stacks),
     ("scan_in_vmap", _scan_in_vmap),
-    ("scan_in_layer_stack", _scan_in_layer_stack), ("lift", _lifted),
-    ("lifted_ensemble", _lifted_ensemble), ("lift_in_scan", _lifted_in_scan),
-    ("remat", _remat))
+    ("scan_in_layer_stack", _scan_in_layer_stack),
+    ("lift", _lifted),
+    ("lifted_ensemble", _lifted_ensemble),
+    ("lift_in_scan", _lifted_in_scan),
+    ("remat", _remat),
+)
 
 
 class OnePathTest(parameterized.TestCase):
@@ -407,21 +476,26 @@ class OnePathTest(parameterized.TestCase):
     self.assertNotEmpty(told)
     for i, value in enumerate(told):
       replacement = value.value * 0 + jnp.arange(value.value.size).reshape(
-          value.value.shape)
-      g = hke.transform(Collect.handling(Patch.handling(
-          forward, {value.path: replacement})))
+          value.value.shape
+      )
+      g = hke.transform(
+          Collect.handling(Patch.handling(forward, {value.path: replacement}))
+      )
       _, patched = jax.jit(g.apply)(params, jax.random.key(2 + i), x)
       (got,) = [v for v in patched if v.path == value.path]
       np.testing.assert_array_equal(got.value, replacement)
 
     p = hke.transform(Perturb.handling(forward))
     zeros = H.perturbation_zeros(p.apply)(params, jax.random.key(7), (x, None))
-    self.assertEqual({k: z.shape for k, z in zeros.items()},
-                     {v.path: v.value.shape for v in told})
+    self.assertEqual(
+        {k: z.shape for k, z in zeros.items()},
+        {v.path: v.value.shape for v in told},
+    )
     # Zero perturbations leave every told value as it was.
     perturbed = hke.transform(Collect.handling(Perturb.handling(forward)))
-    _, unchanged = jax.jit(perturbed.apply)(params, jax.random.key(8),
-                                            (x, zeros))
+    _, unchanged = jax.jit(perturbed.apply)(
+        params, jax.random.key(8), (x, zeros)
+    )
     for a, b in zip(told, unchanged):
       np.testing.assert_allclose(a.value, b.value, rtol=1e-5, atol=1e-6)
 
@@ -430,11 +504,13 @@ class SaliencyTest(parameterized.TestCase):
 
   def test_perturbation_gradients_equal_grads_of_the_hand_threaded_model(self):
     params = _params()
-    model = hke.transform(Perturb.handling(transformer, tag="residual"),
-                          apply_rng=False)
+    model = hke.transform(
+        Perturb.handling(transformer, tag="residual"), apply_rng=False
+    )
     zeros = H.perturbation_zeros(model.apply)(params, (CLEAN, None))
-    self.assertEqual(sorted(zeros), [f"block_{i}/residual"
-                                     for i in range(BLOCKS)])
+    self.assertEqual(
+        sorted(zeros), [f"block_{i}/residual" for i in range(BLOCKS)]
+    )
 
     def loss(perturbations):
       logits = model.apply(params, (CLEAN, perturbations))
@@ -443,12 +519,15 @@ class SaliencyTest(parameterized.TestCase):
     def threaded_loss(deltas):
       logits = _threaded(params, CLEAN, lambda i, x: x + deltas[i])
       return jax.nn.log_softmax(logits)[0, -1, 5]
+
     grads = jax.jit(jax.grad(loss))(zeros)
     expected = jax.grad(threaded_loss)(
-        [zeros[f"block_{i}/residual"] for i in range(BLOCKS)])
+        [zeros[f"block_{i}/residual"] for i in range(BLOCKS)]
+    )
     for i in range(BLOCKS):
-      np.testing.assert_allclose(grads[f"block_{i}/residual"], expected[i],
-                                 rtol=1e-5, atol=1e-7)
+      np.testing.assert_allclose(
+          grads[f"block_{i}/residual"], expected[i], rtol=1e-5, atol=1e-7
+      )
     self.assertGreater(float(jnp.abs(expected[0]).sum()), 0.0)
     np.testing.assert_allclose(loss(zeros), loss(None), rtol=1e-5, atol=1e-6)
 
@@ -456,16 +535,19 @@ class SaliencyTest(parameterized.TestCase):
     params = hke.transform(_stacked_model).init(jax.random.key(0), CLEAN)
     model = hke.transform(Perturb.handling(_stacked_model), apply_rng=False)
     zeros = H.perturbation_zeros(model.init)(jax.random.key(0), (CLEAN, None))
-    self.assertEqual({k: v.shape for k, v in zeros.items()},
-                     {"layers/block/residual":
-                          (BLOCKS,) + CLEAN.shape + (DIM,)})
+    self.assertEqual(
+        {k: v.shape for k, v in zeros.items()},
+        {"layers/block/residual": (BLOCKS,) + CLEAN.shape + (DIM,)},
+    )
 
     def loss(p):
       return jnp.sum(jnp.sin(model.apply(params, (CLEAN, p))))
 
     def looped(deltas):
-      return jnp.sum(jnp.sin(_per_layer_loop(params, CLEAN,
-                                             lambda i, x: x + deltas[i])))
+      return jnp.sum(
+          jnp.sin(_per_layer_loop(params, CLEAN, lambda i, x: x + deltas[i]))
+      )
+
     grads = jax.jit(jax.grad(loss))(zeros)["layers/block/residual"]
     expected = jax.grad(looped)(zeros["layers/block/residual"])
     np.testing.assert_allclose(grads, expected, rtol=1e-4, atol=1e-6)
@@ -474,12 +556,14 @@ class SaliencyTest(parameterized.TestCase):
     def model(x):
       probe = hke.TellIntermediate("m")
       return jnp.sum(hk.vmap(lambda r: probe(r) ** 3, split_rng=False)(x))
+
     f = hke.transform(Perturb.handling(model), apply_rng=False)
     x = jnp.arange(6.0).reshape(3, 2)
     zeros = H.perturbation_zeros(f.apply)({}, (x, None))
     grads = jax.grad(lambda p: f.apply({}, (x, p)))(zeros)
-    np.testing.assert_allclose(grads["tell_intermediate/intermediate"],
-                               3 * x ** 2)
+    np.testing.assert_allclose(
+        grads["tell_intermediate/intermediate"], 3 * x**2
+    )
 
 
 class ErrorTest(parameterized.TestCase):
@@ -490,52 +574,74 @@ class ErrorTest(parameterized.TestCase):
 
   def test_unknown_selector_names_the_closest_paths(self):
     with self.assertRaisesRegex(
-        ValueError, r"'block_1/residul' matched no side output.*closest "
-        r"paths: \['block_1/residual'"):
+        ValueError,
+        r"'block_1/residul' matched no side output.*closest "
+        r"paths: \['block_1/residual'",
+    ):
       self._run(Patch.handling(transformer, {"block_1/residul": jnp.zeros}))
 
   def test_unknown_tag_names_the_tags_seen(self):
-    with self.assertRaisesRegex(ValueError,
-                                r"'resid' matched no.*"
-                                r"tags: \[\"'residual'\"\]"):
+    with self.assertRaisesRegex(
+        ValueError, r"'resid' matched no.*" r"tags: \[\"'residual'\"\]"
+    ):
       self._run(Patch.handling(transformer, {"resid": jnp.zeros}))
 
   def test_not_strict_ignores_selectors_that_match_nothing(self):
-    out = self._run(Patch.handling(transformer, {"nothing/here": 0.0},
-                                   strict=False))
-    np.testing.assert_allclose(out, self._run(transformer), rtol=1e-5,
-                               atol=1e-6)
+    out = self._run(
+        Patch.handling(transformer, {"nothing/here": 0.0}, strict=False)
+    )
+    np.testing.assert_allclose(
+        out, self._run(transformer), rtol=1e-5, atol=1e-6
+    )
 
   def test_wrong_shape_names_the_site_and_the_shapes(self):
     with self.assertRaisesRegex(
-        ValueError, r"'block_0/residual'.*shape \[3\], but the value told "
-        r"there has shape \[1, 5, 8\]"):
+        ValueError,
+        r"'block_0/residual'.*shape \[3\], but the value told "
+        r"there has shape \[1, 5, 8\]",
+    ):
       self._run(Patch.handling(transformer, {"block_0/residual": jnp.ones(3)}))
 
   def test_wrong_stacked_length_names_the_loop(self):
     params = hke.transform(_stacked_model).init(jax.random.key(0), CLEAN)
-    with self.assertRaisesRegex(ValueError,
-                                r"shape \[2, 1, 5, 8\].*\[3, 1, 5, 8\].*"
-                                r"hk.layer_stack"):
-      self._run(Patch.handling(_stacked_model, {
-          "layers/block/residual": jnp.zeros([2, 1, 5, DIM])}), params=params)
+    with self.assertRaisesRegex(
+        ValueError, r"shape \[2, 1, 5, 8\].*\[3, 1, 5, 8\].*" r"hk.layer_stack"
+    ):
+      self._run(
+          Patch.handling(
+              _stacked_model,
+              {"layers/block/residual": jnp.zeros([2, 1, 5, DIM])},
+          ),
+          params=params,
+      )
 
   def test_wrong_dtype_names_the_site(self):
-    with self.assertRaisesRegex(ValueError,
-                                r"'block_0/residual'.*dtype int32.*float32"):
-      self._run(Patch.handling(transformer, {
-          "block_0/residual": jnp.zeros([1, 5, DIM], jnp.int32)}))
+    with self.assertRaisesRegex(
+        ValueError, r"'block_0/residual'.*dtype int32.*float32"
+    ):
+      self._run(
+          Patch.handling(
+              transformer,
+              {"block_0/residual": jnp.zeros([1, 5, DIM], jnp.int32)},
+          )
+      )
 
   def test_function_patch_changing_the_shape_is_an_error(self):
-    with self.assertRaisesRegex(ValueError,
-                                r"patch function returned float32\[1, 5\]"):
-      self._run(Patch.handling(transformer, {
-          "block_0/residual": lambda r: r.sum(-1)}))
+    with self.assertRaisesRegex(
+        ValueError, r"patch function returned float32\[1, 5\]"
+    ):
+      self._run(
+          Patch.handling(transformer, {"block_0/residual": lambda r: r.sum(-1)})
+      )
 
   def test_two_selectors_for_one_site_are_an_error(self):
     with self.assertRaisesRegex(ValueError, r"matched by 2 patch selectors"):
-      self._run(Patch.handling(transformer, {
-          "block_0/residual": jnp.zeros_like, "residual": jnp.ones_like}))
+      self._run(
+          Patch.handling(
+              transformer,
+              {"block_0/residual": jnp.zeros_like, "residual": jnp.ones_like},
+          )
+      )
 
   def test_predicate_that_raises_is_named(self):
     with self.assertRaisesRegex(TypeError, r"patch selector .*raised"):
@@ -546,10 +652,14 @@ class ErrorTest(parameterized.TestCase):
       Patch.handling(transformer, [("block_0/residual", 0.0)])
 
   def test_a_collector_inside_the_patch_hides_its_sites(self):
-    with self.assertRaisesRegex(ValueError, "put intervention handlers "
-                                "innermost"):
-      self._run(Patch.handling(Collect.handling(transformer),
-                               {"residual": jnp.zeros_like}))
+    with self.assertRaisesRegex(
+        ValueError, "put intervention handlers innermost"
+    ):
+      self._run(
+          Patch.handling(
+              Collect.handling(transformer), {"residual": jnp.zeros_like}
+          )
+      )
 
   def test_missing_and_unused_perturbations_are_errors(self):
     f = hke.transform(Perturb.handling(transformer), apply_rng=False)
@@ -557,8 +667,9 @@ class ErrorTest(parameterized.TestCase):
     zeros = H.perturbation_zeros(f.apply)(params, (CLEAN, None))
     partial = dict(zeros)
     del partial["block_2/residual"]
-    with self.assertRaisesRegex(ValueError, r"'block_2/residual'.*has no "
-                                "entry.*perturbation_zeros"):
+    with self.assertRaisesRegex(
+        ValueError, r"'block_2/residual'.*has no " "entry.*perturbation_zeros"
+    ):
       f.apply(params, (CLEAN, partial))
     with self.assertRaisesRegex(ValueError, r"'block_9/residual' matched no"):
       f.apply(params, (CLEAN, {**zeros, "block_9/residual": 0.0}))
@@ -569,6 +680,7 @@ class ErrorTest(parameterized.TestCase):
     def twice(x):
       probe = hke.TellIntermediate("t")
       return probe(probe(x) * 2)
+
     f = hke.transform(Perturb.handling(twice), apply_rng=False)
     with self.assertRaisesRegex(ValueError, "told more than once"):
       H.perturbation_zeros(f.apply)({}, (jnp.ones(2), None))
@@ -577,12 +689,15 @@ class ErrorTest(parameterized.TestCase):
     def model(n):
       probe = hke.TellIntermediate("t")
       return hk.fori_loop(0, n, lambda i, c: probe(c + 1.0), jnp.zeros(2))
-    f = hke.transform(Patch.handling(model, {"t": jnp.zeros([3, 2])}),
-                      apply_rng=False)
+
+    f = hke.transform(
+        Patch.handling(model, {"t": jnp.zeros([3, 2])}), apply_rng=False
+    )
     with self.assertRaisesRegex(ValueError, "hk.fori_loop.*not known"):
       jax.jit(f.apply)({}, 3)
-    patched = hke.transform(Patch.handling(model, {"t": jnp.full([2], 5.0)}),
-                            apply_rng=False)
+    patched = hke.transform(
+        Patch.handling(model, {"t": jnp.full([2], 5.0)}), apply_rng=False
+    )
     np.testing.assert_array_equal(jax.jit(patched.apply)({}, 3), [5.0, 5.0])
 
 

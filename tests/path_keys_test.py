@@ -39,9 +39,10 @@ class MessageTest(absltest.TestCase):
   def test_lists_differing_in_one_place_never_share_a_message(self):
     base = (3, 0, 7, 2**31 + 5)
     lists = {base}
-    for position, value in itertools.product(range(len(base)),
-                                             [0, 1, 2, 9, 2**32 - 1]):
-      lists.add(base[:position] + (value,) + base[position + 1:])
+    for position, value in itertools.product(
+        range(len(base)), [0, 1, 2, 9, 2**32 - 1]
+    ):
+      lists.add(base[:position] + (value,) + base[position + 1 :])
     messages = {path_keys._message(list(words)) for words in lists}
     self.assertLen(messages, len(lists))
 
@@ -53,20 +54,23 @@ class MessageTest(absltest.TestCase):
     words = [4, 1, 2**32 - 3]
     static = path_keys._message(words)
     traced = jax.jit(lambda i: path_keys._message([i, 1, 2**32 - 3]))(
-        jnp.int32(4))
+        jnp.int32(4)
+    )
     self.assertEqual(static, tuple(int(w) for w in traced))
 
   def test_one_threefry_folds_both_words(self):
     key = jax.random.key(5)
     folded = path_keys._fold_message(jax.random.clone(key), (11, 2**32 - 2))
     by_hand = jax.extend.random.threefry_2x32(
-        jax.random.key_data(key), jnp.array([11, 2**32 - 2], jnp.uint32))
+        jax.random.key_data(key), jnp.array([11, 2**32 - 2], jnp.uint32)
+    )
     np.testing.assert_array_equal(jax.random.key_data(folded), by_hand)
 
   def test_other_key_kinds_fold_twice(self):
     def data(key):
       typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
       return jax.random.key_data(key) if typed else key
+
     for key in (jax.random.key(5, impl="rbg"), jax.random.PRNGKey(5)):
       folded = path_keys._fold_message(key, (11, 12))
       expected = jax.random.fold_in(jax.random.fold_in(key, 11), 12)
@@ -86,8 +90,9 @@ class _Noise(hk.Module):
 class UserViewTest(absltest.TestCase):
 
   def _apply(self, forward, key):
-    f = hke.transform(hke.handlers.WithHaikuRandom.handling(
-        forward, path_keys=True))
+    f = hke.transform(
+        hke.handlers.WithHaikuRandom.handling(forward, path_keys=True)
+    )
     return f.apply({}, key, jnp.zeros([3]))
 
   def test_every_block_and_draw_gets_its_own_key(self):
@@ -97,12 +102,14 @@ class UserViewTest(absltest.TestCase):
         block = _Noise(name=f"block_{i}")
         outs += [block(x), block(x)]
       return jnp.stack(outs)
+
     out = self._apply(forward, jax.random.key(0))
     self.assertLen({tuple(np.asarray(row).round(6)) for row in out}, 12)
 
   def test_rbg_keys_work_and_are_distinct_per_site(self):
     def forward(x):
       return jnp.stack([_Noise(name=f"n_{i}")(x) for i in range(4)])
+
     out = self._apply(forward, jax.random.key(0, impl="rbg"))
     self.assertLen({tuple(np.asarray(row).round(6)) for row in out}, 4)
 
@@ -117,8 +124,9 @@ class UserViewTest(absltest.TestCase):
       return ys
 
     key = jax.random.key(3)
-    np.testing.assert_array_equal(self._apply(looped, jax.random.clone(key)),
-                                  self._apply(scanned, key))
+    np.testing.assert_array_equal(
+        self._apply(looped, jax.random.clone(key)), self._apply(scanned, key)
+    )
 
 
 if __name__ == "__main__":

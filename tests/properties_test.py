@@ -37,13 +37,13 @@ import hypothesis
 from hypothesis import strategies as st
 import jax
 import jax.numpy as jnp
-import numpy as np
-
-import hk_effects as hke
 from leaks_test import global_state_left
 from leaks_test import nothing_left
+import numpy as np
 import reference_model as ref
 from test_utils import clone_keys
+
+import hk_effects as hke
 
 TAGS = ("a", "b")
 CATEGORIES = ("c0", "c1")
@@ -53,6 +53,7 @@ IDS = ("h0", "h1", "h2")
 @hke.pytree_dataclass
 class Node:
   """A dataclass PyTree node holding requests (``ref.Node`` stands for it)."""
+
   left: Any
   right: Any
 
@@ -66,12 +67,16 @@ def handlers(draw, kinds=ref.HANDLER_KINDS) -> ref.Handler:
   handler_id = draw(st.one_of(st.none(), st.none(), st.sampled_from(IDS)))
   fields: dict[str, Any] = {"kind": kind, "handler_id": handler_id}
   if kind in ref.RANDOM_KINDS:
-    fields["selector"] = draw(st.frozensets(
-        st.sampled_from((None,) + TAGS), min_size=1))
+    fields["selector"] = draw(
+        st.frozensets(st.sampled_from((None,) + TAGS), min_size=1)
+    )
     fields["seed"] = draw(st.integers(0, 2))
   elif kind in ref.SIDE_INPUT_KINDS:
-    fields["selector"] = tuple(draw(st.lists(
-        st.sampled_from(TAGS), min_size=1, max_size=2, unique=True)))
+    fields["selector"] = tuple(
+        draw(
+            st.lists(st.sampled_from(TAGS), min_size=1, max_size=2, unique=True)
+        )
+    )
     fields["strict"] = draw(st.sampled_from((False, False, False, True)))
   else:
     pool = TAGS if kind == "collect" else CATEGORIES
@@ -82,17 +87,27 @@ def handlers(draw, kinds=ref.HANDLER_KINDS) -> ref.Handler:
       fields["selector"] = draw(st.frozensets(st.sampled_from(pool)))
       fields["by_predicate"] = True
     if kind == "local_state":
-      fields["sharing"] = draw(st.sampled_from(
-          ("forbidden", "allowed", "unsafe")))
+      fields["sharing"] = draw(
+          st.sampled_from(("forbidden", "allowed", "unsafe"))
+      )
   return ref.Handler(**fields)
 
 
 @st.composite
 def requests(draw) -> ref.Request:
-  kind = draw(st.sampled_from(("random", "side_input", "side_output",
-                               "side_output", "state", "state")
-                              + ("shared_state",) * draw(st.integers(0, 1)),
-                              ))
+  kind = draw(
+      st.sampled_from(
+          (
+              "random",
+              "side_input",
+              "side_output",
+              "side_output",
+              "state",
+              "state",
+          )
+          + ("shared_state",) * draw(st.integers(0, 1)),
+      )
+  )
   inc = float(draw(st.integers(1, 3)))
   if kind == "random":
     return ref.Request(kind, draw(st.sampled_from((None, None) + TAGS)))
@@ -101,13 +116,16 @@ def requests(draw) -> ref.Request:
     return ref.Request(kind, draw(st.sampled_from(TAGS)), inc=inc, mode=mode)
   category = draw(st.sampled_from(CATEGORIES))
   if kind == "shared_state":
-    return ref.Request(kind, category, name=draw(st.sampled_from(("n0",
-                                                                  "n1"))),
-                       inc=inc)
+    return ref.Request(
+        kind, category, name=draw(st.sampled_from(("n0", "n1"))), inc=inc
+    )
   name = draw(st.sampled_from((None, None, "n0", "n1")))
   # Mostly one initial value per name, so that sharing is often allowed.
-  init = int(name[1]) if name and draw(st.integers(0, 3)) else draw(
-      st.integers(0, 2))
+  init = (
+      int(name[1])
+      if name and draw(st.integers(0, 3))
+      else draw(st.integers(0, 2))
+  )
   return ref.Request(kind, category, name=name, init=init, inc=inc)
 
 
@@ -118,8 +136,10 @@ def structures():
           st.dictionaries(st.sampled_from(("p", "q")), children, min_size=1),
           st.lists(children, min_size=1, max_size=2),
           st.lists(children, min_size=1, max_size=2).map(tuple),
-          st.builds(ref.Node, children, children)),
-      max_leaves=2)
+          st.builds(ref.Node, children, children),
+      ),
+      max_leaves=2,
+  )
 
 
 @st.composite
@@ -128,23 +148,29 @@ def cases(draw, placements=ref.PLACEMENTS) -> ref.Case:
   if draw(st.sampled_from((True, True, True, False))):
     # Catch-all handlers outside the nest: most requests then get served, so
     # the example checks values rather than the first unhandled error.
-    nest = [ref.Handler("haiku_random", frozenset((None,) + TAGS)),
-            ref.Handler("const_inputs", TAGS),
-            ref.Handler("local_state", None, sharing="allowed"),
-            ref.Handler("collect")] + nest
+    nest = [
+        ref.Handler("haiku_random", frozenset((None,) + TAGS)),
+        ref.Handler("const_inputs", TAGS),
+        ref.Handler("local_state", None, sharing="allowed"),
+        ref.Handler("collect"),
+    ] + nest
   modules = []
   for i in range(draw(st.integers(1, 2))):
-    names = draw(st.lists(st.sampled_from(("r", "s")), min_size=1,
-                          unique=True))
-    modules.append(ref.Module(f"m{i}", tuple(
-        (name, draw(structures())) for name in names)))
+    names = draw(st.lists(st.sampled_from(("r", "s")), min_size=1, unique=True))
+    modules.append(
+        ref.Module(f"m{i}", tuple((name, draw(structures())) for name in names))
+    )
   placement = draw(st.sampled_from(placements))
   calls = None
   if placement in ref.ONCE and draw(st.sampled_from((True, False, False))):
     calls = draw(module_calls(len(modules), len(nest)))
-  return ref.Case(tuple(nest), tuple(modules), placement=placement,
-                  stateful=draw(st.sampled_from((True,) * 5 + (False,))),
-                  calls=calls)
+  return ref.Case(
+      tuple(nest),
+      tuple(modules),
+      placement=placement,
+      stateful=draw(st.sampled_from((True,) * 5 + (False,))),
+      calls=calls,
+  )
 
 
 @st.composite
@@ -159,8 +185,13 @@ def module_calls(draw, n_modules: int, n_outer: int) -> tuple[ref.Call, ...]:
       # hand out the same keys, by design.
       nest.append(dataclasses.replace(spec, seed=10 + index))
       index += 1
-    calls.append(ref.Call(draw(st.integers(0, n_modules - 1)), tuple(nest),
-                          draw(st.sampled_from(("__call__", "again")))))
+    calls.append(
+        ref.Call(
+            draw(st.integers(0, n_modules - 1)),
+            tuple(nest),
+            draw(st.sampled_from(("__call__", "again"))),
+        )
+    )
   return tuple(calls)
 
 
@@ -169,24 +200,30 @@ def module_calls(draw, n_modules: int, n_outer: int) -> tuple[ref.Call, ...]:
 
 def _real_request(request: ref.Request, initializers) -> hke.EffectRequest:
   if request.kind == "random":
-    return (hke.RandomRequest() if request.tag is None
-            else hke.TaggedRandomRequest(request.tag))
+    return (
+        hke.RandomRequest()
+        if request.tag is None
+        else hke.TaggedRandomRequest(request.tag)
+    )
   if request.kind == "side_input":
     return hke.SideInputRequest(request.tag)
   if request.kind == "side_output":
     return hke.SideOutputRequest(request.tag, request.mode)
   if request.kind == "shared_state":
     return hke.SharedLocalStateRequest(request.name, request.tag)
-  return hke.InitialLocalStateRequest(initializers[request.init], request.tag,
-                                      name=request.name)
+  return hke.InitialLocalStateRequest(
+      initializers[request.init], request.tag, name=request.name
+  )
 
 
 def _real_structure(structure: Any, initializers) -> Any:
   if isinstance(structure, ref.Request):
     return _real_request(structure, initializers)
   if isinstance(structure, ref.Node):
-    return Node(_real_structure(structure.left, initializers),
-                _real_structure(structure.right, initializers))
+    return Node(
+        _real_structure(structure.left, initializers),
+        _real_structure(structure.right, initializers),
+    )
   if isinstance(structure, dict):
     return {k: _real_structure(v, initializers) for k, v in structure.items()}
   items = [_real_structure(v, initializers) for v in structure]
@@ -204,7 +241,8 @@ class Probe(hk.Module):
     super().__init__(name=spec.name)
     self.plan = tuple(
         (name, tuple((path, r.kind, r.inc) for path, r in ref.sites(s, name)))
-        for name, s in spec.attributes)
+        for name, s in spec.attributes
+    )
     for name, structure in spec.attributes:
       setattr(self, name, _real_structure(structure, initializers))
 
@@ -251,34 +289,46 @@ def _wrap(spec: ref.Handler, index: int, body):
   common = {"handler_id": spec.handler_id}
   if spec.kind == "haiku_random":
     return handlers.WithHaikuRandom.handling(
-        body, _random_predicate(spec.selector), **common)
+        body, _random_predicate(spec.selector), **common
+    )
   if spec.kind == "frozen_random":
     return handlers.WithFrozenRandomState.handling(
-        body, jax.random.key(spec.seed),
-        hole_predicate=_random_predicate(spec.selector), **common)
+        body,
+        jax.random.key(spec.seed),
+        hole_predicate=_random_predicate(spec.selector),
+        **common,
+    )
   if spec.kind == "arg_random":
     return handlers.WithRandomKeyFromArg.handling(
-        body, _random_predicate(spec.selector), **common)
+        body, _random_predicate(spec.selector), **common
+    )
   if spec.kind == "const_inputs":
     return handlers.WithConstantSideInputs.handling(
-        body, {t: ref.side_input_value(index, t) for t in spec.selector},
-        strict=spec.strict, **common)
+        body,
+        {t: ref.side_input_value(index, t) for t in spec.selector},
+        strict=spec.strict,
+        **common,
+    )
   if spec.kind == "tuple_inputs":
     return handlers.WithSideInputsFromInputTuple.handling(
-        body, spec.selector, **common)
+        body, spec.selector, **common
+    )
   if spec.selector is None:
     selection = {}
   elif not spec.by_predicate:
     (only,) = spec.selector
     selection = {"tag" if spec.kind == "collect" else "category": only}
   else:
-    selection = {("tag_predicate" if spec.kind == "collect"
-                  else "category_predicate"): _predicate(spec.selector)}
+    selection = {
+        (
+            "tag_predicate" if spec.kind == "collect" else "category_predicate"
+        ): _predicate(spec.selector)
+    }
   if spec.kind == "collect":
-    return handlers.CollectingSideOutputs.handling(body, **selection,
-                                                   **common)
-  return handlers.handle_local_states(body, state_sharing=spec.sharing,
-                                      **selection, **common)
+    return handlers.CollectingSideOutputs.handling(body, **selection, **common)
+  return handlers.handle_local_states(
+      body, state_sharing=spec.sharing, **selection, **common
+  )
 
 
 def _empty_observations(probes: list[Probe]) -> dict[str, jax.Array]:
@@ -289,7 +339,8 @@ def _empty_observations(probes: list[Probe]) -> dict[str, jax.Array]:
       for path, kind, _ in plan:
         if kind == "random":
           observed[f"{probe.module_name}/{path}"] = jnp.zeros(
-              (ref.LENGTH, 2), jnp.uint32)
+              (ref.LENGTH, 2), jnp.uint32
+          )
         elif kind != "side_output":
           observed[f"{probe.module_name}/{path}"] = jnp.zeros((ref.LENGTH,))
   return observed
@@ -302,7 +353,7 @@ def build(case: ref.Case):
   of each call's nest are added to the same dict (by their index in
   ``ref.all_handlers``) when the forward function runs.
   """
-  initializers = {i: (lambda v=float(i): jnp.asarray(v)) for i in range(3)}
+  initializers = {i: lambda v=float(i): jnp.asarray(v) for i in range(3)}
   built: dict[int, Any] = {}
 
   def called(probes, xi):
@@ -314,7 +365,7 @@ def build(case: ref.Case):
       k = seen[call.module] = seen.get(call.module, -1) + 1
       suffix = "" if k == 0 else f"#{k}"
       method = getattr(probe, call.method)
-      indices = ref.nest_indices(case, number)[len(case.handlers):]
+      indices = ref.nest_indices(case, number)[len(case.handlers) :]
       fn = lambda y, method=method, suffix=suffix: method(y, suffix)
       for index, spec in reversed(list(zip(indices, call.nest))):
         fn = built[index] = _wrap(spec, index, fn)
@@ -338,13 +389,17 @@ def build(case: ref.Case):
       for probe in probes:
         observed.update(probe(xi))
       return observed
+
     if case.placement == "scan":
       out = hk.scan(lambda c, xi: (c, run_all(xi)), jnp.zeros(()), x)[1]
     elif case.placement == "fori_loop":
       # fori_loop has no per-iteration outputs: observations go in the carry.
       def step(i, observed):
-        return {site: observed[site].at[i].set(value)
-                for site, value in run_all(x[i]).items()}
+        return {
+            site: observed[site].at[i].set(value)
+            for site, value in run_all(x[i]).items()
+        }
+
       out = hk.fori_loop(0, ref.LENGTH, step, _empty_observations(probes))
     elif case.placement == "vmap":
       out = hk.vmap(run_all, split_rng=True)(x)
@@ -364,8 +419,10 @@ def build(case: ref.Case):
     if spec.kind == "arg_random":
       arg = (arg, jax.random.key(100 + spec.seed))
     elif spec.kind == "tuple_inputs":
-      arg = (arg, *(jnp.float32(ref.side_input_value(index, t))
-                    for t in spec.selector))
+      arg = (
+          arg,
+          *(jnp.float32(ref.side_input_value(index, t)) for t in spec.selector),
+      )
   return forward, arg, built
 
 
@@ -400,20 +457,33 @@ def _with_random_kind(case: ref.Case, kind: str) -> ref.Case:
     if spec.kind not in ref.RANDOM_KINDS:
       return spec
     return dataclasses.replace(spec, kind=kind, seed=spec.seed + 1)
+
   calls = case.calls
   if calls is not None:
     # Inner nests take no argument of their own.
     inner = "frozen_random" if kind == "arg_random" else kind
-    calls = tuple(dataclasses.replace(c, nest=tuple(
-        dataclasses.replace(h, kind=inner, seed=h.seed + 50)
-        if h.kind in ref.RANDOM_KINDS else h for h in c.nest)) for c in calls)
+    calls = tuple(
+        dataclasses.replace(
+            c,
+            nest=tuple(
+                dataclasses.replace(h, kind=inner, seed=h.seed + 50)
+                if h.kind in ref.RANDOM_KINDS
+                else h
+                for h in c.nest
+            ),
+        )
+        for c in calls
+    )
   return dataclasses.replace(
-      case, handlers=tuple(swap(h) for h in case.handlers), calls=calls)
+      case, handlers=tuple(swap(h) for h in case.handlers), calls=calls
+  )
 
 
 def _as_floats(states) -> dict[str, dict[str, float]]:
-  return {b: {k: float(v) for k, v in entries.items()}
-          for b, entries in states.items()}
+  return {
+      b: {k: float(v) for k, v in entries.items()}
+      for b, entries in states.items()
+  }
 
 
 # ------------------------------------------------------------------ properties
@@ -425,8 +495,9 @@ def examples(share: float) -> hypothesis.settings:
   The shares keep the ci profile at 100 examples in all, the costliest
   property (two compilations per example) getting the fewest.
   """
-  return hypothesis.settings(max_examples=max(
-      1, int(hypothesis.settings.default.max_examples * share)))
+  return hypothesis.settings(
+      max_examples=max(1, int(hypothesis.settings.default.max_examples * share))
+  )
 
 
 R = ref.Request
@@ -435,34 +506,74 @@ R = ref.Request
 # in apply and raised.
 NESTED_LOCAL_STATES = ref.Case(
     (ref.Handler("local_state"), ref.Handler("local_state", frozenset(["c0"]))),
-    (ref.Module("m0", (("r", {"p": R("state", "c0", inc=2.0),
-                              "q": R("state", "c1")}),)),))
+    (
+        ref.Module(
+            "m0",
+            (("r", {"p": R("state", "c0", inc=2.0), "q": R("state", "c1")}),),
+        ),
+    ),
+)
 # A SharedLocalStateRequest met between two initial requests of one name hid
 # the duplicate under state_sharing="forbidden".
 SHARED_BETWEEN_DUPLICATES = ref.Case(
     (ref.Handler("local_state"),),
-    tuple(ref.Module(f"m{i}", (("r", R(kind, "c0", name="n0")),))
-          for i, kind in enumerate(("state", "shared_state", "state"))))
+    tuple(
+        ref.Module(f"m{i}", (("r", R(kind, "c0", name="n0")),))
+        for i, kind in enumerate(("state", "shared_state", "state"))
+    ),
+)
 # Every handler kind, requests in a list, a dataclass node, a tuple and a
 # dict, sharing by name and by SharedLocalStateRequest, all three modes.
 EVERY_KIND = ref.Case(
-    (ref.Handler("haiku_random", frozenset([None, "a"])),
-     ref.Handler("const_inputs", ("a",)),
-     ref.Handler("local_state", sharing="unsafe"), ref.Handler("collect"),
-     ref.Handler("frozen_random", frozenset([None]), seed=1),
-     ref.Handler("tuple_inputs", ("b", "a")),
-     ref.Handler("collect", frozenset(["b"]), by_predicate=True),
-     ref.Handler("arg_random", frozenset(["b"]))),
-    (ref.Module("m0", (
-        ("r", [R("random"), R("random", "a"), R("random", "b"),
-               ref.Node(R("side_input", "a"), R("side_input", "b"))]),
-        ("s", (R("side_output", "a", inc=2.0),
-               R("side_output", "b", mode="sum"),
-               R("state", "c0", name="n0", init=1),
-               R("shared_state", "c0", name="n0", inc=3.0))))),
-     ref.Module("m1", (("r", {"q": R("state", "c0", name="n0", init=2),
-                              "p": R("side_output", "b", mode="last")}),))),
-    placement="scan")
+    (
+        ref.Handler("haiku_random", frozenset([None, "a"])),
+        ref.Handler("const_inputs", ("a",)),
+        ref.Handler("local_state", sharing="unsafe"),
+        ref.Handler("collect"),
+        ref.Handler("frozen_random", frozenset([None]), seed=1),
+        ref.Handler("tuple_inputs", ("b", "a")),
+        ref.Handler("collect", frozenset(["b"]), by_predicate=True),
+        ref.Handler("arg_random", frozenset(["b"])),
+    ),
+    (
+        ref.Module(
+            "m0",
+            (
+                (
+                    "r",
+                    [
+                        R("random"),
+                        R("random", "a"),
+                        R("random", "b"),
+                        ref.Node(R("side_input", "a"), R("side_input", "b")),
+                    ],
+                ),
+                (
+                    "s",
+                    (
+                        R("side_output", "a", inc=2.0),
+                        R("side_output", "b", mode="sum"),
+                        R("state", "c0", name="n0", init=1),
+                        R("shared_state", "c0", name="n0", inc=3.0),
+                    ),
+                ),
+            ),
+        ),
+        ref.Module(
+            "m1",
+            (
+                (
+                    "r",
+                    {
+                        "q": R("state", "c0", name="n0", init=2),
+                        "p": R("side_output", "b", mode="last"),
+                    },
+                ),
+            ),
+        ),
+    ),
+    placement="scan",
+)
 
 
 # One module called under its outer handlers, then by a second method
@@ -470,17 +581,45 @@ EVERY_KIND = ref.Case(
 # sibling nest (issue 14: the frozen pass was random, the inner collector
 # got nothing, the sibling raised "not running").
 REBOUND_PER_CALL = ref.Case(
-    (ref.Handler("haiku_random", frozenset([None])), ref.Handler("collect"),
-     ref.Handler("const_inputs", ("a",))),
-    (ref.Module("m0", (("r", [R("random"), R("side_output", "a", inc=2.0),
-                              R("side_input", "a")]),)),),
-    calls=(ref.Call(0),
-           ref.Call(0, (ref.Handler("frozen_random", frozenset([None]),
-                                    seed=11),
-                        ref.Handler("collect")), "again"),
-           ref.Call(0, (ref.Handler("const_inputs", ("a",)),
-                        ref.Handler("frozen_random", frozenset([None]),
-                                    seed=12)))))
+    (
+        ref.Handler("haiku_random", frozenset([None])),
+        ref.Handler("collect"),
+        ref.Handler("const_inputs", ("a",)),
+    ),
+    (
+        ref.Module(
+            "m0",
+            (
+                (
+                    "r",
+                    [
+                        R("random"),
+                        R("side_output", "a", inc=2.0),
+                        R("side_input", "a"),
+                    ],
+                ),
+            ),
+        ),
+    ),
+    calls=(
+        ref.Call(0),
+        ref.Call(
+            0,
+            (
+                ref.Handler("frozen_random", frozenset([None]), seed=11),
+                ref.Handler("collect"),
+            ),
+            "again",
+        ),
+        ref.Call(
+            0,
+            (
+                ref.Handler("const_inputs", ("a",)),
+                ref.Handler("frozen_random", frozenset([None]), seed=12),
+            ),
+        ),
+    ),
+)
 
 
 class PropertiesTest(absltest.TestCase):
@@ -511,18 +650,23 @@ class PropertiesTest(absltest.TestCase):
     self.assertEqual(sorted(collected), sorted(pred.collected))
     for index, expected in pred.collected.items():
       got = collected[index]
-      self.assertEqual([(v.path, v.tag) for v in got],
-                       [(path, tag) for path, tag, _ in expected])
+      self.assertEqual(
+          [(v.path, v.tag) for v in got],
+          [(path, tag) for path, tag, _ in expected],
+      )
       for value, (path, _, want) in zip(got, expected):
         np.testing.assert_allclose(value.value, want, err_msg=path)
     # S5: every key drawn in this application is distinct.
-    self.assertEqual(sorted(pred.key_sites),
-                     sorted(s for s in observed if s not in pred.observed))
+    self.assertEqual(
+        sorted(pred.key_sites),
+        sorted(s for s in observed if s not in pred.observed),
+    )
     rows = [np.asarray(observed[s]).reshape(-1, 2) for s in pred.key_sites]
     if rows:
       rows = np.concatenate(rows)
-      self.assertLen(rows, len(pred.key_sites)
-                     * ref.keys_per_site(case.placement))
+      self.assertLen(
+          rows, len(pred.key_sites) * ref.keys_per_site(case.placement)
+      )
       self.assertLen({tuple(r) for r in rows.tolist()}, len(rows))
 
   @examples(1.25)
@@ -542,12 +686,17 @@ class PropertiesTest(absltest.TestCase):
     forward, arg, built = build(case)
     table = hke.bindings(forward)(arg)
     self.assert_no_global_state_left()
-    expected = {(site.split("#")[0], "unhandled" if index is None
-                 else built[index].handler_id)
-                for site, index in pred.served.items()}
+    expected = {
+        (
+            site.split("#")[0],
+            "unhandled" if index is None else built[index].handler_id,
+        )
+        for site, index in pred.served.items()
+    }
     self.assertEqual(
-        {(f"{r.module_path}/{r.attribute_path}", r.handler_id)
-         for r in table}, expected)
+        {(f"{r.module_path}/{r.attribute_path}", r.handler_id) for r in table},
+        expected,
+    )
 
   @examples(0.5)
   @hypothesis.given(cases(), st.sampled_from(ref.RANDOM_KINDS))
@@ -568,8 +717,9 @@ class PropertiesTest(absltest.TestCase):
   def test_vmapped_init_gives_distinct_members(self, case):
     hypothesis.assume(ref.predict(case).error is None)
     forward, arg, _ = build(case)
-    transformed = (hke.transform_with_state if case.stateful
-                   else hke.transform)(forward)
+    transformed = (
+        hke.transform_with_state if case.stateful else hke.transform
+    )(forward)
     keys = jax.random.split(jax.random.key(3), 2)
     members = jax.vmap(lambda k: transformed.init(k, arg))(keys)
     params = members[0] if case.stateful else members

@@ -27,8 +27,11 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 def _readme_commands() -> list[str]:
   text = (ROOT / "README.md").read_text()
   block = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
-  return [line for line in block.splitlines()
-          if line.strip() and not line.startswith("#")]
+  return [
+      line
+      for line in block.splitlines()
+      if line.strip() and not line.startswith("#")
+  ]
 
 
 class ReadmeTest(absltest.TestCase):
@@ -45,8 +48,9 @@ class ReadmeTest(absltest.TestCase):
 
   def test_twenty_line_example_runs(self):
     text = (ROOT / "README.md").read_text()
-    snippet = re.search(r"## In 20 lines\n\n```python\n(.*?)```", text,
-                        re.S).group(1)
+    snippet = re.search(
+        r"## In 20 lines\n\n```python\n(.*?)```", text, re.S
+    ).group(1)
     self.assertLessEqual(len(snippet.strip().splitlines()), 30)
     namespace = {}
     exec(compile(snippet, "README.md", "exec"), namespace)  # pylint: disable=exec-used
@@ -58,10 +62,13 @@ class ReadmeTest(absltest.TestCase):
 
   def test_side_output_snippet_prints_what_the_readme_shows(self):
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Side outputs"):]
-    code, shown = re.search(r"```python\n(.*?)```\n```\n(.*?)```", section,
-                            re.S).groups()
-    preamble = "import haiku as hk, jax, jax.numpy as jnp\nimport hk_effects as hke\n"
+    section = text[text.index("## Side outputs") :]
+    code, shown = re.search(
+        r"```python\n(.*?)```\n```\n(.*?)```", section, re.S
+    ).groups()
+    preamble = (
+        "import haiku as hk, jax, jax.numpy as jnp\nimport hk_effects as hke\n"
+    )
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
       exec(compile(preamble + code, "README.md", "exec"), {})  # pylint: disable=exec-used
@@ -69,11 +76,15 @@ class ReadmeTest(absltest.TestCase):
 
   def test_interventions_snippet_prints_what_the_readme_shows(self):
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Interventions"):
-                   text.index("## Inspecting a model")]
-    code, shown = re.search(r"```python\n(.*?)```\n```\n(.*?)```", section,
-                            re.S).groups()
-    preamble = "import haiku as hk, jax, jax.numpy as jnp\nimport hk_effects as hke\n"
+    section = text[
+        text.index("## Interventions") : text.index("## Inspecting a model")
+    ]
+    code, shown = re.search(
+        r"```python\n(.*?)```\n```\n(.*?)```", section, re.S
+    ).groups()
+    preamble = (
+        "import haiku as hk, jax, jax.numpy as jnp\nimport hk_effects as hke\n"
+    )
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
       exec(compile(preamble + code, "README.md", "exec"), {})  # pylint: disable=exec-used
@@ -81,10 +92,13 @@ class ReadmeTest(absltest.TestCase):
 
   def test_branch_and_while_loop_snippet_prints_what_the_readme_shows(self):
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("### Side outputs in branches and while loops"):]
-    code, shown = re.search(r"```python\n(.*?)```\n```\n(.*?)```", section,
-                            re.S).groups()
-    preamble = "import haiku as hk, jax, jax.numpy as jnp\nimport hk_effects as hke\n"
+    section = text[text.index("### Side outputs in branches and while loops") :]
+    code, shown = re.search(
+        r"```python\n(.*?)```\n```\n(.*?)```", section, re.S
+    ).groups()
+    preamble = (
+        "import haiku as hk, jax, jax.numpy as jnp\nimport hk_effects as hke\n"
+    )
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
       exec(compile(preamble + code, "README.md", "exec"), {})  # pylint: disable=exec-used
@@ -93,10 +107,13 @@ class ReadmeTest(absltest.TestCase):
 
   def test_per_example_state_snippet_prints_what_the_readme_shows(self):
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("### Per-example local state: `hke.vmap`"):]
-    code, shown = re.search(r"```python\n(.*?)```\n```\n(.*?)```", section,
-                            re.S).groups()
-    preamble = "import haiku as hk, jax, jax.numpy as jnp\nimport hk_effects as hke\n"
+    section = text[text.index("### Per-example local state: `hke.vmap`") :]
+    code, shown = re.search(
+        r"```python\n(.*?)```\n```\n(.*?)```", section, re.S
+    ).groups()
+    preamble = (
+        "import haiku as hk, jax, jax.numpy as jnp\nimport hk_effects as hke\n"
+    )
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
       exec(compile(preamble + code, "README.md", "exec"), {})  # pylint: disable=exec-used
@@ -105,10 +122,12 @@ class ReadmeTest(absltest.TestCase):
 
   def test_what_it_catches_snippet_prints_what_the_readme_shows(self):
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## What hk_effects catches"):
-                   text.index("## Performance")]
-    code, shown = re.search(r"```python\n(.*?)```\n```\n(.*?)```", section,
-                            re.S).groups()
+    section = text[
+        text.index("## What hk_effects catches") : text.index("## Performance")
+    ]
+    code, shown = re.search(
+        r"```python\n(.*?)```\n```\n(.*?)```", section, re.S
+    ).groups()
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
       exec(compile(code, "README.md", "exec"), {})  # pylint: disable=exec-used
@@ -117,7 +136,7 @@ class ReadmeTest(absltest.TestCase):
 
   def test_new_effect_section_is_the_tested_example(self):
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Writing a new effect"):]
+    section = text[text.index("## Writing a new effect") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     example = (ROOT / "examples" / "custom_effect.py").read_text()
     self.assertIn(code.strip(), example)

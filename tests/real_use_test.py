@@ -32,9 +32,9 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
+from test_utils import DrawKey
 
 import hk_effects as hke
-from test_utils import DrawKey
 
 H = hke.handlers
 
@@ -88,8 +88,11 @@ class BindingIsPerCallTest(parameterized.TestCase):
     first_b, frozen_b = f.apply({}, jax.random.key(2), 0.0)
     self.assertFalse(np.array_equal(first_a, first_b))
     np.testing.assert_array_equal(frozen_a, frozen_b)
-    alone = hke.transform(H.WithFrozenRandomState.handling(
-        lambda x: DrawKey(name="draw")(x), jax.random.clone(frozen_key)))
+    alone = hke.transform(
+        H.WithFrozenRandomState.handling(
+            lambda x: DrawKey(name="draw")(x), jax.random.clone(frozen_key)
+        )
+    )
     np.testing.assert_array_equal(frozen_a, alone.apply({}, None, 0.0))
 
   def test_second_method_under_a_nested_handler_is_served_by_it(self):
@@ -97,7 +100,8 @@ class BindingIsPerCallTest(parameterized.TestCase):
       module = Noisy()
       y = module(x)
       frozen = H.WithFrozenRandomState.handling(
-          module.noise, jax.random.key(3))(x)
+          module.noise, jax.random.key(3)
+      )(x)
       return y, frozen
 
     f = hke.transform(H.WithHaikuRandom.handling(forward))
@@ -116,8 +120,9 @@ class BindingIsPerCallTest(parameterized.TestCase):
 
       def __call__(self, x):
         outer = self.rng.next_key()
-        inner = H.WithFrozenRandomState.handling(
-            self.draw, jax.random.key(4))(x)
+        inner = H.WithFrozenRandomState.handling(self.draw, jax.random.key(4))(
+            x
+        )
         return _key_rows(outer), inner
 
       def draw(self, x):
@@ -203,17 +208,25 @@ def _linear_model(x):
 
 
 _KEY_OWNING = (
-    dict(testcase_name="frozen",
-         handle=lambda body, seed: H.WithFrozenRandomState.handling(
-             body, jax.random.key(seed)),
-         arg=lambda x, seed: x),
-    dict(testcase_name="key_from_arg",
-         handle=lambda body, seed: H.WithRandomKeyFromArg.handling(body),
-         arg=lambda x, seed: (x, jax.random.key(seed))),
-    dict(testcase_name="frozen_path_keys",
-         handle=lambda body, seed: H.WithFrozenRandomState.handling(
-             body, jax.random.key(seed), path_keys=True),
-         arg=lambda x, seed: x),
+    dict(
+        testcase_name="frozen",
+        handle=lambda body, seed: H.WithFrozenRandomState.handling(
+            body, jax.random.key(seed)
+        ),
+        arg=lambda x, seed: x,
+    ),
+    dict(
+        testcase_name="key_from_arg",
+        handle=lambda body, seed: H.WithRandomKeyFromArg.handling(body),
+        arg=lambda x, seed: (x, jax.random.key(seed)),
+    ),
+    dict(
+        testcase_name="frozen_path_keys",
+        handle=lambda body, seed: H.WithFrozenRandomState.handling(
+            body, jax.random.key(seed), path_keys=True
+        ),
+        arg=lambda x, seed: x,
+    ),
 )
 
 
@@ -221,25 +234,28 @@ class ParamsIgnoreRandomHandlersTest(parameterized.TestCase):
   """Item 2: a random handler changes only the keys its requests draw."""
 
   @parameterized.named_parameters(*_KEY_OWNING)
-  def test_params_depend_on_init_rng_not_on_the_handler_key(self, handle,
-                                                            arg):
+  def test_params_depend_on_init_rng_not_on_the_handler_key(self, handle, arg):
     x = jnp.ones([1, 2])
     init = lambda seed, rng: hke.transform(handle(_linear_model, seed)).init(
-        rng, arg(x, seed))
+        rng, arg(x, seed)
+    )
     a = init(1, jax.random.key(0))
     b = init(2, jax.random.key(0))
     c = init(1, jax.random.key(1))
     jax.tree.map(np.testing.assert_array_equal, a, b)
-    self.assertFalse(np.array_equal(a["noisy/linear"]["w"],
-                                    c["noisy/linear"]["w"]))
+    self.assertFalse(
+        np.array_equal(a["noisy/linear"]["w"], c["noisy/linear"]["w"])
+    )
 
   @parameterized.named_parameters(*_KEY_OWNING)
   def test_params_equal_those_under_haiku_random(self, handle, arg):
     x = jnp.ones([1, 2])
     owned = hke.transform(handle(_linear_model, 3)).init(
-        jax.random.key(0), arg(x, 3))
+        jax.random.key(0), arg(x, 3)
+    )
     haiku = hke.transform(H.WithHaikuRandom.handling(_linear_model)).init(
-        jax.random.key(0), x)
+        jax.random.key(0), x
+    )
     if "path" not in str(handle):
       jax.tree.map(np.testing.assert_array_equal, owned, haiku)
     self.assertEqual(jax.tree.structure(owned), jax.tree.structure(haiku))
@@ -249,44 +265,55 @@ class ParamsIgnoreRandomHandlersTest(parameterized.TestCase):
     x = jnp.ones([1, 2])
     f = hke.transform(handle(_linear_model, 3))
     members = jax.vmap(lambda k: f.init(k, arg(x, 3)))(
-        jax.random.split(jax.random.key(0), 4))
+        jax.random.split(jax.random.key(0), 4)
+    )
     w = np.asarray(members["noisy/linear"]["w"])
     self.assertEqual(len({row.tobytes() for row in w}), 4)
 
   def test_stateful_key_handler_leaves_params_alone(self):
     x = jnp.ones([1, 2])
-    init = lambda seed: hke.transform_with_state(H.handle_local_states(
-        H.WithStatefulRandomKey.handling(
-            _linear_model, jax.random.key(seed)))).init(jax.random.key(0), x)
+    init = lambda seed: hke.transform_with_state(
+        H.handle_local_states(
+            H.WithStatefulRandomKey.handling(
+                _linear_model, jax.random.key(seed)
+            )
+        )
+    ).init(jax.random.key(0), x)
     (pa, _), (pb, _) = init(1), init(2)
     jax.tree.map(np.testing.assert_array_equal, pa, pb)
 
   def test_init_without_rng_still_refuses_to_initialise_params(self):
-    f = hke.transform(H.WithFrozenRandomState.handling(
-        _linear_model, jax.random.key(0)))
+    f = hke.transform(
+        H.WithFrozenRandomState.handling(_linear_model, jax.random.key(0))
+    )
     with self.assertRaisesRegex(ValueError, "non-None PRNGKey"):
       f.init(None, jnp.ones([1, 2]))
 
   def test_fold_in_axis_init_outside_pmap_gives_plain_params(self):
     x = jnp.ones([1, 2])
-    folded = hke.transform(H.WithHaikuRandom.handling(
-        _linear_model, fold_in_axis="i")).init(jax.random.key(0), x)
+    folded = hke.transform(
+        H.WithHaikuRandom.handling(_linear_model, fold_in_axis="i")
+    ).init(jax.random.key(0), x)
     plain = hke.transform(H.WithHaikuRandom.handling(_linear_model)).init(
-        jax.random.key(0), x)
+        jax.random.key(0), x
+    )
     jax.tree.map(np.testing.assert_array_equal, folded, plain)
 
   def test_fold_in_axis_init_under_pmap_gives_one_param_set(self):
-    f = hke.transform(H.WithHaikuRandom.handling(
-        _linear_model, fold_in_axis="i"))
+    f = hke.transform(
+        H.WithHaikuRandom.handling(_linear_model, fold_in_axis="i")
+    )
     n = jax.local_device_count()
-    params = jax.pmap(f.init, axis_name="i")(_replicated(0, n),
-                                             jnp.ones([n, 1, 2]))
+    params = jax.pmap(f.init, axis_name="i")(
+        _replicated(0, n), jnp.ones([n, 1, 2])
+    )
     w = np.asarray(params["noisy/linear"]["w"])
     for device_w in w[1:]:
       np.testing.assert_array_equal(device_w, w[0])
     # ... while the noise drawn at apply differs per device.
     out = jax.pmap(f.apply, axis_name="i")(
-        params, _replicated(1, n), jnp.ones([n, 1, 2]))
+        params, _replicated(1, n), jnp.ones([n, 1, 2])
+    )
     self.assertEqual(len({np.asarray(o).tobytes() for o in out}), n)
 
 
@@ -298,8 +325,9 @@ class StatefulRandomKeyTest(parameterized.TestCase):
       return DrawKey(name="draw")(x)
 
     handler = H.WithStatefulRandomKey.handling(draw, jax.random.key(0))
-    f = hke.transform_with_state(H.handle_local_states(
-        lambda x: (handler(x), handler(x))))
+    f = hke.transform_with_state(
+        H.handle_local_states(lambda x: (handler(x), handler(x)))
+    )
     params, state = f.init(None, 0.0)
     (a, b), state = f.apply(params, state, None, 0.0)
     (c, d), _ = f.apply(params, state, None, 0.0)
@@ -309,8 +337,10 @@ class StatefulRandomKeyTest(parameterized.TestCase):
   @parameterized.parameters("train-rng", "rng 0", "Stream.A", "0rng")
   def test_any_string_is_a_valid_handler_id(self, handler_id):
     handler = H.WithStatefulRandomKey.handling(
-        lambda x: DrawKey(name="draw")(x), jax.random.key(0),
-        handler_id=handler_id)
+        lambda x: DrawKey(name="draw")(x),
+        jax.random.key(0),
+        handler_id=handler_id,
+    )
     self.assertEqual(handler.handler_id, handler_id)
     f = hke.transform_with_state(H.handle_local_states(handler))
     params, state = f.init(None, 0.0)
@@ -328,8 +358,10 @@ class HandlerIdsTest(absltest.TestCase):
     self.assertNotEqual(a.handler_id, b.handler_id)
     # Stable: the same callable gives the same id.
     fn = lambda x: x
-    self.assertEqual(H.WithHaikuRandom.handling(fn).handler_id,
-                     H.WithHaikuRandom.handling(fn).handler_id)
+    self.assertEqual(
+        H.WithHaikuRandom.handling(fn).handler_id,
+        H.WithHaikuRandom.handling(fn).handler_id,
+    )
 
   def test_model_applied_inside_another_models_module(self):
     teacher = hke.transform(H.WithHaikuRandom.handling(_linear_model))
@@ -342,8 +374,7 @@ class HandlerIdsTest(absltest.TestCase):
         target = teacher.apply(teacher_params, hk.next_rng_key(), x)
         return Noisy(name="student")(x) - target
 
-    student = hke.transform(H.WithHaikuRandom.handling(
-        lambda x: Distil()(x)))
+    student = hke.transform(H.WithHaikuRandom.handling(lambda x: Distil()(x)))
     params = student.init(jax.random.key(1), x)
     out = student.apply(params, jax.random.key(2), x)
     self.assertEqual(out.shape, (1, 3))
@@ -379,6 +410,7 @@ class HandlerIdsTest(absltest.TestCase):
 @dataclasses.dataclass
 class PlainConfig:
   """A plain dataclass (not a PyTree) holding a request."""
+
   scale: float
   rng: hke.RandomRequest
 
@@ -409,8 +441,9 @@ class TraversalTest(absltest.TestCase):
     rows = np.asarray(f.apply({}, jax.random.key(0), 0.0))
     self.assertFalse(np.array_equal(rows[0], rows[1]))
     table = hke.bindings(H.WithHaikuRandom.handling(lambda x: Holder()()))(0.0)
-    self.assertEqual([r.attribute_path for r in table],
-                     ["config.rng", "frozen.rng"])
+    self.assertEqual(
+        [r.attribute_path for r in table], ["config.rng", "frozen.rng"]
+    )
 
   def test_plain_dataclass_is_restored_after_the_call(self):
     class Holder(hk.Module):
@@ -431,7 +464,8 @@ class TraversalTest(absltest.TestCase):
       return x
 
     hke.transform(H.WithHaikuRandom.handling(forward)).apply(
-        {}, jax.random.key(0), 0.0)
+        {}, jax.random.key(0), 0.0
+    )
     self.assertIsInstance(kept[0], PlainConfig)
     self.assertIsInstance(kept[0].rng, hke.HandledRandomRef)
     self.assertEqual(kept[0].scale, 2.0)
@@ -460,8 +494,9 @@ class TraversalTest(absltest.TestCase):
       def __call__(self, x):
         return x * self.table[0].ask() + self.table["one"]
 
-    f = hke.transform(H.WithConstantSideInputs.handling(
-        lambda x: Lookup()(x), {"s": 10.0}))
+    f = hke.transform(
+        H.WithConstantSideInputs.handling(lambda x: Lookup()(x), {"s": 10.0})
+    )
     self.assertEqual(float(f.apply({}, None, 3.0)), 32.0)
 
 
@@ -476,7 +511,7 @@ class LiftedSubModelTest(parameterized.TestCase):
   def _collect(self, forward, x, mode_tag="acts"):
     f = hke.transform(H.CollectingSideOutputs.handling(forward, tag=mode_tag))
     params = f.init(jax.random.key(0), x)
-    (out, told) = f.apply(params, jax.random.key(1), x)
+    out, told = f.apply(params, jax.random.key(1), x)
     return params, out, told
 
   @parameterized.parameters("lift", "experimental_lift")
@@ -492,8 +527,15 @@ class LiftedSubModelTest(parameterized.TestCase):
     x = jnp.ones([1, 2])
     params, _, told = self._collect(forward, x)
     self.assertEqual([v.path for v in told], ["inner/tells/out", "tells/out"])
-    inner_out = inner.apply({k[len("inner/"):]: v for k, v in params.items()
-                             if k.startswith("inner/")}, None, x)
+    inner_out = inner.apply(
+        {
+            k[len("inner/") :]: v
+            for k, v in params.items()
+            if k.startswith("inner/")
+        },
+        None,
+        x,
+    )
     np.testing.assert_allclose(told[0].value, inner_out / 2)
     np.testing.assert_allclose(told[1].value, inner_out)
 
@@ -515,15 +557,18 @@ class LiftedSubModelTest(parameterized.TestCase):
       return TellsLast(name="probe")(inner.apply(params, None, x))
 
     _, _, told = self._collect(forward, jnp.zeros([2]))
-    self.assertEqual([(v.path, float(v.value[0])) for v in told],
-                     [("sub/probe/out", 0.0), ("probe/out", 1.0)])
+    self.assertEqual(
+        [(v.path, float(v.value[0])) for v in told],
+        [("sub/probe/out", 0.0), ("probe/out", 1.0)],
+    )
 
   def test_lift_with_state_prefixes_told_values(self):
     inner = hk.transform_with_state(_inner_model)
 
     def forward(x):
       lifted, updater = hk.experimental.lift_with_state(
-          inner.init, name="stateful")
+          inner.init, name="stateful"
+      )
       params, state = lifted(hk.next_rng_key(), x)
       y, state = inner.apply(params, state, None, x)
       updater.update(state)
@@ -555,8 +600,7 @@ class LiftedSubModelTest(parameterized.TestCase):
       init = jax.vmap(inner.init, in_axes=(0, None))
       keys = hk.next_rng_keys(members) if hk.running_init() else None
       params = hk.lift(init, name="ensemble")(keys, x)
-      return hk.vmap(lambda p: inner.apply(p, None, x), split_rng=False)(
-          params)
+      return hk.vmap(lambda p: inner.apply(p, None, x), split_rng=False)(params)
 
     x = jnp.ones([1, 2])
     _, out, told = self._collect(forward, x)
@@ -578,8 +622,7 @@ class LiftedSubModelTest(parameterized.TestCase):
       return Tells(name="tells")(Wrapper(name="wrapper")(x))
 
     _, _, told = self._collect(forward, jnp.ones([1, 2]))
-    self.assertEqual([v.path for v in told],
-                     ["wrapper/tells/out", "tells/out"])
+    self.assertEqual([v.path for v in told], ["wrapper/tells/out", "tells/out"])
 
 
 class BindingsTableTest(absltest.TestCase):
@@ -589,12 +632,14 @@ class BindingsTableTest(absltest.TestCase):
     def forward(x):
       return Noisy(name="a")(x) + Noisy(name="b")(x)
 
-    table = hke.bindings(H.WithHaikuRandom.handling(
-        forward, handler_id="rand"))(jnp.ones([1, 2]))
+    table = hke.bindings(
+        H.WithHaikuRandom.handling(forward, handler_id="rand")
+    )(jnp.ones([1, 2]))
     self.assertLen(table, 2)
-    self.assertEqual([(r.module_path, r.attribute_path, r.handler_id)
-                      for r in table],
-                     [("a", "rng", "rand"), ("b", "rng", "rand")])
+    self.assertEqual(
+        [(r.module_path, r.attribute_path, r.handler_id) for r in table],
+        [("a", "rng", "rand"), ("b", "rng", "rand")],
+    )
     self.assertEqual(table[1].module_path, "b")
 
   def test_a_module_under_two_handlers_has_a_row_for_each(self):
@@ -602,7 +647,8 @@ class BindingsTableTest(absltest.TestCase):
       module = DrawKey(name="draw")
       H.WithHaikuRandom.handling(module, handler_id="first")(x)
       return H.WithFrozenRandomState.handling(
-          module, jax.random.key(0), handler_id="second")(x)
+          module, jax.random.key(0), handler_id="second"
+      )(x)
 
     table = hke.bindings(forward)(0.0)
     self.assertEqual([r.handler_id for r in table], ["first", "second"])
@@ -620,9 +666,11 @@ class ErrorsTest(absltest.TestCase):
     with self.assertRaisesRegex(
         hke.UnhandledEffectError,
         r"module 'draw', attribute 'rng'.*outside a method of its module, "
-        r"while its handler 'rand' runs.*only inside the methods"):
-      hke.transform(H.WithHaikuRandom.handling(
-          forward, handler_id="rand")).apply({}, jax.random.key(0), 0.0)
+        r"while its handler 'rand' runs.*only inside the methods",
+    ):
+      hke.transform(
+          H.WithHaikuRandom.handling(forward, handler_id="rand")
+      ).apply({}, jax.random.key(0), 0.0)
 
   def test_request_never_bound_used_in_the_forward_body(self):
     def forward(x):
@@ -631,9 +679,11 @@ class ErrorsTest(absltest.TestCase):
 
     with self.assertRaisesRegex(
         hke.UnhandledEffectError,
-        "outside a module method, while a handler that claims it runs"):
+        "outside a module method, while a handler that claims it runs",
+    ):
       hke.transform(H.WithHaikuRandom.handling(forward)).apply(
-          {}, jax.random.key(0), 0.0)
+          {}, jax.random.key(0), 0.0
+      )
 
 
 if __name__ == "__main__":

@@ -58,8 +58,7 @@ import numpy as np
 RANDOM_KINDS = ("haiku_random", "frozen_random", "arg_random")
 SIDE_INPUT_KINDS = ("const_inputs", "tuple_inputs")
 HANDLER_KINDS = RANDOM_KINDS + SIDE_INPUT_KINDS + ("collect", "local_state")
-REQUEST_KINDS = ("random", "side_input", "side_output", "state",
-                 "shared_state")
+REQUEST_KINDS = ("random", "side_input", "side_output", "state", "shared_state")
 # Where the modules are called: plainly, inside hk.remat (values unchanged),
 # inside a loop of LENGTH iterations (hk.scan, hk.fori_loop with int bounds:
 # values stacked) or inside hk.vmap over LENGTH members (values batched).
@@ -80,6 +79,7 @@ class Handler:
   a frozenset of tags / categories (one tag given as ``tag=`` /
   ``category=`` when ``by_predicate`` is False, a predicate otherwise).
   """
+
   kind: str
   selector: Any = None
   by_predicate: bool = False
@@ -92,6 +92,7 @@ class Handler:
 @dataclasses.dataclass(frozen=True)
 class Request:
   """One request: ``tag`` is the tag (None: untagged random) or category."""
+
   kind: str
   tag: Any = None
   name: str | None = None
@@ -103,6 +104,7 @@ class Request:
 @dataclasses.dataclass(frozen=True)
 class Node:
   """Stands for a two-field ``hke.pytree_dataclass`` node."""
+
   left: Any
   right: Any
 
@@ -118,13 +120,19 @@ class Call:
   """One call of ``modules[module]`` by ``method``, wrapped in ``nest``
   (outermost first): handlers of these kinds only, which need no argument
   of their own."""
+
   module: int
   nest: tuple[Handler, ...] = ()
   method: str = "__call__"
 
 
-INNER_KINDS = ("haiku_random", "frozen_random", "const_inputs", "collect",
-               "local_state")
+INNER_KINDS = (
+    "haiku_random",
+    "frozen_random",
+    "const_inputs",
+    "collect",
+    "local_state",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +164,8 @@ def nest_indices(case: Case, call_number: int) -> list[int]:
   calls = module_calls(case)
   start = len(case.handlers) + sum(len(c.nest) for c in calls[:call_number])
   return list(range(len(case.handlers))) + list(
-      range(start, start + len(calls[call_number].nest)))
+      range(start, start + len(calls[call_number].nest))
+  )
 
 
 def observed_site(module: Module, path: str, k: int) -> str:
@@ -167,16 +176,18 @@ def observed_site(module: Module, path: str, k: int) -> str:
 @dataclasses.dataclass
 class Prediction:
   """What the library must do with a case."""
+
   error: type[Exception] | None = None
   error_mentions: tuple[str, ...] = ()
   served: dict[str, int | None] = dataclasses.field(default_factory=dict)
   observed: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
   collected: dict[int, list[tuple[str, Any, np.ndarray]]] = dataclasses.field(
-      default_factory=dict)
+      default_factory=dict
+  )
   init_states: dict[str, dict[str, float]] = dataclasses.field(
-      default_factory=dict)
-  states: dict[str, dict[str, float]] = dataclasses.field(
-      default_factory=dict)
+      default_factory=dict
+  )
+  states: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
   key_sites: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -217,18 +228,24 @@ def claims(handler: Handler, request: Request) -> bool:
     return request.kind == "side_input" and request.tag in handler.selector
   if handler.kind == "collect":
     return request.kind == "side_output" and (
-        handler.selector is None or request.tag in handler.selector)
+        handler.selector is None or request.tag in handler.selector
+    )
   return request.kind in ("state", "shared_state") and (
-      handler.selector is None or request.tag in handler.selector)
+      handler.selector is None or request.tag in handler.selector
+  )
 
 
-def server(case: Case, request: Request,
-           call_number: int | None = None) -> int | None:
+def server(
+    case: Case, request: Request, call_number: int | None = None
+) -> int | None:
   """S1: the innermost handler claiming ``request`` (index into
   ``all_handlers``) in the nest around a call, or None."""
   handlers = all_handlers(case)
-  indices = (list(range(len(case.handlers))) if call_number is None
-             else nest_indices(case, call_number))
+  indices = (
+      list(range(len(case.handlers)))
+      if call_number is None
+      else nest_indices(case, call_number)
+  )
   for index in reversed(indices):
     if claims(handlers[index], request):
       return index
@@ -276,12 +293,14 @@ class _Run:
     self.init = initial is None
     # (bundle, key) -> [initial, current, was set]
     self.states: dict[tuple[str, str], list[Any]] = {
-        k: [v, v, False] for k, v in (initial or {}).items()}
+        k: [v, v, False] for k, v in (initial or {}).items()
+    }
     self.named: dict[tuple[int, str, str], tuple[str, Request]] = {}
     self.used: dict[int, set[Any]] = {}
 
-  def bind(self, module: Module, path: str, request: Request,
-           call_number: int) -> int | None:
+  def bind(
+      self, module: Module, path: str, request: Request, call_number: int
+  ) -> int | None:
     index = server(self.case, request, call_number)
     if index is None:
       return None
@@ -309,8 +328,9 @@ class _Run:
       if pair is not None and not pair[2]:
         self.states[full[1:]] = [float(request.init)] * 2 + [False]
 
-  def act(self, module: Module, path: str, request: Request,
-          index: int | None) -> float | None:
+  def act(
+      self, module: Module, path: str, request: Request, index: int | None
+  ) -> float | None:
     """Runs one protocol call; returns the observed state value, if any."""
     if index is None:
       if request.kind == "side_output":
@@ -334,6 +354,7 @@ class _Run:
 
 def _unhandled_error() -> type[Exception]:
   import hk_effects  # pylint: disable=g-import-not-at-top
+
   return hk_effects.UnhandledEffectError
 
 
@@ -355,16 +376,18 @@ def _trace(case: Case, run: _Run, pred: Prediction | None) -> None:
     for number, call in enumerate(calls):
       module = case.modules[call.module]
       k = seen[call.module] = seen.get(call.module, -1) + 1
-      bound = [(p, r, run.bind(module, p, r, number))
-               for p, r in module_sites(module)]
+      bound = [
+          (p, r, run.bind(module, p, r, number))
+          for p, r in module_sites(module)
+      ]
       for path, request, index in bound:
         value = run.act(module, path, request, index)
         if value is not None:
-          observed.setdefault(observed_site(module, path, k), []).append(
-              value)
+          observed.setdefault(observed_site(module, path, k), []).append(value)
       # A call's own handlers exit when it returns, inner ones first.
-      _check_unused(handlers, nest_indices(case, number)[len(case.handlers):],
-                    run)
+      _check_unused(
+          handlers, nest_indices(case, number)[len(case.handlers) :], run
+      )
   _check_unused(handlers, list(range(len(case.handlers))), run)
   if pred is None:
     return
@@ -397,16 +420,20 @@ def _told(case: Case, request: Request) -> np.ndarray:
   return value[-1] if request.mode == "last" else value.sum(0)
 
 
-def _collect(pred: Prediction, index: int, site: str, request: Request,
-             value: np.ndarray) -> None:
+def _collect(
+    pred: Prediction, index: int, site: str, request: Request, value: np.ndarray
+) -> None:
   """One tell reaching collector ``index``: "append" adds an entry, "last"
   and "sum" keep one per site (where the site was first told)."""
   entries = pred.collected.setdefault(index, [])
   if request.mode != "append":
     for i, (other, tag, old) in enumerate(entries):
       if other == site and tag == request.tag:
-        entries[i] = (site, tag, value if request.mode == "last"
-                      else old + value)
+        entries[i] = (
+            site,
+            tag,
+            value if request.mode == "last" else old + value,
+        )
         return
   entries.append((site, request.tag, value))
 
@@ -440,7 +467,8 @@ def predict(case: Case) -> Prediction:
         calls = LENGTH if case.placement in LOOPS else 1
         pred.observed[observed_site(module, path, k)] = _placed(
             case.placement,
-            np.full((calls,), side_input_value(index, request.tag), np.float32))
+            np.full((calls,), side_input_value(index, request.tag), np.float32),
+        )
       elif request.kind == "side_output" and index is not None:
         _collect(pred, index, site, request, _told(case, request))
   for index, handler in enumerate(handlers):

@@ -24,17 +24,20 @@ import hk_effects as hke
 def _table():
   def forward(x):
     return hke.Dropout(0.5)(hke.ApplyAttentionMask("m")(x))
+
   model = hke.handlers.WithConstantSideInputs.handling(
-      hke.handlers.WithHaikuRandom.handling(forward),
-      {"m": jnp.ones(3, bool)})
+      hke.handlers.WithHaikuRandom.handling(forward), {"m": jnp.ones(3, bool)}
+  )
   return hke.bindings(model)(jnp.ones(3))
 
 
 class RenderingTest(absltest.TestCase):
 
   def test_effect_colours_are_distinct(self):
-    self.assertNotEqual(hke.effect_colour(hke.RandomEffect),
-                        hke.effect_colour(hke.SideInputEffect))
+    self.assertNotEqual(
+        hke.effect_colour(hke.RandomEffect),
+        hke.effect_colour(hke.SideInputEffect),
+    )
 
   def test_treescope_rows_carry_their_effect_colour(self):
     html = treescope.render_to_html(_table().rows, compressed=False)

@@ -38,8 +38,13 @@ class SeedTutorialTest(absltest.TestCase):
 
   def test_intermediates_come_from_every_linear_in_call_order(self):
     paths, _ = self._quiet(seed_tutorial.capturing_intermediates)
-    self.assertEqual(paths, ["hidden/tell_intermediate/intermediate",
-                             "output/tell_intermediate/intermediate"])
+    self.assertEqual(
+        paths,
+        [
+            "hidden/tell_intermediate/intermediate",
+            "output/tell_intermediate/intermediate",
+        ],
+    )
 
   def test_side_input_mask_hides_the_future(self):
     scores, _ = self._quiet(seed_tutorial.side_inputs)

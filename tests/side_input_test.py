@@ -22,9 +22,9 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
+from test_utils import AskSideInput
 
 import hk_effects as hke
-from test_utils import AskSideInput
 
 FromTuple = hke.handlers.WithSideInputsFromInputTuple
 Constant = hke.handlers.WithConstantSideInputs
@@ -32,8 +32,9 @@ Constant = hke.handlers.WithConstantSideInputs
 
 def _weighted_sum(x):
   """x * a + b, reading a and b as side inputs from two modules."""
-  return x * AskSideInput("a", name="ask_a")() + AskSideInput(
-      "b", name="ask_b")()
+  return (
+      x * AskSideInput("a", name="ask_a")() + AskSideInput("b", name="ask_b")()
+  )
 
 
 def _apply(handled, arg):
@@ -45,32 +46,36 @@ class InputTupleTest(absltest.TestCase):
   def test_one_tag(self):
     handled = FromTuple.handling(lambda x: x + AskSideInput("by")(), ("by",))
     np.testing.assert_array_equal(
-        _apply(handled, (jnp.array([1.0, 2.0]), 10.0)), [11.0, 12.0])
+        _apply(handled, (jnp.array([1.0, 2.0]), 10.0)), [11.0, 12.0]
+    )
 
   def test_several_tags_follow_the_order_of_tags(self):
     handled = FromTuple.handling(_weighted_sum, ("b", "a"))
     np.testing.assert_array_equal(
-        _apply(handled, (jnp.array([1.0, 2.0]), 100.0, 3.0)), [103.0, 106.0])
+        _apply(handled, (jnp.array([1.0, 2.0]), 100.0, 3.0)), [103.0, 106.0]
+    )
 
   def test_nested_pairs_equal_a_single_triple(self):
     triple = FromTuple.handling(_weighted_sum, ("a", "b"))
     inner = FromTuple.handling(_weighted_sum, ("a",))
     outer = FromTuple.handling(lambda arg_and_a: inner(arg_and_a), ("b",))
     x = jnp.array([1.0, -2.0])
-    np.testing.assert_array_equal(_apply(triple, (x, 3.0, 0.5)),
-                                  _apply(outer, ((x, 3.0), 0.5)))
+    np.testing.assert_array_equal(
+        _apply(triple, (x, 3.0, 0.5)), _apply(outer, ((x, 3.0), 0.5))
+    )
 
   def test_values_can_be_traced_arguments_under_jit(self):
     handled = FromTuple.handling(_weighted_sum, ("a", "b"))
     apply = jax.jit(hke.transform(handled, apply_rng=False).apply)
     np.testing.assert_array_equal(
-        apply({}, (jnp.ones(2), jnp.float32(2.0), jnp.float32(1.0))),
-        [3.0, 3.0])
+        apply({}, (jnp.ones(2), jnp.float32(2.0), jnp.float32(1.0))), [3.0, 3.0]
+    )
 
   def test_value_may_be_a_pytree_of_arrays(self):
     def body(x):
       value = AskSideInput("pair")()
       return x * value["scale"] + value["shift"]
+
     handled = FromTuple.handling(body, ("pair",))
     out = _apply(handled, (jnp.ones(2), {"scale": 2.0, "shift": jnp.ones(2)}))
     np.testing.assert_array_equal(out, [3.0, 3.0])
@@ -80,22 +85,23 @@ class ConstantSideInputsTest(absltest.TestCase):
 
   def test_serves_every_tag(self):
     handled = Constant.handling(_weighted_sum, {"a": 2.0, "b": 1.0})
-    np.testing.assert_array_equal(_apply(handled, jnp.array([1.0, 3.0])),
-                                  [3.0, 7.0])
+    np.testing.assert_array_equal(
+        _apply(handled, jnp.array([1.0, 3.0])), [3.0, 7.0]
+    )
 
   def test_unused_side_input_is_an_error_naming_the_tag_when_strict(self):
-    handled = Constant.handling(_weighted_sum,
-                                {"a": 2.0, "b": 1.0, "mask_typo": 0.0},
-                                strict=True)
-    with self.assertRaisesRegex(
-        ValueError, r"\['mask_typo'\].*strict=True"):
+    handled = Constant.handling(
+        _weighted_sum, {"a": 2.0, "b": 1.0, "mask_typo": 0.0}, strict=True
+    )
+    with self.assertRaisesRegex(ValueError, r"\['mask_typo'\].*strict=True"):
       _apply(handled, jnp.ones(2))
 
   def test_unused_side_inputs_are_dropped_by_default(self):
     # Penzai's keep_unused=False: a side input nobody asks for is no error
     # (modules may ask only on some paths, as in train vs eval).
-    handled = Constant.handling(_weighted_sum,
-                                {"a": 2.0, "b": 1.0, "unused": 0.0})
+    handled = Constant.handling(
+        _weighted_sum, {"a": 2.0, "b": 1.0, "unused": 0.0}
+    )
     np.testing.assert_array_equal(_apply(handled, jnp.ones(2)), [3.0, 3.0])
 
   def test_a_forward_asking_only_in_training_works_in_eval(self):
@@ -110,7 +116,8 @@ class ConstantSideInputsTest(absltest.TestCase):
 
     for train, want in ((True, 4.0), (False, 1.0)):
       handled = Constant.handling(
-          lambda x, train=train: MaybeAsk()(x, train), {"s": 4.0})
+          lambda x, train=train: MaybeAsk()(x, train), {"s": 4.0}
+      )
       np.testing.assert_array_equal(_apply(handled, jnp.ones(1)), [want])
 
   def test_strict_must_be_a_bool(self):
@@ -118,9 +125,9 @@ class ConstantSideInputsTest(absltest.TestCase):
       Constant.handling(lambda x: x, {}, strict=1)
 
   def test_keep_unused_allows_unused_side_inputs(self):
-    handled = Constant.handling(_weighted_sum,
-                                {"a": 2.0, "b": 1.0, "unused": 0.0},
-                                keep_unused=True)
+    handled = Constant.handling(
+        _weighted_sum, {"a": 2.0, "b": 1.0, "unused": 0.0}, keep_unused=True
+    )
     np.testing.assert_array_equal(_apply(handled, jnp.ones(2)), [3.0, 3.0])
 
   def test_side_inputs_must_be_a_dict(self):
@@ -131,26 +138,32 @@ class ConstantSideInputsTest(absltest.TestCase):
 class HoistTest(absltest.TestCase):
 
   def test_hoisted_handler_on_hoisted_values_equals_the_original(self):
-    handler = Constant.handling(_weighted_sum,
-                                {"a": jnp.float32(2.0), "b": jnp.float32(5.0)})
+    handler = Constant.handling(
+        _weighted_sum, {"a": jnp.float32(2.0), "b": jnp.float32(5.0)}
+    )
     new, hoisted = hke.handlers.hoist_constant_side_inputs(handler)
     x = jnp.array([1.0, 2.0])
-    np.testing.assert_array_equal(_apply(new, (x, *hoisted.values())),
-                                  _apply(handler, x))
-    self.assertEqual(list(hoisted),
-                     [hke.HoistedTag(handler.handler_id, "a"),
-                      hke.HoistedTag(handler.handler_id, "b")])
+    np.testing.assert_array_equal(
+        _apply(new, (x, *hoisted.values())), _apply(handler, x)
+    )
+    self.assertEqual(
+        list(hoisted),
+        [
+            hke.HoistedTag(handler.handler_id, "a"),
+            hke.HoistedTag(handler.handler_id, "b"),
+        ],
+    )
 
   def test_hoisted_values_can_change_without_retracing_the_constants(self):
     handler = Constant.handling(_weighted_sum, {"a": 2.0, "b": 5.0})
     new, _ = hke.handlers.hoist_constant_side_inputs(handler)
-    np.testing.assert_array_equal(_apply(new, (jnp.ones(1), 10.0, 0.0)),
-                                  [10.0])
+    np.testing.assert_array_equal(_apply(new, (jnp.ones(1), 10.0, 0.0)), [10.0])
 
   def test_hoisting_a_non_constant_handler_is_an_error(self):
     handler = FromTuple.handling(_weighted_sum, ("a", "b"))
-    with self.assertRaisesRegex(TypeError, "WithConstantSideInputs.*got "
-                                "WithSideInputsFromInputTuple"):
+    with self.assertRaisesRegex(
+        TypeError, "WithConstantSideInputs.*got WithSideInputsFromInputTuple"
+    ):
       hke.handlers.hoist_constant_side_inputs(handler)
 
 
@@ -180,8 +193,9 @@ class BadInputTest(parameterized.TestCase):
   def test_wrong_arity_names_the_expected_tags(self):
     handled = FromTuple.handling(_weighted_sum, ("a", "b"))
     with self.assertRaisesRegex(
-        ValueError, r"expects \(arg, <'a'>, <'b'>\) \(3 items\) but got a "
-        "tuple of 2"):
+        ValueError,
+        r"expects \(arg, <'a'>, <'b'>\) \(3 items\) but got a " "tuple of 2",
+    ):
       _apply(handled, (jnp.ones(1), 1.0))
 
   def test_a_non_tuple_argument_is_an_error(self):
@@ -190,8 +204,7 @@ class BadInputTest(parameterized.TestCase):
       _apply(handled, [jnp.ones(1), 1.0])
 
   def test_tags_given_as_a_string_is_an_error(self):
-    with self.assertRaisesRegex(ValueError,
-                                r"string 'mask'.*tags=\('mask',\)"):
+    with self.assertRaisesRegex(ValueError, r"string 'mask'.*tags=\('mask',\)"):
       FromTuple.handling(_weighted_sum, "mask")
 
   def test_duplicate_tags_are_an_error(self):
@@ -221,20 +234,25 @@ class RawTransformTest(absltest.TestCase):
 
       def __call__(self, x):
         return module_body(self, x)
-    handled = Constant.handling(lambda x: ReadsUnderRawTransform()(x),
-                                {"scale": jnp.float32(2.0)})
+
+    handled = Constant.handling(
+        lambda x: ReadsUnderRawTransform()(x), {"scale": jnp.float32(2.0)}
+    )
     return _apply(handled, jnp.arange(3.0))
 
   def test_ask_under_raw_scan(self):
     def body(module, x):
       def step(carry, xi):
         return carry + xi * module.scale.ask(), None
+
       return jax.lax.scan(step, jnp.float32(0.0), x)[0]
+
     np.testing.assert_array_equal(self._apply(body), 6.0)
 
   def test_ask_under_raw_vmap(self):
     def body(module, x):
       return jax.vmap(lambda xi: xi * module.scale.ask())(x)
+
     np.testing.assert_array_equal(self._apply(body), [0.0, 2.0, 4.0])
 
 

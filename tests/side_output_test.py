@@ -69,9 +69,14 @@ class CollectTest(parameterized.TestCase):
 
   def test_collects_all_tags_in_call_order_with_paths(self):
     _, values = _run(_three_tags)
-    self.assertEqual(_summary(values), [("probe/first", "a"),
-                                        ("probe/second", "b"),
-                                        ("last/intermediate", "c")])
+    self.assertEqual(
+        _summary(values),
+        [
+            ("probe/first", "a"),
+            ("probe/second", "b"),
+            ("last/intermediate", "c"),
+        ],
+    )
     np.testing.assert_array_equal(values[1].value, [2.0, 4.0])
     np.testing.assert_array_equal(values[2].value, [2.0, 3.0])
 
@@ -99,7 +104,7 @@ class CollectTest(parameterized.TestCase):
     inner = Collect.handling(_three_tags, tag="a")
     outer = Collect.handling(inner)
     f = hke.transform(outer, apply_rng=False)
-    (( _, inner_values), outer_values) = f.apply({}, X)
+    (_, inner_values), outer_values = f.apply({}, X)
     self.assertEqual([v.tag for v in inner_values], ["a"])
     self.assertEqual([v.tag for v in outer_values], ["b", "c"])
 
@@ -107,6 +112,7 @@ class CollectTest(parameterized.TestCase):
     def fn(x):
       hke.tell("norm", jnp.sum(x))
       return Probe()(x)
+
     _, values = _run(fn, tag="norm")
     self.assertEqual(_summary(values), [("~/tell", "norm")])
     self.assertEqual(float(values[0].value), 3.0)
@@ -119,6 +125,7 @@ class CollectTest(parameterized.TestCase):
     def fn(x):
       hke.tell("pair", {"x": x, "n": 3})
       return x
+
     _, values = _run(fn)
     np.testing.assert_array_equal(values[0].value["x"], X)
     self.assertEqual(int(values[0].value["n"]), 3)
@@ -126,11 +133,21 @@ class CollectTest(parameterized.TestCase):
   def test_bindings_lists_side_output_requests(self):
     table = hke.bindings(Collect.handling(_three_tags, handler_id="c"))(X)
     self.assertEqual(
-        [(r.module_path, r.attribute_path, r.request.describe(), r.handler_id)
-         for r in table.rows],
-        [("probe", "first", "side output 'a'", "c"),
-         ("probe", "second", "side output 'b'", "c"),
-         ("last", "intermediate", "side output 'c'", "c")])
+        [
+            (
+                r.module_path,
+                r.attribute_path,
+                r.request.describe(),
+                r.handler_id,
+            )
+            for r in table.rows
+        ],
+        [
+            ("probe", "first", "side output 'a'", "c"),
+            ("probe", "second", "side output 'b'", "c"),
+            ("last", "intermediate", "side output 'c'", "c"),
+        ],
+    )
 
 
 class PlacementTest(parameterized.TestCase):
@@ -138,16 +155,20 @@ class PlacementTest(parameterized.TestCase):
   def test_scan_stacks_values(self):
     def fn(x):
       probe = hke.TellIntermediate("t")
+
       def body(c, xi):
         c = c + xi
         probe(c * x)
         return c, None
+
       return hk.scan(body, 0.0, jnp.arange(1.0, 4.0))[0]
+
     out, values = _run(fn)
     self.assertEqual(float(out), 6.0)
     self.assertLen(values, 1)
-    np.testing.assert_array_equal(values[0].value,
-                                  [[1.0, 2.0], [3.0, 6.0], [6.0, 12.0]])
+    np.testing.assert_array_equal(
+        values[0].value, [[1.0, 2.0], [3.0, 6.0], [6.0, 12.0]]
+    )
 
   def test_layer_stack_stacks_values_with_prefixed_paths(self):
     def layer(x):
@@ -157,10 +178,15 @@ class PlacementTest(parameterized.TestCase):
     def fn(x):
       y = hk.layer_stack(3, name="first")(layer)(x[None])
       return hk.layer_stack(2, name="second")(layer)(y)
+
     out, values = _run(fn)
-    self.assertEqual(_summary(values),
-                     [("first/tell_intermediate/intermediate", "t"),
-                      ("second/tell_intermediate/intermediate", "t")])
+    self.assertEqual(
+        _summary(values),
+        [
+            ("first/tell_intermediate/intermediate", "t"),
+            ("second/tell_intermediate/intermediate", "t"),
+        ],
+    )
     # [1, 2] -> 4 -> 9 -> 19 per unit (sum of inputs + 1).
     np.testing.assert_array_equal(values[0].value[:, 0, 0], [4.0, 9.0, 19.0])
     np.testing.assert_array_equal(values[1].value[:, 0, 0], [39.0, 79.0])
@@ -170,6 +196,7 @@ class PlacementTest(parameterized.TestCase):
     def fn(x):
       probe = hke.TellIntermediate("t")
       return hk.vmap(lambda r: probe(r * 2), split_rng=False)(x)
+
     x = jnp.arange(6.0).reshape(3, 2)
     _, values = _run(fn, x)
     np.testing.assert_array_equal(values[0].value, x * 2)
@@ -178,6 +205,7 @@ class PlacementTest(parameterized.TestCase):
     def fn(x):
       probe = hke.TellIntermediate("t")
       return hk.vmap(lambda r: probe(r * 2), out_axes=1, split_rng=False)(x)
+
     x = jnp.arange(6.0).reshape(3, 2)
     out, values = _run(fn, x)
     np.testing.assert_array_equal(out, (x * 2).T)
@@ -187,29 +215,36 @@ class PlacementTest(parameterized.TestCase):
     def fn(x):
       probe = hke.TellIntermediate("t")
       return hk.remat(lambda v: probe(hk.Linear(2, w_init=jnp.ones)(v)))(x)
+
     f = hke.transform(Collect.handling(fn))
     params = f.init(jax.random.key(0), X)
 
     def loss(p):
       out, values = f.apply(p, None, X)
       return jnp.sum(out), values
+
     grads, values = jax.grad(loss, has_aux=True)(params)
     np.testing.assert_array_equal(values[0].value, [3.0, 3.0])
-    np.testing.assert_array_equal(grads["linear"]["w"], [[1.0, 1.0],
-                                                         [2.0, 2.0]])
+    np.testing.assert_array_equal(
+        grads["linear"]["w"], [[1.0, 1.0], [2.0, 2.0]]
+    )
 
   def test_scan_inside_vmap_stacks_then_batches(self):
     def fn(x):
       probe = hke.TellIntermediate("t")
+
       def row(r):
         return hk.scan(lambda c, xi: (probe(c + xi), None), 0.0, r)[0]
+
       return hk.vmap(row, split_rng=False)(x)
+
     x = jnp.arange(6.0).reshape(2, 3)
     _, values = _run(fn, x)
     np.testing.assert_array_equal(values[0].value, jnp.cumsum(x, axis=1))
 
   def test_dynamic_unroll_stacks_values(self):
     class Core(hk.RNNCore):
+
       def __init__(self):
         super().__init__()
         self.out = hke.SideOutputRequest("h")
@@ -221,8 +256,12 @@ class PlacementTest(parameterized.TestCase):
 
       def initial_state(self, batch_size):
         return jnp.zeros(())
-    _, values = _run(lambda x: hk.dynamic_unroll(Core(), x, jnp.zeros(()),
-                                                 time_major=True)[0])
+
+    _, values = _run(
+        lambda x: hk.dynamic_unroll(Core(), x, jnp.zeros(()), time_major=True)[
+            0
+        ]
+    )
     np.testing.assert_array_equal(values[0].value, [1.0, 3.0])
 
   def test_tells_before_and_after_a_loop_keep_call_order(self):
@@ -231,6 +270,7 @@ class PlacementTest(parameterized.TestCase):
       hk.scan(lambda c, xi: (c, hke.tell("inside", xi)), 0.0, x)
       hke.tell("after", x)
       return x
+
     _, values = _run(fn)
     self.assertEqual([v.tag for v in values], ["before", "inside", "after"])
 
@@ -239,6 +279,7 @@ class PlacementTest(parameterized.TestCase):
       x = hk.nets.MLP([3, 2])(x[None])
       hk.scan(lambda c, xi: (c, hke.tell("s", xi * c)), 2.0, x[0])
       return hke.TellIntermediate("out")(x)
+
     out_a, values_a = _run(fn)
     out_b, values_b = _run(fn, jit=True)
     np.testing.assert_array_equal(out_a, out_b)
@@ -255,16 +296,21 @@ class PlacementTest(parameterized.TestCase):
   def test_no_collector_keeps_haiku_programs_unchanged(self):
     def fn(x):
       return hk.scan(lambda c, xi: (c + xi, c), 0.0, x)
+
     with_patch = hke.transform(fn, apply_rng=False)
     original = hke.transform(
         lambda x: hk.scan.__wrapped__(lambda c, xi: (c + xi, c), 0.0, x),
-        apply_rng=False)
-    self.assertEqual(str(jax.make_jaxpr(lambda x: with_patch.apply({}, x))(X)),
-                     str(jax.make_jaxpr(lambda x: original.apply({}, x))(X)))
+        apply_rng=False,
+    )
+    self.assertEqual(
+        str(jax.make_jaxpr(lambda x: with_patch.apply({}, x))(X)),
+        str(jax.make_jaxpr(lambda x: original.apply({}, x))(X)),
+    )
 
   def test_collector_without_tells_keeps_outputs(self):
     def fn(x):
       return hk.scan(lambda c, xi: (c + xi, c), 0.0, x)
+
     (carry, ys), values = _run(fn)
     self.assertEqual(float(carry), 3.0)
     np.testing.assert_array_equal(ys, [0.0, 1.0])
@@ -303,25 +349,36 @@ def _fori_loop(mode, x):
 def _layer_stack(mode, x):
   def layer(c, i):
     return c, hke.TellIntermediate("t", mode=mode)(x * i)
+
   return hk.layer_stack(3, with_per_layer_inputs=True)(layer)(
-      x, jnp.arange(1.0, 4.0))
+      x, jnp.arange(1.0, 4.0)
+  )
 
 
 _X2 = jnp.array([[1.0, 2.0], [3.0, 4.0]])
 # Sequential placements tell x, 2x (twice at one site) or x * i for i = 1..3.
 _TWICE = {"append": [_X2, 2 * _X2], "last": [2 * _X2], "sum": [3 * _X2]}
-_LOOP = {"append": [jnp.stack([_X2, 2 * _X2, 3 * _X2])], "last": [3 * _X2],
-         "sum": [6 * _X2]}
+_LOOP = {
+    "append": [jnp.stack([_X2, 2 * _X2, 3 * _X2])],
+    "last": [3 * _X2],
+    "sum": [6 * _X2],
+}
 
 
 class ModeTest(parameterized.TestCase):
 
   @parameterized.product(
       mode=("append", "last", "sum"),
-      placement=(("home", _home, _TWICE), ("remat", _remat, _TWICE),
-                 ("vmap", _vmap, _TWICE), ("scan", _scan, _LOOP),
-                 ("map", _map, _LOOP), ("fori_loop", _fori_loop, _LOOP),
-                 ("layer_stack", _layer_stack, _LOOP)))
+      placement=(
+          ("home", _home, _TWICE),
+          ("remat", _remat, _TWICE),
+          ("vmap", _vmap, _TWICE),
+          ("scan", _scan, _LOOP),
+          ("map", _map, _LOOP),
+          ("fori_loop", _fori_loop, _LOOP),
+          ("layer_stack", _layer_stack, _LOOP),
+      ),
+  )
   def test_mode_in_placement(self, mode, placement):
     _, fn, expected = placement
     _, values = _run(lambda x: fn(mode, x), _X2)
@@ -332,8 +389,13 @@ class ModeTest(parameterized.TestCase):
   def test_last_in_a_reversed_scan_is_index_zero(self):
     def fn(x):
       probe = hke.TellIntermediate("t", mode="last")
-      return hk.scan(lambda c, i: (probe(x * i), None), x,
-                     jnp.arange(1.0, 4.0), reverse=True)
+      return hk.scan(
+          lambda c, i: (probe(x * i), None),
+          x,
+          jnp.arange(1.0, 4.0),
+          reverse=True,
+      )
+
     _, values = _run(fn)
     np.testing.assert_array_equal(values[0].value, X)
 
@@ -341,6 +403,7 @@ class ModeTest(parameterized.TestCase):
     def fn(x):
       probe = hke.TellIntermediate("t", mode="last")
       return hk.fori_loop(0, 0, lambda i, v: probe(v), x)
+
     f = hke.transform(Collect.handling(fn), apply_rng=False)
     _, values = f.apply({}, X)
     self.assertEqual(values, [])
@@ -348,10 +411,14 @@ class ModeTest(parameterized.TestCase):
   def test_sum_of_sites_in_nested_loops(self):
     def fn(x):
       probe = hke.TellIntermediate("loss", mode="sum")
+
       def outer(c, i):
-        return hk.scan(lambda c2, j: (c2, probe(i * j)), c,
-                       jnp.arange(1.0, 3.0))
+        return hk.scan(
+            lambda c2, j: (c2, probe(i * j)), c, jnp.arange(1.0, 3.0)
+        )
+
       return hk.scan(outer, x, jnp.arange(1.0, 4.0))
+
     _, values = _run(fn)
     self.assertEqual(float(values[0].value), 18.0)  # (1 + 2) * (1 + 2 + 3)
 
@@ -371,26 +438,34 @@ class ErrorTest(parameterized.TestCase):
       Collect.handling(lambda x: x, tag_predicate="a")
 
   @parameterized.parameters(
-      ("hk.while_loop",
-       lambda f, x: x if hk.running_init() else hk.while_loop(
-           lambda v: v[0] < 2.0, lambda v: f(v) + 1, x)),
-      ("hk.fori_loop with traced bounds",
-       lambda f, x: hk.fori_loop(0, x[0].astype(jnp.int32),
-                                 lambda i, v: f(v), x)),
+      (
+          "hk.while_loop",
+          lambda f, x: x
+          if hk.running_init()
+          else hk.while_loop(lambda v: v[0] < 2.0, lambda v: f(v) + 1, x),
+      ),
+      (
+          "hk.fori_loop with traced bounds",
+          lambda f, x: hk.fori_loop(
+              0, x[0].astype(jnp.int32), lambda i, v: f(v), x
+          ),
+      ),
   )
-  def test_append_in_a_loop_of_unknown_length_says_what_to_do(self, name,
-                                                              use):
+  def test_append_in_a_loop_of_unknown_length_says_what_to_do(self, name, use):
     def fn(x):
       return use(hke.TellIntermediate("t"), x)
+
     f = hke.transform(Collect.handling(fn), apply_rng=False)
     with self.assertRaisesRegex(
         hke.SideOutputPlacementError,
-        f"'t' \\(mode='append'\\) at module 'tell_intermediate'.*inside "
-        f"{name}.*Use mode='last' or mode='sum'.*static length"):
+        "'t' \\(mode='append'\\) at module 'tell_intermediate'.*inside "
+        f"{name}.*Use mode='last' or mode='sum'.*static length",
+    ):
       jax.jit(f.apply)({}, X)  # Under jit the fori_loop bounds are traced.
 
   def test_raw_scan_inside_a_module_is_a_raw_transform_error(self):
     class RawScan(hk.Module):
+
       def __init__(self):
         super().__init__()
         self.out = hke.SideOutputRequest("t")
@@ -399,17 +474,20 @@ class ErrorTest(parameterized.TestCase):
         def body(c, xi):
           self.out.tell(c)
           return c + xi, None
+
         return jax.lax.scan(body, 0.0, x)[0]
-    f = hke.transform(Collect.handling(lambda x: RawScan()(x)),
-                      apply_rng=False)
-    with self.assertRaisesRegex(hke.RawTransformError,
-                                "SideOutputEffect.tell.*raw_scan.*hk.scan"):
+
+    f = hke.transform(Collect.handling(lambda x: RawScan()(x)), apply_rng=False)
+    with self.assertRaisesRegex(
+        hke.RawTransformError, "SideOutputEffect.tell.*raw_scan.*hk.scan"
+    ):
       f.apply({}, X)
 
   def test_raw_checkpoint_is_a_raw_transform_error(self):
     probe_fn = lambda v: hke.TellIntermediate("t")(v)
-    f = hke.transform(Collect.handling(lambda x: jax.checkpoint(probe_fn)(x)),
-                      apply_rng=False)
+    f = hke.transform(
+        Collect.handling(lambda x: jax.checkpoint(probe_fn)(x)), apply_rng=False
+    )
     with self.assertRaisesRegex(hke.RawTransformError, "hk.remat"):
       f.apply({}, X)
 
@@ -417,10 +495,12 @@ class ErrorTest(parameterized.TestCase):
     def fn(x):
       probe = hke.TellIntermediate("t")
       return hk.eval_shape(probe, x)
+
     f = hke.transform(Collect.handling(fn), apply_rng=False)
     with self.assertRaisesRegex(
         hke.SideOutputPlacementError,
-        "inside hk.eval_shape, whose body cannot return extra outputs"):
+        "inside hk.eval_shape, whose body cannot return extra outputs",
+    ):
       f.apply({}, X)
 
   def test_sum_of_different_shapes(self):
@@ -428,28 +508,34 @@ class ErrorTest(parameterized.TestCase):
       probe = hke.TellIntermediate("t", mode="sum")
       probe(x)
       return probe(x[:1])
-    with self.assertRaisesRegex(ValueError,
-                                "mode='sum'.*tell_intermediate.*use "
-                                "mode='append'"):
+
+    with self.assertRaisesRegex(
+        ValueError, "mode='sum'.*tell_intermediate.*use mode='append'"
+    ):
       _run(fn)
 
   def test_non_array_value(self):
-    with self.assertRaisesRegex(TypeError,
-                                "'t' at module '~'.*'hello'.*not an array"):
+    with self.assertRaisesRegex(
+        TypeError, "'t' at module '~'.*'hello'.*not an array"
+    ):
       _run(lambda x: (hke.tell("t", "hello"), x)[1])
 
   def test_delivery_after_the_collector_returned(self):
     handler = Collect.handling(lambda x: x, handler_id="gone")
     scope = binding.HandlerScope(handler)
-    told = side_output_transport.Told(scope, binding.Site("m", "a"), "t", "append")
-    with self.assertRaisesRegex(hke.SideOutputPlacementError,
-                                "after its collector 'gone' returned"):
+    told = side_output_transport.Told(
+        scope, binding.Site("m", "a"), "t", "append"
+    )
+    with self.assertRaisesRegex(
+        hke.SideOutputPlacementError, "after its collector 'gone' returned"
+    ):
       side_output_transport.deliver(told, X)
 
   def test_tell_through_a_stale_runtime_impl(self):
     kept = []
 
     class Keep(hk.Module):
+
       def __init__(self):
         super().__init__()
         self.out = hke.SideOutputRequest("t")
@@ -457,6 +543,7 @@ class ErrorTest(parameterized.TestCase):
       def __call__(self, x):
         kept.append(self.out)
         return x
+
     f = hke.transform(Collect.handling(lambda x: Keep()(x)), apply_rng=False)
     f.apply({}, X)
     with self.assertRaisesRegex(hke.UnhandledEffectError, "after its handler"):
@@ -490,6 +577,7 @@ class TellReturnsItsValueTest(parameterized.TestCase):
     def fn(x):
       probe = hke.TellIntermediate("t")
       return hk.scan(lambda c, _: (probe(c) + 1, None), x, None, length=3)[0]
+
     f = hke.transform(Collect.handling(fn), apply_rng=False)
     out, told = f.apply({}, X)
     np.testing.assert_array_equal(out, X + 3)

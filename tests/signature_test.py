@@ -27,8 +27,11 @@ class Block(hk.Module):
   def __init__(self, name=None):
     super().__init__(name=name)
     self.mask = hke.SideInputRequest("attn_mask")
-    self.cache = {"k": hke.InitialLocalStateRequest(
-        lambda: jnp.zeros([4, 2], jnp.bfloat16), "cache", name="k_cache")}
+    self.cache = {
+        "k": hke.InitialLocalStateRequest(
+            lambda: jnp.zeros([4, 2], jnp.bfloat16), "cache", name="k_cache"
+        )
+    }
 
   def __call__(self, x):
     x = jnp.where(self.mask.ask(), x, 0.0)
@@ -38,7 +41,8 @@ class Block(hk.Module):
 
 def _model(forward):
   model = hke.handlers.WithSideInputsFromInputTuple.handling(
-      forward, tags=("attn_mask",), handler_id="inputs")
+      forward, tags=("attn_mask",), handler_id="inputs"
+  )
   model = hke.handlers.WithHaikuRandom.handling(model, handler_id="rng")
   return hke.handlers.CollectingSideOutputs.handling(model, handler_id="out")
 
@@ -53,8 +57,9 @@ class EffectSignatureTest(absltest.TestCase):
     sig = hke.effect_signature(_model(lambda x: Block()(x)))(_args())
     by_attr = {(e.module_path, e.attribute_path): e for e in sig.entries}
     mask = by_attr[("block", "mask")]
-    self.assertEqual((mask.effect, mask.handler_id), ("SideInputEffect",
-                                                      "inputs"))
+    self.assertEqual(
+        (mask.effect, mask.handler_id), ("SideInputEffect", "inputs")
+    )
     self.assertIn("bool[2,8]", mask.detail)
     cache = by_attr[("block", "cache['k']")]
     self.assertEqual(cache.handler_id, "unhandled")
@@ -67,17 +72,22 @@ class EffectSignatureTest(absltest.TestCase):
     rng = by_attr[("block/dropout", "rng")]
     self.assertEqual(rng.handler_id, "rng")
     self.assertIn("1 next_key()", rng.detail)
-    self.assertEqual([e.attribute_path for e in sig.unhandled()],
-                     ["cache['k']"])
+    self.assertEqual(
+        [e.attribute_path for e in sig.unhandled()], ["cache['k']"]
+    )
 
   def test_includes_requests_reached_only_inside_control_flow(self):
     def forward(x):
       dropout = hke.Dropout(0.5)
       return hk.cond(x.sum() > 0, lambda: x, lambda: dropout(x))
-    sig = hke.effect_signature(hke.handlers.WithHaikuRandom.handling(
-        forward))(jnp.ones([2, 8]))
-    self.assertIn(("dropout", "rng"),
-                  {(e.module_path, e.attribute_path) for e in sig.entries})
+
+    sig = hke.effect_signature(hke.handlers.WithHaikuRandom.handling(forward))(
+        jnp.ones([2, 8])
+    )
+    self.assertIn(
+        ("dropout", "rng"),
+        {(e.module_path, e.attribute_path) for e in sig.entries},
+    )
 
   def test_counts_keys_drawn(self):
     class TwoDraws(hk.Module):
@@ -87,11 +97,15 @@ class EffectSignatureTest(absltest.TestCase):
         self.rng = hke.RandomRequest()
 
       def __call__(self, x):
-        return x + jax.random.normal(self.rng.next_key()) + jax.random.normal(
-            self.rng.next_key())
+        return (
+            x
+            + jax.random.normal(self.rng.next_key())
+            + jax.random.normal(self.rng.next_key())
+        )
 
     sig = hke.effect_signature(
-        hke.handlers.WithHaikuRandom.handling(lambda x: TwoDraws()(x)))(0.0)
+        hke.handlers.WithHaikuRandom.handling(lambda x: TwoDraws()(x))
+    )(0.0)
     self.assertIn("2 next_key()", sig.entries[0].detail)
 
   def test_table_text_and_html(self):

@@ -36,8 +36,9 @@ import hk_effects as hke
 class DrawKey(hk.Module):
   """Returns the raw data of the key its random request serves."""
 
-  def __init__(self, request: hke.EffectRequest | None = None,
-               name: str | None = None):
+  def __init__(
+      self, request: hke.EffectRequest | None = None, name: str | None = None
+  ):
     super().__init__(name=name)
     self.rng = hke.RandomRequest() if request is None else request
 
@@ -64,10 +65,12 @@ def clone_keys(tree: Any) -> Any:
   JAX's key-reuse checker (on in the tests) marks a key once it is used; a
   test that feeds one key value twice on purpose feeds the second use a copy.
   """
+
   def clone(leaf: Any) -> Any:
     if jnp.issubdtype(jnp.result_type(leaf), jax.dtypes.prng_key):
       return jax.random.clone(leaf)
     return leaf
+
   return jax.tree.map(clone, tree)
 
 
@@ -85,7 +88,9 @@ def transform_and_run(
     f: Callable[..., Any] | None = None,
     *,
     seed: int | None = 42,
-    handler: Callable[[Callable[[Any], Any]], Callable[[Any], Any]] | None = None,
+    handler: (
+        Callable[[Callable[[Any], Any]], Callable[[Any], Any]] | None
+    ) = None,
     jit: bool = False,
 ) -> Callable[..., Any]:
   """Runs a test body under ``hke.transform_with_state`` init and apply.
@@ -101,13 +106,15 @@ def transform_and_run(
     The decorated test method; it returns the output of ``apply``.
   """
   if f is None:
-    return functools.partial(transform_and_run, seed=seed, handler=handler,
-                             jit=jit)
+    return functools.partial(
+        transform_and_run, seed=seed, handler=handler, jit=jit
+    )
 
   @functools.wraps(f)
   def wrapper(*args, **kwargs):
     def body(_):
       return f(*args, **kwargs)
+
     forward = body if handler is None else handler(body)
     transformed = hke.transform_with_state(forward)
     init, apply = transformed.init, transformed.apply
@@ -120,5 +127,5 @@ def transform_and_run(
     apply_rng = None if rng is None else jax.random.clone(rng)
     out, _ = apply(params, state, apply_rng, None)
     return out
-  return wrapper
 
+  return wrapper

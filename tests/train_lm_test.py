@@ -34,17 +34,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import hk_effects as hke
 from examples import checkpoints
 from examples import lm_data
 from examples import lm_model
 from examples import lm_tasks
 from examples import text_data
 from examples import train_lm
+import hk_effects as hke
 
-_TINY = dict(num_steps=4, batch_size=8, num_layers=1, d_model=16, num_heads=2,
-             seq_len=16, eval_every=2, log_every=2, num_samples=2,
-             num_devices=2, checkpoint_every=0, dropout_rate=0.1)
+_TINY = dict(
+    num_steps=4,
+    batch_size=8,
+    num_layers=1,
+    d_model=16,
+    num_heads=2,
+    seq_len=16,
+    eval_every=2,
+    log_every=2,
+    num_samples=2,
+    num_devices=2,
+    checkpoint_every=0,
+    dropout_rate=0.1,
+)
 _TINY_REVERSE = dict(_TINY, task="reverse", max_digits=3, eval_size=16)
 
 
@@ -55,9 +66,14 @@ def setUpModule():
 
 
 def _reverse_config(**overrides) -> lm_model.ModelConfig:
-  values = dict(vocab_size=lm_data.VOCAB_SIZE,
-                max_length=lm_data.sequence_length(3) - 1, num_layers=2,
-                d_model=16, num_heads=2, dropout_rate=0.0)
+  values = dict(
+      vocab_size=lm_data.VOCAB_SIZE,
+      max_length=lm_data.sequence_length(3) - 1,
+      num_layers=2,
+      d_model=16,
+      num_heads=2,
+      dropout_rate=0.0,
+  )
   values.update(overrides)
   return lm_model.ModelConfig(**values)
 
@@ -84,14 +100,17 @@ class ReverseDataTest(absltest.TestCase):
     rng = np.random.default_rng(1)
     train = lm_data.make_batch(rng, 2000, max_digits=4)
     held = lm_data.make_batch(rng, 200, max_digits=4, held_out=True)
-    self.assertFalse(lm_data.is_held_out(lm_data.digits_of(train),
-                                         train.lengths).any())
-    self.assertTrue(lm_data.is_held_out(lm_data.digits_of(held),
-                                        held.lengths).all())
+    self.assertFalse(
+        lm_data.is_held_out(lm_data.digits_of(train), train.lengths).any()
+    )
+    self.assertTrue(
+        lm_data.is_held_out(lm_data.digits_of(held), held.lengths).all()
+    )
 
   def test_zero_digits_is_an_error_naming_the_value(self):
-    with self.assertRaisesRegex(ValueError, "max_digits must be at least 1; "
-                                "got 0"):
+    with self.assertRaisesRegex(
+        ValueError, "max_digits must be at least 1; got 0"
+    ):
       lm_data.make_batch(np.random.default_rng(0), 2, max_digits=0)
 
   def test_rendered_answer_stops_at_the_end_marker(self):
@@ -108,6 +127,7 @@ class TextDataTest(absltest.TestCase):
 
   def test_split_is_by_document_and_held_out_text_is_never_trained_on(self):
     from pydoc_data import topics  # pylint: disable=g-import-not-at-top
+
     names = self.corpus.held_out_names
     self.assertNotEmpty(names)
     self.assertLess(len(names), len(topics.topics) // 4)
@@ -116,9 +136,10 @@ class TextDataTest(absltest.TestCase):
     for name in names:
       self.assertIn(topics.topics[name], held_text)
       self.assertNotIn(topics.topics[name][:300], train_text)
-    self.assertEqual(len(self.corpus.train) + len(self.corpus.held_out),
-                     sum(len(t) for t in topics.topics.values())
-                     + len(topics.topics))
+    self.assertEqual(
+        len(self.corpus.train) + len(self.corpus.held_out),
+        sum(len(t) for t in topics.topics.values()) + len(topics.topics),
+    )
 
   def test_held_out_windows_score_every_character_after_the_first_once(self):
     ids = self.corpus.held_out[:1000]
@@ -135,12 +156,14 @@ class TextDataTest(absltest.TestCase):
     p_sa, p_ab = 2 / 4, 2 / 5
     expected = -(np.log2(p_sa) + np.log2(p_ab)) / 2
     self.assertAlmostEqual(text_data.bigram_bpc(corpus), expected)
-    self.assertLess(text_data.bigram_bpc(self.corpus),
-                    text_data.unigram_bpc(self.corpus))
+    self.assertLess(
+        text_data.bigram_bpc(self.corpus), text_data.unigram_bpc(self.corpus)
+    )
 
   def test_unknown_character_is_an_error_naming_it(self):
-    with self.assertRaisesRegex(ValueError, r"characters \['\\x07'\] are not "
-                                "in the corpus alphabet"):
+    with self.assertRaisesRegex(
+        ValueError, r"characters \['\\x07'\] are not " "in the corpus alphabet"
+    ):
       self.corpus.encode("bell\x07")
 
 
@@ -149,8 +172,7 @@ class ModelTest(chex.TestCase):
   def _params(self, config):
     model = hke.transform(lm_model.training_forward(config))
     tokens = jnp.zeros([1, config.max_length], jnp.int32)
-    return model, model.init(jax.random.key(0),
-                             lm_model.model_inputs(tokens))
+    return model, model.init(jax.random.key(0), lm_model.model_inputs(tokens))
 
   def test_cached_decode_equals_uncached_decode(self):
     config = _reverse_config()
@@ -160,25 +182,31 @@ class ModelTest(chex.TestCase):
     valid = prompt != lm_data.PAD
     answer_length = batch.answer.shape[1]
     decoder = hke.transform_with_state(
-        lm_model.decoding_forward(config, batch_size=6))
+        lm_model.decoding_forward(config, batch_size=6)
+    )
     cached_tokens, cached_logits, states = jax.jit(
-        lm_model.decode_cached, static_argnums=(0, 4))(
-            decoder, params, None, prompt, answer_length, valid)
+        lm_model.decode_cached, static_argnums=(0, 4)
+    )(decoder, params, None, prompt, answer_length, valid)
     tokens, logits = jax.jit(
-        lm_model.greedy_decode_uncached, static_argnums=(0, 3))(
-            model, params, prompt, answer_length, valid)
+        lm_model.greedy_decode_uncached, static_argnums=(0, 3)
+    )(model, params, prompt, answer_length, valid)
     chex.assert_trees_all_close(cached_logits, logits, atol=1e-4, rtol=1e-4)
     np.testing.assert_array_equal(cached_tokens, tokens)
     # The caches hold every position that was fed: the prompt and all but
     # the last answer token.
-    indices = [v for k, v in jax.tree_util.tree_leaves_with_path(states)
-               if "index" in jax.tree_util.keystr(k)]
-    self.assertEqual([int(i) for i in indices],
-                     [config.max_length] * config.num_layers)
+    indices = [
+        v
+        for k, v in jax.tree_util.tree_leaves_with_path(states)
+        if "index" in jax.tree_util.keystr(k)
+    ]
+    self.assertEqual(
+        [int(i) for i in indices], [config.max_length] * config.num_layers
+    )
 
   def test_sampling_keys_come_from_the_random_effect(self):
-    config = lm_model.ModelConfig(vocab_size=12, max_length=10, num_layers=1,
-                                  d_model=16, num_heads=2)
+    config = lm_model.ModelConfig(
+        vocab_size=12, max_length=10, num_layers=1, d_model=16, num_heads=2
+    )
     _, params = self._params(config)
     prompt = jnp.arange(8, dtype=jnp.int32).reshape(2, 4) + 1
 
@@ -187,10 +215,12 @@ class ModelTest(chex.TestCase):
     def decode(temperature, rng):
       if temperature not in decoders:
         decoder = hke.transform_with_state(
-            lm_model.decoding_forward(config, 2, temperature))
+            lm_model.decoding_forward(config, 2, temperature)
+        )
         decoders[temperature] = jax.jit(
             functools.partial(lm_model.decode_cached, decoder),
-            static_argnums=(3,))
+            static_argnums=(3,),
+        )
       return decoders[temperature](params, rng, prompt, 6)
 
     key = jax.random.key(1)
@@ -207,27 +237,32 @@ class ModelTest(chex.TestCase):
     config = _reverse_config()
     _, params = self._params(config)
     decoder = hke.transform_with_state(lm_model.decoding_forward(config, 1))
-    with self.assertRaisesRegex(ValueError, "need a KV cache of 9 positions, "
-                                "but the decoder's max_length is 8"):
-      lm_model.decode_cached(decoder, params, None,
-                             jnp.ones([1, 4], jnp.int32), 6)
+    with self.assertRaisesRegex(
+        ValueError,
+        "need a KV cache of 9 positions, but the decoder's max_length is 8",
+    ):
+      lm_model.decode_cached(
+          decoder, params, None, jnp.ones([1, 4], jnp.int32), 6
+      )
 
   def test_padding_keys_are_masked_out(self):
     config = _reverse_config()
     model, params = self._params(config)
     batch = lm_data.make_batch(np.random.default_rng(4), 20, max_digits=3)
     row = int(np.argmin(batch.lengths))
-    tokens = jnp.asarray(batch.tokens[row:row + 1, :-1])
+    tokens = jnp.asarray(batch.tokens[row : row + 1, :-1])
     pad = tokens == lm_data.PAD
     inputs = lm_model.model_inputs(tokens, ~pad)
     logits, _ = model.apply(params, None, inputs)
     # Changing what sits in padded slots must not change any real position.
     self.assertTrue(bool(pad.any()))
     edited_logits, _ = model.apply(
-        params, None, (jnp.where(pad, 7, tokens),) + inputs[1:])
+        params, None, (jnp.where(pad, 7, tokens),) + inputs[1:]
+    )
     real = ~np.asarray(pad[0])
-    np.testing.assert_allclose(edited_logits[0, real], logits[0, real],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        edited_logits[0, real], logits[0, real], atol=1e-5
+    )
 
   def test_training_forward_tells_mean_and_rms_per_block(self):
     config = _reverse_config(num_layers=3)
@@ -237,8 +272,9 @@ class ModelTest(chex.TestCase):
     self.assertLen(side_outputs, 3)
     for i, told in enumerate(side_outputs):
       self.assertIn(f"block_{i}", told.path)
-      self.assertGreater(float(told.value["rms"]),
-                         abs(float(told.value["mean"])))
+      self.assertGreater(
+          float(told.value["rms"]), abs(float(told.value["mean"]))
+      )
 
   def test_dropout_keys_come_from_apply_rng(self):
     config = _reverse_config(dropout_rate=0.5)
@@ -253,8 +289,9 @@ class ModelTest(chex.TestCase):
     self.assertFalse(np.allclose(a, c))
 
   def test_heads_must_divide_width(self):
-    with self.assertRaisesRegex(ValueError, "d_model=10 is not a multiple of "
-                                "num_heads=4"):
+    with self.assertRaisesRegex(
+        ValueError, "d_model=10 is not a multiple of num_heads=4"
+    ):
       _ = _reverse_config(d_model=10, num_heads=4).key_size
 
 
@@ -262,19 +299,22 @@ def _read_events(directory: str) -> dict[str, list[tuple[int, float]]]:
   """Scalars of the TensorBoard event files in ``directory``, read back from
   their TFRecord framing (length, CRC, event proto, CRC)."""
   from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+
   scalars: dict[str, list[tuple[int, float]]] = {}
   for path in glob.glob(os.path.join(directory, "events.out.tfevents.*")):
     with open(path, "rb") as f:
       data = f.read()
     offset = 0
     while offset < len(data):
-      length, = struct.unpack("<Q", data[offset:offset + 8])
+      (length,) = struct.unpack("<Q", data[offset : offset + 8])
       event = event_pb2.Event.FromString(
-          data[offset + 12:offset + 12 + length])
+          data[offset + 12 : offset + 12 + length]
+      )
       offset += 12 + length + 4
       for value in event.summary.value:
         scalars.setdefault(value.tag, []).append(
-            (event.step, value.simple_value))
+            (event.step, value.simple_value)
+        )
   return scalars
 
 
@@ -294,21 +334,35 @@ class LauncherTest(absltest.TestCase):
     return [s for s, _ in checkpoints.list_checkpoints(self.workdir)]
 
   def test_text_run_reports_bpc_baselines_samples_and_checkpoints(self):
-    printed = _run_main(workdir=self.workdir, tensorboard=True,
-                        **dict(_TINY, checkpoint_every=1, keep_checkpoints=2))
-    self.assertRegex(printed, r"Final: step 4, held-out \d\.\d+ bits/char vs "
-                     r"bigram \d\.\d+ \(\d\.\d+ x bigram; unigram \d\.\d+\); "
-                     r"[\d.]+ s wall, [\d.]+ s CPU, load average")
+    printed = _run_main(
+        workdir=self.workdir,
+        tensorboard=True,
+        **dict(_TINY, checkpoint_every=1, keep_checkpoints=2),
+    )
+    self.assertRegex(
+        printed,
+        r"Final: step 4, held-out \d\.\d+ bits/char vs "
+        r"bigram \d\.\d+ \(\d\.\d+ x bigram; unigram \d\.\d+\); "
+        r"[\d.]+ s wall, [\d.]+ s CPU, load average",
+    )
     self.assertRegex(printed, r"steps/s, ETA \dm\d\ds")
-    self.assertEqual(printed.count("  greedy  \""), 2)
-    self.assertEqual(printed.count("  sampled \""), 2)
+    self.assertEqual(printed.count('  greedy  "'), 2)
+    self.assertEqual(printed.count('  sampled "'), 2)
     rows = self._rows()
     self.assertEqual([r["step"] for r in rows], ["2", "4"])
-    for column in ("loss", "steps_per_s", "eval_bpc", "bigram_bpc",
-                   "unigram_bpc", "block_0_mean", "block_0_rms"):
+    for column in (
+        "loss",
+        "steps_per_s",
+        "eval_bpc",
+        "bigram_bpc",
+        "unigram_bpc",
+        "block_0_mean",
+        "block_0_rms",
+    ):
       self.assertNotEqual(rows[-1][column], "", column)
-    self.assertLess(float(rows[-1]["bigram_bpc"]),
-                    float(rows[-1]["unigram_bpc"]))
+    self.assertLess(
+        float(rows[-1]["bigram_bpc"]), float(rows[-1]["unigram_bpc"])
+    )
     with open(os.path.join(self.workdir, train_lm.PLOT_NAME), "rb") as f:
       self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
     # Every step wrote one; only the newest two are kept, and no temporary
@@ -321,19 +375,26 @@ class LauncherTest(absltest.TestCase):
     self.assertEqual([r["step"] for r in ckpt.metrics], [2, 4])
     caches = ckpt.tree("local_states")["~local_state/kv_cache"]
     self.assertEqual(
-        caches["transformer/block_0/attention:cache['k']"].shape,
-        (2, 16, 2, 8))
+        caches["transformer/block_0/attention:cache['k']"].shape, (2, 16, 2, 8)
+    )
     # The TensorBoard events hold the CSV's numbers.
     events = _read_events(self.workdir)
-    self.assertEqual(events["loss"], [(int(r["step"]), float(r["loss"]))
-                                      for r in rows])
+    self.assertEqual(
+        events["loss"], [(int(r["step"]), float(r["loss"])) for r in rows]
+    )
     self.assertEqual([s for s, _ in events["eval_bpc"]], [2, 4])
-    self.assertAlmostEqual(events["bigram_bpc"][0][1],
-                           float(rows[0]["bigram_bpc"]), places=5)
+    self.assertAlmostEqual(
+        events["bigram_bpc"][0][1], float(rows[0]["bigram_bpc"]), places=5
+    )
 
   def test_restore_continues_bit_for_bit_and_only_evaluates_at_the_end(self):
-    flags_ = dict(_TINY, checkpoint_every=2, keep_checkpoints=0,
-                  num_samples=1, temperature=0.0)
+    flags_ = dict(
+        _TINY,
+        checkpoint_every=2,
+        keep_checkpoints=0,
+        num_samples=1,
+        temperature=0.0,
+    )
     _run_main(workdir=self.workdir, **flags_)
     straight = checkpoints.load(checkpoints.latest(self.workdir))
     straight_losses = [(r["loss"], r["eval_bpc"]) for r in self._rows()]
@@ -343,16 +404,25 @@ class LauncherTest(absltest.TestCase):
     self.assertIn("Restored step 2", printed)
     resumed = checkpoints.load(checkpoints.latest(self.workdir))
     self.assertEqual(resumed.step, 4)
-    self.assertEqual([(r["loss"], r["eval_bpc"]) for r in self._rows()],
-                     straight_losses)
+    self.assertEqual(
+        [(r["loss"], r["eval_bpc"]) for r in self._rows()], straight_losses
+    )
     for part in ("params", "opt_state", "local_states"):
-      self.assertEqual([p for p, _ in resumed.arrays[part]],
-                       [p for p, _ in straight.arrays[part]])
+      self.assertEqual(
+          [p for p, _ in resumed.arrays[part]],
+          [p for p, _ in straight.arrays[part]],
+      )
       for (_, a), (_, b) in zip(resumed.arrays[part], straight.arrays[part]):
         np.testing.assert_array_equal(a, b)
     first = checkpoints.load(checkpoints.checkpoint_path(self.workdir, 2))
-    self.assertFalse(all(np.array_equal(a, b) for (_, a), (_, b) in zip(
-        first.arrays["params"], resumed.arrays["params"])))
+    self.assertFalse(
+        all(
+            np.array_equal(a, b)
+            for (_, a), (_, b) in zip(
+                first.arrays["params"], resumed.arrays["params"]
+            )
+        )
+    )
 
     # At the checkpoint's step, a restored run only evaluates and decodes.
     printed = _run_main(workdir=self.workdir, restore=True, **flags_)
@@ -368,33 +438,53 @@ class LauncherTest(absltest.TestCase):
   def test_restore_with_other_settings_names_the_differing_flags(self):
     with flagsaver.flagsaver(**_TINY):
       config = train_lm.restore_config(
-          train_lm.model_config(train_lm.make_task()))
-    checkpoints.save(self.workdir, 2, {"params": {}},
-                     dict(config, d_model=32, seed=5))
+          train_lm.model_config(train_lm.make_task())
+      )
+    checkpoints.save(
+        self.workdir, 2, {"params": {}}, dict(config, d_model=32, seed=5)
+    )
     with self.assertRaisesRegex(
-        ValueError, r"--d_model=32 \(checkpoint\) vs --d_model=16 \(this run\)"
-        r"; --seed=5 \(checkpoint\) vs --seed=0 \(this run\)\. Pass the"):
+        ValueError,
+        r"--d_model=32 \(checkpoint\) vs --d_model=16 \(this run\)"
+        r"; --seed=5 \(checkpoint\) vs --seed=0 \(this run\)\. Pass the",
+    ):
       _run_main(workdir=self.workdir, restore=True, **_TINY)
 
   def test_old_pickle_checkpoint_is_refused_saying_why(self):
     with open(os.path.join(self.workdir, "checkpoint.pkl"), "wb") as f:
       f.write(b"\x80\x04\x95\x00")
-    with self.assertRaisesRegex(ValueError, "checkpoint.pkl' is a pickle .* "
-                                "not loaded: unpickling a file runs whatever "
-                                "code it names"):
+    with self.assertRaisesRegex(
+        ValueError,
+        "checkpoint.pkl' is a pickle .* "
+        "not loaded: unpickling a file runs whatever "
+        "code it names",
+    ):
       _run_main(workdir=self.workdir, restore=True, **_TINY)
 
   def test_restore_without_checkpoint_names_the_directory(self):
-    with self.assertRaisesRegex(FileNotFoundError, "no checkpoint .* in "
-                                f"'{self.workdir}'"):
+    with self.assertRaisesRegex(
+        FileNotFoundError, f"no checkpoint .* in '{self.workdir}'"
+    ):
       _run_main(workdir=self.workdir, restore=True, **_TINY)
 
   def test_reverse_task_is_solved_and_answers_stop_at_the_end_marker(self):
-    printed = _run_main(workdir=self.workdir, **dict(
-        _TINY_REVERSE, num_steps=60, batch_size=32, d_model=32,
-        eval_every=60, log_every=30, eval_size=64))
-    self.assertRegex(printed, r"Final: step 60, held-out exact-sequence "
-                     r"accuracy \d\.\d{4} \(cached greedy decoding\)")
+    printed = _run_main(
+        workdir=self.workdir,
+        **dict(
+            _TINY_REVERSE,
+            num_steps=60,
+            batch_size=32,
+            d_model=32,
+            eval_every=60,
+            log_every=30,
+            eval_size=64,
+        ),
+    )
+    self.assertRegex(
+        printed,
+        r"Final: step 60, held-out exact-sequence "
+        r"accuracy \d\.\d{4} \(cached greedy decoding\)",
+    )
     samples = [line for line in printed.splitlines() if " -> " in line]
     self.assertLen(samples, 2)
     for line in samples:
@@ -411,13 +501,16 @@ class LauncherTest(absltest.TestCase):
     self.assertIn("WithFunctionalLocalState", printed)
 
   def test_too_many_devices_is_an_error_with_the_fix(self):
-    with self.assertRaisesRegex(ValueError, "--num_devices=99 but this process "
-                                r"has \d+ local devices"):
+    with self.assertRaisesRegex(
+        ValueError,
+        "--num_devices=99 but this process " r"has \d+ local devices",
+    ):
       _run_main(workdir=self.workdir, **dict(_TINY, num_devices=99))
 
   def test_batch_not_divisible_by_devices_is_an_error(self):
-    with self.assertRaisesRegex(ValueError, "--batch_size=9 is not a multiple "
-                                "of the 2 devices"):
+    with self.assertRaisesRegex(
+        ValueError, "--batch_size=9 is not a multiple of the 2 devices"
+    ):
       _run_main(workdir=self.workdir, **dict(_TINY, batch_size=9))
 
 

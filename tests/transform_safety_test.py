@@ -88,7 +88,8 @@ def _handled(effect, raw):
 
   model = hke.handlers.WithHaikuRandom.handling(forward)
   model = hke.handlers.WithConstantSideInputs.handling(
-      model, {"scale": 3.0}, keep_unused=True)
+      model, {"scale": 3.0}, keep_unused=True
+  )
   model = hke.handlers.CollectingSideOutputs.handling(model)
   model = hke.handlers.handle_local_states(model)
   return hke.transform_with_state(model)
@@ -103,11 +104,13 @@ def _run(effect, raw):
 
 class RawTransformTest(parameterized.TestCase):
 
-  @parameterized.product(effect=("random", "side_output", "local_state"),
-                         raw=tuple(RAW))
+  @parameterized.product(
+      effect=("random", "side_output", "local_state"), raw=tuple(RAW)
+  )
   def test_stateful_effects_refuse_raw_transforms(self, effect, raw):
-    with self.assertRaises((hke.RawTransformError,
-                            hke.SideOutputPlacementError)) as caught:
+    with self.assertRaises(
+        (hke.RawTransformError, hke.SideOutputPlacementError)
+    ) as caught:
       _run(effect, RAW[raw])
     message = str(caught.exception)
     self.assertIn("'user'", message)
@@ -130,9 +133,10 @@ class RawTransformTest(parameterized.TestCase):
     np.testing.assert_allclose(eager, jitted, rtol=1e-6)
 
   def test_message_names_effect_and_attribute(self):
-    with self.assertRaisesRegex(hke.RawTransformError,
-                                r"RandomEffect\.next_key\(\).*'user'.*'rng'"
-                                r".*jax\.vmap.*hk\.vmap"):
+    with self.assertRaisesRegex(
+        hke.RawTransformError,
+        r"RandomEffect\.next_key\(\).*'user'.*'rng'" r".*jax\.vmap.*hk\.vmap",
+    ):
       _run("random", RAW["jax.vmap"])
 
 

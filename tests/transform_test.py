@@ -24,11 +24,11 @@ from absl.testing import parameterized
 import chex
 import conftest  # pylint: disable=unused-import  # Key-reuse rules, alone.
 import haiku as hk
+from haiku._src import base as hk_base
+from haiku._src import transform as hk_transform
 import jax
 import jax.numpy as jnp
 import numpy as np
-from haiku._src import base as hk_base
-from haiku._src import transform as hk_transform
 
 import hk_effects as hke
 
@@ -51,9 +51,13 @@ def _hand_threaded(x):
 
 
 def _handled_model():
-  return hke.transform(hke.handlers.WithHaikuRandom.handling(
-      hke.handlers.WithConstantSideInputs.handling(_effectful,
-                                                   {"mask": _MASK})))
+  return hke.transform(
+      hke.handlers.WithHaikuRandom.handling(
+          hke.handlers.WithConstantSideInputs.handling(
+              _effectful, {"mask": _MASK}
+          )
+      )
+  )
 
 
 def _plain(x):
@@ -61,16 +65,23 @@ def _plain(x):
 
 
 _RANDOM_HANDLERS = (
-    dict(testcase_name="haiku_random",
-         handled=lambda body: hke.handlers.WithHaikuRandom.handling(body),
-         arg=lambda x: x),
-    dict(testcase_name="key_from_arg",
-         handled=lambda body: hke.handlers.WithRandomKeyFromArg.handling(body),
-         arg=lambda x: (x, jax.random.key(3))),
-    dict(testcase_name="frozen",
-         handled=lambda body: hke.handlers.WithFrozenRandomState.handling(
-             body, jax.random.key(3)),
-         arg=lambda x: x),
+    dict(
+        testcase_name="haiku_random",
+        handled=lambda body: hke.handlers.WithHaikuRandom.handling(body),
+        arg=lambda x: x,
+    ),
+    dict(
+        testcase_name="key_from_arg",
+        handled=lambda body: hke.handlers.WithRandomKeyFromArg.handling(body),
+        arg=lambda x: (x, jax.random.key(3)),
+    ),
+    dict(
+        testcase_name="frozen",
+        handled=lambda body: hke.handlers.WithFrozenRandomState.handling(
+            body, jax.random.key(3)
+        ),
+        arg=lambda x: x,
+    ),
 )
 
 
@@ -82,8 +93,13 @@ class PurityTest(parameterized.TestCase):
 
   @parameterized.named_parameters(*_RANDOM_HANDLERS)
   def test_jit_equals_no_jit_bit_for_bit(self, handled, arg):
-    f = hke.transform(handled(hke.handlers.WithConstantSideInputs.handling(
-        _effectful, {"mask": _MASK})))
+    f = hke.transform(
+        handled(
+            hke.handlers.WithConstantSideInputs.handling(
+                _effectful, {"mask": _MASK}
+            )
+        )
+    )
     x = jnp.linspace(-1.0, 1.0, 12).reshape(4, 3)
     rng = functools.partial(jax.random.key, 1)
     params = f.init(rng(), arg(x))
@@ -99,8 +115,9 @@ class PurityTest(parameterized.TestCase):
     params = _handled_model().init(rng(), x)
     plain = hk.transform(_hand_threaded)
     chex.assert_trees_all_equal(params, plain.init(rng(), x))
-    np.testing.assert_array_equal(_handled_model().apply(params, rng(), x),
-                                  plain.apply(params, rng(), x))
+    np.testing.assert_array_equal(
+        _handled_model().apply(params, rng(), x), plain.apply(params, rng(), x)
+    )
 
   def test_grad_through_dropout_and_mask(self):
     f, plain = _handled_model(), hk.transform(_hand_threaded)
@@ -110,6 +127,7 @@ class PurityTest(parameterized.TestCase):
 
     def loss(apply, p):
       return jnp.sum(apply(p, rng(), x) ** 2)
+
     grads = jax.grad(loss, argnums=1)(f.apply, params)
     expected = jax.grad(loss, argnums=1)(plain.apply, params)
     chex.assert_trees_all_close(grads, expected)
@@ -124,6 +142,7 @@ class PurityTest(parameterized.TestCase):
     params = f.init(jax.random.key(0), x)
     jax.jit(f.apply)(params, jax.random.key(0), x)
     from hk_effects import binding  # pylint: disable=g-import-not-at-top
+
     self.assertEqual(binding.active_scopes(), ())
     self.assertIsNone(binding.current_effect_scope())
 
@@ -137,22 +156,26 @@ class OptInTest(absltest.TestCase):
     ours, theirs = hke.transform(_plain), hk.transform(_plain)
     params = ours.init(rng(), x)
     chex.assert_trees_all_equal(params, theirs.init(rng(), x))
-    np.testing.assert_array_equal(ours.apply(params, rng(), x),
-                                  theirs.apply(params, rng(), x))
+    np.testing.assert_array_equal(
+        ours.apply(params, rng(), x), theirs.apply(params, rng(), x)
+    )
 
   def test_with_state_equals_hk_transform_with_state(self):
     def forward(x):
       counter = hk.get_state("count", [], init=jnp.zeros)
       hk.set_state("count", counter + 1.0)
       return _plain(x)
+
     x = jnp.ones([2, 4])
     rng = functools.partial(jax.random.key, 0)
     ours = hke.transform_with_state(forward)
     theirs = hk.transform_with_state(forward)
     params, state = ours.init(rng(), x)
     chex.assert_trees_all_equal((params, state), theirs.init(rng(), x))
-    chex.assert_trees_all_equal(ours.apply(params, state, rng(), x),
-                                theirs.apply(params, state, rng(), x))
+    chex.assert_trees_all_equal(
+        ours.apply(params, state, rng(), x),
+        theirs.apply(params, state, rng(), x),
+    )
 
   def test_jaxpr_equals_hk_transform(self):
     x = jnp.ones([2, 4])
@@ -167,22 +190,27 @@ class OptInTest(absltest.TestCase):
     handled = hke.transform(hke.handlers.WithHaikuRandom.handling(_plain))
     params = handled.init(rng(), x)
     chex.assert_trees_all_equal(params, hk.transform(_plain).init(rng(), x))
-    np.testing.assert_array_equal(handled.apply(params, rng(), x),
-                                  hk.transform(_plain).apply(params, rng(), x))
+    np.testing.assert_array_equal(
+        handled.apply(params, rng(), x),
+        hk.transform(_plain).apply(params, rng(), x),
+    )
 
   def test_apply_rng_false_drops_the_rng_argument(self):
     f = hke.transform(_plain, apply_rng=False)
     x = jnp.ones([2, 4])
     params = f.init(jax.random.key(0), x)
     np.testing.assert_array_equal(
-        f.apply(params, x), hk.transform(_plain).apply(params, None, x))
+        f.apply(params, x), hk.transform(_plain).apply(params, None, x)
+    )
 
 
 def _summary_model():
   """A handled model with two named user modules (and an effect)."""
+
   def forward(x):
     x = hk.Linear(4, name="encoder")(x)
     return hke.Dropout(0.5, name="noise")(x)
+
   return hke.handlers.WithHaikuRandom.handling(forward)
 
 
@@ -205,10 +233,14 @@ class HaikuContractsTest(parameterized.TestCase):
       ("transform", lambda f: hke.transform(f)),
       ("transform_no_apply_rng", lambda f: hke.transform(f, apply_rng=False)),
       ("transform_with_state", hke.transform_with_state),
-      ("hk_without_apply_rng",
-       lambda f: hk.without_apply_rng(hke.transform(f))),
-      ("hk_without_apply_rng_with_state",
-       lambda f: hk.without_apply_rng(hke.transform_with_state(f))),
+      (
+          "hk_without_apply_rng",
+          lambda f: hk.without_apply_rng(hke.transform(f)),
+      ),
+      (
+          "hk_without_apply_rng_with_state",
+          lambda f: hk.without_apply_rng(hke.transform_with_state(f)),
+      ),
   )
   def test_get_original_fn_is_the_users_function(self, make):
     model = _summary_model()
@@ -226,6 +258,7 @@ class HaikuContractsTest(parameterized.TestCase):
   def test_jitted_function_is_refused_as_haiku_does(self, ours, theirs):
     def forward(x):
       return hk.Linear(2)(x)
+
     with self.assertRaises(ValueError) as haiku_error:
       theirs(jax.jit(forward))
     with self.assertRaises(ValueError) as our_error:
@@ -242,9 +275,11 @@ class HaikuContractsTest(parameterized.TestCase):
       except ValueError as e:
         return str(e)
       return "accepted"
+
     self.assertEqual(outcome(hke.transform), outcome(hk.transform))
-    self.assertEqual(outcome(hke.transform_with_state),
-                     outcome(hk.transform_with_state))
+    self.assertEqual(
+        outcome(hke.transform_with_state), outcome(hk.transform_with_state)
+    )
 
   def test_running_init_is_true_in_init_only(self):
     seen = []
@@ -259,8 +294,9 @@ class HaikuContractsTest(parameterized.TestCase):
         seen.append(hk.running_init())
         return x + jax.random.uniform(self.rng.next_key(), x.shape)
 
-    f = hke.transform(hke.handlers.WithHaikuRandom.handling(
-        lambda x: Probe()(x)))
+    f = hke.transform(
+        hke.handlers.WithHaikuRandom.handling(lambda x: Probe()(x))
+    )
     x = jnp.zeros([2])
     params = f.init(jax.random.key(0), x)
     f.apply(params, jax.random.key(1), x)
@@ -277,6 +313,7 @@ class HaikuContractsTest(parameterized.TestCase):
         rows = hk.vmap(lambda y: hke.Dropout(0.5)(y), split_rng=True)(x)
         steps = hk.scan(lambda c, y: (c, hke.Dropout(0.5)(y)), 0.0, x)[1]
         return rows, steps
+
       f = hke.transform(hke.handlers.WithHaikuRandom.handling(forward))
       x = jnp.ones([4, 16])
       params = f.init(jax.random.key(0), x)
@@ -293,8 +330,9 @@ class HaikuContractsTest(parameterized.TestCase):
     theirs = hk.transform(forward)
     params = ours.init(jax.random.key(0), x)
     chex.assert_trees_all_equal(params, theirs.init(jax.random.key(0), x))
-    np.testing.assert_array_equal(ours.apply(params, x),
-                                  theirs.apply(params, None, x))
+    np.testing.assert_array_equal(
+        ours.apply(params, x), theirs.apply(params, None, x)
+    )
     stateful = hk.without_apply_rng(hke.transform_with_state(forward))
     out, state = stateful.apply(params, {}, x)
     np.testing.assert_array_equal(out, theirs.apply(params, None, x))
@@ -305,17 +343,25 @@ class HaikuContractsTest(parameterized.TestCase):
     # tools/haiku_suite.py does); hke's still call Haiku's originals.
     x = jnp.linspace(-1.0, 1.0, 8).reshape(2, 4)
     expected = hk.transform(_plain).init(jax.random.key(0), x)
-    with mock.patch.object(hk_transform, "transform_with_state",
-                           hke.transform_with_state), \
-         mock.patch.object(hk, "transform", hke.transform), \
-         mock.patch.object(hk, "multi_transform", hke.multi_transform):
-      for f in (hk.transform(_plain), hke.transform(_plain),
-                hke.multi_transform(lambda: (_plain, ()))):
+    with (
+        mock.patch.object(
+            hk_transform, "transform_with_state", hke.transform_with_state
+        ),
+        mock.patch.object(hk, "transform", hke.transform),
+        mock.patch.object(hk, "multi_transform", hke.multi_transform),
+    ):
+      for f in (
+          hk.transform(_plain),
+          hke.transform(_plain),
+          hke.multi_transform(lambda: (_plain, ())),
+      ):
         chex.assert_trees_all_equal(f.init(jax.random.key(0), x), expected)
       self.assertEqual(
           hk.without_apply_rng(hke.transform(_plain)).apply(expected, x),
           hk.without_apply_rng(hke.transform_with_state(_plain)).apply(
-              expected, {}, x)[0])
+              expected, {}, x
+          )[0],
+      )
 
   def test_tabulate_lists_the_users_modules(self):
     model = _summary_model()
@@ -333,9 +379,12 @@ class HaikuContractsTest(parameterized.TestCase):
     for summarised in (f, f.apply, jax.jit(f.apply)):
       calls = hk.experimental.eval_summary(summarised)(x)
       self.assertEqual(
-          [(c.module_details.module.module_name, str(c.output_spec))
-           for c in calls],
-          [("encoder", "f32[2,4]"), ("noise", "f32[2,4]")])
+          [
+              (c.module_details.module.module_name, str(c.output_spec))
+              for c in calls
+          ],
+          [("encoder", "f32[2,4]"), ("noise", "f32[2,4]")],
+      )
 
   def _multi(self, multi):
     def build():
@@ -343,24 +392,30 @@ class HaikuContractsTest(parameterized.TestCase):
 
       def encode(x):
         return hke.handlers.WithFrozenRandomState.handling(
-            shared, jax.random.key(6))(x)
+            shared, jax.random.key(6)
+        )(x)
 
       def decode(x):
         return hke.handlers.WithHaikuRandom.handling(shared)(x)
 
       return (lambda x: (encode(x), decode(x))), (encode, decode)
+
     return multi(build)
 
-  @parameterized.named_parameters(("haiku", hk.multi_transform),
-                                  ("hke", hke.multi_transform))
+  @parameterized.named_parameters(
+      ("haiku", hk.multi_transform), ("hke", hke.multi_transform)
+  )
   def test_multi_transform_with_handlers_inside(self, multi):
     f = self._multi(multi)
     x = jnp.ones([1, 2])
     params = f.init(jax.random.key(0), x)
     chex.assert_trees_all_equal(
-        params, self._multi(hk.multi_transform).init(jax.random.key(0), x))
-    self.assertEqual(jax.tree.map(jnp.shape, params),
-                     {"shared/proj": {"b": (3,), "w": (2, 3)}})
+        params, self._multi(hk.multi_transform).init(jax.random.key(0), x)
+    )
+    self.assertEqual(
+        jax.tree.map(jnp.shape, params),
+        {"shared/proj": {"b": (3,), "w": (2, 3)}},
+    )
     encode, decode = f.apply
     h_a = encode(params, jax.random.key(1), x)
     h_b = encode(params, jax.random.key(2), x)
@@ -372,15 +427,14 @@ class HaikuContractsTest(parameterized.TestCase):
     self.assertFalse(np.array_equal(n_a, n_b))  # Haiku's rng: fresh noise.
     # hke.multi_transform computes what hk.multi_transform computes.
     _, (ref_encode, ref_decode) = self._multi(hk.multi_transform)
-    np.testing.assert_array_equal(h_a,
-                                  ref_encode(params, jax.random.key(1), x))
-    np.testing.assert_array_equal(n_a,
-                                  ref_decode(params, jax.random.key(1), x))
+    np.testing.assert_array_equal(h_a, ref_encode(params, jax.random.key(1), x))
+    np.testing.assert_array_equal(n_a, ref_decode(params, jax.random.key(1), x))
 
   def test_multi_transform_with_state_keeps_local_states_per_function(self):
     def build():
-      counter = hke.InitialLocalStateRequest(lambda: jnp.zeros([], jnp.int32),
-                                             "counters", name="n")
+      counter = hke.InitialLocalStateRequest(
+          lambda: jnp.zeros([], jnp.int32), "counters", name="n"
+      )
 
       class Count(hk.Module):
 
@@ -403,8 +457,9 @@ class HaikuContractsTest(parameterized.TestCase):
     step, peek = f.apply
     for expected in (1, 2):
       out, state = step(params, state, None, jnp.zeros([]))
-      self.assertEqual((out, state),
-                       (expected, {"~local_state/counters": {"n": expected}}))
+      self.assertEqual(
+          (out, state), (expected, {"~local_state/counters": {"n": expected}})
+      )
     # The other function passes the entry it does not touch through.
     out, state = peek(params, state, None, jnp.zeros([]))
     self.assertEqual(state, {"~local_state/counters": {"n": 2}})
@@ -413,6 +468,7 @@ class HaikuContractsTest(parameterized.TestCase):
     def build():
       def forward(x):
         return Counter()(x)
+
       handled = hke.handlers.handle_local_states(forward)
       return handled, (handled,)
 

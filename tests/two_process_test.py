@@ -40,10 +40,20 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LAUNCHER = ROOT / "examples" / "train_lm.py"
-TINY_FLAGS = ("--num_steps=3", "--batch_size=8", "--num_layers=1",
-              "--d_model=16", "--num_heads=2", "--seq_len=16",
-              "--eval_every=100", "--log_every=1", "--num_samples=0",
-              "--dropout_rate=0.1", "--seed=3", "--checkpoint_every=2")
+TINY_FLAGS = (
+    "--num_steps=3",
+    "--batch_size=8",
+    "--num_layers=1",
+    "--d_model=16",
+    "--num_heads=2",
+    "--seq_len=16",
+    "--eval_every=100",
+    "--log_every=1",
+    "--num_samples=0",
+    "--dropout_rate=0.1",
+    "--seed=3",
+    "--checkpoint_every=2",
+)
 # A hard limit for all three runs together; a hung collective fails the test
 # instead of hanging it.
 TIMEOUT_S = 480
@@ -55,15 +65,28 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch(output_dir: pathlib.Path, devices: int, *flags: str
-            ) -> subprocess.Popen:
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+def _launch(
+    output_dir: pathlib.Path, devices: int, *flags: str
+) -> subprocess.Popen:
+  env = dict(
+      os.environ,
+      JAX_PLATFORMS="cpu",
+      XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+  )
   return subprocess.Popen(
-      [sys.executable, str(LAUNCHER), *TINY_FLAGS,
-       f"--output_dir={output_dir}", *flags],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-      text=True)
+      [
+          sys.executable,
+          str(LAUNCHER),
+          *TINY_FLAGS,
+          f"--output_dir={output_dir}",
+          *flags,
+      ],
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+  )
 
 
 def _finish(runs: dict[str, subprocess.Popen]) -> dict[str, str]:
@@ -73,7 +96,8 @@ def _finish(runs: dict[str, subprocess.Popen]) -> dict[str, str]:
   for name, process in runs.items():
     try:
       outputs[name], _ = process.communicate(
-          timeout=max(1.0, deadline - time.monotonic()))
+          timeout=max(1.0, deadline - time.monotonic())
+      )
     except subprocess.TimeoutExpired:
       for other in runs.values():
         other.kill()
@@ -83,8 +107,9 @@ def _finish(runs: dict[str, subprocess.Popen]) -> dict[str, str]:
     if process.returncode:
       failed.append(f"{name} exited with status {process.returncode}")
   if failed:
-    tails = "\n".join(f"--- {name} ---\n{out[-3000:]}"
-                      for name, out in outputs.items())
+    tails = "\n".join(
+        f"--- {name} ---\n{out[-3000:]}" for name, out in outputs.items()
+    )
     raise AssertionError(f"{'; '.join(failed)}\n{tails}")
   return outputs
 
@@ -104,10 +129,12 @@ class TwoProcessTest(absltest.TestCase):
     address = f"--coordinator_address=127.0.0.1:{_free_port()}"
     runs = {
         "one process": _launch(tmp / "one", 1),
-        "process 0": _launch(tmp / "p0", 2, address, "--num_processes=2",
-                             "--process_id=0"),
-        "process 1": _launch(tmp / "p1", 2, address, "--num_processes=2",
-                             "--process_id=1"),
+        "process 0": _launch(
+            tmp / "p0", 2, address, "--num_processes=2", "--process_id=0"
+        ),
+        "process 1": _launch(
+            tmp / "p1", 2, address, "--num_processes=2", "--process_id=1"
+        ),
     }
     outputs = _finish(runs)
     for name in ("process 0", "process 1"):
@@ -121,7 +148,8 @@ class TwoProcessTest(absltest.TestCase):
     # Only process 0 writes outputs; process 1 leaves its directory empty.
     self.assertEqual(
         sorted(p.name for p in (tmp / "p0").glob("checkpoint_*")),
-        ["checkpoint_00000002.safetensors", "checkpoint_00000003.safetensors"])
+        ["checkpoint_00000002.safetensors", "checkpoint_00000003.safetensors"],
+    )
     self.assertFalse((tmp / "p1").exists())
 
 

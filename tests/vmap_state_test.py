@@ -1,3 +1,17 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
 """hke.vmap: one local state (or Haiku state) per member of hk.vmap.
 
 Scenarios of the Haiku issues that asked for it (#786, #788, #790): running
@@ -30,7 +44,8 @@ class RunningMean(hk.Module):
     self.decay = decay
     self.mean = hke.InitialLocalStateRequest(lambda: jnp.zeros([2]), "stats")
     self.steps = hke.InitialLocalStateRequest(
-        lambda: jnp.zeros([], jnp.int32), "stats")
+        lambda: jnp.zeros([], jnp.int32), "stats"
+    )
 
   def __call__(self, x):
     mean = self.decay * self.mean.get() + (1 - self.decay) * x
@@ -44,8 +59,9 @@ def _stateful(forward):
 
 
 def _per_example(x):
-  return hke.vmap(RunningMean(), split_rng=False,
-                  local_state_axes={"stats": 0})(x)
+  return hke.vmap(
+      RunningMean(), split_rng=False, local_state_axes={"stats": 0}
+  )(x)
 
 
 class PerExampleStateTest(parameterized.TestCase):
@@ -66,34 +82,42 @@ class PerExampleStateTest(parameterized.TestCase):
     np.testing.assert_array_equal(stats["running_mean:steps"], [3, 3, 3])
     np.testing.assert_allclose(
         stats["running_mean:mean"],
-        np.stack([s["~local_state/stats"]["running_mean:mean"]
-                  for s in states]), rtol=1e-6)
+        np.stack(
+            [s["~local_state/stats"]["running_mean:mean"] for s in states]
+        ),
+        rtol=1e-6,
+    )
 
   def test_init_creates_one_state_per_member_with_its_own_key(self):
     class Noisy(hk.Module):
+
       def __init__(self, name=None):
         super().__init__(name=name)
         self.offset = hke.InitialLocalStateRequest(
-            lambda: jax.random.normal(hk.next_rng_key(), [2]), "noise")
+            lambda: jax.random.normal(hk.next_rng_key(), [2]), "noise"
+        )
 
       def __call__(self, x):
         return hk.Linear(2)(x) + self.offset.get()
 
-    f = _stateful(lambda x: hke.vmap(Noisy(), split_rng=False,
-                                     local_state_axes=0)(x))
+    f = _stateful(
+        lambda x: hke.vmap(Noisy(), split_rng=False, local_state_axes=0)(x)
+    )
     params, state = f.init(jax.random.key(0), XS)
     offsets = state["~local_state/noise"]["noisy:offset"]
     self.assertEqual(offsets.shape, (3, 2))
     self.assertLen({tuple(np.asarray(o)) for o in offsets}, 3)
     # Params are those hk.vmap makes: the keys were read, not drawn.
-    plain = hk.transform(lambda x: hk.vmap(hk.Linear(2, name="noisy_linear"),
-                                           split_rng=False)(x))
+    plain = hk.transform(
+        lambda x: hk.vmap(hk.Linear(2, name="noisy_linear"), split_rng=False)(x)
+    )
     want = plain.init(jax.random.key(0), XS)["noisy_linear"]
     got = params["noisy/linear"]
     np.testing.assert_array_equal(got["w"], want["w"])
     out, _ = f.apply(params, state, None, XS)
-    np.testing.assert_allclose(out, XS @ got["w"] + got["b"][None] + offsets,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        out, XS @ got["w"] + got["b"][None] + offsets, rtol=1e-6
+    )
 
   def test_a_counter_per_example_under_jit_and_grad(self):
     f = _stateful(_per_example)
@@ -101,22 +125,30 @@ class PerExampleStateTest(parameterized.TestCase):
 
     def loss(params, state, x):
       out, state = f.apply(params, state, None, x)
-      return jnp.sum(out ** 2), state
+      return jnp.sum(out**2), state
+
     step = jax.jit(jax.value_and_grad(loss, has_aux=True))
     (value, state), grads = step(params, state, XS)
     (_, state), _ = step(params, state, XS)
     np.testing.assert_array_equal(
-        state["~local_state/stats"]["running_mean:steps"], [2, 2, 2])
+        state["~local_state/stats"]["running_mean:steps"], [2, 2, 2]
+    )
     # The gradient of the per-example model equals the sum of each alone.
     alone = _stateful(lambda x: RunningMean()(x))
     want = jax.tree_util.tree_map(jnp.zeros_like, params)
     for x in XS:
-      g = jax.grad(lambda p, x=x: jnp.sum(
-          alone.apply(p, alone.init(None, x)[1], None, x)[0] ** 2))(params)
+      g = jax.grad(
+          lambda p, x=x: jnp.sum(
+              alone.apply(p, alone.init(None, x)[1], None, x)[0] ** 2
+          )
+      )(params)
       want = jax.tree_util.tree_map(jnp.add, want, g)
     chex_close = np.testing.assert_allclose
-    chex_close(grads["running_mean/linear"]["w"],
-               want["running_mean/linear"]["w"], rtol=1e-5)
+    chex_close(
+        grads["running_mean/linear"]["w"],
+        want["running_mean/linear"]["w"],
+        rtol=1e-5,
+    )
     self.assertGreater(float(value), 0.0)
 
   def test_composes_with_scan_and_remat(self):
@@ -126,6 +158,7 @@ class PerExampleStateTest(parameterized.TestCase):
       if hk.running_init():
         mapped(xs[0])  # Haiku creates state before a scan, not inside it.
       return hk.scan(lambda c, x: (c, mapped(x)), 0.0, xs)[1]
+
     f = _stateful(forward)
     steps = jnp.stack([XS, 2 * XS])
     params, state = f.init(None, steps)
@@ -137,7 +170,8 @@ class PerExampleStateTest(parameterized.TestCase):
         want, s = alone.apply(params, s, None, steps[t, i])
         np.testing.assert_allclose(out[t, i], want, rtol=1e-6)
     np.testing.assert_array_equal(
-        state["~local_state/stats"]["running_mean:steps"], [2, 2, 2])
+        state["~local_state/stats"]["running_mean:steps"], [2, 2, 2]
+    )
 
   def test_pmap_over_apply_keeps_each_device_states(self):
     f = _stateful(_per_example)
@@ -145,36 +179,46 @@ class PerExampleStateTest(parameterized.TestCase):
     states = jax.tree_util.tree_map(lambda s: jnp.stack([s, s]), state)
     batches = jnp.stack([XS, -XS])
     _, new = jax.pmap(f.apply, in_axes=(None, 0, None, 0))(
-        params, states, None, batches)
+        params, states, None, batches
+    )
     for d in range(2):
       _, want = f.apply(params, state, None, batches[d])
       np.testing.assert_allclose(
           new["~local_state/stats"]["running_mean:mean"][d],
-          want["~local_state/stats"]["running_mean:mean"], rtol=1e-6)
+          want["~local_state/stats"]["running_mean:mean"],
+          rtol=1e-6,
+      )
 
   def test_unnamed_categories_stay_shared(self):
     class Both(hk.Module):
+
       def __init__(self, name=None):
         super().__init__(name=name)
-        self.calls = hke.InitialLocalStateRequest(lambda: jnp.zeros([]),
-                                                  "shared")
-        self.total = hke.InitialLocalStateRequest(lambda: jnp.zeros([]),
-                                                  "mine")
+        self.calls = hke.InitialLocalStateRequest(
+            lambda: jnp.zeros([]), "shared"
+        )
+        self.total = hke.InitialLocalStateRequest(lambda: jnp.zeros([]), "mine")
 
       def __call__(self, x):
         self.calls.set(self.calls.get() + 1)  # The same for every member.
         self.total.set(self.total.get() + jnp.sum(x))
         return x
-    forward = lambda x: hke.vmap(Both(), split_rng=False,  # pylint: disable=g-long-lambda
-                                 local_state_axes={"mine": 0})(x)
+
+    forward = lambda x: hke.vmap(
+        Both(),
+        split_rng=False,  # pylint: disable=g-long-lambda
+        local_state_axes={"mine": 0},
+    )(x)
     f = _stateful(forward)
     params, state = f.init(None, XS)
     _, state = f.apply(params, state, None, XS)
     self.assertEqual(state["~local_state/shared"]["both:calls"].shape, ())
-    np.testing.assert_array_equal(state["~local_state/shared"]["both:calls"],
-                                  1.0)
-    np.testing.assert_array_equal(state["~local_state/mine"]["both:total"],
-                                  XS.sum(axis=1))
+    np.testing.assert_array_equal(
+        state["~local_state/shared"]["both:calls"], 1.0
+    )
+    np.testing.assert_array_equal(
+        state["~local_state/mine"]["both:total"], XS.sum(axis=1)
+    )
 
 
 class HaikuStateTest(absltest.TestCase):
@@ -184,30 +228,43 @@ class HaikuStateTest(absltest.TestCase):
 
     def forward(x):
       bn = hk.BatchNorm(True, True, decay_rate=0.9)
-      return hke.vmap(lambda m: bn(m, is_training=True), split_rng=False,
-                      state_axes={"batch_norm": 0})(x)
+      return hke.vmap(
+          lambda m: bn(m, is_training=True),
+          split_rng=False,
+          state_axes={"batch_norm": 0},
+      )(x)
+
     f = hk.transform_with_state(forward)
     params, state = f.init(None, members)
     out, state = jax.jit(f.apply)(params, state, None, members)
     alone = hk.transform_with_state(
-        lambda m: hk.BatchNorm(True, True, decay_rate=0.9)(m, is_training=True))
+        lambda m: hk.BatchNorm(True, True, decay_rate=0.9)(m, is_training=True)
+    )
     for i, m in enumerate(members):
       _, s = alone.init(None, m)
       want, s = alone.apply(params, s, None, m)
       np.testing.assert_allclose(out[i], want, rtol=1e-5, atol=1e-6)
       np.testing.assert_allclose(
           state["batch_norm/~/mean_ema"]["average"][i],
-          s["batch_norm/~/mean_ema"]["average"], rtol=1e-6)
-
+          s["batch_norm/~/mean_ema"]["average"],
+          rtol=1e-6,
+      )
 
   def test_haiku_state_initializers_draw_a_key_per_member(self):
     def forward(x):
       def member(m):
-        noise = hk.get_state("noise", [2], init=lambda shape, dtype:
-                             jax.random.normal(hk.next_rng_key(), shape))
+        noise = hk.get_state(
+            "noise",
+            [2],
+            init=lambda shape, dtype: jax.random.normal(
+                hk.next_rng_key(), shape
+            ),
+        )
         hk.set_state("noise", noise + m)
         return m
+
       return hke.vmap(member, split_rng=False, state_axes=0)(x)
+
     f = hk.transform_with_state(forward)
     _, state = f.init(jax.random.key(0), XS)
     noise = state["~"]["noise"]
@@ -224,36 +281,47 @@ class KVCacheTest(absltest.TestCase):
     prompts = jax.random.normal(jax.random.key(1), (2, max(lengths), model))
 
     def attention():
-      return hke.KVCachedAttention(num_heads=2, key_size=4, max_length=8,
-                                   batch_size=1)
+      return hke.KVCachedAttention(
+          num_heads=2, key_size=4, max_length=8, batch_size=1
+      )
 
     def batched(x):  # x: [prompt, 1, 1, model]: one token of each prompt.
       attn = attention()
-      return hke.vmap(lambda t: attn(t, decode=True), split_rng=False,
-                      local_state_axes={"kv_cache": 0})(x)
+      return hke.vmap(
+          lambda t: attn(t, decode=True),
+          split_rng=False,
+          local_state_axes={"kv_cache": 0},
+      )(x)
+
     f = _stateful(batched)
     alone = _stateful(lambda t: attention()(t, decode=True))
     params, state = f.init(jax.random.key(0), jnp.zeros([2, 1, 1, model]))
-    states = [alone.init(jax.random.key(0), jnp.zeros([1, 1, model]))[1]
-              for _ in lengths]
+    states = [
+        alone.init(jax.random.key(0), jnp.zeros([1, 1, model]))[1]
+        for _ in lengths
+    ]
     self.assertEqual(
         state["~local_state/kv_cache"]["kv_cached_attention:cache['k']"].shape,
-        (2, 1, 8, 2, 4))
+        (2, 1, 8, 2, 4),
+    )
     apply, apply_alone = jax.jit(f.apply), jax.jit(alone.apply)
     previous = [None, None]
     for t in range(steps):
       # Each prompt is fed until it ends, then its own outputs are.
-      tokens = jnp.stack([prompts[i, t] if t < n else previous[i]
-                          for i, n in enumerate(lengths)])
+      tokens = jnp.stack([
+          prompts[i, t] if t < n else previous[i] for i, n in enumerate(lengths)
+      ])
       out, state = apply(params, state, None, tokens[:, None, None])
       for i in range(len(lengths)):
-        want, states[i] = apply_alone(params, states[i], None,
-                                      tokens[i][None, None])
+        want, states[i] = apply_alone(
+            params, states[i], None, tokens[i][None, None]
+        )
         np.testing.assert_allclose(out[i], want, rtol=1e-5, atol=1e-6)
       previous = [out[i, 0, 0] for i in range(len(lengths))]
     np.testing.assert_array_equal(
         state["~local_state/kv_cache"]["kv_cached_attention:cache['index']"],
-        [steps, steps])
+        [steps, steps],
+    )
 
 
 class ErrorTest(absltest.TestCase):
@@ -263,16 +331,19 @@ class ErrorTest(absltest.TestCase):
     with self.assertRaisesRegex(
         ValueError,
         r"'running_mean:mean' \(category 'stats'\).*per-example value inside "
-        r"hk.vmap.*hke.vmap\(\.\.\., local_state_axes=\{'stats': 0\}\)"):
+        r"hk.vmap.*hke.vmap\(\.\.\., local_state_axes=\{'stats': 0\}\)",
+    ):
       f.init(None, XS)
 
   def test_a_state_without_the_member_axis_is_refused(self):
     f = _stateful(_per_example)
     params, state = f.init(None, XS)
     with self.assertRaisesRegex(
-        ValueError, r"'running_mean:mean' of bundle '~local_state/stats' has "
+        ValueError,
+        r"'running_mean:mean' of bundle '~local_state/stats' has "
         r"shape \(3, 2\), not 2 members along axis 0.*pass apply the state "
-        "that init returned"):
+        "that init returned",
+    ):
       f.apply(params, state, None, XS[:2])
 
   def test_axes_of_the_wrong_type(self):

@@ -64,11 +64,18 @@ def candidate_files(root: pathlib.Path) -> list[pathlib.Path]:
   """The files that must carry the header, as paths under ``root``."""
   listed = subprocess.run(
       ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-      cwd=root, capture_output=True, text=True, check=True).stdout.split("\n")
+      cwd=root,
+      capture_output=True,
+      text=True,
+      check=True,
+  ).stdout.split("\n")
   names = sorted({
-      name for name in listed
-      if name and (name.endswith((".py", ".sh")) or name in _EXTRA_FILES)
-      and not name.startswith(_EXCLUDED_DIRS)})
+      name
+      for name in listed
+      if name
+      and (name.endswith((".py", ".sh")) or name in _EXTRA_FILES)
+      and not name.startswith(_EXCLUDED_DIRS)
+  })
   # A file deleted in the work tree but still in the index is not a candidate.
   return [root / name for name in names if (root / name).is_file()]
 
@@ -96,23 +103,31 @@ def with_header(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--check", action="store_true",
-                      help="list files without the header and exit 1 if any; "
-                      "change nothing")
+  parser.add_argument(
+      "--check",
+      action="store_true",
+      help="list files without the header and exit 1 if any; change nothing",
+  )
   args = parser.parse_args(argv)
-  missing = [path for path in candidate_files(_ROOT)
-             if not has_header(path.read_text(encoding="utf-8"))]
+  missing = [
+      path
+      for path in candidate_files(_ROOT)
+      if not has_header(path.read_text(encoding="utf-8"))
+  ]
   for path in missing:
     name = path.relative_to(_ROOT)
     if args.check:
       print(f"no license header: {name}")
     else:
-      path.write_text(with_header(path.read_text(encoding="utf-8")),
-                      encoding="utf-8")
+      path.write_text(
+          with_header(path.read_text(encoding="utf-8")), encoding="utf-8"
+      )
       print(f"added license header: {name}")
   if args.check and missing:
-    print(f"{len(missing)} file(s) lack the header; run "
-          "`python tools/add_license_headers.py` to add it.")
+    print(
+        f"{len(missing)} file(s) lack the header; run "
+        "`python tools/add_license_headers.py` to add it."
+    )
     return 1
   return 0
 

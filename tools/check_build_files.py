@@ -62,12 +62,15 @@ REGENERATE = "run `python tools/gen_build_files.py`"
 RUNTIME_INPUTS = {
     "tests/bazel_test_sh_test.py": "# bazel-data: //tools:all_files",
     "tests/doctest_test.py": (
-        "# bazel-data: //hk_effects:all_files //hk_effects/handlers:all_files"),
+        "# bazel-data: //hk_effects:all_files //hk_effects/handlers:all_files"
+    ),
     # It runs README.md's snippet, which imports hk_effects.
-    "tests/readme_test.py": ("# bazel-deps: //hk_effects\n"
-                             "# bazel-data: //:README.md //:.ci/run"),
+    "tests/readme_test.py": (
+        "# bazel-deps: //hk_effects\n# bazel-data: //:README.md //:.ci/run"
+    ),
     "tests/user_defined_effect_test.py": (
-        "# bazel-data: //examples:custom_effect"),
+        "# bazel-data: //examples:custom_effect"
+    ),
 }
 
 _DIRECTIVE = re.compile(r"^#\s*bazel-(deps|data):\s*(.+)$", re.MULTILINE)
@@ -147,9 +150,12 @@ def short_label(label: str, package: str) -> str:
 
 def _is_launcher(tree: ast.Module) -> bool:
   for node in tree.body:
-    if (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
+    if (
+        isinstance(node, ast.If)
+        and isinstance(node.test, ast.Compare)
         and isinstance(node.test.left, ast.Name)
-        and node.test.left.id == "__name__"):
+        and node.test.left.id == "__name__"
+    ):
       return True
   return False
 
@@ -162,8 +168,9 @@ def _rule_for(path: pathlib.PurePosixPath, has_main: bool) -> str:
   return "py_binary" if has_main else "py_library"
 
 
-def _imported_names(tree: ast.AST, lazy: bool = False
-                    ) -> list[tuple[str, bool]]:
+def _imported_names(
+    tree: ast.AST, lazy: bool = False
+) -> list[tuple[str, bool]]:
   """(dotted name an import may load, whether it waits for a call)."""
   names = []
   for node in ast.iter_child_nodes(tree):
@@ -171,17 +178,20 @@ def _imported_names(tree: ast.AST, lazy: bool = False
       names.extend((alias.name, lazy) for alias in node.names)
     elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
       # `from a import b` loads `a.b` when b is a module, else just `a`.
-      names.extend((f"{node.module}.{alias.name}", lazy)
-                   for alias in node.names)
+      names.extend(
+          (f"{node.module}.{alias.name}", lazy) for alias in node.names
+      )
     else:
       inside_function = isinstance(
-          node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+          node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+      )
       names.extend(_imported_names(node, lazy or inside_function))
   return names
 
 
-def _resolve(root: pathlib.Path, name: str,
-             importer: pathlib.PurePosixPath) -> pathlib.PurePosixPath | None:
+def _resolve(
+    root: pathlib.Path, name: str, importer: pathlib.PurePosixPath
+) -> pathlib.PurePosixPath | None:
   """The project file a dotted import name loads, or None if third-party."""
   parts = name.split(".")
   top_dirs = {d.split("/")[0] for d in LIBRARY_DIRS + SCRIPT_DIRS}
@@ -218,9 +228,15 @@ def scan(root: pathlib.Path, path: pathlib.PurePosixPath) -> SourceFile:
     normalized = {normalize_label(l, str(path.parent)) for l in labels.split()}
     (deps if kind == "deps" else data).update(normalized)
   has_main = _is_launcher(tree)
-  return SourceFile(path, _rule_for(path, has_main), label,
-                    tuple(sorted(deps)), tuple(sorted(data)), has_main,
-                    tuple(sorted(lazy_deps - deps)))
+  return SourceFile(
+      path,
+      _rule_for(path, has_main),
+      label,
+      tuple(sorted(deps)),
+      tuple(sorted(data)),
+      has_main,
+      tuple(sorted(lazy_deps - deps)),
+  )
 
 
 def package_dirs(root: pathlib.Path) -> list[str]:
@@ -240,10 +256,14 @@ def source_files(root: pathlib.Path) -> list[SourceFile]:
     for dep in source.lazy_deps:
       if source.label not in _reachable(graph, dep):
         graph[source.label].add(dep)
-  return [dataclasses.replace(
-      f, deps=tuple(sorted(graph[f.label])),
-      lazy_deps=tuple(sorted(set(f.lazy_deps) - graph[f.label])))
-          for f in files]
+  return [
+      dataclasses.replace(
+          f,
+          deps=tuple(sorted(graph[f.label])),
+          lazy_deps=tuple(sorted(set(f.lazy_deps) - graph[f.label])),
+      )
+      for f in files
+  ]
 
 
 def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
@@ -259,8 +279,11 @@ def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
 def _cycles(files: list[SourceFile]) -> list[str]:
   """Each label that depends on itself through its deps."""
   graph = {f.label: set(f.deps) for f in files}
-  return [label for label in sorted(graph)
-          if any(label in _reachable(graph, d) for d in graph[label])]
+  return [
+      label
+      for label in sorted(graph)
+      if any(label in _reachable(graph, d) for d in graph[label])
+  ]
 
 
 def _literal_strings(node: ast.expr | None) -> tuple[str, ...] | None:
@@ -273,29 +296,41 @@ def _literal_strings(node: ast.expr | None) -> tuple[str, ...] | None:
 
 def read_targets(build_file: pathlib.Path, package: str) -> list[Target]:
   """The py_* rules of one BUILD file (Starlark parses as Python here)."""
-  tree = ast.parse(build_file.read_text(encoding="utf-8"),
-                   filename=str(build_file))
+  tree = ast.parse(
+      build_file.read_text(encoding="utf-8"), filename=str(build_file)
+  )
   targets = []
   for node in tree.body:
     call = node.value if isinstance(node, ast.Expr) else None
-    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
-            and call.func.id in _PY_RULES):
+    if not (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Name)
+        and call.func.id in _PY_RULES
+    ):
       continue
     kwargs = {k.arg: k.value for k in call.keywords}
     name = ast.literal_eval(kwargs["name"])
     deps = _literal_strings(kwargs.get("deps"))
     if deps is not None:
       deps = tuple(normalize_label(d, package) for d in deps)
-    targets.append(Target(call.func.id, f"//{package}:{name}",
-                          _literal_strings(kwargs.get("srcs")), deps))
+    targets.append(
+        Target(
+            call.func.id,
+            f"//{package}:{name}",
+            _literal_strings(kwargs.get("srcs")),
+            deps,
+        )
+    )
   return targets
 
 
 def _missing_target_problem(source: SourceFile) -> str:
   build = f"{source.package}/BUILD"
-  return (f"{source.path} is in no {source.rule} of {build}; {REGENERATE}, "
-          f'or add {source.rule}(name = "{source.target_name}", '
-          f'srcs = ["{source.path.name}"], ...) to {build}.')
+  return (
+      f"{source.path} is in no {source.rule} of {build}; {REGENERATE}, "
+      f'or add {source.rule}(name = "{source.target_name}", '
+      f'srcs = ["{source.path.name}"], ...) to {build}.'
+  )
 
 
 def find_problems(root: pathlib.Path) -> list[str]:
@@ -309,8 +344,9 @@ def find_problems(root: pathlib.Path) -> list[str]:
     if not build_file.is_file():
       unbuilt.add(package)
       if any((root / package).glob("*.py")):
-        problems.append(f"{package}/ has Python files but no {package}/BUILD;"
-                        f" {REGENERATE}.")
+        problems.append(
+            f"{package}/ has Python files but no {package}/BUILD; {REGENERATE}."
+        )
       continue
     for target in read_targets(build_file, package):
       targets[target.label] = target
@@ -318,21 +354,24 @@ def find_problems(root: pathlib.Path) -> list[str]:
         if not (root / package / src).is_file():
           problems.append(
               f"{target.label} names {package}/{src}, which does not exist; "
-              f"delete it from {package}/BUILD or {REGENERATE}.")
+              f"delete it from {package}/BUILD or {REGENERATE}."
+          )
         owner[(package, src)] = target
 
   sources = source_files(root)
   for label in _cycles(sources):
     problems.append(
         f"{label} imports itself through a cycle of module-level imports, "
-        f"which Bazel cannot build; move one of those imports into the "
-        f"function that needs it.")
+        "which Bazel cannot build; move one of those imports into the "
+        "function that needs it."
+    )
   for source in sources:
     if source.rule == "py_test" and not source.has_main:
       problems.append(
-          f"{source.path} has no `if __name__ == \"__main__\": "
-          f"absltest.main()`, so its py_test would run no test and pass; "
-          f"add that block at its end.")
+          f'{source.path} has no `if __name__ == "__main__": '
+          "absltest.main()`, so its py_test would run no test and pass; "
+          "add that block at its end."
+      )
     if source.package in unbuilt:
       continue
     target = owner.get((source.package, source.path.name))
@@ -343,29 +382,37 @@ def find_problems(root: pathlib.Path) -> list[str]:
       if target.deps is not None and dep not in target.deps:
         problems.append(
             f"{target.label} imports {dep} but its deps leave it out (Bazel "
-            f"would fail with an ImportError); {REGENERATE}.")
+            f"would fail with an ImportError); {REGENERATE}."
+        )
 
   for path in RUNTIME_INPUTS:
     if (root / path.split("/")[0]).is_dir() and not (root / path).is_file():
-      problems.append(f"RUNTIME_INPUTS in tools/check_build_files.py names "
-                      f"{path}, which does not exist; update or delete it.")
+      problems.append(
+          "RUNTIME_INPUTS in tools/check_build_files.py names "
+          f"{path}, which does not exist; update or delete it."
+      )
 
   for target in targets.values():
     for dep in target.deps or ():
       if dep.startswith("//") and dep not in targets:
         problems.append(
             f"{target.label} depends on {dep}, which no BUILD file defines; "
-            f"{REGENERATE}.")
+            f"{REGENERATE}."
+        )
   return problems
 
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument(
-      "--root", type=pathlib.Path,
+      "--root",
+      type=pathlib.Path,
       default=pathlib.Path(__file__).resolve().parent.parent,
-      help="project root holding WORKSPACE (default: this file's parent's "
-           "parent)")
+      help=(
+          "project root holding WORKSPACE (default: this file's parent's "
+          "parent)"
+      ),
+  )
   args = parser.parse_args(argv)
   problems = find_problems(args.root)
   for problem in problems:

@@ -93,26 +93,35 @@ DEFAULT_FILES = (
 
 # Files never run, with the reason (paths under haiku/_src).
 FILE_EXCLUSIONS = {
-    "integration/jax2tf_test.py": "needs tensorflow (jax2tf): too heavy to "
-                                  "install for a regression guard",
-    "integration/doctest_test.py": "needs tensorflow, and runs the examples "
-                                   "of every Haiku module (minutes)",
-    "no_flax_test.py": "checks that flax is not imported, in a process of "
-                       "its own; meaningless inside a shared pytest process",
+    "integration/jax2tf_test.py": (
+        "needs tensorflow (jax2tf): too heavy to install for a regression guard"
+    ),
+    "integration/doctest_test.py": (
+        "needs tensorflow, and runs the examples "
+        "of every Haiku module (minutes)"
+    ),
+    "no_flax_test.py": (
+        "checks that flax is not imported, in a process of "
+        "its own; meaningless inside a shared pytest process"
+    ),
     "reshape_test.py": "imports tensorflow.compiler (not installed)",
-    "data_structures_test.py": "imports cloudpickle and dill (not installed; "
-                               "pickling is no hk_effects concern)",
-    "integration/checkpoint_test.py": "compares with checkpoints/*.json, "
-                                      "which the wheel does not ship",
+    "data_structures_test.py": (
+        "imports cloudpickle and dill (not installed; "
+        "pickling is no hk_effects concern)"
+    ),
+    "integration/checkpoint_test.py": (
+        "compares with checkpoints/*.json, which the wheel does not ship"
+    ),
 }
 
 # Single tests never run, in any mode, with the reason. A key is a test id
 # (path under haiku/_src :: class :: test), or a prefix of ids followed by
 # "*" (see `matches`).
 TEST_EXCLUSIONS: dict[str, str] = {
-    "transform_test.py::TransformTest::test_with_tensorflow_dict_wrapper":
+    "transform_test.py::TransformTest::test_with_tensorflow_dict_wrapper": (
         "needs tensorflow (tf.Module); the suite gives transform_test.py an "
-        "empty stand-in module so the rest of the file imports",
+        "empty stand-in module so the rest of the file imports"
+    ),
 }
 
 # Left out of the default selection (to keep CI within a few minutes on 2
@@ -121,26 +130,38 @@ _HKT = "integration/hk_transforms_test.py::HaikuTransformsTest::"
 SLOW: dict[str, str] = {
     # Seconds: test time in plain mode on this project's 2-core machine,
     # compiling cold.
-    _HKT + "test_hk_jit_*":
+    _HKT
+    + "test_hk_jit_*": (
         "138 s: jits each of Haiku's 45 modules twice; hk.jit is not one "
-        "of the wrappers hk_effects replaces",
-    _HKT + "test_optimize_rng_use_under_jit_*":
-        "41 s: jit of every module; optimize_rng_use is not replaced",
-    "integration/jax_transforms_test.py::JaxTransformsTest::test_jit_*":
-        "29 s: raw jax.jit of every module (no Haiku wrapper involved)",
-    "recurrent_test.py::ConvLSTMTest::test_connect_conv_same*":
-        "9 s of convolutions; the other ConvLSTM tests cover the unroll",
-    _HKT + "test_fast_eval_shape_*":
-        "9 s: hk.experimental.fast_eval_shape is not replaced by hk_effects",
-    "attention_test.py::MultiHeadAttentionTest::test_shapes_*":
+        "of the wrappers hk_effects replaces"
+    ),
+    _HKT
+    + "test_optimize_rng_use_under_jit_*": (
+        "41 s: jit of every module; optimize_rng_use is not replaced"
+    ),
+    "integration/jax_transforms_test.py::JaxTransformsTest::test_jit_*": (
+        "29 s: raw jax.jit of every module (no Haiku wrapper involved)"
+    ),
+    "recurrent_test.py::ConvLSTMTest::test_connect_conv_same*": (
+        "9 s of convolutions; the other ConvLSTM tests cover the unroll"
+    ),
+    _HKT
+    + "test_fast_eval_shape_*": (
+        "9 s: hk.experimental.fast_eval_shape is not replaced by hk_effects"
+    ),
+    "attention_test.py::MultiHeadAttentionTest::test_shapes_*": (
         "8 s of eager attention; the fast tests of the file run "
-        "transform_and_run the same way",
-    "attention_test.py::MultiHeadAttentionTest::test_mask_arg":
-        "2 s of eager attention (as test_shapes_*)",
-    "attention_test.py::MultiHeadAttentionTest::test_different_seq_lengths":
-        "2 s of eager attention (as test_shapes_*)",
-    "attention_test.py::MultiHeadAttentionTest::test_vmap":
-        "2 s; raw jax.vmap of an apply, no Haiku wrapper",
+        "transform_and_run the same way"
+    ),
+    "attention_test.py::MultiHeadAttentionTest::test_mask_arg": (
+        "2 s of eager attention (as test_shapes_*)"
+    ),
+    "attention_test.py::MultiHeadAttentionTest::test_different_seq_lengths": (
+        "2 s of eager attention (as test_shapes_*)"
+    ),
+    "attention_test.py::MultiHeadAttentionTest::test_vmap": (
+        "2 s; raw jax.vmap of an apply, no Haiku wrapper"
+    ),
 }
 
 # Tests that run every Haiku module through one wrapper: by default only the
@@ -149,20 +170,36 @@ SLOW: dict[str, str] = {
 # wrapper: per-module layers with parameters, state (BatchNorm, SpectralNorm,
 # VectorQuantizerEMA), recurrent cores (unrolled inside the wrapper),
 # attention.
-REPRESENTATIVE = ("Linear", "Conv2D", "Embed", "LayerNorm", "BatchNorm",
-                  "SpectralNorm", "MultiHeadAttention", "nets.MLP",
-                  "nets.VectorQuantizerEMA", "Recurrent(LSTM, dynamic_unroll)",
-                  "Recurrent(LSTM, static_unroll)",
-                  "Recurrent(ResetCore, dynamic_unroll)")
+REPRESENTATIVE = (
+    "Linear",
+    "Conv2D",
+    "Embed",
+    "LayerNorm",
+    "BatchNorm",
+    "SpectralNorm",
+    "MultiHeadAttention",
+    "nets.MLP",
+    "nets.VectorQuantizerEMA",
+    "Recurrent(LSTM, dynamic_unroll)",
+    "Recurrent(LSTM, static_unroll)",
+    "Recurrent(ResetCore, dynamic_unroll)",
+)
 SAMPLED: dict[str, str] = {
-    _HKT + "test_hk_scan_":
-        "hk.scan over every module: 63 s cold; REPRESENTATIVE ones run",
-    _HKT + "test_hk_remat_":
-        "hk.remat over every module: 50 s cold; REPRESENTATIVE ones run",
-    _HKT + "test_vmap_":
-        "hk.vmap over the modules with an optional batch: 14 s cold",
-    "integration/jax_transforms_test.py::JaxTransformsTest::test_vmap_":
-        "jax.vmap over the modules with an optional batch: 7 s cold",
+    _HKT
+    + "test_hk_scan_": (
+        "hk.scan over every module: 63 s cold; REPRESENTATIVE ones run"
+    ),
+    _HKT
+    + "test_hk_remat_": (
+        "hk.remat over every module: 50 s cold; REPRESENTATIVE ones run"
+    ),
+    _HKT
+    + "test_vmap_": (
+        "hk.vmap over the modules with an optional batch: 14 s cold"
+    ),
+    "integration/jax_transforms_test.py::JaxTransformsTest::test_vmap_": (
+        "jax.vmap over the modules with an optional batch: 7 s cold"
+    ),
 }
 
 # Differences already diagnosed, per mode: {(mode, test id or prefix): why}.
@@ -171,18 +208,34 @@ HKE_REGRESSION = "hk_effects regression, see issue 16"
 _SHIM_ARTEFACT = (
     "mode artefact, not a regression: the test checks that Haiku's internal "
     "`class hk:` shims equal hk.*; this mode replaces hk.transform_with_state "
-    "and leaves the shims holding Haiku's (which hke's transforms call)")
+    "and leaves the shims holding Haiku's (which hke's transforms call)"
+)
 KNOWN: dict[tuple[str, str], str] = {
-    ("transforms", "integration/shim_hk_test.py::ShimHkTest::"
-                   "test_hk_shim_haiku._src.multi_transform"): _SHIM_ARTEFACT,
-    ("transforms", "integration/shim_hk_test.py::ShimHkTest::"
-                   "test_hk_shim_haiku._src.summarise"): _SHIM_ARTEFACT,
+    (
+        "transforms",
+        (
+            "integration/shim_hk_test.py::ShimHkTest::"
+            "test_hk_shim_haiku._src.multi_transform"
+        ),
+    ): _SHIM_ARTEFACT,
+    (
+        "transforms",
+        (
+            "integration/shim_hk_test.py::ShimHkTest::"
+            "test_hk_shim_haiku._src.summarise"
+        ),
+    ): _SHIM_ARTEFACT,
 }
 
 # Outcomes a test can have in a mode. "missing": not run at all there (its
 # file failed to import, or the process crashed).
 PASSED, FAILED, ERROR, SKIPPED, MISSING = (
-    "passed", "failed", "error", "skipped", "missing")
+    "passed",
+    "failed",
+    "error",
+    "skipped",
+    "missing",
+)
 
 # Stand-ins for packages Haiku's tests import and this project does not
 # install. Used only when the real one is absent; each mode gets the same.
@@ -191,7 +244,8 @@ _STANDINS = {
     # moving_averages_test.py, integration/common.py and (if installed)
     # haiku/_src/dot.py for the functions below; JAX's tree utilities with
     # None as a leaf (as in dm-tree) do the same there.
-    "tree": '''
+    "tree": (
+        '''
         """dm-tree stand-in of tools/haiku_suite.py (jax.tree_util based)."""
         import jax
 
@@ -225,16 +279,19 @@ _STANDINS = {
           sb = jax.tree_util.tree_structure(b, is_leaf=_is_none)
           if sa != sb:
             raise ValueError(f"Different structures: {sa} vs {sb}")
-    ''',
+    '''
+    ),
     # transform_test.py imports tensorflow at the top for its one tf.Module
     # test (excluded above); an empty module lets the others run.
-    "tensorflow": '''
+    "tensorflow": (
+        '''
         """Empty tensorflow stand-in of tools/haiku_suite.py."""
         def __getattr__(name):
           raise AttributeError(
               f"tensorflow.{name}: tools/haiku_suite.py gives only an empty "
               "stand-in for tensorflow; exclude the test that needs it.")
-    ''',
+    '''
+    ),
 }
 
 # The pytest plugin each subprocess loads (-p): applies the mode before any
@@ -371,6 +428,7 @@ _PLUGIN = '''
 def haiku_tests_dir() -> pathlib.Path:
   """``haiku/_src`` of the installed dm-haiku (found without importing it)."""
   import importlib.util  # pylint: disable=g-import-not-at-top
+
   spec = importlib.util.find_spec("haiku")
   if spec is None or not spec.submodule_search_locations:
     raise SystemExit("dm-haiku is not installed in this Python.")
@@ -386,6 +444,8 @@ def matches(test_id: str, key: str) -> bool:
   if key.endswith("*"):
     return test_id.startswith(key[:-1])
   return test_id == key
+
+
 def lookup(test_id: str, table: Mapping[str, str]) -> str | None:
   """The reason ``table`` gives for ``test_id``, or None."""
   for key, reason in table.items():
@@ -397,9 +457,12 @@ def lookup(test_id: str, table: Mapping[str, str]) -> str | None:
 def select_files(src: pathlib.Path, thorough: bool) -> list[str]:
   """Test files (paths under ``src``) of the selection, exclusions left out."""
   if thorough:
-    found = sorted(str(p.relative_to(src)) for p in
-                   list(src.glob("*_test.py"))
-                   + list(src.glob("integration/*_test.py")))
+    found = sorted(
+        str(p.relative_to(src))
+        for p in list(src.glob("*_test.py")) + list(
+            src.glob("integration/*_test.py")
+        )
+    )
   else:
     found = list(DEFAULT_FILES)
   return [f for f in found if f not in FILE_EXCLUSIONS]
@@ -416,6 +479,7 @@ def deselected(thorough: bool) -> dict[str, str]:
 @dataclasses.dataclass
 class ModeResult:
   """The outcome of every test in one mode, and how long the mode took."""
+
   mode: str
   outcomes: dict[str, str]
   messages: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -435,6 +499,7 @@ class ModeResult:
 @dataclasses.dataclass
 class Difference:
   """A test that passes plainly and not in ``mode``."""
+
   test_id: str
   mode: str
   outcome: str
@@ -444,15 +509,16 @@ class Difference:
 
 @dataclasses.dataclass
 class Comparison:
-  regressions: list[Difference]      # New: fail the run.
-  known: list[Difference]            # Diagnosed: reported only.
+  regressions: list[Difference]  # New: fail the run.
+  known: list[Difference]  # Diagnosed: reported only.
   known_now_passing: list[tuple[str, str]]  # (mode, key): entry can go.
-  plain_failures: list[str]          # Fail without hk_effects: no guard.
+  plain_failures: list[str]  # Fail without hk_effects: no guard.
   only_in_mode: list[tuple[str, str, str]]  # (mode, id, outcome) not plain.
 
 
-def compare(results: Mapping[str, ModeResult],
-            known: Mapping[tuple[str, str], str]) -> Comparison:
+def compare(
+    results: Mapping[str, ModeResult], known: Mapping[tuple[str, str], str]
+) -> Comparison:
   """Compares every mode with ``plain``, test id by test id."""
   plain = results["plain"].outcomes
   regressions, known_diffs, plain_failures, only_in_mode = [], [], [], []
@@ -475,27 +541,38 @@ def compare(results: Mapping[str, ModeResult],
           reason = why
           used_known.add((known_mode, key))
           break
-      diff = Difference(test_id, mode, outcome, reason,
-                        result.messages.get(test_id, ""))
+      diff = Difference(
+          test_id, mode, outcome, reason, result.messages.get(test_id, "")
+      )
       (known_diffs if reason else regressions).append(diff)
     for test_id, outcome in sorted(result.outcomes.items()):
       if test_id not in plain:
         only_in_mode.append((mode, test_id, outcome))
   known_now_passing = sorted(
-      (mode, key) for mode, key in known
-      if (mode, key) not in used_known and mode in results
-      and any(matches(test_id, key) and outcome == PASSED
-              for test_id, outcome in results[mode].outcomes.items()))
-  return Comparison(regressions, known_diffs, known_now_passing,
-                    plain_failures, only_in_mode)
+      (mode, key)
+      for mode, key in known
+      if (mode, key) not in used_known
+      and mode in results
+      and any(
+          matches(test_id, key) and outcome == PASSED
+          for test_id, outcome in results[mode].outcomes.items()
+      )
+  )
+  return Comparison(
+      regressions, known_diffs, known_now_passing, plain_failures, only_in_mode
+  )
 
 
-TRANSFORM_NAMES = ("hk.transform", "hk.transform_with_state",
-                    "hk.multi_transform", "hk.multi_transform_with_state",
-                    "haiku._src.transform.transform",
-                    "haiku._src.transform.transform_with_state",
-                    "haiku._src.multi_transform.multi_transform",
-                    "haiku._src.multi_transform.multi_transform_with_state")
+TRANSFORM_NAMES = (
+    "hk.transform",
+    "hk.transform_with_state",
+    "hk.multi_transform",
+    "hk.multi_transform_with_state",
+    "haiku._src.transform.transform",
+    "haiku._src.transform.transform_with_state",
+    "haiku._src.multi_transform.multi_transform",
+    "haiku._src.multi_transform.multi_transform_with_state",
+)
 
 
 def check_applied(result: ModeResult) -> str | None:
@@ -507,50 +584,70 @@ def check_applied(result: ModeResult) -> str | None:
   if result.mode == "plain" and result.changed:
     return f"plain mode changed {result.changed}"
   if result.mode in ("imported", "transforms") and not wrappers:
-    return ("importing hk_effects replaced none of Haiku's wrappers "
-            "(hk.scan, hk.vmap, ...): nothing of hk_effects is under test")
+    return (
+        "importing hk_effects replaced none of Haiku's wrappers "
+        "(hk.scan, hk.vmap, ...): nothing of hk_effects is under test"
+    )
   if result.mode == "imported" and transforms:
     return f"importing hk_effects replaced Haiku's transforms {transforms}"
   if result.mode == "transforms" and sorted(transforms) != sorted(
-      TRANSFORM_NAMES):
-    return (f"only {transforms} of {list(TRANSFORM_NAMES)} were replaced "
-            "by hk_effects' transforms")
+      TRANSFORM_NAMES
+  ):
+    return (
+        f"only {transforms} of {list(TRANSFORM_NAMES)} were replaced "
+        "by hk_effects' transforms"
+    )
   return None
 
 
 def first_lines(message: str, n: int = 3) -> str:
   """The first ``n`` informative lines: pytest's ``E`` lines, or errors."""
-  lines = [l for l in message.splitlines()
-           if (l.startswith("E ") and l[1:].strip()) or "Error" in l]
-  return "\n".join(lines[:n]) if lines else "\n".join(
-      message.strip().splitlines()[-n:])
+  lines = [
+      l
+      for l in message.splitlines()
+      if (l.startswith("E ") and l[1:].strip()) or "Error" in l
+  ]
+  return (
+      "\n".join(lines[:n])
+      if lines
+      else "\n".join(message.strip().splitlines()[-n:])
+  )
 
 
-def report(results: Mapping[str, ModeResult], comparison: Comparison,
-           out=sys.stdout) -> int:
+def report(
+    results: Mapping[str, ModeResult], comparison: Comparison, out=sys.stdout
+) -> int:
   """Prints counts and differences; returns the exit status."""
   print("Haiku's test suite, per mode:", file=out)
   for mode, result in results.items():
     counts = ", ".join(f"{n} {k}" for k, n in sorted(result.counts().items()))
-    print(f"  {mode:<11} {counts or 'no tests'} ({result.wall_s:.0f} s wall, "
-          f"{result.cpu_s:.0f} s CPU)", file=out)
+    print(
+        f"  {mode:<11} {counts or 'no tests'} ({result.wall_s:.0f} s wall, "
+        f"{result.cpu_s:.0f} s CPU)",
+        file=out,
+    )
   for mode, result in results.items():
     if result.changed:
       print(f"  {mode} replaced: {', '.join(result.changed)}", file=out)
   if comparison.plain_failures:
-    print(f"\nWarning: {len(comparison.plain_failures)} test(s) fail "
-          "without hk_effects (they guard nothing; exclude them with a "
-          "reason):", file=out)
+    print(
+        f"\nWarning: {len(comparison.plain_failures)} test(s) fail "
+        "without hk_effects (they guard nothing; exclude them with a "
+        "reason):",
+        file=out,
+    )
     for test_id in comparison.plain_failures:
       print(f"  {test_id}", file=out)
   if comparison.known:
-    print(f"\nKnown differences ({len(comparison.known)}, not fatal):",
-          file=out)
+    print(
+        f"\nKnown differences ({len(comparison.known)}, not fatal):", file=out
+    )
     for d in comparison.known:
       print(f"  [{d.mode}] {d.test_id}: {d.outcome} ({d.known})", file=out)
   if comparison.known_now_passing:
-    print("\nKNOWN entries that no test needs any more (remove them):",
-          file=out)
+    print(
+        "\nKNOWN entries that no test needs any more (remove them):", file=out
+    )
     for mode, key in comparison.known_now_passing:
       print(f"  ({mode!r}, {key!r})", file=out)
   if comparison.only_in_mode:
@@ -559,8 +656,11 @@ def report(results: Mapping[str, ModeResult], comparison: Comparison,
       print(f"  [{mode}] {test_id}: {outcome}", file=out)
   status = 0
   if comparison.regressions:
-    print(f"\nREGRESSIONS ({len(comparison.regressions)}): pass plainly, "
-          "not in the mode shown:", file=out)
+    print(
+        f"\nREGRESSIONS ({len(comparison.regressions)}): pass plainly, "
+        "not in the mode shown:",
+        file=out,
+    )
     for d in comparison.regressions:
       print(f"  [{d.mode}] {d.test_id}: {d.outcome}", file=out)
       if d.message:
@@ -568,8 +668,11 @@ def report(results: Mapping[str, ModeResult], comparison: Comparison,
     status = 1
   for mode, result in results.items():
     if not result.outcomes:
-      print(f"\nMode {mode} ran no test (pytest status {result.returncode}):"
-            f"\n{result.log_tail}", file=out)
+      print(
+          f"\nMode {mode} ran no test (pytest status {result.returncode}):"
+          f"\n{result.log_tail}",
+          file=out,
+      )
       status = 2
     elif problem := check_applied(result):
       print(f"\nMode {mode} is not what it claims: {problem}.", file=out)
@@ -582,25 +685,48 @@ def report(results: Mapping[str, ModeResult], comparison: Comparison,
 def write_support(tmp: pathlib.Path) -> None:
   (tmp / "_haiku_suite_plugin.py").write_text(textwrap.dedent(_PLUGIN))
   import importlib.util  # pylint: disable=g-import-not-at-top
+
   for name, source in _STANDINS.items():
     if importlib.util.find_spec(name) is None:
       (tmp / f"{name}.py").write_text(textwrap.dedent(source))
 
 
-def _pytest_command(src: pathlib.Path, files: Sequence[str],
-                    extra: Sequence[str]) -> list[str]:
-  return ([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-           "-p", "_haiku_suite_plugin", "--rootdir", str(src),
-           "-o", "addopts=", "--continue-on-collection-errors"]
-          + [str(src / f) for f in files] + list(extra))
+def _pytest_command(
+    src: pathlib.Path, files: Sequence[str], extra: Sequence[str]
+) -> list[str]:
+  return (
+      [
+          sys.executable,
+          "-m",
+          "pytest",
+          "-q",
+          "-p",
+          "no:cacheprovider",
+          "-p",
+          "_haiku_suite_plugin",
+          "--rootdir",
+          str(src),
+          "-o",
+          "addopts=",
+          "--continue-on-collection-errors",
+      ]
+      + [str(src / f) for f in files]
+      + list(extra)
+  )
 
 
-def run_mode(mode: str, src: pathlib.Path, files: Sequence[str],
-             deselect: Mapping[str, str], extra: Sequence[str],
-             tmp: pathlib.Path, cache_dir: pathlib.Path | None = None,
-             sample: Mapping[str, Sequence[str]] | None = None,
-             name: str | None = None,
-             shard: tuple[int, int] = (0, 1)) -> subprocess.Popen:
+def run_mode(
+    mode: str,
+    src: pathlib.Path,
+    files: Sequence[str],
+    deselect: Mapping[str, str],
+    extra: Sequence[str],
+    tmp: pathlib.Path,
+    cache_dir: pathlib.Path | None = None,
+    sample: Mapping[str, Sequence[str]] | None = None,
+    name: str | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> subprocess.Popen:
   """Starts one mode's pytest subprocess (see ``collect``).
 
   With ``cache_dir``, the modes share JAX's persistent compilation cache:
@@ -615,9 +741,11 @@ def run_mode(mode: str, src: pathlib.Path, files: Sequence[str],
   cmd = _pytest_command(src, files, extra)
   env = dict(os.environ)
   if cache_dir is not None:
-    env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    env.update(
+        JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
   env.update(
       HAIKU_SUITE_MODE=mode,
       HAIKU_SUITE_OUT=str(tmp / f"{name}.json"),
@@ -625,14 +753,17 @@ def run_mode(mode: str, src: pathlib.Path, files: Sequence[str],
       HAIKU_SUITE_SAMPLE=json.dumps(dict(sample or {})),
       HAIKU_SUITE_SHARD=f"{shard[0]}/{shard[1]}",
       PYTHONPATH=os.pathsep.join(
-          [str(tmp)] + [p for p in [env.get("PYTHONPATH")] if p]),
+          [str(tmp)] + [p for p in [env.get("PYTHONPATH")] if p]
+      ),
       JAX_PLATFORMS=env.get("JAX_PLATFORMS", "cpu"),
-      XLA_FLAGS=env.get("XLA_FLAGS",
-                        "--xla_force_host_platform_device_count=8"),
+      XLA_FLAGS=env.get(
+          "XLA_FLAGS", "--xla_force_host_platform_device_count=8"
+      ),
   )
   log = open(tmp / f"{name}.log", "w")  # pylint: disable=consider-using-with
-  proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=log,
-                          stderr=subprocess.STDOUT)
+  proc = subprocess.Popen(
+      cmd, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT
+  )
   proc.log = log
   proc.started = time.monotonic()
   proc.name = name
@@ -645,16 +776,24 @@ def collect(mode: str, proc: subprocess.Popen, tmp: pathlib.Path) -> ModeResult:
   wall = time.monotonic() - proc.started
   proc.log.close()
   name = getattr(proc, "name", mode)
-  log_tail = "\n".join(
-      (tmp / f"{name}.log").read_text().splitlines()[-30:])
+  log_tail = "\n".join((tmp / f"{name}.log").read_text().splitlines()[-30:])
   path = tmp / f"{name}.json"
   if not path.exists():
-    return ModeResult(mode, {}, wall_s=wall, returncode=returncode,
-                      log_tail=log_tail)
+    return ModeResult(
+        mode, {}, wall_s=wall, returncode=returncode, log_tail=log_tail
+    )
   data = json.loads(path.read_text())
-  return ModeResult(mode, data["outcomes"], data["messages"],
-                    data["durations"], data["changed"], data["cpu_s"], wall,
-                    returncode, log_tail)
+  return ModeResult(
+      mode,
+      data["outcomes"],
+      data["messages"],
+      data["durations"],
+      data["changed"],
+      data["cpu_s"],
+      wall,
+      returncode,
+      log_tail,
+  )
 
 
 def merge(parts: Sequence[ModeResult]) -> ModeResult:
@@ -675,44 +814,75 @@ def merge(parts: Sequence[ModeResult]) -> ModeResult:
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
       description=__doc__.split("\n\n")[0],
-      formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--thorough", action="store_true",
-                      help="every test file of the wheel, SLOW tests too")
-  parser.add_argument("--modes", default=",".join(MODES),
-                      help="comma-separated subset of " + ", ".join(MODES)
-                      + " (plain is always run: the others compare to it)")
-  parser.add_argument("--jobs", type=int, default=min(3, os.cpu_count() or 1),
-                      help="pytest processes at once (default: min(3, CPUs))")
-  parser.add_argument("-k", dest="keyword", default=None,
-                      help="pytest -k expression, to narrow the selection")
-  parser.add_argument("--files", default=None,
-                      help="comma-separated test files under haiku/_src "
-                      "instead of the selection")
-  parser.add_argument("--no-compilation-cache", dest="cache",
-                      action="store_false",
-                      help="each mode compiles for itself (by default plain "
-                      "runs first and the others reuse its compiled "
-                      "programs from JAX's persistent cache)")
-  parser.add_argument("--keep", action="store_true",
-                      help="keep the temporary directory (logs, outcomes)")
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
+  parser.add_argument(
+      "--thorough",
+      action="store_true",
+      help="every test file of the wheel, SLOW tests too",
+  )
+  parser.add_argument(
+      "--modes",
+      default=",".join(MODES),
+      help="comma-separated subset of "
+      + ", ".join(MODES)
+      + " (plain is always run: the others compare to it)",
+  )
+  parser.add_argument(
+      "--jobs",
+      type=int,
+      default=min(3, os.cpu_count() or 1),
+      help="pytest processes at once (default: min(3, CPUs))",
+  )
+  parser.add_argument(
+      "-k",
+      dest="keyword",
+      default=None,
+      help="pytest -k expression, to narrow the selection",
+  )
+  parser.add_argument(
+      "--files",
+      default=None,
+      help=(
+          "comma-separated test files under haiku/_src instead of the selection"
+      ),
+  )
+  parser.add_argument(
+      "--no-compilation-cache",
+      dest="cache",
+      action="store_false",
+      help=(
+          "each mode compiles for itself (by default plain "
+          "runs first and the others reuse its compiled "
+          "programs from JAX's persistent cache)"
+      ),
+  )
+  parser.add_argument(
+      "--keep",
+      action="store_true",
+      help="keep the temporary directory (logs, outcomes)",
+  )
   args = parser.parse_args(argv)
 
-  modes = ["plain"] + [m for m in args.modes.split(",")
-                       if m and m != "plain"]
+  modes = ["plain"] + [m for m in args.modes.split(",") if m and m != "plain"]
   unknown = set(modes) - set(MODES)
   if unknown:
     parser.error(f"unknown mode(s) {sorted(unknown)}; choose from {MODES}")
   src = haiku_tests_dir()
-  files = (args.files.split(",") if args.files
-           else select_files(src, args.thorough))
+  files = (
+      args.files.split(",") if args.files else select_files(src, args.thorough)
+  )
   extra = ["-k", args.keyword] if args.keyword else []
   deselect = deselected(args.thorough)
 
   tmp = pathlib.Path(tempfile.mkdtemp(prefix="haiku_suite_"))
   write_support(tmp)
-  print(f"Running {len(files)} Haiku test file(s) in modes "
-        f"{', '.join(modes)} ({len(deselect)} test key(s) excluded, "
-        f"{len(FILE_EXCLUSIONS)} file(s)); logs in {tmp}", flush=True)
+  print(
+      f"Running {len(files)} Haiku test file(s) in modes "
+      f"{', '.join(modes)} ({len(deselect)} test key(s) excluded, "
+      f"{len(FILE_EXCLUSIONS)} file(s)); logs in {tmp}",
+      flush=True,
+  )
   started = time.monotonic()
   jobs = max(1, args.jobs)
   cache_dir = tmp / "jax_cache" if args.cache else None
@@ -723,8 +893,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   n = jobs if args.cache else 1
   plain_tasks = [("plain", (i, n)) for i in range(n)]
   other_tasks = [(m, (0, 1)) for m in modes if m != "plain"]
-  phases = ([plain_tasks, other_tasks] if args.cache
-            else [plain_tasks + other_tasks])
+  phases = (
+      [plain_tasks, other_tasks] if args.cache else [plain_tasks + other_tasks]
+  )
   parts: dict[str, list[ModeResult]] = collections.defaultdict(list)
   for phase in phases:
     pending = list(enumerate(phase))
@@ -732,9 +903,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     while pending or running:
       while pending and len(running) < jobs:
         i, (mode, shard) = pending.pop(0)
-        running.append((mode, run_mode(
-            mode, src, files, deselect, extra, tmp, cache_dir, sample,
-            name=f"{mode}.{i}", shard=shard)))
+        running.append((
+            mode,
+            run_mode(
+                mode,
+                src,
+                files,
+                deselect,
+                extra,
+                tmp,
+                cache_dir,
+                sample,
+                name=f"{mode}.{i}",
+                shard=shard,
+            ),
+        ))
       done = [(m, p) for m, p in running if p.poll() is not None]
       for mode, proc in done:
         running.remove((mode, proc))

@@ -23,9 +23,13 @@ Example:
 
 from hk_effects.handlers.local_state import handle_local_states
 from hk_effects.handlers.local_state import WithFunctionalLocalState
-from hk_effects.handlers.local_state_rewriting import embed_shared_state_requests
+from hk_effects.handlers.local_state_rewriting import (
+    embed_shared_state_requests,
+)
 from hk_effects.handlers.local_state_rewriting import freeze_local_states
-from hk_effects.handlers.local_state_rewriting import hoist_shared_state_requests
+from hk_effects.handlers.local_state_rewriting import (
+    hoist_shared_state_requests,
+)
 from hk_effects.handlers.patching import PatchingSideOutputs
 from hk_effects.handlers.patching import perturbation_zeros
 from hk_effects.handlers.patching import PerturbingSideOutputs

@@ -56,6 +56,7 @@ _LOOPS = ("hk.scan", "hk.fori_loop", "hk.while_loop", "hk.layer_stack")
 @dataclasses.dataclass(eq=False)
 class _Entered:
   """What a boundary call knew outside, before its body ran."""
+
   token: Any  # The Haiku transform it was called in.
   lifts_before: int
   outside_prev: str  # Path prefix of `token` seen from the enclosing frame.
@@ -65,6 +66,7 @@ class _Entered:
 @dataclasses.dataclass(eq=False)
 class _Frame:
   """One traced run of a boundary's body."""
+
   boundary: boundaries.Boundary
   entered: _Entered
   token: Any  # The Haiku transform the body runs in.
@@ -75,6 +77,7 @@ class _Frame:
 @dataclasses.dataclass(eq=False)
 class HandlerCall:
   """One running call of an intervention handler."""
+
   scope: Any  # binding.HandlerScope.
   start: int  # Frames already open when it started.
   spec: Any  # What the handler intervenes with (its own type).
@@ -112,7 +115,8 @@ def current_call(handler) -> HandlerCall:
     if call.scope.handler is handler:
       return call
   raise effect_base.UnhandledEffectError(
-      f"{handler!r} rewrote a side output while not running.")
+      f"{handler!r} rewrote a side output while not running."
+  )
 
 
 class _InterventionsAtBoundaries(boundaries.BoundaryEffect):
@@ -132,23 +136,32 @@ class _InterventionsAtBoundaries(boundaries.BoundaryEffect):
     # What deliver() will prefix when the values leave this boundary: the
     # nesting seen from the enclosing target (side_output_transport).
     outside_prev = nesting.prefix_from(frames[-1].token) if frames else ""
-    outside_home = {id(c): nesting.prefix_from(c.scope.token)
-                    for c in _state.calls if c.start == len(frames)}
-    return _Entered(nesting.transform_token(), nesting.lifts_done(),
-                    outside_prev, outside_home)
+    outside_home = {
+        id(c): nesting.prefix_from(c.scope.token)
+        for c in _state.calls
+        if c.start == len(frames)
+    }
+    return _Entered(
+        nesting.transform_token(),
+        nesting.lifts_done(),
+        outside_prev,
+        outside_home,
+    )
 
   @contextlib.contextmanager
   def body(self, boundary, body, state: _Entered):
     layer_prefix = ""
     if boundary.relative:
-      layer_prefix = nesting.lift_prefix_since(state.lifts_before,
-                                               state.token, running=True)
+      layer_prefix = nesting.lift_prefix_since(
+          state.lifts_before, state.token, running=True
+      )
     index = body.index if boundary.kind in _LOOPS + ("hk.vmap",) else None
     if index is not None and boundary.reverse and boundary.length is not None:
       # The index counts steps as they run; values stack by position.
       index = boundary.length - 1 - index
-    frame = _Frame(boundary, state, nesting.transform_token(), layer_prefix,
-                   index)
+    frame = _Frame(
+        boundary, state, nesting.transform_token(), layer_prefix, index
+    )
     _state.frames.append(frame)
     try:
       yield
@@ -160,7 +173,7 @@ boundaries.register(_InterventionsAtBoundaries())
 
 
 def _frames(call: HandlerCall) -> list[_Frame]:
-  return _state.frames[call.start:]
+  return _state.frames[call.start :]
 
 
 def site_path(call: HandlerCall, site: binding.Site) -> str:
@@ -170,8 +183,11 @@ def site_path(call: HandlerCall, site: binding.Site) -> str:
   frames = _frames(call)
   for j, frame in enumerate(frames):
     entered = frame.entered
-    parts.append(entered.outside_home.get(id(call), "") if j == 0
-                 else entered.outside_prev)
+    parts.append(
+        entered.outside_home.get(id(call), "")
+        if j == 0
+        else entered.outside_prev
+    )
     parts.append(frame.layer_prefix)
   last = frames[-1].token if frames else call.scope.token
   parts += [nesting.prefix_from(last), site.module_path, site.attribute_path]
@@ -181,8 +197,11 @@ def site_path(call: HandlerCall, site: binding.Site) -> str:
 def loop_axes(call: HandlerCall) -> list[tuple[str, Any, Any]]:
   """(wrapper kind, length, traced index) of the loops and ``hk.vmap`` s
   between ``call``'s handler and the tell, outermost first."""
-  return [(f.boundary.kind, f.boundary.length, f.index)
-          for f in _frames(call) if f.index is not None]
+  return [
+      (f.boundary.kind, f.boundary.length, f.index)
+      for f in _frames(call)
+      if f.index is not None
+  ]
 
 
 def count_tell(call: HandlerCall, path: str) -> int:
@@ -197,6 +216,7 @@ def count_tell(call: HandlerCall, path: str) -> int:
 class _IntervenedRequest(side_output.SideOutputRequest):
   """A side-output request whose ``tell`` applies ``interventions`` (innermost
   handler first) to the value before any collector gets it."""
+
   interventions: tuple = effect_base.static_field(default=())
 
   def tell(self, value: Any) -> Any:
@@ -205,12 +225,14 @@ class _IntervenedRequest(side_output.SideOutputRequest):
     return value
 
 
-def intervened(request: side_output.SideOutputRequest,
-               intervention: Any) -> side_output.SideOutputRequest:
+def intervened(
+    request: side_output.SideOutputRequest, intervention: Any
+) -> side_output.SideOutputRequest:
   """``request`` with ``intervention`` (called with the told value) added."""
   earlier = getattr(request, "interventions", ())
-  return _IntervenedRequest(request.tag, request.mode,
-                            interventions=earlier + (intervention,))
+  return _IntervenedRequest(
+      request.tag, request.mode, interventions=earlier + (intervention,)
+  )
 
 
 def as_arrays(value: Any, where: str) -> Any:
@@ -218,15 +240,18 @@ def as_arrays(value: Any, where: str) -> Any:
     try:
       return jnp.asarray(leaf)
     except TypeError as e:
-      raise TypeError(f"{where} was told {leaf!r}, which is not an "
-                      "array.") from e
+      raise TypeError(
+          f"{where} was told {leaf!r}, which is not an array."
+      ) from e
+
   return jax.tree_util.tree_map(convert, value)
 
 
 def form(tree: Any) -> Any:
   """Shapes and dtypes of a PyTree of arrays, for messages."""
   return jax.tree_util.tree_map(
-      lambda x: f"{jnp.dtype(x.dtype).name}{list(x.shape)}", tree)
+      lambda x: f"{jnp.dtype(x.dtype).name}{list(x.shape)}", tree
+  )
 
 
 def sliced(replacement: Any, value: Any, axes, where: str, what: str) -> Any:
@@ -235,13 +260,15 @@ def sliced(replacement: Any, value: Any, axes, where: str, what: str) -> Any:
   stacked over the enclosing loops and ``hk.vmap`` s (``axes``, outermost
   first), as ``CollectingSideOutputs`` returns the values of such a site."""
   lengths = [length for _, length, _ in axes]
-  if (jax.tree_util.tree_structure(replacement)
-      != jax.tree_util.tree_structure(value)):  # type: ignore[operator]
+  if jax.tree_util.tree_structure(replacement) != jax.tree_util.tree_structure(
+      value
+  ):  # type: ignore[operator]
     raise ValueError(
         f"{where}: the {what} has structure "
         f"{jax.tree_util.tree_structure(replacement)}, but the value told "
         f"there has {jax.tree_util.tree_structure(value)} ({form(value)}). "
-        f"Give a {what} of the told value's structure.")
+        f"Give a {what} of the told value's structure."
+    )
 
   def one(r, v):
     r = jnp.asarray(r)
@@ -250,33 +277,40 @@ def sliced(replacement: Any, value: Any, axes, where: str, what: str) -> Any:
       raise ValueError(
           f"{where}: the {what} has dtype {r.dtype}, but the value told there "
           f"has dtype {v.dtype} (shape {list(v.shape)}). Cast it, e.g. "
-          f"`.astype(jnp.{v.dtype})`.")
+          f"`.astype(jnp.{v.dtype})`."
+      )
     if r.shape == v.shape:
       return r
     accepted = f"{list(v.shape)}"
     if axes:
       kinds = ", ".join(kind for kind, _, _ in axes)
-      accepted += (f" (every iteration) or {list(stacked)} (one slice per "
-                   f"iteration / member of the enclosing {kinds}, as "
-                   "CollectingSideOutputs stacks them)")
-    if r.ndim != len(stacked) or r.shape[len(lengths):] != v.shape:
+      accepted += (
+          f" (every iteration) or {list(stacked)} (one slice per "
+          f"iteration / member of the enclosing {kinds}, as "
+          "CollectingSideOutputs stacks them)"
+      )
+    if r.ndim != len(stacked) or r.shape[len(lengths) :] != v.shape:
       raise ValueError(
           f"{where}: the {what} has shape {list(r.shape)}, but the value told "
-          f"there has shape {list(v.shape)}; give shape {accepted}.")
+          f"there has shape {list(v.shape)}; give shape {accepted}."
+      )
     for (kind, length, _), n in zip(axes, r.shape):
       if length is None:
         raise ValueError(
             f"{where}: the {what} of shape {list(r.shape)} is stacked over "
             f"{kind}, whose length is not known when it is traced (traced "
             "bounds), so it cannot be sliced safely. Give a value of the told "
-            f"shape {list(v.shape)}, or loop with static bounds.")
+            f"shape {list(v.shape)}, or loop with static bounds."
+        )
       if n != length:
         raise ValueError(
             f"{where}: the {what} has shape {list(r.shape)}, but the value "
-            f"told there has shape {list(v.shape)}; give shape {accepted}.")
+            f"told there has shape {list(v.shape)}; give shape {accepted}."
+        )
     for _, _, index in axes:
       r = r[index]
     return r
+
   return jax.tree_util.tree_map(one, replacement, value)
 
 
@@ -284,15 +318,16 @@ def closest(selector: Any, seen: dict) -> str:
   """The paths (and tags) in ``seen`` nearest to ``selector``, for
   messages."""
   if not seen:
-    return ("no side output reached this handler (a handler inside it, such "
-            "as a CollectingSideOutputs it wraps, claims what it tells "
-            "first: put intervention handlers innermost)")
+    return (
+        "no side output reached this handler (a handler inside it, such "
+        "as a CollectingSideOutputs it wraps, claims what it tells "
+        "first: put intervention handlers innermost)"
+    )
   paths = list(seen)
   if isinstance(selector, str):
     near = difflib.get_close_matches(selector, paths, n=3, cutoff=0.3)
     tags = sorted({repr(t) for t in seen.values()})
-    near_tags = difflib.get_close_matches(repr(selector), tags, n=2,
-                                          cutoff=0.3)
+    near_tags = difflib.get_close_matches(repr(selector), tags, n=2, cutoff=0.3)
     text = f"closest paths: {near or paths[:5]}"
     return text + (f"; tags: {near_tags}" if near_tags else "")
   return f"paths seen: {paths[:8]}" + (" ..." if len(paths) > 8 else "")

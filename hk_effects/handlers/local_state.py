@@ -106,6 +106,7 @@ class InitialLocalStateRequest(effect_base.EffectRequest):
   >>> print(state["~local_state/counters"]["counter:count"])
   1
   """
+
   state_initializer: Callable[[], Any] = effect_base.static_field()
   category: Any = effect_base.static_field()
   name: str | None = effect_base.static_field(default=None)
@@ -143,6 +144,7 @@ class FrozenLocalStateRequest(effect_base.EffectRequest):
   >>> print(req.get())
   [1. 1.]
   """
+
   state: Any
   category: Any = effect_base.static_field()
   name: str | None = effect_base.static_field(default=None)
@@ -173,7 +175,8 @@ class FrozenLocalStateRequest(effect_base.EffectRequest):
     raise effect_base.UnhandledEffectError(
         f"set() was called on {self.describe()}, which no handler serves: a "
         "frozen state without a handler is read-only. Wrap the forward "
-        "function in hke.handlers.handle_local_states(...) to make it mutable.")
+        "function in hke.handlers.handle_local_states(...) to make it mutable."
+    )
 
 
 @effect_base.pytree_dataclass
@@ -186,6 +189,7 @@ class SharedLocalStateRequest(effect_base.EffectRequest):
   >>> hke.SharedLocalStateRequest("cache", category="c").name
   'cache'
   """
+
   name: str = effect_base.static_field()
   category: Any = effect_base.static_field()
 
@@ -236,8 +240,11 @@ def bundle_name(category: Any) -> str:
 
 def _abstract(tree: Any) -> Any:
   return jax.tree_util.tree_map(
-      lambda x: jax.ShapeDtypeStruct(jax.numpy.shape(x),
-                                     jax.numpy.result_type(x)), tree)
+      lambda x: jax.ShapeDtypeStruct(
+          jax.numpy.shape(x), jax.numpy.result_type(x)
+      ),
+      tree,
+  )
 
 
 def _same_leaves(expected: Any, value: Any) -> bool:
@@ -262,14 +269,19 @@ def _check_like(what: str, expected: Any, value: Any, fix: str) -> None:
   if _same_leaves(expected, value):
     return
   expected_abs, value_abs = _abstract(expected), _abstract(value)
-  if (jax.tree_util.tree_structure(expected_abs)
-      != jax.tree_util.tree_structure(value_abs)  # type: ignore[operator]
-      or any(a.shape != b.shape or a.dtype != b.dtype for a, b in zip(
+  if jax.tree_util.tree_structure(expected_abs) != jax.tree_util.tree_structure(
+      value_abs
+  ) or any(  # type: ignore[operator]
+      a.shape != b.shape or a.dtype != b.dtype
+      for a, b in zip(
           jax.tree_util.tree_leaves(expected_abs),
-          jax.tree_util.tree_leaves(value_abs)))):
+          jax.tree_util.tree_leaves(value_abs),
+      )
+  ):
     raise ValueError(
         f"{what} has the wrong structure, shape or dtype: expected "
-        f"{expected_abs}, got {value_abs}. {fix}")
+        f"{expected_abs}, got {value_abs}. {fix}"
+    )
 
 
 class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
@@ -281,6 +293,7 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
   >>> issubclass(LocalStateRuntimeImpl, hke.EffectRuntimeImpl)
   True
   """
+
   __slots__ = ("bundle", "key", "request")
 
   def __init__(self, scope, site, bundle, key, request):
@@ -297,7 +310,8 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
       raise ValueError(
           f"Local state {self.key!r} at {self.site} was used under "
           "hke.transform, which has no state. Use hke.transform_with_state: "
-          "its init returns the local states and its apply updates them.")
+          "its init returns the local states and its apply updates them."
+      )
     # Haiku annotates frame state as arrays; local states keep their pairs
     # (initial, current) there.
     frame_state: Any = hki.current_frame().state
@@ -305,16 +319,21 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
     pair = bundle.get(self.key)
     if pair is None:
       pair = self._create(bundle)
-    elif (isinstance(self.request, FrozenLocalStateRequest)
-          and (self.bundle, self.key) not in self.scope.state.checked):
+    elif (
+        isinstance(self.request, FrozenLocalStateRequest)
+        and (self.bundle, self.key) not in self.scope.state.checked
+    ):
       # A frozen value is known without running user code, so a state given
       # to apply is checked against it (once per handler call). An
       # initializer is never run for that: it may draw keys or count calls.
       self.scope.state.checked.add((self.bundle, self.key))
-      _check_like(f"Local state {self.key!r} (bundle {self.bundle!r}) given "
-                  "to apply", self.request.state, pair.current,
-                  "Pass the state returned by init (or one of the same "
-                  "structure, shapes and dtypes).")
+      _check_like(
+          f"Local state {self.key!r} (bundle {self.bundle!r}) given to apply",
+          self.request.state,
+          pair.current,
+          "Pass the state returned by init (or one of the same "
+          "structure, shapes and dtypes).",
+      )
     return bundle, pair
 
   def _create(self, bundle):
@@ -325,8 +344,11 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
     there and comes out of apply. This is the only place an initializer runs.
     """
     if isinstance(self.request, SharedLocalStateRequest):
-      given = ("" if hk.running_init() else
-               "it is not in the state given to apply, and ")
+      given = (
+          ""
+          if hk.running_init()
+          else "it is not in the state given to apply, and "
+      )
       raise ValueError(
           f"SharedLocalStateRequest {self.key!r} at {self.site} found no "
           f"state named {self.key!r} in category {self.request.category!r} "
@@ -334,7 +356,8 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
           "this one ran. A shared request refers to a state that an "
           f"InitialLocalStateRequest(..., name={self.key!r}) creates: make "
           "sure that module runs first, pass apply the state returned by "
-          "init (which holds it), or use an InitialLocalStateRequest.")
+          "init (which holds it), or use an InitialLocalStateRequest."
+      )
     key = member_key(self.bundle, self.key)
     if key is None:
       value = self.request.initial_value()
@@ -350,11 +373,14 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
 
   def set(self, value: Any) -> None:
     bundle, pair = self._entry("set")
-    _check_like(f"The value set into local state {self.key!r} at {self.site}",
-                pair.current, value,
-                "A local state keeps its structure, shapes and dtypes: cast "
-                "or reshape the new value (or, if the state given to apply "
-                "is wrong, pass the state returned by init).")
+    _check_like(
+        f"The value set into local state {self.key!r} at {self.site}",
+        pair.current,
+        value,
+        "A local state keeps its structure, shapes and dtypes: cast "
+        "or reshape the new value (or, if the state given to apply "
+        "is wrong, pass the state returned by init).",
+    )
     bundle[self.key] = hki.StatePair(pair.initial, value)
 
 
@@ -406,6 +432,7 @@ class _LocalStateCall:
   name (for ``state_sharing``); ``created``: states this call created;
   ``checked``: frozen states whose given value was checked.
   """
+
   named: dict[int, Any] = dataclasses.field(default_factory=dict)
   created: set[tuple[str, str]] = dataclasses.field(default_factory=set)
   checked: set[tuple[str, str]] = dataclasses.field(default_factory=set)
@@ -428,25 +455,32 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
   True
   """
 
-  def __init__(self, body, category, category_predicate, state_sharing,
-               handler_id):
+  def __init__(
+      self, body, category, category_predicate, state_sharing, handler_id
+  ):
     if state_sharing not in _SHARING_LEVELS:
       raise ValueError(
           f"state_sharing must be one of {_SHARING_LEVELS}; got "
-          f"{state_sharing!r}.")
+          f"{state_sharing!r}."
+      )
     if category is not None and category_predicate is not None:
       raise ValueError(
           "Pass either category or category_predicate to handle_local_states, "
-          f"not both (got {category!r} and {category_predicate!r}).")
+          f"not both (got {category!r} and {category_predicate!r})."
+      )
     if category_predicate is not None and not callable(category_predicate):
       raise TypeError(
-          f"category_predicate must be callable; got {category_predicate!r}.")
+          f"category_predicate must be callable; got {category_predicate!r}."
+      )
     self.category = category
     self.category_predicate = category_predicate
     self.state_sharing = state_sharing
     predicate_name = getattr(category_predicate, "__qualname__", None)
-    super().__init__(body, handler_id, config=(
-        f"{category!r}|{predicate_name}|{state_sharing}"))
+    super().__init__(
+        body,
+        handler_id,
+        config=f"{category!r}|{predicate_name}|{state_sharing}",
+    )
 
   @classmethod
   def effect_protocol(cls):
@@ -487,24 +521,35 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
     if first is None or first.site == site:
       claims[full_key] = _Claim(site, request)
       return
-    shared = (isinstance(request, SharedLocalStateRequest)
-              or isinstance(first.request, SharedLocalStateRequest))
+    shared = isinstance(request, SharedLocalStateRequest) or isinstance(
+        first.request, SharedLocalStateRequest
+    )
     if self.state_sharing == "forbidden" and not shared:
       raise ValueError(
           f"Two local states are named {full_key[1]!r}: at {first.site} and "
           f"at {site}, and state_sharing='forbidden'. Give them distinct "
           "names, or pass state_sharing='allowed' (same initializer object) "
-          "or 'unsafe' to share one value, or use SharedLocalStateRequest.")
-    if self.state_sharing == "allowed" and not shared and (
-        getattr(first.request, "state_initializer", None)
-        is not getattr(request, "state_initializer", None)):
+          "or 'unsafe' to share one value, or use SharedLocalStateRequest."
+      )
+    if (
+        self.state_sharing == "allowed"
+        and not shared
+        and (
+            getattr(first.request, "state_initializer", None)
+            is not getattr(request, "state_initializer", None)
+        )
+    ):
       raise ValueError(
           f"Local states named {full_key[1]!r} at {first.site} and {site} "
           "have different initializers, so state_sharing='allowed' cannot "
           "share them. Use the same initializer object, a "
-          "SharedLocalStateRequest, or state_sharing='unsafe'.")
-    if (self.state_sharing == "unsafe" and not shared
-        and full_key in scope.state.created):
+          "SharedLocalStateRequest, or state_sharing='unsafe'."
+      )
+    if (
+        self.state_sharing == "unsafe"
+        and not shared
+        and full_key in scope.state.created
+    ):
       # "Last one wins": the later request's initial value replaces the
       # earlier one while no module has set it yet (at init, or in the apply
       # that creates the state; a state given to apply is kept).
@@ -520,7 +565,8 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
       raise ValueError(
           f"{self!r} was called outside a Haiku transform, but local states "
           "live in Haiku state. Call it inside hke.transform_with_state(...) "
-          "init / apply.")
+          "init / apply."
+      )
     # Entries the body does not touch stay in Haiku's state as they are, so
     # apply returns them unchanged (hk.multi_transform_with_state, an eval
     # forward skipping a training-only module, sibling handlers).
@@ -570,5 +616,6 @@ def handle_local_states(
   >>> print(state["~local_state/sums"]["total:total"])
   5.0
   """
-  return WithFunctionalLocalState(body, category, category_predicate,
-                                  state_sharing, handler_id)
+  return WithFunctionalLocalState(
+      body, category, category_predicate, state_sharing, handler_id
+  )

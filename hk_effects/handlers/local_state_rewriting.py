@@ -75,8 +75,11 @@ class _RewritingHandler(effect_base.EffectHandler):
 class _FreezingHandler(_RewritingHandler):
   """Rewrites the requests ``handler`` claims into frozen requests."""
 
-  def __init__(self, handler: WithFunctionalLocalState,
-               states: Mapping[str, Mapping[str, Any]]):
+  def __init__(
+      self,
+      handler: WithFunctionalLocalState,
+      states: Mapping[str, Mapping[str, Any]],
+  ):
     super().__init__(handler.body, f"{handler.handler_id}_frozen")
     self.source = handler
     self.states = states
@@ -92,13 +95,16 @@ class _FreezingHandler(_RewritingHandler):
       raise ValueError(
           f"freeze_local_states got no value for local state {key!r} "
           f"(bundle {bundle!r}) at {site}. Pass the state mapping that "
-          "init/apply returned for this model.") from None
-    return FrozenLocalStateRequest(value, request.category,
-                                   name=getattr(request, "name", None) or key)
+          "init/apply returned for this model."
+      ) from None
+    return FrozenLocalStateRequest(
+        value, request.category, name=getattr(request, "name", None) or key
+    )
 
 
-def freeze_local_states(handler: WithFunctionalLocalState,
-                        states: Mapping[str, Mapping[str, Any]]):
+def freeze_local_states(
+    handler: WithFunctionalLocalState, states: Mapping[str, Mapping[str, Any]]
+):
   """A forward function whose local states carry the given values, frozen.
 
   The requests ``handler`` would claim become ``FrozenLocalStateRequest`` s
@@ -125,7 +131,8 @@ def freeze_local_states(handler: WithFunctionalLocalState,
   if not isinstance(handler, WithFunctionalLocalState):
     raise TypeError(
         "freeze_local_states expects the handler handle_local_states "
-        f"returned; got {handler!r}.")
+        f"returned; got {handler!r}."
+    )
   return _FreezingHandler(handler, states)
 
 
@@ -137,18 +144,20 @@ class _HoistingHandler(_RewritingHandler):
     self.category = category
 
   def claims(self, request):
-    return (isinstance(request, (InitialLocalStateRequest,
-                                 FrozenLocalStateRequest))
-            and request.name is not None
-            and (self.category is None or request.category == self.category))
+    return (
+        isinstance(request, (InitialLocalStateRequest, FrozenLocalStateRequest))
+        and request.name is not None
+        and (self.category is None or request.category == self.category)
+    )
 
   def rewrite(self, request, site):
     del site
     return SharedLocalStateRequest(request.name, request.category)
 
 
-def hoist_shared_state_requests(body: Callable[[Any], Any],
-                                category: Any = None):
+def hoist_shared_state_requests(
+    body: Callable[[Any], Any], category: Any = None
+):
   """Turns every named local state of ``body`` into a shared reference.
 
   The returned forward function no longer creates its named states: its
@@ -210,15 +219,17 @@ def embed_shared_state_requests(
   True
   """
   for name, request in requests.items():
-    if not isinstance(request, (InitialLocalStateRequest,
-                                FrozenLocalStateRequest)) or (
-                                    request.name != name):
+    if not isinstance(
+        request, (InitialLocalStateRequest, FrozenLocalStateRequest)
+    ) or (request.name != name):
       raise ValueError(
           f"embed_shared_state_requests: entry {name!r} must be an "
-          f"InitialLocalStateRequest or FrozenLocalStateRequest with "
-          f"name={name!r}; got {request!r}.")
+          "InitialLocalStateRequest or FrozenLocalStateRequest with "
+          f"name={name!r}; got {request!r}."
+      )
 
   def embedded(arg):
     _StateOwner(requests)()
     return body(arg)
+
   return embedded

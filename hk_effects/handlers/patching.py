@@ -73,7 +73,8 @@ def _matches(selector: Any, kind: str, path: str, tag: Any) -> bool:
         f"The patch selector {_describe(selector)} raised "
         f"{type(e).__name__}: {e} for the side output at {path!r} (tag "
         f"{tag!r}). A predicate selector is called as fn(path, tag) for every "
-        "side output and returns a bool.") from e
+        "side output and returns a bool."
+    ) from e
 
 
 class _InterventionHandler(effect_base.EffectHandler):
@@ -108,16 +109,26 @@ class _Patch:
   def __call__(self, value: Any) -> Any:
     value = sites.as_arrays(value, self.where)
     if not callable(self.replacement):
-      return sites.sliced(self.replacement, value, sites.loop_axes(self.call),
-                          self.where, "replacement")
+      return sites.sliced(
+          self.replacement,
+          value,
+          sites.loop_axes(self.call),
+          self.where,
+          "replacement",
+      )
     new = sites.as_arrays(self.replacement(value), self.where)
-    if (jax.tree_util.tree_structure(new)
-        != jax.tree_util.tree_structure(value)  # type: ignore[operator]
-        or sites.form(new) != sites.form(value)):
+    if jax.tree_util.tree_structure(new) != jax.tree_util.tree_structure(
+        value
+    ) or sites.form(  # type: ignore[operator]
+        new
+    ) != sites.form(
+        value
+    ):
       raise ValueError(
           f"{self.where}: the patch function returned {sites.form(new)} for "
           f"the value {sites.form(value)} told there. A function patch must "
-          "return a value of the told structure, shapes and dtypes.")
+          "return a value of the told structure, shapes and dtypes."
+      )
     return new
 
   def __repr__(self) -> str:
@@ -158,16 +169,21 @@ class PatchingSideOutputs(_InterventionHandler):
       raise TypeError(
           "PatchingSideOutputs.handling expects `patches` to be a mapping "
           "from site selectors (a path, a tag, or fn(path, tag)) to "
-          f"replacements (values or functions old -> new); got {patches!r}.")
+          f"replacements (values or functions old -> new); got {patches!r}."
+      )
     self.patches = [(s, _kind(s), r) for s, r in patches.items()]
     self.strict = strict
     config = "|".join(_describe(s) for s in patches) + f"|{strict}"
     super().__init__(body, handler_id, config=config)
 
   @classmethod
-  def handling(cls, body: Callable[[Any], Any], patches: Mapping[Any, Any],
-               strict: bool = True,
-               handler_id: str | None = None) -> "PatchingSideOutputs":
+  def handling(
+      cls,
+      body: Callable[[Any], Any],
+      patches: Mapping[Any, Any],
+      strict: bool = True,
+      handler_id: str | None = None,
+  ) -> "PatchingSideOutputs":
     """Builds the patching handler around ``body``.
 
     Args:
@@ -189,8 +205,11 @@ class PatchingSideOutputs(_InterventionHandler):
     call = sites.current_call(self)
     path = sites.site_path(call, site)
     call.seen.setdefault(path, request.tag)
-    hits = [i for i, (s, kind, _) in enumerate(self.patches)
-            if _matches(s, kind, path, request.tag)]
+    hits = [
+        i
+        for i, (s, kind, _) in enumerate(self.patches)
+        if _matches(s, kind, path, request.tag)
+    ]
     if not hits:
       return request
     if len(hits) > 1:
@@ -199,11 +218,14 @@ class PatchingSideOutputs(_InterventionHandler):
           f"{len(hits)} patch selectors: "
           f"{[_describe(self.patches[i][0]) for i in hits]}. A site takes "
           "one patch: make the selectors disjoint, or give one function that "
-          "does both.")
+          "does both."
+      )
     selector, _, replacement = self.patches[hits[0]]
     call.matched.add(hits[0])
-    where = (f"Patch {_describe(selector)} at side output {path!r} (tag "
-             f"{request.tag!r})")
+    where = (
+        f"Patch {_describe(selector)} at side output {path!r} (tag "
+        f"{request.tag!r})"
+    )
     return sites.intervened(request, _Patch(call, where, replacement))
 
   def __call__(self, arg):
@@ -217,7 +239,8 @@ class PatchingSideOutputs(_InterventionHandler):
               f"call; {sites.closest(selector, call.seen)}. Selectors are "
               "paths as CollectingSideOutputs reports them, tags, or "
               "fn(path, tag); pass strict=False to allow selectors that "
-              "match nothing.")
+              "match nothing."
+          )
     return out
 
 
@@ -234,8 +257,9 @@ class _Perturb:
   """Adds one site's perturbation (or records its shape, for
   ``perturbation_zeros``)."""
 
-  def __init__(self, call, path: str, where: str, delta: Any,
-               found: dict | None = None):
+  def __init__(
+      self, call, path: str, where: str, delta: Any, found: dict | None = None
+  ):
     self.call = call
     self.path = path
     self.where = where
@@ -249,14 +273,17 @@ class _Perturb:
           f"{self.where} was told more than once in one call (a module "
           "called twice outside loops), so one perturbation cannot tell its "
           "values apart. Give each call its own module, or loop with hk.scan "
-          "/ hk.layer_stack, whose sites take stacked perturbations.")
+          "/ hk.layer_stack, whose sites take stacked perturbations."
+      )
     axes = sites.loop_axes(self.call)
     if self.found is not None:
       self._record(value, axes)
       return value
     return jax.tree_util.tree_map(
-        jnp.add, value,
-        sites.sliced(self.delta, value, axes, self.where, "perturbation"))
+        jnp.add,
+        value,
+        sites.sliced(self.delta, value, axes, self.where, "perturbation"),
+    )
 
   def _record(self, value: Any, axes) -> None:
     unknown = [kind for kind, length, _ in axes if length is None]
@@ -264,17 +291,20 @@ class _Perturb:
       raise ValueError(
           f"{self.where} is told inside {unknown[0]} with traced bounds, "
           "whose length is unknown, so no stacked perturbation can be built "
-          "for it. Loop with static bounds.")
+          "for it. Loop with static bounds."
+      )
     lengths = tuple(length for _, length, _ in axes)
     shapes = jax.tree_util.tree_map(
-        lambda v: jax.ShapeDtypeStruct(lengths + v.shape, v.dtype), value)
+        lambda v: jax.ShapeDtypeStruct(lengths + v.shape, v.dtype), value
+    )
     assert self.found is not None  # Only called while recording shapes.
     known = self.found.setdefault(self.path, shapes)
     if known != shapes:
       raise ValueError(
           f"{self.where} was told values of different shapes, "
           f"{sites.form(known)} and {sites.form(shapes)}, so no one "
-          "perturbation fits it.")
+          "perturbation fits it."
+      )
 
   def __repr__(self) -> str:
     return f"<perturbation at {self.where}>"
@@ -313,18 +343,24 @@ class PerturbingSideOutputs(_InterventionHandler):
     if tag is not None and tag_predicate is not None:
       raise ValueError(
           f"PerturbingSideOutputs.handling got both tag={tag!r} and "
-          f"tag_predicate={tag_predicate!r}; pass one of them (or neither).")
+          f"tag_predicate={tag_predicate!r}; pass one of them (or neither)."
+      )
     self.tag = tag
     self.tag_predicate = tag_predicate
     self.strict = strict
-    super().__init__(body, handler_id,
-                     config=f"{tag!r}|{_describe(tag_predicate)}|{strict}")
+    super().__init__(
+        body, handler_id, config=f"{tag!r}|{_describe(tag_predicate)}|{strict}"
+    )
 
   @classmethod
-  def handling(cls, body: Callable[[Any], Any], tag: Any = None,
-               tag_predicate: Callable[[Any], bool] | None = None,
-               strict: bool = True,
-               handler_id: str | None = None) -> "PerturbingSideOutputs":
+  def handling(
+      cls,
+      body: Callable[[Any], Any],
+      tag: Any = None,
+      tag_predicate: Callable[[Any], bool] | None = None,
+      strict: bool = True,
+      handler_id: str | None = None,
+  ) -> "PerturbingSideOutputs":
     """Builds the perturbing handler around ``body``.
 
     Args:
@@ -359,11 +395,13 @@ class PerturbingSideOutputs(_InterventionHandler):
           "perturbation entry cannot tell the sites apart (functional "
           "hke.tell calls in one module share the path '<module>/tell'). "
           "Tell from a module with its own SideOutputRequest, or perturb "
-          "one tag per handler (tag=...).")
+          "one tag per handler (tag=...)."
+      )
     if _state.discovering:
       found = _state.discovering[-1].setdefault(self.handler_id, {})
-      return sites.intervened(request, _Perturb(call, path, where, None,
-                                                found=found))
+      return sites.intervened(
+          request, _Perturb(call, path, where, None, found=found)
+      )
     perturbations = call.spec
     if perturbations is None:
       return request
@@ -374,34 +412,41 @@ class PerturbingSideOutputs(_InterventionHandler):
           f"{where} has no entry in the perturbations given "
           f"({sorted(perturbations)[:8]}). Build them with "
           "hke.handlers.perturbation_zeros(apply_fn)(*args), or pass "
-          "strict=False to leave sites without an entry unperturbed.")
+          "strict=False to leave sites without an entry unperturbed."
+      )
     call.matched.add(path)
     return sites.intervened(
-        request, _Perturb(call, path, where, perturbations[path]))
+        request, _Perturb(call, path, where, perturbations[path])
+    )
 
   def __call__(self, arg_and_perturbations):
-    if (not isinstance(arg_and_perturbations, tuple)
-        or len(arg_and_perturbations) != 2):
+    if (
+        not isinstance(arg_and_perturbations, tuple)
+        or len(arg_and_perturbations) != 2
+    ):
       raise TypeError(
           "PerturbingSideOutputs is called as h((arg, perturbations)), with "
           "perturbations a dict {path: array} (or None); got "
           f"{type(arg_and_perturbations).__name__} "
-          f"{repr(arg_and_perturbations)[:80]}.")
+          f"{repr(arg_and_perturbations)[:80]}."
+      )
     arg, perturbations = arg_and_perturbations
     if perturbations is not None and not isinstance(perturbations, Mapping):
       raise TypeError(
           "PerturbingSideOutputs expects perturbations as a dict {path: "
           "array} (from perturbation_zeros) or None; got "
-          f"{perturbations!r}.")
+          f"{perturbations!r}."
+      )
     out, call = self._run(arg, perturbations)
     if self.strict and perturbations is not None and not _state.discovering:
       for path in perturbations:
         if path not in call.matched:
           raise ValueError(
               f"PerturbingSideOutputs: the perturbation for {path!r} matched "
-              f"no side output told in this call; "
+              "no side output told in this call; "
               f"{sites.closest(path, call.seen)}. Build the tree with "
-              "hke.handlers.perturbation_zeros, or pass strict=False.")
+              "hke.handlers.perturbation_zeros, or pass strict=False."
+          )
     return out
 
 
@@ -415,8 +460,9 @@ def _discovering() -> Iterator[dict]:
     _state.discovering.remove(found)
 
 
-def perturbation_zeros(fn: Callable[..., Any], handler_id: str | None = None
-                       ) -> Callable[..., dict[str, Any]]:
+def perturbation_zeros(
+    fn: Callable[..., Any], handler_id: str | None = None
+) -> Callable[..., dict[str, Any]]:
   """The zero perturbations of the ``PerturbingSideOutputs`` that ``fn`` runs.
 
   Returns a function taking ``fn``'s arguments (e.g. ``model.apply`` with
@@ -438,27 +484,39 @@ def perturbation_zeros(fn: Callable[..., Any], handler_id: str | None = None
   >>> {path: z.shape for path, z in zeros.items()}
   {'tell_intermediate/intermediate': (3,)}
   """
+
   def run(*args, **kwargs) -> dict[str, Any]:
     with _discovering() as found:
       jax.eval_shape(fn, *args, **kwargs)
     if handler_id is not None:
       if handler_id not in found:
         raise ValueError(
-            f"perturbation_zeros: no PerturbingSideOutputs with id "
+            "perturbation_zeros: no PerturbingSideOutputs with id "
             f"{handler_id!r} told anything; handlers that did: "
-            f"{sorted(found)}.")
+            f"{sorted(found)}."
+        )
       shapes = found[handler_id]
     elif len(found) == 1:
       (shapes,) = found.values()
     else:
       raise ValueError(
           "perturbation_zeros: "
-          + (f"several PerturbingSideOutputs ran ({sorted(found)}); pass "
-             "handler_id= to pick one." if found else
-             f"no PerturbingSideOutputs in {fn!r} claimed a side output. "
-             "Pass the function that runs the handler (e.g. model.apply), "
-             "with the handler's argument as (arg, None)."))
-    return {path: jax.tree_util.tree_map(
-        lambda s: jnp.zeros(s.shape, s.dtype), tree)
-            for path, tree in shapes.items()}
+          + (
+              f"several PerturbingSideOutputs ran ({sorted(found)}); pass "
+              "handler_id= to pick one."
+              if found
+              else (
+                  f"no PerturbingSideOutputs in {fn!r} claimed a side output. "
+                  "Pass the function that runs the handler (e.g. model.apply), "
+                  "with the handler's argument as (arg, None)."
+              )
+          )
+      )
+    return {
+        path: jax.tree_util.tree_map(
+            lambda s: jnp.zeros(s.shape, s.dtype), tree
+        )
+        for path, tree in shapes.items()
+    }
+
   return run

@@ -121,6 +121,7 @@ class TaggedRandomRequest(effect_base.EffectRequest):
   >>> h.claims(req), h.claims(hke.RandomRequest())
   (True, False)
   """
+
   tag: Any = effect_base.static_field()
 
   @classmethod
@@ -132,8 +133,10 @@ class TaggedRandomRequest(effect_base.EffectRequest):
 
   @classmethod
   def suggested_handler(cls) -> str:
-    return ("hke.handlers.WithHaikuRandom.handling(forward, "
-            "hole_predicate=hke.handlers.tagged(tag))")
+    return (
+        "hke.handlers.WithHaikuRandom.handling(forward, "
+        "hole_predicate=hke.handlers.tagged(tag))"
+    )
 
   def inspection_stand_in(self, method: str, *args) -> jax.Array:
     """A key standing in for an unhandled draw during ``hke.bindings``."""
@@ -176,8 +179,10 @@ def tagged(*tags: Any) -> Callable[[effect_base.EffectRequest], bool]:
   True
   """
   wanted = frozenset(tags)
+
   def predicate(request):
     return isinstance(request, TaggedRandomRequest) and request.tag in wanted
+
   predicate.__qualname__ = f"tagged{tuple(sorted(map(repr, wanted)))}"
   return predicate
 
@@ -191,6 +196,7 @@ class RandomRuntimeImpl(effect_base.EffectRuntimeImpl):
   >>> issubclass(RandomRuntimeImpl, hke.EffectRuntimeImpl)
   True
   """
+
   __slots__ = ()
 
   def next_key(self) -> jax.Array:
@@ -202,10 +208,14 @@ class RandomRuntimeImpl(effect_base.EffectRuntimeImpl):
           f"{self.scope.handler!r} serves a random request at {self.site}, but "
           "no rng is available: pass a key as `rng` to `init`/`apply` (for "
           "WithHaikuRandom), or use WithRandomKeyFromArg / "
-          "WithFrozenRandomState to supply one explicitly.")
+          "WithFrozenRandomState to supply one explicitly."
+      )
     owner = _innermost_rng_owner()
-    if owner is not None and owner is not self.scope and _is_inner(
-        owner, self.scope):
+    if (
+        owner is not None
+        and owner is not self.scope
+        and _is_inner(owner, self.scope)
+    ):
       key = jax.random.fold_in(key, self.scope.state.salt)
       entry_key = _first_owner_inside(self.scope).state.entry_key
       if entry_key is not None:
@@ -225,6 +235,7 @@ class PathRandomRuntimeImpl(effect_base.EffectRuntimeImpl):
   >>> issubclass(PathRandomRuntimeImpl, hke.EffectRuntimeImpl)
   True
   """
+
   __slots__ = ("tag",)
 
   def __init__(self, scope, site, tag):
@@ -234,20 +245,24 @@ class PathRandomRuntimeImpl(effect_base.EffectRuntimeImpl):
   def next_key(self) -> jax.Array:
     self.check_alive()
     raw_transforms.check_no_raw_transform(self.site, "RandomEffect", "next_key")
-    return path_keys_lib.draw(self.scope.state.root, self.site.module_path,
-                              self.site.attribute_path, self.tag)
+    return path_keys_lib.draw(
+        self.scope.state.root,
+        self.site.module_path,
+        self.site.attribute_path,
+        self.tag,
+    )
 
 
-def _is_inner(candidate: binding.HandlerScope,
-              scope: binding.HandlerScope) -> bool:
+def _is_inner(
+    candidate: binding.HandlerScope, scope: binding.HandlerScope
+) -> bool:
   scopes = binding.active_scopes()
   return scopes.index(candidate) > scopes.index(scope)
 
 
-def _first_owner_inside(
-    scope: binding.HandlerScope) -> binding.HandlerScope:
+def _first_owner_inside(scope: binding.HandlerScope) -> binding.HandlerScope:
   scopes = binding.active_scopes()
-  return next(s for s in scopes[scopes.index(scope) + 1:] if _pushes_rng(s))
+  return next(s for s in scopes[scopes.index(scope) + 1 :] if _pushes_rng(s))
 
 
 def _pushes_rng(scope: binding.HandlerScope) -> bool:
@@ -272,6 +287,7 @@ class _RandomCall:
   ``salt``: this handler's id hashed; ``root``: the key path keys derive
   from.
   """
+
   pushes_rng: bool = False
   entry_key: Any = None
   salt: int = 0
@@ -287,33 +303,43 @@ def check_key(key: Any, handler: Any) -> jax.Array:
       return key
   raise TypeError(
       f"{type(handler).__name__} needs a PRNG key, got {key!r}. Make one with "
-      "`jax.random.key(seed)` (or `jax.random.PRNGKey(seed)`).")
+      "`jax.random.key(seed)` (or `jax.random.PRNGKey(seed)`)."
+  )
 
 
 class _RandomHandler(effect_base.EffectHandler):
   """Shared parts of the random handlers."""
 
-  def __init__(self, body, hole_predicate, handler_id, config="",
-               fold_in_axis=None, path_keys=False):
+  def __init__(
+      self,
+      body,
+      hole_predicate,
+      handler_id,
+      config="",
+      fold_in_axis=None,
+      path_keys=False,
+  ):
     if not isinstance(path_keys, bool):
-      raise TypeError(
-          f"path_keys must be True or False; got {path_keys!r}.")
+      raise TypeError(f"path_keys must be True or False; got {path_keys!r}.")
     self.path_keys = path_keys
     if path_keys:
       config = f"{config}|path_keys"
     if fold_in_axis is not None and not isinstance(fold_in_axis, str):
       raise TypeError(
-          f"fold_in_axis must be the name of a mapped axis (a str) or None; "
-          f"got {fold_in_axis!r}.")
+          "fold_in_axis must be the name of a mapped axis (a str) or None; "
+          f"got {fold_in_axis!r}."
+      )
     self.fold_in_axis = fold_in_axis
     if fold_in_axis is not None:
       config = f"{config}|fold_in_axis={fold_in_axis}"
     if not callable(hole_predicate):
       raise TypeError(
-          f"hole_predicate must be a callable taking a request; got "
-          f"{hole_predicate!r}. Use hke.handlers.tagged('name') for a tag.")
-    predicate_name = getattr(hole_predicate, "__qualname__",
-                             type(hole_predicate).__name__)
+          "hole_predicate must be a callable taking a request; got "
+          f"{hole_predicate!r}. Use hke.handlers.tagged('name') for a tag."
+      )
+    predicate_name = getattr(
+        hole_predicate, "__qualname__", type(hole_predicate).__name__
+    )
     super().__init__(body, handler_id, config=f"{predicate_name}|{config}")
     self.hole_predicate = hole_predicate
 
@@ -322,16 +348,18 @@ class _RandomHandler(effect_base.EffectHandler):
     return RandomEffect
 
   def claims(self, request):
-    return (request.effect_protocol() is RandomEffect
-            and bool(self.hole_predicate(request)))
+    return request.effect_protocol() is RandomEffect and bool(
+        self.hole_predicate(request)
+    )
 
   def make_ref(self, request):
     return HandledRandomRef(request, handler_id=self.handler_id)
 
   def runtime_impl(self, scope, ref, site):
     if self.path_keys:
-      return PathRandomRuntimeImpl(scope, site,
-                                   getattr(ref.request, "tag", None))
+      return PathRandomRuntimeImpl(
+          scope, site, getattr(ref.request, "tag", None)
+      )
     return RandomRuntimeImpl(scope, site)
 
   def _plain_call(self) -> "_RandomCall":
@@ -350,7 +378,8 @@ class _RandomHandler(effect_base.EffectHandler):
           "function inside jax.pmap(..., axis_name=...) or shard_map over a "
           "mesh axis of that name, or pass fold_in_axis=None to give every "
           "device the same stream (and note that under sharded jax.jit the "
-          "values never depend on the sharding).") from None
+          "values never depend on the sharding)."
+      ) from None
     return jax.random.fold_in(key, index)
 
   def _run_with_key(self, arg, key):
@@ -358,7 +387,8 @@ class _RandomHandler(effect_base.EffectHandler):
       raise ValueError(
           f"{self!r} was called outside a Haiku transform, but it serves keys "
           "through Haiku's rng sequence. Call it inside hke.transform(...) (or "
-          "hke.transform_with_state) init / apply.")
+          "hke.transform_with_state) init / apply."
+      )
     if hk.running_init():
       return self._run_init(arg, key)
     key = self._device_key(key)
@@ -373,13 +403,19 @@ class _RandomHandler(effect_base.EffectHandler):
   def _run_pushed(self, arg, key):
     # Without this key, an enclosing random handler's requests served in this
     # body would depend only on `key`, not on the enclosing handler's own key.
-    encloses = any(isinstance(s.handler, _RandomHandler)
-                   for s in binding.active_scopes())
+    encloses = any(
+        isinstance(s.handler, _RandomHandler) for s in binding.active_scopes()
+    )
     entry_key = hk.maybe_next_rng_key() if encloses else None
     with hk.with_rng(key):
-      with binding.handler_scope(self, _RandomCall(
-          pushes_rng=True, entry_key=entry_key,
-          salt=path_keys_lib.hash32(self.handler_id))):
+      with binding.handler_scope(
+          self,
+          _RandomCall(
+              pushes_rng=True,
+              entry_key=entry_key,
+              salt=path_keys_lib.hash32(self.handler_id),
+          ),
+      ):
         return self.body(arg)
 
   def _run_init(self, arg, key):
@@ -441,20 +477,30 @@ class WithRandomKeyFromArg(_RandomHandler):
   """
 
   @classmethod
-  def handling(cls, body: Callable[[Any], Any], hole_predicate=untagged_only,
-               handler_id: str | None = None,
-               fold_in_axis: str | None = None,
-               path_keys: bool = False) -> "WithRandomKeyFromArg":
+  def handling(
+      cls,
+      body: Callable[[Any], Any],
+      hole_predicate=untagged_only,
+      handler_id: str | None = None,
+      fold_in_axis: str | None = None,
+      path_keys: bool = False,
+  ) -> "WithRandomKeyFromArg":
     """Builds the handler (``fold_in_axis``, ``path_keys``: see
     ``WithHaikuRandom``)."""
-    return cls(body, hole_predicate, handler_id, fold_in_axis=fold_in_axis,
-               path_keys=path_keys)
+    return cls(
+        body,
+        hole_predicate,
+        handler_id,
+        fold_in_axis=fold_in_axis,
+        path_keys=path_keys,
+    )
 
   def __call__(self, arg_and_key):
     if not (isinstance(arg_and_key, tuple) and len(arg_and_key) == 2):
       raise ValueError(
           f"{self!r} must be called with a pair (arg, key); got "
-          f"{type(arg_and_key).__name__} {arg_and_key!r:.200}.")
+          f"{type(arg_and_key).__name__} {arg_and_key!r:.200}."
+      )
     arg, key = arg_and_key
     return self._run_with_key(arg, check_key(key, self))
 
@@ -481,33 +527,61 @@ class WithFrozenRandomState(_RandomHandler):
   True
   """
 
-  def __init__(self, body, random_key, starting_offset, hole_predicate,
-               handler_id, fold_in_axis=None, path_keys=False):
-    super().__init__(body, hole_predicate, handler_id,
-                     config=f"offset={starting_offset}",
-                     fold_in_axis=fold_in_axis, path_keys=path_keys)
+  def __init__(
+      self,
+      body,
+      random_key,
+      starting_offset,
+      hole_predicate,
+      handler_id,
+      fold_in_axis=None,
+      path_keys=False,
+  ):
+    super().__init__(
+        body,
+        hole_predicate,
+        handler_id,
+        config=f"offset={starting_offset}",
+        fold_in_axis=fold_in_axis,
+        path_keys=path_keys,
+    )
     self.random_key = check_key(random_key, self)
     if not isinstance(starting_offset, int) or starting_offset < 0:
       raise ValueError(
-          f"starting_offset must be a non-negative int; got {starting_offset!r}.")
+          "starting_offset must be a non-negative int; got"
+          f" {starting_offset!r}."
+      )
     self.starting_offset = starting_offset
 
   @classmethod
-  def handling(cls, body: Callable[[Any], Any], random_key: jax.Array,
-               starting_offset: int = 0, hole_predicate=untagged_only,
-               handler_id: str | None = None,
-               fold_in_axis: str | None = None,
-               path_keys: bool = False) -> "WithFrozenRandomState":
+  def handling(
+      cls,
+      body: Callable[[Any], Any],
+      random_key: jax.Array,
+      starting_offset: int = 0,
+      hole_predicate=untagged_only,
+      handler_id: str | None = None,
+      fold_in_axis: str | None = None,
+      path_keys: bool = False,
+  ) -> "WithFrozenRandomState":
     """Builds the handler (``fold_in_axis``, ``path_keys``: see
     ``WithHaikuRandom``)."""
-    return cls(body, random_key, starting_offset, hole_predicate, handler_id,
-               fold_in_axis=fold_in_axis, path_keys=path_keys)
+    return cls(
+        body,
+        random_key,
+        starting_offset,
+        hole_predicate,
+        handler_id,
+        fold_in_axis=fold_in_axis,
+        path_keys=path_keys,
+    )
 
   def __call__(self, arg):
     # Reusing the frozen key on every call is the point of this handler;
     # cloning says so to JAX's key-reuse checker.
-    key = jax.random.fold_in(jax.random.clone(self.random_key),
-                             self.starting_offset)
+    key = jax.random.fold_in(
+        jax.random.clone(self.random_key), self.starting_offset
+    )
     return self._run_with_key(arg, key)
 
 
@@ -534,10 +608,14 @@ class WithHaikuRandom(_RandomHandler):
   """
 
   @classmethod
-  def handling(cls, body: Callable[[Any], Any], hole_predicate=untagged_only,
-               handler_id: str | None = None,
-               fold_in_axis: str | None = None,
-               path_keys: bool = False) -> "WithHaikuRandom":
+  def handling(
+      cls,
+      body: Callable[[Any], Any],
+      hole_predicate=untagged_only,
+      handler_id: str | None = None,
+      fold_in_axis: str | None = None,
+      path_keys: bool = False,
+  ) -> "WithHaikuRandom":
     """Builds the handler.
 
     Args:
@@ -559,12 +637,20 @@ class WithHaikuRandom(_RandomHandler):
     Returns:
       The handler.
     """
-    return cls(body, hole_predicate, handler_id, fold_in_axis=fold_in_axis,
-               path_keys=path_keys)
+    return cls(
+        body,
+        hole_predicate,
+        handler_id,
+        fold_in_axis=fold_in_axis,
+        path_keys=path_keys,
+    )
 
   def __call__(self, arg):
-    if (self.fold_in_axis is not None and not self.path_keys
-        and hk.running_init()):
+    if (
+        self.fold_in_axis is not None
+        and not self.path_keys
+        and hk.running_init()
+    ):
       # No device index at init: parameters are the same on every device.
       with binding.handler_scope(self, self._plain_call()):
         return self.body(arg)
@@ -573,7 +659,8 @@ class WithHaikuRandom(_RandomHandler):
       if key is None:
         raise ValueError(
             f"{self!r} needs an rng to fold the device index into: pass a key "
-            "as `rng` to `init`/`apply`.")
+            "as `rng` to `init`/`apply`."
+        )
       return self._run_with_key(arg, key)
     with binding.handler_scope(self, self._plain_call()):
       return self.body(arg)
@@ -591,15 +678,17 @@ class _KeyState(hk.Module):
   def __init__(self, initial_key, category, name):
     super().__init__(name=name)
     self.key = local_state.InitialLocalStateRequest(
-        self._initial_key, category=category)
+        self._initial_key, category=category
+    )
     self._key = initial_key
     self._first = self.module_name == name
 
   def _initial_key(self) -> jax.Array:
     if self._first:
       return self._key
-    return jax.random.fold_in(jax.random.clone(self._key),
-                              path_keys_lib.hash32(self.module_name))
+    return jax.random.fold_in(
+        jax.random.clone(self._key), path_keys_lib.hash32(self.module_name)
+    )
 
   def __call__(self) -> jax.Array:
     key = self.key.get()
@@ -646,26 +735,54 @@ class WithStatefulRandomKey(_RandomHandler):
   True
   """
 
-  def __init__(self, body, initial_key, hole_predicate, state_category,
-               handler_id, fold_in_axis=None, path_keys=False):
-    super().__init__(body, hole_predicate, handler_id,
-                     config=f"category={state_category!r}",
-                     fold_in_axis=fold_in_axis, path_keys=path_keys)
+  def __init__(
+      self,
+      body,
+      initial_key,
+      hole_predicate,
+      state_category,
+      handler_id,
+      fold_in_axis=None,
+      path_keys=False,
+  ):
+    super().__init__(
+        body,
+        hole_predicate,
+        handler_id,
+        config=f"category={state_category!r}",
+        fold_in_axis=fold_in_axis,
+        path_keys=path_keys,
+    )
     self.initial_key = check_key(initial_key, self)
     self.state_category = state_category
 
   @classmethod
-  def handling(cls, body: Callable[[Any], Any], initial_key: jax.Array,
-               hole_predicate=untagged_only, state_category: Any = "random",
-               handler_id: str | None = None,
-               fold_in_axis: str | None = None,
-               path_keys: bool = False) -> "WithStatefulRandomKey":
+  def handling(
+      cls,
+      body: Callable[[Any], Any],
+      initial_key: jax.Array,
+      hole_predicate=untagged_only,
+      state_category: Any = "random",
+      handler_id: str | None = None,
+      fold_in_axis: str | None = None,
+      path_keys: bool = False,
+  ) -> "WithStatefulRandomKey":
     """Builds the handler (``fold_in_axis``, ``path_keys``: see
     ``WithHaikuRandom``)."""
-    return cls(body, initial_key, hole_predicate, state_category, handler_id,
-               fold_in_axis=fold_in_axis, path_keys=path_keys)
+    return cls(
+        body,
+        initial_key,
+        hole_predicate,
+        state_category,
+        handler_id,
+        fold_in_axis=fold_in_axis,
+        path_keys=path_keys,
+    )
 
   def __call__(self, arg):
-    key = _KeyState(self.initial_key, self.state_category,
-                    name=_module_name_for(self.handler_id))()
+    key = _KeyState(
+        self.initial_key,
+        self.state_category,
+        name=_module_name_for(self.handler_id),
+    )()
     return self._run_with_key(arg, key)

@@ -22,7 +22,6 @@ returns it, and it may be read anywhere, raw JAX transforms included.
 from __future__ import annotations
 
 import dataclasses
-
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import jax
@@ -63,6 +62,7 @@ class SideInputRequest(effect_base.EffectRequest):
   >>> print(f.apply({}, jnp.ones(2)))
   [3. 3.]
   """
+
   tag: Any = effect_base.static_field()
 
   @classmethod
@@ -98,6 +98,7 @@ class HoistedTag:
   >>> HoistedTag(source="WithConstantSideInputs_0", tag="mask").tag
   'mask'
   """
+
   source: str = effect_base.static_field()
   tag: Any = effect_base.static_field()
 
@@ -111,6 +112,7 @@ class SideInputRuntimeImpl(effect_base.EffectRuntimeImpl):
   >>> issubclass(SideInputRuntimeImpl, hke.EffectRuntimeImpl)
   True
   """
+
   __slots__ = ("value",)
 
   def __init__(self, scope, site, value):
@@ -127,29 +129,36 @@ def _check_tags(tags: Any, handler_name: str) -> tuple[Any, ...]:
     raise ValueError(
         f"{handler_name}.handling got the string {tags!r} as `tags`; a string "
         f"would be read as {len(tags)} one-letter tags. Pass a sequence: "
-        f"tags=({tags!r},).")
+        f"tags=({tags!r},)."
+    )
   tags = tuple(tags)
   if len(set(tags)) != len(tags):
     raise ValueError(
-        f"{handler_name}: duplicate tags in {tags!r}; each tag takes one value, "
-        "so list each tag once.")
+        f"{handler_name}: duplicate tags in {tags!r}; each tag takes one value,"
+        " so list each tag once."
+    )
   return tags
 
 
 def _check_value(tag: Any, value: Any, handler_name: str) -> None:
   for leaf in jax.tree_util.tree_leaves(value):
-    if not (isinstance(leaf, (int, float, complex, bool, jax.Array))
-            or hasattr(leaf, "__jax_array__") or hasattr(leaf, "dtype")):
+    if not (
+        isinstance(leaf, (int, float, complex, bool, jax.Array))
+        or hasattr(leaf, "__jax_array__")
+        or hasattr(leaf, "dtype")
+    ):
       raise TypeError(
           f"{handler_name}: the side input {tag!r} holds {leaf!r} of type "
           f"{type(leaf).__name__}, which is not an array. Side inputs must be "
           "PyTrees of arrays or scalars; convert it with jnp.asarray, or keep "
-          "non-array configuration on the module itself.")
+          "non-array configuration on the module itself."
+      )
 
 
 @dataclasses.dataclass
 class _SideInputCall:
   """One call of a side-input handler: the values it serves, tags asked."""
+
   values: dict[Any, Any]
   used: set[Any] = dataclasses.field(default_factory=set)
 
@@ -169,7 +178,9 @@ class _SideInputHandler(effect_base.EffectHandler):
 
   def runtime_impl(self, scope, ref, site):
     scope.state.used.add(ref.request.tag)
-    return SideInputRuntimeImpl(scope, site, scope.state.values[ref.request.tag])
+    return SideInputRuntimeImpl(
+        scope, site, scope.state.values[ref.request.tag]
+    )
 
 
 class WithSideInputsFromInputTuple(_SideInputHandler):
@@ -199,23 +210,34 @@ class WithSideInputsFromInputTuple(_SideInputHandler):
     super().__init__(body, handler_id, config=repr(self.tags))
 
   @classmethod
-  def handling(cls, body: Callable[[Any], Any], tags: Sequence[Any],
-               handler_id: str | None = None) -> "WithSideInputsFromInputTuple":
+  def handling(
+      cls,
+      body: Callable[[Any], Any],
+      tags: Sequence[Any],
+      handler_id: str | None = None,
+  ) -> "WithSideInputsFromInputTuple":
     return cls(body, tags, handler_id)
 
   def __call__(self, arg_tuple):
     expected = 1 + len(self.tags)
     if not isinstance(arg_tuple, tuple) or len(arg_tuple) != expected:
-      got = (f"a tuple of {len(arg_tuple)}" if isinstance(arg_tuple, tuple)
-             else f"a {type(arg_tuple).__name__}")
+      got = (
+          f"a tuple of {len(arg_tuple)}"
+          if isinstance(arg_tuple, tuple)
+          else f"a {type(arg_tuple).__name__}"
+      )
       raise ValueError(
-          f"{self!r} expects (arg, " + ", ".join(
-              f"<{t!r}>" for t in self.tags) + f") ({expected} items) but got "
-          f"{got}. Pass one value per tag, in the order of `tags`.")
+          f"{self!r} expects (arg, "
+          + ", ".join(f"<{t!r}>" for t in self.tags)
+          + f") ({expected} items) but got "
+          f"{got}. Pass one value per tag, in the order of `tags`."
+      )
     arg, *values = arg_tuple
     for tag, value in zip(self.tags, values):
       _check_value(tag, value, type(self).__name__)
-    with binding.handler_scope(self, _SideInputCall(dict(zip(self.tags, values)))):
+    with binding.handler_scope(
+        self, _SideInputCall(dict(zip(self.tags, values)))
+    ):
       return self.body(arg)
 
 
@@ -248,8 +270,9 @@ class WithConstantSideInputs(_SideInputHandler):
   def __init__(self, body, side_inputs, keep_unused, handler_id, strict=False):
     if not isinstance(side_inputs, Mapping):
       raise TypeError(
-          f"WithConstantSideInputs.handling expects a dict {{tag: value}} for "
-          f"side_inputs; got {side_inputs!r:.200}.")
+          "WithConstantSideInputs.handling expects a dict {tag: value} for "
+          f"side_inputs; got {side_inputs!r:.200}."
+      )
     for tag, value in side_inputs.items():
       _check_value(tag, value, "WithConstantSideInputs")
     if not isinstance(strict, bool):
@@ -259,13 +282,20 @@ class WithConstantSideInputs(_SideInputHandler):
     self.keep_unused = keep_unused
     self.strict = strict
     super().__init__(
-        body, handler_id,
-        config=f"{self.tags!r}|keep_unused={keep_unused}|strict={strict}")
+        body,
+        handler_id,
+        config=f"{self.tags!r}|keep_unused={keep_unused}|strict={strict}",
+    )
 
   @classmethod
-  def handling(cls, body: Callable[[Any], Any], side_inputs: Mapping[Any, Any],
-               keep_unused: bool = False, handler_id: str | None = None,
-               strict: bool = False) -> "WithConstantSideInputs":
+  def handling(
+      cls,
+      body: Callable[[Any], Any],
+      side_inputs: Mapping[Any, Any],
+      keep_unused: bool = False,
+      handler_id: str | None = None,
+      strict: bool = False,
+  ) -> "WithConstantSideInputs":
     """Builds the handler.
 
     Args:
@@ -291,7 +321,8 @@ class WithConstantSideInputs(_SideInputHandler):
           f"{self!r} was given side inputs {unused!r} that no module asked "
           "for during the call (a misspelt tag?), and strict=True. Remove "
           "them, fix the tag, or drop strict=True to allow unused side "
-          "inputs.")
+          "inputs."
+      )
     return out
 
 
@@ -325,10 +356,15 @@ def hoist_constant_side_inputs(
   if not isinstance(handler, WithConstantSideInputs):
     raise TypeError(
         "hoist_constant_side_inputs expects a WithConstantSideInputs handler; "
-        f"got {handler!r}.")
-  hoisted = {HoistedTag(handler.handler_id, tag): value
-             for tag, value in handler.side_inputs.items()}
+        f"got {handler!r}."
+    )
+  hoisted = {
+      HoistedTag(handler.handler_id, tag): value
+      for tag, value in handler.side_inputs.items()
+  }
   new = WithSideInputsFromInputTuple.handling(
-      handler.body, tags=handler.tags,
-      handler_id=f"{handler.handler_id}_hoisted")
+      handler.body,
+      tags=handler.tags,
+      handler_id=f"{handler.handler_id}_hoisted",
+  )
   return new, hoisted

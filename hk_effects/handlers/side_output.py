@@ -78,7 +78,8 @@ def _check_mode(mode: Any) -> None:
     raise ValueError(
         f"Unknown side-output mode {mode!r}; use one of "
         f"{transport.MODES!r} ('append' keeps every value, 'last' the last "
-        "one, 'sum' adds them) or hke.Reduce(init_fn, reduce_fn).")
+        "one, 'sum' adds them) or hke.Reduce(init_fn, reduce_fn)."
+    )
 
 
 @effect_base.pytree_dataclass
@@ -104,6 +105,7 @@ class SideOutputRequest(effect_base.EffectRequest):
   >>> print(f.apply({}, jnp.ones(2)))  # Unhandled: tell does nothing.
   [2. 2.]
   """
+
   tag: Any = effect_base.static_field()
   mode: Any = effect_base.static_field(default="append")
 
@@ -163,6 +165,7 @@ class SideOutputValue:
   >>> jax.tree_util.tree_leaves(v), bool(v.present)
   ([1.0], True)
   """
+
   path: str
   tag: Any
   value: Any
@@ -171,11 +174,18 @@ class SideOutputValue:
 
 def _flatten_value(v: SideOutputValue):
   if v.present is transport.ALWAYS:
-    return ((jax.tree_util.GetAttrKey("value"), v.value),), (v.path, v.tag,
-                                                             False)
-  return (((jax.tree_util.GetAttrKey("value"), v.value),
-           (jax.tree_util.GetAttrKey("present"), v.present)),
-          (v.path, v.tag, True))
+    return ((jax.tree_util.GetAttrKey("value"), v.value),), (
+        v.path,
+        v.tag,
+        False,
+    )
+  return (
+      (
+          (jax.tree_util.GetAttrKey("value"), v.value),
+          (jax.tree_util.GetAttrKey("present"), v.present),
+      ),
+      (v.path, v.tag, True),
+  )
 
 
 def _unflatten_value(aux, children):
@@ -186,7 +196,8 @@ def _unflatten_value(aux, children):
 # Not jax.tree_util.register_dataclass: whether `present` is a child depends
 # on the value (static True adds no leaf, so no output to a jitted apply).
 jax.tree_util.register_pytree_with_keys(
-    SideOutputValue, _flatten_value, _unflatten_value)
+    SideOutputValue, _flatten_value, _unflatten_value
+)
 
 
 def _as_arrays(value: Any, site: binding.Site, tag: Any) -> Any:
@@ -197,12 +208,19 @@ def _as_arrays(value: Any, site: binding.Site, tag: Any) -> Any:
       raise TypeError(
           f"Side output {tag!r} at {site} was told {leaf!r} of type "
           f"{type(leaf).__name__}, which is not an array. Tell PyTrees of "
-          "arrays or numbers (convert with jnp.asarray).") from e
+          "arrays or numbers (convert with jnp.asarray)."
+      ) from e
+
   return jax.tree_util.tree_map(convert, value)
 
 
-def _tell(scope: binding.HandlerScope, site: binding.Site, tag: Any,
-          mode: str, value: Any) -> None:
+def _tell(
+    scope: binding.HandlerScope,
+    site: binding.Site,
+    tag: Any,
+    mode: str,
+    value: Any,
+) -> None:
   told = transport.Told(scope, site, tag, mode)
   transport.deliver(told, _as_arrays(value, site, tag))
 
@@ -216,6 +234,7 @@ class SideOutputRuntimeImpl(effect_base.EffectRuntimeImpl):
   >>> issubclass(SideOutputRuntimeImpl, hke.EffectRuntimeImpl)
   True
   """
+
   __slots__ = ("request",)
 
   def __init__(self, scope, site, request: SideOutputRequest):
@@ -255,20 +274,26 @@ class CollectingSideOutputs(effect_base.EffectHandler):
       raise ValueError(
           f"CollectingSideOutputs.handling got both tag={tag!r} and "
           f"tag_predicate={tag_predicate!r}; pass one of them (or neither, to "
-          "collect every tag).")
+          "collect every tag)."
+      )
     if tag_predicate is not None and not callable(tag_predicate):
       raise TypeError(
           "tag_predicate must be a callable taking a tag and returning a "
-          f"bool; got {tag_predicate!r}.")
+          f"bool; got {tag_predicate!r}."
+      )
     self.tag = tag
     self.tag_predicate = tag_predicate
     predicate_name = getattr(tag_predicate, "__qualname__", repr(tag_predicate))
     super().__init__(body, handler_id, config=f"{tag!r}|{predicate_name}")
 
   @classmethod
-  def handling(cls, body: Callable[[Any], Any], tag: Any = None,
-               tag_predicate: Callable[[Any], bool] | None = None,
-               handler_id: str | None = None) -> "CollectingSideOutputs":
+  def handling(
+      cls,
+      body: Callable[[Any], Any],
+      tag: Any = None,
+      tag_predicate: Callable[[Any], bool] | None = None,
+      handler_id: str | None = None,
+  ) -> "CollectingSideOutputs":
     """Builds the collector around ``body``.
 
     Args:
@@ -305,9 +330,12 @@ class CollectingSideOutputs(effect_base.EffectHandler):
     with binding.handler_scope(self) as scope:
       with transport.collecting(scope) as collected:
         out = self.body(arg)
-    values = [SideOutputValue(told.path, told.tag, value, present)
-              for told, value, present in zip(
-                  collected.told, collected.values, collected.presents)]
+    values = [
+        SideOutputValue(told.path, told.tag, value, present)
+        for told, value, present in zip(
+            collected.told, collected.values, collected.presents
+        )
+    ]
     return out, values
 
 
@@ -339,8 +367,9 @@ def tell(tag: Any, value: Any, mode: str = "append") -> Any:
     if not binding.handler_claims(scope.handler, request):
       continue
     if site is None:
-      module_path = (hk.experimental.current_name()
-                     if hki.inside_transform() else "~")
+      module_path = (
+          hk.experimental.current_name() if hki.inside_transform() else "~"
+      )
       site = binding.Site(module_path, "tell")
     if scope.handler.rewrites:
       # A patching or perturbing handler: outer handlers get its rewrite.

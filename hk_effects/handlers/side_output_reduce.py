@@ -37,8 +37,11 @@ import jax.numpy as jnp
 
 
 def _name(fn: Any) -> str:
-  return (getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-          or repr(fn))
+  return (
+      getattr(fn, "__qualname__", None)
+      or getattr(fn, "__name__", None)
+      or repr(fn)
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Reduce:
   >>> print(float(total), float(values[0].value))
   8.0 5.0
   """
+
   init_fn: Callable[[], Any]
   reduce_fn: Callable[[Any, Any], Any]
   merge_fn: Callable[[Any, Any], Any] | None = None
@@ -80,7 +84,8 @@ class Reduce:
             f"hke.Reduce({field}=...) must be a callable; got {fn!r}. "
             "Reduce(init_fn, reduce_fn) takes `init_fn() -> acc` and "
             "`reduce_fn(acc, value) -> acc`, e.g. "
-            "Reduce(lambda: jnp.array(-jnp.inf), jnp.maximum).")
+            "Reduce(lambda: jnp.array(-jnp.inf), jnp.maximum)."
+        )
 
   def __str__(self) -> str:
     return f"Reduce({_name(self.reduce_fn)})"
@@ -93,7 +98,8 @@ class Reduce:
       raise TypeError(
           f"{where}: init_fn {_name(self.init_fn)} of {self} raised "
           f"{type(e).__name__}: {e}. init_fn takes no argument and returns "
-          "the initial accumulator (a PyTree of arrays).") from e
+          "the initial accumulator (a PyTree of arrays)."
+      ) from e
     return self.fold(where, _as_arrays(where, "init_fn", acc), value)
 
   def fold(self, where: str, acc: Any, value: Any) -> Any:
@@ -103,8 +109,9 @@ class Reduce:
   def merge(self, where: str, acc: Any, other: Any) -> Any:
     """Merges the partial accumulator ``other`` (told later) into ``acc``."""
     fn = self.reduce_fn if self.merge_fn is None else self.merge_fn
-    return _checked(where, fn, "merge_fn" if self.merge_fn else "reduce_fn",
-                    acc, other)
+    return _checked(
+        where, fn, "merge_fn" if self.merge_fn else "reduce_fn", acc, other
+    )
 
   def merge_stacked(self, where: str, stacked: Any, reverse: bool) -> Any:
     """Merges partial accumulators stacked by a loop, in the order its
@@ -117,7 +124,8 @@ class Reduce:
     first = jax.tree_util.tree_map(lambda v: v[0], stacked)
     rest = jax.tree_util.tree_map(lambda v: v[1:], stacked)
     acc, _ = jax.lax.scan(
-        lambda acc, part: (self.merge(where, acc, part), None), first, rest)
+        lambda acc, part: (self.merge(where, acc, part), None), first, rest
+    )
     return acc
 
 
@@ -125,30 +133,38 @@ def _as_arrays(where: str, what: str, tree: Any) -> Any:
   try:
     return jax.tree_util.tree_map(jnp.asarray, tree)
   except TypeError as e:
-    raise TypeError(f"{where}: {what} returned {tree!r}, which is not a "
-                    "PyTree of arrays.") from e
+    raise TypeError(
+        f"{where}: {what} returned {tree!r}, which is not a PyTree of arrays."
+    ) from e
 
 
 def _form(tree: Any) -> Any:
   return jax.tree_util.tree_map(
-      lambda x: f"{jnp.dtype(x.dtype).name}{list(x.shape)}", tree)
+      lambda x: f"{jnp.dtype(x.dtype).name}{list(x.shape)}", tree
+  )
 
 
-def _checked(where: str, fn: Callable, what: str, acc: Any,
-             value: Any) -> Any:
+def _checked(where: str, fn: Callable, what: str, acc: Any, value: Any) -> Any:
   try:
     new = fn(acc, value)
   except Exception as e:
     raise TypeError(
         f"{where}: {what} {_name(fn)} raised {type(e).__name__}: {e} when "
         f"given the accumulator {_form(acc)} and {_form(value)}. It is "
-        "called as fn(acc, value) and returns the new accumulator.") from e
+        "called as fn(acc, value) and returns the new accumulator."
+    ) from e
   new = _as_arrays(where, what, new)
-  if (jax.tree_util.tree_structure(new) != jax.tree_util.tree_structure(acc)  # type: ignore[operator]
-      or _form(new) != _form(acc)):
+  if jax.tree_util.tree_structure(new) != jax.tree_util.tree_structure(
+      acc
+  ) or _form(  # type: ignore[operator]
+      new
+  ) != _form(
+      acc
+  ):
     raise ValueError(
         f"{where}: {what} {_name(fn)} turned the accumulator {_form(acc)} "
         f"into {_form(new)}. A reduction must keep the accumulator's "
         "structure, shapes and dtypes (loops carry it), e.g. init_fn "
-        "returning jnp.zeros(shape, dtype) of the told values' shape.")
+        "returning jnp.zeros(shape, dtype) of the told values' shape."
+    )
   return new

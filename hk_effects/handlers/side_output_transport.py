@@ -90,6 +90,7 @@ class Reduction:
   ``zeros_are_identity``: combining with zeros changes nothing, so an
   untold value (zeros) needs no select.
   """
+
   combine: Callable[[Any, Any], Any]
   over_axis: Callable[[Any, bool], Any]
   over_axis_where: Callable[[Any, Any, bool], Any]
@@ -113,7 +114,8 @@ def _last_where(stacked: Any, present: Any, reverse: bool) -> Any:
   else:
     chosen = jnp.max(jnp.where(present, position, 0), axis=0)
   index = jnp.broadcast_to(
-      _trailing(chosen[None], stacked.ndim), (1,) + stacked.shape[1:])
+      _trailing(chosen[None], stacked.ndim), (1,) + stacked.shape[1:]
+  )
   # Where no iteration told, `chosen` picks a zero-padded one.
   return jnp.take_along_axis(stacked, index, axis=0)[0]
 
@@ -122,13 +124,14 @@ REDUCTIONS: dict[str, Reduction] = {
     "last": Reduction(
         combine=lambda earlier, later: later,
         over_axis=_last_over_axis,
-        over_axis_where=_last_where),
+        over_axis_where=_last_where,
+    ),
     "sum": Reduction(
         combine=jnp.add,
         over_axis=lambda v, reverse: jnp.sum(v, axis=0, dtype=v.dtype),
-        over_axis_where=lambda v, p, reverse: jnp.sum(v, axis=0,
-                                                      dtype=v.dtype),
-        zeros_are_identity=True),
+        over_axis_where=lambda v, p, reverse: jnp.sum(v, axis=0, dtype=v.dtype),
+        zeros_are_identity=True,
+    ),
 }
 MODES = ("append", *REDUCTIONS)
 
@@ -143,12 +146,14 @@ class SideOutputPlacementError(ValueError):
   True
   """
 
+
 SideOutputPlacementError.__module__ = "hk_effects"
 
 
 @dataclasses.dataclass(frozen=True)
 class Told:
   """Static description of one told value: who collects it and how."""
+
   scope: Any  # The collecting handler's binding.HandlerScope.
   site: binding.Site
   tag: Any
@@ -189,21 +194,26 @@ class Accumulator:
       if i is None:
         value = told.mode.first(_where(told), value)
       else:
-        alone = (None if self.presents[i] is ALWAYS
-                 else told.mode.first(_where(told), value))
+        alone = (
+            None
+            if self.presents[i] is ALWAYS
+            else told.mode.first(_where(told), value)
+        )
         self.values[i], self.presents[i] = _combine(
-            told, self.values[i], self.presents[i], value, present,
-            alone=alone)
+            told, self.values[i], self.presents[i], value, present, alone=alone
+        )
         return
     if i is None:
       self._index[key] = len(self.values)
-      self.told.append(dataclasses.replace(told, reduced=False)
-                       if told.reduced else told)
+      self.told.append(
+          dataclasses.replace(told, reduced=False) if told.reduced else told
+      )
       self.values.append(value)
       self.presents.append(present)
     else:
       self.values[i], self.presents[i] = _combine(
-          told, self.values[i], self.presents[i], value, present)
+          told, self.values[i], self.presents[i], value, present
+      )
 
   def keys(self) -> list[tuple[Told, int]]:
     """One key per entry: the site and, for "append", which of its tells."""
@@ -220,13 +230,19 @@ def _shapes(tree: Any) -> Any:
 
 
 def _check_alike(told: Told, a: Any, b: Any, why: str) -> None:
-  if (jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(b)  # type: ignore[operator]
-      or _shapes(a) != _shapes(b)):
+  if jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(
+      b
+  ) or _shapes(  # type: ignore[operator]
+      a
+  ) != _shapes(
+      b
+  ):
     raise ValueError(
         f"Side output {told.tag!r} (mode={told.mode!r}) at {told.site} was "
         f"told values of different structure or shape: {_shapes(a)} and "
         f"{_shapes(b)}. {why} so they must match; tell values of one shape, "
-        "or use mode='append'.")
+        "or use mode='append'."
+    )
 
 
 def _trailing(x: Any, ndim: int) -> Any:
@@ -252,31 +268,44 @@ def _reducing(told: Told) -> tuple[Callable[[Any, Any], Any], bool]:
       return functools.partial(mode.merge, _where(told)), False
     return functools.partial(mode.fold, _where(told)), False
   reduction = REDUCTIONS[mode]
-  return (functools.partial(jax.tree_util.tree_map, reduction.combine),
-          reduction.zeros_are_identity)
+  return (
+      functools.partial(jax.tree_util.tree_map, reduction.combine),
+      reduction.zeros_are_identity,
+  )
 
 
-def _combine(told: Told, a: Any, pa: Any, b: Any, pb: Any,
-             alone: Any = None) -> tuple[Any, Any]:
+def _combine(
+    told: Told, a: Any, pa: Any, b: Any, pb: Any, alone: Any = None
+) -> tuple[Any, Any]:
   """Folds the later tell ``b`` into ``a`` as straight-line code would; an
   untold side (present False) leaves the other as it is (``alone``: what
   ``b`` is without ``a``, where that is not ``b`` itself)."""
   combine, zeros_are_identity = _reducing(told)
   if told.mode == "sum":
     _check_alike(told, a, b, "'sum' adds every value told at one site,")
-  elif not isinstance(told.mode, Reduce) and (pa is not ALWAYS
-                                              or pb is not ALWAYS):
-    _check_alike(told, a, b, "A value told conditionally keeps the earlier "
-                 "one where it was not told,")
+  elif not isinstance(told.mode, Reduce) and (
+      pa is not ALWAYS or pb is not ALWAYS
+  ):
+    _check_alike(
+        told,
+        a,
+        b,
+        "A value told conditionally keeps the earlier "
+        "one where it was not told,",
+    )
   tree_map = jax.tree_util.tree_map
   combined = combine(a, b)
   if not zeros_are_identity:
     if pb is not ALWAYS:
-      combined = tree_map(lambda c, x: jnp.where(_trailing(pb, c.ndim), c, x),
-                          combined, a)
+      combined = tree_map(
+          lambda c, x: jnp.where(_trailing(pb, c.ndim), c, x), combined, a
+      )
     if pa is not ALWAYS:
-      combined = tree_map(lambda c, y: jnp.where(_trailing(pa, c.ndim), c, y),
-                          combined, b if alone is None else alone)
+      combined = tree_map(
+          lambda c, y: jnp.where(_trailing(pa, c.ndim), c, y),
+          combined,
+          b if alone is None else alone,
+      )
   present = ALWAYS if pa is ALWAYS or pb is ALWAYS else _either(pa, pb)
   return combined, present
 
@@ -319,10 +348,15 @@ def _pushed(target: _Target) -> Iterator[_Target]:
 def collecting(scope) -> Iterator[Accumulator]:
   """Makes ``scope`` a collector whose home is the current trace level."""
   accumulator = Accumulator()
-  target = _Target("home", "collector", hki.JaxTraceLevel.current(),
-                   scope=scope, accumulator=accumulator,
-                   token=nesting.transform_token(),
-                   init=hki.inside_transform() and hk.running_init())
+  target = _Target(
+      "home",
+      "collector",
+      hki.JaxTraceLevel.current(),
+      scope=scope,
+      accumulator=accumulator,
+      token=nesting.transform_token(),
+      init=hki.inside_transform() and hk.running_init(),
+  )
   _state.collectors += 1
   try:
     with _pushed(target):
@@ -342,14 +376,16 @@ def deliver(told: Told, value: Any, present: Any = ALWAYS) -> None:
     raise SideOutputPlacementError(
         f"Side output {told.tag!r} at {told.site} was told after its "
         f"collector {told.scope.handler_id!r} returned. Call the module "
-        "inside the collector's body.")
+        "inside the collector's body."
+    )
   if target.kind == "barrier":
     raise SideOutputPlacementError(
         f"Side output {told.tag!r} at {told.site} was told inside "
         f"{target.name}, whose body cannot return extra outputs (hk.grad "
         "and hk.eval_shape have no place for them), so the value cannot "
         "reach the collector. Return the value from the body and tell it "
-        f"after {target.name} (hke.tell(tag, value) works outside modules).")
+        f"after {target.name} (hke.tell(tag, value) works outside modules)."
+    )
   if target.carried and told.mode == "append":
     raise SideOutputPlacementError(
         f"Side output {told.tag!r} (mode='append') at {told.site} was told "
@@ -357,7 +393,8 @@ def deliver(told: Told, value: Any, present: Any = ALWAYS) -> None:
         "so its values have no fixed shape to come back in. Use "
         "mode='last' or mode='sum' (carried in the loop state), or a loop "
         "with a static length (hk.scan, hk.fori_loop with Python int "
-        "bounds), which stacks appended values.")
+        "bounds), which stacks appended values."
+    )
   if hki.JaxTraceLevel.current() != target.level:
     if target.init and nesting.transform_token() is not target.token:
       # A nested transform's init under a raw JAX transform (hk.lift of a
@@ -366,28 +403,36 @@ def deliver(told: Told, value: Any, present: Any = ALWAYS) -> None:
       return
     where = f"Side output {told.tag!r} at {told.site}"
     if hki.inside_transform():
-      raw_transforms.check_no_raw_transform(told.site, "SideOutputEffect", "tell")
+      raw_transforms.check_no_raw_transform(
+          told.site, "SideOutputEffect", "tell"
+      )
       boundaries.check_entered(where)
     raise SideOutputPlacementError(
         f"{where} was told under a JAX trace that {target.name} does not "
         "carry out (a model nested under a raw JAX transform, such as "
         "jax.vmap(inner.apply)), so the value would leak a tracer. Return "
         "it from there and tell it outside, or use hk.vmap / hk.scan / "
-        "hk.remat / hk.layer_stack.")
+        "hk.remat / hk.layer_stack."
+    )
   if nesting.transform_token() is not target.token:
     # Told in a model nested in the target's (hk.lift, a re-entrant apply):
     # its module names get the path of the nesting.
     prefix = nesting.prefix_from(target.token)
     if prefix:
-      told = dataclasses.replace(told, site=binding.Site(
-          f"{prefix}/{told.site.module_path}", told.site.attribute_path))
+      told = dataclasses.replace(
+          told,
+          site=binding.Site(
+              f"{prefix}/{told.site.module_path}", told.site.attribute_path
+          ),
+      )
   # Only barriers lack an accumulator, and they raised above.
   assert target.accumulator is not None
   target.accumulator.add(told, value, present)
 
 
-def _reduce_stacked(told: Told, value: Any, present: Any,
-                    reverse: bool) -> tuple[Any, Any] | None:
+def _reduce_stacked(
+    told: Told, value: Any, present: Any, reverse: bool
+) -> tuple[Any, Any] | None:
   """A loop's stacked values of one entry, reduced by its mode (None:
   nothing was told)."""
   if told.mode == "append":
@@ -401,23 +446,29 @@ def _reduce_stacked(told: Told, value: Any, present: Any,
   tree_map = jax.tree_util.tree_map
   if present is ALWAYS:
     reduced = tree_map(lambda v: reduction.over_axis(v, reverse), value)
-    if any(v is None for v in jax.tree_util.tree_leaves(
-        reduced, is_leaf=lambda v: v is None)):
+    if any(
+        v is None
+        for v in jax.tree_util.tree_leaves(reduced, is_leaf=lambda v: v is None)
+    ):
       return None
     return reduced, ALWAYS
-  reduced = tree_map(lambda v: reduction.over_axis_where(v, present, reverse),
-                     value)
+  reduced = tree_map(
+      lambda v: reduction.over_axis_where(v, present, reverse), value
+  )
   return reduced, jnp.any(present, axis=0)
 
 
-def _merge_where(told: Told, stacked: Any, present: Any, reverse: bool
-                 ) -> tuple[Any, Any]:
+def _merge_where(
+    told: Told, stacked: Any, present: Any, reverse: bool
+) -> tuple[Any, Any]:
   """A loop's partial accumulators merged in the order its iterations ran,
   skipping those that told nothing (present False)."""
   tree_map = jax.tree_util.tree_map
   if present.shape[0] == 0:
-    return (tree_map(lambda v: jnp.zeros(v.shape[1:], v.dtype), stacked),
-            jnp.zeros(present.shape[1:], bool))
+    return (
+        tree_map(lambda v: jnp.zeros(v.shape[1:], v.dtype), stacked),
+        jnp.zeros(present.shape[1:], bool),
+    )
   if reverse:  # Position 0 of a reversed loop ran last.
     stacked, present = tree_map(lambda v: v[::-1], (stacked, present))
   first = tree_map(lambda v: v[0], stacked)
@@ -425,9 +476,11 @@ def _merge_where(told: Told, stacked: Any, present: Any, reverse: bool
   def step(carry, part):
     acc, has = carry
     value, told_here = part
-    acc, has = _combine(dataclasses.replace(told, reduced=True), acc, has,
-                        value, told_here)
+    acc, has = _combine(
+        dataclasses.replace(told, reduced=True), acc, has, value, told_here
+    )
     return (acc, has), None
+
   rest = tree_map(lambda v: v[1:], (stacked, present))
   (acc, has), _ = jax.lax.scan(step, (first, present[0]), rest)
   return acc, has
@@ -439,6 +492,7 @@ class _Entries:
   loops): ``layout`` is static, so bodies with different entries have
   different PyTree structures, and JAX refuses to join them instead of
   mixing two sites' values."""
+
   layout: tuple[Any, ...] = effect_base.static_field()
   values: tuple[Any, ...]
 
@@ -447,24 +501,31 @@ class _Entries:
 class _Slot:
   """One entry of a plan: its key, its abstract value, and the shape of its
   ``present`` flag (None: told unconditionally in every body)."""
+
   key: tuple[Told, int]
   value: Any
   present_shape: tuple[int, ...] | None
 
   def same_value(self, other: "_Slot") -> bool:
-    return (jax.tree_util.tree_structure(self.value)
-            == jax.tree_util.tree_structure(other.value)
-            and _shapes(self.value) == _shapes(other.value))
+    return jax.tree_util.tree_structure(  # type: ignore[operator]
+        self.value
+    ) == jax.tree_util.tree_structure(other.value) and _shapes(
+        self.value
+    ) == _shapes(
+        other.value
+    )
 
 
 def _abstract(tree: Any) -> Any:
   return jax.tree_util.tree_map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree
+  )
 
 
 def _structure(tree: Any) -> str:
   described = jax.tree_util.tree_map(
-      lambda a: f"{a.dtype}[{','.join(map(str, a.shape))}]", tree)
+      lambda a: f"{a.dtype}[{','.join(map(str, a.shape))}]", tree
+  )
   return str(described).replace("'", "")
 
 
@@ -490,19 +551,22 @@ def _plan(boundary, bodies: list[tuple[_Slot, ...]]) -> tuple[_Slot, ...]:
         told = slot.key[0]
         raise SideOutputPlacementError(
             f"Side output {told.tag!r} (mode={told.mode!r}) at {told.site} "
-            f"was told with different structures in the "
+            "was told with different structures in the "
             f"{'iterations' if boundary.carries == 'carried' else 'branches'}"
             f" of {boundary.describe()}: {_branch(boundary, first[slot.key])} "
             f"told {_structure(seen.value)}, {_branch(boundary, number)} "
             f"told {_structure(slot.value)}. The value after "
             f"{boundary.describe()} is the one its body left, so every body "
             "that tells it must tell one structure, shape and dtype; give "
-            "the other a tag of its own.")
+            "the other a tag of its own."
+        )
       elif slot.present_shape is not None and (
           seen.present_shape is None
-          or len(slot.present_shape) > len(seen.present_shape)):
-        slots[slot.key] = dataclasses.replace(seen,
-                                              present_shape=slot.present_shape)
+          or len(slot.present_shape) > len(seen.present_shape)
+      ):
+        slots[slot.key] = dataclasses.replace(
+            seen, present_shape=slot.present_shape
+        )
   plan = []
   for key, slot in slots.items():
     everywhere = all(any(s.key == key for s in body) for body in bodies)
@@ -515,20 +579,24 @@ def _plan(boundary, bodies: list[tuple[_Slot, ...]]) -> tuple[_Slot, ...]:
 def _fit(plan: tuple[_Slot, ...], keys, values, presents) -> tuple[Any, ...]:
   """One body's entries in ``plan``'s layout: zeros and ``present`` False
   for what it did not tell."""
-  by_key = {key: (value, present)
-            for key, value, present in zip(keys, values, presents)}
+  by_key = {
+      key: (value, present)
+      for key, value, present in zip(keys, values, presents)
+  }
   fitted = []
   for slot in plan:
     value, present = by_key.get(slot.key, (None, False))
     if value is None:
-      value = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype),
-                                     slot.value)
+      value = jax.tree_util.tree_map(
+          lambda a: jnp.zeros(a.shape, a.dtype), slot.value
+      )
     if slot.present_shape is None:
       fitted.append(value)
       continue
-    present = jnp.broadcast_to(_trailing(jnp.asarray(present),
-                                         len(slot.present_shape)),
-                               slot.present_shape)
+    present = jnp.broadcast_to(
+        _trailing(jnp.asarray(present), len(slot.present_shape)),
+        slot.present_shape,
+    )
     fitted.append((value, present))
   return tuple(fitted)
 
@@ -542,6 +610,7 @@ class _Carry:
   ``_Slot``s of ``plan``; ``seen`` holds the entries of each body traced
   since the last attempt.
   """
+
   target: _Target | None = None
   layout: tuple[Any, ...] = ()
   plan: tuple[_Slot, ...] | None = None
@@ -579,46 +648,72 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
     if boundary.carries is None:
       return _pushed(_Target("barrier", boundary.describe(), None))
     state.target = _Target(
-        "transport", boundary.describe(), body.level,
-        accumulator=Accumulator(), token=nesting.transform_token(),
-        init=hk.running_init(), carried=boundary.carries == "carried")
+        "transport",
+        boundary.describe(),
+        body.level,
+        accumulator=Accumulator(),
+        token=nesting.transform_token(),
+        init=hk.running_init(),
+        carried=boundary.carries == "carried",
+    )
+    assert state.target.accumulator is not None  # Made just above.
     if boundary.carries == "carried":
       # Each iteration goes on from the values carried into it.
-      for key, (value, present) in zip(body.carried.layout,
-                                       body.carried.values):
+      for key, (value, present) in zip(
+          body.carried.layout, body.carried.values
+      ):
         state.target.accumulator.add(_as_partial(key[0]), value, present)
     return _pushed(state.target)
 
   def outputs(self, boundary, state: _Carry) -> Any:
+    # body() made the target and its accumulator for this carrying boundary.
+    assert state.target is not None and state.target.accumulator is not None
     accumulator = state.target.accumulator
     values, presents = accumulator.values, accumulator.presents
     if boundary.carries not in _AGREEING:
       # Static metadata only; the values leave as outputs of the trace.
-      state.layout = tuple((told, p is not ALWAYS)
-                           for told, p in zip(accumulator.told, presents))
-      return tuple(v if p is ALWAYS else (v, p)
-                   for v, p in zip(values, presents))
+      state.layout = tuple(
+          (told, p is not ALWAYS) for told, p in zip(accumulator.told, presents)
+      )
+      return tuple(
+          v if p is ALWAYS else (v, p) for v, p in zip(values, presents)
+      )
     keys = accumulator.keys()
     carried = boundary.carries == "carried"
-    mine = tuple(_Slot(key, _abstract(v), () if carried and p is ALWAYS
-                       else None if p is ALWAYS else jnp.shape(p))
-                 for key, v, p in zip(keys, values, presents))
+    mine = tuple(
+        _Slot(
+            key,
+            _abstract(v),
+            ()
+            if carried and p is ALWAYS
+            else None
+            if p is ALWAYS
+            else jnp.shape(p),
+        )
+        for key, v, p in zip(keys, values, presents)
+    )
     state.seen.append(mine)
     plan = state.plan
     if plan is None or not set(keys) <= {s.key for s in plan}:
       plan = mine  # Its own entries; a new plan is made after the attempt.
     state.layout = plan
-    return _Entries(tuple(s.key for s in plan),
-                    _fit(plan, keys, values, presents))
+    return _Entries(
+        tuple(s.key for s in plan), _fit(plan, keys, values, presents)
+    )
 
   def retrace(self, boundary, state: _Carry) -> bool:
     seen, state.seen = state.seen, []
     if boundary.carries == "selected":
       if len(seen) != boundary.length or all(
-          len(body) == len(seen[0]) and all(
-              a.key == b.key and a.present_shape == b.present_shape
-              and a.same_value(b) for a, b in zip(body, seen[0]))
-          for body in seen):
+          len(body) == len(seen[0])
+          and all(
+              a.key == b.key
+              and a.present_shape == b.present_shape
+              and a.same_value(b)
+              for a, b in zip(body, seen[0])
+          )
+          for body in seen
+      ):
         return False  # Not all branches traced, or they agreed.
       plan = _plan(boundary, seen)
       if plan == state.plan:
@@ -627,8 +722,12 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
       return True
     if boundary.carries == "carried" and seen:
       plan = _plan(boundary, [state.plan or (), seen[-1]])
-      plan = tuple(s if s.present_shape is not None else
-                   dataclasses.replace(s, present_shape=()) for s in plan)
+      plan = tuple(
+          s
+          if s.present_shape is not None
+          else dataclasses.replace(s, present_shape=())
+          for s in plan
+      )
       if plan != state.plan:
         state.plan = plan
         return True
@@ -643,8 +742,10 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
         value, present = (out, ALWAYS) if slot.present_shape is None else out
         entries.append((slot.key[0], value, present))
     else:
-      entries = [(told, *out) if conditional else (told, out, ALWAYS)
-                 for (told, conditional), out in zip(state.layout, outputs)]
+      entries = [
+          (told, *out) if conditional else (told, out, ALWAYS)
+          for (told, conditional), out in zip(state.layout, outputs)
+      ]
     for told, value, present in entries:
       if boundary.carries == "stacked":
         reduced = _reduce_stacked(told, value, present, boundary.reverse)
@@ -653,9 +754,13 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
         value, present = reduced
       told = _as_partial(told)
       if boundary.prefix:
-        told = dataclasses.replace(told, site=binding.Site(
-            f"{boundary.prefix}/{told.site.module_path}",
-            told.site.attribute_path))
+        told = dataclasses.replace(
+            told,
+            site=binding.Site(
+                f"{boundary.prefix}/{told.site.module_path}",
+                told.site.attribute_path,
+            ),
+        )
       deliver(told, value, present)
 
 

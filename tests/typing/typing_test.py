@@ -39,24 +39,41 @@ sys.path.insert(0, str(_HERE))
 import user_snippet  # pylint: disable=g-import-not-at-top,wrong-import-position  # noqa: E402
 
 
-def _mypy(path: pathlib.Path,
-          cache_dir: str) -> subprocess.CompletedProcess[str]:
+def _mypy(
+    path: pathlib.Path, cache_dir: str
+) -> subprocess.CompletedProcess[str]:
   """Runs mypy on ``path`` with pyproject.toml's settings."""
   package_dir = pathlib.Path(hke.__file__).resolve().parent.parent
-  site_dirs = {pathlib.Path(sysconfig.get_paths()[k]).resolve()
-               for k in ("purelib", "platlib")}
+  site_dirs = {
+      pathlib.Path(sysconfig.get_paths()[k]).resolve()
+      for k in ("purelib", "platlib")
+  }
   env = dict(os.environ)
   env.pop("MYPYPATH", None)
   if package_dir not in site_dirs:
     # A checkout: mypy must read this copy of the package, not another one.
     env["MYPYPATH"] = str(package_dir)
   config = _ROOT / "pyproject.toml"
-  args = [sys.executable, "-m", "mypy", "--cache-dir", cache_dir,
-          "--follow-imports=silent", str(path)]
+  args = [
+      sys.executable,
+      "-m",
+      "mypy",
+      "--cache-dir",
+      cache_dir,
+      "--follow-imports=silent",
+      str(path),
+  ]
   if config.exists():
     args[3:3] = ["--config-file", str(config)]
-  return subprocess.run(args, capture_output=True, text=True, timeout=600,
-                        check=False, cwd=path.parent, env=env)
+  return subprocess.run(
+      args,
+      capture_output=True,
+      text=True,
+      timeout=600,
+      check=False,
+      cwd=path.parent,
+      env=env,
+  )
 
 
 class TypingTest(absltest.TestCase):
@@ -67,8 +84,9 @@ class TypingTest(absltest.TestCase):
   _cache_dir = str(_ROOT / ".mypy_cache")
 
   def test_pytree_dataclass_is_a_dataclass_transform(self):
-    self.assertIn("field_specifiers",
-                  hke.pytree_dataclass.__dataclass_transform__)
+    self.assertIn(
+        "field_specifiers", hke.pytree_dataclass.__dataclass_transform__
+    )
 
   def test_mypy_accepts_every_request_and_handler(self):
     out = _mypy(_HERE / "user_snippet.py", self._cache_dir)
@@ -78,8 +96,10 @@ class TypingTest(absltest.TestCase):
   def test_mypy_rejects_a_request_with_a_misspelt_field(self):
     with tempfile.TemporaryDirectory() as tmp:
       bad = pathlib.Path(tmp) / "misuse.py"
-      bad.write_text("import hk_effects as hke\n"
-                     "hke.SideOutputRequest('acts', mdoe='last')\n")
+      bad.write_text(
+          "import hk_effects as hke\n"
+          "hke.SideOutputRequest('acts', mdoe='last')\n"
+      )
       out = _mypy(bad, self._cache_dir)
     self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
     self.assertIn('Unexpected keyword argument "mdoe"', out.stdout)

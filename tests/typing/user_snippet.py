@@ -38,8 +38,9 @@ untagged = hke.RandomRequest()
 tagged = hke.TaggedRandomRequest("noise")
 side_input = hke.SideInputRequest("mask")
 side_output = hke.SideOutputRequest("acts", mode="last")
-initial = hke.InitialLocalStateRequest(lambda: jnp.zeros([]), "counters",
-                                       name="n")
+initial = hke.InitialLocalStateRequest(
+    lambda: jnp.zeros([]), "counters", name="n"
+)
 shared = hke.SharedLocalStateRequest("n", "counters")
 frozen = hke.FrozenLocalStateRequest(jnp.ones([]), "counters")
 hoisted = hke.HoistedTag(source="WithConstantSideInputs_0", tag="mask")
@@ -61,7 +62,8 @@ class Block(hk.Module):
     self.mask: hke.SideInputEffect = hke.SideInputRequest("mask")
     self.acts: hke.SideOutputEffect = hke.SideOutputRequest("acts")
     self.count: hke.LocalStateEffect = hke.InitialLocalStateRequest(
-        lambda: jnp.zeros([], jnp.int32), "counters")
+        lambda: jnp.zeros([], jnp.int32), "counters"
+    )
 
   def __call__(self, x: jax.Array) -> jax.Array:
     keep = jax.random.bernoulli(self.rng.next_key(), 0.5, x.shape)
@@ -78,10 +80,12 @@ def forward(x: jax.Array) -> jax.Array:
 
 # Handlers: each built with its classmethod, nested as a user nests them.
 with_noise = handlers.WithFrozenRandomState.handling(
-    forward, jax.random.key(1), hole_predicate=handlers.tagged("noise"))
+    forward, jax.random.key(1), hole_predicate=handlers.tagged("noise")
+)
 with_keys = handlers.WithRandomKeyFromArg.handling(with_noise)
 with_mask = handlers.WithSideInputsFromInputTuple.handling(
-    lambda pair: with_keys(pair), tags=["mask"])
+    lambda pair: with_keys(pair), tags=["mask"]
+)
 collecting = handlers.CollectingSideOutputs.handling(with_mask, tag="acts")
 stateful = handlers.handle_local_states(collecting, category="counters")
 assert_type(with_noise, handlers.WithFrozenRandomState)
@@ -92,29 +96,36 @@ assert_type(stateful, handlers.WithFunctionalLocalState)
 
 haiku_random = handlers.WithHaikuRandom.handling(
     handlers.WithConstantSideInputs.handling(forward, {"mask": 1.0}),
-    hole_predicate=lambda request: True)
+    hole_predicate=lambda request: True,
+)
 stateful_random = handlers.WithStatefulRandomKey.handling(
-    forward, initial_key=jax.random.key(2), hole_predicate=lambda request: True)
+    forward, initial_key=jax.random.key(2), hole_predicate=lambda request: True
+)
 constant = handlers.WithConstantSideInputs.handling(
-    forward, side_inputs={"mask": 1.0}, keep_unused=True)
+    forward, side_inputs={"mask": 1.0}, keep_unused=True
+)
 tuple_handler, hoisted_values = handlers.hoist_constant_side_inputs(constant)
 assert_type(haiku_random, handlers.WithHaikuRandom)
 assert_type(stateful_random, handlers.WithStatefulRandomKey)
 assert_type(tuple_handler, handlers.WithSideInputsFromInputTuple)
 assert_type(hoisted_values, "dict[hke.HoistedTag, Any]")
 patching = handlers.PatchingSideOutputs.handling(
-    forward, {"block/acts": jnp.ones([2, 3])}, strict=False)
+    forward, {"block/acts": jnp.ones([2, 3])}, strict=False
+)
 perturbing = handlers.PerturbingSideOutputs.handling(forward, tag="acts")
 zeros = handlers.perturbation_zeros(perturbing)
 peak = hke.SideOutputRequest(
-    "peak", mode=hke.Reduce(lambda: jnp.array(-jnp.inf), jnp.maximum))
+    "peak", mode=hke.Reduce(lambda: jnp.array(-jnp.inf), jnp.maximum)
+)
 assert_type(patching, handlers.PatchingSideOutputs)
 assert_type(perturbing, handlers.PerturbingSideOutputs)
 frozen_forward = handlers.freeze_local_states(
-    stateful, {"~local_state/counters": {"block:count": 0}})
+    stateful, {"~local_state/counters": {"block:count": 0}}
+)
 hoisted_forward = handlers.hoist_shared_state_requests(forward, "counters")
 embedded_forward = handlers.embed_shared_state_requests(
-    hoisted_forward, {"n": initial})
+    hoisted_forward, {"n": initial}
+)
 
 # Transforms and inspection.
 model = hke.transform_with_state(stateful)
