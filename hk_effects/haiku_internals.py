@@ -271,7 +271,7 @@ def clone_frame_keys() -> None:
   (``jax_debug_key_reuse``) would count that as reuse, though the failed
   trace never ran. Without the checker this does nothing.
   """
-  if not jax.config.read("jax_debug_key_reuse"):
+  if not getattr(jax.config, "jax_debug_key_reuse", False):
     return
   clone = lambda x: jax.random.clone(x) if _is_typed_key(x) else x  # pylint: disable=unnecessary-lambda-assignment
   frame = base.current_frame()
