@@ -30,8 +30,8 @@ from absl.testing import parameterized
 import haiku as hk
 import jax
 import jax.numpy as jnp
-from leaks_test import global_state_left
-from leaks_test import nothing_left
+from test_utils import global_state_left
+from test_utils import nothing_left
 
 import hk_effects as hke
 

@@ -37,11 +37,11 @@ import hypothesis
 from hypothesis import strategies as st
 import jax
 import jax.numpy as jnp
-from leaks_test import global_state_left
-from leaks_test import nothing_left
 import numpy as np
 import reference_model as ref
 from test_utils import clone_keys
+from test_utils import global_state_left
+from test_utils import nothing_left
 
 import hk_effects as hke
 

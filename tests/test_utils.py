@@ -26,11 +26,18 @@ import functools
 from typing import Any, Callable
 
 import haiku as hk
+from haiku._src import module as hk_module
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import hk_effects as hke
+from hk_effects import binding
+from hk_effects import boundaries
+from hk_effects import nesting
+from hk_effects import path_keys
+from hk_effects import recording
+from hk_effects.handlers import side_output_transport
 
 
 class DrawKey(hk.Module):
@@ -129,3 +136,27 @@ def transform_and_run(
     return out
 
   return wrapper
+
+
+def global_state_left() -> dict[str, Any]:
+  """Every piece of global state hk_effects or Haiku's interceptors keep."""
+  return {
+      "scopes": list(binding._state.scopes),
+      "effect_scopes": list(binding._state.effect_scopes),
+      "bound_modules": set(binding._state.bound_modules),
+      "call_recorders": list(recording._state.call_recorders),
+      "interceptor_depth": binding._state.interceptor_depth,
+      "interceptor_stack": list(hk_module.interceptor_stack),
+      "targets": list(side_output_transport._state.targets),
+      "collectors": side_output_transport._state.collectors,
+      "known_levels": list(boundaries._state.known),
+      "path_key_invocations": list(path_keys._state.invocations),
+      "path_key_calls": list(path_keys._state.calls),
+      "running_lifts": list(nesting._state.running_lifts),
+      "done_lifts": list(nesting._state.done_lifts),
+      "nested_transforms": dict(nesting._state.parents),
+  }
+
+
+def nothing_left() -> dict[str, Any]:
+  return {k: type(v)() for k, v in global_state_left().items()}
