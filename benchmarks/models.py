@@ -180,19 +180,25 @@ def hand_threaded_forward(depth: int):
   return forward
 
 
-def hand_threaded(depth: int) -> Version:
-  """The hand-threaded version: ``step(params, state, rng, x, mask)``."""
-  x, mask = inputs()
+def _hand_version(
+    forward: Callable[..., Any], inputs_: tuple[jax.Array, jax.Array]
+) -> Version:
+  """A hand-threaded forward function ``(x, mask)`` as a ``Version``:
+  ``step(params, state, rng, x, mask)``."""
+  x, mask = inputs_
 
   def make_step():
-    return hk.transform_with_state(hand_threaded_forward(depth)).apply
+    return hk.transform_with_state(forward).apply
 
-  params, state = _init_haiku(
-      hk.transform_with_state(hand_threaded_forward(depth)), x, mask
-  )
+  params, state = _init_haiku(hk.transform_with_state(forward), x, mask)
   return Version(
       "hand-threaded", make_step, (params, state, jax.random.key(2), x, mask)
   )
+
+
+def hand_threaded(depth: int) -> Version:
+  """The hand-threaded version: ``step(params, state, rng, x, mask)``."""
+  return _hand_version(hand_threaded_forward(depth), inputs())
 
 
 # --- hk_effects -------------------------------------------------------------
@@ -248,23 +254,33 @@ def effectful_forward(depth: int, path_keys: bool = False):
   return hke.handlers.handle_local_states(handled, category=COUNTER)
 
 
-def effectful(depth: int, path_keys: bool = False) -> Version:
-  """The hk_effects version: ``step(params, state, rng, x, mask)``."""
-  x, mask = inputs()
+def _effectful_version(
+    forward: Callable[..., Any],
+    inputs_: tuple[jax.Array, jax.Array],
+    path_keys: bool,
+) -> Version:
+  """A handled hk_effects forward function of ``(x, mask)`` as a
+  ``Version``: ``step(params, state, rng, x, mask)``."""
+  x, mask = inputs_
 
   def make_step():
-    apply = hke.transform_with_state(effectful_forward(depth, path_keys)).apply
+    apply = hke.transform_with_state(forward).apply
 
     def step(params, state, rng, x, mask):
       return apply(params, state, rng, (x, mask))
 
     return step
 
-  params, state = _init_haiku(
-      hke.transform_with_state(effectful_forward(depth, path_keys)), (x, mask)
-  )
+  params, state = _init_haiku(hke.transform_with_state(forward), (x, mask))
   name = "hk_effects, path keys" if path_keys else "hk_effects"
   return Version(name, make_step, (params, state, jax.random.key(2), x, mask))
+
+
+def effectful(depth: int, path_keys: bool = False) -> Version:
+  """The hk_effects version: ``step(params, state, rng, x, mask)``."""
+  return _effectful_version(
+      effectful_forward(depth, path_keys), inputs(), path_keys
+  )
 
 
 # --- The effect-dense block -------------------------------------------------
@@ -313,17 +329,7 @@ def hand_dense_forward(depth: int):
 
 def hand_dense(depth: int) -> Version:
   """The hand-threaded dense version: ``step(params, state, rng, x, mask)``."""
-  x, mask = dense_inputs()
-
-  def make_step():
-    return hk.transform_with_state(hand_dense_forward(depth)).apply
-
-  params, state = _init_haiku(
-      hk.transform_with_state(hand_dense_forward(depth)), x, mask
-  )
-  return Version(
-      "hand-threaded", make_step, (params, state, jax.random.key(2), x, mask)
-  )
+  return _hand_version(hand_dense_forward(depth), dense_inputs())
 
 
 class EffectfulDenseBlock(hk.Module):
@@ -361,24 +367,9 @@ def effectful_dense_forward(depth: int, path_keys: bool = False):
 
 def effectful_dense(depth: int, path_keys: bool = False) -> Version:
   """The hk_effects dense version: ``step(params, state, rng, x, mask)``."""
-  x, mask = dense_inputs()
-
-  def make_step():
-    apply = hke.transform_with_state(
-        effectful_dense_forward(depth, path_keys)
-    ).apply
-
-    def step(params, state, rng, x, mask):
-      return apply(params, state, rng, (x, mask))
-
-    return step
-
-  params, state = _init_haiku(
-      hke.transform_with_state(effectful_dense_forward(depth, path_keys)),
-      (x, mask),
+  return _effectful_version(
+      effectful_dense_forward(depth, path_keys), dense_inputs(), path_keys
   )
-  name = "hk_effects, path keys" if path_keys else "hk_effects"
-  return Version(name, make_step, (params, state, jax.random.key(2), x, mask))
 
 
 def linen_dense(depth: int) -> Version:
