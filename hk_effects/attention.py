@@ -42,6 +42,15 @@ class KVCachedAttention(hk.Module):
   padding); with ``decode=True`` its key axis spans the whole cache,
   ``max_length``.
 
+  The cache never wraps around or drops old positions: a decode call whose
+  batch differs from ``batch_size``, or that brings more than ``max_length``
+  positions, raises ``ValueError`` while tracing. A call that would write
+  past ``max_length`` raises ``ValueError`` when the counter is a concrete
+  value; under ``jax.jit`` or ``hk.scan``, where it is only known at run
+  time, that call's outputs and every later decode output are NaN, and the
+  stored counter (``cache['index']``) exceeds ``max_length``: the overflow
+  stays visible in the state until the cache is reset (initialized anew).
+
   Example:
 
   >>> import jax, jax.numpy as jnp, hk_effects as hke
@@ -72,6 +81,7 @@ class KVCachedAttention(hk.Module):
     self.num_heads = num_heads
     self.key_size = key_size
     self.max_length = max_length
+    self.batch_size = batch_size
     self.model_size = model_size
     self.w_init = w_init or hk.initializers.VarianceScaling(1.0)
     shape = (batch_size, max_length, num_heads, key_size)
@@ -107,7 +117,20 @@ class KVCachedAttention(hk.Module):
     v = self._project(x, "value")
     time = x.shape[1]
     if decode:
+      self._check_decode_shape(x)
       index = self.cache["index"].get()
+      # The write below clamps its start index into range, so a call past
+      # the end would overwrite cached positions and return plausible
+      # numbers: refuse it when the counter is known, poison it when not.
+      overflow = index + time > self.max_length
+      if not isinstance(index, jax.core.Tracer) and bool(overflow):
+        raise ValueError(
+            f"KVCachedAttention {self.module_name!r}: decoding {time} "
+            f"position(s) at cache index {int(index)} would pass "
+            f"max_length={self.max_length}. Give the module a larger "
+            "max_length, or reset the cache (initialize the state anew) "
+            "before decoding further."
+        )
       k_all = jax.lax.dynamic_update_slice_in_dim(
           self.cache["k"].get(), k.astype(jnp.float32), index, axis=1
       )
@@ -135,4 +158,24 @@ class KVCachedAttention(hk.Module):
     attended = jnp.einsum("bhtT,bThd->bthd", weights, v)
     attended = attended.reshape(attended.shape[:2] + (-1,))
     model_size = self.model_size or x.shape[-1]
-    return hk.Linear(model_size, w_init=self.w_init, name="output")(attended)
+    out = hk.Linear(model_size, w_init=self.w_init, name="output")(attended)
+    if decode:
+      out = jnp.where(overflow, jnp.asarray(jnp.nan, out.dtype), out)
+    return out
+
+  def _check_decode_shape(self, x: jax.Array) -> None:
+    batch, time = x.shape[0], x.shape[1]
+    if batch != self.batch_size:
+      raise ValueError(
+          f"KVCachedAttention {self.module_name!r}: decoding a batch of "
+          f"{batch} but the cache holds batch_size={self.batch_size} rows "
+          f"(input shape {tuple(x.shape)}). Create the module with "
+          f"batch_size={batch}, or pad the batch to {self.batch_size}."
+      )
+    if time > self.max_length:
+      raise ValueError(
+          f"KVCachedAttention {self.module_name!r}: a decode call with "
+          f"{time} positions (input shape {tuple(x.shape)}) cannot fit a "
+          f"cache of max_length={self.max_length}. Create the module with "
+          f"max_length>={time}."
+      )

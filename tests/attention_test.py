@@ -18,6 +18,7 @@ a time gives the full-sequence outputs, its cache lives in local state."""
 from __future__ import annotations
 
 from absl.testing import absltest
+import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -66,6 +67,76 @@ class KVCacheTest(absltest.TestCase):
     keys = np.asarray(cache["attn:cache['k']"])
     self.assertTrue(np.all(np.abs(keys[:, :2]).sum(axis=(2, 3)) > 0))
     np.testing.assert_array_equal(keys[:, 2:], 0.0)
+
+  def test_decoding_past_max_length_under_jit_gives_nan_and_says_so(self):
+    x = jax.random.normal(jax.random.key(0), [2, T + 2, D])
+    f = _model(True)
+    params, state = f.init(jax.random.key(1), x[:, :1])
+    step = jax.jit(f.apply)
+    outs = []
+    for t in range(T + 2):
+      out, state = step(params, state, None, x[:, t : t + 1])
+      outs.append(np.asarray(out))
+    self.assertTrue(all(np.isfinite(o).all() for o in outs[:T]))
+    # Past the end: never a plausible number, and the counter shows why.
+    self.assertTrue(np.isnan(outs[T]).all())
+    self.assertTrue(np.isnan(outs[T + 1]).all())
+    index = state["~local_state/kv_cache"]["attn:cache['index']"]
+    self.assertEqual(int(index), T + 2)
+
+  def test_decoding_past_max_length_in_a_scan_gives_nan(self):
+    def forward(xs):
+      attn = hke.KVCachedAttention(
+          num_heads=2, key_size=4, max_length=T, batch_size=2, name="attn"
+      )
+
+      def body(carry, x_t):
+        return carry, attn(x_t[:, None], decode=True)[:, 0]
+
+      _, ys = hk.scan(body, 0, jnp.swapaxes(xs, 0, 1))
+      return ys
+
+    f = hke.transform_with_state(hke.handlers.handle_local_states(forward))
+    x = jax.random.normal(jax.random.key(0), [2, T + 1, D])
+    params, state = f.init(jax.random.key(1), x)
+    ys, _ = jax.jit(f.apply)(params, state, None, x)
+    self.assertTrue(np.isfinite(np.asarray(ys[:T])).all())
+    self.assertTrue(np.isnan(np.asarray(ys[T])).all())
+
+  def test_decoding_past_max_length_eagerly_raises(self):
+    x = jax.random.normal(jax.random.key(0), [2, 3, D])
+    f = _model(True)
+    params, state = f.init(jax.random.key(1), x)
+    _, state = f.apply(params, state, None, x)  # positions 0..2 of 5
+    with self.assertRaisesRegex(
+        ValueError,
+        r"'attn': decoding 3 position\(s\) at cache index 3 would pass "
+        r"max_length=5",
+    ):
+      f.apply(params, state, None, x)
+
+  def test_prompt_longer_than_max_length_names_module_and_bound(self):
+    x = jnp.ones([2, T + 1, D])
+    with self.assertRaisesRegex(
+        ValueError, r"'attn': a decode call with 6 positions .*max_length=5"
+    ):
+      _model(True).init(jax.random.key(1), x)
+
+  def test_wrong_batch_names_module_and_batch_size(self):
+    x = jnp.ones([3, 1, D])
+    with self.assertRaisesRegex(
+        ValueError, r"'attn': decoding a batch of 3 .*batch_size=2"
+    ):
+      _model(True).init(jax.random.key(1), x)
+
+  def test_full_sequence_call_ignores_the_cache_bounds(self):
+    # decode=False never touches the cache, so any length and batch works.
+    x = jax.random.normal(jax.random.key(0), [3, T + 2, D])
+    f = _model(False)
+    params, state = f.init(jax.random.key(1), x)
+    out, _ = f.apply(params, state, None, x)
+    self.assertEqual(out.shape, (3, T + 2, D))
+    self.assertTrue(np.isfinite(np.asarray(out)).all())
 
 
 if __name__ == "__main__":
