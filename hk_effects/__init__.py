@@ -50,57 +50,65 @@ Example:
 """
 
 from hk_effects import boundaries
-from hk_effects import boundary_wrappers  # pylint: disable=unused-import  # Installs.
 from hk_effects import handlers
-from hk_effects.attention import KVCachedAttention
-from hk_effects.binding import handler_scope
-from hk_effects.boundaries import BoundaryBypassError
-from hk_effects.boundaries import BoundaryEffect
-from hk_effects.editing import CallSelection
-from hk_effects.editing import select_calls
-from hk_effects.effect_base import effect_colour
-from hk_effects.effect_base import EffectHandler
-from hk_effects.effect_base import EffectRequest
-from hk_effects.effect_base import EffectRuntimeImpl
-from hk_effects.effect_base import HandledEffectRef
-from hk_effects.effect_base import pytree_dataclass
-from hk_effects.effect_base import static_field
-from hk_effects.effect_base import UnhandledEffectError
-from hk_effects.handlers.local_state import FrozenLocalStateRequest
-from hk_effects.handlers.local_state import HandledLocalStateRef
-from hk_effects.handlers.local_state import InitialLocalStateRequest
-from hk_effects.handlers.local_state import LocalStateEffect
-from hk_effects.handlers.local_state import SharedLocalStateRequest
-from hk_effects.handlers.random import HandledRandomRef
-from hk_effects.handlers.random import RandomEffect
-from hk_effects.handlers.random import RandomRequest
-from hk_effects.handlers.random import TaggedRandomRequest
-from hk_effects.handlers.side_input import HandledSideInputRef
-from hk_effects.handlers.side_input import HoistedTag
-from hk_effects.handlers.side_input import SideInputEffect
-from hk_effects.handlers.side_input import SideInputRequest
-from hk_effects.handlers.side_output import HandledSideOutputRef
-from hk_effects.handlers.side_output import SideOutputEffect
-from hk_effects.handlers.side_output import SideOutputRequest
-from hk_effects.handlers.side_output import SideOutputValue
-from hk_effects.handlers.side_output import tell
-from hk_effects.handlers.side_output_reduce import Reduce
-from hk_effects.handlers.side_output_transport import SideOutputPlacementError
-from hk_effects.inspection import bindings
-from hk_effects.inspection import BindingTable
-from hk_effects.inspection import free_effect_types
-from hk_effects.layers import ApplyAttentionMask
-from hk_effects.layers import Dropout
-from hk_effects.layers import TellIntermediate
-from hk_effects.path_keys import PathKeyCollisionError
-from hk_effects.raw_transforms import RawTransformError
-from hk_effects.signature import effect_signature
-from hk_effects.signature import EffectSignature
-from hk_effects.transform import multi_transform
-from hk_effects.transform import multi_transform_with_state
-from hk_effects.transform import transform
-from hk_effects.transform import transform_with_state
-from hk_effects.vmap_state import vmap
+from hk_effects._src.core.binding import handler_scope
+from hk_effects._src.core.effect_base import effect_colour
+from hk_effects._src.core.effect_base import EffectHandler
+from hk_effects._src.core.effect_base import EffectRequest
+from hk_effects._src.core.effect_base import EffectRuntimeImpl
+from hk_effects._src.core.effect_base import HandledEffectRef
+from hk_effects._src.core.effect_base import pytree_dataclass
+from hk_effects._src.core.effect_base import static_field
+from hk_effects._src.core.effect_base import UnhandledEffectError
+from hk_effects._src.core.transform import multi_transform
+from hk_effects._src.core.transform import multi_transform_with_state
+from hk_effects._src.core.transform import transform
+from hk_effects._src.core.transform import transform_with_state
+from hk_effects._src.effects.local_state.local_state import (
+    FrozenLocalStateRequest,
+)
+from hk_effects._src.effects.local_state.local_state import HandledLocalStateRef
+from hk_effects._src.effects.local_state.local_state import (
+    InitialLocalStateRequest,
+)
+from hk_effects._src.effects.local_state.local_state import LocalStateEffect
+from hk_effects._src.effects.local_state.local_state import (
+    SharedLocalStateRequest,
+)
+from hk_effects._src.effects.local_state.vmap_state import vmap
+from hk_effects._src.effects.random.path_keys import PathKeyCollisionError
+from hk_effects._src.effects.random.random import HandledRandomRef
+from hk_effects._src.effects.random.random import RandomEffect
+from hk_effects._src.effects.random.random import RandomRequest
+from hk_effects._src.effects.random.random import TaggedRandomRequest
+from hk_effects._src.effects.side_input.side_input import HandledSideInputRef
+from hk_effects._src.effects.side_input.side_input import HoistedTag
+from hk_effects._src.effects.side_input.side_input import SideInputEffect
+from hk_effects._src.effects.side_input.side_input import SideInputRequest
+from hk_effects._src.effects.side_output.side_output import HandledSideOutputRef
+from hk_effects._src.effects.side_output.side_output import SideOutputEffect
+from hk_effects._src.effects.side_output.side_output import SideOutputRequest
+from hk_effects._src.effects.side_output.side_output import SideOutputValue
+from hk_effects._src.effects.side_output.side_output import tell
+from hk_effects._src.effects.side_output.side_output_reduce import Reduce
+from hk_effects._src.effects.side_output.side_output_transport import (
+    SideOutputPlacementError,
+)
+from hk_effects._src.haiku import boundary_wrappers  # pylint: disable=unused-import  # Installs.
+from hk_effects._src.haiku.boundaries import BoundaryBypassError
+from hk_effects._src.haiku.boundaries import BoundaryEffect
+from hk_effects._src.haiku.editing import CallSelection
+from hk_effects._src.haiku.editing import select_calls
+from hk_effects._src.haiku.raw_transforms import RawTransformError
+from hk_effects._src.inspect.inspection import bindings
+from hk_effects._src.inspect.inspection import BindingTable
+from hk_effects._src.inspect.inspection import free_effect_types
+from hk_effects._src.inspect.signature import effect_signature
+from hk_effects._src.inspect.signature import EffectSignature
+from hk_effects._src.nn.attention import KVCachedAttention
+from hk_effects._src.nn.layers import ApplyAttentionMask
+from hk_effects._src.nn.layers import Dropout
+from hk_effects._src.nn.layers import TellIntermediate
 
 __version__ = "0.1.0"
 

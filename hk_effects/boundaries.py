@@ -12,256 +12,39 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Haiku's wrappers as boundaries that effects cross.
+"""For authors of effects that cross Haiku's lifting wrappers.
 
-Every Haiku wrapper that traces a body (``hk.scan``, ``hk.map``,
-``hk.fori_loop``, ``hk.while_loop``, ``hk.vmap``, ``hk.remat``, ``hk.cond``,
-``hk.switch``, ``hk.layer_stack``, ``hk.dynamic_unroll``, ``hk.grad``,
-``hk.value_and_grad``, ``hk.eval_shape``) threads exactly three things
-through its JAX primitive: params, Haiku state and the rng sequence
-(docs/design.md, section 10). An effect whose data lives elsewhere (told
-values on their way to a collector, the loop indices path keys fold in, or a
-user-defined effect's own data) must do something at each such call: that
-call is a *boundary*, and an effect takes part by subclassing
-``BoundaryEffect`` and calling ``register``:
+A user-defined effect whose requests must be carried across ``hk.scan``,
+``hk.vmap``, ``hk.remat`` and friends subclasses ``BoundaryEffect`` and
+registers an instance; its runtime methods call ``check_entered`` so that
+a use from inside a raw JAX transform fails loudly.
+``examples/boundary_effect.py`` is a complete one.
 
-* ``enter(boundary)`` runs outside, before the wrapper, and returns a state
-  for this call; ``exit(boundary, state, outputs)`` runs after it;
-* ``body(boundary, body, state)`` is a context manager around each traced
-  run of the body; ``body.index`` is the loop iteration (a traced int) when
-  the effect asked for it (``wants_index``), the member index under
-  ``hk.vmap`` (``wants_member``), the branch number under ``hk.cond`` /
-  ``hk.switch``;
-* ``outputs(boundary, state)``, at the end of each body run, returns extra
-  outputs of the body (a PyTree of arrays, or None). Where the boundary
-  carries them (``boundary.carries``: ``"stacked"`` by loops, ``"batched"``
-  by ``hk.vmap``, ``"unchanged"`` by ``hk.remat``, ``"selected"`` by
-  ``hk.cond`` / ``hk.switch``, ``"carried"`` by ``hk.while_loop`` and
-  ``hk.fori_loop`` with traced bounds) ``exit`` gets them back from the JAX
-  primitive: stacked, batched, as they were, the taken branch's, or those of
-  the last iteration;
-* where outputs are ``"carried"``, ``initial(boundary, state)`` gives those
-  carried into the first iteration, and each body gets the ones carried
-  into it as ``body.carried``;
-* branches must return one structure, and a carry keep its own, which an
-  effect may learn only by tracing the bodies: after an attempt that
-  failed, ``retrace(boundary, state)`` says whether the effect learned
-  something that calls for another trace (then ``retracing`` tells every
-  effect to undo Python-side records of the attempt). A wrapper that Haiku
-  makes mutate its frame before the JAX primitive fails (``hk.fori_loop``'s
-  first step at init) is never retraced: there the outputs settle in that
-  first step.
+Example:
 
-An effect is consulted only while ``active()`` is true, so a model that uses
-none of them runs Haiku's original wrapper and its program is unchanged.
-``boundary_wrappers.py`` holds the replacements of Haiku's wrappers that
-drive these hooks.
-
-Bodies entered here are *known*: ``check_entered`` (for effects whose data
-needs these hooks) raises ``BoundaryBypassError`` when the innermost Haiku
-wrapper body running is one hk_effects never saw (a reference to Haiku's
-original taken before ``import hk_effects``, e.g. ``from haiku import scan``),
-instead of repeating a key or dropping a value.
+>>> import hk_effects as hke
+>>> class Nothing(hke.boundaries.BoundaryEffect):
+...   pass
+>>> effect = hke.boundaries.register(Nothing())
+>>> hke.boundaries.unregister(effect)
 """
 
-from __future__ import annotations
+from hk_effects._src.haiku.boundaries import Body
+from hk_effects._src.haiku.boundaries import Boundary
+from hk_effects._src.haiku.boundaries import BoundaryBypassError
+from hk_effects._src.haiku.boundaries import BoundaryEffect
+from hk_effects._src.haiku.boundaries import check_entered
+from hk_effects._src.haiku.boundaries import known_level
+from hk_effects._src.haiku.boundaries import register
+from hk_effects._src.haiku.boundaries import unregister
 
-import contextlib
-import dataclasses
-import threading
-from typing import Any, ContextManager, Iterator
-
-from hk_effects import haiku_internals as hki
-
-
-class BoundaryBypassError(ValueError):
-  """An effect ran inside a Haiku wrapper that hk_effects did not see.
-
-  Example:
-
-  >>> import hk_effects as hke
-  >>> issubclass(hke.BoundaryBypassError, ValueError)
-  True
-  """
-
-
-BoundaryBypassError.__module__ = "hk_effects"
-
-
-@dataclasses.dataclass(eq=False)
-class Boundary:
-  """One call of a Haiku wrapper.
-
-  ``kind`` names it (``"hk.scan"``); ``carries`` says how extra body outputs
-  come back (``"stacked"``, ``"batched"``, ``"unchanged"``, ``"selected"``,
-  ``"carried"``, or None where they cannot: ``hk.grad``, ``hk.eval_shape``);
-  ``length`` is the number of iterations, members or branches (None if
-  unknown);
-  ``relative``: the body runs in a fresh Haiku frame (``hk.layer_stack``);
-  ``prefix``: the module path the body's module names lack
-  (``hk.layer_stack``'s lifted name, known once the wrapper returned).
-  """
-
-  kind: str
-  carries: str | None
-  length: int | None = None
-  reverse: bool = False
-  split_rng: bool = False
-  relative: bool = False
-  prefix: str = ""
-
-  def describe(self) -> str:
-    """The wrapper as an error message names it."""
-    if self.kind == "hk.fori_loop" and self.carries == "carried":
-      return "hk.fori_loop with traced bounds"
-    return self.kind
-
-
-@dataclasses.dataclass(eq=False)
-class Body:
-  """One traced run of a boundary's body (see ``BoundaryEffect.body``)."""
-
-  boundary: Boundary
-  index: Any
-  level: Any
-  carried: Any = None  # This effect's outputs carried into the iteration.
-
-
-class BoundaryEffect:
-  """What an effect does at Haiku's wrappers; subclass and ``register``.
-
-  Example (an effect noting the bodies it crossed, while switched on):
-
-  >>> import contextlib, haiku as hk, jax.numpy as jnp
-  >>> class NoteBodies(BoundaryEffect):
-  ...   def __init__(self):
-  ...     self.on, self.kinds = False, []
-  ...   def active(self):
-  ...     return self.on
-  ...   def body(self, boundary, body, state):
-  ...     self.kinds.append(boundary.kind)
-  ...     return contextlib.nullcontext()
-  >>> notes = register(NoteBodies())
-  >>> f = hk.transform(lambda x: hk.scan(
-  ...     lambda c, _: (c + 1, None), x, None, length=3)[0])
-  >>> notes.on = True
-  >>> print(f.apply({}, None, jnp.zeros([])))
-  3.0
-  >>> unregister(notes)
-  >>> notes.kinds
-  ['hk.scan']
-  """
-
-  def active(self) -> bool:
-    """Whether to take part at the boundaries met now (kept cheap)."""
-    return False
-
-  def wants_index(self, boundary: Boundary) -> bool:
-    """Whether loop bodies need their iteration index."""
-    del boundary
-    return False
-
-  def wants_member(self, boundary: Boundary) -> bool:
-    """Whether ``hk.vmap`` bodies need the member index."""
-    del boundary
-    return False
-
-  def needs_carry(self, boundary: Boundary) -> bool:
-    """Whether ``outputs`` may return values at this boundary."""
-    del boundary
-    return False
-
-  def enter(self, boundary: Boundary) -> Any:
-    del boundary
-    return None
-
-  def body(self, boundary: Boundary, body: Body, state: Any) -> ContextManager:
-    del boundary, body, state
-    return contextlib.nullcontext()
-
-  def outputs(self, boundary: Boundary, state: Any) -> Any:
-    del boundary, state
-    return None
-
-  def initial(self, boundary: Boundary, state: Any) -> Any:
-    """Outputs carried into the first iteration (``"carried"`` only)."""
-    del boundary, state
-    return None
-
-  def retrace(self, boundary: Boundary, state: Any) -> bool:
-    """After a failed attempt: whether to trace the wrapper again."""
-    del boundary, state
-    return False
-
-  def retracing(self, boundary: Boundary, state: Any) -> None:
-    """The wrapper is traced again: undo Python-side records of the last
-    attempt (its bodies run again)."""
-    del boundary, state
-
-  def exit(self, boundary: Boundary, state: Any, outputs: Any) -> None:
-    del boundary, state, outputs
-
-
-_EFFECTS: list[BoundaryEffect] = []
-
-
-def register(effect: BoundaryEffect) -> BoundaryEffect:
-  """Makes ``effect`` take part at every boundary (idempotent)."""
-  if not isinstance(effect, BoundaryEffect):
-    raise TypeError(
-        f"register expects a BoundaryEffect instance; got {effect!r}. "
-        "Subclass hke.boundaries.BoundaryEffect."
-    )
-  if effect not in _EFFECTS:
-    _EFFECTS.append(effect)
-  return effect
-
-
-def unregister(effect: BoundaryEffect) -> None:
-  """Stops ``effect`` taking part at boundaries (no-op if it did not)."""
-  if effect in _EFFECTS:
-    _EFFECTS.remove(effect)
-
-
-class _ThreadState(threading.local):
-
-  def __init__(self):
-    self.known: list[Any] = []  # JAX trace levels hk_effects saw entered.
-
-
-_state = _ThreadState()
-
-
-@contextlib.contextmanager
-def known_level() -> Iterator[None]:
-  """Marks the current JAX trace level as one hk_effects saw entered (a
-  handler's body, a boundary's body)."""
-  _state.known.append(hki.JaxTraceLevel.current())
-  try:
-    yield
-  finally:
-    _state.known.pop()
-
-
-def check_entered(what: str) -> None:
-  """Raises ``BoundaryBypassError`` if the innermost Haiku wrapper body
-  running is one no boundary of hk_effects entered.
-
-  ``what`` names the effect use (module, attribute, method) for the message.
-  """
-  if not _state.known or not hki.inside_transform():
-    return
-  trace_stack = hki.current_frame().jax_trace_stack
-  # A transform's own frame (one entry) is no wrapper body: nested models
-  # (hk.lift, a layer_stack's layers) need no hook of ours.
-  if len(trace_stack) == 1 or trace_stack.peek() == _state.known[-1]:
-    return
-  raise BoundaryBypassError(
-      f"{what} ran inside a Haiku wrapper body that hk_effects did not see "
-      "entered, so it cannot index its iterations, carry its values out or "
-      "split its members: the wrapper was most likely called through a "
-      "reference to Haiku's original taken before `import hk_effects` (e.g. "
-      "`from haiku import scan` or a library holding `haiku.vmap`). Import "
-      "hk_effects before such code, or call the wrapper as `hk.scan` / "
-      "`hk.vmap` / ... at call time."
-  )
+__all__ = (
+    "Body",
+    "Boundary",
+    "BoundaryBypassError",
+    "BoundaryEffect",
+    "check_entered",
+    "known_level",
+    "register",
+    "unregister",
+)

@@ -43,7 +43,7 @@ from benchmarks import models
 from benchmarks import path_keys_cost
 from benchmarks import report
 import hk_effects as hke
-from hk_effects.handlers import local_state
+from hk_effects._src.effects.local_state import local_state
 
 DEPTH = 2
 

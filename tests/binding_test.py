@@ -30,7 +30,7 @@ from test_utils import DrawKey
 from test_utils import key_rows
 
 import hk_effects as hke
-from hk_effects import binding
+from hk_effects._src.core import binding
 
 
 @hke.pytree_dataclass

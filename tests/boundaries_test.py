@@ -39,7 +39,7 @@ import numpy as np
 from test_utils import DrawKey
 
 import hk_effects as hke
-from hk_effects import haiku_internals
+from hk_effects._src.haiku import haiku_internals
 
 H = hke.handlers
 ORIGINAL = {

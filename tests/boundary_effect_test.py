@@ -33,7 +33,7 @@ import numpy as np
 from examples.boundary_effect import SummingTotals
 from examples.boundary_effect import TotalRequest
 import hk_effects as hke
-from hk_effects import haiku_internals
+from hk_effects._src.haiku import haiku_internals
 
 X = jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)
 

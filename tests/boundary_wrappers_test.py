@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 import hk_effects as hke
-from hk_effects import haiku_internals as hki
+from hk_effects._src.haiku import haiku_internals as hki
 
 
 def _model(x):

@@ -76,10 +76,10 @@ class DoctestTest(parameterized.TestCase):
     self.assertContainsSubset(
         [
             "hk_effects",
-            "hk_effects.binding",
+            "hk_effects._src.core.binding",
             "hk_effects.handlers",
-            "hk_effects.handlers.random",
-            "hk_effects.handlers.side_input",
+            "hk_effects._src.effects.random.random",
+            "hk_effects._src.effects.side_input.side_input",
         ],
         names,
     )
@@ -119,7 +119,7 @@ class DoctestTest(parameterized.TestCase):
     finder = doctest.DocTestFinder(exclude_empty=True)
     examples = sum(
         len(test.examples)
-        for name in ("hk_effects", "hk_effects.handlers.random")
+        for name in ("hk_effects", "hk_effects._src.effects.random.random")
         for test in finder.find(importlib.import_module(name), name)
     )
     self.assertGreater(examples, 20)

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 import hk_effects as hke
-from hk_effects import effect_base
+from hk_effects._src.core import effect_base
 
 # Handlers whose ids a fresh process prints, one per line. Bodies are
 # module-level functions, as in user code.

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import hk_effects as hke
-from hk_effects import haiku_internals as hki
+from hk_effects._src.haiku import haiku_internals as hki
 
 
 class VersionTest(absltest.TestCase):

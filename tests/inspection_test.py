@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 import hk_effects as hke
-from hk_effects import effect_base
+from hk_effects._src.core import effect_base
 
 
 def _model(x):

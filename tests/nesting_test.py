@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import hk_effects as hke
+from hk_effects._src.haiku import nesting
 
 
 class _Tells(hk.Module):
@@ -68,7 +69,7 @@ class LiftTest(absltest.TestCase):
     f = self._outer()
     x = jnp.ones([1, 3])
     f.init(jax.random.key(0), x)
-    self.assertEqual(hke.nesting.lifts_done(), 0)
+    self.assertEqual(nesting.lifts_done(), 0)
 
 
 if __name__ == "__main__":

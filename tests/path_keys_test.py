@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import hk_effects as hke
-from hk_effects import path_keys
+from hk_effects._src.effects.random import path_keys
 
 
 class MessageTest(absltest.TestCase):

@@ -23,7 +23,7 @@ import haiku as hk
 import jax.numpy as jnp
 
 import hk_effects as hke
-from hk_effects import recording
+from hk_effects._src.inspect import recording
 
 
 class _TellsTwice(hk.Module):

@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import hk_effects as hke
-from hk_effects import binding
-from hk_effects.handlers import side_output_transport
+from hk_effects._src.core import binding
+from hk_effects._src.effects.side_output import side_output_transport
 
 Collect = hke.handlers.CollectingSideOutputs
 X = jnp.array([1.0, 2.0])

@@ -32,12 +32,12 @@ import jax.numpy as jnp
 import numpy as np
 
 import hk_effects as hke
-from hk_effects import binding
-from hk_effects import boundaries
-from hk_effects import nesting
-from hk_effects import path_keys
-from hk_effects import recording
-from hk_effects.handlers import side_output_transport
+from hk_effects._src.core import binding
+from hk_effects._src.effects.random import path_keys
+from hk_effects._src.effects.side_output import side_output_transport
+from hk_effects._src.haiku import boundaries
+from hk_effects._src.haiku import nesting
+from hk_effects._src.inspect import recording
 
 
 class DrawKey(hk.Module):

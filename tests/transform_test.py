@@ -141,7 +141,7 @@ class PurityTest(parameterized.TestCase):
     x = jnp.ones([2, 3])
     params = f.init(jax.random.key(0), x)
     jax.jit(f.apply)(params, jax.random.key(0), x)
-    from hk_effects import binding  # pylint: disable=g-import-not-at-top
+    from hk_effects._src.core import binding  # pylint: disable=g-import-not-at-top
 
     self.assertEqual(binding.active_scopes(), ())
     self.assertIsNone(binding.current_effect_scope())

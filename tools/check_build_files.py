@@ -20,7 +20,7 @@ Run from anywhere:
 
 It fails (exit status 1, one line per problem) when
 
-- a module in `hk_effects/` or `hk_effects/handlers/` is in no `py_library`,
+- a module of `hk_effects/` (any of `LIBRARY_DIRS`) is in no `py_library`,
 - a `*_test.py` in `tests/` (or `examples/`, `benchmarks/`, `tools/`) has no
   `py_test`,
 - a launcher (a file with an `if __name__ == "__main__":` block) in
@@ -50,7 +50,20 @@ import re
 import sys
 
 # Directories whose modules are each a py_library, imported by dotted path.
-LIBRARY_DIRS = ("hk_effects", "hk_effects/handlers")
+LIBRARY_DIRS = (
+    "hk_effects",
+    "hk_effects/handlers",
+    "hk_effects/_src",
+    "hk_effects/_src/haiku",
+    "hk_effects/_src/core",
+    "hk_effects/_src/effects",
+    "hk_effects/_src/effects/random",
+    "hk_effects/_src/effects/side_input",
+    "hk_effects/_src/effects/side_output",
+    "hk_effects/_src/effects/local_state",
+    "hk_effects/_src/inspect",
+    "hk_effects/_src/nn",
+)
 # Directories of tests, launchers and their helpers. Python puts a script's
 # own directory first on sys.path, so their files import siblings by bare
 # name (`from test_utils import ...`); their targets carry imports = ["."].
@@ -62,7 +75,7 @@ REGENERATE = "run `python tools/gen_build_files.py`"
 RUNTIME_INPUTS = {
     "tests/bazel_test_sh_test.py": "# bazel-data: //tools:all_files",
     "tests/doctest_test.py": (
-        "# bazel-data: //hk_effects:all_files //hk_effects/handlers:all_files"
+        "# bazel-data: " + " ".join(f"//{d}:all_files" for d in LIBRARY_DIRS)
     ),
     # It runs README.md's snippet, which imports hk_effects.
     "tests/readme_test.py": (

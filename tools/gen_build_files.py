@@ -18,9 +18,9 @@ The one step to run after adding, renaming or re-importing a Python file:
 
   python tools/gen_build_files.py
 
-Every module of `hk_effects/` and `hk_effects/handlers/` becomes a
-`py_library` (the package's `__init__.py` is the target named after the
-package: `//hk_effects`, `//hk_effects/handlers`); every `*_test.py` a
+Every module of `hk_effects/` and its subpackages becomes a `py_library`
+(a package's `__init__.py` is the target named after the package:
+`//hk_effects`, `//hk_effects/handlers`, `//hk_effects/_src/core`); every `*_test.py` a
 `py_test` with the environment `tests/conftest.py` gives pytest; every
 launcher (a file with an `if __name__ == "__main__":` block) in `examples/`,
 `benchmarks/` and `tools/` a `py_binary`; other helpers a `py_library`.
@@ -56,9 +56,10 @@ _DESIGN_CARD = """\
 # effects. The targets mirror the project's layout:
 #
 #   //hk_effects                the public facade, `import hk_effects as hke`
-#   //hk_effects:<module>       one py_library per core module (base types,
-#                               binding, transform, layers, inspection)
-#   //hk_effects/handlers:<effect>  one py_library per effect
+#   //hk_effects/handlers       the public handlers, `hke.handlers`
+#   //hk_effects/_src/<layer>:<module>  one py_library per private module;
+#                               layers haiku, core, effects/<effect>,
+#                               inspect, nn (docs/design.md, Architecture)
 #   //tests:<module>_test       one py_test per test file
 #   //examples:<launcher>       absl-flag launchers (py_binary)
 #   //benchmarks:<benchmark>    benchmarks (py_binary)

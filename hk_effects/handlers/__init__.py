@@ -21,28 +21,38 @@ Example:
 'RandomEffect'
 """
 
-from hk_effects.handlers.local_state import handle_local_states
-from hk_effects.handlers.local_state import WithFunctionalLocalState
-from hk_effects.handlers.local_state_rewriting import (
+from hk_effects._src.effects.local_state.local_state import handle_local_states
+from hk_effects._src.effects.local_state.local_state import (
+    WithFunctionalLocalState,
+)
+from hk_effects._src.effects.local_state.local_state_rewriting import (
     embed_shared_state_requests,
 )
-from hk_effects.handlers.local_state_rewriting import freeze_local_states
-from hk_effects.handlers.local_state_rewriting import (
+from hk_effects._src.effects.local_state.local_state_rewriting import (
+    freeze_local_states,
+)
+from hk_effects._src.effects.local_state.local_state_rewriting import (
     hoist_shared_state_requests,
 )
-from hk_effects.handlers.patching import PatchingSideOutputs
-from hk_effects.handlers.patching import perturbation_zeros
-from hk_effects.handlers.patching import PerturbingSideOutputs
-from hk_effects.handlers.random import tagged
-from hk_effects.handlers.random import untagged_only
-from hk_effects.handlers.random import WithFrozenRandomState
-from hk_effects.handlers.random import WithHaikuRandom
-from hk_effects.handlers.random import WithRandomKeyFromArg
-from hk_effects.handlers.random import WithStatefulRandomKey
-from hk_effects.handlers.side_input import hoist_constant_side_inputs
-from hk_effects.handlers.side_input import WithConstantSideInputs
-from hk_effects.handlers.side_input import WithSideInputsFromInputTuple
-from hk_effects.handlers.side_output import CollectingSideOutputs
+from hk_effects._src.effects.random.random import tagged
+from hk_effects._src.effects.random.random import untagged_only
+from hk_effects._src.effects.random.random import WithFrozenRandomState
+from hk_effects._src.effects.random.random import WithHaikuRandom
+from hk_effects._src.effects.random.random import WithRandomKeyFromArg
+from hk_effects._src.effects.random.random import WithStatefulRandomKey
+from hk_effects._src.effects.side_input.side_input import (
+    hoist_constant_side_inputs,
+)
+from hk_effects._src.effects.side_input.side_input import WithConstantSideInputs
+from hk_effects._src.effects.side_input.side_input import (
+    WithSideInputsFromInputTuple,
+)
+from hk_effects._src.effects.side_output.patching import PatchingSideOutputs
+from hk_effects._src.effects.side_output.patching import perturbation_zeros
+from hk_effects._src.effects.side_output.patching import PerturbingSideOutputs
+from hk_effects._src.effects.side_output.side_output import (
+    CollectingSideOutputs,
+)
 
 __all__ = (
     "CollectingSideOutputs",

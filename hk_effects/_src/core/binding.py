@@ -1,0 +1,647 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""Binding by traversal: how requests meet the handlers that serve them.
+
+While at least one handler (or ``hke.transform``) runs, a Haiku method
+interceptor is installed. On every module method call it walks the module's
+attributes (and the dicts, lists, tuples and dataclass nodes inside them) as
+PyTrees. Each request is bound to the innermost running handler that claims
+it, becoming that handler's ``HandledEffectRef``; for the duration of the call
+each ref whose handler runs is replaced by the handler's runtime
+implementation. After the call the module holds refs again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import threading
+import types
+from typing import Any, Callable, Iterator
+
+import haiku as hk
+import jax
+import numpy as np
+
+from hk_effects._src.core import effect_base
+from hk_effects._src.haiku import boundaries
+from hk_effects._src.haiku import haiku_internals as hki
+from hk_effects._src.haiku import nesting
+from hk_effects._src.inspect import recording
+
+_EFFECT_NODE_TYPES = (effect_base.EffectRequest, effect_base.HandledEffectRef)
+# Attribute values of these types never hold effect nodes: skipping them keeps
+# the per-call cost of modules without effects near zero.
+_SKIP_TYPES = (
+    str,
+    int,
+    float,
+    bool,
+    type(None),
+    bytes,
+    complex,
+    np.ndarray,
+    jax.Array,
+    hk.Module,
+    types.FunctionType,
+    types.MethodType,
+    types.BuiltinFunctionType,
+    type,
+)
+# The common ones, tested first by exact type with one set lookup, because
+# `isinstance(x, hk.Module)` goes through typing's Protocol machinery (about
+# 10 µs), which every plain attribute of every module call would pay.
+_SKIP_EXACT_TYPES: frozenset[type] = frozenset({
+    str,
+    int,
+    float,
+    bool,
+    type(None),
+    bytes,
+    complex,
+    set,
+    frozenset,
+    types.FunctionType,
+    types.MethodType,
+    types.BuiltinFunctionType,
+})
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+  """Where a request sits: the module's Haiku name and the attribute path."""
+
+  module_path: str
+  attribute_path: str
+
+  def __str__(self) -> str:
+    return f"module {self.module_path!r}, attribute {self.attribute_path!r}"
+
+
+class HandlerScope:
+  """One running call of one handler; runtime impls check ``active``.
+
+  ``state`` is what the handler keeps for this call (its own type: the
+  values it serves, what was used), given to ``handler_scope``.
+  """
+
+  def __init__(self, handler, state: Any = None):
+    self.handler = handler
+    self.handler_id = handler.handler_id
+    self.state = state
+    self.active = True
+    # The Haiku transform the handler was entered in (hk_effects._src.haiku.nesting).
+    self.token = None
+
+
+class _EffectScope:
+  """What ``hke.transform`` (or an inspection pass) adds to a call."""
+
+  def __init__(self, stateless: bool = False, recording: list | None = None):
+    self.stateless = stateless
+    self.recording = recording
+    self.recorded: set[tuple[str, str, str]] = set()
+    self.unhandled: list[tuple[Site, Any]] = []
+
+
+class _ThreadState(threading.local):
+
+  def __init__(self):
+    self.scopes: list[HandlerScope] = []
+    self.effect_scopes: list[_EffectScope] = []
+    # id(module) -> (scope_version, swaps) of the innermost running binding
+    # of that module: a nested method call rebinds only if handlers were
+    # entered or left since.
+    self.bound_modules: dict[int, tuple[int, list]] = {}
+    self.scope_version = 0
+    self.interceptor_depth = 0
+
+
+_state = _ThreadState()
+
+
+def active_scopes() -> tuple[HandlerScope, ...]:
+  """The running handler scopes, outermost first (for tests and debugging)."""
+  return tuple(_state.scopes)
+
+
+def current_effect_scope() -> _EffectScope | None:
+  return _state.effect_scopes[-1] if _state.effect_scopes else None
+
+
+@contextlib.contextmanager
+def _interceptor_installed() -> Iterator[None]:
+  if _state.interceptor_depth:
+    _state.interceptor_depth += 1
+    try:
+      yield
+    finally:
+      _state.interceptor_depth -= 1
+    return
+  _state.interceptor_depth = 1
+  try:
+    with hk.intercept_methods(_intercept):
+      yield
+  finally:
+    _state.interceptor_depth = 0
+    nesting.clear()
+
+
+@contextlib.contextmanager
+def handler_scope(handler, state: Any = None) -> Iterator[HandlerScope]:
+  """Runs a block with ``handler`` active; yields its ``HandlerScope``.
+
+  ``state`` is whatever the handler keeps for this call (the values it
+  serves, what was used); its ``runtime_impl`` reads it as ``scope.state``.
+
+  Example (inside a handler's ``__call__``):
+
+  >>> import hk_effects as hke
+  >>> h = hke.handlers.WithConstantSideInputs.handling(lambda x: x, {})
+  >>> with handler_scope(h, state={"factor": 2.0}) as scope:
+  ...   print(scope.handler_id == h.handler_id, scope.state["factor"])
+  True 2.0
+  """
+  token = nesting.transform_token()
+  for scope in _state.scopes:
+    if scope.handler is handler and scope.token is token:
+      raise ValueError(
+          f"Handler {handler!r} was applied inside its own body (id "
+          f"{handler.handler_id!r}): its body calls it again in the same "
+          "Haiku transform. Call the body, not the handler, or wrap it in a "
+          "second handler with a distinct `handler_id=`."
+      )
+    if (
+        scope.handler_id == handler.handler_id
+        and scope.handler is not handler
+        and getattr(handler, "explicit_id", False)
+    ):
+      raise ValueError(
+          f"Handler id {handler.handler_id!r} of {handler!r} collides with an "
+          "enclosing running handler with the same id. Pass a distinct "
+          "`handler_id=` to `.handling(...)` (ids must be unique in a nest)."
+      )
+  scope = HandlerScope(handler, state)
+  scope.token = token
+  _state.scopes.append(scope)
+  _state.scope_version += 1
+  try:
+    with _interceptor_installed(), boundaries.known_level():
+      yield scope
+  finally:
+    scope.active = False
+    _state.scopes.remove(scope)
+    _state.scope_version += 1
+
+
+@contextlib.contextmanager
+def effect_scope(
+    stateless: bool = False, recording: list | None = None
+) -> Iterator[_EffectScope]:
+  """Installs the binding machinery for a whole transformed function."""
+  scope = _EffectScope(stateless=stateless, recording=recording)
+  _state.effect_scopes.append(scope)
+  try:
+    with _interceptor_installed(), boundaries.known_level():
+      yield scope
+  finally:
+    _state.effect_scopes.remove(scope)
+
+
+def _is_effect_node(x: Any) -> bool:
+  return isinstance(x, _EFFECT_NODE_TYPES)
+
+
+def _record(site: Site, request, handler_id: str) -> None:
+  for effect_scope_ in _state.effect_scopes:
+    if effect_scope_.recording is not None:
+      recording.record(
+          effect_scope_.recording,
+          effect_scope_.recorded,
+          site,
+          request,
+          handler_id,
+      )
+
+
+def _bind_node(node, site: Site) -> tuple[Any, Any]:
+  """Returns (what the module keeps, what it sees during the call)."""
+  kept, runtime = _bind_node_unrecorded(node, site)
+  if recording.recording_calls_now():
+    request = (
+        kept.request if isinstance(kept, effect_base.HandledEffectRef) else kept
+    )
+    handler_id = (
+        kept.handler_id
+        if isinstance(kept, effect_base.HandledEffectRef)
+        else "unhandled"
+    )
+    runtime = recording.proxied(runtime, site, request, handler_id)
+  return kept, runtime
+
+
+def handler_claims(handler, request, site: Site | None = None) -> bool:
+  """``handler.claims(request)``; a predicate that raises is named, with the fix.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> h = hke.handlers.CollectingSideOutputs.handling(lambda x: x, tag="a")
+  >>> handler_claims(h, hke.SideOutputRequest("a"))
+  True
+  """
+  try:
+    return bool(handler.claims(request))
+  except Exception as e:  # pylint: disable=broad-except
+    raise _predicate_error(handler, request, site, e) from e
+
+
+def _predicate_error(
+    handler, request, site: Site | None, e: Exception
+) -> TypeError:
+  where = "" if site is None else f" at {site}"
+  return TypeError(
+      f"The predicate of {handler!r} raised {type(e).__name__}: {e} when "
+      f"asked whether it claims {request!r}{where}. A handler asks its "
+      "predicate about every request of its effect (untagged ones too, and "
+      "tags or categories of any type); make it return False for those it "
+      "does not want, e.g. `lambda r: getattr(r, 'tag', None) == 'x'`."
+  )
+
+
+def _bind_node_unrecorded(node, site: Site) -> tuple[Any, Any]:
+  # A stored ref only caches the last binding: which handler serves the
+  # request is decided afresh against the handlers running now (S1).
+  is_ref = isinstance(node, effect_base.HandledEffectRef)
+  request = node.request if is_ref else node
+  scope = None
+  rewritten = False
+  for candidate in reversed(_state.scopes):
+    # `handler_claims`, inlined: this runs for every request of every call.
+    try:
+      claimed = candidate.handler.claims(request)
+    except Exception as e:  # pylint: disable=broad-except
+      raise _predicate_error(candidate.handler, request, site, e) from e
+    if not claimed:
+      continue
+    if candidate.handler.rewrites:
+      # A rewriting handler (e.g. freeze_local_states) turns the request into
+      # another one that outer handlers may claim.
+      request = candidate.handler.rewrite(request, site)
+      rewritten = True
+      continue
+    scope = candidate
+    break
+  if scope is None:
+    _record(site, request, "unhandled")
+    return node, UnhandledPlaceholder(
+        request, site, last_handler=node.handler_id if is_ref else None
+    )
+  _record(site, request, scope.handler_id)
+  if rewritten:
+    # The module keeps what it had: the rewrite holds only while its
+    # handler runs.
+    return node, scope.handler.runtime_impl(
+        scope, scope.handler.make_ref(request), site
+    )
+  if is_ref and node.handler_id == scope.handler_id:
+    kept = node
+  else:
+    kept = scope.handler.make_ref(request)
+    # Lets the ref say where it sits if it is used outside a method.
+    object.__setattr__(kept, "_hke_site", site)
+  return kept, scope.handler.runtime_impl(scope, kept, site)
+
+
+def _is_dataclass_instance(value: Any) -> bool:
+  return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+# Containers nested deeper than this are not searched for requests (it also
+# stops a container that holds itself).
+_MAX_DEPTH = 32
+
+
+def _bind_tree(
+    value: Any, module_path: str, path: str, depth: int = 0
+) -> tuple[Any, ...] | None:
+  """Binds the effect nodes inside ``value``; None if it holds none.
+
+  Walks dicts, lists, tuples (named ones too) and dataclasses, PyTree nodes
+  or not, without ``jax.tree_util``: an attribute JAX cannot flatten (a dict
+  with keys of mixed types) must not break a module that has no requests.
+  Paths are written as ``jax.tree_util.keystr`` writes them.
+  """
+  if _is_effect_node(value):
+    return _bind_node(value, Site(module_path, path))
+  if type(value) in _SKIP_EXACT_TYPES or depth >= _MAX_DEPTH:
+    return None
+  if isinstance(value, dict):
+    bound = {
+        key: _bind_tree(item, module_path, f"{path}[{key!r}]", depth + 1)
+        for key, item in value.items()
+    }
+    if all(b is None for b in bound.values()):
+      return None
+    return tuple(
+        _rebuilt_dict(
+            value,
+            {
+                key: value[key] if b is None else b[i]
+                for key, b in bound.items()
+            },
+        )
+        for i in (0, 1)
+    )
+  if isinstance(value, (list, tuple)):
+    fields = getattr(value, "_fields", None)
+    named = fields is not None
+    keys = fields if fields is not None else range(len(value))
+    bound_items = [
+        _bind_tree(
+            item,
+            module_path,
+            f"{path}.{key}" if named else f"{path}[{key}]",
+            depth + 1,
+        )
+        for key, item in zip(keys, value)
+    ]
+    if all(b is None for b in bound_items):
+      return None
+    return tuple(
+        _rebuilt_sequence(
+            value,
+            [
+                item if b is None else b[i]
+                for item, b in zip(value, bound_items)
+            ],
+        )
+        for i in (0, 1)
+    )
+  if _is_dataclass_instance(value) and not isinstance(value, _SKIP_TYPES):
+    # (A dataclass module binds its requests in its own calls.)
+    bound = {
+        f.name: _bind_tree(
+            getattr(value, f.name, None),
+            module_path,
+            f"{path}.{f.name}",
+            depth + 1,
+        )
+        for f in dataclasses.fields(value)
+    }
+    if all(b is None for b in bound.values()):
+      return None
+    return tuple(
+        _rebuilt_dataclass(
+            value, {name: b[i] for name, b in bound.items() if b is not None}
+        )
+        for i in (0, 1)
+    )
+  return None
+
+
+def _rebuilt_dict(original: dict, items: dict) -> dict:
+  if type(original) is dict:
+    return items
+  new = copy.copy(original)  # Keeps a defaultdict's factory, an OrderedDict.
+  new.clear()
+  new.update(items)
+  return new
+
+
+def _rebuilt_sequence(original: Any, items: list) -> Any:
+  kind = type(original)
+  if kind is list or kind is tuple:
+    return kind(items)
+  if hasattr(original, "_fields"):  # A namedtuple.
+    return kind(*items)
+  return kind(items)
+
+
+def _rebuilt_dataclass(original: Any, changed: dict) -> Any:
+  # A copy with the fields set directly: no __init__ / __post_init__ runs
+  # (they may validate or derive fields), and frozen classes work too.
+  new = copy.copy(original)
+  for name, value in changed.items():
+    object.__setattr__(new, name, value)
+  return new
+
+
+# What an attribute value of a given type can hold, decided once per type:
+# `isinstance` against ABCs and Haiku's Module protocol costs microseconds,
+# and every method call of every module asks it of each attribute.
+_SKIP, _NODE, _TREE = 0, 1, 2
+_KIND_OF_TYPE: dict[type, int] = {kind: _SKIP for kind in _SKIP_EXACT_TYPES}
+# The types found to hold nothing, for a test without a call.
+_SKIPPED_TYPES: set[type] = set(_SKIP_EXACT_TYPES)
+
+
+def _kind_of_type(kind: type) -> int:
+  if issubclass(kind, _EFFECT_NODE_TYPES):
+    found = _NODE
+  elif issubclass(kind, (list, tuple, dict)):
+    found = _TREE
+  elif (
+      dataclasses.is_dataclass(kind)
+      and not issubclass(kind, type)
+      and not issubclass(kind, _SKIP_TYPES)
+  ):
+    found = _TREE
+  else:
+    found = _SKIP
+    _SKIPPED_TYPES.add(kind)
+  _KIND_OF_TYPE[kind] = found
+  return found
+
+
+def _bind_attribute(module_path: str, name: str, value):
+  """None if ``value`` holds no effect node, else (kept, runtime) values."""
+  kind = type(value)
+  found = _KIND_OF_TYPE.get(kind)
+  if found is None:
+    found = _kind_of_type(kind)
+  if found == _SKIP:
+    return None
+  if found == _NODE:
+    return _bind_node(value, Site(module_path, name))
+  if kind is tuple or kind is list or kind is dict:
+    # A look at the items first: most such attributes hold plain values
+    # (LayerNorm's `axis` tuple, on every call).
+    items = value.values() if kind is dict else value
+    for item in items:
+      if type(item) not in _SKIP_EXACT_TYPES:
+        break
+    else:
+      return None
+  return _bind_tree(value, module_path, name)
+
+
+def _intercept(next_fun: Callable, args, kwargs, context):
+  try:
+    if context.method_name == "__init__":
+      # Requests are created in __init__; they bind when a method runs.
+      return next_fun(*args, **kwargs)
+    return _intercept_direct(
+        next_fun, context.method_name, context.module, args, kwargs
+    )
+  finally:
+    # Haiku runs the first-pushed interceptor outermost; once it returns,
+    # nothing calls `next_fun` again.
+    if hki.interceptor_stack.peek(0) is _intercept:
+      hki.release_next_fun(next_fun)
+
+
+def _intercept_direct(
+    next_fun: Callable, method_name: str, module, args, kwargs
+):
+  """``_intercept`` for a method other than ``__init__``, without Haiku's
+  chain (``hki.register_own_interceptor``)."""
+  del method_name  # Every method binds alike.
+  if nesting.is_lifting_module(module):
+    return _lift_call(next_fun, args, kwargs, module)
+  return _bind_and_call(next_fun, args, kwargs, module)
+
+
+hki.register_own_interceptor(_intercept, _intercept_direct)
+
+
+def _lift_call(next_fun: Callable, args, kwargs, module):
+  # Values told in the lifted transform are named after the lifting module.
+  nesting.lift_call_started(module)
+  result = None
+  try:
+    result = next_fun(*args, **kwargs)
+    return result
+  finally:
+    nesting.lift_call_ended(module, result)
+
+
+def _bind_and_call(next_fun: Callable, args, kwargs, module):
+  key = id(module)
+  outer = _state.bound_modules.get(key)
+  if outer is not None and outer[0] == _state.scope_version:
+    # A nested call under the same handlers: already bound.
+    return next_fun(*args, **kwargs)
+  swaps = []
+  if outer is None:
+    skipped = _SKIPPED_TYPES
+    for name, value in vars(module).items():
+      if type(value) in skipped:
+        continue  # Most attributes: decided here, without a call.
+      bound = _bind_attribute(module.module_name, name, value)
+      if bound is not None:
+        swaps.append((name, bound[0], bound[1]))
+  else:
+    # A nested call under other handlers (one the outer call entered, or a
+    # method run inside a handler of its own): rebind what the module keeps.
+    for name, kept, _ in outer[1]:
+      bound = _bind_attribute(module.module_name, name, kept)
+      if bound is not None:
+        swaps.append((name, bound[0], bound[1]))
+  if not swaps:
+    return next_fun(*args, **kwargs)
+  for name, _, runtime in swaps:
+    object.__setattr__(module, name, runtime)
+  _state.bound_modules[key] = (_state.scope_version, swaps)
+  try:
+    return next_fun(*args, **kwargs)
+  finally:
+    if outer is None:
+      del _state.bound_modules[key]
+      for name, kept, _ in swaps:
+        object.__setattr__(module, name, kept)
+    else:
+      _state.bound_modules[key] = outer
+      for name, _, runtime in outer[1]:
+        object.__setattr__(module, name, runtime)
+
+
+class UnhandledPlaceholder:
+  """Stands in for an unclaimed request during a call.
+
+  Protocol methods raise ``UnhandledEffectError`` naming the module path and
+  attribute, except where the request defines an unhandled behaviour
+  (``SideOutputRequest.tell`` is a no-op, ``FrozenLocalStateRequest.get``
+  returns its value). Inspection passes (``hke.bindings``) get stand-in
+  values instead, so that they can go on.
+  """
+
+  def __init__(self, request, site: Site, last_handler: str | None = None):
+    self._request = request
+    self._site = site
+    self._last_handler = last_handler
+    effect_scope_ = current_effect_scope()
+    if effect_scope_ is not None:
+      effect_scope_.unhandled.append((site, request))
+
+  def __getattr__(self, name: str):
+    request = self.__dict__["_request"]
+    is_protocol_method = name in effect_base.protocol_methods(
+        request.effect_protocol()
+    )
+    effect_scope_ = current_effect_scope()
+    if (
+        is_protocol_method
+        and effect_scope_ is not None
+        and effect_scope_.recording is not None
+    ):
+      # Inspection passes never fail on what the request would do unhandled
+      # (a frozen state's set() raises): they use stand-in values.
+      stand_in = request.inspection_stand_in
+      if stand_in is not None:
+        return lambda *a, **k: stand_in(name, *a, **k)
+    own = getattr(type(request), name, None)
+    if own is not None:
+      return getattr(request, name)
+    if not is_protocol_method:
+      raise AttributeError(
+          f"{type(request).__name__!r} object has no attribute {name!r}"
+      )
+    if effect_scope_ is not None and effect_scope_.recording is not None:
+      raise recording.StopInspection(self._site, request)
+    raise effect_base.UnhandledEffectError(self._message(name))
+
+  def _message(self, method: str) -> str:
+    request = self._request
+    protocol = request.effect_protocol()
+    others = []
+    effect_scope_ = current_effect_scope()
+    if effect_scope_ is not None:
+      others = [
+          f"  - {s}: {r!r}"
+          for s, r in effect_scope_.unhandled
+          if s != self._site
+      ]
+    text = (
+        f"Unhandled {protocol.__name__}: {self._site} holds {request!r}, and "
+        f"its .{method}() was called, but no running handler claims it. "
+        "Wrap the forward function in a handler that claims it, e.g. "
+        f"{request.suggested_handler()}, or check that the "
+        "handler's tag / predicate / category matches this request."
+    )
+    if self._last_handler is not None:
+      text += (
+          f" It was served by handler {self._last_handler!r} in an earlier "
+          "call, and that handler is not running now: the module was called "
+          "after the handler returned; call the module inside the handler's "
+          "body."
+      )
+    if others:
+      text += "\nOther unhandled requests met so far:\n" + "\n".join(others)
+    return text
+
+  def __repr__(self) -> str:
+    return f"UnhandledPlaceholder({self._request!r} at {self._site})"

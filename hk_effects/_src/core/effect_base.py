@@ -1,0 +1,453 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""Base types of the effect system: requests, refs, runtime impls, handlers.
+
+An effect is described by four pieces, all defined with the classes here:
+
+1. a ``typing.Protocol`` naming its methods (``RandomEffect.next_key``);
+2. an ``EffectRequest`` subclass that a layer stores as an attribute to say
+   "I need that effect";
+3. an ``EffectHandler`` subclass that claims requests while it runs and builds
+   the runtime implementation (an ``EffectRuntimeImpl``) that serves them;
+4. optionally, a ``HandledEffectRef`` subclass: what a claimed request turns
+   into. ``HandledEffectRef`` itself serves every effect.
+
+See ``hk_effects/__init__.py`` for a walk-through.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import hashlib
+import sys
+from typing import Any, Callable, ClassVar
+
+import jax
+
+if sys.version_info >= (3, 11):
+  from typing import dataclass_transform  # pylint: disable=g-importing-member
+else:  # Python 3.10: type checkers read typing_extensions' marker too.
+  from typing_extensions import dataclass_transform  # pylint: disable=g-importing-member
+
+# One colour per effect protocol, used by `hke.bindings` renderings.
+_PALETTE = (
+    "#4e79a7",
+    "#f28e2b",
+    "#59a14f",
+    "#e15759",
+    "#b07aa1",
+    "#76b7b2",
+    "#edc948",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+)
+_EFFECT_COLOURS: dict[type, str] = {}
+
+
+class UnhandledEffectError(Exception):
+  """Raised when an effect is used but no running handler serves it.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> try:
+  ...   hke.RandomRequest().next_key()
+  ... except hke.UnhandledEffectError as e:
+  ...   print("caught")
+  caught
+  """
+
+
+UnhandledEffectError.__module__ = "hk_effects"
+
+
+def static_field(**kwargs) -> Any:
+  """A dataclass field that is PyTree metadata rather than a child.
+
+  Example:
+
+  >>> import dataclasses
+  >>> @pytree_dataclass
+  ... class Tagged:
+  ...   tag: str = static_field()
+  >>> Tagged("x").tag
+  'x'
+  """
+  return dataclasses.field(metadata={"static": True}, **kwargs)
+
+
+# Type checkers then read `SideOutputRequest("tag")` as the dataclass
+# constructor it is.
+@dataclass_transform(
+    frozen_default=True, field_specifiers=(dataclasses.field, static_field)
+)
+def pytree_dataclass(cls=None, /, *, frozen: bool = True):
+  """Makes ``cls`` a frozen dataclass registered as a JAX PyTree node.
+
+  Fields whose ``metadata`` has ``static=True`` are PyTree metadata (hashed,
+  compared, never traced); the others are children.
+
+  Example:
+
+  >>> import dataclasses, jax
+  >>> @pytree_dataclass
+  ... class Pair:
+  ...   value: object
+  ...   name: str = dataclasses.field(metadata={"static": True})
+  >>> jax.tree_util.tree_leaves(Pair(1.0, "a"))
+  [1.0]
+  """
+
+  def wrap(cls):
+    cls = dataclasses.dataclass(frozen=frozen)(cls)
+    return jax.tree_util.register_dataclass(cls)
+
+  return wrap if cls is None else wrap(cls)
+
+
+def effect_colour(protocol: type) -> str:
+  """The display colour of an effect protocol (stable per process).
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> effect_colour(hke.RandomEffect).startswith("#")
+  True
+  """
+  if protocol not in _EFFECT_COLOURS:
+    _EFFECT_COLOURS[protocol] = _PALETTE[len(_EFFECT_COLOURS) % len(_PALETTE)]
+  return _EFFECT_COLOURS[protocol]
+
+
+def protocol_methods(protocol: type) -> frozenset[str]:
+  """Names of the methods a ``typing.Protocol`` declares."""
+  names: set[str] = set()
+  for klass in protocol.__mro__:
+    if klass is object or klass.__name__ in ("Protocol", "Generic"):
+      continue
+    names.update(
+        n
+        for n, v in vars(klass).items()
+        if callable(v) and not n.startswith("_")
+    )
+  return frozenset(names)
+
+
+class EffectRequest(abc.ABC):
+  """Base class of requests: "this layer needs effect X".
+
+  Subclasses are ``pytree_dataclass`` es and define ``effect_protocol()``.
+  While no handler serves it, calling a protocol method on a request raises
+  ``UnhandledEffectError``; other missing attributes raise ``AttributeError``.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> isinstance(hke.RandomRequest(), hke.EffectRequest)
+  True
+  """
+
+  @classmethod
+  @abc.abstractmethod
+  def effect_protocol(cls) -> type:
+    """The protocol this request asks for."""
+
+  # Hooks the core calls (override where useful):
+  #
+  # `inspection_stand_in(method, *args)`, a method, gives inspection passes
+  # (`hke.bindings`, `hke.effect_signature`) the value an unhandled protocol
+  # call stands for, so they can go on; None: the pass stops there.
+  inspection_stand_in: Callable[..., Any] | None = None
+
+  def describe(self) -> str:
+    """A short human description (tag, category) used in tables and errors."""
+    return repr(self)
+
+  @classmethod
+  def suggested_handler(cls) -> str:
+    """The handler an "unhandled" error suggests, as code."""
+    return f"a handler serving {cls.effect_protocol().__name__}"
+
+  def __getattr__(self, name: str):
+    if name.startswith("__") or name not in protocol_methods(
+        type(self).effect_protocol()
+    ):
+      raise AttributeError(
+          f"{type(self).__name__!r} object has no attribute {name!r}"
+      )
+    from hk_effects._src.core import binding  # pylint: disable=g-import-not-at-top
+
+    if any(_claims_quietly(s.handler, self) for s in binding.active_scopes()):
+      raise UnhandledEffectError(
+          f"{self!r}.{name}() was called outside a module method, while a "
+          "handler that claims it runs. Effects are served only inside the "
+          "methods of the module that holds the request: call the request "
+          "from a method of that module, not from the forward function's "
+          "body."
+      )
+    raise UnhandledEffectError(
+        f"{self!r}.{name}() was called, but no handler serves this "
+        f"{type(self).effect_protocol().__name__}. This usually means an "
+        "effectful layer ran without an enclosing effect handler, or outside "
+        "`hke.transform` (which would also name the module and attribute). "
+        "Wrap the forward function in a handler that claims this request, "
+        f"e.g. {type(self).suggested_handler()}."
+    )
+
+
+def _claims_quietly(handler: Any, request: Any) -> bool:
+  try:
+    return bool(handler.claims(request))
+  except Exception:  # pylint: disable=broad-except
+    return False
+
+
+@pytree_dataclass
+class HandledEffectRef:
+  """What a claimed request becomes: it names the handler that serves it.
+
+  The original request is kept (as a child) so that handlers can read its
+  tag, category or initial value. Calling a protocol method on a ref whose
+  handler is not running raises ``UnhandledEffectError``.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> ref = hke.HandledEffectRef(hke.RandomRequest(), handler_id="h")
+  >>> ref.handler_id
+  'h'
+  """
+
+  request: EffectRequest
+  handler_id: str = static_field()
+
+  def effect_protocol(self) -> type:
+    """The protocol of the request this ref stands for."""
+    return self.request.effect_protocol()
+
+  def __getattr__(self, name: str):
+    if name.startswith("_") or name not in protocol_methods(
+        type(self.request).effect_protocol()
+    ):
+      raise AttributeError(
+          f"{type(self).__name__!r} object has no attribute {name!r}"
+      )
+    site = self.__dict__.get("_hke_site")
+    where = f" at {site}" if site is not None else ""
+    if _handler_running(self.handler_id):
+      raise UnhandledEffectError(
+          f"{self.request!r}{where} was used (.{name}()) outside a method of "
+          f"its module, while its handler {self.handler_id!r} runs. Effects "
+          "are served only inside the methods of the module that holds the "
+          "request, for the duration of the call: call the request from a "
+          "method of that module (e.g. add a method that uses it and call "
+          "that), not from the forward function's body."
+      )
+    raise UnhandledEffectError(
+        f"{self.request!r}{where} belongs to handler {self.handler_id!r}, "
+        f"which is not running, so .{name}() cannot be served. Effects are "
+        "served only inside the methods of the module that holds the "
+        "request, while a handler that claims it runs: call the module "
+        "inside the handler's body instead of using its request directly."
+    )
+
+
+def _handler_running(handler_id: str) -> bool:
+  from hk_effects._src.core import binding  # pylint: disable=g-import-not-at-top
+
+  return any(s.handler_id == handler_id for s in binding.active_scopes())
+
+
+class EffectRuntimeImpl:
+  """Base class of the objects that implement an effect while a handler runs.
+
+  A runtime implementation is swapped into a module's attribute for the
+  duration of one method call; it must not outlive its handler's call:
+  ``check_alive()`` raises once the handler returned.
+
+  Example:
+
+  >>> class Constant(EffectRuntimeImpl):
+  ...   def ask(self):
+  ...     self.check_alive()
+  ...     return 3
+  >>> Constant(scope=None, site=None).ask()
+  3
+  """
+
+  __slots__ = ("scope", "site")
+
+  def __init__(self, scope, site):
+    self.scope = scope
+    self.site = site
+
+  def __getattr__(self, name: str):
+    # Only reached for a missing attribute: a method of another effect.
+    if name.startswith("__") or name in EffectRuntimeImpl.__slots__:
+      raise AttributeError(name)
+    handler = getattr(self.scope, "handler", None)
+    if handler is None:
+      raise AttributeError(
+          f"{type(self).__name__!r} object has no attribute {name!r}"
+      )
+    protocol = handler.effect_protocol()
+    raise AttributeError(
+        f"{type(self).__name__} at {self.site} serves {protocol.__name__} "
+        f"(methods {sorted(protocol_methods(protocol))}) for handler "
+        f"{handler.handler_id!r}; it has no {name!r}. The attribute holds a "
+        "request of that effect: call one of its methods, or give the "
+        "module a request of the effect you meant."
+    )
+
+  def check_alive(self) -> None:
+    if self.scope is not None and not self.scope.active:
+      raise UnhandledEffectError(
+          f"The runtime implementation for {self.site} was used after its "
+          f"handler {self.scope.handler.handler_id!r} returned. Runtime "
+          "implementations live only for one call; do not store them."
+      )
+
+
+def _describe_callable(fn: Any, depth: int = 0) -> str:
+  if isinstance(fn, EffectHandler):
+    return fn.handler_id
+  inner = getattr(fn, "func", None)  # functools.partial
+  if inner is not None:
+    return f"partial({_describe_callable(inner, depth + 1)})"
+  module = getattr(fn, "__module__", None) or ""
+  qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+  code = getattr(fn, "__code__", None)
+  if code is not None:
+    # Where the function is defined: two lambdas of one scope (even of one
+    # line) are distinct callables and get distinct ids.
+    qualname += f"@{code.co_firstlineno}:{_first_column(code)}"
+  # Closures of one function (a helper wrapping its argument in a handler,
+  # applied twice) differ only in what they close over; naming the callables
+  # they close over keeps the ids of such nested handlers distinct.
+  closed_over = []
+  for cell in (getattr(fn, "__closure__", None) or ()) if depth < 4 else ():
+    try:
+      value = cell.cell_contents
+    except ValueError:  # An empty cell.
+      continue
+    if callable(value) and not isinstance(value, type):
+      closed_over.append(_describe_callable(value, depth + 1))
+  suffix = f"({','.join(closed_over)})" if closed_over else ""
+  return f"{module}.{qualname}{suffix}"
+
+
+def _first_column(code: Any) -> int:
+  # The first instruction (RESUME) sits at column 0; the body's come after.
+  for _, _, column, end in getattr(code, "co_positions", lambda: ())():
+    if column is not None and (column, end) != (0, 0):
+      return column
+  return 0
+
+
+def infer_handler_id(kind: str, body: Callable, config: str = "") -> str:
+  """A handler id stable from run to run: kind plus a hash of body/config.
+
+  Example:
+
+  >>> def f(x): return x
+  >>> infer_handler_id("WithHaikuRandom", f) == infer_handler_id(
+  ...     "WithHaikuRandom", f)
+  True
+  """
+  digest = hashlib.sha256(
+      f"{_describe_callable(body)}|{config}".encode()
+  ).hexdigest()[:8]
+  return f"{kind}_{digest}"
+
+
+class EffectHandler(abc.ABC):
+  """Base class of handlers: wrap a one-argument function, serve requests.
+
+  A handler is built with ``Handler.handling(body, ...)`` and called with one
+  argument. While it runs, every module method call binds the requests this
+  handler ``claims`` (unless an inner handler claimed them) and serves them
+  with the runtime implementation from ``runtime_impl``.
+
+  Subclasses define ``effect_protocol``, ``claims``, ``runtime_impl`` and
+  ``__call__`` (which runs ``self.body`` inside ``hke.handler_scope``).
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> h = hke.handlers.WithConstantSideInputs.handling(
+  ...     lambda x: x, {"scale": 2.0})
+  >>> h.effect_protocol().__name__
+  'SideInputEffect'
+  """
+
+  kind: ClassVar[str] = ""
+  body: Callable[[Any], Any]
+  handler_id: str
+  # A rewriting handler (``freeze_local_states``) turns the requests it
+  # claims into other requests (``rewrite``) that outer handlers may claim,
+  # instead of serving them.
+  rewrites: ClassVar[bool] = False
+
+  def __init__(
+      self, body: Callable[[Any], Any], handler_id: str | None, config: str = ""
+  ):
+    if not callable(body):
+      raise TypeError(
+          f"{type(self).__name__}.handling expects a callable body taking one "
+          f"argument; got {body!r}."
+      )
+    if handler_id is not None and not isinstance(handler_id, str):
+      raise TypeError(
+          f"handler_id must be a string or None; got {handler_id!r}."
+      )
+    self.body = body
+    # Only ids the user chose must be unique in a nest: an inferred id met
+    # twice is one model applied inside itself (a re-entrant apply).
+    self.explicit_id = handler_id is not None
+    self.handler_id = handler_id or infer_handler_id(
+        type(self).__name__, body, config
+    )
+
+  @classmethod
+  @abc.abstractmethod
+  def effect_protocol(cls) -> type:
+    """The protocol of the effect this handler serves."""
+
+  @abc.abstractmethod
+  def claims(self, request: EffectRequest) -> bool:
+    """Whether this handler takes ownership of ``request``."""
+
+  def rewrite(self, request: EffectRequest, site: Any) -> EffectRequest:
+    """What a claimed request becomes (rewriting handlers only)."""
+    raise NotImplementedError(
+        f"{type(self).__name__} sets rewrites=True but defines no rewrite()."
+    )
+
+  def make_ref(self, request: EffectRequest) -> HandledEffectRef:
+    """The ref a claimed request becomes (override for a dedicated class)."""
+    return HandledEffectRef(request, handler_id=self.handler_id)
+
+  @abc.abstractmethod
+  def runtime_impl(self, scope, ref: HandledEffectRef, site) -> Any:
+    """The object serving ``ref`` at ``site`` during this call."""
+
+  @abc.abstractmethod
+  def __call__(self, arg):
+    """Runs the body with this handler active."""
+
+  def __repr__(self) -> str:
+    return f"{type(self).__name__}(handler_id={self.handler_id!r})"

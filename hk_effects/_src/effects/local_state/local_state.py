@@ -1,0 +1,632 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""The local-state effect: layers keep state with ``get()`` / ``set(value)``.
+
+Local states live in Haiku state, the one mutable place Haiku threads through
+``hk.scan``, ``hk.cond``, ``hk.switch``, ``hk.fori_loop``, ``hk.while_loop``,
+``hk.vmap``, ``hk.remat`` and ``hk.layer_stack``. So a ``set`` inside any of
+them comes out of ``apply``, and ``init`` returns the initial values, under
+``hke.transform_with_state``.
+
+They behave as ``hk.get_state`` / ``hk.set_state``: ``apply`` returns the
+entries its forward did not touch unchanged; a state missing from ``apply``'s
+state is created there from its initializer and returned; an initializer
+runs only when its state is created (never to check a state that exists);
+``set`` checks the new value against the current one. A
+``SharedLocalStateRequest`` whose state is missing is an error.
+
+Naming (deterministic): every state of category ``c`` is an entry of the
+Haiku state bundle ``"~local_state/c"``. An unnamed state is keyed by the
+requesting module's Haiku name and its attribute path, joined by ``":"``
+(``"transformer/~/block_3/attention:cache['k']"``); a named one by its name.
+For example a model with one counter module and one shared cache gives::
+
+  {"~local_state/counters": {"counter:count": 3},
+   "~local_state/cache": {"shared_cache": ...}}
+
+``state_sharing`` (Penzai's three levels) decides what two requests with one
+explicit name mean: ``"forbidden"`` is an error; ``"allowed"`` shares one value
+when both have the same initializer object (or one is a
+``SharedLocalStateRequest``); ``"unsafe"`` always shares, and the initial value
+of the request bound last wins.
+
+Freezing states and hoisting shared ones rewrite requests instead of serving
+them: see ``local_state_rewriting.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from typing import Any, Callable, Iterator, Protocol
+
+import haiku as hk
+import jax
+
+from hk_effects._src.core import binding
+from hk_effects._src.core import effect_base
+from hk_effects._src.effects.random import path_keys
+from hk_effects._src.haiku import haiku_internals as hki
+from hk_effects._src.haiku import nesting
+from hk_effects._src.haiku import raw_transforms
+
+BUNDLE_PREFIX = "~local_state/"
+_SHARING_LEVELS = ("forbidden", "allowed", "unsafe")
+
+
+class LocalStateEffect(Protocol):
+  """Protocol of the local-state effect.
+
+  Example:
+
+  >>> import haiku as hk, jax, jax.numpy as jnp, hk_effects as hke
+  >>> class Count(hk.Module):
+  ...   def __init__(self, name=None):
+  ...     super().__init__(name=name)
+  ...     self.n = hke.InitialLocalStateRequest(lambda: jnp.zeros([]), "c")
+  ...   def __call__(self, x):
+  ...     self.n.set(self.n.get() + 1)  # a LocalStateEffect
+  ...     return x
+  >>> f = hke.transform_with_state(
+  ...     hke.handlers.handle_local_states(lambda x: Count()(x)))
+  >>> params, state = f.init(None, 0.0)
+  >>> _, state = f.apply(params, state, None, 0.0)
+  >>> state["~local_state/c"]
+  {'count:n': Array(1., dtype=float32)}
+  """
+
+  def get(self) -> Any:
+    """Returns the current value of the state."""
+
+  def set(self, value: Any) -> None:
+    """Replaces the value of the state (same structure, shapes, dtypes)."""
+
+
+@effect_base.pytree_dataclass
+class InitialLocalStateRequest(effect_base.EffectRequest):
+  """Requests a local state whose initial value ``state_initializer()`` makes.
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class Counter(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.count = hke.InitialLocalStateRequest(
+  ...         lambda: jnp.zeros([], jnp.int32), category="counters")
+  ...   def __call__(self, x):
+  ...     self.count.set(self.count.get() + 1)
+  ...     return x
+  >>> f = hke.transform_with_state(
+  ...     hke.handlers.handle_local_states(lambda x: Counter()(x)))
+  >>> params, state = f.init(None, 0.0)
+  >>> _, state = f.apply(params, state, None, 0.0)
+  >>> print(state["~local_state/counters"]["counter:count"])
+  1
+  """
+
+  state_initializer: Callable[[], Any] = effect_base.static_field()
+  category: Any = effect_base.static_field()
+  name: str | None = effect_base.static_field(default=None)
+
+  @classmethod
+  def effect_protocol(cls):
+    return LocalStateEffect
+
+  @classmethod
+  def suggested_handler(cls) -> str:
+    return "hke.handlers.handle_local_states(forward)"
+
+  def describe(self) -> str:
+    named = f" {self.name!r}" if self.name else ""
+    return f"local state{named} [{self.category}]"
+
+  def initial_value(self) -> Any:
+    return self.state_initializer()
+
+  def inspection_stand_in(self, method: str, *args) -> Any:
+    return self.initial_value() if method == "get" else None
+
+
+@effect_base.pytree_dataclass
+class FrozenLocalStateRequest(effect_base.EffectRequest):
+  """A local state with a fixed value: ``get()`` works even when unhandled.
+
+  Under ``handle_local_states`` it becomes a mutable state starting at
+  ``state``; unhandled, ``get()`` returns ``state`` and ``set`` is an error.
+
+  Example:
+
+  >>> import jax.numpy as jnp, hk_effects as hke
+  >>> req = hke.FrozenLocalStateRequest(jnp.ones(2), category="c")
+  >>> print(req.get())
+  [1. 1.]
+  """
+
+  state: Any
+  category: Any = effect_base.static_field()
+  name: str | None = effect_base.static_field(default=None)
+
+  @classmethod
+  def effect_protocol(cls):
+    return LocalStateEffect
+
+  @classmethod
+  def suggested_handler(cls) -> str:
+    return "hke.handlers.handle_local_states(forward)"
+
+  def describe(self) -> str:
+    named = f" {self.name!r}" if self.name else ""
+    return f"frozen local state{named} [{self.category}]"
+
+  def initial_value(self) -> Any:
+    return self.state
+
+  def inspection_stand_in(self, method: str, *args) -> Any:
+    del args
+    return self.state if method == "get" else None
+
+  def get(self) -> Any:
+    return self.state
+
+  def set(self, value: Any) -> None:
+    raise effect_base.UnhandledEffectError(
+        f"set() was called on {self.describe()}, which no handler serves: a "
+        "frozen state without a handler is read-only. Wrap the forward "
+        "function in hke.handlers.handle_local_states(...) to make it mutable."
+    )
+
+
+@effect_base.pytree_dataclass
+class SharedLocalStateRequest(effect_base.EffectRequest):
+  """Refers to the local state another request created under ``name``.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> hke.SharedLocalStateRequest("cache", category="c").name
+  'cache'
+  """
+
+  name: str = effect_base.static_field()
+  category: Any = effect_base.static_field()
+
+  @classmethod
+  def effect_protocol(cls):
+    return LocalStateEffect
+
+  @classmethod
+  def suggested_handler(cls) -> str:
+    return "hke.handlers.handle_local_states(forward)"
+
+  def describe(self) -> str:
+    return f"shared local state {self.name!r} [{self.category}]"
+
+
+@effect_base.pytree_dataclass
+class HandledLocalStateRef(effect_base.HandledEffectRef):
+  """A local-state request claimed by a local-state handler.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> ref = hke.HandledLocalStateRef(
+  ...     hke.SharedLocalStateRequest("s", "c"), handler_id="h")
+  >>> ref.handler_id
+  'h'
+  """
+
+
+def state_key(request: effect_base.EffectRequest, site: binding.Site) -> str:
+  """The key of a request's state inside its category's bundle.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> site = binding.Site("mlp/~/counter", "count")
+  >>> state_key(hke.InitialLocalStateRequest(lambda: 0, "c"), site)
+  'mlp/~/counter:count'
+  """
+  name = getattr(request, "name", None)
+  return name if name else f"{site.module_path}:{site.attribute_path}"
+
+
+def bundle_name(category: Any) -> str:
+  """The Haiku state bundle holding the local states of ``category``."""
+  return f"{BUNDLE_PREFIX}{category}"
+
+
+def _abstract(tree: Any) -> Any:
+  return jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(
+          jax.numpy.shape(x), jax.numpy.result_type(x)
+      ),
+      tree,
+  )
+
+
+def _same_leaves(expected: Any, value: Any) -> bool:
+  """True when both trees have one structure and arrays of equal shapes and
+  dtypes; False means "look closer" (dtypes may still canonicalize alike)."""
+  expected_leaves, expected_def = jax.tree_util.tree_flatten(expected)
+  value_leaves, value_def = jax.tree_util.tree_flatten(value)
+  if expected_def != value_def:  # type: ignore[operator]  # (jaxlib stubs)
+    return False
+  for a, b in zip(expected_leaves, value_leaves):
+    try:
+      if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    except AttributeError:  # A Python scalar.
+      return False
+  return True
+
+
+def _check_like(what: str, expected: Any, value: Any, fix: str) -> None:
+  # The common case (a traced value set into a state of its own shape) is
+  # decided without building ShapeDtypeStructs: one per state per call.
+  if _same_leaves(expected, value):
+    return
+  expected_abs, value_abs = _abstract(expected), _abstract(value)
+  if jax.tree_util.tree_structure(expected_abs) != jax.tree_util.tree_structure(
+      value_abs
+  ) or any(  # type: ignore[operator]
+      a.shape != b.shape or a.dtype != b.dtype
+      for a, b in zip(
+          jax.tree_util.tree_leaves(expected_abs),
+          jax.tree_util.tree_leaves(value_abs),
+      )
+  ):
+    raise ValueError(
+        f"{what} has the wrong structure, shape or dtype: expected "
+        f"{expected_abs}, got {value_abs}. {fix}"
+    )
+
+
+class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
+  """Reads and writes one local state in the current Haiku frame's state.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> issubclass(LocalStateRuntimeImpl, hke.EffectRuntimeImpl)
+  True
+  """
+
+  __slots__ = ("bundle", "key", "request")
+
+  def __init__(self, scope, site, bundle, key, request):
+    super().__init__(scope, site)
+    self.bundle = bundle
+    self.key = key
+    self.request = request
+
+  def _entry(self, method: str):
+    self.check_alive()
+    raw_transforms.check_no_raw_transform(self.site, "LocalStateEffect", method)
+    effect_scope = binding.current_effect_scope()
+    if effect_scope is not None and effect_scope.stateless:
+      raise ValueError(
+          f"Local state {self.key!r} at {self.site} was used under "
+          "hke.transform, which has no state. Use hke.transform_with_state: "
+          "its init returns the local states and its apply updates them."
+      )
+    # Haiku annotates frame state as arrays; local states keep their pairs
+    # (initial, current) there.
+    frame_state: Any = hki.current_frame().state
+    bundle = frame_state[self.bundle]
+    pair = bundle.get(self.key)
+    if pair is None:
+      pair = self._create(bundle)
+    elif (
+        isinstance(self.request, FrozenLocalStateRequest)
+        and (self.bundle, self.key) not in self.scope.state.checked
+    ):
+      # A frozen value is known without running user code, so a state given
+      # to apply is checked against it (once per handler call). An
+      # initializer is never run for that: it may draw keys or count calls.
+      self.scope.state.checked.add((self.bundle, self.key))
+      _check_like(
+          f"Local state {self.key!r} (bundle {self.bundle!r}) given to apply",
+          self.request.state,
+          pair.current,
+          "Pass the state returned by init (or one of the same "
+          "structure, shapes and dtypes).",
+      )
+    return bundle, pair
+
+  def _create(self, bundle):
+    """Creates a missing state from its initial value, at init or in apply.
+
+    As ``hk.get_state(name, init=...)``: a state first used in apply (a
+    module that skips it at init under ``hk.running_init()``) is created
+    there and comes out of apply. This is the only place an initializer runs.
+    """
+    if isinstance(self.request, SharedLocalStateRequest):
+      given = (
+          ""
+          if hk.running_init()
+          else "it is not in the state given to apply, and "
+      )
+      raise ValueError(
+          f"SharedLocalStateRequest {self.key!r} at {self.site} found no "
+          f"state named {self.key!r} in category {self.request.category!r} "
+          f"(bundle {self.bundle!r}): {given}no module created it before "
+          "this one ran. A shared request refers to a state that an "
+          f"InitialLocalStateRequest(..., name={self.key!r}) creates: make "
+          "sure that module runs first, pass apply the state returned by "
+          "init (which holds it), or use an InitialLocalStateRequest."
+      )
+    key = member_key(self.bundle, self.key)
+    if key is None:
+      value = self.request.initial_value()
+    else:  # One state per member of an hke.vmap: a key per member too.
+      with hk.with_rng(key):
+        value = self.request.initial_value()
+    bundle[self.key] = hki.StatePair(value, value)
+    self.scope.state.created.add((self.bundle, self.key))
+    return bundle[self.key]
+
+  def get(self) -> Any:
+    return self._entry("get")[1].current
+
+  def set(self, value: Any) -> None:
+    bundle, pair = self._entry("set")
+    _check_like(
+        f"The value set into local state {self.key!r} at {self.site}",
+        pair.current,
+        value,
+        "A local state keeps its structure, shapes and dtypes: cast "
+        "or reshape the new value (or, if the state given to apply "
+        "is wrong, pass the state returned by init).",
+    )
+    bundle[self.key] = hki.StatePair(pair.initial, value)
+
+
+class _Members(threading.local):
+
+  def __init__(self):
+    # (which bundles are per member, the member index) of the hke.vmap
+    # bodies running, innermost last.
+    self.running: list[tuple[Callable[[str], bool], Any]] = []
+
+
+_members = _Members()
+
+
+@contextlib.contextmanager
+def per_member(mapped: Callable[[str], bool], index: Any) -> Iterator[None]:
+  """Inside ``hke.vmap``'s body: states of the bundles ``mapped`` accepts
+  are one per member, ``index`` the member's (``member_key``)."""
+  entry = (mapped, index)
+  _members.running.append(entry)
+  try:
+    yield
+  finally:
+    _members.running.remove(entry)
+
+
+def member_key(bundle: str, key: str) -> jax.Array | None:
+  """The rng for the initializer of a per-member state: one key per member,
+  read from Haiku's rng without drawing from it (so params are made from
+  the keys they would get without hke.vmap); None elsewhere."""
+  for mapped, index in reversed(_members.running):
+    if mapped(bundle):
+      rng = hki.current_frame().rng_stack.peek()
+      if rng is None:
+        return None
+      # The clone keeps JAX's key-reuse checker content: Haiku splits the
+      # key itself later.
+      base = jax.random.clone(rng.internal_state[0])
+      base = jax.random.fold_in(base, path_keys.hash32(f"{bundle}|{key}"))
+      return jax.random.fold_in(base, index)
+  return None
+
+
+@dataclasses.dataclass
+class _LocalStateCall:
+  """One call of a local-state handler.
+
+  ``named``: per Haiku transform, the first request met for each explicit
+  name (for ``state_sharing``); ``created``: states this call created;
+  ``checked``: frozen states whose given value was checked.
+  """
+
+  named: dict[int, Any] = dataclasses.field(default_factory=dict)
+  created: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+  checked: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+
+
+@dataclasses.dataclass
+class _Claim:
+  site: binding.Site
+  request: effect_base.EffectRequest
+
+
+class WithFunctionalLocalState(effect_base.EffectHandler):
+  """Serves local states from Haiku state (see ``handle_local_states``).
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> h = hke.handlers.handle_local_states(lambda x: x, category="c")
+  >>> isinstance(h, hke.handlers.WithFunctionalLocalState)
+  True
+  """
+
+  def __init__(
+      self, body, category, category_predicate, state_sharing, handler_id
+  ):
+    if state_sharing not in _SHARING_LEVELS:
+      raise ValueError(
+          f"state_sharing must be one of {_SHARING_LEVELS}; got "
+          f"{state_sharing!r}."
+      )
+    if category is not None and category_predicate is not None:
+      raise ValueError(
+          "Pass either category or category_predicate to handle_local_states, "
+          f"not both (got {category!r} and {category_predicate!r})."
+      )
+    if category_predicate is not None and not callable(category_predicate):
+      raise TypeError(
+          f"category_predicate must be callable; got {category_predicate!r}."
+      )
+    self.category = category
+    self.category_predicate = category_predicate
+    self.state_sharing = state_sharing
+    predicate_name = getattr(category_predicate, "__qualname__", None)
+    super().__init__(
+        body,
+        handler_id,
+        config=f"{category!r}|{predicate_name}|{state_sharing}",
+    )
+
+  @classmethod
+  def effect_protocol(cls):
+    return LocalStateEffect
+
+  def claims(self, request):
+    if request.effect_protocol() is not LocalStateEffect:
+      return False
+    if self.category_predicate is not None:
+      return bool(self.category_predicate(request.category))
+    return self.category is None or request.category == self.category
+
+  def make_ref(self, request):
+    return HandledLocalStateRef(request, handler_id=self.handler_id)
+
+  def runtime_impl(self, scope, ref, site):
+    request = ref.request
+    key = state_key(request, site)
+    bundle = bundle_name(request.category)
+    if getattr(request, "name", None):
+      self._check_sharing(scope, (bundle, key), site, request)
+    return LocalStateRuntimeImpl(scope, site, bundle, key, request)
+
+  def _check_sharing(self, scope, full_key, site, request):
+    if isinstance(request, SharedLocalStateRequest):
+      # It refers to the state and never conflicts; recording it would hide
+      # a duplicate name met after it.
+      return
+    # Names are per Haiku transform: a model nested in another (hk.lift,
+    # lift_with_state) keeps its states in its own state dict.
+    token = nesting.transform_token()
+    per_transform = scope.state.named
+    entry = per_transform.get(id(token))
+    if entry is None or entry[0] is not token:
+      entry = per_transform[id(token)] = (token, {})
+    claims = entry[1]
+    first = claims.get(full_key)
+    if first is None or first.site == site:
+      claims[full_key] = _Claim(site, request)
+      return
+    shared = isinstance(request, SharedLocalStateRequest) or isinstance(
+        first.request, SharedLocalStateRequest
+    )
+    if self.state_sharing == "forbidden" and not shared:
+      raise ValueError(
+          f"Two local states are named {full_key[1]!r}: at {first.site} and "
+          f"at {site}, and state_sharing='forbidden'. Give them distinct "
+          "names, or pass state_sharing='allowed' (same initializer object) "
+          "or 'unsafe' to share one value, or use SharedLocalStateRequest."
+      )
+    if (
+        self.state_sharing == "allowed"
+        and not shared
+        and (
+            getattr(first.request, "state_initializer", None)
+            is not getattr(request, "state_initializer", None)
+        )
+    ):
+      raise ValueError(
+          f"Local states named {full_key[1]!r} at {first.site} and {site} "
+          "have different initializers, so state_sharing='allowed' cannot "
+          "share them. Use the same initializer object, a "
+          "SharedLocalStateRequest, or state_sharing='unsafe'."
+      )
+    if (
+        self.state_sharing == "unsafe"
+        and not shared
+        and full_key in scope.state.created
+    ):
+      # "Last one wins": the later request's initial value replaces the
+      # earlier one while no module has set it yet (at init, or in the apply
+      # that creates the state; a state given to apply is kept).
+      bundle = hki.current_frame().state[full_key[0]]
+      pair = bundle.get(full_key[1])
+      if pair is not None and pair.initial is pair.current:
+        value = request.initial_value()
+        bundle[full_key[1]] = hki.StatePair(value, value)
+    claims[full_key] = _Claim(site, request)
+
+  def __call__(self, arg):
+    if not hki.inside_transform():
+      raise ValueError(
+          f"{self!r} was called outside a Haiku transform, but local states "
+          "live in Haiku state. Call it inside hke.transform_with_state(...) "
+          "init / apply."
+      )
+    # Entries the body does not touch stay in Haiku's state as they are, so
+    # apply returns them unchanged (hk.multi_transform_with_state, an eval
+    # forward skipping a training-only module, sibling handlers).
+    with binding.handler_scope(self, _LocalStateCall()):
+      return self.body(arg)
+
+
+def handle_local_states(
+    body: Callable[[Any], Any],
+    category: Any = None,
+    category_predicate: Callable[[Any], bool] | None = None,
+    state_sharing: str = "forbidden",
+    handler_id: str | None = None,
+) -> WithFunctionalLocalState:
+  """Serves the local states of ``body`` from Haiku state.
+
+  Args:
+    body: the one-argument forward function.
+    category: claim only requests of this category (default: all).
+    category_predicate: alternatively, claim categories for which this
+      returns True.
+    state_sharing: ``"forbidden"``, ``"allowed"`` or ``"unsafe"`` (see the
+      module docstring).
+    handler_id: an explicit id; inferred when None.
+
+  Returns:
+    A ``WithFunctionalLocalState`` handler, to be used inside
+    ``hke.transform_with_state``: ``init`` returns the initial states and
+    ``apply`` the updated ones.
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class Total(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.total = hke.InitialLocalStateRequest(
+  ...         lambda: jnp.zeros([]), category="sums")
+  ...   def __call__(self, x):
+  ...     self.total.set(self.total.get() + x)
+  ...     return x
+  >>> f = hke.transform_with_state(hke.handlers.handle_local_states(
+  ...     lambda x: Total()(x), category="sums"))
+  >>> params, state = f.init(None, 2.0)
+  >>> _, state = f.apply(params, state, None, 2.0)
+  >>> _, state = f.apply(params, state, None, 3.0)
+  >>> print(state["~local_state/sums"]["total:total"])
+  5.0
+  """
+  return WithFunctionalLocalState(
+      body, category, category_predicate, state_sharing, handler_id
+  )

@@ -1,0 +1,282 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""``hke.vmap``: ``hk.vmap`` with per-member local state (and Haiku state).
+
+``hk.vmap`` maps its function's inputs and outputs but shares params and
+Haiku state across members, so a state set to a per-example value inside it
+(a KV cache, a step counter, running statistics per ensemble member) cannot
+be kept. ``hke.vmap(..., local_state_axes=...)`` maps the local states of
+the named categories (``state_axes=``: Haiku's own state, by module name)
+along an axis of the state itself:
+
+* at ``init`` they are created inside the mapped function, one per member,
+  and come out stacked on that axis; an initializer that draws
+  ``hk.next_rng_key()`` (a local state's, or ``hk.get_state``'s ``init``)
+  gets a key of its own per member, derived from Haiku's rng without
+  advancing it, so params are those ``hk.vmap`` gives;
+* in ``apply`` each member gets its slice as an ordinary state, may ``get``
+  and ``set`` it, and the slices come out stacked again.
+
+The states travel as extra mapped inputs and outputs of the ``hk.vmap``
+call; everything else is ``hk.vmap``'s, so params stay shared and
+``split_rng`` means what it does there. Unmapped categories keep
+``hk.vmap``'s semantics: shared, and a per-example ``set`` is an error that
+names ``local_state_axes`` as the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+from typing import Any, Callable, Mapping
+
+import haiku as hk
+import jax
+
+from hk_effects._src.effects.local_state import local_state
+from hk_effects._src.haiku import haiku_internals as hki
+
+Axes = int | Mapping[Any, int] | None
+
+_AXIS_NAMES = itertools.count()
+
+
+def _per_member_key(next_creator, shape, dtype, init, context):
+  """A Haiku state creator: a per-member state's initializer draws a key
+  of its own per member (as local states' do)."""
+  bundle, _, name = context.full_name.rpartition("/")
+  key = local_state.member_key(bundle, name)
+  if key is None:
+    return next_creator(shape, dtype, init)
+  with hk.with_rng(key):
+    return next_creator(shape, dtype, init)
+
+
+def _check_axes(name: str, axes: Axes) -> None:
+  ok = (
+      axes is None
+      or isinstance(axes, int)
+      or (
+          isinstance(axes, Mapping)
+          and all(isinstance(a, int) for a in axes.values())
+      )
+  )
+  if not ok or isinstance(axes, bool):
+    raise TypeError(
+        f"hke.vmap's {name} must be an int (every category), a mapping from "
+        f"category to an int axis, or None; got {axes!r}."
+    )
+
+
+def _axis_of(
+    bundle: str, local_state_axes: Axes, state_axes: Axes
+) -> int | None:
+  """The axis of the states of Haiku state bundle ``bundle``, if mapped."""
+  if bundle.startswith(local_state.BUNDLE_PREFIX):
+    if isinstance(local_state_axes, int):
+      return local_state_axes
+    for category, axis in (local_state_axes or {}).items():
+      if local_state.bundle_name(category) == bundle:
+        return axis
+    return None
+  if isinstance(state_axes, int):
+    return state_axes
+  for module, axis in (state_axes or {}).items():
+    if bundle == module or bundle.startswith(f"{module}/"):
+      return axis
+  return None
+
+
+def _per_argument(in_axes: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+  if isinstance(in_axes, (list, tuple)):
+    return tuple(in_axes)
+  return (in_axes,) * len(args)
+
+
+def _check_members(
+    states: dict[int, dict[str, dict[str, Any]]], size: int
+) -> None:
+  for axis, bundles in states.items():
+    for bundle, entries in bundles.items():
+      for key, value in entries.items():
+        for leaf in jax.tree_util.tree_leaves(value):
+          shape = jax.numpy.shape(leaf)
+          if len(shape) <= axis or shape[axis] != size:
+            raise ValueError(
+                f"State {key!r} of bundle {bundle!r} has shape {shape}, not "
+                f"{size} members along axis {axis}, so hke.vmap cannot give "
+                "each member its own. Every state of a category named in "
+                "local_state_axes (or a module named in state_axes) holds one "
+                "value per member, stacked on its axis, as init creates them "
+                "inside hke.vmap: pass apply the state that init returned, "
+                "and give states used outside the vmap another category."
+            )
+
+
+def vmap(
+    fun: Callable[..., Any],
+    in_axes: Any = 0,
+    out_axes: Any = 0,
+    axis_name: str | None = None,
+    axis_size: int | None = None,
+    *,
+    split_rng: bool,
+    local_state_axes: Axes = None,
+    state_axes: Axes = None,
+) -> Callable[..., Any]:
+  """``hk.vmap`` that keeps one local state per member where asked.
+
+  Args:
+    fun: the function to map, called inside a Haiku transform.
+    in_axes: as ``hk.vmap``.
+    out_axes: as ``hk.vmap``.
+    axis_name: as ``hk.vmap``.
+    axis_size: as ``hk.vmap``.
+    split_rng: as ``hk.vmap`` (required).
+    local_state_axes: local-state categories whose states are per member:
+      a mapping from category to the axis the states are stacked on, or an
+      int (every category, on that axis). None: ``hk.vmap`` exactly.
+    state_axes: the same for Haiku's own state (``hk.get_state``), by
+      module name (a name maps the module's state and its submodules'), or
+      an int for all of it: e.g. ``hk.BatchNorm`` statistics per member.
+
+  Returns:
+    The mapped function. Mapped states come out of ``init`` stacked on
+    their axis and are threaded per member through ``apply``.
+
+  Example:
+
+  >>> import haiku as hk, jax, jax.numpy as jnp, hk_effects as hke
+  >>> class Count(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.seen = hke.InitialLocalStateRequest(
+  ...         lambda: jnp.zeros([]), category="stats")
+  ...   def __call__(self, x):
+  ...     self.seen.set(self.seen.get() + x)  # Per example.
+  ...     return x
+  >>> def forward(xs):
+  ...   return hke.vmap(Count(), split_rng=False,
+  ...                   local_state_axes={"stats": 0})(xs)
+  >>> f = hke.transform_with_state(hke.handlers.handle_local_states(forward))
+  >>> params, state = f.init(None, jnp.zeros([3]))
+  >>> _, state = f.apply(params, state, None, jnp.array([1.0, 2.0, 3.0]))
+  >>> print(state["~local_state/stats"]["count:seen"])
+  [1. 2. 3.]
+  """
+  _check_axes("local_state_axes", local_state_axes)
+  _check_axes("state_axes", state_axes)
+  if local_state_axes is None and state_axes is None:
+    return hk.vmap(
+        fun, in_axes, out_axes, axis_name, axis_size, split_rng=split_rng
+    )
+  axes = sorted(
+      set(
+          (
+              [local_state_axes]
+              if isinstance(local_state_axes, int)
+              else list((local_state_axes or {}).values())
+          )
+          + (
+              [state_axes]
+              if isinstance(state_axes, int)
+              else list((state_axes or {}).values())
+          )
+      )
+  )
+  axis_of = functools.partial(
+      _axis_of, local_state_axes=local_state_axes, state_axes=state_axes
+  )
+
+  @functools.wraps(fun)
+  def mapped(*args):
+    frame = hki.current_frame()
+    # The mapped states, grouped by axis: the groups are known before the
+    # call, so they can be vmap's in_axes and out_axes prefixes, while the
+    # states in each are found as they are made.
+    states = {axis: {} for axis in axes}
+    for bundle, entries in frame.state.items():
+      axis = axis_of(bundle)
+      if axis is not None and entries:
+        states[axis][bundle] = {k: pair.current for k, pair in entries.items()}
+    size = axis_size
+    if size is None:
+      size = hki.mapped_axis_size(args, _per_argument(in_axes, args))
+    _check_members(states, size)
+    name = axis_name or f"hk_effects_vmap_{next(_AXIS_NAMES)}"
+
+    def member(member_states, *member_args):
+      inner = hki.current_frame()
+      given = {
+          b: v for group in member_states.values() for b, v in group.items()
+      }
+      # Haiku returns the state that changed in here unmapped, so the
+      # mapped bundles are swapped for the member's own while `fun` runs,
+      # and swapped back after.
+      originals = {
+          b: inner.state[b] for b in list(inner.state) if axis_of(b) is not None
+      }
+      for bundle in set(originals) | set(given):
+        inner.state[bundle] = {
+            k: hki.StatePair(v, v) for k, v in given.get(bundle, {}).items()
+        }
+      with contextlib.ExitStack() as stack:
+        stack.enter_context(
+            local_state.per_member(
+                lambda b: axis_of(b) is not None, jax.lax.axis_index(name)
+            )
+        )
+        if state_axes is not None:
+          stack.enter_context(
+              hk.custom_creator(_per_member_key, params=False, state=True)
+          )
+        out = fun(*member_args)
+      new = {axis: {} for axis in axes}
+      for bundle in [b for b in inner.state if axis_of(b) is not None]:
+        old = given.get(bundle, {})
+        # A state made here also has its initial value (init returns it).
+        new[axis_of(bundle)][bundle] = {
+            k: (None if k in old else pair.initial, pair.current)
+            for k, pair in inner.state[bundle].items()
+        }
+        if bundle in originals:
+          inner.state[bundle] = originals[bundle]
+        else:
+          del inner.state[bundle]
+      return out, new
+
+    group_axes = {axis: axis for axis in axes}
+    # An empty group maps nothing (Haiku's size check needs arrays).
+    given_axes = {axis: axis if states[axis] else None for axis in axes}
+    out, new = hk.vmap(
+        member,
+        (given_axes, *_per_argument(in_axes, args)),
+        (out_axes, group_axes),
+        name,
+        axis_size,
+        split_rng=split_rng,
+    )(states, *args)
+    for group in new.values():
+      for bundle, entries in group.items():
+        target = frame.state[bundle]
+        for key, (initial, current) in entries.items():
+          pair = target.get(key)
+          target[key] = hki.StatePair(
+              pair.initial if pair is not None else initial, current
+          )
+    return out
+
+  return mapped

@@ -1,0 +1,585 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""Refactor-invariant keys: a key as a pure function of where it is drawn.
+
+With ``path_keys=True`` a random handler derives each key from its own key
+and the *coordinates* of the draw instead of from a running sequence. The
+coordinates are the chain of module calls that leads to the draw, each call
+named by its module's family (the name without Haiku's ``_<n>`` suffix:
+``block_3`` is of family ``block``) and its call index: how many calls of
+that family its caller made before it. Then come the request's attribute
+path and tag and the number of earlier draws from it within the call.
+
+A call index counts calls, not modules, so these draw the same keys, bit for
+bit: a Python loop over fresh modules (``block``, ``block_1``, ...), a Python
+loop calling one module n times, ``hk.scan`` over that module (iteration i is
+call i) and ``hk.layer_stack`` (layer i is call i). ``hk.fori_loop`` and
+``hk.while_loop`` index their bodies the same way, and
+``hk.vmap(split_rng=True)`` folds in the member index.
+
+Loops index calls at Haiku's boundaries (``path_key_loops.py``); calls are
+counted by a Haiku method interceptor installed while a path-keyed handler
+runs. Where a call index is not well defined (a family called twice in one
+loop iteration, a module called directly in two nested loops, a call after a
+loop of unknown length that called the same family), a draw raises
+``PathKeyCollisionError`` at trace time instead of sharing a key; calls that
+draw nothing are never refused. The branches of ``hk.cond`` and
+``hk.switch`` count from the same start, as only one of them runs: a branch
+draws what the same code under a Python ``if`` would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import re
+import threading
+from typing import Any, Iterator
+
+import haiku as hk
+import jax
+import jax.extend.random as jax_random_ext
+import jax.numpy as jnp
+import numpy as np
+
+from hk_effects._src.haiku import boundaries
+from hk_effects._src.haiku import haiku_internals as hki
+
+_SUFFIX = re.compile(r"^(.*)_(\d+)$")
+
+
+class PathKeyCollisionError(ValueError):
+  """Two draws of a path-keyed random handler would get the same key.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> issubclass(hke.PathKeyCollisionError, ValueError)
+  True
+  """
+
+
+PathKeyCollisionError.__module__ = "hk_effects"
+
+
+def split_name(name: str) -> tuple[str, int]:
+  """``"block_3"`` -> ``("block", 3)``; a name without suffix has index 0.
+
+  Example:
+
+  >>> split_name("block_3"), split_name("linear")
+  (('block', 3), ('linear', 0))
+  """
+  match = _SUFFIX.match(name)
+  if match is None:
+    return name, 0
+  return match.group(1), int(match.group(2))
+
+
+@dataclasses.dataclass(eq=False)
+class _Frame:
+  """One call of a loop wrapper (``hk.scan``, ``hk.layer_stack``, ...)."""
+
+  kind: str
+  length: int | None  # Iterations; None when unknown (traced bounds).
+  relative: bool  # The body runs in a fresh Haiku frame (layer_stack's lift).
+  space: Any  # Which calls the body sees as enclosing: a relative frame's
+  # body sees none of the calls outside it.
+  context: tuple["_Component", ...]  # Coordinates of the calling module.
+  # Families this loop indexes, by (id(counts), family): the dict counting
+  # them outside the loop, the family and its count when the loop started.
+  # After the loop the count moves on by `length`, as a Python loop's would.
+  enclosing: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(eq=False)
+class _Invocation:
+  """One traced run of a loop body (or a path-keyed handler's body)."""
+
+  frame: _Frame | None
+  index: Any  # The loop index (int or traced int); None at the root.
+  space: Any
+  seq: int
+  counts: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Component:
+  """One module call on the way to a draw: its family and call index."""
+
+  family: str
+  static: int
+  index: Any = None  # A loop index added to `static`, or None.
+  # Why this call has no well-defined index (raised only if it draws).
+  problem: str | None = None
+
+  def value(self) -> Any:
+    return self.static if self.index is None else self.static + self.index
+
+
+_UNKNOWN = object()  # A count after a loop of unknown length.
+
+
+@dataclasses.dataclass(eq=False)
+class _Call:
+  module: Any
+  space: Any
+  seq: int
+  parent: "_Call | None"
+  base: tuple[_Component, ...]  # The coordinates above it, if no parent.
+  component: _Component
+  child_counts: dict = dataclasses.field(default_factory=dict)
+  draws: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def canon(self) -> tuple[_Component, ...]:
+    above = self.parent.canon if self.parent is not None else self.base
+    return above + (self.component,)
+
+
+class _ThreadState(threading.local):
+
+  def __init__(self):
+    self.depth = 0  # Running path-keyed handlers.
+    self.invocations: list[_Invocation] = []
+    self.calls: list[_Call] = []
+    self.members: list[Any] = []
+    self.seq = 0
+
+
+_state = _ThreadState()
+
+
+def tracking() -> bool:
+  """Whether a path-keyed handler runs (the loop wrappers' one check).
+
+  Example:
+
+  >>> tracking()
+  False
+  """
+  return _state.depth > 0
+
+
+def _next_seq() -> int:
+  _state.seq += 1
+  return _state.seq
+
+
+@contextlib.contextmanager
+def handler_running() -> Iterator[None]:
+  """Counts module calls while a path-keyed handler's body runs.
+
+  Example:
+
+  >>> with handler_running():
+  ...   print(tracking())
+  True
+  """
+  if _state.depth:
+    _state.depth += 1
+    try:
+      yield
+    finally:
+      _state.depth -= 1
+    return
+  _state.depth = 1
+  _state.invocations.append(_Invocation(None, None, None, _next_seq()))
+  try:
+    with hk.intercept_methods(_intercept):
+      yield
+  finally:
+    _state.depth = 0
+    _state.invocations.clear()
+    _state.calls.clear()
+    _state.members.clear()
+
+
+def _intercept(next_fun, args, kwargs, context):
+  if context.method_name == "__init__":
+    return next_fun(*args, **kwargs)
+  return _intercept_direct(
+      next_fun, context.method_name, context.module, args, kwargs
+  )
+
+
+def _intercept_direct(next_fun, method_name, module, args, kwargs):
+  del method_name  # Every method call counts alike.
+  if any(call.module is module for call in _state.calls):
+    return next_fun(*args, **kwargs)
+  call = _enter(module)
+  _state.calls.append(call)
+  try:
+    return next_fun(*args, **kwargs)
+  finally:
+    _state.calls.remove(call)
+
+
+hki.register_own_interceptor(_intercept, _intercept_direct)
+
+
+def _innermost_call(space: Any) -> _Call | None:
+  for call in reversed(_state.calls):
+    if call.space is space:
+      return call
+  return None
+
+
+def _base(space: Any) -> tuple[_Component, ...]:
+  """Coordinates of the place a body's outermost calls happen in."""
+  call = _innermost_call(space)
+  if call is not None:
+    return call.canon
+  return space.context if isinstance(space, _Frame) else ()
+
+
+def _bump(counts: dict, family: str) -> Any:
+  count = counts.get(family, 0)
+  counts[family] = count if count is _UNKNOWN else count + 1
+  return count
+
+
+def _enter(module: Any) -> _Call:
+  inv = _state.invocations[-1]
+  space = inv.space
+  family = split_name(module.module_name.rsplit("/", 1)[-1])[0]
+  parent = _innermost_call(space)
+  base = () if parent is not None else _base(space)
+  if parent is not None and parent.seq > inv.seq:
+    component = _counted(
+        _bump(parent.child_counts, family),
+        family,
+        module.module_name,
+        "its caller",
+    )
+  else:
+    component = _loop_component(module.module_name, family, parent, inv)
+  return _Call(module, space, _next_seq(), parent, base, component)
+
+
+def _counted(count: Any, family: str, path: str, where: str) -> _Component:
+  if count is _UNKNOWN:
+    return _Component(
+        family,
+        0,
+        problem=(
+            f"module {path!r} is called after a loop of unknown length (traced "
+            f"bounds or hk.while_loop) that also called {family!r} modules in "
+            f"{where}, so its call index is unknown. Call it from a different "
+            "module, or give the loop static bounds"
+        ),
+    )
+  return _Component(family, count)
+
+
+def _loop_component(
+    path: str, family: str, parent: _Call | None, inv: _Invocation
+) -> _Component:
+  """The component of a call made at the top of a loop body (or root)."""
+  count = _bump(inv.counts, family)
+  frame = inv.frame
+  if frame is None:
+    return _counted(count, family, path, "the same place")
+  loops = [
+      v
+      for v in _state.invocations
+      if v.space is inv.space
+      and v.frame is not None
+      and (parent is None or v.seq > parent.seq)
+  ]
+  if len(loops) > 1:
+    kinds = [v.frame.kind for v in loops if v.frame is not None]
+    return _Component(
+        family,
+        0,
+        problem=(
+            f"module {path!r} is called directly inside two nested loops "
+            f"({kinds[0]} and {kinds[-1]}) with no module "
+            "call between them, so one call index cannot hold both loop "
+            "indices. Call the inner loop from a module's method"
+        ),
+    )
+  if count:
+    return _Component(
+        family,
+        0,
+        problem=(
+            f"modules of family {family!r} (here {path!r}) are called"
+            f" {count + 1} times in one iteration of {frame.kind}; the loop"
+            " index is their call index, so iteration i's second call would"
+            " share keys with iteration i+1's first. Call them from one module"
+            " that the loop body calls once"
+        ),
+    )
+  if frame.relative:
+    return _Component(family, 0, inv.index)
+  # Calls of the family before the loop came first, as in a Python loop.
+  enclosing = (
+      parent.child_counts
+      if parent is not None
+      else next(
+          v.counts
+          for v in reversed(_state.invocations[:-1])
+          if v.space is inv.space
+      )
+  )
+  start = frame.enclosing.setdefault(
+      (id(enclosing), family), (enclosing, family, enclosing.get(family, 0))
+  )[2]
+  component = _counted(start, family, path, "the loop's caller")
+  return dataclasses.replace(component, index=inv.index)
+
+
+@contextlib.contextmanager
+def loop(
+    kind: str, length: int | None, relative: bool = False
+) -> Iterator[_Frame]:
+  """One call of a loop wrapper; yields the frame its bodies index.
+
+  ``relative``: the body runs in a fresh Haiku frame (``hk.layer_stack``).
+
+  Example:
+
+  >>> with handler_running(), loop("hk.scan", 3) as frame:
+  ...   print(frame.kind, frame.length)
+  hk.scan 3
+  """
+  space = _state.invocations[-1].space
+  frame = _Frame(kind, length, relative, space, _base(space))
+  if relative:
+    frame.space = frame
+  yield frame
+  for counts, family, start in frame.enclosing.values():
+    counts[family] = (
+        _UNKNOWN
+        if length is None or start is _UNKNOWN
+        else max(counts.get(family, 0), start + length)
+    )
+
+
+@contextlib.contextmanager
+def body(frame: _Frame, index: Any) -> Iterator[None]:
+  """One traced run of ``frame``'s body at loop index ``index``.
+
+  Example:
+
+  >>> with handler_running(), loop("hk.scan", 3) as frame, body(frame, 0):
+  ...   print(_state.invocations[-1].index)
+  0
+  """
+  inv = _Invocation(frame, index, frame.space, _next_seq())
+  _state.invocations.append(inv)
+  try:
+    yield
+  finally:
+    _state.invocations.remove(inv)
+
+
+class Alternatives:
+  """Branches of ``hk.cond`` / ``hk.switch``: each starts from the counts
+  before the branching, as only one of them runs; after it (``finish``),
+  every count is the largest any branch reached.
+
+  Example:
+
+  >>> with handler_running():
+  ...   alternatives = Alternatives()
+  ...   with alternatives.branch():
+  ...     pass
+  ...   alternatives.finish()
+  """
+
+  def __init__(self):
+    inv = _state.invocations[-1]
+    call = _innermost_call(inv.space)
+    inside = call is not None and call.seq > inv.seq
+    self.tallies = [call.child_counts, call.draws] if inside else [inv.counts]
+    if call is not None and not inside:
+      self.tallies.append(call.draws)
+    self.starts = [dict(t) for t in self.tallies]
+    self.ends: list[list[dict]] = []
+
+  @contextlib.contextmanager
+  def branch(self) -> Iterator[None]:
+    """One traced branch."""
+    for tally, start in zip(self.tallies, self.starts):
+      tally.clear()
+      tally.update(start)
+    try:
+      yield
+    finally:
+      self.ends.append([dict(t) for t in self.tallies])
+
+  def finish(self) -> None:
+    for i, tally in enumerate(self.tallies):
+      merged = dict(self.starts[i])
+      for end in self.ends:
+        for name, count in end[i].items():
+          before = merged.get(name, 0)
+          merged[name] = (
+              _UNKNOWN if _UNKNOWN in (count, before) else max(count, before)
+          )
+      tally.clear()
+      tally.update(merged)
+
+
+@contextlib.contextmanager
+def member(index: Any) -> Iterator[None]:
+  """The body of ``hk.vmap(split_rng=True)``: draws fold in ``index``.
+
+  Example:
+
+  >>> with handler_running(), member(2):
+  ...   print(_state.members)
+  [2]
+  """
+  _state.members.append(index)
+  try:
+    yield
+  finally:
+    _state.members.remove(index)
+
+
+def hash32(text: str) -> int:
+  """A stable 28-bit hash of ``text`` (the same in every process), to fold
+  static names into keys.
+
+  Example:
+
+  >>> hash32("block|rng|None") == hash32("block|rng|None"), hash32("a") < 2**28
+  (True, True)
+  """
+  return int(hashlib.sha256(text.encode()).hexdigest()[:7], 16)
+
+
+# A draw's key is one threefry of its handler's key with a 64-bit message:
+# two 32-bit lanes, each a mix of the draw's coordinates. Mixing whole words
+# costs a few integer ops, on device only for traced (loop) indices, where a
+# fold per coordinate cost a threefry each (+46% HLO on an effect-dense
+# model, benchmarks/overhead.py). Each step of a lane is a bijection of the
+# lane for a fixed word and of the word for a fixed lane, so two coordinate
+# lists of one length that differ in one place never share a message; other
+# pairs do with probability about 2**-64. A static index and the same index
+# traced (a Python loop and hk.scan) give the same message, bit for bit.
+_LANES = ((0x811C9DC5, 0x01000193), (0x9E3779B9, 0x85EBCA6B))
+_MASK32 = 0xFFFFFFFF
+
+
+def _mix(lane: Any, word: Any, multiplier: int) -> Any:
+  if isinstance(lane, int) and isinstance(word, int):
+    lane = ((lane ^ (word & _MASK32)) * multiplier) & _MASK32
+    return lane ^ (lane >> 16)
+  lane = (_as_uint32(lane) ^ _as_uint32(word)) * np.uint32(multiplier)
+  return lane ^ (lane >> np.uint32(16))
+
+
+def _as_uint32(value: Any) -> Any:
+  if isinstance(value, int):
+    return np.uint32(value & _MASK32)
+  return jnp.asarray(value).astype(jnp.uint32)
+
+
+def _message(words: list[Any]) -> tuple[Any, Any]:
+  lanes = []
+  for offset, multiplier in _LANES:
+    lane = _mix(offset, len(words), multiplier)
+    for word in words:
+      lane = _mix(lane, word, multiplier)
+    lanes.append(lane)
+  return lanes[0], lanes[1]
+
+
+def _fold_message(key: jax.Array, message: tuple[Any, Any]) -> jax.Array:
+  """``key`` folded with a two-word message: one threefry for a typed
+  threefry key (what ``fold_in`` does with one word), two folds otherwise."""
+  if (
+      jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+      and not key.shape
+      and str(jax.random.key_impl(key)) == "threefry2x32"
+  ):
+    count = jnp.stack([_as_uint32(w) for w in message])
+    return jax.random.wrap_key_data(
+        jax_random_ext.threefry_2x32(jax.random.key_data(key), count),
+        impl="threefry2x32",
+    )
+  for word in message:
+    key = jax.random.fold_in(key, _as_uint32(word))
+  return key
+
+
+def _name_words(text: str) -> list[int]:
+  digest = hashlib.sha256(text.encode()).digest()
+  return [
+      int.from_bytes(digest[:4], "little"),
+      int.from_bytes(digest[4:8], "little"),
+  ]
+
+
+def draw(
+    root: jax.Array, module_path: str, attribute_path: str, tag: Any
+) -> jax.Array:
+  """The key of the next draw of request ``(module_path, attribute_path,
+  tag)``: a pure function of ``root`` and the draw's coordinates.
+
+  Example:
+
+  >>> import jax
+  >>> with handler_running():
+  ...   k1 = draw(jax.random.key(0), "noise", "rng", None)
+  ...   k2 = draw(jax.random.key(0), "noise", "rng", None)
+  >>> bool((jax.random.key_data(k1) != jax.random.key_data(k2)).any())
+  True
+  """
+  boundaries.check_entered(
+      f"A path-keyed draw of request {attribute_path!r} of module "
+      f"{module_path!r}"
+  )
+  inv = _state.invocations[-1]
+  call = next(
+      (
+          c
+          for c in reversed(_state.calls)
+          if c.space is inv.space and c.module.module_name == module_path
+      ),
+      None,
+  )
+  if call is None:
+    # The handler started inside this module's call, which was therefore
+    # not counted: number its draws within the current body.
+    canon, draws = _base(inv.space), inv.counts
+    counter: tuple[Any, ...] = ("draws", module_path, attribute_path, tag)
+  else:
+    canon, draws, counter = call.canon, call.draws, (attribute_path, tag)
+  number = draws.get(counter, 0)
+  draws[counter] = number + 1
+  for component in canon:
+    if component.problem is not None:
+      raise PathKeyCollisionError(
+          "A path-keyed random handler cannot give request "
+          f"{attribute_path!r} of module {module_path!r} a key of its own: "
+          f"{component.problem}; or use a random handler without "
+          "path_keys=True."
+      )
+  # The call indices, then a digest of what is static: the families, the
+  # request and the number of the draw.
+  name = "/".join(c.family for c in canon)
+  words = [c.value() for c in canon] + _name_words(
+      f"{name}|{attribute_path}|{tag!r}|{number}"
+  )
+  key = _fold_message(jax.random.clone(root), _message(words))
+  for index in _state.members:
+    key = jax.random.fold_in(key, index)
+  return key

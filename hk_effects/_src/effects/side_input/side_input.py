@@ -1,0 +1,378 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""The side-input effect: layers read a tagged value with ``ask()``.
+
+A side input (an attention mask, token positions) is a value fixed for one
+call of the handler, so it needs no threading: the runtime implementation
+returns it, and it may be read anywhere, raw JAX transforms included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+import jax
+
+from hk_effects._src.core import binding
+from hk_effects._src.core import effect_base
+
+
+class SideInputEffect(Protocol):
+  """Protocol of the side-input effect.
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class Scale(hk.Module):
+  ...   def __init__(self, name=None):
+  ...     super().__init__(name=name)
+  ...     self.factor = hke.SideInputRequest("factor")  # a SideInputEffect
+  ...   def __call__(self, x):
+  ...     return x * self.factor.ask()
+  >>> f = hke.transform(hke.handlers.WithConstantSideInputs.handling(
+  ...     lambda x: Scale()(x), {"factor": 3.0}))
+  >>> f.apply({}, None, jnp.ones([2]))
+  Array([3., 3.], dtype=float32)
+  """
+
+  def ask(self) -> Any:
+    """Returns the side input's value."""
+
+
+@effect_base.pytree_dataclass
+class SideInputRequest(effect_base.EffectRequest):
+  """Requests the side input named ``tag``.
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class Scale(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.scale = hke.SideInputRequest("scale")
+  ...   def __call__(self, x):
+  ...     return x * self.scale.ask()
+  >>> f = hke.transform(hke.handlers.WithConstantSideInputs.handling(
+  ...     lambda x: Scale()(x), {"scale": 3.0}), apply_rng=False)
+  >>> print(f.apply({}, jnp.ones(2)))
+  [3. 3.]
+  """
+
+  tag: Any = effect_base.static_field()
+
+  @classmethod
+  def effect_protocol(cls):
+    return SideInputEffect
+
+  @classmethod
+  def suggested_handler(cls) -> str:
+    return "hke.handlers.WithConstantSideInputs.handling(forward, {tag: value})"
+
+  def describe(self) -> str:
+    return f"side input {self.tag!r}"
+
+
+@effect_base.pytree_dataclass
+class HandledSideInputRef(effect_base.HandledEffectRef):
+  """A side-input request claimed by a side-input handler.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> hke.HandledSideInputRef(hke.SideInputRequest("m"), handler_id="h").request.tag
+  'm'
+  """
+
+
+@effect_base.pytree_dataclass
+class HoistedTag:
+  """Names a side input hoisted out of a ``WithConstantSideInputs`` handler.
+
+  Example:
+
+  >>> HoistedTag(source="WithConstantSideInputs_0", tag="mask").tag
+  'mask'
+  """
+
+  source: str = effect_base.static_field()
+  tag: Any = effect_base.static_field()
+
+
+class SideInputRuntimeImpl(effect_base.EffectRuntimeImpl):
+  """Returns the handler's value for the request's tag.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> issubclass(SideInputRuntimeImpl, hke.EffectRuntimeImpl)
+  True
+  """
+
+  __slots__ = ("value",)
+
+  def __init__(self, scope, site, value):
+    super().__init__(scope, site)
+    self.value = value
+
+  def ask(self) -> Any:
+    self.check_alive()
+    return self.value
+
+
+def _check_tags(tags: Any, handler_name: str) -> tuple[Any, ...]:
+  if isinstance(tags, str):
+    raise ValueError(
+        f"{handler_name}.handling got the string {tags!r} as `tags`; a string "
+        f"would be read as {len(tags)} one-letter tags. Pass a sequence: "
+        f"tags=({tags!r},)."
+    )
+  tags = tuple(tags)
+  if len(set(tags)) != len(tags):
+    raise ValueError(
+        f"{handler_name}: duplicate tags in {tags!r}; each tag takes one value,"
+        " so list each tag once."
+    )
+  return tags
+
+
+def _check_value(tag: Any, value: Any, handler_name: str) -> None:
+  for leaf in jax.tree_util.tree_leaves(value):
+    if not (
+        isinstance(leaf, (int, float, complex, bool, jax.Array))
+        or hasattr(leaf, "__jax_array__")
+        or hasattr(leaf, "dtype")
+    ):
+      raise TypeError(
+          f"{handler_name}: the side input {tag!r} holds {leaf!r} of type "
+          f"{type(leaf).__name__}, which is not an array. Side inputs must be "
+          "PyTrees of arrays or scalars; convert it with jnp.asarray, or keep "
+          "non-array configuration on the module itself."
+      )
+
+
+@dataclasses.dataclass
+class _SideInputCall:
+  """One call of a side-input handler: the values it serves, tags asked."""
+
+  values: dict[Any, Any]
+  used: set[Any] = dataclasses.field(default_factory=set)
+
+
+class _SideInputHandler(effect_base.EffectHandler):
+  tags: tuple[Any, ...]
+
+  @classmethod
+  def effect_protocol(cls):
+    return SideInputEffect
+
+  def claims(self, request):
+    return isinstance(request, SideInputRequest) and request.tag in self.tags
+
+  def make_ref(self, request):
+    return HandledSideInputRef(request, handler_id=self.handler_id)
+
+  def runtime_impl(self, scope, ref, site):
+    scope.state.used.add(ref.request.tag)
+    return SideInputRuntimeImpl(
+        scope, site, scope.state.values[ref.request.tag]
+    )
+
+
+class WithSideInputsFromInputTuple(_SideInputHandler):
+  """Serves side inputs passed beside the argument.
+
+  Called as ``h((arg, v_1, ..., v_n))``: ``ask()`` on tag ``tags[i]`` gives
+  ``v_i``, and ``body(arg)`` runs.
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class Shift(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.by = hke.SideInputRequest("by")
+  ...   def __call__(self, x):
+  ...     return x + self.by.ask()
+  >>> h = hke.handlers.WithSideInputsFromInputTuple.handling(
+  ...     lambda x: Shift()(x), tags=("by",))
+  >>> f = hke.transform(h, apply_rng=False)
+  >>> print(f.apply({}, (jnp.zeros(2), 5.0)))
+  [5. 5.]
+  """
+
+  def __init__(self, body, tags, handler_id):
+    self.tags = _check_tags(tags, type(self).__name__)
+    super().__init__(body, handler_id, config=repr(self.tags))
+
+  @classmethod
+  def handling(
+      cls,
+      body: Callable[[Any], Any],
+      tags: Sequence[Any],
+      handler_id: str | None = None,
+  ) -> "WithSideInputsFromInputTuple":
+    return cls(body, tags, handler_id)
+
+  def __call__(self, arg_tuple):
+    expected = 1 + len(self.tags)
+    if not isinstance(arg_tuple, tuple) or len(arg_tuple) != expected:
+      got = (
+          f"a tuple of {len(arg_tuple)}"
+          if isinstance(arg_tuple, tuple)
+          else f"a {type(arg_tuple).__name__}"
+      )
+      raise ValueError(
+          f"{self!r} expects (arg, "
+          + ", ".join(f"<{t!r}>" for t in self.tags)
+          + f") ({expected} items) but got "
+          f"{got}. Pass one value per tag, in the order of `tags`."
+      )
+    arg, *values = arg_tuple
+    for tag, value in zip(self.tags, values):
+      _check_value(tag, value, type(self).__name__)
+    with binding.handler_scope(
+        self, _SideInputCall(dict(zip(self.tags, values)))
+    ):
+      return self.body(arg)
+
+
+class WithConstantSideInputs(_SideInputHandler):
+  """Serves side inputs with values fixed when the handler is built.
+
+  As in Penzai, a side input that no module asks for during a call is simply
+  unused (``keep_unused=False``, the default, drops it; ``keep_unused=True``
+  keeps it), so an inner handler may provide a tag an outer one provides too
+  (the inner one wins, S1), and a forward whose modules ask only on some
+  paths (train vs eval) works. To catch a misspelt tag, look at
+  ``hke.bindings`` / ``hke.effect_signature``, or pass ``strict=True``: then
+  a side input nobody asked for during the call is a ``ValueError``.
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class Shift(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.by = hke.SideInputRequest("by")
+  ...   def __call__(self, x):
+  ...     return x + self.by.ask()
+  >>> f = hke.transform(hke.handlers.WithConstantSideInputs.handling(
+  ...     lambda x: Shift()(x), {"by": 1.0, "unused": 2.0}), apply_rng=False)
+  >>> print(f.apply({}, jnp.zeros(2)))
+  [1. 1.]
+  """
+
+  def __init__(self, body, side_inputs, keep_unused, handler_id, strict=False):
+    if not isinstance(side_inputs, Mapping):
+      raise TypeError(
+          "WithConstantSideInputs.handling expects a dict {tag: value} for "
+          f"side_inputs; got {side_inputs!r:.200}."
+      )
+    for tag, value in side_inputs.items():
+      _check_value(tag, value, "WithConstantSideInputs")
+    if not isinstance(strict, bool):
+      raise TypeError(f"strict must be True or False; got {strict!r}.")
+    self.side_inputs = dict(side_inputs)
+    self.tags = tuple(self.side_inputs)
+    self.keep_unused = keep_unused
+    self.strict = strict
+    super().__init__(
+        body,
+        handler_id,
+        config=f"{self.tags!r}|keep_unused={keep_unused}|strict={strict}",
+    )
+
+  @classmethod
+  def handling(
+      cls,
+      body: Callable[[Any], Any],
+      side_inputs: Mapping[Any, Any],
+      keep_unused: bool = False,
+      handler_id: str | None = None,
+      strict: bool = False,
+  ) -> "WithConstantSideInputs":
+    """Builds the handler.
+
+    Args:
+      body: the one-argument forward function.
+      side_inputs: ``{tag: value}``; values are PyTrees of arrays.
+      keep_unused: Penzai's flag; side inputs nobody asks for are never an
+        error unless ``strict``.
+      handler_id: an explicit id; inferred when None.
+      strict: if True, a side input that no module asked for during the call
+        raises ``ValueError`` (a misspelt tag).
+
+    Returns:
+      The handler.
+    """
+    return cls(body, side_inputs, keep_unused, handler_id, strict=strict)
+
+  def __call__(self, arg):
+    with binding.handler_scope(self, _SideInputCall(self.side_inputs)) as scope:
+      out = self.body(arg)
+    unused = [t for t in self.tags if t not in scope.state.used]
+    if unused and self.strict:
+      raise ValueError(
+          f"{self!r} was given side inputs {unused!r} that no module asked "
+          "for during the call (a misspelt tag?), and strict=True. Remove "
+          "them, fix the tag, or drop strict=True to allow unused side "
+          "inputs."
+      )
+    return out
+
+
+def hoist_constant_side_inputs(
+    handler: WithConstantSideInputs,
+) -> tuple[WithSideInputsFromInputTuple, dict[HoistedTag, Any]]:
+  """Turns constant side inputs into arguments of the handled function.
+
+  Returns a ``WithSideInputsFromInputTuple`` handler over the same body and
+  the hoisted values keyed by ``HoistedTag``, so that
+  ``new((arg, *hoisted.values()))`` equals ``handler(arg)``. This moves
+  constants baked into a function into its arguments (for example to pass a
+  mask as a traced argument to a jitted step instead of a constant).
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class Shift(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.by = hke.SideInputRequest("by")
+  ...   def __call__(self, x):
+  ...     return x + self.by.ask()
+  >>> h = hke.handlers.WithConstantSideInputs.handling(
+  ...     lambda x: Shift()(x), {"by": 2.0})
+  >>> new, hoisted = hke.handlers.hoist_constant_side_inputs(h)
+  >>> f = hke.transform(new, apply_rng=False)
+  >>> print(f.apply({}, (jnp.zeros(1), *hoisted.values())))
+  [2.]
+  """
+  if not isinstance(handler, WithConstantSideInputs):
+    raise TypeError(
+        "hoist_constant_side_inputs expects a WithConstantSideInputs handler; "
+        f"got {handler!r}."
+    )
+  hoisted = {
+      HoistedTag(handler.handler_id, tag): value
+      for tag, value in handler.side_inputs.items()
+  }
+  new = WithSideInputsFromInputTuple.handling(
+      handler.body,
+      tags=handler.tags,
+      handler_id=f"{handler.handler_id}_hoisted",
+  )
+  return new, hoisted

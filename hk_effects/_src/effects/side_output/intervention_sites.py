@@ -1,0 +1,333 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""Intervention sites: where a handler changes what a ``tell`` returns.
+
+``tell`` returns its value, so ``x = self.out.tell(x)`` is a site where a
+handler may replace ``x`` (``PatchingSideOutputs``) or add to it
+(``PerturbingSideOutputs``). Both are *rewriting* handlers: binding offers
+them every side-output request first (``EffectHandler.rewrites``), and they
+turn the requests they intervene on into an ``_IntervenedRequest`` whose
+``tell`` applies the intervention before an outer collector (if any) gets
+the value, so a collector around a patching handler sees patched values.
+
+A site is addressed by the path ``CollectingSideOutputs`` reports for it
+(``SideOutputValue.path``). That path is known at the tell only in part:
+``hk.layer_stack`` adds its name when it returns, and a nested transform
+(``hk.lift``, an ``apply`` inside another model) its prefix when its values
+reach the outer one. So the handlers take part at Haiku's boundaries and
+keep a stack of *frames* (one per traced body) with what each adds to the
+path, and, for loops and ``hk.vmap``, the body's index: a replacement
+given for the whole loop (stacked, as the collector returns it) is sliced to
+the iteration (or member) that tells.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import threading
+from typing import Any, Iterator
+
+import jax
+import jax.numpy as jnp
+
+from hk_effects._src.core import binding
+from hk_effects._src.core import effect_base
+from hk_effects._src.effects.side_output import side_output
+from hk_effects._src.haiku import boundaries
+from hk_effects._src.haiku import nesting
+
+_LOOPS = ("hk.scan", "hk.fori_loop", "hk.while_loop", "hk.layer_stack")
+
+
+@dataclasses.dataclass(eq=False)
+class _Entered:
+  """What a boundary call knew outside, before its body ran."""
+
+  token: Any  # The Haiku transform it was called in.
+  lifts_before: int
+  outside_prev: str  # Path prefix of `token` seen from the enclosing frame.
+  outside_home: dict  # Same, seen from each handler call starting here.
+
+
+@dataclasses.dataclass(eq=False)
+class _Frame:
+  """One traced run of a boundary's body."""
+
+  boundary: boundaries.Boundary
+  entered: _Entered
+  token: Any  # The Haiku transform the body runs in.
+  layer_prefix: str  # hk.layer_stack's name, which its body's paths lack.
+  index: Any  # Iteration or member index (traced), None where none.
+
+
+@dataclasses.dataclass(eq=False)
+class HandlerCall:
+  """One running call of an intervention handler."""
+
+  scope: Any  # binding.HandlerScope.
+  start: int  # Frames already open when it started.
+  spec: Any  # What the handler intervenes with (its own type).
+  seen: dict = dataclasses.field(default_factory=dict)  # path -> tag.
+  matched: set = dataclasses.field(default_factory=set)  # Selector indices.
+  # (path, frames) -> tells, for handlers that refuse a path told twice.
+  tells: dict = dataclasses.field(default_factory=dict)
+
+
+class _ThreadState(threading.local):
+
+  def __init__(self):
+    self.frames: list[_Frame] = []
+    self.calls: list[HandlerCall] = []
+
+
+_state = _ThreadState()
+
+
+@contextlib.contextmanager
+def handler_call(scope, spec: Any) -> Iterator[HandlerCall]:
+  """Registers a running intervention handler call (``scope`` its binding
+  scope) for the duration of its body."""
+  call = HandlerCall(scope, len(_state.frames), spec)
+  _state.calls.append(call)
+  try:
+    yield call
+  finally:
+    _state.calls.remove(call)
+
+
+def current_call(handler) -> HandlerCall:
+  """The innermost running call of ``handler``."""
+  for call in reversed(_state.calls):
+    if call.scope.handler is handler:
+      return call
+  raise effect_base.UnhandledEffectError(
+      f"{handler!r} rewrote a side output while not running."
+  )
+
+
+class _InterventionsAtBoundaries(boundaries.BoundaryEffect):
+  """Keeps the frame stack (see the module docstring)."""
+
+  def active(self) -> bool:
+    return bool(_state.calls)
+
+  def wants_index(self, boundary: boundaries.Boundary) -> bool:
+    return boundary.kind in _LOOPS
+
+  def wants_member(self, boundary: boundaries.Boundary) -> bool:
+    return boundary.kind == "hk.vmap"
+
+  def enter(self, boundary: boundaries.Boundary) -> _Entered:
+    frames = _state.frames
+    # What deliver() will prefix when the values leave this boundary: the
+    # nesting seen from the enclosing target (side_output_transport).
+    outside_prev = nesting.prefix_from(frames[-1].token) if frames else ""
+    outside_home = {
+        id(c): nesting.prefix_from(c.scope.token)
+        for c in _state.calls
+        if c.start == len(frames)
+    }
+    return _Entered(
+        nesting.transform_token(),
+        nesting.lifts_done(),
+        outside_prev,
+        outside_home,
+    )
+
+  @contextlib.contextmanager
+  def body(self, boundary, body, state: _Entered):
+    layer_prefix = ""
+    if boundary.relative:
+      layer_prefix = nesting.lift_prefix_since(
+          state.lifts_before, state.token, running=True
+      )
+    index = body.index if boundary.kind in _LOOPS + ("hk.vmap",) else None
+    if index is not None and boundary.reverse and boundary.length is not None:
+      # The index counts steps as they run; values stack by position.
+      index = boundary.length - 1 - index
+    frame = _Frame(
+        boundary, state, nesting.transform_token(), layer_prefix, index
+    )
+    _state.frames.append(frame)
+    try:
+      yield
+    finally:
+      _state.frames.remove(frame)
+
+
+boundaries.register(_InterventionsAtBoundaries())
+
+
+def _frames(call: HandlerCall) -> list[_Frame]:
+  return _state.frames[call.start :]
+
+
+def site_path(call: HandlerCall, site: binding.Site) -> str:
+  """The path ``CollectingSideOutputs`` would report for ``site`` told now,
+  seen from handler call ``call``."""
+  parts = []
+  frames = _frames(call)
+  for j, frame in enumerate(frames):
+    entered = frame.entered
+    parts.append(
+        entered.outside_home.get(id(call), "")
+        if j == 0
+        else entered.outside_prev
+    )
+    parts.append(frame.layer_prefix)
+  last = frames[-1].token if frames else call.scope.token
+  parts += [nesting.prefix_from(last), site.module_path, site.attribute_path]
+  return "/".join(p for p in parts if p)
+
+
+def loop_axes(call: HandlerCall) -> list[tuple[str, Any, Any]]:
+  """(wrapper kind, length, traced index) of the loops and ``hk.vmap`` s
+  between ``call``'s handler and the tell, outermost first."""
+  return [
+      (f.boundary.kind, f.boundary.length, f.index)
+      for f in _frames(call)
+      if f.index is not None
+  ]
+
+
+def count_tell(call: HandlerCall, path: str) -> int:
+  """Counts a tell at ``path`` in the innermost body running; returns how
+  many were made there (1 for the first)."""
+  key = (path, tuple(_frames(call)))
+  call.tells[key] = call.tells.get(key, 0) + 1
+  return call.tells[key]
+
+
+@effect_base.pytree_dataclass
+class _IntervenedRequest(side_output.SideOutputRequest):
+  """A side-output request whose ``tell`` applies ``interventions`` (innermost
+  handler first) to the value before any collector gets it."""
+
+  interventions: tuple = effect_base.static_field(default=())
+
+  def tell(self, value: Any) -> Any:
+    for intervention in self.interventions:
+      value = intervention(value)
+    return value
+
+
+def intervened(
+    request: side_output.SideOutputRequest, intervention: Any
+) -> side_output.SideOutputRequest:
+  """``request`` with ``intervention`` (called with the told value) added."""
+  earlier = getattr(request, "interventions", ())
+  return _IntervenedRequest(
+      request.tag, request.mode, interventions=earlier + (intervention,)
+  )
+
+
+def as_arrays(value: Any, where: str) -> Any:
+  def convert(leaf):
+    try:
+      return jnp.asarray(leaf)
+    except TypeError as e:
+      raise TypeError(
+          f"{where} was told {leaf!r}, which is not an array."
+      ) from e
+
+  return jax.tree_util.tree_map(convert, value)
+
+
+def form(tree: Any) -> Any:
+  """Shapes and dtypes of a PyTree of arrays, for messages."""
+  return jax.tree_util.tree_map(
+      lambda x: f"{jnp.dtype(x.dtype).name}{list(x.shape)}", tree
+  )
+
+
+def sliced(replacement: Any, value: Any, axes, where: str, what: str) -> Any:
+  """``replacement`` for one told ``value``: as given where it has the
+  value's shape, else sliced to the running iteration / member where it is
+  stacked over the enclosing loops and ``hk.vmap`` s (``axes``, outermost
+  first), as ``CollectingSideOutputs`` returns the values of such a site."""
+  lengths = [length for _, length, _ in axes]
+  if jax.tree_util.tree_structure(replacement) != jax.tree_util.tree_structure(
+      value
+  ):  # type: ignore[operator]
+    raise ValueError(
+        f"{where}: the {what} has structure "
+        f"{jax.tree_util.tree_structure(replacement)}, but the value told "
+        f"there has {jax.tree_util.tree_structure(value)} ({form(value)}). "
+        f"Give a {what} of the told value's structure."
+    )
+
+  def one(r, v):
+    r = jnp.asarray(r)
+    stacked = tuple(lengths) + tuple(v.shape)
+    if r.dtype != v.dtype:
+      raise ValueError(
+          f"{where}: the {what} has dtype {r.dtype}, but the value told there "
+          f"has dtype {v.dtype} (shape {list(v.shape)}). Cast it, e.g. "
+          f"`.astype(jnp.{v.dtype})`."
+      )
+    if r.shape == v.shape:
+      return r
+    accepted = f"{list(v.shape)}"
+    if axes:
+      kinds = ", ".join(kind for kind, _, _ in axes)
+      accepted += (
+          f" (every iteration) or {list(stacked)} (one slice per "
+          f"iteration / member of the enclosing {kinds}, as "
+          "CollectingSideOutputs stacks them)"
+      )
+    if r.ndim != len(stacked) or r.shape[len(lengths) :] != v.shape:
+      raise ValueError(
+          f"{where}: the {what} has shape {list(r.shape)}, but the value told "
+          f"there has shape {list(v.shape)}; give shape {accepted}."
+      )
+    for (kind, length, _), n in zip(axes, r.shape):
+      if length is None:
+        raise ValueError(
+            f"{where}: the {what} of shape {list(r.shape)} is stacked over "
+            f"{kind}, whose length is not known when it is traced (traced "
+            "bounds), so it cannot be sliced safely. Give a value of the told "
+            f"shape {list(v.shape)}, or loop with static bounds."
+        )
+      if n != length:
+        raise ValueError(
+            f"{where}: the {what} has shape {list(r.shape)}, but the value "
+            f"told there has shape {list(v.shape)}; give shape {accepted}."
+        )
+    for _, _, index in axes:
+      r = r[index]
+    return r
+
+  return jax.tree_util.tree_map(one, replacement, value)
+
+
+def closest(selector: Any, seen: dict) -> str:
+  """The paths (and tags) in ``seen`` nearest to ``selector``, for
+  messages."""
+  if not seen:
+    return (
+        "no side output reached this handler (a handler inside it, such "
+        "as a CollectingSideOutputs it wraps, claims what it tells "
+        "first: put intervention handlers innermost)"
+    )
+  paths = list(seen)
+  if isinstance(selector, str):
+    near = difflib.get_close_matches(selector, paths, n=3, cutoff=0.3)
+    tags = sorted({repr(t) for t in seen.values()})
+    near_tags = difflib.get_close_matches(repr(selector), tags, n=2, cutoff=0.3)
+    text = f"closest paths: {near or paths[:5]}"
+    return text + (f"; tags: {near_tags}" if near_tags else "")
+  return f"paths seen: {paths[:8]}" + (" ..." if len(paths) > 8 else "")

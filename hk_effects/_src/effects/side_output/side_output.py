@@ -1,0 +1,392 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""The side-output effect: layers report a value with ``tell(value)``.
+
+A side output (an intermediate activation, an auxiliary loss) flows *out* of
+the model: ``CollectingSideOutputs`` returns ``(out, [SideOutputValue, ...])``
+in call order, each value with the path of the module and attribute that told
+it. An unhandled ``tell`` does nothing, so a model that reports intermediates
+runs unchanged without a collector.
+
+Each request declares once how repeated tells at its site combine (``mode``):
+
+* ``"append"`` (default): every tell is kept; inside ``hk.scan``,
+  ``hk.map``, ``hk.fori_loop`` and ``hk.layer_stack`` the values come back as
+  one ``SideOutputValue`` per telling site, stacked on a new leading axis;
+* ``"last"``: one value per site, the last one told (inside loops, the value
+  of the last iteration to run);
+* ``"sum"``: one value per site, the sum of all values told;
+* ``hke.Reduce(init_fn, reduce_fn)``: one value per site, folded from all
+  values told with ``reduce_fn`` (``side_output_reduce.py``).
+
+Inside ``hk.vmap`` each member applies the mode to its own tells and the
+result is batched on a leading axis; inside ``hk.remat`` values are unchanged.
+Inside a branch of ``hk.cond`` / ``hk.switch`` a value comes back as the taken
+branch's; a site told in only some branches is zeros where its branch was
+not taken, and ``SideOutputValue.present`` says whether it was told.
+``hk.while_loop`` and ``hk.fori_loop`` with traced bounds carry ``"last"``
+and ``"sum"`` sites in the loop state (``"append"`` there is an error: the
+number of values is not static). ``side_output_transport.py`` explains how
+values leave these wrappers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Protocol
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+from hk_effects._src.core import binding
+from hk_effects._src.core import effect_base
+from hk_effects._src.effects.side_output import (
+    side_output_transport as transport,
+)
+from hk_effects._src.effects.side_output.side_output_reduce import Reduce
+from hk_effects._src.haiku import haiku_internals as hki
+
+
+class SideOutputEffect(Protocol):
+  """Protocol of the side-output effect.
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class Square(hk.Module):
+  ...   def __init__(self, name=None):
+  ...     super().__init__(name=name)
+  ...     self.out = hke.SideOutputRequest("sq")  # a SideOutputEffect
+  ...   def __call__(self, x):
+  ...     return self.out.tell(x * x)
+  >>> f = hke.transform(hke.handlers.CollectingSideOutputs.handling(
+  ...     lambda x: Square()(x), tag="sq"))
+  >>> out, told = f.apply({}, None, jnp.arange(3.0))
+  >>> [(t.path, t.value.tolist()) for t in told]
+  [('square/out', [0.0, 1.0, 4.0])]
+  """
+
+  def tell(self, value: Any) -> Any:
+    """Reports ``value`` (a PyTree of arrays) to the collecting handler and
+    returns it, so ``x = self.out.tell(x)`` marks an intervention site."""
+
+
+def _check_mode(mode: Any) -> None:
+  if not isinstance(mode, Reduce) and mode not in transport.MODES:
+    raise ValueError(
+        f"Unknown side-output mode {mode!r}; use one of "
+        f"{transport.MODES!r} ('append' keeps every value, 'last' the last "
+        "one, 'sum' adds them) or hke.Reduce(init_fn, reduce_fn)."
+    )
+
+
+@effect_base.pytree_dataclass
+class SideOutputRequest(effect_base.EffectRequest):
+  """Requests to report values under ``tag``; ``tell`` is a no-op if unhandled.
+
+  Args:
+    tag: the name collectors select by.
+    mode: how repeated tells at this site combine: ``"append"`` (default),
+      ``"last"``, ``"sum"`` or a ``hke.Reduce`` (see the module docstring).
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class Double(hk.Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.report = hke.SideOutputRequest("half")
+  ...   def __call__(self, x):
+  ...     self.report.tell(x)
+  ...     return 2 * x
+  >>> f = hke.transform(lambda x: Double()(x), apply_rng=False)
+  >>> print(f.apply({}, jnp.ones(2)))  # Unhandled: tell does nothing.
+  [2. 2.]
+  """
+
+  tag: Any = effect_base.static_field()
+  mode: Any = effect_base.static_field(default="append")
+
+  def __post_init__(self):
+    _check_mode(self.mode)
+
+  @classmethod
+  def effect_protocol(cls):
+    return SideOutputEffect
+
+  @classmethod
+  def suggested_handler(cls) -> str:
+    return "hke.handlers.CollectingSideOutputs.handling(forward)"
+
+  def describe(self) -> str:
+    suffix = "" if self.mode == "append" else f", {self.mode}"
+    return f"side output {self.tag!r}{suffix}"
+
+  def tell(self, value: Any) -> Any:
+    """Returns ``value``: an unhandled side output is dropped by design
+    (S4). (Rewritten requests of patching handlers return a replacement.)"""
+    return value
+
+
+@effect_base.pytree_dataclass
+class HandledSideOutputRef(effect_base.HandledEffectRef):
+  """A side-output request claimed by a collector.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> hke.HandledSideOutputRef(hke.SideOutputRequest("a"),
+  ...                          handler_id="h").request.tag
+  'a'
+  """
+
+
+@dataclasses.dataclass(frozen=True)
+class SideOutputValue:
+  """One collected value with where it came from.
+
+  ``path`` is the telling module's Haiku name and the request's attribute
+  path, joined by ``/`` (``"mlp/~/linear_1/tell_intermediate/intermediate"``);
+  ``hke.tell`` outside a module gives ``"~/tell"``. ``present`` says whether
+  the value was told: a boolean array where it was told inside a branch of
+  ``hk.cond`` / ``hk.switch`` (or a loop with traced bounds), False where
+  that branch was not taken (``value`` is zeros there), stacked and batched
+  with ``value`` by enclosing loops and ``hk.vmap``; ``numpy.True_`` where
+  it was told unconditionally. ``path`` and ``tag`` are static PyTree
+  metadata, ``value`` a child, and ``present`` a child unless it is that
+  static ``True`` (so the PyTree of an unconditional value is unchanged).
+
+  Example:
+
+  >>> import jax
+  >>> v = SideOutputValue(path="block/probe", tag="act", value=1.0)
+  >>> jax.tree_util.tree_leaves(v), bool(v.present)
+  ([1.0], True)
+  """
+
+  path: str
+  tag: Any
+  value: Any
+  present: Any = transport.ALWAYS
+
+
+def _flatten_value(v: SideOutputValue):
+  if v.present is transport.ALWAYS:
+    return ((jax.tree_util.GetAttrKey("value"), v.value),), (
+        v.path,
+        v.tag,
+        False,
+    )
+  return (
+      (
+          (jax.tree_util.GetAttrKey("value"), v.value),
+          (jax.tree_util.GetAttrKey("present"), v.present),
+      ),
+      (v.path, v.tag, True),
+  )
+
+
+def _unflatten_value(aux, children):
+  path, tag, _ = aux
+  return SideOutputValue(path, tag, *children)
+
+
+# Not jax.tree_util.register_dataclass: whether `present` is a child depends
+# on the value (static True adds no leaf, so no output to a jitted apply).
+jax.tree_util.register_pytree_with_keys(
+    SideOutputValue, _flatten_value, _unflatten_value
+)
+
+
+def _as_arrays(value: Any, site: binding.Site, tag: Any) -> Any:
+  def convert(leaf):
+    try:
+      return jnp.asarray(leaf)
+    except TypeError as e:
+      raise TypeError(
+          f"Side output {tag!r} at {site} was told {leaf!r} of type "
+          f"{type(leaf).__name__}, which is not an array. Tell PyTrees of "
+          "arrays or numbers (convert with jnp.asarray)."
+      ) from e
+
+  return jax.tree_util.tree_map(convert, value)
+
+
+def _tell(
+    scope: binding.HandlerScope,
+    site: binding.Site,
+    tag: Any,
+    mode: str,
+    value: Any,
+) -> None:
+  told = transport.Told(scope, site, tag, mode)
+  transport.deliver(told, _as_arrays(value, site, tag))
+
+
+class SideOutputRuntimeImpl(effect_base.EffectRuntimeImpl):
+  """Hands told values to the collector (through any Haiku wrapper between).
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> issubclass(SideOutputRuntimeImpl, hke.EffectRuntimeImpl)
+  True
+  """
+
+  __slots__ = ("request",)
+
+  def __init__(self, scope, site, request: SideOutputRequest):
+    super().__init__(scope, site)
+    self.request = request
+
+  def tell(self, value: Any) -> Any:
+    self.check_alive()
+    # A request rewritten by a patching or perturbing handler
+    # (intervention_sites.py) returns the value it replaces `value` with.
+    value = self.request.tell(value)
+    _tell(self.scope, self.site, self.request.tag, self.request.mode, value)
+    return value
+
+
+class CollectingSideOutputs(effect_base.EffectHandler):
+  """Collects side outputs: ``h(arg)`` returns ``(body(arg), values)``.
+
+  ``values`` is a list of ``SideOutputValue`` in call order. With neither
+  ``tag`` nor ``tag_predicate`` every side output is collected.
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> def forward(x):
+  ...   x = hke.TellIntermediate("act", name="probe")(x + 1)
+  ...   return 2 * x
+  >>> f = hke.transform(hke.handlers.CollectingSideOutputs.handling(forward),
+  ...                   apply_rng=False)
+  >>> out, values = f.apply({}, jnp.zeros(2))
+  >>> print(out, values[0].path, values[0].tag, values[0].value)
+  [2. 2.] probe/intermediate act [1. 1.]
+  """
+
+  def __init__(self, body, tag, tag_predicate, handler_id):
+    if tag is not None and tag_predicate is not None:
+      raise ValueError(
+          f"CollectingSideOutputs.handling got both tag={tag!r} and "
+          f"tag_predicate={tag_predicate!r}; pass one of them (or neither, to "
+          "collect every tag)."
+      )
+    if tag_predicate is not None and not callable(tag_predicate):
+      raise TypeError(
+          "tag_predicate must be a callable taking a tag and returning a "
+          f"bool; got {tag_predicate!r}."
+      )
+    self.tag = tag
+    self.tag_predicate = tag_predicate
+    predicate_name = getattr(tag_predicate, "__qualname__", repr(tag_predicate))
+    super().__init__(body, handler_id, config=f"{tag!r}|{predicate_name}")
+
+  @classmethod
+  def handling(
+      cls,
+      body: Callable[[Any], Any],
+      tag: Any = None,
+      tag_predicate: Callable[[Any], bool] | None = None,
+      handler_id: str | None = None,
+  ) -> "CollectingSideOutputs":
+    """Builds the collector around ``body``.
+
+    Args:
+      body: one-argument forward function.
+      tag: collect only side outputs with this tag.
+      tag_predicate: collect the side outputs whose tag it accepts.
+      handler_id: explicit id (inferred if None).
+
+    Returns:
+      The handler; calling it returns ``(body(arg), [SideOutputValue, ...])``.
+    """
+    return cls(body, tag, tag_predicate, handler_id)
+
+  @classmethod
+  def effect_protocol(cls):
+    return SideOutputEffect
+
+  def claims(self, request):
+    if not isinstance(request, SideOutputRequest):
+      return False
+    if self.tag is not None:
+      return request.tag == self.tag
+    if self.tag_predicate is not None:
+      return bool(self.tag_predicate(request.tag))
+    return True
+
+  def make_ref(self, request):
+    return HandledSideOutputRef(request, handler_id=self.handler_id)
+
+  def runtime_impl(self, scope, ref, site):
+    return SideOutputRuntimeImpl(scope, site, ref.request)
+
+  def __call__(self, arg):
+    with binding.handler_scope(self) as scope:
+      with transport.collecting(scope) as collected:
+        out = self.body(arg)
+    values = [
+        SideOutputValue(told.path, told.tag, value, present)
+        for told, value, present in zip(
+            collected.told, collected.values, collected.presents
+        )
+    ]
+    return out, values
+
+
+def tell(tag: Any, value: Any, mode: str = "append") -> Any:
+  """Tells ``value`` under ``tag`` from anywhere inside a forward function.
+
+  The functional form of ``SideOutputRequest(tag, mode).tell(value)``, for
+  code outside modules (or between Haiku wrappers): the innermost running
+  collector that claims the tag gets it, with path ``<current module>/tell``
+  (``~/tell`` outside modules). With no collector it does nothing. Returns
+  ``value``, or what a ``PatchingSideOutputs`` / ``PerturbingSideOutputs``
+  around it makes of it.
+
+  Example:
+
+  >>> import jax.numpy as jnp, hk_effects as hke
+  >>> def forward(x):
+  ...   hke.tell("input_norm", jnp.linalg.norm(x))
+  ...   return x
+  >>> f = hke.transform(hke.handlers.CollectingSideOutputs.handling(forward),
+  ...                   apply_rng=False)
+  >>> _, values = f.apply({}, jnp.array([3.0, 4.0]))
+  >>> print(values[0].path, float(values[0].value))
+  ~/tell 5.0
+  """
+  request = SideOutputRequest(tag, mode)
+  site = None
+  for scope in reversed(binding.active_scopes()):
+    if not binding.handler_claims(scope.handler, request):
+      continue
+    if site is None:
+      module_path = (
+          hk.experimental.current_name() if hki.inside_transform() else "~"
+      )
+      site = binding.Site(module_path, "tell")
+    if scope.handler.rewrites:
+      # A patching or perturbing handler: outer handlers get its rewrite.
+      request = scope.handler.rewrite(request, site)
+      continue
+    value = request.tell(value)
+    _tell(scope, site, tag, mode, value)
+    return value
+  return request.tell(value)

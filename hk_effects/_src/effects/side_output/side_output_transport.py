@@ -1,0 +1,767 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""How told values reach their collector through Haiku's wrappers.
+
+A value told inside ``hk.scan``, ``hk.vmap``, ``hk.remat``, ``hk.fori_loop``
+or ``hk.layer_stack`` is a tracer of the body's trace; kept in a Python list
+it would leak, and Haiku state keeps only the last iteration (and is refused
+by the stateless ``hk.transform``). So side outputs take part at Haiku's
+boundaries (``hk_effects._src.haiku.boundaries``) and ride out as *extra outputs* of
+the wrapped body:
+
+1. each told value goes to the innermost *target* on a thread-local stack:
+   the collector's home (its own trace level) or a *transport* pushed inside
+   a boundary's body;
+2. when the body returns, the transport's values are the body's extra
+   outputs, so JAX stacks them (loops), batches them (``hk.vmap``) or passes
+   them through (``hk.remat``) exactly like the body's own outputs;
+3. after the wrapper they are told again at its level ("sum" and "last"
+   reduced over the stacked axis), where the next target (an enclosing
+   transport, or the collector) takes them. Only static metadata (site, tag,
+   mode) stays on the Python side.
+
+Branches and while loops take part too. The branches of ``hk.cond`` /
+``hk.switch`` must return one structure, so every branch returns the same
+*plan* of entries: a site told in only some branches is zeros where its
+branch was not taken, with a ``present`` flag that says whether it was told
+(static ``True``, costing nothing, where a value is told unconditionally).
+The plan is learned from a first trace; only when the branches' entries
+differ are they traced once more with it (``BoundaryEffect.retrace``).
+``hk.while_loop`` and ``hk.fori_loop`` with traced bounds carry their
+``"last"`` and ``"sum"`` sites in the loop state the same way: each
+iteration starts from the carried values, as straight-line code would.
+
+A value is accepted only where the current JAX trace is the target's own,
+so no tracer can leak: under a raw JAX transform the tell raises
+``RawTransformError``, inside a Haiku wrapper hk_effects did not see
+``BoundaryBypassError``, and where a value cannot be carried out
+(``mode="append"`` in a while loop, inside ``hk.grad`` or
+``hk.eval_shape``) ``SideOutputPlacementError`` saying what to do instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import threading
+from typing import Any, Callable, Iterator
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hk_effects._src.core import binding
+from hk_effects._src.core import effect_base
+from hk_effects._src.effects.side_output.side_output_reduce import Reduce
+from hk_effects._src.haiku import boundaries
+from hk_effects._src.haiku import haiku_internals as hki
+from hk_effects._src.haiku import nesting
+from hk_effects._src.haiku import raw_transforms
+
+# The `present` of a value told unconditionally: static, so nothing is
+# traced for it.
+ALWAYS = np.True_
+
+
+@dataclasses.dataclass(frozen=True)
+class Reduction:
+  """How a reducing mode folds the values told at one site (leaf by leaf;
+  ``hke.Reduce`` modes fold whole values: see ``_reducing``).
+
+  ``combine(earlier, later)`` folds two tells in telling order;
+  ``over_axis(stacked, reverse)`` folds a loop's values stacked on axis 0
+  in the order the iterations ran (None: nothing was told);
+  ``over_axis_where(stacked, present, reverse)`` does the same where some
+  iterations did not tell (``present`` False there, their values zeros).
+  ``zeros_are_identity``: combining with zeros changes nothing, so an
+  untold value (zeros) needs no select.
+  """
+
+  combine: Callable[[Any, Any], Any]
+  over_axis: Callable[[Any, bool], Any]
+  over_axis_where: Callable[[Any, Any, bool], Any]
+  zeros_are_identity: bool = False
+
+
+def _last_over_axis(stacked: Any, reverse: bool) -> Any:
+  if stacked.shape[0] == 0:
+    return None  # No iteration ran, so nothing was told.
+  # The last iteration to run is index 0 of a reversed loop.
+  return stacked[0 if reverse else -1]
+
+
+def _last_where(stacked: Any, present: Any, reverse: bool) -> Any:
+  n = stacked.shape[0]
+  if n == 0:
+    return jnp.zeros(stacked.shape[1:], stacked.dtype)
+  position = jnp.arange(n).reshape((n,) + (1,) * (present.ndim - 1))
+  if reverse:
+    chosen = jnp.min(jnp.where(present, position, n - 1), axis=0)
+  else:
+    chosen = jnp.max(jnp.where(present, position, 0), axis=0)
+  index = jnp.broadcast_to(
+      _trailing(chosen[None], stacked.ndim), (1,) + stacked.shape[1:]
+  )
+  # Where no iteration told, `chosen` picks a zero-padded one.
+  return jnp.take_along_axis(stacked, index, axis=0)[0]
+
+
+REDUCTIONS: dict[str, Reduction] = {
+    "last": Reduction(
+        combine=lambda earlier, later: later,
+        over_axis=_last_over_axis,
+        over_axis_where=_last_where,
+    ),
+    "sum": Reduction(
+        combine=jnp.add,
+        over_axis=lambda v, reverse: jnp.sum(v, axis=0, dtype=v.dtype),
+        over_axis_where=lambda v, p, reverse: jnp.sum(v, axis=0, dtype=v.dtype),
+        zeros_are_identity=True,
+    ),
+}
+MODES = ("append", *REDUCTIONS)
+
+
+class SideOutputPlacementError(ValueError):
+  """A side output was told where it cannot be carried out.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> issubclass(hke.SideOutputPlacementError, ValueError)
+  True
+  """
+
+
+SideOutputPlacementError.__module__ = "hk_effects"
+
+
+@dataclasses.dataclass(frozen=True)
+class Told:
+  """Static description of one told value: who collects it and how."""
+
+  scope: Any  # The collecting handler's binding.HandlerScope.
+  site: binding.Site
+  tag: Any
+  mode: Any  # One of MODES, or a Reduce.
+  # A Reduce-mode value that is already a partial accumulator (a loop's, a
+  # branch's).
+  reduced: bool = False
+
+  @property
+  def path(self) -> str:
+    return f"{self.site.module_path}/{self.site.attribute_path}"
+
+
+class Accumulator:
+  """Told values in call order; reducing modes keep one entry per site.
+
+  ``presents[i]`` is ``ALWAYS`` or a boolean array: whether entry ``i``
+  was told (False where only an untaken branch told it).
+  """
+
+  def __init__(self):
+    self.told: list[Told] = []
+    self.values: list[Any] = []
+    self.presents: list[Any] = []
+    self._index: dict[tuple[Any, ...], int] = {}
+
+  def add(self, told: Told, value: Any, present: Any = ALWAYS) -> None:
+    if told.mode == "append":
+      self.told.append(told)
+      self.values.append(value)
+      self.presents.append(present)
+      return
+    key = (id(told.scope), told.site, told.tag, told.mode)
+    i = self._index.get(key)
+    if isinstance(told.mode, Reduce) and not told.reduced:
+      # A told value becomes an accumulator: reduce_fn(init_fn(), value),
+      # also where the earlier one may be untold.
+      if i is None:
+        value = told.mode.first(_where(told), value)
+      else:
+        alone = (
+            None
+            if self.presents[i] is ALWAYS
+            else told.mode.first(_where(told), value)
+        )
+        self.values[i], self.presents[i] = _combine(
+            told, self.values[i], self.presents[i], value, present, alone=alone
+        )
+        return
+    if i is None:
+      self._index[key] = len(self.values)
+      self.told.append(
+          dataclasses.replace(told, reduced=False) if told.reduced else told
+      )
+      self.values.append(value)
+      self.presents.append(present)
+    else:
+      self.values[i], self.presents[i] = _combine(
+          told, self.values[i], self.presents[i], value, present
+      )
+
+  def keys(self) -> list[tuple[Told, int]]:
+    """One key per entry: the site and, for "append", which of its tells."""
+    counts: dict[Told, int] = {}
+    keys = []
+    for told in self.told:
+      keys.append((told, counts.get(told, 0)))
+      counts[told] = keys[-1][1] + 1
+    return keys
+
+
+def _shapes(tree: Any) -> Any:
+  return jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), tree)
+
+
+def _check_alike(told: Told, a: Any, b: Any, why: str) -> None:
+  if jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(
+      b
+  ) or _shapes(  # type: ignore[operator]
+      a
+  ) != _shapes(
+      b
+  ):
+    raise ValueError(
+        f"Side output {told.tag!r} (mode={told.mode!r}) at {told.site} was "
+        f"told values of different structure or shape: {_shapes(a)} and "
+        f"{_shapes(b)}. {why} so they must match; tell values of one shape, "
+        "or use mode='append'."
+    )
+
+
+def _trailing(x: Any, ndim: int) -> Any:
+  """``x`` with trailing unit axes up to ``ndim``: a flag of a value's
+  leading (stacked, batched) axes, broadcast against the value."""
+  return jnp.reshape(x, jnp.shape(x) + (1,) * (ndim - jnp.ndim(x)))
+
+
+def _either(a: Any, b: Any) -> Any:
+  ndim = max(jnp.ndim(a), jnp.ndim(b))
+  return jnp.logical_or(_trailing(a, ndim), _trailing(b, ndim))
+
+
+def _where(told: Told) -> str:
+  return f"Side output {told.tag!r} ({told.mode}) at {told.site}"
+
+
+def _reducing(told: Told) -> tuple[Callable[[Any, Any], Any], bool]:
+  """The mode's ``(combine of whole values, zeros_are_identity)``."""
+  mode = told.mode
+  if isinstance(mode, Reduce):
+    if told.reduced:  # A partial accumulator (a loop's, a branch's).
+      return functools.partial(mode.merge, _where(told)), False
+    return functools.partial(mode.fold, _where(told)), False
+  reduction = REDUCTIONS[mode]
+  return (
+      functools.partial(jax.tree_util.tree_map, reduction.combine),
+      reduction.zeros_are_identity,
+  )
+
+
+def _combine(
+    told: Told, a: Any, pa: Any, b: Any, pb: Any, alone: Any = None
+) -> tuple[Any, Any]:
+  """Folds the later tell ``b`` into ``a`` as straight-line code would; an
+  untold side (present False) leaves the other as it is (``alone``: what
+  ``b`` is without ``a``, where that is not ``b`` itself)."""
+  combine, zeros_are_identity = _reducing(told)
+  if told.mode == "sum":
+    _check_alike(told, a, b, "'sum' adds every value told at one site,")
+  elif not isinstance(told.mode, Reduce) and (
+      pa is not ALWAYS or pb is not ALWAYS
+  ):
+    _check_alike(
+        told,
+        a,
+        b,
+        "A value told conditionally keeps the earlier "
+        "one where it was not told,",
+    )
+  tree_map = jax.tree_util.tree_map
+  combined = combine(a, b)
+  if not zeros_are_identity:
+    if pb is not ALWAYS:
+      combined = tree_map(
+          lambda c, x: jnp.where(_trailing(pb, c.ndim), c, x), combined, a
+      )
+    if pa is not ALWAYS:
+      combined = tree_map(
+          lambda c, y: jnp.where(_trailing(pa, c.ndim), c, y),
+          combined,
+          b if alone is None else alone,
+      )
+  present = ALWAYS if pa is ALWAYS or pb is ALWAYS else _either(pa, pb)
+  return combined, present
+
+
+@dataclasses.dataclass(eq=False)
+class _Target:
+  kind: str  # "home", "transport" or "barrier".
+  name: str
+  level: Any
+  scope: Any = None
+  accumulator: Accumulator | None = None
+  # The Haiku transform the target lives in (hk_effects._src.haiku.nesting), and
+  # whether it runs init.
+  token: Any = None
+  init: bool = False
+  # A while loop's body: its values are carried from iteration to iteration.
+  carried: bool = False
+
+
+class _ThreadState(threading.local):
+
+  def __init__(self):
+    self.targets: list[_Target] = []
+    self.collectors = 0
+
+
+_state = _ThreadState()
+
+
+@contextlib.contextmanager
+def _pushed(target: _Target) -> Iterator[_Target]:
+  _state.targets.append(target)
+  try:
+    yield target
+  finally:
+    _state.targets.remove(target)
+
+
+@contextlib.contextmanager
+def collecting(scope) -> Iterator[Accumulator]:
+  """Makes ``scope`` a collector whose home is the current trace level."""
+  accumulator = Accumulator()
+  target = _Target(
+      "home",
+      "collector",
+      hki.JaxTraceLevel.current(),
+      scope=scope,
+      accumulator=accumulator,
+      token=nesting.transform_token(),
+      init=hki.inside_transform() and hk.running_init(),
+  )
+  _state.collectors += 1
+  try:
+    with _pushed(target):
+      yield accumulator
+  finally:
+    _state.collectors -= 1
+
+
+def deliver(told: Told, value: Any, present: Any = ALWAYS) -> None:
+  """Gives ``value`` to the innermost target between here and its collector."""
+  target = None
+  for candidate in reversed(_state.targets):
+    if candidate.kind != "home" or candidate.scope is told.scope:
+      target = candidate
+      break
+  if target is None:
+    raise SideOutputPlacementError(
+        f"Side output {told.tag!r} at {told.site} was told after its "
+        f"collector {told.scope.handler_id!r} returned. Call the module "
+        "inside the collector's body."
+    )
+  if target.kind == "barrier":
+    raise SideOutputPlacementError(
+        f"Side output {told.tag!r} at {told.site} was told inside "
+        f"{target.name}, whose body cannot return extra outputs (hk.grad "
+        "and hk.eval_shape have no place for them), so the value cannot "
+        "reach the collector. Return the value from the body and tell it "
+        f"after {target.name} (hke.tell(tag, value) works outside modules)."
+    )
+  if target.carried and told.mode == "append":
+    raise SideOutputPlacementError(
+        f"Side output {told.tag!r} (mode='append') at {told.site} was told "
+        f"inside {target.name}, which runs an unknown number of iterations, "
+        "so its values have no fixed shape to come back in. Use "
+        "mode='last' or mode='sum' (carried in the loop state), or a loop "
+        "with a static length (hk.scan, hk.fori_loop with Python int "
+        "bounds), which stacks appended values."
+    )
+  if hki.JaxTraceLevel.current() != target.level:
+    if target.init and nesting.transform_token() is not target.token:
+      # A nested transform's init under a raw JAX transform (hk.lift of a
+      # jax.vmap'ed init: an ensemble). init returns parameters and states
+      # only, so what is told during it never reaches the user anyway.
+      return
+    where = f"Side output {told.tag!r} at {told.site}"
+    if hki.inside_transform():
+      raw_transforms.check_no_raw_transform(
+          told.site, "SideOutputEffect", "tell"
+      )
+      boundaries.check_entered(where)
+    raise SideOutputPlacementError(
+        f"{where} was told under a JAX trace that {target.name} does not "
+        "carry out (a model nested under a raw JAX transform, such as "
+        "jax.vmap(inner.apply)), so the value would leak a tracer. Return "
+        "it from there and tell it outside, or use hk.vmap / hk.scan / "
+        "hk.remat / hk.layer_stack."
+    )
+  if nesting.transform_token() is not target.token:
+    # Told in a model nested in the target's (hk.lift, a re-entrant apply):
+    # its module names get the path of the nesting.
+    prefix = nesting.prefix_from(target.token)
+    if prefix:
+      told = dataclasses.replace(
+          told,
+          site=binding.Site(
+              f"{prefix}/{told.site.module_path}", told.site.attribute_path
+          ),
+      )
+  # Only barriers lack an accumulator, and they raised above.
+  assert target.accumulator is not None
+  target.accumulator.add(told, value, present)
+
+
+def _reduce_stacked(
+    told: Told, value: Any, present: Any, reverse: bool
+) -> tuple[Any, Any] | None:
+  """A loop's stacked values of one entry, reduced by its mode (None:
+  nothing was told)."""
+  if told.mode == "append":
+    return value, present
+  if isinstance(told.mode, Reduce):
+    if present is ALWAYS:
+      merged = told.mode.merge_stacked(_where(told), value, reverse)
+      return None if merged is None else (merged, ALWAYS)
+    return _merge_where(told, value, present, reverse)
+  reduction = REDUCTIONS[told.mode]
+  tree_map = jax.tree_util.tree_map
+  if present is ALWAYS:
+    reduced = tree_map(lambda v: reduction.over_axis(v, reverse), value)
+    if any(
+        v is None
+        for v in jax.tree_util.tree_leaves(reduced, is_leaf=lambda v: v is None)
+    ):
+      return None
+    return reduced, ALWAYS
+  reduced = tree_map(
+      lambda v: reduction.over_axis_where(v, present, reverse), value
+  )
+  return reduced, jnp.any(present, axis=0)
+
+
+def _merge_where(
+    told: Told, stacked: Any, present: Any, reverse: bool
+) -> tuple[Any, Any]:
+  """A loop's partial accumulators merged in the order its iterations ran,
+  skipping those that told nothing (present False)."""
+  tree_map = jax.tree_util.tree_map
+  if present.shape[0] == 0:
+    return (
+        tree_map(lambda v: jnp.zeros(v.shape[1:], v.dtype), stacked),
+        jnp.zeros(present.shape[1:], bool),
+    )
+  if reverse:  # Position 0 of a reversed loop ran last.
+    stacked, present = tree_map(lambda v: v[::-1], (stacked, present))
+  first = tree_map(lambda v: v[0], stacked)
+
+  def step(carry, part):
+    acc, has = carry
+    value, told_here = part
+    acc, has = _combine(
+        dataclasses.replace(told, reduced=True), acc, has, value, told_here
+    )
+    return (acc, has), None
+
+  rest = tree_map(lambda v: v[1:], (stacked, present))
+  (acc, has), _ = jax.lax.scan(step, (first, present[0]), rest)
+  return acc, has
+
+
+@effect_base.pytree_dataclass
+class _Entries:
+  """Extra outputs of a body whose bodies must agree (branches, carried
+  loops): ``layout`` is static, so bodies with different entries have
+  different PyTree structures, and JAX refuses to join them instead of
+  mixing two sites' values."""
+
+  layout: tuple[Any, ...] = effect_base.static_field()
+  values: tuple[Any, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Slot:
+  """One entry of a plan: its key, its abstract value, and the shape of its
+  ``present`` flag (None: told unconditionally in every body)."""
+
+  key: tuple[Told, int]
+  value: Any
+  present_shape: tuple[int, ...] | None
+
+  def same_value(self, other: "_Slot") -> bool:
+    return jax.tree_util.tree_structure(  # type: ignore[operator]
+        self.value
+    ) == jax.tree_util.tree_structure(other.value) and _shapes(
+        self.value
+    ) == _shapes(
+        other.value
+    )
+
+
+def _abstract(tree: Any) -> Any:
+  return jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree
+  )
+
+
+def _structure(tree: Any) -> str:
+  described = jax.tree_util.tree_map(
+      lambda a: f"{a.dtype}[{','.join(map(str, a.shape))}]", tree
+  )
+  return str(described).replace("'", "")
+
+
+def _branch(boundary, number: int) -> str:
+  if boundary.carries == "carried":  # The plan so far, then an iteration.
+    return ("the values carried in", "an iteration")[number]
+  if boundary.kind == "hk.cond":
+    return ("true_fun", "false_fun")[number]
+  return f"branch {number}"
+
+
+def _plan(boundary, bodies: list[tuple[_Slot, ...]]) -> tuple[_Slot, ...]:
+  """The entries every body returns: all bodies' entries in order of first
+  appearance; conditional where some body lacks one."""
+  slots: dict[Any, _Slot] = {}
+  first: dict[Any, int] = {}
+  for number, body in enumerate(bodies):
+    for slot in body:
+      seen = slots.get(slot.key)
+      if seen is None:
+        slots[slot.key], first[slot.key] = slot, number
+      elif not seen.same_value(slot):
+        told = slot.key[0]
+        raise SideOutputPlacementError(
+            f"Side output {told.tag!r} (mode={told.mode!r}) at {told.site} "
+            "was told with different structures in the "
+            f"{'iterations' if boundary.carries == 'carried' else 'branches'}"
+            f" of {boundary.describe()}: {_branch(boundary, first[slot.key])} "
+            f"told {_structure(seen.value)}, {_branch(boundary, number)} "
+            f"told {_structure(slot.value)}. The value after "
+            f"{boundary.describe()} is the one its body left, so every body "
+            "that tells it must tell one structure, shape and dtype; give "
+            "the other a tag of its own."
+        )
+      elif slot.present_shape is not None and (
+          seen.present_shape is None
+          or len(slot.present_shape) > len(seen.present_shape)
+      ):
+        slots[slot.key] = dataclasses.replace(
+            seen, present_shape=slot.present_shape
+        )
+  plan = []
+  for key, slot in slots.items():
+    everywhere = all(any(s.key == key for s in body) for body in bodies)
+    if not everywhere and slot.present_shape is None:
+      slot = dataclasses.replace(slot, present_shape=())
+    plan.append(slot)
+  return tuple(plan)
+
+
+def _fit(plan: tuple[_Slot, ...], keys, values, presents) -> tuple[Any, ...]:
+  """One body's entries in ``plan``'s layout: zeros and ``present`` False
+  for what it did not tell."""
+  by_key = {
+      key: (value, present)
+      for key, value, present in zip(keys, values, presents)
+  }
+  fitted = []
+  for slot in plan:
+    value, present = by_key.get(slot.key, (None, False))
+    if value is None:
+      value = jax.tree_util.tree_map(
+          lambda a: jnp.zeros(a.shape, a.dtype), slot.value
+      )
+    if slot.present_shape is None:
+      fitted.append(value)
+      continue
+    present = jnp.broadcast_to(
+        _trailing(jnp.asarray(present), len(slot.present_shape)),
+        slot.present_shape,
+    )
+    fitted.append((value, present))
+  return tuple(fitted)
+
+
+@dataclasses.dataclass(eq=False)
+class _Carry:
+  """One boundary call: the target of its current body, what it told.
+
+  ``layout`` describes the extra outputs of the last body run: one
+  ``(Told, conditional)`` per entry, or, where bodies must agree, the
+  ``_Slot``s of ``plan``; ``seen`` holds the entries of each body traced
+  since the last attempt.
+  """
+
+  target: _Target | None = None
+  layout: tuple[Any, ...] = ()
+  plan: tuple[_Slot, ...] | None = None
+  seen: list[tuple[_Slot, ...]] = dataclasses.field(default_factory=list)
+
+
+_AGREEING = ("selected", "carried")
+
+
+def _as_partial(told: Told) -> Told:
+  """What leaves a body for a ``Reduce`` site is an accumulator already."""
+  if isinstance(told.mode, Reduce):
+    return dataclasses.replace(told, reduced=True)
+  return told
+
+
+class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
+  """Side outputs at Haiku's boundaries (see the module docstring)."""
+
+  def active(self) -> bool:
+    return _state.collectors > 0
+
+  def needs_carry(self, boundary: boundaries.Boundary) -> bool:
+    return boundary.carries is not None
+
+  def enter(self, boundary: boundaries.Boundary) -> _Carry:
+    return _Carry()
+
+  def initial(self, boundary, state: _Carry) -> Any:
+    # Nothing carried into the first iteration: zeros, not told.
+    plan = state.plan or ()
+    return _Entries(tuple(s.key for s in plan), _fit(plan, (), (), ()))
+
+  def body(self, boundary, body, state: _Carry):
+    if boundary.carries is None:
+      return _pushed(_Target("barrier", boundary.describe(), None))
+    state.target = _Target(
+        "transport",
+        boundary.describe(),
+        body.level,
+        accumulator=Accumulator(),
+        token=nesting.transform_token(),
+        init=hk.running_init(),
+        carried=boundary.carries == "carried",
+    )
+    assert state.target.accumulator is not None  # Made just above.
+    if boundary.carries == "carried":
+      # Each iteration goes on from the values carried into it.
+      for key, (value, present) in zip(
+          body.carried.layout, body.carried.values
+      ):
+        state.target.accumulator.add(_as_partial(key[0]), value, present)
+    return _pushed(state.target)
+
+  def outputs(self, boundary, state: _Carry) -> Any:
+    # body() made the target and its accumulator for this carrying boundary.
+    assert state.target is not None and state.target.accumulator is not None
+    accumulator = state.target.accumulator
+    values, presents = accumulator.values, accumulator.presents
+    if boundary.carries not in _AGREEING:
+      # Static metadata only; the values leave as outputs of the trace.
+      state.layout = tuple(
+          (told, p is not ALWAYS) for told, p in zip(accumulator.told, presents)
+      )
+      return tuple(
+          v if p is ALWAYS else (v, p) for v, p in zip(values, presents)
+      )
+    keys = accumulator.keys()
+    carried = boundary.carries == "carried"
+    mine = tuple(
+        _Slot(
+            key,
+            _abstract(v),
+            ()
+            if carried and p is ALWAYS
+            else None
+            if p is ALWAYS
+            else jnp.shape(p),
+        )
+        for key, v, p in zip(keys, values, presents)
+    )
+    state.seen.append(mine)
+    plan = state.plan
+    if plan is None or not set(keys) <= {s.key for s in plan}:
+      plan = mine  # Its own entries; a new plan is made after the attempt.
+    state.layout = plan
+    return _Entries(
+        tuple(s.key for s in plan), _fit(plan, keys, values, presents)
+    )
+
+  def retrace(self, boundary, state: _Carry) -> bool:
+    seen, state.seen = state.seen, []
+    if boundary.carries == "selected":
+      if len(seen) != boundary.length or all(
+          len(body) == len(seen[0])
+          and all(
+              a.key == b.key
+              and a.present_shape == b.present_shape
+              and a.same_value(b)
+              for a, b in zip(body, seen[0])
+          )
+          for body in seen
+      ):
+        return False  # Not all branches traced, or they agreed.
+      plan = _plan(boundary, seen)
+      if plan == state.plan:
+        return False  # Planned already: the failure is not ours.
+      state.plan = plan
+      return True
+    if boundary.carries == "carried" and seen:
+      plan = _plan(boundary, [state.plan or (), seen[-1]])
+      plan = tuple(
+          s
+          if s.present_shape is not None
+          else dataclasses.replace(s, present_shape=())
+          for s in plan
+      )
+      if plan != state.plan:
+        state.plan = plan
+        return True
+    return False
+
+  def exit(self, boundary, state: _Carry, outputs: Any) -> None:
+    if outputs is None:
+      return
+    if boundary.carries in _AGREEING:
+      entries = []
+      for slot, out in zip(state.layout, outputs.values):
+        value, present = (out, ALWAYS) if slot.present_shape is None else out
+        entries.append((slot.key[0], value, present))
+    else:
+      entries = [
+          (told, *out) if conditional else (told, out, ALWAYS)
+          for (told, conditional), out in zip(state.layout, outputs)
+      ]
+    for told, value, present in entries:
+      if boundary.carries == "stacked":
+        reduced = _reduce_stacked(told, value, present, boundary.reverse)
+        if reduced is None:
+          continue
+        value, present = reduced
+      told = _as_partial(told)
+      if boundary.prefix:
+        told = dataclasses.replace(
+            told,
+            site=binding.Site(
+                f"{boundary.prefix}/{told.site.module_path}",
+                told.site.attribute_path,
+            ),
+        )
+      deliver(told, value, present)
+
+
+boundaries.register(_SideOutputsAtBoundaries())

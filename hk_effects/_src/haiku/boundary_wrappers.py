@@ -1,0 +1,532 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""Haiku's wrappers made boundaries (``hk_effects._src.haiku.boundaries``).
+
+Each replacement calls Haiku's original unless an effect is active; then it
+builds a ``Boundary`` for the call, runs the active effects' hooks around it
+and around each traced body, and threads their extra outputs through the
+JAX primitive (stacked by loops, batched by ``hk.vmap``, unchanged by
+``hk.remat``). ``install()`` runs when hk_effects is imported and puts one
+replacement under every name Haiku has for a wrapper
+(``haiku_internals.replace``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import itertools
+import operator
+import re
+from typing import Any, Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+
+from hk_effects._src.haiku import boundaries
+from hk_effects._src.haiku import haiku_internals as hki
+from hk_effects._src.haiku import nesting
+from hk_effects._src.haiku.boundaries import Body
+from hk_effects._src.haiku.boundaries import Boundary
+
+_EFFECTS = boundaries._EFFECTS  # pylint: disable=protected-access
+# A first trace, and one per nesting of outputs learned from it: a branch
+# that learns its plan, a loop whose carry grows once.
+_ATTEMPTS = 3
+
+
+class _Crossing:
+  """One wrapper call with the effects active at it."""
+
+  def __init__(self, boundary: Boundary):
+    self.boundary = boundary
+    self.effects = [e for e in _EFFECTS if e.active()]
+    self.wants_index = any(e.wants_index(boundary) for e in self.effects)
+    self.wants_member = any(e.wants_member(boundary) for e in self.effects)
+    self.needs_carry = boundary.carries is not None and any(
+        e.needs_carry(boundary) for e in self.effects
+    )
+    self.states = [e.enter(boundary) for e in self.effects]
+
+  def __bool__(self) -> bool:
+    return bool(self.effects)
+
+  @contextlib.contextmanager
+  def inside(
+      self, index: Any, carried: tuple[Any, ...] | None = None
+  ) -> Iterator[None]:
+    body = Body(self.boundary, index, hki.JaxTraceLevel.current())
+    with boundaries.known_level(), contextlib.ExitStack() as stack:
+      for i, (effect, state) in enumerate(zip(self.effects, self.states)):
+        if carried is not None:
+          body = dataclasses.replace(body, carried=carried[i])
+        stack.enter_context(effect.body(self.boundary, body, state))
+      yield
+
+  def outputs(self) -> tuple[Any, ...]:
+    return tuple(
+        e.outputs(self.boundary, s) for e, s in zip(self.effects, self.states)
+    )
+
+  def initial(self) -> tuple[Any, ...]:
+    return tuple(
+        e.initial(self.boundary, s) for e, s in zip(self.effects, self.states)
+    )
+
+  def traced(self, attempt: Callable[[], Any]) -> Any:
+    """``attempt()``, traced again while an effect learned, from a failed
+    attempt, the structure its outputs need (``BoundaryEffect.retrace``)."""
+    for _ in range(_ATTEMPTS - 1):
+      try:
+        return attempt()
+      except Exception:  # pylint: disable=broad-except
+        # Every effect looks at what it saw (`any` would stop at the first).
+        wants = [
+            e.retrace(self.boundary, s)
+            for e, s in zip(self.effects, self.states)
+        ]
+        if not any(wants):
+          raise
+      for effect, state in zip(self.effects, self.states):
+        effect.retracing(self.boundary, state)
+      hki.clone_frame_keys()
+    return attempt()
+
+  def exit(self, outputs: tuple[Any, ...] | None) -> None:
+    if outputs is None:
+      outputs = (None,) * len(self.effects)
+    for effect, state, out in zip(self.effects, self.states, outputs):
+      effect.exit(self.boundary, state, out)
+
+  def run(self, body: Callable[..., Any], *args, **kwargs) -> Any:
+    """``body`` inside the boundary with no index (and no carried
+    outputs unless ``needs_carry``: then ``(out, extras)``)."""
+    with self.inside(None):
+      out = body(*args, **kwargs)
+      if not self.needs_carry:
+        return out
+      return out, self.outputs()
+
+
+def _step_indices(length: int, reverse: bool) -> jax.Array:
+  # Steps in the order they run: a reverse scan's first is the last position.
+  indices = jnp.arange(length)
+  return indices[::-1] if reverse else indices
+
+
+# ------------------------------------------------------------------ wrappers
+
+
+def _run_scan(
+    orig_scan, crossing: _Crossing, f, init, xs, length, reverse, unroll
+):
+  if crossing.wants_index:
+    # hk.scan knows its length (given, or from xs) before it runs.
+    assert crossing.boundary.length is not None
+    xs = (xs, _step_indices(crossing.boundary.length, reverse))
+
+  def body(carry, x):
+    index = None
+    if crossing.wants_index:
+      x, index = x
+    with crossing.inside(index):
+      carry, y = f(carry, x)
+      if not crossing.needs_carry:
+        return carry, y
+      return carry, (y, crossing.outputs())
+
+  carry, ys = orig_scan(body, init, xs, length, reverse, unroll)
+  extras = None
+  if crossing.needs_carry:
+    ys, extras = ys
+  crossing.exit(extras)
+  return carry, ys
+
+
+def _scan_length(xs, length):
+  if length is not None:
+    return length
+  return jax.tree_util.tree_leaves(xs)[0].shape[0]
+
+
+def _make_scan(orig):
+  @functools.wraps(orig)
+  def scan(f, init, xs, length=None, reverse=False, unroll=1):
+    if not any(e.active() for e in _EFFECTS):
+      return orig(f, init, xs, length, reverse, unroll)
+    crossing = _Crossing(
+        Boundary("hk.scan", "stacked", _scan_length(xs, length), reverse)
+    )
+    return _run_scan(orig, crossing, f, init, xs, length, reverse, unroll)
+
+  return scan
+
+
+def _make_fori_loop(orig):
+  @functools.wraps(orig)
+  def fori_loop(lower, upper, body_fun, init_val):
+    if not any(e.active() for e in _EFFECTS):
+      return orig(lower, upper, body_fun, init_val)
+    try:
+      lower_i, upper_i = operator.index(lower), operator.index(upper)
+    except (TypeError, jax.errors.ConcretizationTypeError):
+      lower_i = upper_i = None
+    static = lower_i is not None
+    crossing = _Crossing(
+        Boundary(
+            "hk.fori_loop",
+            "stacked" if static else "carried",
+            max(0, upper_i - lower_i) if static else None,
+        )
+    )
+    if crossing.needs_carry and static:
+      # With static bounds the loop is a scan (as jax.lax.fori_loop lowers
+      # it), which can stack what its body returns.
+      step = lambda val, i: (body_fun(i, val), None)
+      val, _ = _run_scan(
+          hki.original("scan"),
+          crossing,
+          step,
+          init_val,
+          jnp.arange(lower_i, upper_i),
+          None,
+          False,
+          1,
+      )
+      return val
+    if not crossing.needs_carry:
+
+      def indexed(i, val):
+        with crossing.inside(i - lower if crossing.wants_index else None):
+          return body_fun(i, val)
+
+      out = orig(lower, upper, indexed, init_val)
+      crossing.exit(None)
+      return out
+
+    def attempt():
+      def carrying(i, val_and_carried):
+        val, carried = val_and_carried
+        index = i - lower if crossing.wants_index else None
+        with crossing.inside(index, carried):
+          val = body_fun(i, val)
+          return val, crossing.outputs()
+
+      return orig(lower, upper, carrying, (init_val, crossing.initial()))
+
+    val, extras = crossing.traced(attempt)
+    crossing.exit(extras)
+    return val
+
+  return fori_loop
+
+
+def _make_while_loop(orig):
+  @functools.wraps(orig)
+  def while_loop(cond_fun, body_fun, init_val):
+    if not any(e.active() for e in _EFFECTS):
+      return orig(cond_fun, body_fun, init_val)
+    crossing = _Crossing(Boundary("hk.while_loop", "carried"))
+    if not crossing.wants_index and not crossing.needs_carry:
+
+      def body(val):
+        with crossing.inside(None):
+          return body_fun(val)
+
+      out = orig(cond_fun, body, init_val)
+      crossing.exit(None)
+      return out
+
+    # The loop state also carries the iteration count (to index the body)
+    # and the effects' outputs (None where not wanted).
+    def attempt():
+      def step(state):
+        val, index, carried = state
+        with crossing.inside(index, carried):
+          val = body_fun(val)
+          out = crossing.outputs() if crossing.needs_carry else None
+        return val, None if index is None else index + 1, out
+
+      index = jnp.zeros((), jnp.int32) if crossing.wants_index else None
+      carried = crossing.initial() if crossing.needs_carry else None
+      val, _, out = orig(
+          lambda state: cond_fun(state[0]), step, (init_val, index, carried)
+      )
+      return val, out
+
+    val, extras = crossing.traced(attempt)
+    crossing.exit(extras)
+    return val
+
+  return while_loop
+
+
+_MEMBER_AXES = itertools.count()
+
+
+def _make_vmap(orig):
+  @functools.wraps(orig)
+  def vmap(
+      fun, in_axes=0, out_axes=0, axis_name=None, axis_size=None, **kwargs
+  ):
+    # Haiku's own checks (split_rng required) read its wrapper's flag.
+    orig.require_split_rng = vmap.require_split_rng
+    plain = orig(fun, in_axes, out_axes, axis_name, axis_size, **kwargs)
+
+    @functools.wraps(fun)
+    def mapped(*args):
+      try:
+        return _mapped(*args)
+      except ValueError as e:
+        explained = _per_example_state_error(e)
+        if explained is None:
+          raise
+        raise explained from e
+
+    def _mapped(*args):
+      if not any(e.active() for e in _EFFECTS):
+        return plain(*args)
+      crossing = _Crossing(
+          Boundary(
+              "hk.vmap",
+              "batched",
+              axis_size,
+              split_rng=bool(kwargs.get("split_rng", False)),
+          )
+      )
+      name = axis_name
+      if crossing.wants_member and name is None:
+        name = f"hk_effects_member_{next(_MEMBER_AXES)}"
+
+      def body(*a):
+        index = None
+        if crossing.wants_member:
+          index = jax.lax.axis_index(name)
+          # Members are counted here when the call did not say.
+          crossing.boundary.length = jax.lax.axis_size(name)
+        with crossing.inside(index):
+          out = fun(*a)
+          return (out, crossing.outputs()) if crossing.needs_carry else out
+
+      axes = (out_axes, 0) if crossing.needs_carry else out_axes
+      out = orig(body, in_axes, axes, name, axis_size, **kwargs)(*args)
+      extras = None
+      if crossing.needs_carry:
+        out, extras = out
+      crossing.exit(extras)
+      return out
+
+    return mapped
+
+  vmap.require_split_rng = getattr(orig, "require_split_rng", True)
+  return vmap
+
+
+_BATCHED_STATE = re.compile(
+    r"out_axes\[1\]\.state\['([^']*)'\]\['([^']*)'\].*got axis spec None "
+    r"but output was batched"
+)
+
+
+def _per_example_state_error(error: ValueError) -> ValueError | None:
+  """JAX's error for a state that ``hk.vmap`` cannot return (set to a
+  per-example value), said as what it means and how to fix it."""
+  found = _BATCHED_STATE.search(str(error))
+  if found is None:
+    return None
+  bundle, key = found.groups()
+  if bundle.startswith("~local_state/"):
+    category = bundle[len("~local_state/") :]
+    what = f"Local state {key!r} (category {category!r})"
+    fix = (
+        f"hke.vmap(..., local_state_axes={{{category!r}: 0}}) to keep "
+        "one state per member (created per member at init, stacked on "
+        "axis 0)"
+    )
+  else:
+    what = f"Haiku state {key!r} of module {bundle!r}"
+    fix = (
+        f"hke.vmap(..., state_axes={{{bundle!r}: 0}}) to keep one state "
+        "per member"
+    )
+  return ValueError(
+      f"{what} was set to a per-example value inside hk.vmap, which shares "
+      "Haiku state (and local states) across members, so the update cannot "
+      f"be kept. Use {fix}, or make the update the same for every example "
+      "(e.g. a mean over the batch)."
+  )
+
+
+def _make_remat(orig):
+  @functools.wraps(orig)
+  def remat(fun, *remat_args, **remat_kwargs):
+    plain = orig(fun, *remat_args, **remat_kwargs)
+
+    @functools.wraps(fun)
+    def rematted(*args, **kwargs):
+      if not any(e.active() for e in _EFFECTS):
+        return plain(*args, **kwargs)
+      crossing = _Crossing(Boundary("hk.remat", "unchanged"))
+      out = orig(
+          functools.partial(crossing.run, fun), *remat_args, **remat_kwargs
+      )(*args, **kwargs)
+      extras = None
+      if crossing.needs_carry:
+        out, extras = out
+      crossing.exit(extras)
+      return out
+
+    return rematted
+
+  return remat
+
+
+def _make_branching(orig, kind: str):
+  """``hk.cond`` / ``hk.switch``: each branch a body, numbered."""
+
+  @functools.wraps(orig)
+  def branching(*args, **kwargs):
+    if not any(e.active() for e in _EFFECTS):
+      return orig(*args, **kwargs)
+    crossing = _Crossing(Boundary(kind, "selected"))
+    numbers = itertools.count()
+
+    def branch(fun):
+      number = next(numbers)
+
+      @functools.wraps(fun)
+      def run(*a, **k):
+        with crossing.inside(number):
+          out = fun(*a, **k)
+          return (out, crossing.outputs()) if crossing.needs_carry else out
+
+      return run
+
+    if kind == "hk.switch":
+      index, branches, *operands = args
+      args = (index, [branch(f) for f in branches], *operands)
+    else:  # Haiku's cond takes its branches in two positional layouts.
+      args = tuple(branch(a) if callable(a) else a for a in args)
+      kwargs = {k: branch(v) if callable(v) else v for k, v in kwargs.items()}
+    crossing.boundary.length = next(numbers)
+    if not crossing.needs_carry:
+      out = orig(*args, **kwargs)
+      crossing.exit(None)
+      return out
+    out, extras = crossing.traced(lambda: orig(*args, **kwargs))
+    crossing.exit(extras)
+    return out
+
+  return branching
+
+
+def _make_marking(orig, kind: str):
+  """Wrappers that cannot carry outputs (``hk.grad``, ``hk.eval_shape``):
+  their bodies are known, for ``check_entered``."""
+
+  @functools.wraps(orig)
+  def wrapper(fun, *args, **kwargs):
+    if kind == "hk.eval_shape":
+      if not any(e.active() for e in _EFFECTS):
+        return orig(fun, *args, **kwargs)
+      crossing = _Crossing(Boundary(kind, None))
+      out = orig(functools.partial(crossing.run, fun), *args, **kwargs)
+      crossing.exit(None)
+      return out
+    transformed = orig(fun, *args, **kwargs)
+
+    @functools.wraps(transformed)
+    def call(*a, **k):
+      if not any(e.active() for e in _EFFECTS):
+        return transformed(*a, **k)
+      crossing = _Crossing(Boundary(kind, None))
+      out = orig(functools.partial(crossing.run, fun), *args, **kwargs)(*a, **k)
+      crossing.exit(None)
+      return out
+
+    return call
+
+  return wrapper
+
+
+def _make_layer_stack_call(orig):
+  @functools.wraps(orig)
+  def __call__(self, x, *args_ys, reverse=False):  # pylint: disable=invalid-name
+    if not any(e.active() for e in _EFFECTS):
+      return orig(self, x, *args_ys, reverse=reverse)
+    count = self._count  # pylint: disable=protected-access
+    crossing = _Crossing(
+        Boundary("hk.layer_stack", "stacked", count, reverse, relative=True)
+    )
+    if crossing.wants_index:
+      # Layer i's index rides along as one more per-layer input, which
+      # _call_wrapped takes off again.
+      args_ys = (*args_ys, _step_indices(count, reverse))
+    self._hke_crossing = crossing  # pylint: disable=protected-access
+    before = nesting.lifts_done()
+    try:
+      out, zs = orig(self, x, *args_ys, reverse=reverse)
+    finally:
+      del self._hke_crossing
+    extras = None
+    if crossing.needs_carry:
+      zs, extras = zs
+    # Layers run in a nested transform whose module names lack the stack's
+    # prefix: the name of the lift it ran its layers' init in.
+    crossing.boundary.prefix = nesting.lift_prefix_since(before)
+    crossing.exit(extras)
+    return out, zs
+
+  return __call__
+
+
+def _make_layer_call(orig):
+  # Runs inside layer_stack's per-layer transform: the layer's output `z` is
+  # what jax.lax.scan stacks, so extra outputs ride along with it.
+  @functools.wraps(orig)
+  def _call_wrapped(self, *args, **kwargs):
+    crossing = getattr(self, "_hke_crossing", None)
+    if crossing is None:
+      return orig(self, *args, **kwargs)
+    index = None
+    if crossing.wants_index:
+      *args, index = args
+    with crossing.inside(index):
+      out, z = orig(self, *args, **kwargs)
+      if not crossing.needs_carry:
+        return out, z
+      return out, (z, crossing.outputs())
+
+  return hki.transparent(_call_wrapped)
+
+
+def install() -> None:
+  """Makes Haiku's wrappers boundaries (idempotent; done at import)."""
+  hki.replace("scan", _make_scan)
+  hki.replace("fori_loop", _make_fori_loop)
+  hki.replace("while_loop", _make_while_loop)
+  hki.replace("vmap", _make_vmap)
+  hki.replace("remat", _make_remat)
+  hki.replace("cond", functools.partial(_make_branching, kind="hk.cond"))
+  hki.replace("switch", functools.partial(_make_branching, kind="hk.switch"))
+  for name in ("grad", "value_and_grad", "eval_shape"):
+    hki.replace(name, functools.partial(_make_marking, kind=f"hk.{name}"))
+  hki.replace_method(hki.LayerStack, "__call__", _make_layer_stack_call)
+  for cls in hki.LAYER_STACK_IMPLEMENTATIONS:
+    hki.replace_method(cls, "_call_wrapped", _make_layer_call)
+
+
+install()

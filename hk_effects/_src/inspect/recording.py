@@ -1,0 +1,173 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""What inspection passes record while a forward function runs abstractly.
+
+``hke.bindings`` records one ``Row`` per request and serving handler;
+``hke.effect_signature`` also records every protocol-method call
+(``EffectCall``) through a proxy around the runtime implementation; and an
+unhandled effect with no stand-in value stops the pass
+(``StopInspection``). Binding (``binding.py``) calls in here only while
+such a pass runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from typing import Any, Iterator
+
+import jax
+
+from hk_effects._src.core import effect_base
+
+# A binding.Site; binding imports this module, so it is not imported here.
+Site = Any
+
+
+class _ThreadState(threading.local):
+
+  def __init__(self):
+    self.call_recorders: list[list[EffectCall]] = []
+
+
+_state = _ThreadState()
+
+
+@dataclasses.dataclass
+class Row:
+  """One row of ``hke.bindings``: a request and what serves it."""
+
+  module_path: str
+  attribute_path: str
+  request: Any
+  handler_id: str
+
+  @property
+  def handled(self) -> bool:
+    return self.handler_id != "unhandled"
+
+  def __treescope_repr__(self, path, subtree_renderer):
+    """Renders in treescope, coloured by the request's effect protocol."""
+    from treescope import repr_lib  # pylint: disable=g-import-not-at-top
+
+    return repr_lib.render_object_constructor(
+        type(self),
+        {
+            "module_path": self.module_path,
+            "attribute_path": self.attribute_path,
+            "request": self.request,
+            "handler_id": self.handler_id,
+        },
+        path,
+        subtree_renderer,
+        color=effect_base.effect_colour(self.request.effect_protocol()),
+    )
+
+
+def record(
+    rows: list[Row], recorded: set, site, request, handler_id: str
+) -> None:
+  """Adds a row for ``request`` at ``site`` served by ``handler_id``, once
+  per site and handler."""
+  key = (site.module_path, site.attribute_path, handler_id)
+  if key not in recorded:
+    recorded.add(key)
+    rows.append(Row(site.module_path, site.attribute_path, request, handler_id))
+
+
+@dataclasses.dataclass
+class EffectCall:
+  """One protocol-method call seen by an inspection pass."""
+
+  site: Site
+  request: Any
+  handler_id: str
+  method: str
+  value: Any  # Abstract (ShapeDtypeStruct) argument or result, or None.
+
+
+def _abstract(tree: Any) -> Any:
+  def one(x):
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+      return jax.ShapeDtypeStruct(x.shape, x.dtype)
+    return x
+
+  return jax.tree_util.tree_map(one, tree)
+
+
+class _RecordingProxy:
+  """Forwards to a runtime implementation and records protocol calls."""
+
+  def __init__(self, runtime, site, request, handler_id, calls):
+    self._runtime = runtime
+    self._site = site
+    self._request = request
+    self._handler_id = handler_id
+    self._calls = calls
+
+  def __getattr__(self, name: str):
+    target = getattr(self._runtime, name)
+    if name not in effect_base.protocol_methods(
+        self._request.effect_protocol()
+    ):
+      return target
+
+    def recorded(*args, **kwargs):
+      result = target(*args, **kwargs)
+      value = args[0] if args else result
+      self._calls.append(
+          EffectCall(
+              self._site,
+              self._request,
+              self._handler_id,
+              name,
+              _abstract(value),
+          )
+      )
+      return result
+
+    return recorded
+
+
+def recording_calls_now() -> bool:
+  """Whether a pass records protocol-method calls (``hke.effect_signature``)."""
+  return bool(_state.call_recorders)
+
+
+def proxied(runtime, site, request, handler_id: str):
+  """``runtime`` recording its protocol calls into the innermost recorder."""
+  return _RecordingProxy(
+      runtime, site, request, handler_id, _state.call_recorders[-1]
+  )
+
+
+@contextlib.contextmanager
+def recording_calls(calls: list[EffectCall]) -> Iterator[None]:
+  """Records every protocol-method call into ``calls`` (inspection only)."""
+  _state.call_recorders.append(calls)
+  try:
+    yield
+  finally:
+    _state.call_recorders.remove(calls)
+
+
+class StopInspection(Exception):
+  """Raised by inspection passes when an unhandled effect blocks the run."""
+
+  def __init__(self, site: Site, request):
+    super().__init__(f"{site}: {request!r}")
+    self.site = site
+    self.request = request

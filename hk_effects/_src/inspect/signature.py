@@ -1,0 +1,284 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""``hke.effect_signature``: what a forward function asks of its handlers.
+
+An abstract pass (``jax.eval_shape`` of Haiku's ``init``, so no real
+computation) records every protocol-method call with the abstract value it
+passed or returned, and summarises it per module path: random streams and
+how many keys each draws, local states with names, shapes and dtypes, side
+outputs with tags and shapes, side inputs required, and the handler serving
+each (or ``"unhandled"``). Requests reached only inside control flow
+(``hk.cond`` branches, ``hk.scan`` bodies) are included, since ``init``
+traces them; a side output told inside a branch of ``hk.cond`` /
+``hk.switch`` (or a loop that may run no iteration) is reported as
+conditional: its value comes back with ``present`` False where not told.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import functools
+import threading
+from typing import Any, Callable, Iterator
+
+import haiku as hk
+import jax
+
+from hk_effects._src.core import binding
+from hk_effects._src.haiku import boundaries
+from hk_effects._src.inspect import recording
+
+
+def _shape_str(value: Any) -> str:
+  leaves = jax.tree_util.tree_leaves(value)
+  parts = []
+  for leaf in leaves:
+    if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
+      dims = ",".join(str(d) for d in leaf.shape)
+      parts.append(
+          f"{jax.numpy.dtype(leaf.dtype).name}[{dims}]"
+          if not str(leaf.dtype).startswith("key")
+          else f"{leaf.dtype}[{dims}]"
+      )
+    else:
+      parts.append(type(leaf).__name__)
+  return parts[0] if len(parts) == 1 else "(" + ", ".join(parts) + ")"
+
+
+@dataclasses.dataclass
+class SignatureEntry:
+  """What one request (module path + attribute) needs and who serves it."""
+
+  module_path: str
+  attribute_path: str
+  effect: str
+  request: Any
+  handler_id: str
+  detail: str
+
+
+@dataclasses.dataclass
+class EffectSignature:
+  """Per-request summary of a forward function's effects; prints as a table.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> print(hke.EffectSignature([]))
+  module | attribute | effect | detail | handler
+  """
+
+  entries: list[SignatureEntry]
+  stopped_at: str | None = None
+
+  def by_module(self) -> dict[str, list[SignatureEntry]]:
+    """Entries grouped by module path, in first-call order."""
+    grouped: dict[str, list[SignatureEntry]] = collections.OrderedDict()
+    for entry in self.entries:
+      grouped.setdefault(entry.module_path, []).append(entry)
+    return dict(grouped)
+
+  def unhandled(self) -> list[SignatureEntry]:
+    return [e for e in self.entries if e.handler_id == "unhandled"]
+
+  def __str__(self) -> str:
+    header = ("module", "attribute", "effect", "detail", "handler")
+    cells = [header] + [
+        (e.module_path, e.attribute_path, e.effect, e.detail, e.handler_id)
+        for e in self.entries
+    ]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    lines = [
+        " | ".join(c[i].ljust(widths[i]) for i in range(len(header))).rstrip()
+        for c in cells
+    ]
+    if self.entries:
+      lines.insert(1, "-+-".join("-" * w for w in widths))
+    if self.stopped_at:
+      lines.append(f"(stopped early at unhandled {self.stopped_at})")
+    return "\n".join(lines)
+
+  def _repr_html_(self) -> str:
+    from hk_effects._src.inspect import rendering  # pylint: disable=g-import-not-at-top
+
+    rows = [
+        recording.Row(e.module_path, e.attribute_path, e.request, e.handler_id)
+        for e in self.entries
+    ]
+    return rendering.html_table(
+        type("T", (), {"rows": rows, "stopped_at": self.stopped_at})
+    )
+
+
+@dataclasses.dataclass(eq=False)
+class _Pass:
+  """One running signature pass: its calls, and which ran in a body that
+  may not run (by index into ``calls``, to the wrapper's name)."""
+
+  calls: list[recording.EffectCall]
+  conditional: dict[int, str] = dataclasses.field(default_factory=dict)
+
+
+class _Passes(threading.local):
+
+  def __init__(self):
+    self.running: list[_Pass] = []
+
+
+_passes = _Passes()
+
+
+class _ConditionalCalls(boundaries.BoundaryEffect):
+  """Notes the calls made inside bodies that may not run (branches, loops
+  of unknown length), while a signature pass runs."""
+
+  def active(self) -> bool:
+    return bool(_passes.running)
+
+  def enter(self, boundary) -> int:
+    return len(_passes.running[-1].calls)
+
+  @contextlib.contextmanager
+  def _noted(self, boundary) -> Iterator[None]:
+    signature_pass = _passes.running[-1]
+    start = len(signature_pass.calls)
+    try:
+      yield
+    finally:
+      for i in range(start, len(signature_pass.calls)):
+        signature_pass.conditional.setdefault(i, boundary.describe())
+
+  def body(self, boundary, body, state):
+    if boundary.carries in ("selected", "carried"):
+      return self._noted(boundary)
+    return contextlib.nullcontext()
+
+  def retracing(self, boundary, state: int) -> None:
+    # The bodies run again: keep one record of each call.
+    signature_pass = _passes.running[-1]
+    del signature_pass.calls[state:]
+    for i in [i for i in signature_pass.conditional if i >= state]:
+      del signature_pass.conditional[i]
+
+
+boundaries.register(_ConditionalCalls())
+
+
+def _detail(
+    effect: str,
+    calls: list[recording.EffectCall],
+    request,
+    conditional: list[str],
+) -> str:
+  tag = getattr(request, "tag", None)
+  if effect == "RandomEffect":
+    stream = "random" if tag is None else f"random[{tag!r}]"
+    # Counted at trace time: a body Haiku traces twice (hk.scan at init)
+    # counts twice; inside loops each draw is once per iteration.
+    return f"{stream}: {len(calls)} next_key() traced"
+  if effect == "SideInputEffect":
+    shapes = sorted({_shape_str(c.value) for c in calls})
+    return f"needs {tag!r}: {', '.join(shapes) or '?'}"
+  if effect == "SideOutputEffect":
+    shapes = sorted({_shape_str(c.value) for c in calls if c.method == "tell"})
+    where = ""
+    if conditional:
+      where = f", conditional ({', '.join(sorted(set(conditional)))})"
+    return f"tells {tag!r} x{len(calls)}: {', '.join(shapes) or '?'}{where}"
+  if effect == "LocalStateEffect":
+    name = getattr(request, "name", None)
+    shapes = sorted({_shape_str(c.value) for c in calls})
+    label = f"{name!r}" if name else "unnamed"
+    category = getattr(request, "category", None)
+    return f"state {label} [{category}]: {', '.join(shapes) or '?'}"
+  methods = collections.Counter(c.method for c in calls)
+  return ", ".join(f"{m} x{n}" for m, n in methods.items())
+
+
+def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
+  """Summarises the effects of ``fn`` without running it for real.
+
+  Returns a function taking ``fn``'s arguments and returning an
+  ``EffectSignature``: per request, the effect, a detail (keys drawn, state
+  shapes, told shapes, side-input shapes) and the serving handler.
+
+  Example:
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> model = hke.handlers.WithHaikuRandom.handling(
+  ...     lambda x: hke.Dropout(0.5)(x), handler_id="rng")
+  >>> print(hke.effect_signature(model)(jnp.ones([2, 3])))
+  module  | attribute | effect       | detail                      | handler
+  --------+-----------+--------------+-----------------------------+--------
+  dropout | rng       | RandomEffect | random: 1 next_key() traced | rng
+  """
+
+  @functools.wraps(fn)
+  def run(*args, **kwargs) -> EffectSignature:
+    rows: list[recording.Row] = []
+    calls: list[recording.EffectCall] = []
+
+    signature_pass = _Pass(calls)
+
+    def forward(*a, **k):
+      with (
+          binding.effect_scope(recording=rows),
+          recording.recording_calls(calls),
+      ):
+        _passes.running.append(signature_pass)
+        try:
+          return fn(*a, **k)
+        finally:
+          _passes.running.remove(signature_pass)
+
+    init = hk.transform_with_state(forward).init
+    stopped = None
+    try:
+      jax.eval_shape(
+          functools.partial(init, jax.random.key(0)), *args, **kwargs
+      )
+    except recording.StopInspection as stop:
+      stopped = f"{stop.site}: {stop.request!r}"
+    by_site = collections.defaultdict(list)
+    conditional = collections.defaultdict(list)
+    for i, call in enumerate(calls):
+      site = (call.site.module_path, call.site.attribute_path)
+      by_site[site].append(call)
+      if i in signature_pass.conditional:
+        conditional[site].append(signature_pass.conditional[i])
+    entries = []
+    for row in rows:
+      site = (row.module_path, row.attribute_path)
+      effect = row.request.effect_protocol().__name__
+      entries.append(
+          SignatureEntry(
+              row.module_path,
+              row.attribute_path,
+              effect,
+              row.request,
+              row.handler_id,
+              _detail(
+                  effect,
+                  by_site.get(site, []),
+                  row.request,
+                  conditional.get(site, []),
+              ),
+          )
+      )
+    return EffectSignature(entries, stopped_at=stopped)
+
+  return run
