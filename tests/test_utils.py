@@ -32,12 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import hk_effects as hke
-from hk_effects._src.core import binding
-from hk_effects._src.effects.random import path_keys
-from hk_effects._src.effects.side_output import side_output_transport
-from hk_effects._src.haiku import boundaries
-from hk_effects._src.haiku import nesting
-from hk_effects._src.inspect import recording
+from hk_effects._src import context
 
 
 class DrawKey(hk.Module):
@@ -141,20 +136,20 @@ def transform_and_run(
 def global_state_left() -> dict[str, Any]:
   """Every piece of global state hk_effects or Haiku's interceptors keep."""
   return {
-      "scopes": list(binding._state.scopes),
-      "effect_scopes": list(binding._state.effect_scopes),
-      "bound_modules": set(binding._state.bound_modules),
-      "call_recorders": list(recording._state.call_recorders),
-      "interceptor_depth": binding._state.interceptor_depth,
+      "scopes": list(context.CONTEXT.binding.scopes),
+      "effect_scopes": list(context.CONTEXT.binding.effect_scopes),
+      "bound_modules": set(context.CONTEXT.binding.bound_modules),
+      "call_recorders": list(context.CONTEXT.recording.call_recorders),
+      "interceptor_depth": context.CONTEXT.binding.interceptor_depth,
       "interceptor_stack": list(hk_module.interceptor_stack),
-      "targets": list(side_output_transport._state.targets),
-      "collectors": side_output_transport._state.collectors,
-      "known_levels": list(boundaries._state.known),
-      "path_key_invocations": list(path_keys._state.invocations),
-      "path_key_calls": list(path_keys._state.calls),
-      "running_lifts": list(nesting._state.running_lifts),
-      "done_lifts": list(nesting._state.done_lifts),
-      "nested_transforms": dict(nesting._state.parents),
+      "targets": list(context.CONTEXT.side_output_transport.targets),
+      "collectors": context.CONTEXT.side_output_transport.collectors,
+      "known_levels": list(context.CONTEXT.boundaries.known),
+      "path_key_invocations": list(context.CONTEXT.path_keys.invocations),
+      "path_key_calls": list(context.CONTEXT.path_keys.calls),
+      "running_lifts": list(context.CONTEXT.nesting.running_lifts),
+      "done_lifts": list(context.CONTEXT.nesting.done_lifts),
+      "nested_transforms": dict(context.CONTEXT.nesting.parents),
   }
 
 

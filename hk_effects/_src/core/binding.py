@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import threading
 import types
 from typing import Any, Callable, Iterator
 
@@ -36,6 +35,7 @@ import haiku as hk
 import jax
 import numpy as np
 
+from hk_effects._src import context
 from hk_effects._src.core import effect_base
 from hk_effects._src.haiku import boundaries
 from hk_effects._src.haiku import haiku_internals as hki
@@ -117,7 +117,7 @@ class _EffectScope:
     self.unhandled: list[tuple[Site, Any]] = []
 
 
-class _ThreadState(threading.local):
+class _ThreadState:
 
   def __init__(self):
     self.scopes: list[HandlerScope] = []
@@ -130,33 +130,34 @@ class _ThreadState(threading.local):
     self.interceptor_depth = 0
 
 
-_state = _ThreadState()
+context.declare("binding", _ThreadState)
+_ctx = context.CONTEXT
 
 
 def active_scopes() -> tuple[HandlerScope, ...]:
   """The running handler scopes, outermost first (for tests and debugging)."""
-  return tuple(_state.scopes)
+  return tuple(_ctx.binding.scopes)
 
 
 def current_effect_scope() -> _EffectScope | None:
-  return _state.effect_scopes[-1] if _state.effect_scopes else None
+  return _ctx.binding.effect_scopes[-1] if _ctx.binding.effect_scopes else None
 
 
 @contextlib.contextmanager
 def _interceptor_installed() -> Iterator[None]:
-  if _state.interceptor_depth:
-    _state.interceptor_depth += 1
+  if _ctx.binding.interceptor_depth:
+    _ctx.binding.interceptor_depth += 1
     try:
       yield
     finally:
-      _state.interceptor_depth -= 1
+      _ctx.binding.interceptor_depth -= 1
     return
-  _state.interceptor_depth = 1
+  _ctx.binding.interceptor_depth = 1
   try:
     with hk.intercept_methods(_intercept):
       yield
   finally:
-    _state.interceptor_depth = 0
+    _ctx.binding.interceptor_depth = 0
     nesting.clear()
 
 
@@ -176,7 +177,7 @@ def handler_scope(handler, state: Any = None) -> Iterator[HandlerScope]:
   True 2.0
   """
   token = nesting.transform_token()
-  for scope in _state.scopes:
+  for scope in _ctx.binding.scopes:
     if scope.handler is handler and scope.token is token:
       raise ValueError(
           f"Handler {handler!r} was applied inside its own body (id "
@@ -196,15 +197,15 @@ def handler_scope(handler, state: Any = None) -> Iterator[HandlerScope]:
       )
   scope = HandlerScope(handler, state)
   scope.token = token
-  _state.scopes.append(scope)
-  _state.scope_version += 1
+  _ctx.binding.scopes.append(scope)
+  _ctx.binding.scope_version += 1
   try:
     with _interceptor_installed(), boundaries.known_level():
       yield scope
   finally:
     scope.active = False
-    _state.scopes.remove(scope)
-    _state.scope_version += 1
+    _ctx.binding.scopes.remove(scope)
+    _ctx.binding.scope_version += 1
 
 
 @contextlib.contextmanager
@@ -213,12 +214,12 @@ def effect_scope(
 ) -> Iterator[_EffectScope]:
   """Installs the binding machinery for a whole transformed function."""
   scope = _EffectScope(stateless=stateless, recording=recording)
-  _state.effect_scopes.append(scope)
+  _ctx.binding.effect_scopes.append(scope)
   try:
     with _interceptor_installed(), boundaries.known_level():
       yield scope
   finally:
-    _state.effect_scopes.remove(scope)
+    _ctx.binding.effect_scopes.remove(scope)
 
 
 def _is_effect_node(x: Any) -> bool:
@@ -226,7 +227,7 @@ def _is_effect_node(x: Any) -> bool:
 
 
 def _record(site: Site, request, handler_id: str) -> None:
-  for effect_scope_ in _state.effect_scopes:
+  for effect_scope_ in _ctx.binding.effect_scopes:
     if effect_scope_.recording is not None:
       recording.record(
           effect_scope_.recording,
@@ -289,7 +290,7 @@ def _bind_node_unrecorded(node, site: Site) -> tuple[Any, Any]:
   request = node.request if is_ref else node
   scope = None
   rewritten = False
-  for candidate in reversed(_state.scopes):
+  for candidate in reversed(_ctx.binding.scopes):
     # `handler_claims`, inlined: this runs for every request of every call.
     try:
       claimed = candidate.handler.claims(request)
@@ -531,8 +532,8 @@ def _lift_call(next_fun: Callable, args, kwargs, module):
 
 def _bind_and_call(next_fun: Callable, args, kwargs, module):
   key = id(module)
-  outer = _state.bound_modules.get(key)
-  if outer is not None and outer[0] == _state.scope_version:
+  outer = _ctx.binding.bound_modules.get(key)
+  if outer is not None and outer[0] == _ctx.binding.scope_version:
     # A nested call under the same handlers: already bound.
     return next_fun(*args, **kwargs)
   swaps = []
@@ -555,16 +556,16 @@ def _bind_and_call(next_fun: Callable, args, kwargs, module):
     return next_fun(*args, **kwargs)
   for name, _, runtime in swaps:
     object.__setattr__(module, name, runtime)
-  _state.bound_modules[key] = (_state.scope_version, swaps)
+  _ctx.binding.bound_modules[key] = (_ctx.binding.scope_version, swaps)
   try:
     return next_fun(*args, **kwargs)
   finally:
     if outer is None:
-      del _state.bound_modules[key]
+      del _ctx.binding.bound_modules[key]
       for name, kept, _ in swaps:
         object.__setattr__(module, name, kept)
     else:
-      _state.bound_modules[key] = outer
+      _ctx.binding.bound_modules[key] = outer
       for name, _, runtime in outer[1]:
         object.__setattr__(module, name, runtime)
 

@@ -68,9 +68,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import threading
 from typing import Any, ContextManager, Iterator
 
+from hk_effects._src import context
 from hk_effects._src.haiku import haiku_internals as hki
 
 
@@ -223,24 +223,25 @@ def unregister(effect: BoundaryEffect) -> None:
     _EFFECTS.remove(effect)
 
 
-class _ThreadState(threading.local):
+class _ThreadState:
 
   def __init__(self):
     self.known: list[Any] = []  # JAX trace levels hk_effects saw entered.
 
 
-_state = _ThreadState()
+context.declare("boundaries", _ThreadState)
+_ctx = context.CONTEXT
 
 
 @contextlib.contextmanager
 def known_level() -> Iterator[None]:
   """Marks the current JAX trace level as one hk_effects saw entered (a
   handler's body, a boundary's body)."""
-  _state.known.append(hki.JaxTraceLevel.current())
+  _ctx.boundaries.known.append(hki.JaxTraceLevel.current())
   try:
     yield
   finally:
-    _state.known.pop()
+    _ctx.boundaries.known.pop()
 
 
 def check_entered(what: str) -> None:
@@ -249,12 +250,12 @@ def check_entered(what: str) -> None:
 
   ``what`` names the effect use (module, attribute, method) for the message.
   """
-  if not _state.known or not hki.inside_transform():
+  if not _ctx.boundaries.known or not hki.inside_transform():
     return
   trace_stack = hki.current_frame().jax_trace_stack
   # A transform's own frame (one entry) is no wrapper body: nested models
   # (hk.lift, a layer_stack's layers) need no hook of ours.
-  if len(trace_stack) == 1 or trace_stack.peek() == _state.known[-1]:
+  if len(trace_stack) == 1 or trace_stack.peek() == _ctx.boundaries.known[-1]:
     return
   raise BoundaryBypassError(
       f"{what} ran inside a Haiku wrapper body that hk_effects did not see "

@@ -38,9 +38,9 @@ copy that stack, while ``hk.transform`` creates a frame with a fresh one.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
+from hk_effects._src import context
 from hk_effects._src.haiku import haiku_internals as hki
 
 
@@ -57,7 +57,7 @@ def transform_token() -> Any:
   return hki.current_frame().jax_trace_stack.peek(0)
 
 
-class _ThreadState(threading.local):
+class _ThreadState:
 
   def __init__(self):
     # Lifting-module calls running now: (outer token, prefix).
@@ -70,7 +70,8 @@ class _ThreadState(threading.local):
     self.nested_counts: dict[int, int] = {}
 
 
-_state = _ThreadState()
+context.declare("nesting", _ThreadState)
+_ctx = context.CONTEXT
 
 
 def is_lifting_module(module: Any) -> bool:
@@ -87,24 +88,24 @@ _LIFTING_TYPES: dict[type, bool] = {}
 
 
 def lift_call_started(module: Any) -> None:
-  _state.running_lifts.append((transform_token(), module.prefix_name))
+  _ctx.nesting.running_lifts.append((transform_token(), module.prefix_name))
 
 
 def lift_call_ended(module: Any, result: Any) -> None:
-  token, prefix = _state.running_lifts.pop()
+  token, prefix = _ctx.nesting.running_lifts.pop()
   del module
   if result is None:
     return
   import jax  # pylint: disable=g-import-not-at-top
 
   leaves = tuple(jax.tree_util.tree_leaves(result))
-  _state.done_lifts.append((token, prefix, leaves))
+  _ctx.nesting.done_lifts.append((token, prefix, leaves))
 
 
 def lifts_done() -> int:
   """How many lifting-module calls returned so far (a position for
   ``lift_prefix_since``)."""
-  return len(_state.done_lifts)
+  return len(_ctx.nesting.done_lifts)
 
 
 def lift_prefix_since(
@@ -115,10 +116,12 @@ def lift_prefix_since(
   ``hk.layer_stack``'s own lift. With ``running``, else the innermost lift
   still running there (``init`` traces the layers inside the lift)."""
   token = transform_token() if token is None else token
-  for lift_token, prefix, _ in _state.done_lifts[position:]:
+  for lift_token, prefix, _ in _ctx.nesting.done_lifts[position:]:
     if lift_token is token:
       return prefix
-  for lift_token, prefix in reversed(_state.running_lifts if running else ()):
+  for lift_token, prefix in reversed(
+      _ctx.nesting.running_lifts if running else ()
+  ):
     if lift_token is token:
       return prefix
   return ""
@@ -126,10 +129,10 @@ def lift_prefix_since(
 
 def clear() -> None:
   """Forgets everything (when the outermost hk_effects scope exits)."""
-  _state.running_lifts.clear()
-  _state.done_lifts.clear()
-  _state.parents.clear()
-  _state.nested_counts.clear()
+  _ctx.nesting.running_lifts.clear()
+  _ctx.nesting.done_lifts.clear()
+  _ctx.nesting.parents.clear()
+  _ctx.nesting.nested_counts.clear()
 
 
 def _unwrapped(leaf: Any) -> Any:
@@ -163,7 +166,7 @@ def _name_nested(token: Any) -> tuple[Any, str]:
   if frame is None:
     return None, ""
   parent = frame.jax_trace_stack.peek(0)
-  for lift_token, prefix in reversed(_state.running_lifts):
+  for lift_token, prefix in reversed(_ctx.nesting.running_lifts):
     if lift_token is parent:
       return parent, prefix
   import jax  # pylint: disable=g-import-not-at-top
@@ -174,7 +177,7 @@ def _name_nested(token: Any) -> tuple[Any, str]:
   }
   candidates = [
       (prefix, leaves)
-      for lift_token, prefix, leaves in _state.done_lifts
+      for lift_token, prefix, leaves in _ctx.nesting.done_lifts
       if lift_token is parent
   ]
   for prefix, leaves in reversed(candidates):
@@ -183,8 +186,8 @@ def _name_nested(token: Any) -> tuple[Any, str]:
       return parent, prefix
   if frame.module_stack:
     return parent, frame.module_stack.peek().module.module_name
-  count = _state.nested_counts.get(id(parent), 0)
-  _state.nested_counts[id(parent)] = count + 1
+  count = _ctx.nesting.nested_counts.get(id(parent), 0)
+  _ctx.nesting.nested_counts[id(parent)] = count + 1
   return parent, f"~nested_{count}"
 
 
@@ -200,10 +203,10 @@ def prefix_from(home: Any) -> str:
   token = transform_token()
   parts = []
   while token is not None and token is not home:
-    known = _state.parents.get(id(token))
+    known = _ctx.nesting.parents.get(id(token))
     if known is None or known[0] is not token:
       parent, prefix = _name_nested(token)
-      known = _state.parents[id(token)] = (token, parent, prefix)
+      known = _ctx.nesting.parents[id(token)] = (token, parent, prefix)
     _, token, prefix = known
     if prefix:
       parts.append(prefix)

@@ -26,24 +26,25 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import threading
 from typing import Any, Iterator
 
 import jax
 
+from hk_effects._src import context
 from hk_effects._src.core import effect_base
 
 # A binding.Site; binding imports this module, so it is not imported here.
 Site = Any
 
 
-class _ThreadState(threading.local):
+class _ThreadState:
 
   def __init__(self):
     self.call_recorders: list[list[EffectCall]] = []
 
 
-_state = _ThreadState()
+context.declare("recording", _ThreadState)
+_ctx = context.CONTEXT
 
 
 @dataclasses.dataclass
@@ -144,24 +145,24 @@ class _RecordingProxy:
 
 def recording_calls_now() -> bool:
   """Whether a pass records protocol-method calls (``hke.effect_signature``)."""
-  return bool(_state.call_recorders)
+  return bool(_ctx.recording.call_recorders)
 
 
 def proxied(runtime, site, request, handler_id: str):
   """``runtime`` recording its protocol calls into the innermost recorder."""
   return _RecordingProxy(
-      runtime, site, request, handler_id, _state.call_recorders[-1]
+      runtime, site, request, handler_id, _ctx.recording.call_recorders[-1]
   )
 
 
 @contextlib.contextmanager
 def recording_calls(calls: list[EffectCall]) -> Iterator[None]:
   """Records every protocol-method call into ``calls`` (inspection only)."""
-  _state.call_recorders.append(calls)
+  _ctx.recording.call_recorders.append(calls)
   try:
     yield
   finally:
-    _state.call_recorders.remove(calls)
+    _ctx.recording.call_recorders.remove(calls)
 
 
 class StopInspection(Exception):

@@ -32,12 +32,12 @@ import collections
 import contextlib
 import dataclasses
 import functools
-import threading
 from typing import Any, Callable, Iterator
 
 import haiku as hk
 import jax
 
+from hk_effects._src import context
 from hk_effects._src.core import binding
 from hk_effects._src.haiku import boundaries
 from hk_effects._src.inspect import recording
@@ -133,13 +133,14 @@ class _Pass:
   conditional: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
-class _Passes(threading.local):
+class _Passes:
 
   def __init__(self):
     self.running: list[_Pass] = []
 
 
-_passes = _Passes()
+context.declare("signature", _Passes)
+_ctx = context.CONTEXT
 
 
 class _ConditionalCalls(boundaries.BoundaryEffect):
@@ -147,14 +148,14 @@ class _ConditionalCalls(boundaries.BoundaryEffect):
   of unknown length), while a signature pass runs."""
 
   def active(self) -> bool:
-    return bool(_passes.running)
+    return bool(_ctx.signature.running)
 
   def enter(self, boundary) -> int:
-    return len(_passes.running[-1].calls)
+    return len(_ctx.signature.running[-1].calls)
 
   @contextlib.contextmanager
   def _noted(self, boundary) -> Iterator[None]:
-    signature_pass = _passes.running[-1]
+    signature_pass = _ctx.signature.running[-1]
     start = len(signature_pass.calls)
     try:
       yield
@@ -169,7 +170,7 @@ class _ConditionalCalls(boundaries.BoundaryEffect):
 
   def retracing(self, boundary, state: int) -> None:
     # The bodies run again: keep one record of each call.
-    signature_pass = _passes.running[-1]
+    signature_pass = _ctx.signature.running[-1]
     del signature_pass.calls[state:]
     for i in [i for i in signature_pass.conditional if i >= state]:
       del signature_pass.conditional[i]
@@ -239,11 +240,11 @@ def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
           binding.effect_scope(recording=rows),
           recording.recording_calls(calls),
       ):
-        _passes.running.append(signature_pass)
+        _ctx.signature.running.append(signature_pass)
         try:
           return fn(*a, **k)
         finally:
-          _passes.running.remove(signature_pass)
+          _ctx.signature.running.remove(signature_pass)
 
     init = hk.transform_with_state(forward).init
     stopped = None

@@ -50,12 +50,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import threading
 from typing import Any, Callable, Iterator, Protocol
 
 import haiku as hk
 import jax
 
+from hk_effects._src import context
 from hk_effects._src.core import binding
 from hk_effects._src.core import effect_base
 from hk_effects._src.effects.random import path_keys
@@ -395,7 +395,7 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
     bundle[self.key] = hki.StatePair(pair.initial, value)
 
 
-class _Members(threading.local):
+class _Members:
 
   def __init__(self):
     # (which bundles are per member, the member index) of the hke.vmap
@@ -403,7 +403,8 @@ class _Members(threading.local):
     self.running: list[tuple[Callable[[str], bool], Any]] = []
 
 
-_members = _Members()
+context.declare("local_state_members", _Members)
+_ctx = context.CONTEXT
 
 
 @contextlib.contextmanager
@@ -411,18 +412,18 @@ def per_member(mapped: Callable[[str], bool], index: Any) -> Iterator[None]:
   """Inside ``hke.vmap``'s body: states of the bundles ``mapped`` accepts
   are one per member, ``index`` the member's (``member_key``)."""
   entry = (mapped, index)
-  _members.running.append(entry)
+  _ctx.local_state_members.running.append(entry)
   try:
     yield
   finally:
-    _members.running.remove(entry)
+    _ctx.local_state_members.running.remove(entry)
 
 
 def member_key(bundle: str, key: str) -> jax.Array | None:
   """The rng for the initializer of a per-member state: one key per member,
   read from Haiku's rng without drawing from it (so params are made from
   the keys they would get without hke.vmap); None elsewhere."""
-  for mapped, index in reversed(_members.running):
+  for mapped, index in reversed(_ctx.local_state_members.running):
     if mapped(bundle):
       rng = hki.current_frame().rng_stack.peek()
       if rng is None:

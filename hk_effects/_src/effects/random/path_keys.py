@@ -46,7 +46,6 @@ import contextlib
 import dataclasses
 import hashlib
 import re
-import threading
 from typing import Any, Iterator
 
 import haiku as hk
@@ -55,6 +54,7 @@ import jax.extend.random as jax_random_ext
 import jax.numpy as jnp
 import numpy as np
 
+from hk_effects._src import context
 from hk_effects._src.haiku import boundaries
 from hk_effects._src.haiku import haiku_internals as hki
 
@@ -150,7 +150,7 @@ class _Call:
     return above + (self.component,)
 
 
-class _ThreadState(threading.local):
+class _ThreadState:
 
   def __init__(self):
     self.depth = 0  # Running path-keyed handlers.
@@ -160,7 +160,8 @@ class _ThreadState(threading.local):
     self.seq = 0
 
 
-_state = _ThreadState()
+context.declare("path_keys", _ThreadState)
+_ctx = context.CONTEXT
 
 
 def tracking() -> bool:
@@ -171,12 +172,12 @@ def tracking() -> bool:
   >>> tracking()
   False
   """
-  return _state.depth > 0
+  return _ctx.path_keys.depth > 0
 
 
 def _next_seq() -> int:
-  _state.seq += 1
-  return _state.seq
+  _ctx.path_keys.seq += 1
+  return _ctx.path_keys.seq
 
 
 @contextlib.contextmanager
@@ -189,23 +190,23 @@ def handler_running() -> Iterator[None]:
   ...   print(tracking())
   True
   """
-  if _state.depth:
-    _state.depth += 1
+  if _ctx.path_keys.depth:
+    _ctx.path_keys.depth += 1
     try:
       yield
     finally:
-      _state.depth -= 1
+      _ctx.path_keys.depth -= 1
     return
-  _state.depth = 1
-  _state.invocations.append(_Invocation(None, None, None, _next_seq()))
+  _ctx.path_keys.depth = 1
+  _ctx.path_keys.invocations.append(_Invocation(None, None, None, _next_seq()))
   try:
     with hk.intercept_methods(_intercept):
       yield
   finally:
-    _state.depth = 0
-    _state.invocations.clear()
-    _state.calls.clear()
-    _state.members.clear()
+    _ctx.path_keys.depth = 0
+    _ctx.path_keys.invocations.clear()
+    _ctx.path_keys.calls.clear()
+    _ctx.path_keys.members.clear()
 
 
 def _intercept(next_fun, args, kwargs, context):
@@ -218,21 +219,21 @@ def _intercept(next_fun, args, kwargs, context):
 
 def _intercept_direct(next_fun, method_name, module, args, kwargs):
   del method_name  # Every method call counts alike.
-  if any(call.module is module for call in _state.calls):
+  if any(call.module is module for call in _ctx.path_keys.calls):
     return next_fun(*args, **kwargs)
   call = _enter(module)
-  _state.calls.append(call)
+  _ctx.path_keys.calls.append(call)
   try:
     return next_fun(*args, **kwargs)
   finally:
-    _state.calls.remove(call)
+    _ctx.path_keys.calls.remove(call)
 
 
 hki.register_own_interceptor(_intercept, _intercept_direct)
 
 
 def _innermost_call(space: Any) -> _Call | None:
-  for call in reversed(_state.calls):
+  for call in reversed(_ctx.path_keys.calls):
     if call.space is space:
       return call
   return None
@@ -253,7 +254,7 @@ def _bump(counts: dict, family: str) -> Any:
 
 
 def _enter(module: Any) -> _Call:
-  inv = _state.invocations[-1]
+  inv = _ctx.path_keys.invocations[-1]
   space = inv.space
   family = split_name(module.module_name.rsplit("/", 1)[-1])[0]
   parent = _innermost_call(space)
@@ -295,7 +296,7 @@ def _loop_component(
     return _counted(count, family, path, "the same place")
   loops = [
       v
-      for v in _state.invocations
+      for v in _ctx.path_keys.invocations
       if v.space is inv.space
       and v.frame is not None
       and (parent is None or v.seq > parent.seq)
@@ -332,7 +333,7 @@ def _loop_component(
       if parent is not None
       else next(
           v.counts
-          for v in reversed(_state.invocations[:-1])
+          for v in reversed(_ctx.path_keys.invocations[:-1])
           if v.space is inv.space
       )
   )
@@ -357,7 +358,7 @@ def loop(
   ...   print(frame.kind, frame.length)
   hk.scan 3
   """
-  space = _state.invocations[-1].space
+  space = _ctx.path_keys.invocations[-1].space
   frame = _Frame(kind, length, relative, space, _base(space))
   if relative:
     frame.space = frame
@@ -377,15 +378,15 @@ def body(frame: _Frame, index: Any) -> Iterator[None]:
   Example:
 
   >>> with handler_running(), loop("hk.scan", 3) as frame, body(frame, 0):
-  ...   print(_state.invocations[-1].index)
+  ...   print(_ctx.path_keys.invocations[-1].index)
   0
   """
   inv = _Invocation(frame, index, frame.space, _next_seq())
-  _state.invocations.append(inv)
+  _ctx.path_keys.invocations.append(inv)
   try:
     yield
   finally:
-    _state.invocations.remove(inv)
+    _ctx.path_keys.invocations.remove(inv)
 
 
 class Alternatives:
@@ -403,7 +404,7 @@ class Alternatives:
   """
 
   def __init__(self):
-    inv = _state.invocations[-1]
+    inv = _ctx.path_keys.invocations[-1]
     call = _innermost_call(inv.space)
     inside = call is not None and call.seq > inv.seq
     self.tallies = [call.child_counts, call.draws] if inside else [inv.counts]
@@ -443,14 +444,14 @@ def member(index: Any) -> Iterator[None]:
   Example:
 
   >>> with handler_running(), member(2):
-  ...   print(_state.members)
+  ...   print(_ctx.path_keys.members)
   [2]
   """
-  _state.members.append(index)
+  _ctx.path_keys.members.append(index)
   try:
     yield
   finally:
-    _state.members.remove(index)
+    _ctx.path_keys.members.remove(index)
 
 
 def hash32(text: str) -> int:
@@ -547,11 +548,11 @@ def draw(
       f"A path-keyed draw of request {attribute_path!r} of module "
       f"{module_path!r}"
   )
-  inv = _state.invocations[-1]
+  inv = _ctx.path_keys.invocations[-1]
   call = next(
       (
           c
-          for c in reversed(_state.calls)
+          for c in reversed(_ctx.path_keys.calls)
           if c.space is inv.space and c.module.module_name == module_path
       ),
       None,
@@ -580,6 +581,6 @@ def draw(
       f"{name}|{attribute_path}|{tag!r}|{number}"
   )
   key = _fold_message(jax.random.clone(root), _message(words))
-  for index in _state.members:
+  for index in _ctx.path_keys.members:
     key = jax.random.fold_in(key, index)
   return key

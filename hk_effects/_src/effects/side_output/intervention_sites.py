@@ -38,12 +38,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
-import threading
 from typing import Any, Iterator
 
 import jax
 import jax.numpy as jnp
 
+from hk_effects._src import context
 from hk_effects._src.core import binding
 from hk_effects._src.core import effect_base
 from hk_effects._src.effects.side_output import side_output
@@ -87,31 +87,32 @@ class HandlerCall:
   tells: dict = dataclasses.field(default_factory=dict)
 
 
-class _ThreadState(threading.local):
+class _ThreadState:
 
   def __init__(self):
     self.frames: list[_Frame] = []
     self.calls: list[HandlerCall] = []
 
 
-_state = _ThreadState()
+context.declare("intervention_sites", _ThreadState)
+_ctx = context.CONTEXT
 
 
 @contextlib.contextmanager
 def handler_call(scope, spec: Any) -> Iterator[HandlerCall]:
   """Registers a running intervention handler call (``scope`` its binding
   scope) for the duration of its body."""
-  call = HandlerCall(scope, len(_state.frames), spec)
-  _state.calls.append(call)
+  call = HandlerCall(scope, len(_ctx.intervention_sites.frames), spec)
+  _ctx.intervention_sites.calls.append(call)
   try:
     yield call
   finally:
-    _state.calls.remove(call)
+    _ctx.intervention_sites.calls.remove(call)
 
 
 def current_call(handler) -> HandlerCall:
   """The innermost running call of ``handler``."""
-  for call in reversed(_state.calls):
+  for call in reversed(_ctx.intervention_sites.calls):
     if call.scope.handler is handler:
       return call
   raise effect_base.UnhandledEffectError(
@@ -123,7 +124,7 @@ class _InterventionsAtBoundaries(boundaries.BoundaryEffect):
   """Keeps the frame stack (see the module docstring)."""
 
   def active(self) -> bool:
-    return bool(_state.calls)
+    return bool(_ctx.intervention_sites.calls)
 
   def wants_index(self, boundary: boundaries.Boundary) -> bool:
     return boundary.kind in _LOOPS
@@ -132,13 +133,13 @@ class _InterventionsAtBoundaries(boundaries.BoundaryEffect):
     return boundary.kind == "hk.vmap"
 
   def enter(self, boundary: boundaries.Boundary) -> _Entered:
-    frames = _state.frames
+    frames = _ctx.intervention_sites.frames
     # What deliver() will prefix when the values leave this boundary: the
     # nesting seen from the enclosing target (side_output_transport).
     outside_prev = nesting.prefix_from(frames[-1].token) if frames else ""
     outside_home = {
         id(c): nesting.prefix_from(c.scope.token)
-        for c in _state.calls
+        for c in _ctx.intervention_sites.calls
         if c.start == len(frames)
     }
     return _Entered(
@@ -162,18 +163,18 @@ class _InterventionsAtBoundaries(boundaries.BoundaryEffect):
     frame = _Frame(
         boundary, state, nesting.transform_token(), layer_prefix, index
     )
-    _state.frames.append(frame)
+    _ctx.intervention_sites.frames.append(frame)
     try:
       yield
     finally:
-      _state.frames.remove(frame)
+      _ctx.intervention_sites.frames.remove(frame)
 
 
 boundaries.register(_InterventionsAtBoundaries())
 
 
 def _frames(call: HandlerCall) -> list[_Frame]:
-  return _state.frames[call.start :]
+  return _ctx.intervention_sites.frames[call.start :]
 
 
 def site_path(call: HandlerCall, site: binding.Site) -> str:

@@ -35,12 +35,12 @@ member). ``intervention_sites.py`` has the machinery.
 from __future__ import annotations
 
 import contextlib
-import threading
 from typing import Any, Callable, Iterator, Mapping
 
 import jax
 import jax.numpy as jnp
 
+from hk_effects._src import context
 from hk_effects._src.core import binding
 from hk_effects._src.core import effect_base
 from hk_effects._src.effects.side_output import intervention_sites as sites
@@ -244,13 +244,14 @@ class PatchingSideOutputs(_InterventionHandler):
     return out
 
 
-class _ThreadState(threading.local):
+class _ThreadState:
 
   def __init__(self):
     self.discovering: list[dict] = []
 
 
-_state = _ThreadState()
+context.declare("patching", _ThreadState)
+_ctx = context.CONTEXT
 
 
 class _Perturb:
@@ -397,8 +398,8 @@ class PerturbingSideOutputs(_InterventionHandler):
           "Tell from a module with its own SideOutputRequest, or perturb "
           "one tag per handler (tag=...)."
       )
-    if _state.discovering:
-      found = _state.discovering[-1].setdefault(self.handler_id, {})
+    if _ctx.patching.discovering:
+      found = _ctx.patching.discovering[-1].setdefault(self.handler_id, {})
       return sites.intervened(
           request, _Perturb(call, path, where, None, found=found)
       )
@@ -438,7 +439,11 @@ class PerturbingSideOutputs(_InterventionHandler):
           f"{perturbations!r}."
       )
     out, call = self._run(arg, perturbations)
-    if self.strict and perturbations is not None and not _state.discovering:
+    if (
+        self.strict
+        and perturbations is not None
+        and not _ctx.patching.discovering
+    ):
       for path in perturbations:
         if path not in call.matched:
           raise ValueError(
@@ -453,11 +458,11 @@ class PerturbingSideOutputs(_InterventionHandler):
 @contextlib.contextmanager
 def _discovering() -> Iterator[dict]:
   found: dict = {}
-  _state.discovering.append(found)
+  _ctx.patching.discovering.append(found)
   try:
     yield found
   finally:
-    _state.discovering.remove(found)
+    _ctx.patching.discovering.remove(found)
 
 
 def perturbation_zeros(

@@ -56,7 +56,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import threading
 from typing import Any, Callable, Iterator
 
 import haiku as hk
@@ -64,6 +63,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hk_effects._src import context
 from hk_effects._src.core import binding
 from hk_effects._src.core import effect_base
 from hk_effects._src.effects.side_output.side_output_reduce import Reduce
@@ -325,23 +325,24 @@ class _Target:
   carried: bool = False
 
 
-class _ThreadState(threading.local):
+class _ThreadState:
 
   def __init__(self):
     self.targets: list[_Target] = []
     self.collectors = 0
 
 
-_state = _ThreadState()
+context.declare("side_output_transport", _ThreadState)
+_ctx = context.CONTEXT
 
 
 @contextlib.contextmanager
 def _pushed(target: _Target) -> Iterator[_Target]:
-  _state.targets.append(target)
+  _ctx.side_output_transport.targets.append(target)
   try:
     yield target
   finally:
-    _state.targets.remove(target)
+    _ctx.side_output_transport.targets.remove(target)
 
 
 @contextlib.contextmanager
@@ -357,18 +358,18 @@ def collecting(scope) -> Iterator[Accumulator]:
       token=nesting.transform_token(),
       init=hki.inside_transform() and hk.running_init(),
   )
-  _state.collectors += 1
+  _ctx.side_output_transport.collectors += 1
   try:
     with _pushed(target):
       yield accumulator
   finally:
-    _state.collectors -= 1
+    _ctx.side_output_transport.collectors -= 1
 
 
 def deliver(told: Told, value: Any, present: Any = ALWAYS) -> None:
   """Gives ``value`` to the innermost target between here and its collector."""
   target = None
-  for candidate in reversed(_state.targets):
+  for candidate in reversed(_ctx.side_output_transport.targets):
     if candidate.kind != "home" or candidate.scope is told.scope:
       target = candidate
       break
@@ -631,7 +632,7 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
   """Side outputs at Haiku's boundaries (see the module docstring)."""
 
   def active(self) -> bool:
-    return _state.collectors > 0
+    return _ctx.side_output_transport.collectors > 0
 
   def needs_carry(self, boundary: boundaries.Boundary) -> bool:
     return boundary.carries is not None
