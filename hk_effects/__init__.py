@@ -51,6 +51,7 @@ Example:
 
 from hk_effects import boundaries
 from hk_effects import handlers
+from hk_effects._src import wiring
 from hk_effects._src.core.binding import handler_scope
 from hk_effects._src.core.effect_base import effect_colour
 from hk_effects._src.core.effect_base import EffectHandler
@@ -94,7 +95,6 @@ from hk_effects._src.effects.side_output.side_output_reduce import Reduce
 from hk_effects._src.effects.side_output.side_output_transport import (
     SideOutputPlacementError,
 )
-from hk_effects._src.haiku import boundary_wrappers  # pylint: disable=unused-import  # Installs.
 from hk_effects._src.haiku.boundaries import BoundaryBypassError
 from hk_effects._src.haiku.boundaries import BoundaryEffect
 from hk_effects._src.haiku.editing import CallSelection
@@ -111,6 +111,8 @@ from hk_effects._src.nn.layers import Dropout
 from hk_effects._src.nn.layers import TellIntermediate
 
 __version__ = "0.1.0"
+
+wiring.install()
 
 __all__ = (
     "ApplyAttentionMask",

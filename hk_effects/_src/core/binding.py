@@ -516,7 +516,10 @@ def _intercept_direct(
   return _bind_and_call(next_fun, args, kwargs, module)
 
 
-hki.register_own_interceptor(_intercept, _intercept_direct)
+def install() -> None:
+  """Binds requests at every module method call from now on (once, from
+  ``hk_effects._src.wiring``)."""
+  hki.register_own_interceptor(_intercept, _intercept_direct)
 
 
 def _lift_call(next_fun: Callable, args, kwargs, module):

@@ -527,6 +527,3 @@ def install() -> None:
   hki.replace_method(hki.LayerStack, "__call__", _make_layer_stack_call)
   for cls in hki.LAYER_STACK_IMPLEMENTATIONS:
     hki.replace_method(cls, "_call_wrapped", _make_layer_call)
-
-
-install()

@@ -176,7 +176,8 @@ class _ConditionalCalls(boundaries.BoundaryEffect):
       del signature_pass.conditional[i]
 
 
-boundaries.register(_ConditionalCalls())
+# Registered by hk_effects._src.wiring.
+BOUNDARY_EFFECT = _ConditionalCalls()
 
 
 def _detail(

@@ -88,4 +88,5 @@ class _PathKeysAtBoundaries(boundaries.BoundaryEffect):
       state.alternatives.finish()
 
 
-boundaries.register(_PathKeysAtBoundaries())
+# Registered by hk_effects._src.wiring.
+BOUNDARY_EFFECT = _PathKeysAtBoundaries()

@@ -229,7 +229,10 @@ def _intercept_direct(next_fun, method_name, module, args, kwargs):
     _ctx.path_keys.calls.remove(call)
 
 
-hki.register_own_interceptor(_intercept, _intercept_direct)
+def install() -> None:
+  """Counts module calls for path keys from now on (once, from
+  ``hk_effects._src.wiring``)."""
+  hki.register_own_interceptor(_intercept, _intercept_direct)
 
 
 def _innermost_call(space: Any) -> _Call | None:

@@ -52,7 +52,6 @@ import jax.numpy as jnp
 from hk_effects._src.core import binding
 from hk_effects._src.core import effect_base
 from hk_effects._src.effects.local_state import local_state
-from hk_effects._src.effects.random import path_key_loops  # pylint: disable=unused-import  # Registers it.
 from hk_effects._src.effects.random import path_keys as path_keys_lib
 from hk_effects._src.haiku import haiku_internals as hki
 from hk_effects._src.haiku import raw_transforms

@@ -170,7 +170,8 @@ class _InterventionsAtBoundaries(boundaries.BoundaryEffect):
       _ctx.intervention_sites.frames.remove(frame)
 
 
-boundaries.register(_InterventionsAtBoundaries())
+# Registered by hk_effects._src.wiring.
+BOUNDARY_EFFECT = _InterventionsAtBoundaries()
 
 
 def _frames(call: HandlerCall) -> list[_Frame]:

@@ -765,4 +765,5 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
       deliver(told, value, present)
 
 
-boundaries.register(_SideOutputsAtBoundaries())
+# Registered by hk_effects._src.wiring.
+BOUNDARY_EFFECT = _SideOutputsAtBoundaries()

@@ -1,0 +1,71 @@
+# Copyright 2026 The hk_effects Authors. All Rights Reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""Connects the layers to Haiku, once, from ``import hk_effects``.
+
+Nothing in ``_src`` changes Haiku or registers itself when imported; this
+is the one place that does, in this order:
+
+1. Haiku's lifting wrappers (``hk.scan``, ``hk.vmap``, ``hk.cond``, ...) are
+   replaced by ones that open a boundary around their bodies
+   (``haiku/boundary_wrappers.py``).
+2. Method interceptors: binding (requests are bound at every module method
+   call) and then path keys' call counter.
+3. The effects that take part at boundaries, in the order they enter:
+   path keys' loop indices, side outputs' transport, interventions' sites,
+   and the signature's notes of conditional calls.
+
+Example:
+
+>>> from hk_effects._src import wiring
+>>> wiring.install()  # Already done by ``import hk_effects``; idempotent.
+>>> wiring.installed()
+True
+"""
+
+from __future__ import annotations
+
+from hk_effects._src.core import binding
+from hk_effects._src.effects.random import path_key_loops
+from hk_effects._src.effects.random import path_keys
+from hk_effects._src.effects.side_output import intervention_sites
+from hk_effects._src.effects.side_output import side_output_transport
+from hk_effects._src.haiku import boundaries
+from hk_effects._src.haiku import boundary_wrappers
+from hk_effects._src.inspect import signature
+
+_installed = False
+
+
+def install() -> None:
+  """Installs hk_effects into Haiku (a no-op after the first call)."""
+  global _installed
+  if _installed:
+    return
+  boundary_wrappers.install()
+  binding.install()
+  path_keys.install()
+  for effect in (
+      path_key_loops.BOUNDARY_EFFECT,
+      side_output_transport.BOUNDARY_EFFECT,
+      intervention_sites.BOUNDARY_EFFECT,
+      signature.BOUNDARY_EFFECT,
+  ):
+    boundaries.register(effect)
+  _installed = True
+
+
+def installed() -> bool:
+  """Whether ``install`` has run."""
+  return _installed
