@@ -23,6 +23,8 @@ import haiku as hk
 import jax.numpy as jnp
 
 import hk_effects as hke
+from hk_effects._src import context
+from hk_effects._src.core import binding
 from hk_effects._src.inspect import recording
 
 
@@ -59,9 +61,31 @@ class RecordingTest(absltest.TestCase):
     self.assertIn("needs 'm': float32[]", text)
 
   def test_recording_is_off_outside_a_pass(self):
-    self.assertFalse(recording.recording_calls_now())
+    observed = lambda: [
+        s.observer for s in context.CONTEXT.binding.effect_scopes
+    ]
+    self.assertEqual(observed(), [])
     hke.effect_signature(_handled())(jnp.ones([2]))
-    self.assertFalse(recording.recording_calls_now())
+    self.assertEqual(observed(), [])
+
+  def test_a_recorder_keeps_one_row_per_site_and_handler(self):
+    rows = []
+    recorder = recording.Recorder(rows)
+    site = binding.Site("mlp/~/linear", "rng")
+    request = hke.RandomRequest()
+    for _ in range(3):
+      recorder.bound(site, request, "rng")
+    recorder.bound(site, request, "other")
+    self.assertEqual(
+        [(r.module_path, r.attribute_path, r.handler_id) for r in rows],
+        [("mlp/~/linear", "rng", "rng"), ("mlp/~/linear", "rng", "other")],
+    )
+
+  def test_a_recorder_stops_the_pass_at_an_unclaimed_use(self):
+    site = binding.Site("block", "mask")
+    with self.assertRaises(recording.StopInspection) as raised:
+      recording.Recorder([]).unhandled_use(site, hke.SideInputRequest("m"))
+    self.assertEqual(raised.exception.site, site)
 
 
 if __name__ == "__main__":

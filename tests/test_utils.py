@@ -139,7 +139,6 @@ def global_state_left() -> dict[str, Any]:
       "scopes": list(context.CONTEXT.binding.scopes),
       "effect_scopes": list(context.CONTEXT.binding.effect_scopes),
       "bound_modules": set(context.CONTEXT.binding.bound_modules),
-      "call_recorders": list(context.CONTEXT.recording.call_recorders),
       "interceptor_depth": context.CONTEXT.binding.interceptor_depth,
       "interceptor_stack": list(hk_module.interceptor_stack),
       "targets": list(context.CONTEXT.side_output_transport.targets),

@@ -40,7 +40,6 @@ from hk_effects._src.core import effect_base
 from hk_effects._src.haiku import boundaries
 from hk_effects._src.haiku import haiku_internals as hki
 from hk_effects._src.haiku import nesting
-from hk_effects._src.inspect import recording
 
 _EFFECT_NODE_TYPES = (effect_base.EffectRequest, effect_base.HandledEffectRef)
 # Attribute values of these types never hold effect nodes: skipping them keeps
@@ -107,13 +106,39 @@ class HandlerScope:
     self.token = None
 
 
+class BindingObserver:
+  """Watches binding for a pass that only looks (``hke.bindings``).
+
+  An effect scope opened with an observer reports to it every request bound
+  at a method call, may have it wrap the runtime implementation the method
+  sees, and lets it stop the pass where an unclaimed request is used (the
+  request's ``inspection_stand_in`` answers instead where it has one). The
+  core knows no more of inspection than this.
+  """
+
+  def bound(self, site: Site, request: Any, handler_id: str) -> None:
+    """Called once per binding of ``request`` at ``site``."""
+
+  def runtime(
+      self, runtime: Any, site: Site, request: Any, handler_id: str
+  ) -> Any:
+    """What the method sees in place of ``runtime`` (itself by default)."""
+    del site, request, handler_id
+    return runtime
+
+  def unhandled_use(self, site: Site, request: Any) -> None:
+    """Called before an unclaimed request's protocol method would raise;
+    raising here ends the pass."""
+
+
 class _EffectScope:
   """What ``hke.transform`` (or an inspection pass) adds to a call."""
 
-  def __init__(self, stateless: bool = False, recording: list | None = None):
+  def __init__(
+      self, stateless: bool = False, observer: BindingObserver | None = None
+  ):
     self.stateless = stateless
-    self.recording = recording
-    self.recorded: set[tuple[str, str, str]] = set()
+    self.observer = observer
     self.unhandled: list[tuple[Site, Any]] = []
 
 
@@ -210,10 +235,10 @@ def handler_scope(handler, state: Any = None) -> Iterator[HandlerScope]:
 
 @contextlib.contextmanager
 def effect_scope(
-    stateless: bool = False, recording: list | None = None
+    stateless: bool = False, observer: BindingObserver | None = None
 ) -> Iterator[_EffectScope]:
   """Installs the binding machinery for a whole transformed function."""
-  scope = _EffectScope(stateless=stateless, recording=recording)
+  scope = _EffectScope(stateless=stateless, observer=observer)
   _ctx.binding.effect_scopes.append(scope)
   try:
     with _interceptor_installed(), boundaries.known_level():
@@ -228,29 +253,27 @@ def _is_effect_node(x: Any) -> bool:
 
 def _record(site: Site, request, handler_id: str) -> None:
   for effect_scope_ in _ctx.binding.effect_scopes:
-    if effect_scope_.recording is not None:
-      recording.record(
-          effect_scope_.recording,
-          effect_scope_.recorded,
-          site,
-          request,
-          handler_id,
-      )
+    if effect_scope_.observer is not None:
+      effect_scope_.observer.bound(site, request, handler_id)
+
+
+def _innermost_observer() -> BindingObserver | None:
+  for effect_scope_ in reversed(_ctx.binding.effect_scopes):
+    if effect_scope_.observer is not None:
+      return effect_scope_.observer
+  return None
 
 
 def _bind_node(node, site: Site) -> tuple[Any, Any]:
   """Returns (what the module keeps, what it sees during the call)."""
   kept, runtime = _bind_node_unrecorded(node, site)
-  if recording.recording_calls_now():
-    request = (
-        kept.request if isinstance(kept, effect_base.HandledEffectRef) else kept
-    )
-    handler_id = (
-        kept.handler_id
-        if isinstance(kept, effect_base.HandledEffectRef)
-        else "unhandled"
-    )
-    runtime = recording.proxied(runtime, site, request, handler_id)
+  observer = _innermost_observer()
+  if observer is not None:
+    if isinstance(kept, effect_base.HandledEffectRef):
+      request, handler_id = kept.request, kept.handler_id
+    else:
+      request, handler_id = kept, "unhandled"
+    runtime = observer.runtime(runtime, site, request, handler_id)
   return kept, runtime
 
 
@@ -597,11 +620,8 @@ class UnhandledPlaceholder:
         request.effect_protocol()
     )
     effect_scope_ = current_effect_scope()
-    if (
-        is_protocol_method
-        and effect_scope_ is not None
-        and effect_scope_.recording is not None
-    ):
+    observer = None if effect_scope_ is None else effect_scope_.observer
+    if is_protocol_method and observer is not None:
       # Inspection passes never fail on what the request would do unhandled
       # (a frozen state's set() raises): they use stand-in values.
       stand_in = request.inspection_stand_in
@@ -614,8 +634,8 @@ class UnhandledPlaceholder:
       raise AttributeError(
           f"{type(request).__name__!r} object has no attribute {name!r}"
       )
-    if effect_scope_ is not None and effect_scope_.recording is not None:
-      raise recording.StopInspection(self._site, request)
+    if observer is not None:
+      observer.unhandled_use(self._site, request)
     raise effect_base.UnhandledEffectError(self._message(name))
 
   def _message(self, method: str) -> str:

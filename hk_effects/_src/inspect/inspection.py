@@ -128,7 +128,7 @@ def bindings(fn: Callable[..., Any]) -> Callable[..., BindingTable]:
     rows: list[recording.Row] = []
 
     def forward(*a, **k):
-      with binding.effect_scope(recording=rows):
+      with binding.effect_scope(observer=recording.Recorder(rows)):
         return fn(*a, **k)
 
     init = hk.transform_with_state(forward).init

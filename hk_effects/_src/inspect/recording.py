@@ -18,33 +18,22 @@
 ``hke.effect_signature`` also records every protocol-method call
 (``EffectCall``) through a proxy around the runtime implementation; and an
 unhandled effect with no stand-in value stops the pass
-(``StopInspection``). Binding (``binding.py``) calls in here only while
-such a pass runs.
+(``StopInspection``). A pass opens its effect scope with a ``Recorder``,
+the ``BindingObserver`` that binding reports to; binding never imports
+this module.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from typing import Any, Iterator
+from typing import Any
 
 import jax
 
-from hk_effects._src import context
+from hk_effects._src.core import binding
 from hk_effects._src.core import effect_base
 
-# A binding.Site; binding imports this module, so it is not imported here.
-Site = Any
-
-
-class _ThreadState:
-
-  def __init__(self):
-    self.call_recorders: list[list[EffectCall]] = []
-
-
-context.declare("recording", _ThreadState)
-_ctx = context.CONTEXT
+Site = binding.Site
 
 
 @dataclasses.dataclass
@@ -76,17 +65,6 @@ class Row:
         subtree_renderer,
         color=effect_base.effect_colour(self.request.effect_protocol()),
     )
-
-
-def record(
-    rows: list[Row], recorded: set, site, request, handler_id: str
-) -> None:
-  """Adds a row for ``request`` at ``site`` served by ``handler_id``, once
-  per site and handler."""
-  key = (site.module_path, site.attribute_path, handler_id)
-  if key not in recorded:
-    recorded.add(key)
-    rows.append(Row(site.module_path, site.attribute_path, request, handler_id))
 
 
 @dataclasses.dataclass
@@ -143,28 +121,6 @@ class _RecordingProxy:
     return recorded
 
 
-def recording_calls_now() -> bool:
-  """Whether a pass records protocol-method calls (``hke.effect_signature``)."""
-  return bool(_ctx.recording.call_recorders)
-
-
-def proxied(runtime, site, request, handler_id: str):
-  """``runtime`` recording its protocol calls into the innermost recorder."""
-  return _RecordingProxy(
-      runtime, site, request, handler_id, _ctx.recording.call_recorders[-1]
-  )
-
-
-@contextlib.contextmanager
-def recording_calls(calls: list[EffectCall]) -> Iterator[None]:
-  """Records every protocol-method call into ``calls`` (inspection only)."""
-  _ctx.recording.call_recorders.append(calls)
-  try:
-    yield
-  finally:
-    _ctx.recording.call_recorders.remove(calls)
-
-
 class StopInspection(Exception):
   """Raised by inspection passes when an unhandled effect blocks the run."""
 
@@ -172,3 +128,29 @@ class StopInspection(Exception):
     super().__init__(f"{site}: {request!r}")
     self.site = site
     self.request = request
+
+
+class Recorder(binding.BindingObserver):
+  """Records a pass's rows (one per site and handler) and, given ``calls``,
+  every protocol-method call; stops the pass at an unclaimed request."""
+
+  def __init__(self, rows: list[Row], calls: list[EffectCall] | None = None):
+    self.rows = rows
+    self.calls = calls
+    self._recorded: set[tuple[str, str, str]] = set()
+
+  def bound(self, site, request, handler_id: str) -> None:
+    key = (site.module_path, site.attribute_path, handler_id)
+    if key not in self._recorded:
+      self._recorded.add(key)
+      self.rows.append(
+          Row(site.module_path, site.attribute_path, request, handler_id)
+      )
+
+  def runtime(self, runtime, site, request, handler_id: str):
+    if self.calls is None:
+      return runtime
+    return _RecordingProxy(runtime, site, request, handler_id, self.calls)
+
+  def unhandled_use(self, site, request) -> None:
+    raise StopInspection(site, request)

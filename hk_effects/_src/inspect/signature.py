@@ -237,10 +237,7 @@ def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
     signature_pass = _Pass(calls)
 
     def forward(*a, **k):
-      with (
-          binding.effect_scope(recording=rows),
-          recording.recording_calls(calls),
-      ):
+      with binding.effect_scope(observer=recording.Recorder(rows, calls)):
         _ctx.signature.running.append(signature_pass)
         try:
           return fn(*a, **k)
