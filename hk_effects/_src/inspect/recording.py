@@ -28,10 +28,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import jax
-
 from hk_effects._src.core import binding
 from hk_effects._src.core import effect_base
+from hk_effects._src.core import tree_util
 
 Site = binding.Site
 
@@ -78,15 +77,6 @@ class EffectCall:
   value: Any  # Abstract (ShapeDtypeStruct) argument or result, or None.
 
 
-def _abstract(tree: Any) -> Any:
-  def one(x):
-    if hasattr(x, "shape") and hasattr(x, "dtype"):
-      return jax.ShapeDtypeStruct(x.shape, x.dtype)
-    return x
-
-  return jax.tree_util.tree_map(one, tree)
-
-
 class _RecordingProxy:
   """Forwards to a runtime implementation and records protocol calls."""
 
@@ -113,7 +103,7 @@ class _RecordingProxy:
               self._request,
               self._handler_id,
               name,
-              _abstract(value),
+              tree_util.abstract(value),
           )
       )
       return result

@@ -58,7 +58,7 @@ import jax
 from hk_effects._src import context
 from hk_effects._src.core import binding
 from hk_effects._src.core import effect_base
-from hk_effects._src.effects.random import path_keys
+from hk_effects._src.core import tree_util
 from hk_effects._src.haiku import haiku_internals as hki
 from hk_effects._src.haiku import nesting
 from hk_effects._src.haiku import raw_transforms
@@ -249,15 +249,6 @@ def bundle_name(category: Any) -> str:
   return f"{BUNDLE_PREFIX}{category}"
 
 
-def _abstract(tree: Any) -> Any:
-  return jax.tree_util.tree_map(
-      lambda x: jax.ShapeDtypeStruct(
-          jax.numpy.shape(x), jax.numpy.result_type(x)
-      ),
-      tree,
-  )
-
-
 def _same_leaves(expected: Any, value: Any) -> bool:
   """True when both trees have one structure and arrays of equal shapes and
   dtypes; False means "look closer" (dtypes may still canonicalize alike)."""
@@ -279,7 +270,9 @@ def _check_like(what: str, expected: Any, value: Any, fix: str) -> None:
   # decided without building ShapeDtypeStructs: one per state per call.
   if _same_leaves(expected, value):
     return
-  expected_abs, value_abs = _abstract(expected), _abstract(value)
+  expected_abs, value_abs = tree_util.abstract(expected), tree_util.abstract(
+      value
+  )
   if jax.tree_util.tree_structure(expected_abs) != jax.tree_util.tree_structure(
       value_abs
   ) or any(  # type: ignore[operator]
@@ -431,7 +424,7 @@ def member_key(bundle: str, key: str) -> jax.Array | None:
       # The clone keeps JAX's key-reuse checker content: Haiku splits the
       # key itself later.
       base = jax.random.clone(rng.internal_state[0])
-      base = jax.random.fold_in(base, path_keys.hash32(f"{bundle}|{key}"))
+      base = jax.random.fold_in(base, tree_util.hash32(f"{bundle}|{key}"))
       return jax.random.fold_in(base, index)
   return None
 

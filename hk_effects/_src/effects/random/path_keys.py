@@ -457,18 +457,6 @@ def member(index: Any) -> Iterator[None]:
     _ctx.path_keys.members.remove(index)
 
 
-def hash32(text: str) -> int:
-  """A stable 28-bit hash of ``text`` (the same in every process), to fold
-  static names into keys.
-
-  Example:
-
-  >>> hash32("block|rng|None") == hash32("block|rng|None"), hash32("a") < 2**28
-  (True, True)
-  """
-  return int(hashlib.sha256(text.encode()).hexdigest()[:7], 16)
-
-
 # A draw's key is one threefry of its handler's key with a 64-bit message:
 # two 32-bit lanes, each a mix of the draw's coordinates. Mixing whole words
 # costs a few integer ops, on device only for traced (loop) indices, where a

@@ -51,6 +51,7 @@ import jax.numpy as jnp
 
 from hk_effects._src.core import binding
 from hk_effects._src.core import effect_base
+from hk_effects._src.core import tree_util
 from hk_effects._src.effects.local_state import local_state
 from hk_effects._src.effects.random import path_keys as path_keys_lib
 from hk_effects._src.haiku import haiku_internals as hki
@@ -370,7 +371,7 @@ class _RandomHandler(effect_base.EffectHandler):
     return RandomRuntimeImpl(scope, site)
 
   def _plain_call(self) -> "_RandomCall":
-    return _RandomCall(salt=path_keys_lib.hash32(self.handler_id))
+    return _RandomCall(salt=tree_util.hash32(self.handler_id))
 
   def _device_key(self, key: jax.Array) -> jax.Array:
     """Folds the index along ``fold_in_axis`` into ``key``, if asked to."""
@@ -420,7 +421,7 @@ class _RandomHandler(effect_base.EffectHandler):
           _RandomCall(
               pushes_rng=True,
               entry_key=entry_key,
-              salt=path_keys_lib.hash32(self.handler_id),
+              salt=tree_util.hash32(self.handler_id),
           ),
       ):
         return self.body(arg)
@@ -694,7 +695,7 @@ class _KeyState(hk.Module):
     if self._first:
       return self._key
     return jax.random.fold_in(
-        jax.random.clone(self._key), path_keys_lib.hash32(self.module_name)
+        jax.random.clone(self._key), tree_util.hash32(self.module_name)
     )
 
   def __call__(self) -> jax.Array:

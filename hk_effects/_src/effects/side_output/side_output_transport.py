@@ -66,6 +66,7 @@ import numpy as np
 from hk_effects._src import context
 from hk_effects._src.core import binding
 from hk_effects._src.core import effect_base
+from hk_effects._src.core import tree_util
 from hk_effects._src.effects.side_output.side_output_reduce import Reduce
 from hk_effects._src.haiku import boundaries
 from hk_effects._src.haiku import haiku_internals as hki
@@ -517,12 +518,6 @@ class _Slot:
     )
 
 
-def _abstract(tree: Any) -> Any:
-  return jax.tree_util.tree_map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree
-  )
-
-
 def _structure(tree: Any) -> str:
   described = jax.tree_util.tree_map(
       lambda a: f"{a.dtype}[{','.join(map(str, a.shape))}]", tree
@@ -684,7 +679,7 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
     mine = tuple(
         _Slot(
             key,
-            _abstract(v),
+            tree_util.abstract(v),
             ()
             if carried and p is ALWAYS
             else None
