@@ -33,6 +33,7 @@ from hk_effects._src.haiku.boundaries import Body
 from hk_effects._src.haiku.boundaries import Boundary
 from hk_effects._src.haiku.boundaries import BoundaryBypassError
 from hk_effects._src.haiku.boundaries import BoundaryEffect
+from hk_effects._src.haiku.boundaries import Carries
 from hk_effects._src.haiku.boundaries import check_entered
 from hk_effects._src.haiku.boundaries import known_level
 from hk_effects._src.haiku.boundaries import register
@@ -43,6 +44,7 @@ __all__ = (
     "Boundary",
     "BoundaryBypassError",
     "BoundaryEffect",
+    "Carries",
     "check_entered",
     "known_level",
     "register",

@@ -256,5 +256,27 @@ class BoundaryEffectTest(absltest.TestCase):
       hke.boundaries.register(3)
 
 
+class CarriesTest(absltest.TestCase):
+
+  def test_strings_become_members_and_still_compare_equal(self):
+    boundary = hke.boundaries.Boundary("hk.scan", "stacked")
+    self.assertIs(boundary.carries, hke.boundaries.Carries.STACKED)
+    self.assertEqual(boundary.carries, "stacked")
+    self.assertTrue(boundary.is_loop)
+    self.assertFalse(boundary.is_branch)
+
+  def test_only_selected_and_carried_outputs_must_agree(self):
+    agreeing = [c.value for c in hke.boundaries.Carries if c.agrees]
+    self.assertEqual(agreeing, ["selected", "carried"])
+
+  def test_a_misspelt_carries_names_the_value_and_the_choices(self):
+    with self.assertRaisesRegex(
+        ValueError,
+        r"Boundary 'hk.scan': carries='stack' is not one of \['stacked', "
+        r"'batched', 'unchanged', 'selected', 'carried'\]",
+    ):
+      hke.boundaries.Boundary("hk.scan", "stack")
+
+
 if __name__ == "__main__":
   absltest.main()

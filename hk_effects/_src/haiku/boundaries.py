@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 from typing import Any, ContextManager, Iterator
 
 from hk_effects._src import context
@@ -88,6 +89,39 @@ class BoundaryBypassError(ValueError):
 BoundaryBypassError.__module__ = "hk_effects"
 
 
+class Carries(str, enum.Enum):
+  """How a wrapper brings extra body outputs back out (``Boundary.carries``).
+
+  A ``str`` enum: ``Carries.STACKED == "stacked"``, so code that compares
+  with the strings keeps working.
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> hke.boundaries.Carries("stacked") is hke.boundaries.Carries.STACKED
+  True
+  >>> [c.value for c in hke.boundaries.Carries]
+  ['stacked', 'batched', 'unchanged', 'selected', 'carried']
+  """
+
+  STACKED = "stacked"  # hk.scan, static-bound hk.fori_loop, hk.layer_stack
+  BATCHED = "batched"  # hk.vmap
+  UNCHANGED = "unchanged"  # hk.remat
+  SELECTED = "selected"  # hk.cond, hk.switch: the taken branch's
+  CARRIED = "carried"  # hk.while_loop, traced-bound hk.fori_loop
+
+  @property
+  def agrees(self) -> bool:
+    """Whether every body (branch, iteration) must give outputs of one
+    structure, because only one of them (or the last) comes out."""
+    return self in (Carries.SELECTED, Carries.CARRIED)
+
+
+# Wrappers whose body runs once per iteration, and those that pick a body.
+LOOP_KINDS = ("hk.scan", "hk.fori_loop", "hk.while_loop", "hk.layer_stack")
+BRANCH_KINDS = ("hk.cond", "hk.switch")
+
+
 @dataclasses.dataclass(eq=False)
 class Boundary:
   """One call of a Haiku wrapper.
@@ -103,16 +137,35 @@ class Boundary:
   """
 
   kind: str
-  carries: str | None
+  carries: Carries | None
   length: int | None = None
   reverse: bool = False
   split_rng: bool = False
   relative: bool = False
   prefix: str = ""
 
+  def __post_init__(self):
+    if self.carries is not None and not isinstance(self.carries, Carries):
+      try:
+        self.carries = Carries(self.carries)
+      except ValueError:
+        raise ValueError(
+            f"Boundary {self.kind!r}: carries={self.carries!r} is not one of "
+            f"{[c.value for c in Carries]} (or None where extra outputs "
+            "cannot come back); use hke.boundaries.Carries."
+        ) from None
+
+  @property
+  def is_loop(self) -> bool:
+    return self.kind in LOOP_KINDS
+
+  @property
+  def is_branch(self) -> bool:
+    return self.kind in BRANCH_KINDS
+
   def describe(self) -> str:
     """The wrapper as an error message names it."""
-    if self.kind == "hk.fori_loop" and self.carries == "carried":
+    if self.kind == "hk.fori_loop" and self.carries is Carries.CARRIED:
       return "hk.fori_loop with traced bounds"
     return self.kind
 

@@ -41,6 +41,7 @@ from hk_effects._src.haiku import haiku_internals as hki
 from hk_effects._src.haiku import nesting
 from hk_effects._src.haiku.boundaries import Body
 from hk_effects._src.haiku.boundaries import Boundary
+from hk_effects._src.haiku.boundaries import Carries
 
 _EFFECTS = boundaries._EFFECTS  # pylint: disable=protected-access
 # A first trace, and one per nesting of outputs learned from it: a branch
@@ -168,7 +169,7 @@ def _make_scan(orig):
     if not any(e.active() for e in _EFFECTS):
       return orig(f, init, xs, length, reverse, unroll)
     crossing = _Crossing(
-        Boundary("hk.scan", "stacked", _scan_length(xs, length), reverse)
+        Boundary("hk.scan", Carries.STACKED, _scan_length(xs, length), reverse)
     )
     return _run_scan(orig, crossing, f, init, xs, length, reverse, unroll)
 
@@ -188,7 +189,7 @@ def _make_fori_loop(orig):
     crossing = _Crossing(
         Boundary(
             "hk.fori_loop",
-            "stacked" if static else "carried",
+            Carries.STACKED if static else Carries.CARRIED,
             max(0, upper_i - lower_i) if static else None,
         )
     )
@@ -239,7 +240,7 @@ def _make_while_loop(orig):
   def while_loop(cond_fun, body_fun, init_val):
     if not any(e.active() for e in _EFFECTS):
       return orig(cond_fun, body_fun, init_val)
-    crossing = _Crossing(Boundary("hk.while_loop", "carried"))
+    crossing = _Crossing(Boundary("hk.while_loop", Carries.CARRIED))
     if not crossing.wants_index and not crossing.needs_carry:
 
       def body(val):
@@ -302,7 +303,7 @@ def _make_vmap(orig):
       crossing = _Crossing(
           Boundary(
               "hk.vmap",
-              "batched",
+              Carries.BATCHED,
               axis_size,
               split_rng=bool(kwargs.get("split_rng", False)),
           )
@@ -379,7 +380,7 @@ def _make_remat(orig):
     def rematted(*args, **kwargs):
       if not any(e.active() for e in _EFFECTS):
         return plain(*args, **kwargs)
-      crossing = _Crossing(Boundary("hk.remat", "unchanged"))
+      crossing = _Crossing(Boundary("hk.remat", Carries.UNCHANGED))
       out = orig(
           functools.partial(crossing.run, fun), *remat_args, **remat_kwargs
       )(*args, **kwargs)
@@ -401,7 +402,7 @@ def _make_branching(orig, kind: str):
   def branching(*args, **kwargs):
     if not any(e.active() for e in _EFFECTS):
       return orig(*args, **kwargs)
-    crossing = _Crossing(Boundary(kind, "selected"))
+    crossing = _Crossing(Boundary(kind, Carries.SELECTED))
     numbers = itertools.count()
 
     def branch(fun):
@@ -469,7 +470,9 @@ def _make_layer_stack_call(orig):
       return orig(self, x, *args_ys, reverse=reverse)
     count = self._count  # pylint: disable=protected-access
     crossing = _Crossing(
-        Boundary("hk.layer_stack", "stacked", count, reverse, relative=True)
+        Boundary(
+            "hk.layer_stack", Carries.STACKED, count, reverse, relative=True
+        )
     )
     if crossing.wants_index:
       # Layer i's index rides along as one more per-layer input, which

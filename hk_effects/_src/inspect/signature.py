@@ -164,7 +164,7 @@ class _ConditionalCalls(boundaries.BoundaryEffect):
         signature_pass.conditional.setdefault(i, boundary.describe())
 
   def body(self, boundary, body, state):
-    if boundary.carries in ("selected", "carried"):
+    if boundary.carries is not None and boundary.carries.agrees:
       return self._noted(boundary)
     return contextlib.nullcontext()
 

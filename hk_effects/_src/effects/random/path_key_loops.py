@@ -37,9 +37,6 @@ from typing import Any
 from hk_effects._src.effects.random import path_keys
 from hk_effects._src.haiku import boundaries
 
-_LOOPS = ("hk.scan", "hk.fori_loop", "hk.while_loop", "hk.layer_stack")
-_BRANCHES = ("hk.cond", "hk.switch")
-
 
 @dataclasses.dataclass(eq=False)
 class _Call:
@@ -55,19 +52,19 @@ class _PathKeysAtBoundaries(boundaries.BoundaryEffect):
     return path_keys.tracking()
 
   def wants_index(self, boundary: boundaries.Boundary) -> bool:
-    return boundary.kind in _LOOPS
+    return boundary.is_loop
 
   def wants_member(self, boundary: boundaries.Boundary) -> bool:
     return boundary.kind == "hk.vmap" and boundary.split_rng
 
   def enter(self, boundary: boundaries.Boundary) -> _Call:
     call = _Call()
-    if boundary.kind in _LOOPS:
+    if boundary.is_loop:
       call.loop = path_keys.loop(
           boundary.kind, boundary.length, relative=boundary.relative
       )
       call.frame = call.loop.__enter__()  # pylint: disable=unnecessary-dunder-call
-    elif boundary.kind in _BRANCHES:
+    elif boundary.is_branch:
       call.alternatives = path_keys.Alternatives()
     return call
 

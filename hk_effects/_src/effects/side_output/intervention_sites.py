@@ -50,8 +50,6 @@ from hk_effects._src.effects.side_output import side_output
 from hk_effects._src.haiku import boundaries
 from hk_effects._src.haiku import nesting
 
-_LOOPS = ("hk.scan", "hk.fori_loop", "hk.while_loop", "hk.layer_stack")
-
 
 @dataclasses.dataclass(eq=False)
 class _Entered:
@@ -127,7 +125,7 @@ class _InterventionsAtBoundaries(boundaries.BoundaryEffect):
     return bool(_ctx.intervention_sites.calls)
 
   def wants_index(self, boundary: boundaries.Boundary) -> bool:
-    return boundary.kind in _LOOPS
+    return boundary.is_loop
 
   def wants_member(self, boundary: boundaries.Boundary) -> bool:
     return boundary.kind == "hk.vmap"
@@ -156,7 +154,9 @@ class _InterventionsAtBoundaries(boundaries.BoundaryEffect):
       layer_prefix = nesting.lift_prefix_since(
           state.lifts_before, state.token, running=True
       )
-    index = body.index if boundary.kind in _LOOPS + ("hk.vmap",) else None
+    index = (
+        body.index if boundary.is_loop or boundary.kind == "hk.vmap" else None
+    )
     if index is not None and boundary.reverse and boundary.length is not None:
       # The index counts steps as they run; values stack by position.
       index = boundary.length - 1 - index

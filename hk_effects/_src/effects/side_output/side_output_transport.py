@@ -526,7 +526,9 @@ def _structure(tree: Any) -> str:
 
 
 def _branch(boundary, number: int) -> str:
-  if boundary.carries == "carried":  # The plan so far, then an iteration.
+  if (
+      boundary.carries is boundaries.Carries.CARRIED
+  ):  # The plan so far, then an iteration.
     return ("the values carried in", "an iteration")[number]
   if boundary.kind == "hk.cond":
     return ("true_fun", "false_fun")[number]
@@ -546,15 +548,14 @@ def _plan(boundary, bodies: list[tuple[_Slot, ...]]) -> tuple[_Slot, ...]:
       elif not seen.same_value(slot):
         told = slot.key[0]
         raise SideOutputPlacementError(
-            f"Side output {told.tag!r} (mode={told.mode!r}) at {told.site} "
-            "was told with different structures in the "
-            f"{'iterations' if boundary.carries == 'carried' else 'branches'}"
-            f" of {boundary.describe()}: {_branch(boundary, first[slot.key])} "
-            f"told {_structure(seen.value)}, {_branch(boundary, number)} "
-            f"told {_structure(slot.value)}. The value after "
-            f"{boundary.describe()} is the one its body left, so every body "
-            "that tells it must tell one structure, shape and dtype; give "
-            "the other a tag of its own."
+            f"Side output {told.tag!r} (mode={told.mode!r}) at {told.site} was"
+            " told with different structures in the"
+            f" {'iterations' if boundary.carries is boundaries.Carries.CARRIED else 'branches'}"
+            f" of {boundary.describe()}: {_branch(boundary, first[slot.key])}"
+            f" told {_structure(seen.value)}, {_branch(boundary, number)} told"
+            f" {_structure(slot.value)}. The value after {boundary.describe()}"
+            " is the one its body left, so every body that tells it must tell"
+            " one structure, shape and dtype; give the other a tag of its own."
         )
       elif slot.present_shape is not None and (
           seen.present_shape is None
@@ -613,9 +614,6 @@ class _Carry:
   seen: list[tuple[_Slot, ...]] = dataclasses.field(default_factory=list)
 
 
-_AGREEING = ("selected", "carried")
-
-
 def _as_partial(told: Told) -> Told:
   """What leaves a body for a ``Reduce`` site is an accumulator already."""
   if isinstance(told.mode, Reduce):
@@ -650,10 +648,10 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
         accumulator=Accumulator(),
         token=nesting.transform_token(),
         init=hk.running_init(),
-        carried=boundary.carries == "carried",
+        carried=boundary.carries is boundaries.Carries.CARRIED,
     )
     assert state.target.accumulator is not None  # Made just above.
-    if boundary.carries == "carried":
+    if boundary.carries is boundaries.Carries.CARRIED:
       # Each iteration goes on from the values carried into it.
       for key, (value, present) in zip(
           body.carried.layout, body.carried.values
@@ -666,7 +664,7 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
     assert state.target is not None and state.target.accumulator is not None
     accumulator = state.target.accumulator
     values, presents = accumulator.values, accumulator.presents
-    if boundary.carries not in _AGREEING:
+    if not (boundary.carries and boundary.carries.agrees):
       # Static metadata only; the values leave as outputs of the trace.
       state.layout = tuple(
           (told, p is not ALWAYS) for told, p in zip(accumulator.told, presents)
@@ -675,7 +673,7 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
           v if p is ALWAYS else (v, p) for v, p in zip(values, presents)
       )
     keys = accumulator.keys()
-    carried = boundary.carries == "carried"
+    carried = boundary.carries is boundaries.Carries.CARRIED
     mine = tuple(
         _Slot(
             key,
@@ -699,7 +697,7 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
 
   def retrace(self, boundary, state: _Carry) -> bool:
     seen, state.seen = state.seen, []
-    if boundary.carries == "selected":
+    if boundary.carries is boundaries.Carries.SELECTED:
       if len(seen) != boundary.length or all(
           len(body) == len(seen[0])
           and all(
@@ -716,7 +714,7 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
         return False  # Planned already: the failure is not ours.
       state.plan = plan
       return True
-    if boundary.carries == "carried" and seen:
+    if boundary.carries is boundaries.Carries.CARRIED and seen:
       plan = _plan(boundary, [state.plan or (), seen[-1]])
       plan = tuple(
           s
@@ -732,7 +730,7 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
   def exit(self, boundary, state: _Carry, outputs: Any) -> None:
     if outputs is None:
       return
-    if boundary.carries in _AGREEING:
+    if boundary.carries is not None and boundary.carries.agrees:
       entries = []
       for slot, out in zip(state.layout, outputs.values):
         value, present = (out, ALWAYS) if slot.present_shape is None else out
@@ -743,7 +741,7 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
           for (told, conditional), out in zip(state.layout, outputs)
       ]
     for told, value, present in entries:
-      if boundary.carries == "stacked":
+      if boundary.carries is boundaries.Carries.STACKED:
         reduced = _reduce_stacked(told, value, present, boundary.reverse)
         if reduced is None:
           continue
