@@ -306,12 +306,14 @@ def _predicate_error(
   )
 
 
-def _bind_node_unrecorded(node, site: Site) -> tuple[Any, Any]:
-  # A stored ref only caches the last binding: which handler serves the
-  # request is decided afresh against the handlers running now (S1).
-  is_ref = isinstance(node, effect_base.HandledEffectRef)
-  request = node.request if is_ref else node
-  scope = None
+def serving_scope(
+    request: Any, site: Site
+) -> tuple[HandlerScope | None, Any, bool]:
+  """Who serves ``request`` at ``site`` now (S1): the innermost running
+  handler that claims it, after the rewrites of the rewriting handlers
+  inside that one. Returns (its scope or None, the request as rewritten,
+  whether a rewrite happened). The one claim rule: binding and
+  ``hke.tell`` both use it."""
   rewritten = False
   for candidate in reversed(_ctx.binding.scopes):
     # `handler_claims`, inlined: this runs for every request of every call.
@@ -322,13 +324,22 @@ def _bind_node_unrecorded(node, site: Site) -> tuple[Any, Any]:
     if not claimed:
       continue
     if candidate.handler.rewrites:
-      # A rewriting handler (e.g. freeze_local_states) turns the request into
-      # another one that outer handlers may claim.
+      # A rewriting handler turns the request into another one that outer
+      # handlers may claim.
       request = candidate.handler.rewrite(request, site)
       rewritten = True
       continue
-    scope = candidate
-    break
+    return candidate, request, rewritten
+  return None, request, rewritten
+
+
+def _bind_node_unrecorded(node, site: Site) -> tuple[Any, Any]:
+  # A stored ref only caches the last binding: which handler serves the
+  # request is decided afresh against the handlers running now (S1).
+  is_ref = isinstance(node, effect_base.HandledEffectRef)
+  scope, request, rewritten = serving_scope(
+      node.request if is_ref else node, site
+  )
   if scope is None:
     _record(site, request, "unhandled")
     return node, UnhandledPlaceholder(

@@ -373,20 +373,15 @@ def tell(tag: Any, value: Any, mode: str = "append") -> Any:
   ~/tell 5.0
   """
   request = SideOutputRequest(tag, mode)
-  site = None
-  for scope in reversed(binding.active_scopes()):
-    if not binding.handler_claims(scope.handler, request):
-      continue
-    if site is None:
-      module_path = (
-          hk.experimental.current_name() if hki.inside_transform() else "~"
-      )
-      site = binding.Site(module_path, "tell")
-    if scope.handler.rewrites:
-      # A patching or perturbing handler: outer handlers get its rewrite.
-      request = scope.handler.rewrite(request, site)
-      continue
-    value = request.tell(value)
+  if not binding.active_scopes():
+    return request.tell(value)
+  module_path = (
+      hk.experimental.current_name() if hki.inside_transform() else "~"
+  )
+  site = binding.Site(module_path, "tell")
+  # Patching / perturbing handlers inside the collector rewrite the request.
+  scope, request, _ = binding.serving_scope(request, site)
+  value = request.tell(value)
+  if scope is not None:
     _tell(scope, site, tag, mode, value)
-    return value
-  return request.tell(value)
+  return value
