@@ -59,6 +59,7 @@ from hk_effects._src.core.effect_base import EffectRequest
 from hk_effects._src.core.effect_base import EffectRuntimeImpl
 from hk_effects._src.core.effect_base import HandledEffectRef
 from hk_effects._src.core.effect_base import pytree_dataclass
+from hk_effects._src.core.effect_base import RewritingHandler
 from hk_effects._src.core.effect_base import static_field
 from hk_effects._src.core.effect_base import UnhandledEffectError
 from hk_effects._src.core.transform import multi_transform
@@ -140,6 +141,7 @@ __all__ = (
     "RandomRequest",
     "RawTransformError",
     "Reduce",
+    "RewritingHandler",
     "SharedLocalStateRequest",
     "SideInputEffect",
     "SideInputRequest",

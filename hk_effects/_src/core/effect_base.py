@@ -323,7 +323,7 @@ class EffectRuntimeImpl:
 
 
 def _describe_callable(fn: Any, depth: int = 0) -> str:
-  if isinstance(fn, EffectHandler):
+  if isinstance(fn, HandlerBase):
     return fn.handler_id
   inner = getattr(fn, "func", None)  # functools.partial
   if inner is not None:
@@ -374,32 +374,17 @@ def infer_handler_id(kind: str, body: Callable, config: str = "") -> str:
   return f"{kind}_{digest}"
 
 
-class EffectHandler(abc.ABC):
-  """Base class of handlers: wrap a one-argument function, serve requests.
+class HandlerBase(abc.ABC):
+  """What every handler is: a one-argument body, an id, a claim predicate.
 
-  A handler is built with ``Handler.handling(body, ...)`` and called with one
-  argument. While it runs, every module method call binds the requests this
-  handler ``claims`` (unless an inner handler claimed them) and serves them
-  with the runtime implementation from ``runtime_impl``.
-
-  Subclasses define ``effect_protocol``, ``claims``, ``runtime_impl`` and
-  ``__call__`` (which runs ``self.body`` inside ``hke.handler_scope``).
-
-  Example:
-
-  >>> import hk_effects as hke
-  >>> h = hke.handlers.WithConstantSideInputs.handling(
-  ...     lambda x: x, {"scale": 2.0})
-  >>> h.effect_protocol().__name__
-  'SideInputEffect'
+  Two kinds derive from it: ``EffectHandler`` serves the requests it
+  claims; ``RewritingHandler`` turns them into other requests for the
+  handlers outside it. Binding tells them apart by ``rewrites``.
   """
 
   kind: ClassVar[str] = ""
   body: Callable[[Any], Any]
   handler_id: str
-  # A rewriting handler (``freeze_local_states``) turns the requests it
-  # claims into other requests (``rewrite``) that outer handlers may claim,
-  # instead of serving them.
   rewrites: ClassVar[bool] = False
 
   def __init__(
@@ -425,17 +410,79 @@ class EffectHandler(abc.ABC):
   @classmethod
   @abc.abstractmethod
   def effect_protocol(cls) -> type:
-    """The protocol of the effect this handler serves."""
+    """The protocol of the effect this handler serves or rewrites."""
 
   @abc.abstractmethod
   def claims(self, request: EffectRequest) -> bool:
     """Whether this handler takes ownership of ``request``."""
 
+  @abc.abstractmethod
+  def __call__(self, arg):
+    """Runs the body with this handler active."""
+
+  def __repr__(self) -> str:
+    return f"{type(self).__name__}(handler_id={self.handler_id!r})"
+
+
+class RewritingHandler(HandlerBase):
+  """A handler that serves nothing itself: each request it claims becomes
+  ``rewrite(request, site)``, which the handlers outside it may claim
+  (``freeze_local_states``, ``PatchingSideOutputs``). The module keeps its
+  own request; the rewrite holds only while the handler runs.
+
+  Example: a handler that serves tag ``"old"`` under the name ``"new"``.
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class Rename(hke.RewritingHandler):
+  ...   @classmethod
+  ...   def effect_protocol(cls):
+  ...     return hke.SideInputEffect
+  ...   def claims(self, request):
+  ...     return request.tag == "old"
+  ...   def rewrite(self, request, site):
+  ...     return hke.SideInputRequest("new")
+  ...   def __call__(self, arg):
+  ...     with hke.handler_scope(self):
+  ...       return self.body(arg)
+  >>> class Scale(hk.Module):
+  ...   def __init__(self, name=None):
+  ...     super().__init__(name=name)
+  ...     self.s = hke.SideInputRequest("old")
+  ...   def __call__(self, x):
+  ...     return x * self.s.ask()
+  >>> renamed = Rename(lambda x: Scale()(x), handler_id="rename")
+  >>> f = hke.transform(
+  ...     hke.handlers.WithConstantSideInputs.handling(renamed, {"new": 2.0}))
+  >>> f.apply({}, None, jnp.ones([2]))
+  Array([2., 2.], dtype=float32)
+  """
+
+  rewrites: ClassVar[bool] = True
+
+  @abc.abstractmethod
   def rewrite(self, request: EffectRequest, site: Any) -> EffectRequest:
-    """What a claimed request becomes (rewriting handlers only)."""
-    raise NotImplementedError(
-        f"{type(self).__name__} sets rewrites=True but defines no rewrite()."
-    )
+    """What a claimed request becomes at ``site``."""
+
+
+class EffectHandler(HandlerBase):
+  """Base class of handlers: wrap a one-argument function, serve requests.
+
+  A handler is built with ``Handler.handling(body, ...)`` and called with one
+  argument. While it runs, every module method call binds the requests this
+  handler ``claims`` (unless an inner handler claimed them) and serves them
+  with the runtime implementation from ``runtime_impl``.
+
+  Subclasses define ``effect_protocol``, ``claims``, ``runtime_impl`` and
+  ``__call__`` (which runs ``self.body`` inside ``hke.handler_scope``).
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> h = hke.handlers.WithConstantSideInputs.handling(
+  ...     lambda x: x, {"scale": 2.0})
+  >>> h.effect_protocol().__name__
+  'SideInputEffect'
+  """
 
   def make_ref(self, request: EffectRequest) -> HandledEffectRef:
     """The ref a claimed request becomes (override for a dedicated class)."""
@@ -444,10 +491,3 @@ class EffectHandler(abc.ABC):
   @abc.abstractmethod
   def runtime_impl(self, scope, ref: HandledEffectRef, site) -> Any:
     """The object serving ``ref`` at ``site`` during this call."""
-
-  @abc.abstractmethod
-  def __call__(self, arg):
-    """Runs the body with this handler active."""
-
-  def __repr__(self) -> str:
-    return f"{type(self).__name__}(handler_id={self.handler_id!r})"

@@ -52,28 +52,12 @@ from hk_effects._src.effects.local_state.local_state import (
 )
 
 
-class _RewritingHandler(effect_base.EffectHandler):
-  """A handler that rewrites the local-state requests it claims.
-
-  Binding (``binding._bind_node``) replaces each claimed request with
-  ``rewrite(request, site)`` and offers the result to outer handlers; the
-  handler itself never binds, so it has no refs or runtime implementations.
-  """
-
-  rewrites = True
+class _RewritingHandler(effect_base.RewritingHandler):
+  """A handler that rewrites the local-state requests it claims."""
 
   @classmethod
   def effect_protocol(cls):
     return LocalStateEffect
-
-  def rewrite(self, request, site):
-    raise NotImplementedError
-
-  def make_ref(self, request):
-    raise NotImplementedError  # Rewriting handlers never bind.
-
-  def runtime_impl(self, scope, ref, site):
-    raise NotImplementedError
 
   def __call__(self, arg):
     with binding.handler_scope(self):

@@ -77,20 +77,12 @@ def _matches(selector: Any, kind: str, path: str, tag: Any) -> bool:
     ) from e
 
 
-class _InterventionHandler(effect_base.EffectHandler):
+class _InterventionHandler(effect_base.RewritingHandler):
   """A handler rewriting side-output requests into intervened ones."""
-
-  rewrites = True
 
   @classmethod
   def effect_protocol(cls):
     return side_output.SideOutputEffect
-
-  def make_ref(self, request):
-    raise NotImplementedError  # Rewriting handlers never bind.
-
-  def runtime_impl(self, scope, ref, site):
-    raise NotImplementedError
 
   def _run(self, arg: Any, spec: Any) -> tuple[Any, sites.HandlerCall]:
     with binding.handler_scope(self) as scope:
