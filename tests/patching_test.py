@@ -531,6 +531,46 @@ class SaliencyTest(parameterized.TestCase):
     self.assertGreater(float(jnp.abs(expected[0]).sum()), 0.0)
     np.testing.assert_allclose(loss(zeros), loss(None), rtol=1e-5, atol=1e-6)
 
+  def test_attribution_over_a_dataset_calls_perturbation_zeros_per_example(
+      self,
+  ):
+    # One call per example with the same shapes: JAX's trace cache must not
+    # make the second call find no sites.
+    params = _params()
+    model = hke.transform(
+        Perturb.handling(transformer, tag="residual"), apply_rng=False
+    )
+    zeros_fn = H.perturbation_zeros(model.apply)
+    saliency = []
+    for tokens in (CLEAN, CORRUPT, CLEAN):
+      zeros = zeros_fn(params, (tokens, None))
+      self.assertEqual(
+          sorted(zeros), [f"block_{i}/residual" for i in range(BLOCKS)]
+      )
+      grads = jax.grad(
+          lambda p, t=tokens: jnp.sum(model.apply(params, (t, p))[0, -1])
+      )(zeros)
+      saliency.append(float(jnp.abs(grads["block_0/residual"]).sum()))
+    self.assertEqual(saliency[0], saliency[2])
+    self.assertNotEqual(saliency[0], saliency[1])
+
+  def test_perturbation_zeros_of_a_jitted_apply_says_to_pass_it_unjitted(self):
+    model = hke.transform(
+        Perturb.handling(transformer, tag="residual"), apply_rng=False
+    )
+    jitted = jax.jit(model.apply)
+    jitted(_params(), (CLEAN, None))  # Its trace is now in JAX's cache.
+    with self.assertRaisesRegex(
+        ValueError,
+        r"It is jax\.jit-compiled.*pass the function before jax\.jit "
+        r"\(model\.apply, not jax\.jit\(model\.apply\)\)",
+    ):
+      H.perturbation_zeros(jitted)(_params(), (CLEAN, None))
+    self.assertEqual(
+        len(H.perturbation_zeros(model.apply)(_params(), (CLEAN, None))),
+        BLOCKS,
+    )
+
   def test_stacked_perturbations_in_layer_stack_equal_per_layer_grads(self):
     params = hke.transform(_stacked_model).init(jax.random.key(0), CLEAN)
     model = hke.transform(Perturb.handling(_stacked_model), apply_rng=False)

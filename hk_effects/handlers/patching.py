@@ -470,7 +470,9 @@ def perturbation_zeros(
   ``fn`` abstractly (``jax.eval_shape``, no real computation) and returns
   ``{path: zeros}`` for every site the handler claims, stacked over the
   enclosing loops and ``hk.vmap`` s. ``handler_id`` picks the handler where
-  ``fn`` runs several.
+  ``fn`` runs several. It may be called once per example (it traces ``fn``
+  afresh each call); pass ``fn`` before ``jax.jit``, since a jitted function
+  reuses its cached trace without running the model.
 
   Example:
 
@@ -486,8 +488,14 @@ def perturbation_zeros(
   """
 
   def run(*args, **kwargs) -> dict[str, Any]:
+    # JAX caches eval_shape's trace by function identity and argument
+    # shapes, and a cached trace does not run the model, so nothing would be
+    # discovered on the second call: a fresh function each call misses it.
+    def fresh(*args, **kwargs):
+      return fn(*args, **kwargs)
+
     with _discovering() as found:
-      jax.eval_shape(fn, *args, **kwargs)
+      jax.eval_shape(fresh, *args, **kwargs)
     if handler_id is not None:
       if handler_id not in found:
         raise ValueError(
@@ -509,6 +517,13 @@ def perturbation_zeros(
                   f"no PerturbingSideOutputs in {fn!r} claimed a side output. "
                   "Pass the function that runs the handler (e.g. model.apply), "
                   "with the handler's argument as (arg, None)."
+                  + (
+                      " It is jax.jit-compiled: JAX reuses its cached trace "
+                      "without running the model; pass the function before "
+                      "jax.jit (model.apply, not jax.jit(model.apply))."
+                      if hasattr(fn, "lower") and hasattr(fn, "trace")
+                      else ""
+                  )
               )
           )
       )
