@@ -569,6 +569,75 @@ def _bind_and_call(next_fun: Callable, args, kwargs, module):
         object.__setattr__(module, name, runtime)
 
 
+def _find_holder(node: Any, modules: list) -> tuple[Any, str] | None:
+  """The module (searched from ``modules`` down through submodules) and
+  attribute path holding ``node`` by identity, if any."""
+  seen: set[int] = set()
+  todo = list(modules)
+  while todo and len(seen) < 10_000:
+    module = todo.pop(0)
+    if id(module) in seen:
+      continue
+    seen.add(id(module))
+    for name, value in vars(module).items():
+      items = [(name, value)]
+      if isinstance(value, (list, tuple)):
+        items += [(f"{name}[{i}]", v) for i, v in enumerate(value)]
+      elif isinstance(value, dict):
+        items += [(f"{name}[{k!r}]", v) for k, v in value.items()]
+      for path, item in items:
+        if item is node:
+          return module, path
+        if isinstance(item, hk.Module):
+          todo.append(item)
+  return None
+
+
+def unbound_use_message(node: Any, method: str) -> str | None:
+  """Why ``node`` (a request or ref) was unbound when ``.method()`` was
+  called inside a module method with a claiming handler running, or None
+  when the call is not inside a module method.
+
+  Haiku intercepts every method but ``@hk.transparent`` ones, and binding
+  happens when an intercepted method of the holding module starts, so the
+  two ways to reach a request unbound are a transparent method and a request
+  made (or put on the module) during the call.
+  """
+  if not hki.inside_transform():
+    return None
+  stack = [s for s in hki.current_frame().module_stack]
+  if not stack:
+    return None
+  running = [s.module for s in stack]
+  current = stack[0]
+  where = f"{current.module.module_name!r}.{current.method_name}"
+  found = _find_holder(node, running)
+  if found is not None and not any(found[0] is m for m in running):
+    holder, path = found
+    return (
+        f"{node!r} at {Site(holder.module_name, path)} was used (.{method}()) "
+        f"while no method of {holder.module_name!r} that Haiku intercepts "
+        f"runs (the running one is {where}): it was reached through a "
+        "method Haiku does not intercept, an @hk.transparent method, and "
+        "requests are bound when an intercepted method of their module "
+        "starts. Remove @hk.transparent from that method, or use the "
+        f"request in a plain method of {holder.module_name!r} (e.g. its "
+        "__call__) and pass the value to the transparent method."
+    )
+  return (
+      f"{node!r} was used (.{method}()) in {where}, but it was created "
+      "during the call (or put on the module during it), and requests are "
+      "bound when a method of the module holding them starts, so it never "
+      "was. Create the request in __init__ (self.x = ...Request(...)) and "
+      "use it in the method; the port of hk.get_state(name, shape, init) is "
+      "self.x = hke.InitialLocalStateRequest(lambda: init(shape, dtype)) in "
+      "__init__, read with self.x.get() and written with self.x.set(v) in "
+      "__call__. (A request reached through an @hk.transparent method of "
+      "another module gets this message too when that module cannot be "
+      f"found from {where}.)"
+  )
+
+
 class UnhandledPlaceholder:
   """Stands in for an unclaimed request during a call.
 

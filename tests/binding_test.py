@@ -336,6 +336,64 @@ class TraversalTest(absltest.TestCase):
     self.assertEqual(modules[-1].module_name, "plain")
 
 
+class UnboundUseTest(absltest.TestCase):
+
+  def test_a_request_reached_through_a_transparent_method_names_it(self):
+    class Noisy(hk.Module):
+
+      def __init__(self, name=None):
+        super().__init__(name=name)
+        self.noise = hke.RandomRequest()
+
+      @hk.transparent
+      def add_noise(self, x):
+        return x + jax.random.normal(self.noise.next_key(), x.shape)
+
+    class Parent(hk.Module):
+
+      def __init__(self):
+        super().__init__()
+        self.child = Noisy(name="noisy")
+
+      def __call__(self, x):
+        return self.child.add_noise(x)
+
+    f = hke.transform(
+        hke.handlers.WithHaikuRandom.handling(lambda x: Parent()(x))
+    )
+    with self.assertRaisesRegex(
+        hke.UnhandledEffectError,
+        r"^RandomRequest\(\) at module 'parent/~/noisy', attribute 'noise' "
+        r"was used \(\.next_key\(\)\) while no method of 'parent/~/noisy' "
+        r"that Haiku intercepts runs \(the running one is "
+        r"'parent'\.__call__\).*an @hk\.transparent method.*Remove "
+        r"@hk\.transparent from that method",
+    ):
+      f.apply({}, jax.random.key(0), jnp.zeros(2))
+
+  def test_a_request_created_during_the_call_says_to_create_it_in_init(self):
+    class Counter(hk.Module):
+
+      def __call__(self, x):
+        count = hke.InitialLocalStateRequest(
+            lambda: jnp.zeros([]), category="counts"
+        )
+        count.set(count.get() + 1)
+        return x
+
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(lambda x: Counter()(x))
+    )
+    with self.assertRaisesRegex(
+        hke.UnhandledEffectError,
+        r"was used \(\.set\(\)\) in 'counter'\.__call__, but it was "
+        r"created during the call.*Create the request in __init__.*the port "
+        r"of hk\.get_state\(name, shape, init\) is self\.x = "
+        r"hke\.InitialLocalStateRequest",
+    ):
+      f.init(None, jnp.zeros(2))
+
+
 class UsersInterceptorsTest(absltest.TestCase):
   """hk_effects' interceptor shortcuts Haiku's chain only while it is alone;
   a user's interceptor still sees every method call, in Haiku's order."""
