@@ -17,7 +17,7 @@
 While at least one handler (or ``hke.transform``) runs, a Haiku method
 interceptor is installed. On every module method call it walks the module's
 attributes (and the dicts, lists, tuples and dataclass nodes inside them) as
-PyTrees. Each request is bound to the innermost running handler that claims
+PyTrees, and its class's attributes that hold requests. Each request is bound to the innermost running handler that claims
 it, becoming that handler's ``HandledEffectRef``; for the duration of the call
 each ref whose handler runs is replaced by the handler's runtime
 implementation. After the call the module holds refs again.
@@ -529,6 +529,30 @@ def _lift_call(next_fun: Callable, args, kwargs, module):
     nesting.lift_call_ended(module, result)
 
 
+# Per module class: the names of its class attributes holding effect nodes
+# (``rng = hke.RandomRequest()`` in the class body). Each instance binds them
+# as its own attributes, so after its first call it holds its own refs.
+_CLASS_NODES: dict[type, tuple[str, ...]] = {}
+
+
+def _class_nodes(cls: type) -> tuple[str, ...]:
+  names: dict[str, bool] = {}
+  for klass in cls.__mro__:
+    if klass is hk.Module or klass is object:
+      continue
+    for name, value in vars(klass).items():
+      if name in names or name.startswith("__"):
+        continue
+      holds = _is_effect_node(value)
+      if not holds and type(value) in (list, tuple, dict):
+        items = value.values() if type(value) is dict else value
+        holds = any(_is_effect_node(item) for item in items)
+      names[name] = holds
+  found = tuple(name for name, holds in names.items() if holds)
+  _CLASS_NODES[cls] = found
+  return found
+
+
 def _bind_and_call(next_fun: Callable, args, kwargs, module):
   key = id(module)
   outer = _state.bound_modules.get(key)
@@ -544,6 +568,15 @@ def _bind_and_call(next_fun: Callable, args, kwargs, module):
       bound = _bind_attribute(module.module_name, name, value)
       if bound is not None:
         swaps.append((name, bound[0], bound[1]))
+    cls = type(module)
+    class_nodes = _CLASS_NODES.get(cls)
+    if class_nodes is None:
+      class_nodes = _class_nodes(cls)
+    for name in class_nodes:
+      if name not in module.__dict__:
+        bound = _bind_attribute(module.module_name, name, getattr(cls, name))
+        if bound is not None:
+          swaps.append((name, bound[0], bound[1]))
   else:
     # A nested call under other handlers (one the outer call entered, or a
     # method run inside a handler of its own): rebind what the module keeps.

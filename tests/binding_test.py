@@ -336,6 +336,48 @@ class TraversalTest(absltest.TestCase):
     self.assertEqual(modules[-1].module_name, "plain")
 
 
+class ClassDrawKey(hk.Module):
+  """DrawKey with its request declared in the class body (Penzai style)."""
+
+  rng = hke.RandomRequest()
+
+  def __call__(self):
+    return jax.random.key_data(self.rng.next_key())
+
+
+class ClassAttributeTest(absltest.TestCase):
+
+  def _draws(self, make):
+    modules = []
+
+    def body(_):
+      modules.extend([make("first"), make("second")])
+      return [m() for m in modules]
+
+    f = hke.transform(hke.handlers.WithHaikuRandom.handling(body))
+    return f.apply({}, jax.random.key(3), None), modules
+
+  def test_a_class_attribute_request_draws_as_an_instance_attribute(self):
+    (first, second), modules = self._draws(lambda n: ClassDrawKey(name=n))
+    want, _ = self._draws(lambda n: DrawKey(name=n))
+    np.testing.assert_array_equal(first, want[0])
+    np.testing.assert_array_equal(second, want[1])
+    self.assertFalse(np.array_equal(first, second))
+    # Each instance holds its own ref; the class keeps its request.
+    self.assertIsInstance(modules[0].rng, hke.HandledRandomRef)
+    self.assertIsNot(modules[0].rng, modules[1].rng)
+    self.assertIsInstance(ClassDrawKey.rng, hke.RandomRequest)
+
+  def test_bindings_list_a_class_attribute_request(self):
+    table = hke.bindings(
+        hke.handlers.WithHaikuRandom.handling(lambda _: ClassDrawKey()())
+    )(None)
+    self.assertEqual(
+        [(r.module_path, r.attribute_path) for r in table.rows],
+        [("class_draw_key", "rng")],
+    )
+
+
 class UnboundUseTest(absltest.TestCase):
 
   def test_a_request_reached_through_a_transparent_method_names_it(self):
