@@ -741,5 +741,28 @@ class ErrorTest(parameterized.TestCase):
     np.testing.assert_array_equal(jax.jit(patched.apply)({}, 3), [5.0, 5.0])
 
 
+  def test_perturbing_inside_a_while_loop_suggests_a_static_fori_loop(self):
+    def model(x):
+      probe = hke.TellIntermediate("t")
+      return hk.while_loop(lambda c: c[0] < 3.0, lambda c: probe(c + 1.0), x)
+
+    f = hke.transform(Perturb.handling(model), apply_rng=False)
+    with self.assertRaisesRegex(
+        ValueError,
+        r"'tell_intermediate/intermediate' \(tag 't'\) is told inside "
+        r"hk\.while_loop, whose number of iterations is not known until it "
+        r"runs.*Loop with hk\.fori_loop with static \(Python int\) bounds, "
+        r"or hk\.scan",
+    ):
+      H.perturbation_zeros(f.apply)({}, (jnp.zeros(2), None))
+
+    def fori(x):
+      probe = hke.TellIntermediate("t")
+      return hk.fori_loop(0, 3, lambda i, c: probe(c + 1.0), x)
+
+    g = hke.transform(Perturb.handling(fori), apply_rng=False)
+    zeros = H.perturbation_zeros(g.apply)({}, (jnp.zeros(2), None))
+    self.assertEqual(zeros["tell_intermediate/intermediate"].shape, (3, 2))
+
 if __name__ == "__main__":
   absltest.main()

@@ -289,9 +289,8 @@ class _Perturb:
     unknown = [kind for kind, length, _ in axes if length is None]
     if unknown:
       raise ValueError(
-          f"{self.where} is told inside {unknown[0]} with traced bounds, "
-          "whose length is unknown, so no stacked perturbation can be built "
-          "for it. Loop with static bounds."
+          f"{self.where} is told inside {unknown[0]}"
+          + sites.unknown_length_fix(unknown[0], "a stacked perturbation")
       )
     lengths = tuple(length for _, length, _ in axes)
     shapes = jax.tree_util.tree_map(
