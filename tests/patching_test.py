@@ -294,6 +294,37 @@ class LoopPatchingTest(parameterized.TestCase):
     expected = _per_layer_loop(self.params, CLEAN, lambda i, x: steer[None])
     np.testing.assert_allclose(patched, expected, rtol=1e-5, atol=1e-6)
 
+  def test_a_stacked_method_site_is_named_as_haiku_names_its_params(self):
+    # hk.layer_stack of a method of the holding module: Haiku repeats the
+    # module's name inside the stack, in params and in site paths alike.
+    class Stack(hk.Module):
+
+      def layer(self, x):
+        return hke.TellIntermediate("out", name="layer_out")(hk.Linear(2)(x))
+
+      def __call__(self, x):
+        return hk.layer_stack(3)(self.layer)(x)
+
+    def model(x):
+      return Stack(name="transformer")(x)
+
+    x = jnp.ones(2)
+    params = hke.transform(model).init(jax.random.key(0), x)
+    _, (told,) = _apply(Collect.handling(model), params, x)
+    (linear,) = params
+    self.assertEqual(
+        linear, "transformer/__layer_stack_no_per_layer/transformer/~layer/linear"
+    )
+    self.assertEqual(
+        told.path,
+        "transformer/__layer_stack_no_per_layer/transformer/~layer/layer_out/"
+        "intermediate",
+    )
+    patched = _apply(
+        Patch.handling(model, {told.path: jnp.zeros([3, 2])}), params, x
+    )
+    np.testing.assert_array_equal(patched, [0.0, 0.0])
+
   @parameterized.parameters(False, True)
   def test_scan_patch_equals_the_hand_unrolled_loop(self, reverse):
     def model(xs, edit=None):

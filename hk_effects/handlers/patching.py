@@ -26,7 +26,11 @@
 
 Sites are addressed by the paths ``CollectingSideOutputs`` reports
 (``SideOutputValue.path``): the values one collects can be patched back in
-as they are. A site inside ``hk.scan`` / ``hk.layer_stack`` / ``hk.vmap``
+as they are. A path is the module name Haiku gives the telling module, the
+one its params carry: inside ``hk.layer_stack`` that includes the stack's
+scope (``transformer/__layer_stack_no_per_layer/...``, repeating the
+holding module's name when one of its methods is stacked), so copy paths
+from a collection or ``hke.bindings``, or select by tag. A site inside ``hk.scan`` / ``hk.layer_stack`` / ``hk.vmap``
 takes either a value of the told shape (used in every iteration / member)
 or one stacked as the collector returns it (sliced to each iteration /
 member). ``intervention_sites.py`` has the machinery.
