@@ -133,9 +133,7 @@ def latest(directory: str) -> str:
 
 def _is_typed_key(value: Any) -> bool:
   dtype = getattr(value, "dtype", None)
-  return dtype is not None and jax.dtypes.issubdtype(
-      dtype, jax.dtypes.prng_key
-  )
+  return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
 
 
 def _path_json(path: tuple[Any, ...]) -> list[dict[str, Any]]:

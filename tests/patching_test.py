@@ -313,7 +313,8 @@ class LoopPatchingTest(parameterized.TestCase):
     _, (told,) = _apply(Collect.handling(model), params, x)
     (linear,) = params
     self.assertEqual(
-        linear, "transformer/__layer_stack_no_per_layer/transformer/~layer/linear"
+        linear,
+        "transformer/__layer_stack_no_per_layer/transformer/~layer/linear",
     )
     self.assertEqual(
         told.path,
@@ -771,7 +772,6 @@ class ErrorTest(parameterized.TestCase):
     )
     np.testing.assert_array_equal(jax.jit(patched.apply)({}, 3), [5.0, 5.0])
 
-
   def test_perturbing_inside_a_while_loop_suggests_a_static_fori_loop(self):
     def model(x):
       probe = hke.TellIntermediate("t")
@@ -794,6 +794,7 @@ class ErrorTest(parameterized.TestCase):
     g = hke.transform(Perturb.handling(fori), apply_rng=False)
     zeros = H.perturbation_zeros(g.apply)({}, (jnp.zeros(2), None))
     self.assertEqual(zeros["tell_intermediate/intermediate"].shape, (3, 2))
+
 
 if __name__ == "__main__":
   absltest.main()

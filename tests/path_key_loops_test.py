@@ -76,7 +76,6 @@ class LoopIndexTest(absltest.TestCase):
     self.assertLen({tuple(r) for r in scanned_keys}, 3)
 
 
-
 class CollisionMessageTest(absltest.TestCase):
 
   def test_two_unnamed_dropouts_in_a_layer_are_told_to_take_names(self):
@@ -92,9 +91,7 @@ class CollisionMessageTest(absltest.TestCase):
 
     def run(named):
       f = hke.transform(
-          hke.handlers.WithHaikuRandom.handling(
-              forward(named), path_keys=True
-          )
+          hke.handlers.WithHaikuRandom.handling(forward(named), path_keys=True)
       )
       return f.apply({}, jax.random.key(0), jnp.ones(64))
 
@@ -109,6 +106,7 @@ class CollisionMessageTest(absltest.TestCase):
     out = run(named=True)  # The fix the message gives works.
     self.assertEqual(out.shape, (64,))
     self.assertGreater(len(np.unique(np.asarray(out))), 1)
+
 
 if __name__ == "__main__":
   absltest.main()

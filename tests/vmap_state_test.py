@@ -409,9 +409,7 @@ class ErrorTest(absltest.TestCase):
         counts = CountOther()
         return counts(RunningMean()(m))
 
-      return hke.vmap(
-          member, split_rng=False, local_state_axes={"stats": 0}
-      )(x)
+      return hke.vmap(member, split_rng=False, local_state_axes={"stats": 0})(x)
 
     with self.assertRaisesRegex(
         ValueError,

@@ -264,7 +264,7 @@ def unknown_length_fix(kind: str, what: str) -> str:
         "(Python int) bounds, or hk.scan, where the number is known."
     )
   return (
-      f" with traced bounds, whose length is not known when it is traced, so "
+      " with traced bounds, whose length is not known when it is traced, so "
       f"{what} cannot be built or sliced for it. Give {kind} static (Python "
       "int) bounds."
   )
