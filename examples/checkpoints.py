@@ -24,7 +24,10 @@ Each tree (params, optimizer state, local states) is flattened with JAX's
 key paths; an array is stored under its part and ``jax.tree_util.keystr``
 path (``params['transformer/unembed']['w']``), and the metadata holds the
 path elements of every leaf in order, the step, the run's configuration and
-the metric rows, as JSON. Dicts of arrays (params, Haiku state) are rebuilt
+the metric rows, as JSON. A typed PRNG key (``jax.random.key``, as
+``WithStatefulRandomKey`` keeps in local state) is stored as its key data,
+its implementation in the metadata, and comes back as the same typed key.
+Dicts of arrays (params, Haiku state) are rebuilt
 from the paths alone; other trees (optax's states) are rebuilt into a
 template the caller builds afresh, whose key paths, shapes and dtypes must
 match the file's.
@@ -52,6 +55,7 @@ import re
 from typing import Any, Mapping
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import safetensors
 from safetensors import numpy as safetensors_numpy
@@ -127,6 +131,11 @@ def latest(directory: str) -> str:
   )
 
 
+def _is_typed_key(value: Any) -> bool:
+  dtype = getattr(value, "dtype", None)
+  return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
 def _path_json(path: tuple[Any, ...]) -> list[dict[str, Any]]:
   out = []
   for entry in path:
@@ -183,18 +192,34 @@ def save(
   >>> [s for s, _ in list_checkpoints(d)]
   [2, 3]
   """
-  tensors, leaves = {}, {}
+  tensors, leaves, key_impls = {}, {}, {}
   for part, tree in trees.items():
-    flat = jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
     leaves[part] = [_path_json(path) for path, _ in flat]
-    for path, value in flat:
-      tensors[part + jax.tree_util.keystr(path)] = np.asarray(value, order="C")
+    names = [part + jax.tree_util.keystr(path) for path, _ in flat]
+    values = []
+    for name, (_, value) in zip(names, flat):
+      if _is_typed_key(value):
+        # A typed PRNG key (WithStatefulRandomKey's state) is stored as its
+        # key data, with its implementation to wrap it again on load.
+        key_impls[name] = str(jax.random.key_impl(value))
+        value = jax.random.key_data(value)
+      values.append(value)
+    for name, value in zip(names, jax.device_get(values)):
+      try:
+        tensors[name] = np.asarray(value, order="C")
+      except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"checkpoint entry {name} ({type(value).__name__}) cannot be "
+            f"stored as an array: {e}"
+        ) from e
   metadata = {
       "format": FORMAT,
       "step": str(step),
       "config": json.dumps(dict(config), sort_keys=True),
       "leaves": json.dumps(leaves),
       "metrics": json.dumps(list(metrics)),
+      "key_impls": json.dumps(key_impls),
   }
   os.makedirs(directory, exist_ok=True)
   path = checkpoint_path(directory, step)
@@ -283,6 +308,17 @@ class Checkpoint:
             f"{where} stores {saved_path} where this run's "
             f"{part} has {name}; the trees differ."
         )
+      if _is_typed_key(like) or _is_typed_key(value):
+        if not (_is_typed_key(like) and _is_typed_key(value)) or (
+            jax.random.key_impl(like) != jax.random.key_impl(value)
+            or like.shape != value.shape
+        ):
+          raise ValueError(
+              f"{where}{name} is {value.dtype}{list(value.shape)} but this "
+              f"run's is {like.dtype}{list(jnp.shape(like))}."
+          )
+        values.append(value)
+        continue
       like = np.asarray(like)
       if like.shape != value.shape or like.dtype != value.dtype:
         raise ValueError(
@@ -328,8 +364,16 @@ def load(path: str) -> Checkpoint:
         f" expected {FORMAT!r})."
     )
   arrays = {}
+  # Files written before typed keys were stored have no "key_impls".
+  key_impls = json.loads(metadata.get("key_impls", "{}"))
   for part, paths in json.loads(metadata["leaves"]).items():
-    arrays[part] = [(p, tensors[part + _keystr(p)]) for p in paths]
+    arrays[part] = []
+    for p in paths:
+      name = part + _keystr(p)
+      value = tensors[name]
+      if name in key_impls:
+        value = jax.random.wrap_key_data(value, impl=key_impls[name])
+      arrays[part].append((p, value))
   return Checkpoint(
       path,
       int(metadata["step"]),

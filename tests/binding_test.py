@@ -336,6 +336,106 @@ class TraversalTest(absltest.TestCase):
     self.assertEqual(modules[-1].module_name, "plain")
 
 
+class ClassDrawKey(hk.Module):
+  """DrawKey with its request declared in the class body (Penzai style)."""
+
+  rng = hke.RandomRequest()
+
+  def __call__(self):
+    return jax.random.key_data(self.rng.next_key())
+
+
+class ClassAttributeTest(absltest.TestCase):
+
+  def _draws(self, make):
+    modules = []
+
+    def body(_):
+      modules.extend([make("first"), make("second")])
+      return [m() for m in modules]
+
+    f = hke.transform(hke.handlers.WithHaikuRandom.handling(body))
+    return f.apply({}, jax.random.key(3), None), modules
+
+  def test_a_class_attribute_request_draws_as_an_instance_attribute(self):
+    (first, second), modules = self._draws(lambda n: ClassDrawKey(name=n))
+    want, _ = self._draws(lambda n: DrawKey(name=n))
+    np.testing.assert_array_equal(first, want[0])
+    np.testing.assert_array_equal(second, want[1])
+    self.assertFalse(np.array_equal(first, second))
+    # Each instance holds its own ref; the class keeps its request.
+    self.assertIsInstance(modules[0].rng, hke.HandledRandomRef)
+    self.assertIsNot(modules[0].rng, modules[1].rng)
+    self.assertIsInstance(ClassDrawKey.rng, hke.RandomRequest)
+
+  def test_bindings_list_a_class_attribute_request(self):
+    table = hke.bindings(
+        hke.handlers.WithHaikuRandom.handling(lambda _: ClassDrawKey()())
+    )(None)
+    self.assertEqual(
+        [(r.module_path, r.attribute_path) for r in table.rows],
+        [("class_draw_key", "rng")],
+    )
+
+
+class UnboundUseTest(absltest.TestCase):
+
+  def test_a_request_reached_through_a_transparent_method_names_it(self):
+    class Noisy(hk.Module):
+
+      def __init__(self, name=None):
+        super().__init__(name=name)
+        self.noise = hke.RandomRequest()
+
+      @hk.transparent
+      def add_noise(self, x):
+        return x + jax.random.normal(self.noise.next_key(), x.shape)
+
+    class Parent(hk.Module):
+
+      def __init__(self):
+        super().__init__()
+        self.child = Noisy(name="noisy")
+
+      def __call__(self, x):
+        return self.child.add_noise(x)
+
+    f = hke.transform(
+        hke.handlers.WithHaikuRandom.handling(lambda x: Parent()(x))
+    )
+    with self.assertRaisesRegex(
+        hke.UnhandledEffectError,
+        r"^RandomRequest\(\) at module 'parent/~/noisy', attribute 'noise' "
+        r"was used \(\.next_key\(\)\) while no method of 'parent/~/noisy' "
+        r"that Haiku intercepts runs \(the running one is "
+        r"'parent'\.__call__\).*an @hk\.transparent method.*Remove "
+        r"@hk\.transparent from that method",
+    ):
+      f.apply({}, jax.random.key(0), jnp.zeros(2))
+
+  def test_a_request_created_during_the_call_says_to_create_it_in_init(self):
+    class Counter(hk.Module):
+
+      def __call__(self, x):
+        count = hke.InitialLocalStateRequest(
+            lambda: jnp.zeros([]), category="counts"
+        )
+        count.set(count.get() + 1)
+        return x
+
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(lambda x: Counter()(x))
+    )
+    with self.assertRaisesRegex(
+        hke.UnhandledEffectError,
+        r"was used \(\.set\(\)\) in 'counter'\.__call__, but it was "
+        r"created during the call.*Create the request in __init__.*The port "
+        r"of hk\.get_state\(name, shape, init\) is self\.x = "
+        r"hke\.InitialLocalStateRequest",
+    ):
+      f.init(None, jnp.zeros(2))
+
+
 class UsersInterceptorsTest(absltest.TestCase):
   """hk_effects' interceptor shortcuts Haiku's chain only while it is alone;
   a user's interceptor still sees every method call, in Haiku's order."""

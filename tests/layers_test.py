@@ -64,6 +64,24 @@ class DropoutTest(parameterized.TestCase):
     )
     np.testing.assert_array_equal(out, x)
 
+  @parameterized.parameters(True, False)
+  def test_a_ported_rate_zero_dropout_keeps_haikus_later_draws(self, parity):
+    def plain(x):
+      x = hk.dropout(hk.next_rng_key(), 0.0, x)
+      return hk.dropout(hk.next_rng_key(), 0.5, x)
+
+    def ported(x):
+      x = hke.Dropout(0.0, draw_at_zero_rate=parity)(x)
+      return hke.Dropout(0.5)(x)
+
+    x = jnp.ones(64)
+    want = hk.transform(plain).apply({}, jax.random.key(1), x)
+    got = hke.transform(hke.handlers.WithHaikuRandom.handling(ported)).apply(
+        {}, jax.random.key(1), x
+    )
+    # Without parity the second dropout gets the key the first one skipped.
+    self.assertEqual(np.array_equal(got, want), parity)
+
   def test_two_dropouts_draw_different_masks(self):
     def forward(x):
       return hke.Dropout(0.5)(x), hke.Dropout(0.5)(x)

@@ -294,6 +294,38 @@ class LoopPatchingTest(parameterized.TestCase):
     expected = _per_layer_loop(self.params, CLEAN, lambda i, x: steer[None])
     np.testing.assert_allclose(patched, expected, rtol=1e-5, atol=1e-6)
 
+  def test_a_stacked_method_site_is_named_as_haiku_names_its_params(self):
+    # hk.layer_stack of a method of the holding module: Haiku repeats the
+    # module's name inside the stack, in params and in site paths alike.
+    class Stack(hk.Module):
+
+      def layer(self, x):
+        return hke.TellIntermediate("out", name="layer_out")(hk.Linear(2)(x))
+
+      def __call__(self, x):
+        return hk.layer_stack(3)(self.layer)(x)
+
+    def model(x):
+      return Stack(name="transformer")(x)
+
+    x = jnp.ones(2)
+    params = hke.transform(model).init(jax.random.key(0), x)
+    _, (told,) = _apply(Collect.handling(model), params, x)
+    (linear,) = params
+    self.assertEqual(
+        linear,
+        "transformer/__layer_stack_no_per_layer/transformer/~layer/linear",
+    )
+    self.assertEqual(
+        told.path,
+        "transformer/__layer_stack_no_per_layer/transformer/~layer/layer_out/"
+        "intermediate",
+    )
+    patched = _apply(
+        Patch.handling(model, {told.path: jnp.zeros([3, 2])}), params, x
+    )
+    np.testing.assert_array_equal(patched, [0.0, 0.0])
+
   @parameterized.parameters(False, True)
   def test_scan_patch_equals_the_hand_unrolled_loop(self, reverse):
     def model(xs, edit=None):
@@ -531,6 +563,46 @@ class SaliencyTest(parameterized.TestCase):
     self.assertGreater(float(jnp.abs(expected[0]).sum()), 0.0)
     np.testing.assert_allclose(loss(zeros), loss(None), rtol=1e-5, atol=1e-6)
 
+  def test_attribution_over_a_dataset_calls_perturbation_zeros_per_example(
+      self,
+  ):
+    # One call per example with the same shapes: JAX's trace cache must not
+    # make the second call find no sites.
+    params = _params()
+    model = hke.transform(
+        Perturb.handling(transformer, tag="residual"), apply_rng=False
+    )
+    zeros_fn = H.perturbation_zeros(model.apply)
+    saliency = []
+    for tokens in (CLEAN, CORRUPT, CLEAN):
+      zeros = zeros_fn(params, (tokens, None))
+      self.assertEqual(
+          sorted(zeros), [f"block_{i}/residual" for i in range(BLOCKS)]
+      )
+      grads = jax.grad(
+          lambda p, t=tokens: jnp.sum(model.apply(params, (t, p))[0, -1])
+      )(zeros)
+      saliency.append(float(jnp.abs(grads["block_0/residual"]).sum()))
+    self.assertEqual(saliency[0], saliency[2])
+    self.assertNotEqual(saliency[0], saliency[1])
+
+  def test_perturbation_zeros_of_a_jitted_apply_says_to_pass_it_unjitted(self):
+    model = hke.transform(
+        Perturb.handling(transformer, tag="residual"), apply_rng=False
+    )
+    jitted = jax.jit(model.apply)
+    jitted(_params(), (CLEAN, None))  # Its trace is now in JAX's cache.
+    with self.assertRaisesRegex(
+        ValueError,
+        r"It is jax\.jit-compiled.*pass the function before jax\.jit "
+        r"\(model\.apply, not jax\.jit\(model\.apply\)\)",
+    ):
+      H.perturbation_zeros(jitted)(_params(), (CLEAN, None))
+    self.assertEqual(
+        len(H.perturbation_zeros(model.apply)(_params(), (CLEAN, None))),
+        BLOCKS,
+    )
+
   def test_stacked_perturbations_in_layer_stack_equal_per_layer_grads(self):
     params = hke.transform(_stacked_model).init(jax.random.key(0), CLEAN)
     model = hke.transform(Perturb.handling(_stacked_model), apply_rng=False)
@@ -699,6 +771,29 @@ class ErrorTest(parameterized.TestCase):
         Patch.handling(model, {"t": jnp.full([2], 5.0)}), apply_rng=False
     )
     np.testing.assert_array_equal(jax.jit(patched.apply)({}, 3), [5.0, 5.0])
+
+  def test_perturbing_inside_a_while_loop_suggests_a_static_fori_loop(self):
+    def model(x):
+      probe = hke.TellIntermediate("t")
+      return hk.while_loop(lambda c: c[0] < 3.0, lambda c: probe(c + 1.0), x)
+
+    f = hke.transform(Perturb.handling(model), apply_rng=False)
+    with self.assertRaisesRegex(
+        ValueError,
+        r"'tell_intermediate/intermediate' \(tag 't'\) is told inside "
+        r"hk\.while_loop, whose number of iterations is not known until it "
+        r"runs.*Loop with hk\.fori_loop with static \(Python int\) bounds, "
+        r"or hk\.scan",
+    ):
+      H.perturbation_zeros(f.apply)({}, (jnp.zeros(2), None))
+
+    def fori(x):
+      probe = hke.TellIntermediate("t")
+      return hk.fori_loop(0, 3, lambda i, c: probe(c + 1.0), x)
+
+    g = hke.transform(Perturb.handling(fori), apply_rng=False)
+    zeros = H.perturbation_zeros(g.apply)({}, (jnp.zeros(2), None))
+    self.assertEqual(zeros["tell_intermediate/intermediate"].shape, (3, 2))
 
 
 if __name__ == "__main__":

@@ -217,6 +217,26 @@ class BadInputTest(parameterized.TestCase):
     with self.assertRaisesRegex(TypeError, r"side input 'b'.*not an array"):
       _apply(handled, (jnp.ones(1), 1.0, value))
 
+  @parameterized.parameters(True, False)
+  def test_a_mask_of_the_wrong_shape_names_its_tag_and_module(self, jit):
+    def forward(x):
+      return hke.ApplyAttentionMask("mask", name="attn_mask")(x)
+
+    f = hke.transform(FromTuple.handling(forward, ("mask",)), apply_rng=False)
+    apply = jax.jit(f.apply) if jit else f.apply
+    with self.assertRaisesRegex(
+        ValueError,
+        r"Incompatible shapes for broadcasting.*\n\(While "
+        r"WithSideInputsFromInputTuple\(.*\) served side inputs: 'mask' = "
+        r"bool\[3\] for module 'attn_mask', attribute 'mask'\. If the error "
+        r"is about one of them, the value given for its tag has the wrong "
+        r"shape or dtype",
+    ):
+      apply({}, (jnp.ones([2, 4]), jnp.ones([3], bool)))
+    np.testing.assert_array_equal(
+        apply({}, (jnp.ones([2, 4]), jnp.ones([4], bool))), jnp.ones([2, 4])
+    )
+
   def test_constant_value_that_is_not_an_array_names_the_tag(self):
     with self.assertRaisesRegex(TypeError, r"side input 'a'.*jnp\.asarray"):
       Constant.handling(_weighted_sum, {"a": "2.0"})

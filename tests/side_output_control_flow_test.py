@@ -307,6 +307,23 @@ class LoopTest(parameterized.TestCase):
     np.testing.assert_array_equal(final.value, 0 * X)  # Steps 0 and 2.
     self.assertTrue(bool(final.present))
 
+  def test_a_tell_in_cond_fun_says_it_belongs_in_body_fun(self):
+    def forward(x):
+      probe = hke.TellIntermediate("norm")
+      if hk.running_init():
+        return x
+      return hk.while_loop(
+          lambda v: probe(jnp.max(jnp.abs(v))) > 0.5, lambda v: v / 2, x
+      )
+
+    with self.assertRaisesRegex(
+        hke.RawTransformError,
+        r"^SideOutputEffect\.tell\(\) at module 'tell_intermediate', "
+        r"attribute 'intermediate' ran in hk\.while_loop's cond_fun, which "
+        r"cannot carry side outputs.*Move the effect into body_fun",
+    ):
+      _collect(forward)(X)
+
   def test_last_in_a_scan_of_a_branch_is_the_last_taken_iteration(self):
     def forward(xs):
       final = hke.TellIntermediate("final", mode="last")

@@ -76,6 +76,50 @@ class EffectSignatureTest(absltest.TestCase):
         [e.attribute_path for e in sig.unhandled()], ["cache['k']"]
     )
 
+  def test_per_member_state_under_hke_vmap_reports_what_is_stored(self):
+    class Running(hk.Module):
+
+      def __init__(self):
+        super().__init__()
+        self.total = hke.InitialLocalStateRequest(
+            lambda: jnp.zeros([2]), category="stats"
+        )
+
+      def __call__(self, x):
+        self.total.set(self.total.get() + x)
+        return x
+
+    def forward(xs):
+      return hke.vmap(
+          Running(), split_rng=False, local_state_axes={"stats": 0}
+      )(xs)
+
+    model = hke.handlers.handle_local_states(forward)
+    (entry,) = hke.effect_signature(model)(jnp.zeros([5, 2])).entries
+    self.assertEqual(
+        entry.detail,
+        "state unnamed [stats]: float32[5,2] stored, float32[2] per member",
+    )
+    _, state = hke.transform_with_state(model).init(None, jnp.zeros([5, 2]))
+    self.assertEqual(state["~local_state/stats"]["running:total"].shape, (5, 2))
+
+  def test_shared_state_reports_one_shape(self):
+    class Running(hk.Module):
+
+      def __init__(self):
+        super().__init__()
+        self.total = hke.InitialLocalStateRequest(
+            lambda: jnp.zeros([2]), category="stats"
+        )
+
+      def __call__(self, x):
+        self.total.set(self.total.get() + x.sum(0))
+        return x
+
+    model = hke.handlers.handle_local_states(lambda x: Running()(x))
+    (entry,) = hke.effect_signature(model)(jnp.zeros([5, 2])).entries
+    self.assertEqual(entry.detail, "state unnamed [stats]: float32[2]")
+
   def test_includes_requests_reached_only_inside_control_flow(self):
     def forward(x):
       dropout = hke.Dropout(0.5)

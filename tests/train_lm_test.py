@@ -29,7 +29,9 @@ import tempfile
 from absl import flags
 from absl.testing import absltest
 from absl.testing import flagsaver
+from absl.testing import parameterized
 import chex
+import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -316,6 +318,73 @@ def _read_events(directory: str) -> dict[str, list[tuple[int, float]]]:
             (event.step, value.simple_value)
         )
   return scalars
+
+
+class _Noise(hk.Module):
+  """Adds noise drawn from a random request."""
+
+  def __init__(self):
+    super().__init__()
+    self.rng = hke.RandomRequest()
+
+  def __call__(self, x):
+    return x + jax.random.normal(self.rng.next_key(), x.shape)
+
+
+class CheckpointKeysTest(parameterized.TestCase):
+  """Typed PRNG keys in local state, as WithStatefulRandomKey keeps them."""
+
+  def _model(self, impl):
+    return hke.transform_with_state(
+        hke.handlers.handle_local_states(
+            hke.handlers.WithStatefulRandomKey.handling(
+                lambda x: _Noise()(x), jax.random.key(3, impl=impl)
+            )
+        )
+    )
+
+  @parameterized.product(
+      impl=("threefry2x32", "rbg"), with_template=(False, True)
+  )
+  def test_a_stateful_key_is_restored_exactly(self, impl, with_template):
+    f, x = self._model(impl), jnp.zeros(4)
+    params, state = f.init(None, x)
+    _, state = f.apply(params, state, None, x)  # Not the initial key.
+    directory = tempfile.mkdtemp()
+    checkpoints.save(directory, 1, {"local_states": state}, {})
+    ckpt = checkpoints.load(checkpoints.latest(directory))
+    restored = ckpt.tree(
+        "local_states", template=state if with_template else None
+    )
+    (saved_key,), (key,) = jax.tree.leaves(state), jax.tree.leaves(restored)
+    self.assertEqual(jax.random.key_impl(key), jax.random.key_impl(saved_key))
+    self.assertEqual(str(key.dtype), str(saved_key.dtype))
+    np.testing.assert_array_equal(
+        jax.random.key_data(key), jax.random.key_data(saved_key)
+    )
+    # The run goes on as it would have: same draws, same next key.
+    want, want_state = f.apply(params, state, None, x)
+    got, got_state = f.apply(params, restored, None, x)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(
+        jax.random.key_data(jax.tree.leaves(got_state)[0]),
+        jax.random.key_data(jax.tree.leaves(want_state)[0]),
+    )
+
+  def test_a_template_with_raw_key_data_names_the_entry(self):
+    f, x = self._model("threefry2x32"), jnp.zeros(4)
+    _, state = f.init(None, x)
+    directory = tempfile.mkdtemp()
+    checkpoints.save(directory, 1, {"local_states": state}, {})
+    raw = jax.tree.map(jax.random.key_data, state)
+    with self.assertRaisesRegex(
+        ValueError,
+        r"local_states\['~local_state/random'\]\['withstatefulrandomkey_"
+        r"[0-9a-f]+:key'\] is key<fry>\[\] but this run's is uint32\[2\]",
+    ):
+      checkpoints.load(checkpoints.latest(directory)).tree(
+          "local_states", template=raw
+      )
 
 
 class LauncherTest(absltest.TestCase):

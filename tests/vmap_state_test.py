@@ -54,6 +54,18 @@ class RunningMean(hk.Module):
     return hk.Linear(2, w_init=hk.initializers.Constant(1.0))(x - mean)
 
 
+class CountOther(hk.Module):
+  """Sums what it saw in local-state category "other"."""
+
+  def __init__(self, name=None):
+    super().__init__(name=name)
+    self.seen = hke.InitialLocalStateRequest(lambda: jnp.zeros([2]), "other")
+
+  def __call__(self, x):
+    self.seen.set(self.seen.get() + x)
+    return x
+
+
 def _stateful(forward):
   return hke.transform_with_state(hke.handlers.handle_local_states(forward))
 
@@ -345,6 +357,67 @@ class ErrorTest(absltest.TestCase):
         "that init returned",
     ):
       f.apply(params, state, None, XS[:2])
+
+  def test_a_misspelt_category_names_it_and_the_categories_that_exist(self):
+    f = _stateful(
+        lambda x: hke.vmap(
+            RunningMean(), split_rng=False, local_state_axes={"stat": 0}
+        )(x)
+    )
+    with self.assertRaisesRegex(
+        ValueError,
+        r"local_state_axes names categories \['stat'\] that no local state "
+        r"of this call has; the categories that exist: \['stats'\]",
+    ):
+      f.init(None, XS)
+
+  def test_a_misspelt_module_names_it_and_the_state_bundles_that_exist(self):
+    def forward(x):
+      bn = hk.BatchNorm(True, True, decay_rate=0.9)
+      return hke.vmap(
+          lambda m: bn(m, is_training=True),
+          split_rng=False,
+          state_axes={"batchnorm": 0},
+      )(x)
+
+    with self.assertRaisesRegex(
+        ValueError,
+        r"state_axes names modules \['batchnorm'\] that hold no Haiku state "
+        r"in this call; the state bundles that exist: "
+        r"\['batch_norm/~/mean_ema', 'batch_norm/~/var_ema'\]",
+    ):
+      hk.transform_with_state(forward).init(None, jnp.ones([3, 4, 2]))
+
+  def test_a_key_naming_nothing_is_harmless_when_every_state_is_mapped(self):
+    # One wrapper for several models: "cache" exists in none of this one.
+    f = _stateful(
+        lambda x: hke.vmap(
+            RunningMean(),
+            split_rng=False,
+            local_state_axes={"stats": 0, "cache": 0},
+        )(x)
+    )
+    params, state = f.init(None, XS)
+    _, state = f.apply(params, state, None, XS)
+    np.testing.assert_allclose(
+        state["~local_state/stats"]["running_mean:mean"], 0.5 * XS
+    )
+
+  def test_an_unmapped_category_set_per_member_is_named(self):
+    def forward(x):
+      def member(m):
+        counts = CountOther()
+        return counts(RunningMean()(m))
+
+      return hke.vmap(member, split_rng=False, local_state_axes={"stats": 0})(x)
+
+    with self.assertRaisesRegex(
+        ValueError,
+        r"not per member was set to a per-member value.*"
+        r"\[\('~local_state/other', 'count_other:seen'\)\].*"
+        r"which now are \{'stats': 0\} and None",
+    ):
+      _stateful(forward).init(None, XS)
 
   def test_axes_of_the_wrong_type(self):
     with self.assertRaisesRegex(TypeError, "local_state_axes must be an int"):

@@ -17,7 +17,7 @@
 While at least one handler (or ``hke.transform``) runs, a Haiku method
 interceptor is installed. On every module method call it walks the module's
 attributes (and the dicts, lists, tuples and dataclass nodes inside them) as
-PyTrees. Each request is bound to the innermost running handler that claims
+PyTrees, and its class's attributes that hold requests. Each request is bound to the innermost running handler that claims
 it, becoming that handler's ``HandledEffectRef``; for the duration of the call
 each ref whose handler runs is replaced by the handler's runtime
 implementation. After the call the module holds refs again.
@@ -567,6 +567,30 @@ def _lift_call(next_fun: Callable, args, kwargs, module):
     nesting.lift_call_ended(module, result)
 
 
+# Per module class: the names of its class attributes holding effect nodes
+# (``rng = hke.RandomRequest()`` in the class body). Each instance binds them
+# as its own attributes, so after its first call it holds its own refs.
+_CLASS_NODES: dict[type, tuple[str, ...]] = {}
+
+
+def _class_nodes(cls: type) -> tuple[str, ...]:
+  names: dict[str, bool] = {}
+  for klass in cls.__mro__:
+    if klass is hk.Module or klass is object:
+      continue
+    for name, value in vars(klass).items():
+      if name in names or name.startswith("__"):
+        continue
+      holds = _is_effect_node(value)
+      if not holds and type(value) in (list, tuple, dict):
+        items = value.values() if type(value) is dict else value
+        holds = any(_is_effect_node(item) for item in items)
+      names[name] = holds
+  found = tuple(name for name, holds in names.items() if holds)
+  _CLASS_NODES[cls] = found
+  return found
+
+
 def _bind_and_call(next_fun: Callable, args, kwargs, module):
   key = id(module)
   outer = _ctx.binding.bound_modules.get(key)
@@ -582,6 +606,15 @@ def _bind_and_call(next_fun: Callable, args, kwargs, module):
       bound = _bind_attribute(module.module_name, name, value)
       if bound is not None:
         swaps.append((name, bound[0], bound[1]))
+    cls = type(module)
+    class_nodes = _CLASS_NODES.get(cls)
+    if class_nodes is None:
+      class_nodes = _class_nodes(cls)
+    for name in class_nodes:
+      if name not in module.__dict__:
+        bound = _bind_attribute(module.module_name, name, getattr(cls, name))
+        if bound is not None:
+          swaps.append((name, bound[0], bound[1]))
   else:
     # A nested call under other handlers (one the outer call entered, or a
     # method run inside a handler of its own): rebind what the module keeps.
@@ -605,6 +638,72 @@ def _bind_and_call(next_fun: Callable, args, kwargs, module):
       _ctx.binding.bound_modules[key] = outer
       for name, _, runtime in outer[1]:
         object.__setattr__(module, name, runtime)
+
+
+def _find_holder(node: Any, modules: list) -> tuple[Any, str] | None:
+  """The module (searched from ``modules`` down through submodules) and
+  attribute path holding ``node`` by identity, if any."""
+  seen: set[int] = set()
+  todo = list(modules)
+  while todo and len(seen) < 10_000:
+    module = todo.pop(0)
+    if id(module) in seen:
+      continue
+    seen.add(id(module))
+    for name, value in vars(module).items():
+      items = [(name, value)]
+      if isinstance(value, (list, tuple)):
+        items += [(f"{name}[{i}]", v) for i, v in enumerate(value)]
+      elif isinstance(value, dict):
+        items += [(f"{name}[{k!r}]", v) for k, v in value.items()]
+      for path, item in items:
+        if item is node:
+          return module, path
+        if isinstance(item, hk.Module):
+          todo.append(item)
+  return None
+
+
+def unbound_use_message(node: Any, method: str) -> str | None:
+  """Why ``node`` (a request or ref) was unbound when ``.method()`` was
+  called inside a module method with a claiming handler running, or None
+  when the call is not inside a module method.
+
+  Haiku intercepts every method but ``@hk.transparent`` ones, and binding
+  happens when an intercepted method of the holding module starts, so the
+  two ways to reach a request unbound are a transparent method and a request
+  made (or put on the module) during the call.
+  """
+  if not hki.inside_transform():
+    return None
+  stack = [s for s in hki.current_frame().module_stack]
+  if not stack:
+    return None
+  running = [s.module for s in stack]
+  current = stack[0]
+  where = f"{current.module.module_name!r}.{current.method_name}"
+  found = _find_holder(node, running)
+  if found is not None and not any(found[0] is m for m in running):
+    holder, path = found
+    return (
+        f"{node!r} at {Site(holder.module_name, path)} was used (.{method}()) "
+        f"while no method of {holder.module_name!r} that Haiku intercepts "
+        f"runs (the running one is {where}): it was reached through a "
+        "method Haiku does not intercept, an @hk.transparent method, and "
+        "requests are bound when an intercepted method of their module "
+        "starts. Remove @hk.transparent from that method, or use the "
+        f"request in a plain method of {holder.module_name!r} (e.g. its "
+        "__call__) and pass the value to the transparent method."
+    )
+  return (
+      f"{node!r} was used (.{method}()) in {where}, but it was created "
+      "during the call (or put on the module during it), and requests are "
+      "bound when a method of the module holding them starts, so it never "
+      "was. Create the request in __init__ (self.x = ...Request(...)) and "
+      f"use it in the method.{type(node).porting_hint()} (A request reached "
+      "through an @hk.transparent method of another module gets this "
+      f"message too when that module cannot be found from {where}.)"
+  )
 
 
 class UnhandledPlaceholder:

@@ -182,6 +182,12 @@ class EffectRequest(abc.ABC):
     """The handler an "unhandled" error suggests, as code."""
     return f"a handler serving {cls.effect_protocol().__name__}"
 
+  @classmethod
+  def porting_hint(cls) -> str:
+    """A sentence for the error about a request created during a call: how
+    the plain-Haiku code that does this on the fly is ported."""
+    return ""
+
   def __getattr__(self, name: str):
     if name.startswith("__") or name not in protocol_methods(
         type(self).effect_protocol()
@@ -192,6 +198,9 @@ class EffectRequest(abc.ABC):
     from hk_effects._src.core import binding  # pylint: disable=g-import-not-at-top
 
     if any(_claims_quietly(s.handler, self) for s in binding.active_scopes()):
+      message = binding.unbound_use_message(self, name)
+      if message is not None:
+        raise UnhandledEffectError(message)
       raise UnhandledEffectError(
           f"{self!r}.{name}() was called outside a module method, while a "
           "handler that claims it runs. Effects are served only inside the "
@@ -249,6 +258,11 @@ class HandledEffectRef:
     site = self.__dict__.get("_hke_site")
     where = f" at {site}" if site is not None else ""
     if _handler_running(self.handler_id):
+      from hk_effects._src.core import binding  # pylint: disable=g-import-not-at-top
+
+      message = binding.unbound_use_message(self, name)
+      if message is not None:
+        raise UnhandledEffectError(message)
       raise UnhandledEffectError(
           f"{self.request!r}{where} was used (.{name}()) outside a method of "
           f"its module, while its handler {self.handler_id!r} runs. Effects "

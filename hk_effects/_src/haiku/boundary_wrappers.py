@@ -39,6 +39,7 @@ import jax.numpy as jnp
 from hk_effects._src.haiku import boundaries
 from hk_effects._src.haiku import haiku_internals as hki
 from hk_effects._src.haiku import nesting
+from hk_effects._src.haiku import raw_transforms
 from hk_effects._src.haiku.boundaries import Body
 from hk_effects._src.haiku.boundaries import Boundary
 from hk_effects._src.haiku.boundaries import Carries
@@ -235,9 +236,33 @@ def _make_fori_loop(orig):
   return fori_loop
 
 
+def _effect_free_cond(cond_fun):
+  """``cond_fun`` whose effects are refused as what they are: JAX runs it
+  only to decide whether to go on, so nothing it tells, draws or sets can
+  come out of the loop (the raw-transform check would otherwise name a
+  wrapper the user already uses)."""
+
+  @functools.wraps(cond_fun)
+  def cond(val):
+    try:
+      return cond_fun(val)
+    except raw_transforms.RawTransformError as e:
+      use = str(e).partition(" ran under a raw JAX transform")[0]
+      raise raw_transforms.RawTransformError(
+          f"{use} ran in hk.while_loop's cond_fun, which cannot carry side "
+          "outputs, random keys or state: JAX runs it only to decide whether "
+          "to go on, and nothing it does comes out of the loop. Move the "
+          "effect into body_fun (e.g. tell the value there, or compute the "
+          "condition's input in body_fun and carry it in the loop value)."
+      ) from e
+
+  return cond
+
+
 def _make_while_loop(orig):
   @functools.wraps(orig)
   def while_loop(cond_fun, body_fun, init_val):
+    cond_fun = _effect_free_cond(cond_fun)
     if not any(e.active() for e in _EFFECTS):
       return orig(cond_fun, body_fun, init_val)
     crossing = _Crossing(Boundary("hk.while_loop", Carries.CARRIED))

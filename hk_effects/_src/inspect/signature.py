@@ -180,11 +180,29 @@ class _ConditionalCalls(boundaries.BoundaryEffect):
 BOUNDARY_EFFECT = _ConditionalCalls()
 
 
+def _stored(state: Any, request, site: binding.Site) -> tuple[str, str] | None:
+  """The shape of a local state as ``init`` stores it, and what one call of
+  the module sees a slice of ("member" under ``hke.vmap``, "layer" under
+  ``hk.layer_stack``); None if it is not in ``state``."""
+  from hk_effects._src.effects.local_state import local_state  # pylint: disable=g-import-not-at-top
+
+  category = getattr(request, "category", None)
+  bundle = local_state.bundle_name(category)
+  key = local_state.state_key(request, site)
+  for name, entries in (state or {}).items():
+    if (name == bundle or name.endswith(f"/{bundle}")) and key in entries:
+      return _shape_str(entries[key]), (
+          "layer" if name.startswith("__layer_stack") else "member"
+      )
+  return None
+
+
 def _detail(
     effect: str,
     calls: list[recording.EffectCall],
     request,
     conditional: list[str],
+    stored: tuple[str, str] | None = None,
 ) -> str:
   tag = getattr(request, "tag", None)
   if effect == "RandomEffect":
@@ -206,7 +224,14 @@ def _detail(
     shapes = sorted({_shape_str(c.value) for c in calls})
     label = f"{name!r}" if name else "unnamed"
     category = getattr(request, "category", None)
-    return f"state {label} [{category}]: {', '.join(shapes) or '?'}"
+    seen = ", ".join(shapes) or "?"
+    if stored is not None and [stored[0]] != shapes:
+      # Per member of hke.vmap (or per layer): the module sees one slice.
+      return (
+          f"state {label} [{category}]: {stored[0]} stored, {seen} per "
+          f"{stored[1]}"
+      )
+    return f"state {label} [{category}]: {seen}"
   methods = collections.Counter(c.method for c in calls)
   return ", ".join(f"{m} x{n}" for m, n in methods.items())
 
@@ -216,7 +241,10 @@ def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
 
   Returns a function taking ``fn``'s arguments and returning an
   ``EffectSignature``: per request, the effect, a detail (keys drawn, state
-  shapes, told shapes, side-input shapes) and the serving handler.
+  shapes, told shapes, side-input shapes) and the serving handler. A local
+  state shows the shape ``init`` stores; one kept per member of
+  ``hke.vmap`` (or per layer of ``hk.layer_stack``) also shows the slice
+  each member sees: ``float32[5,2] stored, float32[2] per member``.
 
   Example:
 
@@ -246,8 +274,9 @@ def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
 
     init = hk.transform_with_state(forward).init
     stopped = None
+    state = None
     try:
-      jax.eval_shape(
+      _, state = jax.eval_shape(
           functools.partial(init, jax.random.key(0)), *args, **kwargs
       )
     except recording.StopInspection as stop:
@@ -275,6 +304,13 @@ def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
                   by_site.get(site, []),
                   row.request,
                   conditional.get(site, []),
+                  _stored(
+                      state,
+                      row.request,
+                      binding.Site(row.module_path, row.attribute_path),
+                  )
+                  if effect == "LocalStateEffect"
+                  else None,
               ),
           )
       )

@@ -30,9 +30,17 @@ from hk_effects._src.effects.side_output import side_output
 class Dropout(hk.Module):
   """Dropout whose keys come from the random effect.
 
+  Under ``WithHaikuRandom`` it drops the units that
+  ``hk.dropout(hk.next_rng_key(), rate, x)`` drops. At ``rate=0.0`` it draws
+  no key, while that Haiku line still advances Haiku's key sequence, so the
+  draws after it would differ from the unported model's: pass
+  ``draw_at_zero_rate=True`` for parity when porting such a model.
+
   Args:
     rate: probability of dropping a unit, in ``[0, 1)``.
     name: Haiku module name.
+    draw_at_zero_rate: draw (and discard) a key at ``rate=0.0``, as
+      ``hk.dropout(hk.next_rng_key(), 0.0, x)`` does.
 
   Example:
 
@@ -44,15 +52,24 @@ class Dropout(hk.Module):
   {0.0, 2.0}
   """
 
-  def __init__(self, rate: float, name: str | None = None):
+  def __init__(
+      self,
+      rate: float,
+      name: str | None = None,
+      *,
+      draw_at_zero_rate: bool = False,
+  ):
     super().__init__(name=name)
     if not 0.0 <= rate < 1.0:
       raise ValueError(f"Dropout rate must be in [0, 1); got {rate!r}.")
     self.rate = rate
+    self.draw_at_zero_rate = draw_at_zero_rate
     self.rng = random.RandomRequest()
 
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.rate == 0.0:
+      if self.draw_at_zero_rate:
+        self.rng.next_key()
       return x
     keep = jax.random.bernoulli(self.rng.next_key(), 1.0 - self.rate, x.shape)
     return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))

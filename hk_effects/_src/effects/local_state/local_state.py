@@ -130,6 +130,15 @@ class InitialLocalStateRequest(effect_base.EffectRequest):
   def suggested_handler(cls) -> str:
     return "hke.handlers.handle_local_states(forward)"
 
+  @classmethod
+  def porting_hint(cls) -> str:
+    return (
+        " The port of hk.get_state(name, shape, init) is self.x = "
+        "hke.InitialLocalStateRequest(lambda: init(shape, dtype)) in "
+        "__init__, read with self.x.get() and written with self.x.set(v) in "
+        "__call__."
+    )
+
   def describe(self) -> str:
     named = f" {self.name!r}" if self.name else ""
     return f"local state{named} [{self.category}]"

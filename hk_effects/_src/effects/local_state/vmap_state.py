@@ -100,6 +100,63 @@ def _axis_of(
   return None
 
 
+def _check_keys_matched(
+    local_state_axes: Axes, state_axes: Axes, bundles: list[str]
+) -> None:
+  """Raises for keys of the axes mappings that name no state of the call
+  while states of that kind are left unmapped: a misspelt key, which would
+  leave the state it meant shared, and JAX's "vmap has mapped output ...
+  but out_axes is None" would name neither. A key naming nothing where
+  every state is mapped (one wrapper for several models) is harmless."""
+  local = sorted(
+      b[len(local_state.BUNDLE_PREFIX) :]
+      for b in bundles
+      if b.startswith(local_state.BUNDLE_PREFIX)
+  )
+  modules = sorted(
+      b for b in bundles if not b.startswith(local_state.BUNDLE_PREFIX)
+  )
+  unmapped = {
+      b for b in bundles if _axis_of(b, local_state_axes, state_axes) is None
+  }
+  problems = []
+  if isinstance(local_state_axes, Mapping) and any(
+      b.startswith(local_state.BUNDLE_PREFIX) for b in unmapped
+  ):
+    missing = [
+        c
+        for c in local_state_axes
+        if local_state.bundle_name(c)[len(local_state.BUNDLE_PREFIX) :]
+        not in local
+    ]
+    if missing:
+      problems.append(
+          f"local_state_axes names categories {missing} that no local state "
+          f"of this call has; the categories that exist: {local}."
+      )
+  if isinstance(state_axes, Mapping) and any(
+      not b.startswith(local_state.BUNDLE_PREFIX) for b in unmapped
+  ):
+    missing = [
+        m
+        for m in state_axes
+        if not any(b == m or b.startswith(f"{m}/") for b in modules)
+    ]
+    if missing:
+      problems.append(
+          f"state_axes names modules {missing} that hold no Haiku state in "
+          f"this call; the state bundles that exist: {modules}."
+      )
+  if problems:
+    raise ValueError(
+        "hke.vmap: "
+        + " ".join(problems)
+        + " Fix the spelling of the key (a category is the `category=` of a "
+        "local-state request; a module is the start of a Haiku state "
+        "bundle's name, e.g. 'batch_norm' for 'batch_norm/~/mean_ema')."
+    )
+
+
 def _per_argument(in_axes: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
   if isinstance(in_axes, (list, tuple)):
     return tuple(in_axes)
@@ -152,6 +209,9 @@ def vmap(
     state_axes: the same for Haiku's own state (``hk.get_state``), by
       module name (a name maps the module's state and its submodules'), or
       an int for all of it: e.g. ``hk.BatchNorm`` statistics per member.
+      A key of either mapping that names no state of the call while some
+      state is left unmapped is reported as a likely typo, with the
+      categories / state bundles that exist.
 
   Returns:
     The mapped function. Mapped states come out of ``init`` stacked on
@@ -233,6 +293,12 @@ def vmap(
         inner.state[bundle] = {
             k: hki.StatePair(v, v) for k, v in given.get(bundle, {}).items()
         }
+      before = {
+          (b, k): pair.current
+          for b, entries in inner.state.items()
+          if axis_of(b) is None
+          for k, pair in entries.items()
+      }
       with contextlib.ExitStack() as stack:
         stack.enter_context(
             local_state.per_member(
@@ -244,6 +310,16 @@ def vmap(
               hk.custom_creator(_per_member_key, params=False, state=True)
           )
         out = fun(*member_args)
+      _check_keys_matched(local_state_axes, state_axes, list(inner.state))
+      # Unmapped states set in here: the candidates when JAX refuses a
+      # per-member value it cannot return unmapped.
+      set_unmapped.extend(
+          (b, k)
+          for b, entries in inner.state.items()
+          if axis_of(b) is None
+          for k, pair in entries.items()
+          if before.get((b, k)) is not pair.current
+      )
       new = {axis: {} for axis in axes}
       for bundle in [b for b in inner.state if axis_of(b) is not None]:
         old = given.get(bundle, {})
@@ -261,14 +337,27 @@ def vmap(
     group_axes = {axis: axis for axis in axes}
     # An empty group maps nothing (Haiku's size check needs arrays).
     given_axes = {axis: axis if states[axis] else None for axis in axes}
-    out, new = hk.vmap(
-        member,
-        (given_axes, *_per_argument(in_axes, args)),
-        (out_axes, group_axes),
-        name,
-        axis_size,
-        split_rng=split_rng,
-    )(states, *args)
+    set_unmapped: list[tuple[str, str]] = []
+    try:
+      out, new = hk.vmap(
+          member,
+          (given_axes, *_per_argument(in_axes, args)),
+          (out_axes, group_axes),
+          name,
+          axis_size,
+          split_rng=split_rng,
+      )(states, *args)
+    except ValueError as e:
+      if "but out_axes is None" not in str(e) or not set_unmapped:
+        raise
+      raise ValueError(
+          "hke.vmap: a state that is not per member was set to a "
+          "per-member value, which cannot be kept. The unmapped states set "
+          f"in the call (bundle, key): {sorted(set(set_unmapped))}. Name "
+          "its category in local_state_axes (or its module in state_axes), "
+          f"which now are {local_state_axes!r} and {state_axes!r}, or make "
+          "the update the same for every member."
+      ) from e
     for group in new.values():
       for bundle, entries in group.items():
         target = frame.state[bundle]

@@ -325,7 +325,10 @@ def _loop_component(
             f" {count + 1} times in one iteration of {frame.kind}; the loop"
             " index is their call index, so iteration i's second call would"
             " share keys with iteration i+1's first. Call them from one module"
-            " that the loop body calls once"
+            " that the loop body calls once, or, if they are different modules"
+            " (unnamed, so Haiku numbered them), give each a name of its own:"
+            " the family is the name without its _N suffix, so e.g."
+            f" name='attn_{family}' and name='mlp_{family}'"
         ),
     )
   if frame.relative:

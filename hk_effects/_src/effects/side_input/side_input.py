@@ -21,10 +21,12 @@ returns it, and it may be read anywhere, raw JAX transforms included.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import jax
+import jax.numpy as jnp
 
 from hk_effects._src.core import binding
 from hk_effects._src.core import effect_base
@@ -169,6 +171,42 @@ class _SideInputCall:
 
   values: dict[Any, Any]
   used: set[Any] = dataclasses.field(default_factory=set)
+  # (tag, site) of each request bound, to name them if a shape error follows.
+  asked: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
+
+
+def _describe(value: Any) -> str:
+  leaves = [
+      f"{jnp.asarray(leaf).dtype}{list(jnp.shape(leaf))}"
+      for leaf in jax.tree_util.tree_leaves(value)
+  ]
+  return leaves[0] if len(leaves) == 1 else f"({', '.join(leaves)})"
+
+
+@contextlib.contextmanager
+def _naming_served_values(handler: Any, call: _SideInputCall) -> Iterator[None]:
+  """A shape or dtype error raised while side inputs were served is most
+  often a side input of the wrong shape; JAX's message names neither tag
+  nor module, so the values served and who asked get added to it."""
+  try:
+    yield
+  except (TypeError, ValueError) as e:
+    text = str(e)
+    if type(e) not in (TypeError, ValueError) or not call.asked:
+      raise
+    if not any(w in text.lower() for w in ("shape", "broadcast", "dtype")):
+      raise
+    served = "; ".join(
+        f"{tag!r} = {_describe(call.values[tag])} for {site}"
+        for tag, site in dict.fromkeys(
+            (tag, str(site)) for tag, site in call.asked
+        )
+    )
+    raise type(e)(
+        f"{text}\n(While {handler!r} served side inputs: {served}. If the "
+        "error is about one of them, the value given for its tag has the "
+        "wrong shape or dtype for the module that asked.)"
+    ) from e
 
 
 class _SideInputHandler(effect_base.EffectHandler):
@@ -186,6 +224,7 @@ class _SideInputHandler(effect_base.EffectHandler):
 
   def runtime_impl(self, scope, ref, site):
     scope.state.used.add(ref.request.tag)
+    scope.state.asked.append((ref.request.tag, site))
     return SideInputRuntimeImpl(
         scope, site, scope.state.values[ref.request.tag]
     )
@@ -243,9 +282,8 @@ class WithSideInputsFromInputTuple(_SideInputHandler):
     arg, *values = arg_tuple
     for tag, value in zip(self.tags, values):
       _check_value(tag, value, type(self).__name__)
-    with binding.handler_scope(
-        self, _SideInputCall(dict(zip(self.tags, values)))
-    ):
+    call = _SideInputCall(dict(zip(self.tags, values)))
+    with binding.handler_scope(self, call), _naming_served_values(self, call):
       return self.body(arg)
 
 
@@ -321,7 +359,11 @@ class WithConstantSideInputs(_SideInputHandler):
     return cls(body, side_inputs, keep_unused, handler_id, strict=strict)
 
   def __call__(self, arg):
-    with binding.handler_scope(self, _SideInputCall(self.side_inputs)) as scope:
+    call = _SideInputCall(self.side_inputs)
+    with (
+        binding.handler_scope(self, call) as scope,
+        _naming_served_values(self, call),
+    ):
       out = self.body(arg)
     unused = [t for t in self.tags if t not in scope.state.used]
     if unused and self.strict:

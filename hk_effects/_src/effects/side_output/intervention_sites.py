@@ -256,6 +256,22 @@ def form(tree: Any) -> Any:
   )
 
 
+def unknown_length_fix(kind: str, what: str) -> str:
+  """Why a loop of unknown length cannot take a stacked value, and the fix
+  (the words end a sentence that names the site and the loop)."""
+  if kind == "hk.while_loop":
+    return (
+        f", whose number of iterations is not known until it runs, so {what} "
+        "cannot be built or sliced for it. Loop with hk.fori_loop with static "
+        "(Python int) bounds, or hk.scan, where the number is known."
+    )
+  return (
+      " with traced bounds, whose length is not known when it is traced, so "
+      f"{what} cannot be built or sliced for it. Give {kind} static (Python "
+      "int) bounds."
+  )
+
+
 def sliced(replacement: Any, value: Any, axes, where: str, what: str) -> Any:
   """``replacement`` for one told ``value``: as given where it has the
   value's shape, else sliced to the running iteration / member where it is
@@ -300,9 +316,10 @@ def sliced(replacement: Any, value: Any, axes, where: str, what: str) -> Any:
       if length is None:
         raise ValueError(
             f"{where}: the {what} of shape {list(r.shape)} is stacked over "
-            f"{kind}, whose length is not known when it is traced (traced "
-            "bounds), so it cannot be sliced safely. Give a value of the told "
-            f"shape {list(v.shape)}, or loop with static bounds."
+            f"{kind}"
+            + unknown_length_fix(kind, f"the {what}")
+            + f" Or give a value of the told shape {list(v.shape)}, used in "
+            "every iteration."
         )
       if n != length:
         raise ValueError(

@@ -26,7 +26,11 @@
 
 Sites are addressed by the paths ``CollectingSideOutputs`` reports
 (``SideOutputValue.path``): the values one collects can be patched back in
-as they are. A site inside ``hk.scan`` / ``hk.layer_stack`` / ``hk.vmap``
+as they are. A path is the module name Haiku gives the telling module, the
+one its params carry: inside ``hk.layer_stack`` that includes the stack's
+scope (``transformer/__layer_stack_no_per_layer/...``, repeating the
+holding module's name when one of its methods is stacked), so copy paths
+from a collection or ``hke.bindings``, or select by tag. A site inside ``hk.scan`` / ``hk.layer_stack`` / ``hk.vmap``
 takes either a value of the told shape (used in every iteration / member)
 or one stacked as the collector returns it (sliced to each iteration /
 member). ``intervention_sites.py`` has the machinery.
@@ -282,9 +286,8 @@ class _Perturb:
     unknown = [kind for kind, length, _ in axes if length is None]
     if unknown:
       raise ValueError(
-          f"{self.where} is told inside {unknown[0]} with traced bounds, "
-          "whose length is unknown, so no stacked perturbation can be built "
-          "for it. Loop with static bounds."
+          f"{self.where} is told inside {unknown[0]}"
+          + sites.unknown_length_fix(unknown[0], "a stacked perturbation")
       )
     lengths = tuple(length for _, length, _ in axes)
     shapes = jax.tree_util.tree_map(
@@ -467,7 +470,9 @@ def perturbation_zeros(
   ``fn`` abstractly (``jax.eval_shape``, no real computation) and returns
   ``{path: zeros}`` for every site the handler claims, stacked over the
   enclosing loops and ``hk.vmap`` s. ``handler_id`` picks the handler where
-  ``fn`` runs several.
+  ``fn`` runs several. It may be called once per example (it traces ``fn``
+  afresh each call); pass ``fn`` before ``jax.jit``, since a jitted function
+  reuses its cached trace without running the model.
 
   Example:
 
@@ -483,8 +488,14 @@ def perturbation_zeros(
   """
 
   def run(*args, **kwargs) -> dict[str, Any]:
+    # JAX caches eval_shape's trace by function identity and argument
+    # shapes, and a cached trace does not run the model, so nothing would be
+    # discovered on the second call: a fresh function each call misses it.
+    def fresh(*args, **kwargs):
+      return fn(*args, **kwargs)
+
     with _discovering() as found:
-      jax.eval_shape(fn, *args, **kwargs)
+      jax.eval_shape(fresh, *args, **kwargs)
     if handler_id is not None:
       if handler_id not in found:
         raise ValueError(
@@ -506,6 +517,13 @@ def perturbation_zeros(
                   f"no PerturbingSideOutputs in {fn!r} claimed a side output. "
                   "Pass the function that runs the handler (e.g. model.apply), "
                   "with the handler's argument as (arg, None)."
+                  + (
+                      " It is jax.jit-compiled: JAX reuses its cached trace "
+                      "without running the model; pass the function before "
+                      "jax.jit (model.apply, not jax.jit(model.apply))."
+                      if hasattr(fn, "lower") and hasattr(fn, "trace")
+                      else ""
+                  )
               )
           )
       )
