@@ -85,7 +85,8 @@ class TypingTest(absltest.TestCase):
 
   def test_pytree_dataclass_is_a_dataclass_transform(self):
     self.assertIn(
-        "field_specifiers", hke.pytree_dataclass.__dataclass_transform__
+        "field_specifiers",
+        hke.pytree_dataclass.__dataclass_transform__,  # type: ignore[attr-defined]
     )
 
   def test_mypy_accepts_every_request_and_handler(self):

@@ -182,16 +182,18 @@ def _make_fori_loop(orig):
   def fori_loop(lower, upper, body_fun, init_val):
     if not any(e.active() for e in _EFFECTS):
       return orig(lower, upper, body_fun, init_val)
+    length: int | None
     try:
       lower_i, upper_i = operator.index(lower), operator.index(upper)
+      length = max(0, upper_i - lower_i)
     except (TypeError, jax.errors.ConcretizationTypeError):
-      lower_i = upper_i = None
-    static = lower_i is not None
+      length = None
+    static = length is not None
     crossing = _Crossing(
         Boundary(
             "hk.fori_loop",
             Carries.STACKED if static else Carries.CARRIED,
-            max(0, upper_i - lower_i) if static else None,
+            length,
         )
     )
     if crossing.needs_carry and static:
@@ -309,7 +311,7 @@ def _make_vmap(orig):
       fun, in_axes=0, out_axes=0, axis_name=None, axis_size=None, **kwargs
   ):
     # Haiku's own checks (split_rng required) read its wrapper's flag.
-    orig.require_split_rng = vmap.require_split_rng
+    orig.require_split_rng = vmap.require_split_rng  # type: ignore[attr-defined]
     plain = orig(fun, in_axes, out_axes, axis_name, axis_size, **kwargs)
 
     @functools.wraps(fun)
@@ -357,7 +359,7 @@ def _make_vmap(orig):
 
     return mapped
 
-  vmap.require_split_rng = getattr(orig, "require_split_rng", True)
+  vmap.require_split_rng = getattr(orig, "require_split_rng", True)  # type: ignore[attr-defined]
   return vmap
 
 
@@ -531,7 +533,8 @@ def _make_layer_call(orig):
       return orig(self, *args, **kwargs)
     index = None
     if crossing.wants_index:
-      *args, index = args
+      *rest, index = args
+      args = tuple(rest)
     with crossing.inside(index):
       out, z = orig(self, *args, **kwargs)
       if not crossing.needs_carry:

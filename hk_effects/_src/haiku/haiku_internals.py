@@ -83,6 +83,14 @@ check_version()
 
 # Frames, state and rng.
 StatePair = base.StatePair
+
+
+def frame_state() -> dict[str, dict[str, Any]]:
+  """The running frame's Haiku state: bundle -> name -> ``StatePair``
+  (Haiku annotates it as arrays; it holds pairs)."""
+  return current_frame().state  # type: ignore[return-value]
+
+
 JaxTraceLevel = base.JaxTraceLevel
 current_frame = base.current_frame
 inside_transform = base.inside_transform

@@ -327,7 +327,7 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
       )
     # Haiku annotates frame state as arrays; local states keep their pairs
     # (initial, current) there.
-    frame_state: Any = hki.current_frame().state
+    frame_state: Any = hki.frame_state()
     bundle = frame_state[self.bundle]
     pair = bundle.get(self.key)
     if pair is None:
@@ -567,7 +567,7 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
       # "Last one wins": the later request's initial value replaces the
       # earlier one while no module has set it yet (at init, or in the apply
       # that creates the state; a state given to apply is kept).
-      bundle = hki.current_frame().state[full_key[0]]
+      bundle = hki.frame_state()[full_key[0]]
       pair = bundle.get(full_key[1])
       if pair is not None and pair.initial is pair.current:
         value = request.initial_value()

@@ -263,12 +263,12 @@ def vmap(
 
   @functools.wraps(fun)
   def mapped(*args):
-    frame = hki.current_frame()
+    outer_state = hki.frame_state()
     # The mapped states, grouped by axis: the groups are known before the
     # call, so they can be vmap's in_axes and out_axes prefixes, while the
     # states in each are found as they are made.
-    states = {axis: {} for axis in axes}
-    for bundle, entries in frame.state.items():
+    states: dict[Any, dict[str, Any]] = {axis: {} for axis in axes}
+    for bundle, entries in outer_state.items():
       axis = axis_of(bundle)
       if axis is not None and entries:
         states[axis][bundle] = {k: pair.current for k, pair in entries.items()}
@@ -279,7 +279,7 @@ def vmap(
     name = axis_name or f"hk_effects_vmap_{next(_AXIS_NAMES)}"
 
     def member(member_states, *member_args):
-      inner = hki.current_frame()
+      inner_state = hki.frame_state()
       given = {
           b: v for group in member_states.values() for b, v in group.items()
       }
@@ -287,15 +287,15 @@ def vmap(
       # mapped bundles are swapped for the member's own while `fun` runs,
       # and swapped back after.
       originals = {
-          b: inner.state[b] for b in list(inner.state) if axis_of(b) is not None
+          b: inner_state[b] for b in list(inner_state) if axis_of(b) is not None
       }
       for bundle in set(originals) | set(given):
-        inner.state[bundle] = {
+        inner_state[bundle] = {
             k: hki.StatePair(v, v) for k, v in given.get(bundle, {}).items()
         }
       before = {
           (b, k): pair.current
-          for b, entries in inner.state.items()
+          for b, entries in inner_state.items()
           if axis_of(b) is None
           for k, pair in entries.items()
       }
@@ -310,28 +310,28 @@ def vmap(
               hk.custom_creator(_per_member_key, params=False, state=True)
           )
         out = fun(*member_args)
-      _check_keys_matched(local_state_axes, state_axes, list(inner.state))
+      _check_keys_matched(local_state_axes, state_axes, list(inner_state))
       # Unmapped states set in here: the candidates when JAX refuses a
       # per-member value it cannot return unmapped.
       set_unmapped.extend(
           (b, k)
-          for b, entries in inner.state.items()
+          for b, entries in inner_state.items()
           if axis_of(b) is None
           for k, pair in entries.items()
           if before.get((b, k)) is not pair.current
       )
-      new = {axis: {} for axis in axes}
-      for bundle in [b for b in inner.state if axis_of(b) is not None]:
+      new: dict[Any, dict[str, Any]] = {axis: {} for axis in axes}
+      for bundle in [b for b in inner_state if axis_of(b) is not None]:
         old = given.get(bundle, {})
         # A state made here also has its initial value (init returns it).
         new[axis_of(bundle)][bundle] = {
             k: (None if k in old else pair.initial, pair.current)
-            for k, pair in inner.state[bundle].items()
+            for k, pair in inner_state[bundle].items()
         }
         if bundle in originals:
-          inner.state[bundle] = originals[bundle]
+          inner_state[bundle] = originals[bundle]
         else:
-          del inner.state[bundle]
+          del inner_state[bundle]
       return out, new
 
     group_axes = {axis: axis for axis in axes}
@@ -360,7 +360,7 @@ def vmap(
       ) from e
     for group in new.values():
       for bundle, entries in group.items():
-        target = frame.state[bundle]
+        target = outer_state[bundle]
         for key, (initial, current) in entries.items():
           pair = target.get(key)
           target[key] = hki.StatePair(

@@ -412,8 +412,11 @@ class Alternatives:
   def __init__(self):
     inv = _ctx.path_keys.invocations[-1]
     call = _innermost_call(inv.space)
-    inside = call is not None and call.seq > inv.seq
-    self.tallies = [call.child_counts, call.draws] if inside else [inv.counts]
+    if call is not None and call.seq > inv.seq:
+      self.tallies = [call.child_counts, call.draws]
+    else:
+      self.tallies = [inv.counts]
+    inside = len(self.tallies) == 2
     if call is not None and not inside:
       self.tallies.append(call.draws)
     self.starts = [dict(t) for t in self.tallies]
