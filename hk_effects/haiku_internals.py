@@ -215,6 +215,12 @@ def register_own_interceptor(
 _OWN_INTERCEPTORS: dict[Callable[..., Any], Callable[..., Any]] = {}
 
 
+def unregister_own_interceptor(interceptor: Callable[..., Any]) -> None:
+  """Forgets an interceptor registered for one call (``hke.select_calls``'
+  edits register one per call of the edited function)."""
+  _OWN_INTERCEPTORS.pop(interceptor, None)
+
+
 def _chained(direct, next_fun, method_name, module_):
   return lambda *args, **kwargs: direct(
       next_fun, method_name, module_, args, kwargs
