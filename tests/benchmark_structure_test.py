@@ -21,7 +21,7 @@ the hot-path fixes made for the benchmark (shared initial-state shapes,
 cheap attribute skipping) keep their behaviour.
 """
 
-# bazel-data: //benchmarks:overhead //benchmarks:path_keys_cost
+# bazel-data: //benchmarks:overhead //benchmarks:path_keys_cost //benchmarks:generation
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 
+from benchmarks import generation
 from benchmarks import measure
 from benchmarks import models
 from benchmarks import path_keys_cost
@@ -491,6 +492,54 @@ class DenseReportTest(parameterized.TestCase):
     self.assertTrue(all(what in t for t in missed), missed)
 
 
+class GenerationTest(absltest.TestCase):
+  """The KV-cache rival computes what hke.KVCachedAttention computes."""
+
+  def test_same_parameters_tokens_and_hlo(self):
+    layers, tokens = 1, 6
+    first = generation.prompt()
+    hke_step = generation.step_fn(generation.HKE, layers)
+    hand_step = generation.step_fn(generation.HAND, layers)
+    params, hke_state = jax.jit(hke_step.init)(jax.random.key(1), first)
+    hand_params, hand_state = jax.jit(hand_step.init)(jax.random.key(1), first)
+    chex.assert_trees_all_equal(hand_params, params)
+    self.assertEqual(
+        sorted(hke_state["~local_state/kv_cache"]),
+        [
+            f"decoder/~/layer_0/attention:cache['{k}']"
+            for k in ("index", "k", "v")
+        ],
+    )
+    decoded = {}
+    for version, step, state in (
+        (generation.HKE, hke_step, hke_state),
+        (generation.HAND, hand_step, hand_state),
+    ):
+      decoded[version, "step"] = generation.decode_per_token(
+          jax.jit(step.apply), params, state, tokens
+      )
+      loop = generation.loop_fn(version, layers, tokens)
+      decoded[version, "scan"] = jax.jit(loop.apply)(
+          params, state, None, first
+      )[0]
+    self.assertEqual(decoded[generation.HKE, "step"].shape, (tokens, 4))
+    for way in ("step", "scan"):
+      chex.assert_trees_all_equal(
+          decoded[generation.HKE, way], decoded[generation.HAND, way]
+      )
+    # The scan decodes what the per-token loop decodes.
+    chex.assert_trees_all_equal(
+        decoded[generation.HKE, "scan"], decoded[generation.HKE, "step"]
+    )
+    hlo = [
+        measure.hlo_instruction_count(
+            jax.jit(step.apply).lower(params, state, None, first).compile()
+        )
+        for step, state in ((hke_step, hke_state), (hand_step, hand_state))
+    ]
+    self.assertEqual(hlo[0], hlo[1])
+
+
 class RealModelReportTest(absltest.TestCase):
   """Real models: decided at their first (default) depth, no flatness."""
 
@@ -673,6 +722,7 @@ class ScriptUsageTest(parameterized.TestCase):
               "'dense', 'resnet', 'lm', 'lstm'."
           ),
       ),
+      ("generation.py", "--rounds=1", "--rounds=1: pass 3 or more."),
       (
           "path_keys_cost.py",
           "--step_calls=5",
