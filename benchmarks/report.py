@@ -315,7 +315,12 @@ def _trace_ratio(
 # target (their depths are layouts, not repetitions of one block).
 _TARGETS = {
     TRANSFORMER: {"trace": (1.10,), "flat": 1.25},
-    DENSE: {"at": 64, "trace": (1.10, 1.05), "flat": 1.15},
+    DENSE: {
+        "at": 64,
+        "trace": (1.10, 1.05),
+        "flat": 1.15,
+        "trace_every_depth": 1.10,
+    },
     RESNET: {"at": "first", "trace": (1.05,), "flat": None},
     LM: {"at": "first", "trace": (1.05,), "flat": None},
     LSTM: {"at": "first", "trace": (1.05,), "flat": None},
@@ -340,6 +345,13 @@ def targets(data: dict[str, Any]) -> list[tuple[str, bool]]:
     for i, limit in enumerate(spec["trace"]):
       text, ok = _trace_ratio(model, at, runs[at], limit)
       checks.append((text + (" [moonshot]" if i else ""), ok))
+    every = spec.get("trace_every_depth")
+    if every is not None:
+      checks += [
+          _trace_ratio(model, depth, runs[depth], every)
+          for depth in depths
+          if depth != at
+      ]
     if spec["flat"] is not None:
       per_call = [
           trace_cost(runs[d][HKE]) / runs[d]["module_calls"] for d in depths

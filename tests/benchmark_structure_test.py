@@ -436,12 +436,17 @@ class DenseReportTest(parameterized.TestCase):
   """The dense block's targets: at 64 blocks, path keys, the rival."""
 
   def _data(
-      self, pk_hlo: int = 90, pk_step: float = 1.0, linen_trace: float = 40.0
+      self,
+      pk_hlo: int = 90,
+      pk_step: float = 1.0,
+      linen_trace: float = 40.0,
+      hke_at_4: float = 1.04,
   ) -> dict:
     depths = {}
     for depth, calls in ((4, 12), (64, 192)):
       scale = depth / 4
-      r = _fake_results(1.0 * scale, 1.04 * scale, 1.0, (90, 90), calls)
+      hke_ratio = hke_at_4 if depth == 4 else 1.04
+      r = _fake_results(1.0 * scale, hke_ratio * scale, 1.0, (90, 90), calls)
       pk = _fake_results(1.0, 1.0 * scale, pk_step, (90, pk_hlo), calls)
       r[report.PATH_KEYS] = pk[report.HKE]
       linen = _fake_results(1.0, linen_trace * scale / 16, 1.0, (80, 80), calls)
@@ -480,11 +485,17 @@ class DenseReportTest(parameterized.TestCase):
         texts,
     )
     self.assertTrue(any("[moonshot]" in t and "<= 1.05" in t for t in texts))
+    # The 1.10 limit holds at every depth, not only the deciding one.
+    self.assertTrue(
+        any(t.startswith("dense 4: trace time ratio 1.040 <= 1.10") for t in texts),
+        texts,
+    )
 
   @parameterized.named_parameters(
       ("path_keys_hlo", {"pk_hlo": 93}, "path keys HLO"),
       ("path_keys_step", {"pk_step": 1.05}, "path keys step ratio"),
       ("linen_faster", {"linen_trace": 10.0}, "faster than flax linen"),
+      ("slow_at_4_blocks", {"hke_at_4": 1.12}, "dense 4: trace time ratio"),
   )
   def test_missed(self, kwargs, what):
     missed = [t for t, ok in report.targets(self._data(**kwargs)) if not ok]
