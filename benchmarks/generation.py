@@ -52,6 +52,7 @@ compare like with like: the HLO counts printed here show whether it does.
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import sys
@@ -303,7 +304,7 @@ def run(num_layers: int, tokens: int, rounds: int) -> dict[str, Any]:
       for way, decode in decoders.items():
         order = (HAND, HKE) if rnd % 2 else (HKE, HAND)
         for version in order:
-          wall, cpu, _ = _timed(lambda: decode(version))  # pylint: disable=cell-var-from-loop
+          wall, cpu, _ = _timed(functools.partial(decode, version))
           results["wall_s"][way][version].append(wall)
           results["cpu_s"][way][version].append(cpu)
   return results
@@ -323,27 +324,39 @@ def render(results: dict[str, Any], tokens: int) -> str:
     paired = [h / e for h, e in zip(cpu[HAND], cpu[HKE])]
     ratio = statistics.median(paired)
     lines += [
-        f"| {way} | tokens/s, process CPU (median) | {rates[HAND]:.0f} | "
-        f"{rates[HKE]:.0f} | {rates[HKE] / rates[HAND]:.3f} |",
-        f"| {way} | tokens/s, wall (median) | "
-        f"{per_round / statistics.median(wall[HAND]):.0f} | "
-        f"{per_round / statistics.median(wall[HKE]):.0f} | "
-        f"{statistics.median(wall[HAND]) / statistics.median(wall[HKE]):.3f}"
-        " |",
-        f"| {way} | tokens/s ratio per round [decides] | - | - | "
-        f"{ratio:.3f} [{min(paired):.3f}-{max(paired):.3f}] |",
-        f"| {way} | HLO instructions | {results['hlo'][way][HAND]} | "
-        f"{results['hlo'][way][HKE]} | "
-        f"{results['hlo'][way][HKE] / results['hlo'][way][HAND]:.3f} |",
+        (
+            f"| {way} | tokens/s, process CPU (median) | {rates[HAND]:.0f} | "
+            f"{rates[HKE]:.0f} | {rates[HKE] / rates[HAND]:.3f} |"
+        ),
+        (
+            f"| {way} | tokens/s, wall (median) | "
+            f"{per_round / statistics.median(wall[HAND]):.0f} | "
+            f"{per_round / statistics.median(wall[HKE]):.0f} | "
+            f"{statistics.median(wall[HAND]) / statistics.median(wall[HKE]):.3f}"
+            " |"
+        ),
+        (
+            f"| {way} | tokens/s ratio per round [decides] | - | - | "
+            f"{ratio:.3f} [{min(paired):.3f}-{max(paired):.3f}] |"
+        ),
+        (
+            f"| {way} | HLO instructions | {results['hlo'][way][HAND]} | "
+            f"{results['hlo'][way][HKE]} | "
+            f"{results['hlo'][way][HKE] / results['hlo'][way][HAND]:.3f} |"
+        ),
     ]
     targets.append((
-        f"{way}: tokens/s {ratio:.3f} of hand-threaded >= 0.98 (median of "
-        f"{len(paired)} rounds' process-CPU ratios)",
+        (
+            f"{way}: tokens/s {ratio:.3f} of hand-threaded >= 0.98 (median of "
+            f"{len(paired)} rounds' process-CPU ratios)"
+        ),
         ratio >= 0.98,
     ))
     targets.append((
-        f"{way}: HLO instructions equal ({results['hlo'][way][HKE]} and "
-        f"{results['hlo'][way][HAND]})",
+        (
+            f"{way}: HLO instructions equal ({results['hlo'][way][HKE]} and "
+            f"{results['hlo'][way][HAND]})"
+        ),
         results["hlo"][way][HKE] == results["hlo"][way][HAND],
     ))
     same = bool(
@@ -354,9 +367,11 @@ def render(results: dict[str, Any], tokens: int) -> str:
     targets.append((f"{way}: both decode the same tokens", same))
   lines += [
       "",
-      f"{BATCH} sequences x {tokens} tokens per round. Machine: "
-      f"{os.cpu_count()} CPUs, jax {jax.__version__}; load average "
-      f"{os.getloadavg()[0]:.1f} at the end.",
+      (
+          f"{BATCH} sequences x {tokens} tokens per round. Machine: "
+          f"{os.cpu_count()} CPUs, jax {jax.__version__}; load average "
+          f"{os.getloadavg()[0]:.1f} at the end."
+      ),
       "",
       "Targets:",
   ]

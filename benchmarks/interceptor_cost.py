@@ -138,8 +138,10 @@ def run(depth: int, rounds: int) -> dict[str, dict[str, Any]]:
 def render(results: dict[str, dict[str, Any]]) -> str:
   base = results[PLAIN]["trace_cpu_s"]
   lines = [
-      "| variant | trace, thread CPU (ms, median) | ratio per round "
-      "[min-max] | jaxpr equations |",
+      (
+          "| variant | trace, thread CPU (ms, median) | ratio per round "
+          "[min-max] | jaxpr equations |"
+      ),
       "|---|---|---|---|",
   ]
   for name, r in results.items():
@@ -150,8 +152,7 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         f"{max(ratios):.3f}] | {r['jaxpr_eqns']} |"
     )
   lines.append(
-      f"\nLoad average {os.getloadavg()[0]:.1f} at the end; "
-      f"{len(base)} rounds."
+      f"\nLoad average {os.getloadavg()[0]:.1f} at the end; {len(base)} rounds."
   )
   return "\n".join(lines)
 

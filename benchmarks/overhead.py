@@ -316,9 +316,11 @@ def plans(
           Plan(
               name,
               [report.HAND, report.HKE],
-              (real_models.DEFAULT_DEPTHS if quick else real_models.FULL_DEPTHS)[
-                  name
-              ],
+              (
+                  real_models.DEFAULT_DEPTHS
+                  if quick
+                  else real_models.FULL_DEPTHS
+              )[name],
               None,
               lambda depth, version: True,
           )

@@ -125,7 +125,9 @@ class SideInputBatchNorm(hk.BatchNorm):
     self.is_training = hke.SideInputRequest("is_training")
     self.test_local_stats = hke.SideInputRequest("test_local_stats")
 
-  def __call__(self, inputs: jax.Array) -> jax.Array:  # pytype: disable=signature-mismatch
+  def __call__(
+      self, inputs: jax.Array
+  ) -> jax.Array:  # pytype: disable=signature-mismatch
     return super().__call__(
         inputs, self.is_training.ask(), self.test_local_stats.ask()
     )
@@ -327,9 +329,7 @@ class DenseBlock(hk.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     init = hk.initializers.VarianceScaling(1.0)
     x = hk.Linear(4 * LM_D_MODEL, w_init=init, name="linear_0")(x)
-    return hk.Linear(LM_D_MODEL, w_init=init, name="linear_1")(
-        jax.nn.gelu(x)
-    )
+    return hk.Linear(LM_D_MODEL, w_init=init, name="linear_1")(jax.nn.gelu(x))
 
 
 def _attention(num_layers: int) -> hk.MultiHeadAttention:
@@ -605,4 +605,3 @@ BUILDERS: dict[str, dict[str, Callable[[int], Version]]] = {
     LM: {PLAIN: plain_lm, HKE: ported_lm},
     LSTM: {PLAIN: plain_lstm, HKE: ported_lstm},
 }
-

@@ -161,10 +161,14 @@ class RealModelsStructureTest(parameterized.TestCase):
     builders = real_models.BUILDERS[model]
     return builders[real_models.PLAIN](depth), builders[real_models.HKE](depth)
 
-  @parameterized.parameters(real_models.RESNET, real_models.LM, real_models.LSTM)
+  @parameterized.parameters(
+      real_models.RESNET, real_models.LM, real_models.LSTM
+  )
   def test_jaxprs_equal_and_hlo_counts_equal(self, model):
     plain, ported = self._pair(model)
-    jaxprs = [str(jax.make_jaxpr(v.make_step())(*v.args)) for v in (plain, ported)]
+    jaxprs = [
+        str(jax.make_jaxpr(v.make_step())(*v.args)) for v in (plain, ported)
+    ]
     self.assertEqual(jaxprs[1], jaxprs[0])
     counts = [
         measure.hlo_instruction_count(measure.compile_time(v)[1])
@@ -217,10 +221,7 @@ class RealModelsStructureTest(parameterized.TestCase):
     )
     self.assertEqual(
         [t.path for t in told],
-        [
-            f"res_net/~/block_group_{g}/~/block_0/output"
-            for g in range(4)
-        ],
+        [f"res_net/~/block_group_{g}/~/block_0/output" for g in range(4)],
     )
     chex.assert_trees_all_close([t.value for t in told], blocks, rtol=1e-6)
 
@@ -263,9 +264,7 @@ class RealModelsStructureTest(parameterized.TestCase):
     with mock.patch.object(real_models, "LM_DROPOUT", 0.0):
       undropped = jax.jit(no_dropout.apply)(params, rng, *args)
     self.assertGreater(float(jnp.max(jnp.abs(undropped - logits))), 1e-3)
-    self.assertEqual(
-        [t.path for t in told], ["transformer/residual"] * depth
-    )
+    self.assertEqual([t.path for t in told], ["transformer/residual"] * depth)
     chex.assert_trees_all_equal([t.value for t in told], normed_inputs)
 
   def test_lstm_port_samples_the_same_tokens(self):
@@ -487,7 +486,10 @@ class DenseReportTest(parameterized.TestCase):
     self.assertTrue(any("[moonshot]" in t and "<= 1.05" in t for t in texts))
     # The 1.10 limit holds at every depth, not only the deciding one.
     self.assertTrue(
-        any(t.startswith("dense 4: trace time ratio 1.040 <= 1.10") for t in texts),
+        any(
+            t.startswith("dense 4: trace time ratio 1.040 <= 1.10")
+            for t in texts
+        ),
         texts,
     )
 

@@ -22,9 +22,9 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import chex
 import haiku as hk
+from haiku._src import module as hk_module
 import jax
 import jax.numpy as jnp
-from haiku._src import module as hk_module
 import numpy as np
 
 import hk_effects as hke

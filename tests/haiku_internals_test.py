@@ -22,9 +22,9 @@ from unittest import mock
 
 from absl.testing import absltest
 import haiku as hk
-import jax
 from haiku._src import module as hk_module
 from haiku._src import stateful
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -94,7 +94,6 @@ class InterceptorShortcutTest(absltest.TestCase):
     out, made = self._apply_counting_contexts(forward)
     np.testing.assert_allclose(out, [[3.0, 3.0]])
     self.assertEqual(made, ["__init__", "__call__"])
-
 
   def test_users_interceptors_run_in_haikus_order_with_ours_inside(self):
     calls = []

@@ -624,9 +624,7 @@ class IsCollectedTest(parameterized.TestCase):
     )
     _, values = f.apply({}, jnp.full([4], 2.0))
     self.assertEqual([v.path for v in values], ["metered/norm"])
-    np.testing.assert_allclose(
-        values[0].value, 2.0 * np.tanh(2.0), rtol=1e-6
-    )
+    np.testing.assert_allclose(values[0].value, 2.0 * np.tanh(2.0), rtol=1e-6)
 
   def test_answers_per_tag_and_handler(self):
     answers = []
