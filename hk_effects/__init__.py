@@ -88,6 +88,7 @@ from hk_effects._src.effects.side_input.side_input import HoistedTag
 from hk_effects._src.effects.side_input.side_input import SideInputEffect
 from hk_effects._src.effects.side_input.side_input import SideInputRequest
 from hk_effects._src.effects.side_output.side_output import HandledSideOutputRef
+from hk_effects._src.effects.side_output.side_output import is_collected
 from hk_effects._src.effects.side_output.side_output import SideOutputEffect
 from hk_effects._src.effects.side_output.side_output import SideOutputRequest
 from hk_effects._src.effects.side_output.side_output import SideOutputValue
@@ -159,6 +160,7 @@ __all__ = (
     "free_effect_types",
     "handler_scope",
     "handlers",
+    "is_collected",
     "multi_transform",
     "multi_transform_with_state",
     "pytree_dataclass",

@@ -21,7 +21,7 @@ the hot-path fixes made for the benchmark (shared initial-state shapes,
 cheap attribute skipping) keep their behaviour.
 """
 
-# bazel-data: //benchmarks:overhead //benchmarks:path_keys_cost
+# bazel-data: //benchmarks:overhead //benchmarks:path_keys_cost //benchmarks:generation
 
 from __future__ import annotations
 
@@ -38,9 +38,11 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 
+from benchmarks import generation
 from benchmarks import measure
 from benchmarks import models
 from benchmarks import path_keys_cost
+from benchmarks import real_models
 from benchmarks import report
 import hk_effects as hke
 from hk_effects._src.effects.local_state import local_state
@@ -148,6 +150,142 @@ class DenseStructureTest(absltest.TestCase):
   def test_module_calls_are_three_per_block(self):
     # The block, its Linear and its dropout.
     self.assertEqual(measure.module_calls(self.hand), 3 * DEPTH)
+
+
+class RealModelsStructureTest(parameterized.TestCase):
+  """Each real model's port is the plain model's program with its
+  parameters: equal parameters, values, jaxpr and HLO (told values nobody
+  collects cost nothing)."""
+
+  def _pair(self, model: str, depth: int = 1):
+    builders = real_models.BUILDERS[model]
+    return builders[real_models.PLAIN](depth), builders[real_models.HKE](depth)
+
+  @parameterized.parameters(
+      real_models.RESNET, real_models.LM, real_models.LSTM
+  )
+  def test_jaxprs_equal_and_hlo_counts_equal(self, model):
+    plain, ported = self._pair(model)
+    jaxprs = [
+        str(jax.make_jaxpr(v.make_step())(*v.args)) for v in (plain, ported)
+    ]
+    self.assertEqual(jaxprs[1], jaxprs[0])
+    counts = [
+        measure.hlo_instruction_count(measure.compile_time(v)[1])
+        for v in (plain, ported)
+    ]
+    self.assertEqual(counts[1], counts[0])
+    self.assertGreater(counts[0], 100)
+
+  def test_resnet_port_has_resnets_parameters_and_values(self):
+    images = real_models.resnet_inputs()[:2]
+    plain = hk.transform_with_state(real_models.plain_resnet_forward(1))
+    ported = hke.transform_with_state(
+        real_models.ported_resnet_forward(1, collect=True)
+    )
+    # Jitted throughout: run op by op, the checks take ten times longer.
+    params, state = jax.jit(plain.init)(jax.random.key(0), images)
+    ported_params, ported_state = jax.jit(ported.init)(
+        jax.random.key(0), images
+    )
+    # Same names, same creation order: the same initial values.
+    chex.assert_trees_all_equal(ported_params, params)
+    chex.assert_trees_all_equal(ported_state, state)
+    self.assertIn("res_net/~/block_group_3/~/block_0/~/conv_1", params)
+
+    @jax.jit
+    def plain_apply(params, state, images):
+      blocks = []
+
+      def record(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        if context.method_name == "__call__" and isinstance(
+            context.module, hk.nets.ResNet.BlockV1
+        ):
+          blocks.append(out)
+        return out
+
+      with hk.intercept_methods(record):
+        return plain.apply(params, state, None, images), blocks
+
+    (logits, new_state), blocks = plain_apply(params, state, images)
+    (ported_logits, told), ported_new_state = jax.jit(ported.apply)(
+        params, state, None, images
+    )
+    chex.assert_trees_all_close(ported_logits, logits, rtol=1e-6)
+    # BatchNorm ran in training mode in both: its moving averages moved.
+    chex.assert_trees_all_close(ported_new_state, new_state, rtol=1e-6)
+    ema = "res_net/~/block_group_3/~/block_0/~/batchnorm_1/~/mean_ema"
+    self.assertEqual(
+        (int(state[ema]["counter"]), int(new_state[ema]["counter"])), (0, 1)
+    )
+    self.assertEqual(
+        [t.path for t in told],
+        [f"res_net/~/block_group_{g}/~/block_0/output" for g in range(4)],
+    )
+    chex.assert_trees_all_close([t.value for t in told], blocks, rtol=1e-6)
+
+  def test_lm_port_draws_the_same_dropout_and_tells_residuals(self):
+    depth = 2
+    args = real_models.lm_inputs()
+    plain = hk.transform(real_models.plain_lm_forward(depth))
+    ported = hke.transform(real_models.ported_lm_forward(depth, collect=True))
+    params = jax.jit(plain.init)(jax.random.key(0), *args)
+    chex.assert_trees_all_equal(
+        jax.jit(ported.init)(jax.random.key(0), args), params
+    )
+
+    @jax.jit
+    def plain_apply(params, rng, args):
+      # The residual after layer i is what layer i + 1's first LayerNorm (or
+      # the final one) reads.
+      normed_inputs = []
+
+      def record(next_fun, args_, kwargs, context):
+        if context.method_name == "__call__" and (
+            context.module.module_name.endswith(
+                ("layer_1/ln_attention", "ln_final")
+            )
+        ):
+          normed_inputs.append(args_[0])
+        return next_fun(*args_, **kwargs)
+
+      with hk.intercept_methods(record):
+        return plain.apply(params, rng, *args), normed_inputs
+
+    rng = jax.random.key(3)
+    logits, normed_inputs = plain_apply(params, jax.random.clone(rng), args)
+    ported_logits, told = jax.jit(ported.apply)(
+        params, jax.random.clone(rng), args
+    )
+    # Dropout is on and draws the same keys in the same order.
+    chex.assert_trees_all_equal(ported_logits, logits)
+    no_dropout = hk.transform(real_models.plain_lm_forward(depth))
+    with mock.patch.object(real_models, "LM_DROPOUT", 0.0):
+      undropped = jax.jit(no_dropout.apply)(params, rng, *args)
+    self.assertGreater(float(jnp.max(jnp.abs(undropped - logits))), 1e-3)
+    self.assertEqual([t.path for t in told], ["transformer/residual"] * depth)
+    chex.assert_trees_all_equal([t.value for t in told], normed_inputs)
+
+  def test_lstm_port_samples_the_same_tokens(self):
+    tokens = real_models.lstm_inputs()
+    plain = hk.transform(real_models.plain_lstm_forward(2))
+    ported = hke.transform(real_models.ported_lstm_forward(2))
+    params = jax.jit(plain.init)(jax.random.key(0), tokens)
+    chex.assert_trees_all_equal(
+        jax.jit(ported.init)(jax.random.key(0), tokens), params
+    )
+    rng = jax.random.key(5)
+    samples = jax.jit(plain.apply)(params, jax.random.clone(rng), tokens)
+    ported_samples = jax.jit(ported.apply)(
+        params, jax.random.clone(rng), tokens
+    )
+    self.assertEqual(
+        samples.shape, (real_models.SAMPLE_LENGTH, real_models.LSTM_BATCH)
+    )
+    chex.assert_trees_all_equal(ported_samples, samples)
+    # Each step draws a new key: the samples are not one token repeated.
+    self.assertGreater(len(set(samples[:, 0].tolist())), 3)
 
 
 def _fake_results(
@@ -297,12 +435,17 @@ class DenseReportTest(parameterized.TestCase):
   """The dense block's targets: at 64 blocks, path keys, the rival."""
 
   def _data(
-      self, pk_hlo: int = 90, pk_step: float = 1.0, linen_trace: float = 40.0
+      self,
+      pk_hlo: int = 90,
+      pk_step: float = 1.0,
+      linen_trace: float = 40.0,
+      hke_at_4: float = 1.04,
   ) -> dict:
     depths = {}
     for depth, calls in ((4, 12), (64, 192)):
       scale = depth / 4
-      r = _fake_results(1.0 * scale, 1.04 * scale, 1.0, (90, 90), calls)
+      hke_ratio = hke_at_4 if depth == 4 else 1.04
+      r = _fake_results(1.0 * scale, hke_ratio * scale, 1.0, (90, 90), calls)
       pk = _fake_results(1.0, 1.0 * scale, pk_step, (90, pk_hlo), calls)
       r[report.PATH_KEYS] = pk[report.HKE]
       linen = _fake_results(1.0, linen_trace * scale / 16, 1.0, (80, 80), calls)
@@ -341,16 +484,117 @@ class DenseReportTest(parameterized.TestCase):
         texts,
     )
     self.assertTrue(any("[moonshot]" in t and "<= 1.05" in t for t in texts))
+    # The 1.10 limit holds at every depth, not only the deciding one.
+    self.assertTrue(
+        any(
+            t.startswith("dense 4: trace time ratio 1.040 <= 1.10")
+            for t in texts
+        ),
+        texts,
+    )
 
   @parameterized.named_parameters(
       ("path_keys_hlo", {"pk_hlo": 93}, "path keys HLO"),
       ("path_keys_step", {"pk_step": 1.05}, "path keys step ratio"),
       ("linen_faster", {"linen_trace": 10.0}, "faster than flax linen"),
+      ("slow_at_4_blocks", {"hke_at_4": 1.12}, "dense 4: trace time ratio"),
   )
   def test_missed(self, kwargs, what):
     missed = [t for t, ok in report.targets(self._data(**kwargs)) if not ok]
     self.assertTrue(missed)
     self.assertTrue(all(what in t for t in missed), missed)
+
+
+class GenerationTest(absltest.TestCase):
+  """The KV-cache rival computes what hke.KVCachedAttention computes."""
+
+  def test_same_parameters_tokens_and_hlo(self):
+    layers, tokens = 1, 6
+    first = generation.prompt()
+    hke_step = generation.step_fn(generation.HKE, layers)
+    hand_step = generation.step_fn(generation.HAND, layers)
+    params, hke_state = jax.jit(hke_step.init)(jax.random.key(1), first)
+    hand_params, hand_state = jax.jit(hand_step.init)(jax.random.key(1), first)
+    chex.assert_trees_all_equal(hand_params, params)
+    self.assertEqual(
+        sorted(hke_state["~local_state/kv_cache"]),
+        [
+            f"decoder/~/layer_0/attention:cache['{k}']"
+            for k in ("index", "k", "v")
+        ],
+    )
+    decoded = {}
+    for version, step, state in (
+        (generation.HKE, hke_step, hke_state),
+        (generation.HAND, hand_step, hand_state),
+    ):
+      decoded[version, "step"] = generation.decode_per_token(
+          jax.jit(step.apply), params, state, tokens
+      )
+      loop = generation.loop_fn(version, layers, tokens)
+      decoded[version, "scan"] = jax.jit(loop.apply)(
+          params, state, None, first
+      )[0]
+    self.assertEqual(decoded[generation.HKE, "step"].shape, (tokens, 4))
+    for way in ("step", "scan"):
+      chex.assert_trees_all_equal(
+          decoded[generation.HKE, way], decoded[generation.HAND, way]
+      )
+    # The scan decodes what the per-token loop decodes.
+    chex.assert_trees_all_equal(
+        decoded[generation.HKE, "scan"], decoded[generation.HKE, "step"]
+    )
+    hlo = [
+        measure.hlo_instruction_count(
+            jax.jit(step.apply).lower(params, state, None, first).compile()
+        )
+        for step, state in ((hke_step, hke_state), (hand_step, hand_state))
+    ]
+    self.assertEqual(hlo[0], hlo[1])
+
+
+class RealModelReportTest(absltest.TestCase):
+  """Real models: decided at their first (default) depth, no flatness."""
+
+  def _data(self, first_hke_trace: float) -> dict:
+    return {
+        "memory": {},
+        "machine": {
+            "cpus": 2,
+            "backend": "cpu",
+            "jax": "x",
+            "python": "3",
+            "load_average": [1.0],
+            "load_average_after": [1.0],
+        },
+        "models": {
+            report.RESNET: {
+                "versions": [report.HAND, report.HKE],
+                "rival": None,
+                "depths": {
+                    2: _fake_results(1.0, first_hke_trace, 1.0, (9, 9), 98),
+                    # A deeper layout is reported, not decided on.
+                    4: _fake_results(2.0, 3.0, 1.0, (9, 9), 190),
+                },
+            }
+        },
+    }
+
+  def test_trace_target_is_decided_at_the_default_depth(self):
+    checks = report.targets(self._data(1.04))
+    texts = [t for t, _ in checks]
+    self.assertTrue(all(ok for _, ok in checks), checks)
+    self.assertIn(
+        "resnet 2: trace time ratio 1.040 <= 1.05 (median of 3 rounds' "
+        "thread-CPU ratios; ratio of minima 1.040, of wall medians 1.040)",
+        texts,
+    )
+    self.assertFalse(any("flat" in t for t in texts), texts)
+
+  def test_slow_default_depth_is_missed(self):
+    missed = [t for t, ok in report.targets(self._data(1.06)) if not ok]
+    self.assertEqual(len(missed), 1, missed)
+    self.assertIn("resnet 2: trace time ratio 1.060 <= 1.05", missed[0])
 
 
 class _Counter(hk.Module):
@@ -483,6 +727,15 @@ class ScriptUsageTest(parameterized.TestCase):
               "pass 20 or more."
           ),
       ),
+      (
+          "overhead.py",
+          "--models=resnet,vgg",
+          (
+              "--models: unknown model 'vgg'; choose from 'transformer', "
+              "'dense', 'resnet', 'lm', 'lstm'."
+          ),
+      ),
+      ("generation.py", "--rounds=1", "--rounds=1: pass 3 or more."),
       (
           "path_keys_cost.py",
           "--step_calls=5",

@@ -16,10 +16,13 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 from absl.testing import absltest
 from absl.testing import parameterized
 import chex
 import haiku as hk
+from haiku._src import module as hk_module
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -217,6 +220,59 @@ class EditTest(parameterized.TestCase):
     _, out_every = _init_apply(every)
     np.testing.assert_array_equal(out_default, 10.0 * (2.0 * (X + 1.0)))
     np.testing.assert_array_equal(out_every, 100.0 * (2.0 * (X + 1.0)))
+
+
+class ChainTest(absltest.TestCase):
+  """An edit runs in hk_effects' short interceptor chain, not Haiku's."""
+
+  def _edited(self):
+    return (
+        hke.select_calls(mlp)
+        .at_instances_of(hk.Linear)
+        .insert_after(lambda: Scale(3.0))
+    )
+
+  def test_edit_builds_no_haiku_method_context(self):
+    # Haiku's chain builds a MethodContext for every module call, __init__
+    # included, which made a whole ResNet trace 1.3x slower with one edit.
+    params, _ = _init_apply(mlp)
+    with mock.patch.object(
+        hk_module, "MethodContext", wraps=hk_module.MethodContext
+    ) as context:
+      _, out = _init_apply(self._edited())
+      f = hke.transform(Collect.handling(self._edited()), apply_rng=False)
+      collected_out, _ = f.apply(params, X)
+    self.assertEqual(context.call_count, 0)
+    expected = _manual_mlp(params, X, after=lambda v: 3.0 * v)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    np.testing.assert_allclose(collected_out, expected, rtol=1e-6)
+
+  def test_users_interceptor_around_an_edit_sees_the_inserted_layers(self):
+    seen = []
+
+    def user(next_fun, args, kwargs, context):
+      if context.method_name == "__call__":
+        seen.append(context.module.module_name)
+      return next_fun(*args, **kwargs)
+
+    edited = self._edited()
+
+    def forward(x):
+      with hk.intercept_methods(user):
+        return edited(x)
+
+    params, out = _init_apply(forward)
+    np.testing.assert_allclose(
+        out, _manual_mlp(params, X, after=lambda v: 3.0 * v), rtol=1e-6
+    )
+    one_run = [
+        "mlp",
+        "mlp/~/linear_0",
+        "mlp/~/linear_0/scale",
+        "mlp/~/linear_1",
+        "mlp/~/linear_1/scale",
+    ]
+    self.assertEqual(seen, one_run * 2)  # init, then apply.
 
 
 class ErrorTest(parameterized.TestCase):

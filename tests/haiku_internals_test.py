@@ -24,6 +24,7 @@ from absl.testing import absltest
 import haiku as hk
 from haiku._src import module as hk_module
 from haiku._src import stateful
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -54,7 +55,8 @@ class ReplacedWrappersTest(absltest.TestCase):
 
 class InterceptorShortcutTest(absltest.TestCase):
   """Haiku's chain (a MethodContext per method call) runs only when a user's
-  interceptor is on the stack; results are Haiku's either way."""
+  interceptor is on the stack, and then in hk_effects' form (a context for
+  the user's interceptors only); results are Haiku's either way."""
 
   def _apply_counting_contexts(self, forward):
     f = hke.transform(forward)
@@ -92,6 +94,68 @@ class InterceptorShortcutTest(absltest.TestCase):
     out, made = self._apply_counting_contexts(forward)
     np.testing.assert_allclose(out, [[3.0, 3.0]])
     self.assertEqual(made, ["__init__", "__call__"])
+
+  def test_users_interceptors_run_in_haikus_order_with_ours_inside(self):
+    calls = []
+
+    def named(tag, scale):
+      def interceptor(next_fun, args, kwargs, context):
+        calls.append((tag, context.method_name, type(context.module).__name__))
+        if context.method_name != "__call__":
+          return next_fun(*args, **kwargs)
+        # Changes the input on the way in and the output on the way out.
+        return scale * next_fun(args[0] + 1.0, **kwargs)
+
+      return interceptor
+
+    class Noisy(hk.Module):
+
+      def __init__(self, name=None):
+        super().__init__(name=name)
+        self.rng = hke.RandomRequest()
+
+      def __call__(self, x):
+        return x + 0.0 * jax.random.uniform(self.rng.next_key())
+
+    def forward(x):
+      with hk.intercept_methods(named("outer", 2.0)):
+        with hk.intercept_methods(named("inner", 10.0)):
+          return Noisy()(x)
+
+    f = hke.transform(hke.handlers.WithHaikuRandom.handling(forward))
+    out = f.apply({}, jax.random.key(0), jnp.zeros([]))
+    # inner sees outer's +1 and adds its own; outer scales inner's output.
+    self.assertEqual(float(out), 2.0 * 10.0 * 2.0)
+    self.assertEqual(
+        calls,
+        [
+            ("outer", "__init__", "Noisy"),
+            ("inner", "__init__", "Noisy"),
+            ("outer", "__call__", "Noisy"),
+            ("inner", "__call__", "Noisy"),
+        ],
+    )
+
+  def test_users_interceptor_may_short_circuit(self):
+    def constant(next_fun, args, kwargs, context):
+      if context.method_name == "__call__":
+        return jnp.full([1, 2], 7.0)
+      return next_fun(*args, **kwargs)
+
+    def forward(x):
+      with hk.intercept_methods(constant):
+        return hke.Dropout(0.5)(hk.Linear(2, w_init=jnp.ones)(x))
+
+    f = hke.transform(hke.handlers.WithHaikuRandom.handling(forward))
+    x = jnp.ones([1, 3])
+    params = hke.transform(
+        hke.handlers.WithHaikuRandom.handling(
+            lambda x: hke.Dropout(0.5)(hk.Linear(2, w_init=jnp.ones)(x))
+        )
+    ).init(jax.random.key(0), x)
+    np.testing.assert_array_equal(
+        f.apply(params, jax.random.key(1), x), [[7.0, 7.0]]
+    )
 
 
 if __name__ == "__main__":

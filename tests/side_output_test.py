@@ -584,5 +584,84 @@ class TellReturnsItsValueTest(parameterized.TestCase):
     np.testing.assert_array_equal(told[0].value, np.stack([X, X + 1, X + 2]))
 
 
+class IsCollectedTest(parameterized.TestCase):
+  """``hke.is_collected`` lets a value that exists only to be told cost
+  nothing when nobody collects it."""
+
+  class Metered(hk.Module):
+
+    def __init__(self, guarded, name=None):
+      super().__init__(name=name)
+      self.guarded = guarded
+      self.norm = hke.SideOutputRequest("norm")
+
+    def __call__(self, x):
+      h = jnp.tanh(x)
+      if not self.guarded or hke.is_collected("norm"):
+        self.norm.tell(jnp.sqrt(jnp.sum(h**2)))
+      return h
+
+  def _jaxpr(self, forward, collect=False):
+    if collect:
+      forward = hke.handlers.CollectingSideOutputs.handling(forward)
+    f = hke.transform(forward, apply_rng=False)
+    return jax.make_jaxpr(f.apply)({}, jnp.ones(3))
+
+  def test_guarded_metric_adds_no_equation_without_collector(self):
+    plain = self._jaxpr(lambda x: jnp.tanh(x))  # pylint: disable=unnecessary-lambda
+    unguarded = self._jaxpr(lambda x: self.Metered(False)(x))
+    guarded = self._jaxpr(lambda x: self.Metered(True)(x))
+    # The tell itself costs nothing; its value's expression does.
+    self.assertLen(unguarded.eqns, len(plain.eqns) + 3)
+    self.assertEqual(str(guarded), str(plain))
+
+  def test_guarded_metric_is_told_to_a_collector(self):
+    f = hke.transform(
+        hke.handlers.CollectingSideOutputs.handling(
+            lambda x: self.Metered(True)(x)
+        ),
+        apply_rng=False,
+    )
+    _, values = f.apply({}, jnp.full([4], 2.0))
+    self.assertEqual([v.path for v in values], ["metered/norm"])
+    np.testing.assert_allclose(values[0].value, 2.0 * np.tanh(2.0), rtol=1e-6)
+
+  def test_answers_per_tag_and_handler(self):
+    answers = []
+
+    def forward(x):
+      answers.append((hke.is_collected("a"), hke.is_collected("b")))
+      return x
+
+    hke.transform(forward, apply_rng=False).apply({}, 0.0)
+    for handler in (
+        hke.handlers.CollectingSideOutputs.handling(forward, tag="a"),
+        hke.handlers.CollectingSideOutputs.handling(
+            forward, tag_predicate=lambda t: t == "b"
+        ),
+        hke.handlers.CollectingSideOutputs.handling(forward),
+    ):
+      hke.transform(handler, apply_rng=False).apply({}, 0.0)
+    self.assertEqual(
+        answers, [(False, False), (True, False), (False, True), (True, True)]
+    )
+    self.assertFalse(hke.is_collected("a"))  # Outside any transform.
+
+  def test_inside_scan_under_a_collector(self):
+    def forward(xs):
+      def body(c, x):
+        if hke.is_collected("h"):
+          hke.tell("h", c * x)
+        return c + x, None
+
+      return hk.scan(body, jnp.zeros([]), xs)[0]
+
+    f = hke.transform(
+        hke.handlers.CollectingSideOutputs.handling(forward), apply_rng=False
+    )
+    _, values = f.apply({}, jnp.arange(1.0, 4.0))
+    np.testing.assert_allclose(values[0].value, [0.0, 2.0, 9.0])
+
+
 if __name__ == "__main__":
   absltest.main()

@@ -204,12 +204,30 @@ def register_own_interceptor(
         if method_name == "__init__":
           return bound_method(*args, **kwargs)
         return direct_(bound_method, method_name, self, args, kwargs)
-    elif storage and all(i in own for i in storage):
-      if method_name == "__init__":
-        return bound_method(*args, **kwargs)
+    elif storage:
+      if all(i in own for i in storage):
+        if method_name == "__init__":
+          return bound_method(*args, **kwargs)
+        call = bound_method
+        for interceptor_ in reversed(storage):
+          call = _chained(own[interceptor_], call, method_name, self)
+        return call(*args, **kwargs)
+      # A user's interceptor among ours: it gets Haiku's MethodContext, ours
+      # their direct form, in the stack's order (what Haiku's chain does,
+      # without its stack clone and self-referencing closure per call).
+      context = module.MethodContext(
+          module=self,
+          method_name=method_name,
+          orig_method=bound_method,
+          orig_class=orig_class,
+      )
       call = bound_method
       for interceptor_ in reversed(storage):
-        call = _chained(own[interceptor_], call, method_name, self)
+        direct_ = own.get(interceptor_)
+        if direct_ is None:
+          call = _foreign(interceptor_, call, context)
+        elif method_name != "__init__":
+          call = _chained(direct_, call, method_name, self)
       return call(*args, **kwargs)
     return original_run(
         bound_method, method_name, self, orig_class, *args, **kwargs
@@ -221,6 +239,16 @@ def register_own_interceptor(
 
 
 _OWN_INTERCEPTORS: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def unregister_own_interceptor(interceptor: Callable[..., Any]) -> None:
+  """Forgets an interceptor registered for one call (``hke.select_calls``'
+  edits register one per call of the edited function)."""
+  _OWN_INTERCEPTORS.pop(interceptor, None)
+
+
+def _foreign(interceptor, next_fun, context):
+  return lambda *args, **kwargs: interceptor(next_fun, args, kwargs, context)
 
 
 def _chained(direct, next_fun, method_name, module_):

@@ -385,3 +385,44 @@ def tell(tag: Any, value: Any, mode: str = "append") -> Any:
   if scope is not None:
     _tell(scope, site, tag, mode, value)
   return value
+
+
+def is_collected(tag: Any) -> bool:
+  """Whether a side output told under ``tag`` here would reach any handler.
+
+  True while a running handler claims a side output of this tag (a
+  collector, or a patching / perturbing handler that rewrites it). An
+  unclaimed ``tell`` costs nothing, but the expression computing its value
+  runs all the same and leaves its equations in the jaxpr (XLA removes them
+  after ``jax.jit``, tracing and ``jax.make_jaxpr`` still pay). Guard values
+  that exist only to be told::
+
+    if hke.is_collected("activation_norm"):
+      self.norm.tell(jnp.linalg.norm(x, axis=-1))
+
+  It answers for the point of the call, as ``hke.tell`` looks its collector
+  up: ask it inside the module method that tells. A tell skipped this way is
+  absent from ``hke.bindings`` and ``hke.effect_signature`` run without a
+  collector.
+
+  Example:
+
+  >>> import jax, jax.numpy as jnp, hk_effects as hke
+  >>> def forward(x):
+  ...   if hke.is_collected("norm"):
+  ...     hke.tell("norm", jnp.linalg.norm(x))
+  ...   return 2 * x
+  >>> plain = hke.transform(forward, apply_rng=False)
+  >>> len(jax.make_jaxpr(plain.apply)({}, jnp.ones(3)).eqns)
+  1
+  >>> collected = hke.transform(
+  ...     hke.handlers.CollectingSideOutputs.handling(forward), apply_rng=False)
+  >>> _, values = collected.apply({}, jnp.array([3.0, 4.0]))
+  >>> float(values[0].value)
+  5.0
+  """
+  request = SideOutputRequest(tag)
+  return any(
+      binding.handler_claims(scope.handler, request)
+      for scope in binding.active_scopes()
+  )
