@@ -30,6 +30,7 @@ See ``hk_effects/__init__.py`` for a walk-through.
 from __future__ import annotations
 
 import abc
+import collections
 import dataclasses
 import hashlib
 import sys
@@ -181,6 +182,21 @@ class EffectRequest(abc.ABC):
   def suggested_handler(cls) -> str:
     """The handler an "unhandled" error suggests, as code."""
     return f"a handler serving {cls.effect_protocol().__name__}"
+
+  def signature_detail(
+      self, calls: list[Any], conditional: list[str], state: Any, site: Any
+  ) -> str:
+    """The detail column of ``hke.effect_signature`` for this request.
+
+    ``calls`` are the protocol-method calls seen at ``site`` (each with
+    ``.method`` and an abstract ``.value``), ``conditional`` the wrappers
+    that may skip them, ``state`` what ``init`` would return. Each effect
+    overrides this to say what matters for it; by default, the methods
+    called and how often.
+    """
+    del conditional, state, site
+    methods = collections.Counter(c.method for c in calls)
+    return ", ".join(f"{m} x{n}" for m, n in methods.items())
 
   @classmethod
   def porting_hint(cls) -> str:

@@ -53,3 +53,27 @@ def hash32(text: str) -> int:
   (True, True)
   """
   return int(hashlib.sha256(text.encode()).hexdigest()[:7], 16)
+
+
+def describe(value: Any) -> str:
+  """``value``'s leaves as ``dtype[shape]`` (a type name for non-arrays);
+  one leaf alone, several in parentheses.
+
+  Example:
+
+  >>> describe((jnp.ones([2, 3]), jax.ShapeDtypeStruct((), jnp.int32), "x"))
+  '(float32[2,3], int32[], str)'
+  """
+  parts = []
+  for leaf in jax.tree_util.tree_leaves(value):
+    if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
+      dims = ",".join(str(d) for d in leaf.shape)
+      dtype = (
+          str(leaf.dtype)
+          if str(leaf.dtype).startswith("key")
+          else jnp.dtype(leaf.dtype).name
+      )
+      parts.append(f"{dtype}[{dims}]")
+    else:
+      parts.append(type(leaf).__name__)
+  return parts[0] if len(parts) == 1 else "(" + ", ".join(parts) + ")"

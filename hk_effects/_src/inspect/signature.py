@@ -43,22 +43,6 @@ from hk_effects._src.haiku import boundaries
 from hk_effects._src.inspect import recording
 
 
-def _shape_str(value: Any) -> str:
-  leaves = jax.tree_util.tree_leaves(value)
-  parts = []
-  for leaf in leaves:
-    if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
-      dims = ",".join(str(d) for d in leaf.shape)
-      parts.append(
-          f"{jax.numpy.dtype(leaf.dtype).name}[{dims}]"
-          if not str(leaf.dtype).startswith("key")
-          else f"{leaf.dtype}[{dims}]"
-      )
-    else:
-      parts.append(type(leaf).__name__)
-  return parts[0] if len(parts) == 1 else "(" + ", ".join(parts) + ")"
-
-
 @dataclasses.dataclass
 class SignatureEntry:
   """What one request (module path + attribute) needs and who serves it."""
@@ -180,62 +164,6 @@ class _ConditionalCalls(boundaries.BoundaryEffect):
 BOUNDARY_EFFECT = _ConditionalCalls()
 
 
-def _stored(state: Any, request, site: binding.Site) -> tuple[str, str] | None:
-  """The shape of a local state as ``init`` stores it, and what one call of
-  the module sees a slice of ("member" under ``hke.vmap``, "layer" under
-  ``hk.layer_stack``); None if it is not in ``state``."""
-  from hk_effects._src.effects.local_state import local_state  # pylint: disable=g-import-not-at-top
-
-  category = getattr(request, "category", None)
-  bundle = local_state.bundle_name(category)
-  key = local_state.state_key(request, site)
-  for name, entries in (state or {}).items():
-    if (name == bundle or name.endswith(f"/{bundle}")) and key in entries:
-      return _shape_str(entries[key]), (
-          "layer" if name.startswith("__layer_stack") else "member"
-      )
-  return None
-
-
-def _detail(
-    effect: str,
-    calls: list[recording.EffectCall],
-    request,
-    conditional: list[str],
-    stored: tuple[str, str] | None = None,
-) -> str:
-  tag = getattr(request, "tag", None)
-  if effect == "RandomEffect":
-    stream = "random" if tag is None else f"random[{tag!r}]"
-    # Counted at trace time: a body Haiku traces twice (hk.scan at init)
-    # counts twice; inside loops each draw is once per iteration.
-    return f"{stream}: {len(calls)} next_key() traced"
-  if effect == "SideInputEffect":
-    shapes = sorted({_shape_str(c.value) for c in calls})
-    return f"needs {tag!r}: {', '.join(shapes) or '?'}"
-  if effect == "SideOutputEffect":
-    shapes = sorted({_shape_str(c.value) for c in calls if c.method == "tell"})
-    where = ""
-    if conditional:
-      where = f", conditional ({', '.join(sorted(set(conditional)))})"
-    return f"tells {tag!r} x{len(calls)}: {', '.join(shapes) or '?'}{where}"
-  if effect == "LocalStateEffect":
-    name = getattr(request, "name", None)
-    shapes = sorted({_shape_str(c.value) for c in calls})
-    label = f"{name!r}" if name else "unnamed"
-    category = getattr(request, "category", None)
-    seen = ", ".join(shapes) or "?"
-    if stored is not None and [stored[0]] != shapes:
-      # Per member of hke.vmap (or per layer): the module sees one slice.
-      return (
-          f"state {label} [{category}]: {stored[0]} stored, {seen} per "
-          f"{stored[1]}"
-      )
-    return f"state {label} [{category}]: {seen}"
-  methods = collections.Counter(c.method for c in calls)
-  return ", ".join(f"{m} x{n}" for m, n in methods.items())
-
-
 def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
   """Summarises the effects of ``fn`` without running it for real.
 
@@ -299,18 +227,11 @@ def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
               effect,
               row.request,
               row.handler_id,
-              _detail(
-                  effect,
+              row.request.signature_detail(
                   by_site.get(site, []),
-                  row.request,
                   conditional.get(site, []),
-                  _stored(
-                      state,
-                      row.request,
-                      binding.Site(row.module_path, row.attribute_path),
-                  )
-                  if effect == "LocalStateEffect"
-                  else None,
+                  state,
+                  binding.Site(row.module_path, row.attribute_path),
               ),
           )
       )

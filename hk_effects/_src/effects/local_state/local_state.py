@@ -95,6 +95,27 @@ class LocalStateEffect(Protocol):
     """Replaces the value of the state (same structure, shapes, dtypes)."""
 
 
+def _local_state_signature_detail(self, calls, conditional, state, site):
+  del conditional
+  name = getattr(self, "name", None)
+  shapes = sorted({tree_util.describe(c.value) for c in calls})
+  label = f"{name!r}" if name else "unnamed"
+  category = getattr(self, "category", None)
+  seen = ", ".join(shapes) or "?"
+  bundle, key = bundle_name(category), state_key(self, site)
+  for stored_in, entries in (state or {}).items():
+    if (stored_in == bundle or stored_in.endswith(f"/{bundle}")) and (
+        key in entries
+    ):
+      stored = tree_util.describe(entries[key])
+      if [stored] != shapes:
+        # Per member of hke.vmap (or per layer): the module sees one slice.
+        per = "layer" if stored_in.startswith("__layer_stack") else "member"
+        return f"state {label} [{category}]: {stored} stored, {seen} per {per}"
+      break
+  return f"state {label} [{category}]: {seen}"
+
+
 @effect_base.pytree_dataclass
 class InitialLocalStateRequest(effect_base.EffectRequest):
   """Requests a local state whose initial value ``state_initializer()`` makes.
@@ -117,6 +138,8 @@ class InitialLocalStateRequest(effect_base.EffectRequest):
   >>> print(state["~local_state/counters"]["counter:count"])
   1
   """
+
+  signature_detail = _local_state_signature_detail
 
   state_initializer: Callable[[], Any] = effect_base.static_field()
   category: Any = effect_base.static_field()
@@ -165,6 +188,8 @@ class FrozenLocalStateRequest(effect_base.EffectRequest):
   [1. 1.]
   """
 
+  signature_detail = _local_state_signature_detail
+
   state: Any
   category: Any = effect_base.static_field()
   name: str | None = effect_base.static_field(default=None)
@@ -209,6 +234,8 @@ class SharedLocalStateRequest(effect_base.EffectRequest):
   >>> hke.SharedLocalStateRequest("cache", category="c").name
   'cache'
   """
+
+  signature_detail = _local_state_signature_detail
 
   name: str = effect_base.static_field()
   category: Any = effect_base.static_field()

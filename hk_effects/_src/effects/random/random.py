@@ -80,6 +80,15 @@ class RandomEffect(Protocol):
     """Returns a fresh PRNG key, distinct from every other in this call."""
 
 
+def _random_signature_detail(self, calls, conditional, state, site) -> str:
+  del conditional, state, site
+  tag = getattr(self, "tag", None)
+  stream = "random" if tag is None else f"random[{tag!r}]"
+  # Counted at trace time: a body Haiku traces twice (hk.scan at init)
+  # counts twice; inside loops each draw is once per iteration.
+  return f"{stream}: {len(calls)} next_key() traced"
+
+
 @effect_base.pytree_dataclass
 class RandomRequest(effect_base.EffectRequest):
   """Requests untagged random keys (claimed by random handlers by default).
@@ -98,6 +107,8 @@ class RandomRequest(effect_base.EffectRequest):
   >>> f.apply({}, jax.random.key(0), jax.numpy.zeros(2)).shape
   (2,)
   """
+
+  signature_detail = _random_signature_detail
 
   @classmethod
   def effect_protocol(cls):
@@ -129,6 +140,8 @@ class TaggedRandomRequest(effect_base.EffectRequest):
   >>> h.claims(req), h.claims(hke.RandomRequest())
   (True, False)
   """
+
+  signature_detail = _random_signature_detail
 
   tag: Any = effect_base.static_field()
 

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from hk_effects._src.core import binding
 from hk_effects._src.core import effect_base
+from hk_effects._src.core import tree_util
 
 
 class SideInputEffect(Protocol):
@@ -54,6 +55,12 @@ class SideInputEffect(Protocol):
     """Returns the side input's value."""
 
 
+def _side_input_signature_detail(self, calls, conditional, state, site):
+  del conditional, state, site
+  shapes = sorted({tree_util.describe(c.value) for c in calls})
+  return f"needs {self.tag!r}: {', '.join(shapes) or '?'}"
+
+
 @effect_base.pytree_dataclass
 class SideInputRequest(effect_base.EffectRequest):
   """Requests the side input named ``tag``.
@@ -72,6 +79,8 @@ class SideInputRequest(effect_base.EffectRequest):
   >>> print(f.apply({}, jnp.ones(2)))
   [3. 3.]
   """
+
+  signature_detail = _side_input_signature_detail
 
   tag: Any = effect_base.static_field()
 

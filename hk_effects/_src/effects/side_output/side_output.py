@@ -53,6 +53,7 @@ import jax.numpy as jnp
 
 from hk_effects._src.core import binding
 from hk_effects._src.core import effect_base
+from hk_effects._src.core import tree_util
 from hk_effects._src.effects.side_output import (
     side_output_transport as transport,
 )
@@ -93,6 +94,17 @@ def _check_mode(mode: Any) -> None:
     )
 
 
+def _side_output_signature_detail(self, calls, conditional, state, site):
+  del state, site
+  shapes = sorted(
+      {tree_util.describe(c.value) for c in calls if c.method == "tell"}
+  )
+  where = ""
+  if conditional:
+    where = f", conditional ({', '.join(sorted(set(conditional)))})"
+  return f"tells {self.tag!r} x{len(calls)}: {', '.join(shapes) or '?'}{where}"
+
+
 @effect_base.pytree_dataclass
 class SideOutputRequest(effect_base.EffectRequest):
   """Requests to report values under ``tag``; ``tell`` is a no-op if unhandled.
@@ -116,6 +128,8 @@ class SideOutputRequest(effect_base.EffectRequest):
   >>> print(f.apply({}, jnp.ones(2)))  # Unhandled: tell does nothing.
   [2. 2.]
   """
+
+  signature_detail = _side_output_signature_detail
 
   tag: Any = effect_base.static_field()
   mode: Any = effect_base.static_field(default="append")
