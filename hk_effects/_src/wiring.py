@@ -19,7 +19,8 @@ is the one place that does, in this order:
 
 1. Haiku's lifting wrappers (``hk.scan``, ``hk.vmap``, ``hk.cond``, ...) are
    replaced by ones that open a boundary around their bodies
-   (``haiku/boundary_wrappers.py``).
+   (``haiku/boundary_wrappers.py``); ``hke.vmap`` explains their error for
+   a state set per example.
 2. Method interceptors: binding (requests are bound at every module method
    call) and then path keys' call counter.
 3. The effects that take part at boundaries, in the order they enter:
@@ -37,6 +38,7 @@ True
 from __future__ import annotations
 
 from hk_effects._src.core import binding
+from hk_effects._src.effects.local_state import vmap_state
 from hk_effects._src.effects.random import path_key_loops
 from hk_effects._src.effects.random import path_keys
 from hk_effects._src.effects.side_output import intervention_sites
@@ -54,6 +56,9 @@ def install() -> None:
   if _installed:
     return
   boundary_wrappers.install()
+  boundary_wrappers.STATE_EXPLAINERS.append(
+      vmap_state.explain_per_example_state
+  )
   binding.install()
   path_keys.install()
   for effect in (

@@ -369,33 +369,23 @@ _BATCHED_STATE = re.compile(
 )
 
 
+# (state bundle, key) -> an error saying what a state set to a per-example
+# value inside hk.vmap means and how to fix it, or None; the effect that
+# knows the fix registers it (hk_effects._src.wiring: hke.vmap's).
+STATE_EXPLAINERS: list[Callable[[str, str], ValueError | None]] = []
+
+
 def _per_example_state_error(error: ValueError) -> ValueError | None:
   """JAX's error for a state that ``hk.vmap`` cannot return (set to a
   per-example value), said as what it means and how to fix it."""
   found = _BATCHED_STATE.search(str(error))
   if found is None:
     return None
-  bundle, key = found.groups()
-  if bundle.startswith("~local_state/"):
-    category = bundle[len("~local_state/") :]
-    what = f"Local state {key!r} (category {category!r})"
-    fix = (
-        f"hke.vmap(..., local_state_axes={{{category!r}: 0}}) to keep "
-        "one state per member (created per member at init, stacked on "
-        "axis 0)"
-    )
-  else:
-    what = f"Haiku state {key!r} of module {bundle!r}"
-    fix = (
-        f"hke.vmap(..., state_axes={{{bundle!r}: 0}}) to keep one state "
-        "per member"
-    )
-  return ValueError(
-      f"{what} was set to a per-example value inside hk.vmap, which shares "
-      "Haiku state (and local states) across members, so the update cannot "
-      f"be kept. Use {fix}, or make the update the same for every example "
-      "(e.g. a mean over the batch)."
-  )
+  for explain in STATE_EXPLAINERS:
+    explained = explain(*found.groups())
+    if explained is not None:
+      return explained
+  return None
 
 
 def _make_remat(orig):

@@ -369,3 +369,28 @@ def vmap(
     return out
 
   return mapped
+
+
+def explain_per_example_state(bundle: str, key: str) -> ValueError:
+  """The error for a state ``hk.vmap`` cannot return because it was set to
+  a per-example value, with the ``hke.vmap`` argument that keeps it."""
+  if bundle.startswith(local_state.BUNDLE_PREFIX):
+    category = bundle[len(local_state.BUNDLE_PREFIX) :]
+    what = f"Local state {key!r} (category {category!r})"
+    fix = (
+        f"hke.vmap(..., local_state_axes={{{category!r}: 0}}) to keep "
+        "one state per member (created per member at init, stacked on "
+        "axis 0)"
+    )
+  else:
+    what = f"Haiku state {key!r} of module {bundle!r}"
+    fix = (
+        f"hke.vmap(..., state_axes={{{bundle!r}: 0}}) to keep one state "
+        "per member"
+    )
+  return ValueError(
+      f"{what} was set to a per-example value inside hk.vmap, which shares "
+      "Haiku state (and local states) across members, so the update cannot "
+      f"be kept. Use {fix}, or make the update the same for every example "
+      "(e.g. a mean over the batch)."
+  )
