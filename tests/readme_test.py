@@ -72,7 +72,7 @@ class ReadmeTest(parameterized.TestCase):
     text = (ROOT / "README.md").read_text()
     self.assertLessEqual(len(text.splitlines()), 250)
     links = re.findall(r"\]\(((?!https?:)[^)#]+)\)", text)
-    self.assertIn("docs/concepts.md", links)
+    self.assertIn("docs/porting.md", links)
     missing = [link for link in links if not (ROOT / link).exists()]
     self.assertEqual(missing, [], "README.md links to missing files")
 
