@@ -14,11 +14,9 @@
 # ==============================================================================
 """Every ``python`` code block of README.md and docs/*.md runs.
 
-The blocks of one page run in order in one namespace, as a reader pasting
-them into one session would (a later block may use an earlier block's
-names), after the imports every page assumes. Where a block is followed
-directly by a plain fenced block, that block is the output the page shows,
-and what the code prints must equal it. The tutorial notebook
+The blocks of one page run in order in one namespace (``doc_snippets.py``).
+Where a block is followed directly by a plain fenced block, that block is
+the output the page shows, and what the code prints must equal it. The tutorial notebook
 (``docs/data_effects_tutorial.md``, ``code-cell`` blocks) is executed by the
 docs build instead; blocks in other languages (``shell``, ``bash``) are
 commands, not run here.
@@ -29,88 +27,14 @@ commands, not run here.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import io
 import pathlib
-import re
-import sys
 import tempfile
-import types
-from typing import Any
 
 from absl.testing import absltest
 from absl.testing import parameterized
-import jax
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-PREAMBLE = (
-    "from typing import Any, Protocol\n"
-    "import haiku as hk, jax, jax.numpy as jnp\n"
-    "import hk_effects as hke\n"
-)
-# A ```python block, then optionally the ``` block right after it.
-_BLOCK = re.compile(
-    r"^```python\n(?P<code>.*?)^```\n(?:```\n(?P<shown>.*?)^```\n)?",
-    re.S | re.M,
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class Snippet:
-  page: str
-  line: int
-  code: str
-  shown: str | None
-
-
-def pages() -> list[pathlib.Path]:
-  """README.md and every Markdown page of docs/ that is not a notebook."""
-  docs = sorted((ROOT / "docs").glob("*.md"))
-  return [ROOT / "README.md"] + [
-      p for p in docs if not p.read_text().startswith("---\njupytext:")
-  ]
-
-
-def snippets(path: pathlib.Path) -> list[Snippet]:
-  text = path.read_text()
-  page = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
-  found = []
-  for m in _BLOCK.finditer(text):
-    line = text.count("\n", 0, m.start("code")) + 1
-    found.append(Snippet(page, line, m.group("code"), m.group("shown")))
-  return found
-
-
-def run_page(
-    path: pathlib.Path,
-) -> tuple[list[tuple[Snippet, str]], dict[str, Any]]:
-  """Runs a page's snippets in order.
-
-  Returns:
-    (snippet, what it printed) for each, and the namespace they ran in (for
-    tests that go on to check what a page defines).
-  """
-  # A module of its own, registered while it runs: dataclasses defined in a
-  # snippet look their module up in sys.modules.
-  module = types.ModuleType(f"_snippets_of_{path.stem}")
-  sys.modules[module.__name__] = module
-  try:
-    namespace = module.__dict__
-    exec(compile(PREAMBLE, "preamble", "exec"), namespace)  # pylint: disable=exec-used
-    printed = []
-    for snippet in snippets(path):
-      # Blank lines first, so a traceback's line numbers are the page's.
-      source = "\n" * (snippet.line - 1) + snippet.code
-      buffer = io.StringIO()
-      # A page may apply two models to one key to compare them (the porting
-      # guide does): a reuse by design, which the suite's checker would stop.
-      with contextlib.redirect_stdout(buffer), jax.debug_key_reuse(False):
-        exec(compile(source, snippet.page, "exec"), namespace)  # pylint: disable=exec-used
-      printed.append((snippet, buffer.getvalue()))
-    return printed, namespace
-  finally:
-    del sys.modules[module.__name__]
+from doc_snippets import pages
+from doc_snippets import run_page
+from doc_snippets import snippets
 
 
 class DocsSnippetsTest(parameterized.TestCase):

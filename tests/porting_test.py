@@ -31,7 +31,7 @@ import pathlib
 
 from absl.testing import absltest
 from absl.testing import parameterized
-import docs_snippets_test
+import doc_snippets
 import haiku as hk
 import jax
 import jax.numpy as jnp
@@ -47,7 +47,7 @@ def page() -> dict:
   """The names docs/porting.md defines (its code runs once per process)."""
   global _PAGE
   if _PAGE is None:
-    _PAGE = docs_snippets_test.run_page(PAGE)[1]
+    _PAGE = doc_snippets.run_page(PAGE)[1]
   return _PAGE
 
 
