@@ -750,8 +750,7 @@ def run(
   if is_chief:
     print(
         f"Final: step {final_step}, {task.final_line(metrics)}; "
-        f"{wall:.1f} s wall, {cpu:.1f} s CPU, load average "
-        f"{os.getloadavg()[0]:.1f}",
+        f"{wall:.1f} s wall, {cpu:.1f} s CPU",
         flush=True,
     )
     print(

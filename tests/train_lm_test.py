@@ -346,9 +346,9 @@ class LauncherTest(absltest.TestCase):
     )
     self.assertRegex(
         printed,
-        r"Final: step 4, held-out \d\.\d+ bits/char vs "
+        r"(?m)^Final: step 4, held-out \d\.\d+ bits/char vs "
         r"bigram \d\.\d+ \(\d\.\d+ x bigram; unigram \d\.\d+\); "
-        r"[\d.]+ s wall, [\d.]+ s CPU, load average",
+        r"[\d.]+ s wall, [\d.]+ s CPU$",
     )
     self.assertRegex(printed, r"steps/s, ETA \dm\d\ds")
     lines = printed.splitlines()
