@@ -12,28 +12,34 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Checkpoints of the language-model example as safetensors files.
+"""Checkpoints of the language-model example, on orbax-checkpoint.
 
-A checkpoint is one ``checkpoint_<step>.safetensors`` file holding named
-arrays and string metadata, nothing executable: loading a file someone sent
-you cannot run their code (unpickling can, which is why an old
-``checkpoint.pkl`` is refused), and nothing in it names a private module of
-numpy or optax, so it outlives their versions.
+Checkpoints live in ``<workdir>/checkpoints/<step>/``, written and pruned by
+orbax's ``CheckpointManager`` (``max_to_keep``; a step directory is
+finalised by an atomic rename, so a crash never leaves a half-written
+checkpoint under a step's name). Each holds two items:
 
-Each tree (params, optimizer state, local states) is flattened with JAX's
-key paths; an array is stored under its part and ``jax.tree_util.keystr``
-path (``params['transformer/unembed']['w']``), and the metadata holds the
-path elements of every leaf in order, the step, the run's configuration and
-the metric rows, as JSON. A typed PRNG key (``jax.random.key``, as
-``WithStatefulRandomKey`` keeps in local state) is stored as its key data,
-its implementation in the metadata, and comes back as the same typed key.
-Dicts of arrays (params, Haiku state) are rebuilt
-from the paths alone; other trees (optax's states) are rebuilt into a
-template the caller builds afresh, whose key paths, shapes and dtypes must
-match the file's.
+* ``arrays``: for each part (params, optimizer state, local states), its
+  leaves in flattening order, under the names ``"00000"``, ``"00001"``, ...,
+  in orbax's tensorstore format;
+* ``meta``: JSON with the format name, the step, the run's configuration,
+  the metric rows, and each part's leaf key paths.
 
-Files are written to a temporary name and renamed, so a crash never leaves a
-half-written checkpoint under a checkpoint's name.
+Nothing in a checkpoint is executable: restoring one reads arrays and JSON,
+never a pickle, so a checkpoint someone sent you cannot run their code (an
+old ``checkpoint.pkl`` is refused for that reason), and nothing in it names
+a private module of numpy or optax. Typed PRNG keys (``jax.random.key``, as
+``hke.handlers.WithStatefulRandomKey`` keeps in local state) are stored as
+their key data, with their implementation's name in the JSON, and come back
+as the same typed keys.
+
+Dicts of arrays (params, Haiku state) are rebuilt from the key paths alone;
+other trees (optax's states) are rebuilt into a template the caller builds
+afresh, whose key paths, shapes and dtypes must match the checkpoint's.
+
+In a multi-process run every process calls ``save`` with the same host
+(numpy) trees and orbax has process 0 write them; every process may
+``load``.
 
 Example:
 
@@ -49,58 +55,80 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from typing import Any, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import safetensors
-from safetensors import numpy as safetensors_numpy
+import orbax.checkpoint as ocp
 
-FORMAT = "hk_effects examples/train_lm checkpoint, version 1"
+FORMAT = "hk_effects examples/train_lm checkpoint, version 2 (orbax)"
 LEGACY_NAME = "checkpoint.pkl"
-_PATTERN = re.compile(r"checkpoint_(\d+)\.safetensors")
+SUBDIR = "checkpoints"
+_SAFETENSORS = re.compile(r"checkpoint_(\d+)\.safetensors")
 
 
-def checkpoint_path(directory: str, step: int) -> str:
-  """Where the checkpoint of ``step`` lives in ``directory``.
+def checkpoint_dir(workdir: str) -> str:
+  """The directory orbax keeps a run's checkpoints in.
+
+  Example:
+
+  >>> checkpoint_dir("out")
+  'out/checkpoints'
+  """
+  return os.path.join(workdir, SUBDIR)
+
+
+def checkpoint_path(workdir: str, step: int) -> str:
+  """Where the checkpoint of ``step`` lives for ``workdir``.
 
   Example:
 
   >>> checkpoint_path("out", 40)
-  'out/checkpoint_00000040.safetensors'
+  'out/checkpoints/40'
   """
-  return os.path.join(directory, f"checkpoint_{step:08d}.safetensors")
+  return os.path.join(checkpoint_dir(workdir), str(step))
 
 
-def list_checkpoints(directory: str) -> list[tuple[int, str]]:
-  """``(step, path)`` of every checkpoint in ``directory``, oldest first.
+def _manager(directory: str, keep: int) -> ocp.CheckpointManager:
+  # A manager per save: it lists the steps on disk afresh (a run may have
+  # been continued, or a step removed, since the last save) and prunes to
+  # `keep` after writing.
+  return ocp.CheckpointManager(
+      directory,
+      item_names=("arrays", "meta"),
+      options=ocp.CheckpointManagerOptions(
+          max_to_keep=keep or None, create=True
+      ),
+  )
+
+
+def list_checkpoints(workdir: str) -> list[tuple[int, str]]:
+  """``(step, path)`` of every finished checkpoint of ``workdir``, oldest
+  first.
 
   Example:
 
   >>> list_checkpoints("/nonexistent")
   []
   """
+  directory = checkpoint_dir(workdir)
   if not os.path.isdir(directory):
     return []
-  found = [
-      (int(m.group(1)), os.path.join(directory, name))
-      for name in os.listdir(directory)
-      if (m := _PATTERN.fullmatch(name))
-  ]
-  return sorted(found)
+  steps = ocp.path.step.checkpoint_steps(directory)
+  return [(s, checkpoint_path(workdir, s)) for s in sorted(steps)]
 
 
-def latest(directory: str) -> str:
-  """The path of the newest checkpoint in ``directory``.
+def latest(workdir: str) -> str:
+  """The path of the newest checkpoint of ``workdir``.
 
   Raises:
     FileNotFoundError: there is none.
-    ValueError: there is none but a pickled ``checkpoint.pkl`` of an older
-      version of the example, which is never loaded.
+    ValueError: there is none but a checkpoint of an older version of the
+      example (a pickled ``checkpoint.pkl`` or a
+      ``checkpoint_<step>.safetensors`` file), which this version does not
+      read.
 
   Example:
 
@@ -110,30 +138,39 @@ def latest(directory: str) -> str:
   ...   print("no checkpoint" in str(e))
   True
   """
-  found = list_checkpoints(directory)
+  found = list_checkpoints(workdir)
   if found:
     return found[-1][1]
-  legacy = os.path.join(directory, LEGACY_NAME)
+  legacy = os.path.join(workdir, LEGACY_NAME)
   if os.path.exists(legacy):
     raise ValueError(
         f"{legacy!r} is a pickle written by an older examples/train_lm.py, "
         "and it is not loaded: unpickling a file runs whatever code it "
         "names (never unpickle data you did not write yourself), and these "
         "pickles also depend on private numpy and optax module paths that "
-        "change between versions. Checkpoints are now "
-        "checkpoint_<step>.safetensors files; train afresh (without "
-        "--restore) to write one."
+        "change between versions. Checkpoints are now orbax checkpoints in "
+        f"{checkpoint_dir(workdir)!r}; train afresh (without --restore) to "
+        "write one."
+    )
+  old = sorted(
+      name
+      for name in (os.listdir(workdir) if os.path.isdir(workdir) else ())
+      if _SAFETENSORS.fullmatch(name)
+  )
+  if old:
+    raise ValueError(
+        f"{os.path.join(workdir, old[-1])!r} is a safetensors checkpoint "
+        "of an older examples/train_lm.py, which this version does not "
+        "read: checkpoints are now written by orbax-checkpoint into "
+        f"{checkpoint_dir(workdir)!r}. Train afresh (without --restore) to "
+        "write one, or continue that run with the older checkout that "
+        "wrote it."
     )
   raise FileNotFoundError(
-      "--restore was given but there is no checkpoint "
-      f"(checkpoint_<step>.safetensors) in {directory!r}; run without "
-      "--restore first, or point --workdir at a run that wrote one."
+      "--restore was given but there is no checkpoint in "
+      f"{checkpoint_dir(workdir)!r}; run without --restore first, or point "
+      "--workdir at a run that wrote one."
   )
-
-
-def _is_typed_key(value: Any) -> bool:
-  dtype = getattr(value, "dtype", None)
-  return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
 
 
 def _path_json(path: tuple[Any, ...]) -> list[dict[str, Any]]:
@@ -159,8 +196,14 @@ def _path_json(path: tuple[Any, ...]) -> list[dict[str, Any]]:
   return out
 
 
+def _is_key(value: Any) -> bool:
+  return isinstance(value, jax.Array) and jax.dtypes.issubdtype(
+      value.dtype, jax.dtypes.prng_key
+  )
+
+
 def save(
-    directory: str,
+    workdir: str,
     step: int,
     trees: Mapping[str, Any],
     config: Mapping[str, Any],
@@ -169,13 +212,14 @@ def save(
 ) -> str:
   """Writes ``trees`` as the checkpoint of ``step`` and prunes old ones.
 
-  In a multi-process run only process 0 should call this, with arrays
-  fetched to the host.
+  In a multi-process run every process calls this with the same trees,
+  fetched to the host; process 0 writes them.
 
   Args:
-    directory: where checkpoints live (created if missing).
+    workdir: the run's directory; checkpoints go to its ``checkpoints/``.
     step: the training step the trees belong to.
-    trees: part name (``"params"``) to a tree of arrays.
+    trees: part name (``"params"``) to a tree of arrays (numpy, or typed
+      PRNG keys).
     config: JSON-serialisable settings the run must keep to restore it.
     metrics: metric rows so far (JSON-serialisable).
     keep: checkpoints to keep, newest first (0: all).
@@ -192,47 +236,41 @@ def save(
   >>> [s for s, _ in list_checkpoints(d)]
   [2, 3]
   """
-  tensors, leaves, key_impls = {}, {}, {}
+  arrays: dict[str, dict[str, np.ndarray]] = {}
+  leaves: dict[str, list[Any]] = {}
+  key_impls: dict[str, dict[str, str]] = {}
   for part, tree in trees.items():
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
     leaves[part] = [_path_json(path) for path, _ in flat]
-    names = [part + jax.tree_util.keystr(path) for path, _ in flat]
-    values = []
-    for name, (_, value) in zip(names, flat):
-      if _is_typed_key(value):
-        # A typed PRNG key (WithStatefulRandomKey's state) is stored as its
-        # key data, with its implementation to wrap it again on load.
-        key_impls[name] = str(jax.random.key_impl(value))
+    arrays[part], key_impls[part] = {}, {}
+    for i, (_, value) in enumerate(flat):
+      name = f"{i:05d}"
+      if _is_key(value):
+        key_impls[part][name] = str(jax.random.key_impl(value))
         value = jax.random.key_data(value)
-      values.append(value)
-    for name, value in zip(names, jax.device_get(values)):
-      try:
-        tensors[name] = np.asarray(value, order="C")
-      except (TypeError, ValueError) as e:
-        raise TypeError(
-            f"checkpoint entry {name} ({type(value).__name__}) cannot be "
-            f"stored as an array: {e}"
-        ) from e
-  metadata = {
+      arrays[part][name] = np.asarray(jax.device_get(value), order="C")
+  meta = {
       "format": FORMAT,
-      "step": str(step),
-      "config": json.dumps(dict(config), sort_keys=True),
-      "leaves": json.dumps(leaves),
-      "metrics": json.dumps(list(metrics)),
-      "key_impls": json.dumps(key_impls),
+      "step": step,
+      "config": dict(config),
+      "leaves": leaves,
+      "key_impls": key_impls,
+      "metrics": list(metrics),
   }
-  os.makedirs(directory, exist_ok=True)
-  path = checkpoint_path(directory, step)
-  data = safetensors_numpy.save(tensors, metadata=metadata)
-  with open(path + ".tmp", "wb") as f:
-    f.write(data)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(path + ".tmp", path)  # Atomic: never a half-written checkpoint.
-  if keep > 0:
-    for _, old in list_checkpoints(directory)[:-keep]:
-      os.remove(old)
-  return path
+  with _manager(os.path.abspath(checkpoint_dir(workdir)), keep) as manager:
+    if step in manager.all_steps():
+      # A run restored at its last step rewrites that step (its evaluation
+      # and decoding refresh the local states): replace it.
+      manager.delete(step)
+    manager.save(
+        step,
+        args=ocp.args.Composite(
+            arrays=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)
+        ),
+        force=True,
+    )
+    manager.wait_until_finished()
+  return checkpoint_path(workdir, step)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,18 +346,7 @@ class Checkpoint:
             f"{where} stores {saved_path} where this run's "
             f"{part} has {name}; the trees differ."
         )
-      if _is_typed_key(like) or _is_typed_key(value):
-        if not (_is_typed_key(like) and _is_typed_key(value)) or (
-            jax.random.key_impl(like) != jax.random.key_impl(value)
-            or like.shape != value.shape
-        ):
-          raise ValueError(
-              f"{where}{name} is {value.dtype}{list(value.shape)} but this "
-              f"run's is {like.dtype}{list(jnp.shape(like))}."
-          )
-        values.append(value)
-        continue
-      like = np.asarray(like)
+      like = like if _is_key(like) else np.asarray(like)
       if like.shape != value.shape or like.dtype != value.dtype:
         raise ValueError(
             f"{where}{name} is {value.dtype}{list(value.shape)} but this "
@@ -345,7 +372,7 @@ def _nested_dicts(saved, where: str) -> dict[str, Any]:
 
 
 def load(path: str) -> Checkpoint:
-  """Reads the checkpoint file at ``path`` (arrays as numpy).
+  """Reads the checkpoint at ``path`` (arrays as numpy, keys as typed keys).
 
   Example:
 
@@ -354,47 +381,44 @@ def load(path: str) -> Checkpoint:
   >>> load(save(d, 5, {"p": {"w": np.ones([3])}}, {})).step
   5
   """
-  tensors = safetensors_numpy.load_file(path)
-  with safetensors.safe_open(path, framework="numpy") as f:
-    metadata = f.metadata() or {}
-  if metadata.get("format") != FORMAT:
+  directory, step = os.path.split(os.path.abspath(path))
+  meta_path = os.path.join(path, "meta", "metadata")
+  if not step.isdigit() or not os.path.exists(meta_path):
     raise ValueError(
-        f"{path} is a safetensors file but not a checkpoint of "
-        f"examples/train_lm.py (format {metadata.get('format')!r},"
-        f" expected {FORMAT!r})."
+        f"{path} is not a checkpoint of examples/train_lm.py (expected an "
+        "orbax step directory <workdir>/checkpoints/<step> holding 'arrays' "
+        "and 'meta')."
     )
-  arrays = {}
-  # Files written before typed keys were stored have no "key_impls".
-  key_impls = json.loads(metadata.get("key_impls", "{}"))
-  for part, paths in json.loads(metadata["leaves"]).items():
-    arrays[part] = []
-    for p in paths:
-      name = part + _keystr(p)
-      value = tensors[name]
-      if name in key_impls:
-        value = jax.random.wrap_key_data(value, impl=key_impls[name])
-      arrays[part].append((p, value))
-  return Checkpoint(
-      path,
-      int(metadata["step"]),
-      json.loads(metadata["config"]),
-      json.loads(metadata["metrics"]),
-      arrays,
+  checkpointer = ocp.Checkpointer(
+      ocp.CompositeCheckpointHandler("arrays", "meta")
   )
-
-
-def _keystr(path: list[dict[str, Any]]) -> str:
-  entries = []
-  for e in path:
-    if "key" in e:
-      entries.append(jax.tree_util.DictKey(e["key"]))
-    elif "index" in e:
-      entries.append(jax.tree_util.SequenceKey(e["index"]))
-    elif "attr" in e:
-      entries.append(jax.tree_util.GetAttrKey(e["attr"]))
-    else:
-      entries.append(jax.tree_util.FlattenedIndexKey(e["flat"]))
-  return jax.tree_util.keystr(tuple(entries))
+  restored = checkpointer.restore(
+      path,
+      args=ocp.args.Composite(
+          arrays=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()
+      ),
+  )
+  meta = restored["meta"]
+  if meta.get("format") != FORMAT:
+    raise ValueError(
+        f"{path} is not a checkpoint of examples/train_lm.py (format "
+        f"{meta.get('format')!r}, expected {FORMAT!r})."
+    )
+  stored = restored["arrays"] or {}
+  arrays = {}
+  for part, paths in meta["leaves"].items():
+    values = []
+    for i, leaf_path in enumerate(paths):
+      name = f"{i:05d}"
+      value = np.asarray(stored[part][name])
+      impl = meta["key_impls"].get(part, {}).get(name)
+      if impl is not None:
+        value = jax.random.wrap_key_data(value, impl=impl)
+      values.append((leaf_path, value))
+    arrays[part] = values
+  return Checkpoint(
+      path, int(meta["step"]), meta["config"], meta["metrics"], arrays
+  )
 
 
 def config_differences(

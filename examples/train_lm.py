@@ -27,7 +27,7 @@ effect, the causal mask and the token positions as side inputs, per-block
 activation statistics as side outputs, and a KV cache as local state for
 decoding. Training is data-parallel over the local devices (and over
 processes with ``--coordinator_address``). The run leaves ``metrics.csv``,
-``training.png``, safetensors checkpoints (``examples/checkpoints.py``) and,
+``training.png``, orbax checkpoints (``examples/checkpoints.py``) and,
 with ``--tensorboard``, TensorBoard event files in ``--workdir``.
 
 Usage::
@@ -48,6 +48,7 @@ Across two processes on one machine::
 from __future__ import annotations
 
 import functools
+import logging as python_logging
 import os
 import sys
 import time
@@ -63,6 +64,7 @@ if __package__ in (None, ""):
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 from jax.experimental import multihost_utils
 import jax.numpy as jnp
@@ -148,7 +150,7 @@ OUTPUT_DIR = flags.DEFINE_string(
     "output_dir",
     os.path.join("outputs", "train_lm"),
     "Work directory: "
-    "metrics.csv, training.png, checkpoint_<step>.safetensors and "
+    "metrics.csv, training.png, checkpoints/<step> (orbax) and "
     "TensorBoard events are written there (created if missing).",
 )
 flags.DEFINE_alias("workdir", "output_dir")
@@ -230,6 +232,90 @@ RESTORE_CHECKED_FLAGS = (
     "seed",
 )
 TASK_FLAGS = {"text": ("seq_len",), "reverse": ("max_digits",)}
+
+
+# --help lists the flags in these groups, in this order.
+FLAG_GROUPS = (
+    ("Model", ("num_layers", "d_model", "num_heads", "dropout_rate")),
+    ("Data", ("task", "seq_len", "max_digits", "eval_size")),
+    (
+        "Training",
+        (
+            "num_steps",
+            "batch_size",
+            "learning_rate",
+            "seed",
+            "eval_every",
+            "restore",
+        ),
+    ),
+    (
+        "Outputs",
+        (
+            "output_dir",
+            "log_every",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "num_samples",
+            "temperature",
+            "tensorboard",
+            "show_bindings",
+        ),
+    ),
+    (
+        "Distributed",
+        ("num_devices", "coordinator_address", "num_processes", "process_id"),
+    ),
+)
+_HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort")
+
+
+def grouped_help() -> str:
+  """The launcher's usage and its flags by group (what ``--help`` prints)."""
+  lines = [__doc__.strip(), ""]
+  for title, names in FLAG_GROUPS:
+    lines.append(f"{title} flags:")
+    for name in names:
+      flag = flags.FLAGS[name]
+      alias = " (alias --workdir)" if name == "output_dir" else ""
+      lines.append(f"  --{name}{alias}: {flag.help}")
+      lines.append(f"    (default: {flag.default_as_str})")
+    lines.append("")
+  lines.append("--helpfull lists every flag, absl's and JAX's included.")
+  return "\n".join(lines)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with ``--help`` printing the grouped flags."""
+  if any(arg in _HELP_ARGS for arg in argv[1:]):
+    print(grouped_help())
+    sys.exit(0)
+  return app.parse_flags_with_usage(argv)
+
+
+def quiet_logs() -> None:
+  """Keeps informational log lines (JAX's backend probing, orbax's progress,
+  matplotlib's font cache) off the console; ``--verbosity=0`` or
+  ``--verbosity=1`` brings absl's INFO or DEBUG lines back."""
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  # A fresh machine's first plot builds matplotlib's font cache and says so.
+  python_logging.getLogger("matplotlib").setLevel(python_logging.ERROR)
+
+
+def continue_command(output_dir: str) -> str:
+  """The command that continues this run from its last checkpoint."""
+  names = RESTORE_CHECKED_FLAGS + TASK_FLAGS[TASK.value]
+  changed = [
+      f"--{n}={flags.FLAGS[n].value}"
+      for n in names
+      if flags.FLAGS[n].value != flags.FLAGS[n].default
+  ]
+  return " ".join(
+      ["python examples/train_lm.py", f"--workdir={output_dir}"]
+      + changed
+      + ["--restore", f"--num_steps={2 * max(NUM_STEPS.value, 1)}"]
+  )
 
 
 # ------------------------------------------------------------- training ---
@@ -353,13 +439,22 @@ def global_batch(mesh: jax.sharding.Mesh, rows: np.ndarray) -> jax.Array:
 
 
 def gathered(tree: Any) -> Any:
-  """``tree`` as numpy on every process.
+  """``tree`` as numpy (typed PRNG keys as keys) on every process.
 
   Arrays that span processes (replicated params, data-sharded outputs) are
   gathered from all of them (every process must call this); arrays this
   process holds whole, and numpy arrays, are its own values.
   """
   leaves, treedef = jax.tree.flatten(tree)
+  # Typed PRNG keys cross as their key data and are wrapped again after.
+  impls = {
+      i: jax.random.key_impl(x)
+      for i, x in enumerate(leaves)
+      if isinstance(x, jax.Array)
+      and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+  }
+  for i in impls:
+    leaves[i] = jax.random.key_data(leaves[i])
   spanning = [
       i
       for i, x in enumerate(leaves)
@@ -374,6 +469,8 @@ def gathered(tree: Any) -> Any:
     for i, value in zip(spanning, values):
       leaves[i] = value
   leaves = [np.asarray(jax.device_get(x)) for x in leaves]
+  for i, impl in impls.items():
+    leaves[i] = jax.random.wrap_key_data(leaves[i], impl=impl)
   return jax.tree.unflatten(treedef, leaves)
 
 
@@ -413,27 +510,28 @@ def load_checkpoint(
 def save(
     output_dir: str, step: int, config, params, opt_state, local_states, rows
 ) -> None:
-  """Writes a checkpoint and ``metrics.csv``; only process 0 writes, but
-  every process takes part in gathering the arrays."""
+  """Writes a checkpoint and ``metrics.csv``. Every process takes part in
+  gathering the arrays and in orbax's save (which has process 0 write the
+  host arrays); only process 0 writes ``metrics.csv``."""
   params, opt_state, local_states = gathered((params, opt_state, local_states))
   # Only the caches of the shown samples are kept: enough to inspect or
   # resume their decoding, without a whole evaluation batch.
   local_states = jax.tree.map(
       lambda x: x[: NUM_SAMPLES.value] if x.ndim else x, local_states
   )
+  checkpoints.save(
+      output_dir,
+      step,
+      {
+          "params": params,
+          "opt_state": opt_state,
+          "local_states": local_states,
+      },
+      restore_config(config),
+      rows,
+      keep=KEEP_CHECKPOINTS.value,
+  )
   if jax.process_index() == 0:
-    checkpoints.save(
-        output_dir,
-        step,
-        {
-            "params": params,
-            "opt_state": opt_state,
-            "local_states": local_states,
-        },
-        restore_config(config),
-        rows,
-        keep=KEEP_CHECKPOINTS.value,
-    )
     lm_outputs.write_metrics(os.path.join(output_dir, METRICS_NAME), rows)
 
 
@@ -453,10 +551,30 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}.")
   started, cpu_started = time.perf_counter(), time.process_time()
+  quiet_logs()
   if COORDINATOR_ADDRESS.value:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
         COORDINATOR_ADDRESS.value, NUM_PROCESSES.value, PROCESS_ID.value
+    )
+  if jax.process_index() == 0 and not SHOW_BINDINGS.value:
+    what = {
+        "text": (
+            "a character-level language model of Python's reference "
+            "manual (pydoc_data.topics)"
+        ),
+        "reverse": "a model that reverses digit strings",
+    }[TASK.value]
+    print(
+        f"Training {what}: a {NUM_LAYERS.value}-block transformer, "
+        + (
+            f"from the last checkpoint up to step {NUM_STEPS.value}"
+            if RESTORE.value
+            else f"for {NUM_STEPS.value} steps"
+        )
+        + f", writing to {OUTPUT_DIR.value}. Preparing the data and "
+        "compiling first.",
+        flush=True,
     )
   task = make_task()
   config = model_config(task)
@@ -632,12 +750,17 @@ def run(
   if is_chief:
     print(
         f"Final: step {final_step}, {task.final_line(metrics)}; "
-        f"{wall:.1f} s wall, {cpu:.1f} s CPU, load average "
-        f"{os.getloadavg()[0]:.1f}; outputs in {output_dir}",
+        f"{wall:.1f} s wall, {cpu:.1f} s CPU",
+        flush=True,
+    )
+    print(
+        f"Outputs in {output_dir} ({METRICS_NAME}, {PLOT_NAME}, "
+        f"{checkpoints.SUBDIR}/); continue with: "
+        f"{continue_command(output_dir)}",
         flush=True,
     )
   return summary
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -33,7 +33,7 @@ implementation for the duration of the call. Requests nobody claims raise
 ``hke.bindings(fn)(x)`` lists them all beforehand.
 
 Defining a new effect takes a protocol, a request and a handler written with
-``EffectRequest``, ``EffectRuntimeImpl`` and ``EffectHandler`` (the README has
+``EffectRequest``, ``EffectRuntimeImpl`` and ``EffectHandler`` (docs/concepts.md has
 a complete 40-line example).
 
 Example:

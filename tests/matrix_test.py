@@ -16,14 +16,14 @@
 
 ``MATRIX`` is the single source: it drives one test per cell (the checks
 live in ``matrix_cells.py``, ``matrix_cells_wrappers.py`` and
-``matrix_cells_devices.py``), and README.md's
+``matrix_cells_devices.py``), and docs/control_flow.md's
 table is rendered from it, so the table cannot drift from what is tested.
 A "supported" cell's test checks values (distinct or identical keys, side
 inputs, told values, final local states); an "error" cell's test checks that
 exactly the promised error is raised.
 """
 
-# bazel-data: //:README.md
+# bazel-data: //:docs_pages
 
 from __future__ import annotations
 
@@ -47,6 +47,8 @@ import hk_effects as hke
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 START, END = "<!-- matrix:start -->", "<!-- matrix:end -->"
+# The page that shows the table (the README links to it).
+PAGE = "docs/control_flow.md"
 EFFECTS = ("random", "side input", "side output", "local state")
 SUPPORTED = "supported"
 
@@ -159,7 +161,7 @@ def _cases(jit_variants: bool):
 
 
 def render_table() -> str:
-  """The README table: rows are transforms, columns the four effects."""
+  """The docs table: rows are transforms, columns the four effects."""
   lines = [
       "| transform | " + " | ".join(EFFECTS) + " |",
       "| --- |" + " --- |" * len(EFFECTS),
@@ -171,7 +173,7 @@ def render_table() -> str:
   return "\n".join(lines)
 
 
-def readme_block() -> str:
+def docs_block() -> str:
   return f"{START}\n{render_table()}\n{END}"
 
 
@@ -269,13 +271,13 @@ class ReadmeTableTest(absltest.TestCase):
         "| `hk.cond` | supported | supported | supported | supported |", lines
     )
 
-  def test_readme_table_matches_matrix(self):
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    expected = readme_block()
+  def test_docs_table_matches_matrix(self):
+    text = (ROOT / PAGE).read_text(encoding="utf-8")
+    expected = docs_block()
     found = re.search(re.escape(START) + ".*?" + re.escape(END), text, re.S)
     if found is None:
       self.fail(
-          f"README.md has no {START} ... {END} section. Add this "
+          f"{PAGE} has no {START} ... {END} section. Add this "
           f"block (it is rendered from MATRIX in {__file__}):\n\n"
           f"{expected}\n"
       )
@@ -284,13 +286,13 @@ class ReadmeTableTest(absltest.TestCase):
           difflib.unified_diff(
               found.group(0).splitlines(),
               expected.splitlines(),
-              "README.md",
+              PAGE,
               "rendered from MATRIX",
               lineterm="",
           )
       )
       self.fail(
-          "README.md's support matrix differs from MATRIX in "
+          f"{PAGE}'s support matrix differs from MATRIX in "
           f"{__file__}; replace the section with the rendered one:\n"
           f"{diff}\n\nRendered section:\n{expected}\n"
       )

@@ -22,9 +22,13 @@ import functools
 import glob
 import io
 import os
+import pickle
 import shutil
 import struct
+import subprocess
+import sys
 import tempfile
+from unittest import mock
 
 from absl import flags
 from absl.testing import absltest
@@ -410,11 +414,26 @@ class LauncherTest(absltest.TestCase):
     )
     self.assertRegex(
         printed,
-        r"Final: step 4, held-out \d\.\d+ bits/char vs "
+        r"(?m)^Final: step 4, held-out \d\.\d+ bits/char vs "
         r"bigram \d\.\d+ \(\d\.\d+ x bigram; unigram \d\.\d+\); "
-        r"[\d.]+ s wall, [\d.]+ s CPU, load average",
+        r"[\d.]+ s wall, [\d.]+ s CPU$",
     )
     self.assertRegex(printed, r"steps/s, ETA \dm\d\ds")
+    lines = printed.splitlines()
+    self.assertEqual(
+        lines[0],
+        "Training a character-level language model of Python's reference "
+        "manual (pydoc_data.topics): a 1-block transformer, for 4 steps, "
+        f"writing to {self.workdir}. Preparing the data and compiling first.",
+    )
+    self.assertEqual(
+        lines[-1],
+        f"Outputs in {self.workdir} (metrics.csv, training.png, "
+        "checkpoints/); continue with: python examples/train_lm.py "
+        f"--workdir={self.workdir} --num_layers=1 --d_model=16 --num_heads=2 "
+        "--dropout_rate=0.1 --batch_size=8 --seq_len=16 --restore "
+        "--num_steps=8",
+    )
     self.assertEqual(printed.count('  greedy  "'), 2)
     self.assertEqual(printed.count('  sampled "'), 2)
     rows = self._rows()
@@ -435,9 +454,12 @@ class LauncherTest(absltest.TestCase):
     with open(os.path.join(self.workdir, train_lm.PLOT_NAME), "rb") as f:
       self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
     # Every step wrote one; only the newest two are kept, and no temporary
-    # file of the write-then-rename is left.
+    # directory of orbax's write-then-rename is left.
     self.assertEqual(self._steps_saved(), [3, 4])
-    self.assertEmpty(glob.glob(os.path.join(self.workdir, "*.tmp")))
+    self.assertEqual(
+        sorted(os.listdir(checkpoints.checkpoint_dir(self.workdir))),
+        ["3", "4"],
+    )
     ckpt = checkpoints.load(checkpoints.latest(self.workdir))
     self.assertEqual(ckpt.step, 4)
     self.assertEqual(ckpt.config["d_model"], 16)
@@ -468,7 +490,7 @@ class LauncherTest(absltest.TestCase):
     straight = checkpoints.load(checkpoints.latest(self.workdir))
     straight_losses = [(r["loss"], r["eval_bpc"]) for r in self._rows()]
     # As if the run had been stopped after step 2: continue from there.
-    os.remove(checkpoints.checkpoint_path(self.workdir, 4))
+    shutil.rmtree(checkpoints.checkpoint_path(self.workdir, 4))
     printed = _run_main(workdir=self.workdir, restore=True, **flags_)
     self.assertIn("Restored step 2", printed)
     resumed = checkpoints.load(checkpoints.latest(self.workdir))
@@ -530,9 +552,81 @@ class LauncherTest(absltest.TestCase):
     ):
       _run_main(workdir=self.workdir, restore=True, **_TINY)
 
+  def test_old_safetensors_checkpoint_is_refused_saying_why(self):
+    with open(
+        os.path.join(self.workdir, "checkpoint_00000300.safetensors"), "wb"
+    ) as f:
+      f.write(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    with self.assertRaisesRegex(
+        ValueError,
+        "checkpoint_00000300.safetensors' is a safetensors checkpoint of an "
+        "older examples/train_lm.py, which this version does not read: "
+        "checkpoints are now written by orbax-checkpoint into",
+    ):
+      _run_main(workdir=self.workdir, restore=True, **_TINY)
+
+  def test_typed_keys_in_local_state_restore_exactly(self):
+    class Draw(hk.Module):
+
+      def __init__(self):
+        super().__init__()
+        self.rng = hke.RandomRequest()
+
+      def __call__(self, x):
+        return jax.random.uniform(self.rng.next_key(), x.shape)
+
+    f = hke.transform_with_state(
+        hke.handlers.handle_local_states(
+            hke.handlers.WithStatefulRandomKey.handling(
+                lambda x: Draw()(x), jax.random.key(7, impl="rbg")
+            )
+        )
+    )
+    x = jnp.zeros([3])
+    params, state = f.init(None, x)
+    _, state = f.apply(params, state, None, x)
+    checkpoints.save(
+        self.workdir, 1, {"local_states": train_lm.gathered(state)}, {}
+    )
+    restored = checkpoints.load(checkpoints.latest(self.workdir)).tree(
+        "local_states"
+    )
+    (saved_key,), (restored_key,) = (
+        jax.tree.leaves(state),
+        jax.tree.leaves(restored),
+    )
+    self.assertEqual(restored_key.dtype, saved_key.dtype)
+    self.assertEqual(str(jax.random.key_impl(restored_key)), "rbg")
+    np.testing.assert_array_equal(
+        jax.random.key_data(restored_key), jax.random.key_data(saved_key)
+    )
+    # The restored state draws what the saved one would have.
+    np.testing.assert_array_equal(
+        f.apply(params, restored, None, x)[0],
+        f.apply(params, state, None, x)[0],
+    )
+
+  def test_loading_never_unpickles(self):
+    checkpoints.save(
+        self.workdir, 3, {"params": {"w": {"b": np.arange(3.0)}}}, {"seed": 1}
+    )
+
+    def refuse(*args, **kwargs):
+      raise AssertionError("a checkpoint load unpickled something")
+
+    with (
+        mock.patch.object(pickle, "load", refuse),
+        mock.patch.object(pickle, "loads", refuse),
+        mock.patch.object(pickle, "Unpickler", refuse),
+    ):
+      ckpt = checkpoints.load(checkpoints.latest(self.workdir))
+    self.assertEqual(ckpt.tree("params")["w"]["b"].tolist(), [0.0, 1.0, 2.0])
+    self.assertEqual(ckpt.config, {"seed": 1})
+
   def test_restore_without_checkpoint_names_the_directory(self):
     with self.assertRaisesRegex(
-        FileNotFoundError, f"no checkpoint .* in '{self.workdir}'"
+        FileNotFoundError,
+        f"no checkpoint in '{checkpoints.checkpoint_dir(self.workdir)}'",
     ):
       _run_main(workdir=self.workdir, restore=True, **_TINY)
 
@@ -560,6 +654,57 @@ class LauncherTest(absltest.TestCase):
       answer = line.split(" -> ")[1].rsplit("  ", 1)[0]
       self.assertEqual(answer.index(">"), len(answer) - 1, line)
     self.assertGreaterEqual(float(self._rows()[-1]["eval_accuracy"]), 0.98)
+
+  def test_help_lists_every_launcher_flag_in_one_group(self):
+    text = train_lm.grouped_help()
+    headings = [l for l in text.splitlines() if l.endswith(" flags:")]
+    self.assertEqual(
+        headings,
+        [
+            "Model flags:",
+            "Data flags:",
+            "Training flags:",
+            "Outputs flags:",
+            "Distributed flags:",
+        ],
+    )
+    grouped = [n for _, names in train_lm.FLAG_GROUPS for n in names]
+    defined = {
+        f.name
+        for f in flags.FLAGS.get_flags_for_module(train_lm.__name__)
+        if f.name != "workdir"  # The alias of --output_dir.
+    }
+    self.assertCountEqual(grouped, defined)
+    self.assertIn("  --d_model: Width of the residual stream.", text)
+    self.assertIn("  --output_dir (alias --workdir): ", text)
+
+  def test_cpu_run_prints_no_backend_or_log_lines(self):
+    # A real process, as a user starts it: absl's INFO lines (JAX probing
+    # for a TPU, orbax) would appear here if the launcher did not quiet them.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(root, "examples", "train_lm.py"),
+            "--show_bindings",
+            "--num_layers=1",
+            "--d_model=16",
+            "--num_heads=2",
+            "--seq_len=16",
+        ],
+        cwd=root,
+        env=dict(os.environ, JAX_PLATFORMS=""),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    output = result.stdout + result.stderr
+    self.assertTrue(
+        output.startswith("Training model (hke.transform):\n"), output[:300]
+    )
+    self.assertNotIn("Unable to initialize backend", output)
+    self.assertNotRegex(output, r"(?m)^[IWEF]\d{4} ")
 
   def test_show_bindings_prints_every_request_and_its_handler(self):
     printed = _run_main(show_bindings=True, **_TINY)

@@ -38,6 +38,8 @@ import time
 from absl.testing import absltest
 import numpy as np
 
+from examples import checkpoints
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LAUNCHER = ROOT / "examples" / "train_lm.py"
 TINY_FLAGS = (
@@ -129,11 +131,13 @@ class TwoProcessTest(absltest.TestCase):
     address = f"--coordinator_address=127.0.0.1:{_free_port()}"
     runs = {
         "one process": _launch(tmp / "one", 1),
+        # One --workdir for both, as on a shared file system: orbax has
+        # every process take part in a save and process 0 write the arrays.
         "process 0": _launch(
-            tmp / "p0", 2, address, "--num_processes=2", "--process_id=0"
+            tmp / "two", 2, address, "--num_processes=2", "--process_id=0"
         ),
         "process 1": _launch(
-            tmp / "p1", 2, address, "--num_processes=2", "--process_id=1"
+            tmp / "two", 2, address, "--num_processes=2", "--process_id=1"
         ),
     }
     outputs = _finish(runs)
@@ -141,16 +145,28 @@ class TwoProcessTest(absltest.TestCase):
       self.assertIn("on 4 device(s) in 2 process(es)", outputs[name])
     self.assertIn("on 1 device(s) in 1 process(es)", outputs["one process"])
 
-    single, distributed = _losses(tmp / "one"), _losses(tmp / "p0")
+    single, distributed = _losses(tmp / "one"), _losses(tmp / "two")
     np.testing.assert_allclose(distributed, single, rtol=1e-5)
     # Training moved: the steps saw different batches and parameters.
     self.assertLen(set(single), 3)
-    # Only process 0 writes outputs; process 1 leaves its directory empty.
+    # Both processes saved steps 2 and 3 together; the last holds the
+    # losses logged and parameters of the 1-process run's shapes (Adam
+    # amplifies float differences of near-zero gradients, so the values are
+    # not compared).
     self.assertEqual(
-        sorted(p.name for p in (tmp / "p0").glob("checkpoint_*")),
-        ["checkpoint_00000002.safetensors", "checkpoint_00000003.safetensors"],
+        [s for s, _ in checkpoints.list_checkpoints(str(tmp / "two"))], [2, 3]
     )
-    self.assertFalse((tmp / "p1").exists())
+    one, two = (
+        checkpoints.load(checkpoints.latest(str(tmp / run)))
+        for run in ("one", "two")
+    )
+    np.testing.assert_allclose(
+        [r["loss"] for r in two.metrics], single, rtol=1e-5
+    )
+    self.assertEqual(
+        [(p, a.shape) for p, a in two.arrays["params"]],
+        [(p, a.shape) for p, a in one.arrays["params"]],
+    )
 
 
 if __name__ == "__main__":

@@ -77,9 +77,11 @@ RUNTIME_INPUTS = {
     "tests/doctest_test.py": (
         "# bazel-data: " + " ".join(f"//{d}:all_files" for d in LIBRARY_DIRS)
     ),
-    # It runs README.md's snippet, which imports hk_effects.
+    # It runs README.md's snippets and those moved to docs/ pages, which
+    # import hk_effects, and checks the README's links.
     "tests/readme_test.py": (
-        "# bazel-deps: //hk_effects\n# bazel-data: //:README.md //:.ci/run"
+        "# bazel-deps: //hk_effects\n"
+        "# bazel-data: //:README.md //:.ci/run //:docs_pages"
     ),
     "tests/user_defined_effect_test.py": (
         "# bazel-data: //examples:custom_effect"

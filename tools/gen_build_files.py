@@ -135,6 +135,12 @@ def top_build(packages: list[str]) -> str:
       "# Read by tests at run time.\n"
       'exports_files([\n    ".ci/run",\n    "README.md",\n'
       '    "setup.py",\n])\n\n'
+      "# The documentation pages and what they link to, for the tests that\n"
+      "# run their code blocks and check their links.\n"
+      'filegroup(\n    name = "docs_pages",\n'
+      '    srcs = glob([\n        "docs/*.md",\n        "docs/*.png",\n'
+      '    ]) + [\n        "CHANGELOG.md",\n        "CONTRIBUTING.md",\n'
+      '        "LICENSE",\n        "README.md",\n    ],\n)\n\n'
       'filegroup(\n    name = "all_files",\n'
       f"    srcs = {_string_list(groups)},\n)\n"
   )
