@@ -193,12 +193,11 @@ def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
     signature_pass = _Pass(calls)
 
     def forward(*a, **k):
-      with binding.effect_scope(observer=recording.Recorder(rows, calls)):
-        _ctx.signature.running.append(signature_pass)
-        try:
-          return fn(*a, **k)
-        finally:
-          _ctx.signature.running.remove(signature_pass)
+      with (
+          binding.effect_scope(observer=recording.Recorder(rows, calls)),
+          context.pushed(_ctx.signature.running, signature_pass),
+      ):
+        return fn(*a, **k)
 
     init = hk.transform_with_state(forward).init
     stopped = None

@@ -440,12 +440,8 @@ _ctx = context.CONTEXT
 def per_member(mapped: Callable[[str], bool], index: Any) -> Iterator[None]:
   """Inside ``hke.vmap``'s body: states of the bundles ``mapped`` accepts
   are one per member, ``index`` the member's (``member_key``)."""
-  entry = (mapped, index)
-  _ctx.local_state_members.running.append(entry)
-  try:
+  with context.pushed(_ctx.local_state_members.running, (mapped, index)):
     yield
-  finally:
-    _ctx.local_state_members.running.remove(entry)
 
 
 def member_key(bundle: str, key: str) -> jax.Array | None:

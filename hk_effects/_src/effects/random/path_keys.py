@@ -388,11 +388,8 @@ def body(frame: _Frame, index: Any) -> Iterator[None]:
   0
   """
   inv = _Invocation(frame, index, frame.space, _next_seq())
-  _ctx.path_keys.invocations.append(inv)
-  try:
+  with context.pushed(_ctx.path_keys.invocations, inv):
     yield
-  finally:
-    _ctx.path_keys.invocations.remove(inv)
 
 
 class Alternatives:
@@ -456,11 +453,8 @@ def member(index: Any) -> Iterator[None]:
   ...   print(_ctx.path_keys.members)
   [2]
   """
-  _ctx.path_keys.members.append(index)
-  try:
+  with context.pushed(_ctx.path_keys.members, index):
     yield
-  finally:
-    _ctx.path_keys.members.remove(index)
 
 
 # A draw's key is one threefry of its handler's key with a 64-bit message:

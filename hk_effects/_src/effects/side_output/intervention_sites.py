@@ -101,11 +101,8 @@ def handler_call(scope, spec: Any) -> Iterator[HandlerCall]:
   """Registers a running intervention handler call (``scope`` its binding
   scope) for the duration of its body."""
   call = HandlerCall(scope, len(_ctx.intervention_sites.frames), spec)
-  _ctx.intervention_sites.calls.append(call)
-  try:
+  with context.pushed(_ctx.intervention_sites.calls, call):
     yield call
-  finally:
-    _ctx.intervention_sites.calls.remove(call)
 
 
 def current_call(handler) -> HandlerCall:
@@ -163,11 +160,8 @@ class _InterventionsAtBoundaries(boundaries.BoundaryEffect):
     frame = _Frame(
         boundary, state, nesting.transform_token(), layer_prefix, index
     )
-    _ctx.intervention_sites.frames.append(frame)
-    try:
+    with context.pushed(_ctx.intervention_sites.frames, frame):
       yield
-    finally:
-      _ctx.intervention_sites.frames.remove(frame)
 
 
 # Registered by hk_effects._src.wiring.

@@ -452,12 +452,8 @@ class PerturbingSideOutputs(_InterventionHandler):
 
 @contextlib.contextmanager
 def _discovering() -> Iterator[dict]:
-  found: dict = {}
-  _ctx.patching.discovering.append(found)
-  try:
+  with context.pushed(_ctx.patching.discovering, {}) as found:
     yield found
-  finally:
-    _ctx.patching.discovering.remove(found)
 
 
 def perturbation_zeros(

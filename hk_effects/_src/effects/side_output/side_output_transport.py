@@ -339,11 +339,8 @@ _ctx = context.CONTEXT
 
 @contextlib.contextmanager
 def _pushed(target: _Target) -> Iterator[_Target]:
-  _ctx.side_output_transport.targets.append(target)
-  try:
+  with context.pushed(_ctx.side_output_transport.targets, target):
     yield target
-  finally:
-    _ctx.side_output_transport.targets.remove(target)
 
 
 @contextlib.contextmanager
