@@ -141,6 +141,9 @@ def label_of(path: pathlib.PurePosixPath) -> str:
   is the target named after the package, so `//hk_effects` is the facade."""
   package = str(path.parent)
   name = path.parent.name if path.name == "__init__.py" else path.stem
+  if path.name == "__init__.py" and "_src" in path.parts:
+    # A private package's module may share its name (effects/random/random.py).
+    name = "package"
   return f"//{package}:{name}"
 
 
