@@ -525,18 +525,14 @@ def _bind_attribute(module_path: str, name: str, value):
 
 
 def _intercept(next_fun: Callable, args, kwargs, context):
-  try:
-    if context.method_name == "__init__":
-      # Requests are created in __init__; they bind when a method runs.
-      return next_fun(*args, **kwargs)
-    return _intercept_direct(
-        next_fun, context.method_name, context.module, args, kwargs
-    )
-  finally:
-    # Haiku runs the first-pushed interceptor outermost; once it returns,
-    # nothing calls `next_fun` again.
-    if hki.interceptor_stack.peek(0) is _intercept:
-      hki.release_next_fun(next_fun)
+  # Haiku's chain form; `hki.register_own_interceptor` normally calls
+  # `_intercept_direct` instead.
+  if context.method_name == "__init__":
+    # Requests are created in __init__; they bind when a method runs.
+    return next_fun(*args, **kwargs)
+  return _intercept_direct(
+      next_fun, context.method_name, context.module, args, kwargs
+  )
 
 
 def _intercept_direct(

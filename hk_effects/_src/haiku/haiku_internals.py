@@ -257,41 +257,6 @@ def _chained(direct, next_fun, method_name, module_):
   )
 
 
-def release_next_fun(next_fun: Callable[..., Any]) -> None:
-  """Clears the closure cell through which Haiku's ``next_fun`` refers to
-  itself.
-
-  Haiku's ``run_interceptors`` defines ``next_fun`` as a closure over its own
-  name: a reference cycle per intercepted call that only the cyclic garbage
-  collector frees. In a deep model those cycles trigger extra collections
-  over the whole heap during tracing (measured by benchmarks/overhead.py).
-  When ours is the outermost interceptor, nothing calls ``next_fun`` after
-  we return, so the cell can be emptied and the call's objects freed at once.
-  """
-  code = getattr(next_fun, "__code__", None)
-  index = _SELF_CELL_INDEX.get(code)
-  if index is None:
-    # Haiku's `next_fun` refers to itself through the free variable of its
-    # own name; look that up once per code object.
-    freevars = getattr(code, "co_freevars", ())
-    index = _SELF_CELL_INDEX[code] = (
-        freevars.index(next_fun.__name__)
-        if next_fun.__name__ in freevars
-        else -1
-    )
-  closure = getattr(next_fun, "__closure__", None) or ()
-  if 0 <= index < len(closure):
-    cell = closure[index]
-    try:
-      if cell.cell_contents is next_fun:
-        cell.cell_contents = None
-    except ValueError:  # Already empty.
-      pass
-
-
-_SELF_CELL_INDEX: dict[Any, int] = {}
-
-
 def _is_typed_key(x: Any) -> bool:
   return isinstance(x, jax.Array) and jax.dtypes.issubdtype(
       x.dtype, jax.dtypes.prng_key
