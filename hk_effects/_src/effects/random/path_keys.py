@@ -219,14 +219,16 @@ def _intercept(next_fun, args, kwargs, context):
 
 def _intercept_direct(next_fun, method_name, module, args, kwargs):
   del method_name  # Every method call counts alike.
-  if any(call.module is module for call in _ctx.path_keys.calls):
-    return next_fun(*args, **kwargs)
+  calls = _ctx.path_keys.calls  # Read once: this runs on every module call.
+  for running in calls:
+    if running.module is module:
+      return next_fun(*args, **kwargs)
   call = _enter(module)
-  _ctx.path_keys.calls.append(call)
+  calls.append(call)
   try:
     return next_fun(*args, **kwargs)
   finally:
-    _ctx.path_keys.calls.remove(call)
+    calls.remove(call)
 
 
 def install() -> None:
