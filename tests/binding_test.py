@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import gc
 from typing import Any
 import weakref
@@ -291,6 +293,87 @@ class TraversalTest(absltest.TestCase):
     self.assertIsInstance(module.masks["a"], hke.HandledSideInputRef)
     self.assertIsInstance(module.config.rng, hke.HandledRandomRef)
     self.assertEqual(module.pair[1], 10.0)
+
+  def test_container_subtypes_keep_their_type_and_name_their_paths(self):
+    pair = collections.namedtuple("pair", ["mask", "scale"])
+
+    class Tagged(list):
+      pass
+
+    @dataclasses.dataclass(frozen=True)
+    class Frozen:
+      mask: Any
+      scale: float = 5.0
+
+    modules, seen = [], {}
+
+    class Holds(hk.Module):
+
+      def __init__(self):
+        super().__init__(name="holds")
+        self.named = pair(hke.SideInputRequest("a"), 10.0)
+        self.ordered = collections.OrderedDict(z=hke.SideInputRequest("b"))
+        self.default = collections.defaultdict(float)
+        self.default["k"] = hke.SideInputRequest("a")
+        self.tagged = Tagged([1.0, hke.SideInputRequest("b")])
+        self.frozen = Frozen(hke.SideInputRequest("a"))
+
+      def __call__(self, x):
+        seen.update(
+            named=type(self.named),
+            ordered=type(self.ordered),
+            default=type(self.default),
+            tagged=type(self.tagged),
+            frozen=type(self.frozen),
+        )
+        return x + (
+            self.named.mask.ask() * self.named.scale
+            + self.ordered["z"].ask()
+            + self.default["k"].ask()
+            + self.tagged[1].ask() * self.tagged[0]
+            + self.frozen.mask.ask() * self.frozen.scale
+        )
+
+    def body(x):
+      modules.append(Holds())
+      return modules[-1](x)
+
+    handled = hke.handlers.WithConstantSideInputs.handling(
+        body, {"a": 1.0, "b": 2.0}
+    )
+    out = hke.transform(handled).apply({}, None, 0.0)
+    # a * 10 + b + a + b * 1 + a * 5 with a=1, b=2.
+    self.assertEqual(float(out), 10.0 + 2.0 + 1.0 + 2.0 + 5.0)
+    # During the call and after it, each container keeps its own type.
+    self.assertEqual(
+        seen,
+        dict(
+            named=pair,
+            ordered=collections.OrderedDict,
+            default=collections.defaultdict,
+            tagged=Tagged,
+            frozen=Frozen,
+        ),
+    )
+    module = modules[-1]
+    self.assertIsInstance(module.named, pair)
+    self.assertEqual(module.named.scale, 10.0)
+    self.assertIsInstance(module.named.mask, hke.HandledSideInputRef)
+    self.assertIs(module.default.default_factory, float)
+    self.assertIsInstance(module.tagged, Tagged)
+    self.assertIsInstance(module.frozen.mask, hke.HandledSideInputRef)
+    self.assertEqual(module.frozen.scale, 5.0)
+    table = hke.bindings(handled)(0.0)
+    self.assertCountEqual(
+        [r.attribute_path for r in table.rows],
+        [
+            "named.mask",
+            "ordered['z']",
+            "default['k']",
+            "tagged[1]",
+            "frozen.mask",
+        ],
+    )
 
   def test_nested_call_on_the_same_module_binds_once(self):
     seen = []

@@ -384,94 +384,71 @@ def _bind_tree(
     return _bind_node(value, Site(module_path, path))
   if type(value) in _SKIP_EXACT_TYPES or depth >= _MAX_DEPTH:
     return None
+  children = _children(value, path)
+  if children is None:
+    return None
+  bound = {
+      key: (item, _bind_tree(item, module_path, item_path, depth + 1))
+      for key, item, item_path in children
+  }
+  if all(b is None for _, b in bound.values()):
+    return None
+  return tuple(
+      _rebuilt(
+          value,
+          {
+              key: item if b is None else b[i]
+              for key, (item, b) in bound.items()
+          },
+      )
+      for i in (0, 1)
+  )
+
+
+def _children(value: Any, path: str) -> list[tuple[Any, Any, str]] | None:
+  """(key, item, item's path) of a container ``_bind_tree`` walks."""
   if isinstance(value, dict):
-    bound = {
-        key: _bind_tree(item, module_path, f"{path}[{key!r}]", depth + 1)
-        for key, item in value.items()
-    }
-    if all(b is None for b in bound.values()):
-      return None
-    return tuple(
-        _rebuilt_dict(
-            value,
-            {
-                key: value[key] if b is None else b[i]
-                for key, b in bound.items()
-            },
-        )
-        for i in (0, 1)
-    )
+    return [(k, v, f"{path}[{k!r}]") for k, v in value.items()]
   if isinstance(value, (list, tuple)):
     fields = getattr(value, "_fields", None)
-    named = fields is not None
-    keys = fields if fields is not None else range(len(value))
-    bound_items = [
-        _bind_tree(
-            item,
-            module_path,
-            f"{path}.{key}" if named else f"{path}[{key}]",
-            depth + 1,
-        )
-        for key, item in zip(keys, value)
-    ]
-    if all(b is None for b in bound_items):
-      return None
-    return tuple(
-        _rebuilt_sequence(
-            value,
-            [
-                item if b is None else b[i]
-                for item, b in zip(value, bound_items)
-            ],
-        )
-        for i in (0, 1)
-    )
+    if fields is not None:  # A namedtuple.
+      return [
+          (i, v, f"{path}.{f}") for i, (f, v) in enumerate(zip(fields, value))
+      ]
+    return [(i, v, f"{path}[{i}]") for i, v in enumerate(value)]
   if _is_dataclass_instance(value) and not isinstance(value, _SKIP_TYPES):
     # (A dataclass module binds its requests in its own calls.)
-    bound = {
-        f.name: _bind_tree(
-            getattr(value, f.name, None),
-            module_path,
-            f"{path}.{f.name}",
-            depth + 1,
-        )
+    return [
+        (f.name, getattr(value, f.name, None), f"{path}.{f.name}")
         for f in dataclasses.fields(value)
-    }
-    if all(b is None for b in bound.values()):
-      return None
-    return tuple(
-        _rebuilt_dataclass(
-            value, {name: b[i] for name, b in bound.items() if b is not None}
-        )
-        for i in (0, 1)
-    )
+    ]
   return None
 
 
-def _rebuilt_dict(original: dict, items: dict) -> dict:
-  if type(original) is dict:
-    return items
-  new = copy.copy(original)  # Keeps a defaultdict's factory, an OrderedDict.
-  new.clear()
-  new.update(items)
-  return new
-
-
-def _rebuilt_sequence(original: Any, items: list) -> Any:
+def _rebuilt(original: Any, items: dict) -> Any:
+  """``original`` with its children replaced by ``items`` (key -> value)."""
   kind = type(original)
-  if kind is list or kind is tuple:
-    return kind(items)
-  if hasattr(original, "_fields"):  # A namedtuple.
-    return kind(*items)
-  return kind(items)
-
-
-def _rebuilt_dataclass(original: Any, changed: dict) -> Any:
-  # A copy with the fields set directly: no __init__ / __post_init__ runs
-  # (they may validate or derive fields), and frozen classes work too.
+  if isinstance(original, dict):
+    if kind is dict:
+      return items
+    new = copy.copy(original)  # Keeps a defaultdict's factory, an OrderedDict.
+    new.clear()
+    new.update(items)
+    return new
+  if isinstance(original, (list, tuple)):
+    values = list(items.values())
+    if kind is list or kind is tuple:
+      return kind(values)
+    if hasattr(original, "_fields"):  # A namedtuple.
+      return kind(*values)
+    return kind(values)
+  # A dataclass: a copy with the fields set directly, so no __init__ /
+  # __post_init__ runs (they may validate or derive fields) and frozen
+  # classes work too. Only the fields that changed are set.
   new = copy.copy(original)
-  for name, value in changed.items():
-    object.__setattr__(new, name, value)
+  for name, value in items.items():
+    if getattr(original, name, None) is not value:
+      object.__setattr__(new, name, value)
   return new
 
 
