@@ -126,10 +126,7 @@ class _InterventionsAtBoundaries(boundaries.BoundaryEffect):
     return bool(_ctx.intervention_sites.calls)
 
   def wants_index(self, boundary: boundaries.Boundary) -> bool:
-    return boundary.is_loop
-
-  def wants_member(self, boundary: boundaries.Boundary) -> bool:
-    return boundary.kind == "hk.vmap"
+    return boundary.is_loop or boundary.kind == "hk.vmap"
 
   def enter(self, boundary: boundaries.Boundary) -> _Entered:
     frames = _ctx.intervention_sites.frames
@@ -155,9 +152,7 @@ class _InterventionsAtBoundaries(boundaries.BoundaryEffect):
       layer_prefix = nesting.lift_prefix_since(
           state.lifts_before, state.token, running=True
       )
-    index = (
-        body.index if boundary.is_loop or boundary.kind == "hk.vmap" else None
-    )
+    index = body.index if self.wants_index(boundary) else None
     if index is not None and boundary.reverse and boundary.length is not None:
       # The index counts steps as they run; values stack by position.
       index = boundary.length - 1 - index

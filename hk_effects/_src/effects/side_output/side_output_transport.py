@@ -642,9 +642,6 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
   def active(self) -> bool:
     return _ctx.side_output_transport.collectors > 0
 
-  def needs_carry(self, boundary: boundaries.Boundary) -> bool:
-    return boundary.carries is not None
-
   def enter(self, boundary: boundaries.Boundary) -> _Carry:
     return _Carry()
 
