@@ -111,9 +111,6 @@ class _TotalsAtBoundaries(hke.BoundaryEffect):
   def active(self) -> bool:
     return bool(_FRAMES)
 
-  def needs_carry(self, boundary) -> bool:
-    return boundary.carries in _SUMMED
-
   def body(self, boundary, body, state):
     if boundary.carries not in _SUMMED:
       raise ValueError(

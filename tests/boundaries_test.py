@@ -255,6 +255,52 @@ class BoundaryEffectTest(absltest.TestCase):
     with self.assertRaisesRegex(TypeError, "BoundaryEffect instance.*3"):
       hke.boundaries.register(3)
 
+  def test_hooks_of_the_earlier_protocol_name_their_replacement(self):
+    replacements = {
+        "wants_member": (
+            r"use wants_index, which now also asks for the "
+            r"member index under hk.vmap"
+        ),
+        "needs_carry": r"use overriding outputs",
+        "retracing": r"use Body.attempt",
+    }
+    for hook, replacement in replacements.items():
+      with (
+          self.subTest(hook),
+          self.assertRaisesRegex(
+              TypeError,
+              rf"Old defines {hook}\(\), a hook BoundaryEffect no "
+              rf"longer has; {replacement}",
+          ),
+      ):
+        type("Old", (hke.BoundaryEffect,), {hook: lambda self, b: True})
+
+  def test_an_effect_that_overrides_outputs_carries_them(self):
+    class Count(hke.BoundaryEffect):
+      on = False
+      totals: list = []
+
+      def active(self):
+        return self.on
+
+      def outputs(self, boundary, state):
+        return jnp.ones([])
+
+      def exit(self, boundary, state, outputs):
+        self.totals.append(outputs)
+
+    effect = hke.boundaries.register(Count())
+    try:
+      effect.on = True
+      f = hk.transform(
+          lambda x: hk.scan(lambda c, _: (c, None), x, None, length=3)[0]
+      )
+      f.apply({}, None, jnp.zeros([]))
+    finally:
+      hke.boundaries.unregister(effect)
+    [stacked] = effect.totals
+    self.assertEqual(stacked.shape, (3,))
+
 
 class CarriesTest(absltest.TestCase):
 

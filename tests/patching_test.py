@@ -706,6 +706,16 @@ class ErrorTest(parameterized.TestCase):
           Patch.handling(transformer, {"block_0/residual": lambda r: r.sum(-1)})
       )
 
+  def test_function_patch_returning_no_array_is_named(self):
+    with self.assertRaisesRegex(
+        TypeError,
+        r"Patch 'block_0/residual' .* was told 'x' of type str, which is not "
+        r"an array\. Tell PyTrees of arrays",
+    ):
+      self._run(
+          Patch.handling(transformer, {"block_0/residual": lambda r: "x"})
+      )
+
   def test_two_selectors_for_one_site_are_an_error(self):
     with self.assertRaisesRegex(ValueError, r"matched by 2 patch selectors"):
       self._run(

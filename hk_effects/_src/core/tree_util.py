@@ -77,3 +77,33 @@ def describe(value: Any) -> str:
     else:
       parts.append(type(leaf).__name__)
   return parts[0] if len(parts) == 1 else "(" + ", ".join(parts) + ")"
+
+
+def forms(tree: Any) -> Any:
+  """``tree`` with each array leaf as its ``dtype[shape]`` string, for
+  messages about what a function was given or returned.
+
+  Example:
+
+  >>> forms({"w": jnp.ones([2, 3])})
+  {'w': 'float32[2, 3]'}
+  """
+  return jax.tree_util.tree_map(
+      lambda x: f"{jnp.dtype(x.dtype).name}{list(x.shape)}", tree
+  )
+
+
+def same_form(a: Any, b: Any) -> bool:
+  """Whether two PyTrees of arrays have one structure, shapes and dtypes.
+
+  Example:
+
+  >>> same_form(jnp.ones([2]), jnp.zeros([2])), same_form(jnp.ones(3), jnp.ones(2))
+  (True, False)
+  """
+  same_structure = jax.tree_util.tree_structure(
+      a
+  ) == jax.tree_util.tree_structure(  # type: ignore[operator]
+      b
+  )
+  return same_structure and forms(a) == forms(b)

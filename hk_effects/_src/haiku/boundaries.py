@@ -28,29 +28,31 @@ call is a *boundary*, and an effect takes part by subclassing
 * ``enter(boundary)`` runs outside, before the wrapper, and returns a state
   for this call; ``exit(boundary, state, outputs)`` runs after it;
 * ``body(boundary, body, state)`` is a context manager around each traced
-  run of the body; ``body.index`` is the loop iteration (a traced int) when
-  the effect asked for it (``wants_index``), the member index under
-  ``hk.vmap`` (``wants_member``), the branch number under ``hk.cond`` /
+  run of the body; ``body.index`` is the loop iteration (a traced int), or
+  the member index under ``hk.vmap``, when the effect asked for it
+  (``wants_index``), and the branch number under ``hk.cond`` /
   ``hk.switch``;
 * ``outputs(boundary, state)``, at the end of each body run, returns extra
-  outputs of the body (a PyTree of arrays, or None). Where the boundary
-  carries them (``boundary.carries``: ``"stacked"`` by loops, ``"batched"``
-  by ``hk.vmap``, ``"unchanged"`` by ``hk.remat``, ``"selected"`` by
+  outputs of the body (a PyTree of arrays, or None); an effect that
+  overrides it carries them wherever the boundary can
+  (``boundary.carries``: ``"stacked"`` by loops, ``"batched"`` by
+  ``hk.vmap``, ``"unchanged"`` by ``hk.remat``, ``"selected"`` by
   ``hk.cond`` / ``hk.switch``, ``"carried"`` by ``hk.while_loop`` and
-  ``hk.fori_loop`` with traced bounds) ``exit`` gets them back from the JAX
-  primitive: stacked, batched, as they were, the taken branch's, or those of
-  the last iteration;
+  ``hk.fori_loop`` with traced bounds), and ``exit`` gets them back from
+  the JAX primitive: stacked, batched, as they were, the taken branch's, or
+  those of the last iteration;
 * where outputs are ``"carried"``, ``initial(boundary, state)`` gives those
   carried into the first iteration, and each body gets the ones carried
   into it as ``body.carried``;
 * branches must return one structure, and a carry keep its own, which an
   effect may learn only by tracing the bodies: after an attempt that
   failed, ``retrace(boundary, state)`` says whether the effect learned
-  something that calls for another trace (then ``retracing`` tells every
-  effect to undo Python-side records of the attempt). A wrapper that Haiku
-  makes mutate its frame before the JAX primitive fails (``hk.fori_loop``'s
-  first step at init) is never retraced: there the outputs settle in that
-  first step.
+  something that calls for another trace; the bodies of each new attempt
+  run with ``body.attempt`` one higher, so an effect that keeps
+  Python-side records of the bodies can drop the last attempt's. A wrapper
+  that Haiku makes mutate its frame before the JAX primitive fails
+  (``hk.fori_loop``'s first step at init) is never retraced: there the
+  outputs settle in that first step.
 
 An effect is consulted only while ``active()`` is true, so a model that uses
 none of them runs Haiku's original wrapper and its program is unchanged.
@@ -178,10 +180,31 @@ class Body:
   index: Any
   level: Any
   carried: Any = None  # This effect's outputs carried into the iteration.
+  attempt: int = 0  # Which trace of the wrapper (see ``retrace``).
+
+
+# Hooks of the earlier protocol, with what replaces them.
+_REMOVED_HOOKS = {
+    "wants_member": (
+        "wants_index, which now also asks for the member index under hk.vmap"
+    ),
+    "needs_carry": (
+        "overriding outputs (an effect that does carries its outputs "
+        "wherever boundary.carries is not None; return None where it has "
+        "none)"
+    ),
+    "retracing": (
+        "Body.attempt, which goes up by one for the bodies of each new "
+        "trace of the wrapper"
+    ),
+}
 
 
 class BoundaryEffect:
   """What an effect does at Haiku's wrappers; subclass and ``register``.
+
+  Every hook's default does nothing: override ``active`` and what you need
+  (the module docstring lists the eight hooks).
 
   Example (an effect noting the bodies it crossed, while switched on):
 
@@ -205,22 +228,22 @@ class BoundaryEffect:
   ['hk.scan']
   """
 
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    for hook, replacement in _REMOVED_HOOKS.items():
+      if hasattr(cls, hook):
+        raise TypeError(
+            f"{cls.__qualname__} defines {hook}(), a hook BoundaryEffect no "
+            f"longer has; use {replacement}. See CHANGELOG.md."
+        )
+
   def active(self) -> bool:
     """Whether to take part at the boundaries met now (kept cheap)."""
     return False
 
   def wants_index(self, boundary: Boundary) -> bool:
-    """Whether loop bodies need their iteration index."""
-    del boundary
-    return False
-
-  def wants_member(self, boundary: Boundary) -> bool:
-    """Whether ``hk.vmap`` bodies need the member index."""
-    del boundary
-    return False
-
-  def needs_carry(self, boundary: Boundary) -> bool:
-    """Whether ``outputs`` may return values at this boundary."""
+    """Whether bodies need ``body.index``: the iteration of a loop, the
+    member of ``hk.vmap`` (branches always get their number)."""
     del boundary
     return False
 
@@ -233,6 +256,7 @@ class BoundaryEffect:
     return contextlib.nullcontext()
 
   def outputs(self, boundary: Boundary, state: Any) -> Any:
+    """Extra outputs of the body just run (override to carry them)."""
     del boundary, state
     return None
 
@@ -245,11 +269,6 @@ class BoundaryEffect:
     """After a failed attempt: whether to trace the wrapper again."""
     del boundary, state
     return False
-
-  def retracing(self, boundary: Boundary, state: Any) -> None:
-    """The wrapper is traced again: undo Python-side records of the last
-    attempt (its bodies run again)."""
-    del boundary, state
 
   def exit(self, boundary: Boundary, state: Any, outputs: Any) -> None:
     del boundary, state, outputs

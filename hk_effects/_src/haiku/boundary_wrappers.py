@@ -57,11 +57,13 @@ class _Crossing:
     self.boundary = boundary
     self.effects = [e for e in _EFFECTS if e.active()]
     self.wants_index = any(e.wants_index(boundary) for e in self.effects)
-    self.wants_member = any(e.wants_member(boundary) for e in self.effects)
+    # An effect that overrides `outputs` carries them.
     self.needs_carry = boundary.carries is not None and any(
-        e.needs_carry(boundary) for e in self.effects
+        type(e).outputs is not boundaries.BoundaryEffect.outputs
+        for e in self.effects
     )
     self.states = [e.enter(boundary) for e in self.effects]
+    self.attempt = 0
 
   def __bool__(self) -> bool:
     return bool(self.effects)
@@ -70,7 +72,12 @@ class _Crossing:
   def inside(
       self, index: Any, carried: tuple[Any, ...] | None = None
   ) -> Iterator[None]:
-    body = Body(self.boundary, index, hki.JaxTraceLevel.current())
+    body = Body(
+        self.boundary,
+        index,
+        hki.JaxTraceLevel.current(),
+        attempt=self.attempt,
+    )
     with boundaries.known_level(), contextlib.ExitStack() as stack:
       for i, (effect, state) in enumerate(zip(self.effects, self.states)):
         if carried is not None:
@@ -102,8 +109,7 @@ class _Crossing:
         ]
         if not any(wants):
           raise
-      for effect, state in zip(self.effects, self.states):
-        effect.retracing(self.boundary, state)
+      self.attempt += 1
       hki.clone_frame_keys()
     return attempt()
 
@@ -113,14 +119,25 @@ class _Crossing:
     for effect, state, out in zip(self.effects, self.states, outputs):
       effect.exit(self.boundary, state, out)
 
-  def run(self, body: Callable[..., Any], *args, **kwargs) -> Any:
-    """``body`` inside the boundary with no index (and no carried
-    outputs unless ``needs_carry``: then ``(out, extras)``)."""
-    with self.inside(None):
+  def finish(self, out: Any) -> Any:
+    """Exits with the extra outputs of ``out`` (``(out, extras)`` where
+    outputs are carried, see ``run``); returns the wrapper's own."""
+    extras = None
+    if self.needs_carry:
+      out, extras = out
+    self.exit(extras)
+    return out
+
+  def run(self, index: Any, body: Callable[..., Any], /, *args, **kwargs):
+    """``body`` inside the boundary (and ``(out, extras)`` where outputs
+    are carried)."""
+    with self.inside(index):
       out = body(*args, **kwargs)
-      if not self.needs_carry:
-        return out
-      return out, self.outputs()
+      return (out, self.outputs()) if self.needs_carry else out
+
+
+def _any_active() -> bool:
+  return any(e.active() for e in _EFFECTS)
 
 
 def _step_indices(length: int, reverse: bool) -> jax.Array:
@@ -151,11 +168,7 @@ def _run_scan(
       return carry, (y, crossing.outputs())
 
   carry, ys = orig_scan(body, init, xs, length, reverse, unroll)
-  extras = None
-  if crossing.needs_carry:
-    ys, extras = ys
-  crossing.exit(extras)
-  return carry, ys
+  return carry, crossing.finish(ys)
 
 
 def _scan_length(xs, length):
@@ -167,7 +180,7 @@ def _scan_length(xs, length):
 def _make_scan(orig):
   @functools.wraps(orig)
   def scan(f, init, xs, length=None, reverse=False, unroll=1):
-    if not any(e.active() for e in _EFFECTS):
+    if not _any_active():
       return orig(f, init, xs, length, reverse, unroll)
     crossing = _Crossing(
         Boundary("hk.scan", Carries.STACKED, _scan_length(xs, length), reverse)
@@ -180,7 +193,7 @@ def _make_scan(orig):
 def _make_fori_loop(orig):
   @functools.wraps(orig)
   def fori_loop(lower, upper, body_fun, init_val):
-    if not any(e.active() for e in _EFFECTS):
+    if not _any_active():
       return orig(lower, upper, body_fun, init_val)
     length: int | None
     try:
@@ -214,12 +227,10 @@ def _make_fori_loop(orig):
     if not crossing.needs_carry:
 
       def indexed(i, val):
-        with crossing.inside(i - lower if crossing.wants_index else None):
-          return body_fun(i, val)
+        index = i - lower if crossing.wants_index else None
+        return crossing.run(index, body_fun, i, val)
 
-      out = orig(lower, upper, indexed, init_val)
-      crossing.exit(None)
-      return out
+      return crossing.finish(orig(lower, upper, indexed, init_val))
 
     def attempt():
       def carrying(i, val_and_carried):
@@ -231,9 +242,7 @@ def _make_fori_loop(orig):
 
       return orig(lower, upper, carrying, (init_val, crossing.initial()))
 
-    val, extras = crossing.traced(attempt)
-    crossing.exit(extras)
-    return val
+    return crossing.finish(crossing.traced(attempt))
 
   return fori_loop
 
@@ -265,18 +274,12 @@ def _make_while_loop(orig):
   @functools.wraps(orig)
   def while_loop(cond_fun, body_fun, init_val):
     cond_fun = _effect_free_cond(cond_fun)
-    if not any(e.active() for e in _EFFECTS):
+    if not _any_active():
       return orig(cond_fun, body_fun, init_val)
     crossing = _Crossing(Boundary("hk.while_loop", Carries.CARRIED))
     if not crossing.wants_index and not crossing.needs_carry:
-
-      def body(val):
-        with crossing.inside(None):
-          return body_fun(val)
-
-      out = orig(cond_fun, body, init_val)
-      crossing.exit(None)
-      return out
+      body = functools.partial(crossing.run, None, body_fun)
+      return crossing.finish(orig(cond_fun, body, init_val))
 
     # The loop state also carries the iteration count (to index the body)
     # and the effects' outputs (None where not wanted).
@@ -325,7 +328,7 @@ def _make_vmap(orig):
         raise explained from e
 
     def _mapped(*args):
-      if not any(e.active() for e in _EFFECTS):
+      if not _any_active():
         return plain(*args)
       crossing = _Crossing(
           Boundary(
@@ -336,26 +339,21 @@ def _make_vmap(orig):
           )
       )
       name = axis_name
-      if crossing.wants_member and name is None:
+      if crossing.wants_index and name is None:
         name = f"hk_effects_member_{next(_MEMBER_AXES)}"
 
       def body(*a):
         index = None
-        if crossing.wants_member:
+        if crossing.wants_index:
           index = jax.lax.axis_index(name)
           # Members are counted here when the call did not say.
           crossing.boundary.length = jax.lax.axis_size(name)
-        with crossing.inside(index):
-          out = fun(*a)
-          return (out, crossing.outputs()) if crossing.needs_carry else out
+        return crossing.run(index, fun, *a)
 
       axes = (out_axes, 0) if crossing.needs_carry else out_axes
-      out = orig(body, in_axes, axes, name, axis_size, **kwargs)(*args)
-      extras = None
-      if crossing.needs_carry:
-        out, extras = out
-      crossing.exit(extras)
-      return out
+      return crossing.finish(
+          orig(body, in_axes, axes, name, axis_size, **kwargs)(*args)
+      )
 
     return mapped
 
@@ -395,17 +393,16 @@ def _make_remat(orig):
 
     @functools.wraps(fun)
     def rematted(*args, **kwargs):
-      if not any(e.active() for e in _EFFECTS):
+      if not _any_active():
         return plain(*args, **kwargs)
       crossing = _Crossing(Boundary("hk.remat", Carries.UNCHANGED))
-      out = orig(
-          functools.partial(crossing.run, fun), *remat_args, **remat_kwargs
-      )(*args, **kwargs)
-      extras = None
-      if crossing.needs_carry:
-        out, extras = out
-      crossing.exit(extras)
-      return out
+      return crossing.finish(
+          orig(
+              functools.partial(crossing.run, None, fun),
+              *remat_args,
+              **remat_kwargs,
+          )(*args, **kwargs)
+      )
 
     return rematted
 
@@ -417,7 +414,7 @@ def _make_branching(orig, kind: str):
 
   @functools.wraps(orig)
   def branching(*args, **kwargs):
-    if not any(e.active() for e in _EFFECTS):
+    if not _any_active():
       return orig(*args, **kwargs)
     crossing = _Crossing(Boundary(kind, Carries.SELECTED))
     numbers = itertools.count()
@@ -425,13 +422,7 @@ def _make_branching(orig, kind: str):
     def branch(fun):
       number = next(numbers)
 
-      @functools.wraps(fun)
-      def run(*a, **k):
-        with crossing.inside(number):
-          out = fun(*a, **k)
-          return (out, crossing.outputs()) if crossing.needs_carry else out
-
-      return run
+      return functools.wraps(fun)(functools.partial(crossing.run, number, fun))
 
     if kind == "hk.switch":
       index, branches, *operands = args
@@ -441,12 +432,8 @@ def _make_branching(orig, kind: str):
       kwargs = {k: branch(v) if callable(v) else v for k, v in kwargs.items()}
     crossing.boundary.length = next(numbers)
     if not crossing.needs_carry:
-      out = orig(*args, **kwargs)
-      crossing.exit(None)
-      return out
-    out, extras = crossing.traced(lambda: orig(*args, **kwargs))
-    crossing.exit(extras)
-    return out
+      return crossing.finish(orig(*args, **kwargs))
+    return crossing.finish(crossing.traced(lambda: orig(*args, **kwargs)))
 
   return branching
 
@@ -458,22 +445,24 @@ def _make_marking(orig, kind: str):
   @functools.wraps(orig)
   def wrapper(fun, *args, **kwargs):
     if kind == "hk.eval_shape":
-      if not any(e.active() for e in _EFFECTS):
+      if not _any_active():
         return orig(fun, *args, **kwargs)
       crossing = _Crossing(Boundary(kind, None))
-      out = orig(functools.partial(crossing.run, fun), *args, **kwargs)
-      crossing.exit(None)
-      return out
+      return crossing.finish(
+          orig(functools.partial(crossing.run, None, fun), *args, **kwargs)
+      )
     transformed = orig(fun, *args, **kwargs)
 
     @functools.wraps(transformed)
     def call(*a, **k):
-      if not any(e.active() for e in _EFFECTS):
+      if not _any_active():
         return transformed(*a, **k)
       crossing = _Crossing(Boundary(kind, None))
-      out = orig(functools.partial(crossing.run, fun), *args, **kwargs)(*a, **k)
-      crossing.exit(None)
-      return out
+      return crossing.finish(
+          orig(functools.partial(crossing.run, None, fun), *args, **kwargs)(
+              *a, **k
+          )
+      )
 
     return call
 
@@ -483,7 +472,7 @@ def _make_marking(orig, kind: str):
 def _make_layer_stack_call(orig):
   @functools.wraps(orig)
   def __call__(self, x, *args_ys, reverse=False):  # pylint: disable=invalid-name
-    if not any(e.active() for e in _EFFECTS):
+    if not _any_active():
       return orig(self, x, *args_ys, reverse=reverse)
     count = self._count  # pylint: disable=protected-access
     crossing = _Crossing(
@@ -501,14 +490,10 @@ def _make_layer_stack_call(orig):
       out, zs = orig(self, x, *args_ys, reverse=reverse)
     finally:
       del self._hke_crossing
-    extras = None
-    if crossing.needs_carry:
-      zs, extras = zs
     # Layers run in a nested transform whose module names lack the stack's
     # prefix: the name of the lift it ran its layers' init in.
     crossing.boundary.prefix = nesting.lift_prefix_since(before)
-    crossing.exit(extras)
-    return out, zs
+    return out, crossing.finish(zs)
 
   return __call__
 

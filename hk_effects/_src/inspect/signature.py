@@ -134,30 +134,36 @@ class _ConditionalCalls(boundaries.BoundaryEffect):
   def active(self) -> bool:
     return bool(_ctx.signature.running)
 
-  def enter(self, boundary) -> int:
-    return len(_ctx.signature.running[-1].calls)
+  def enter(self, boundary) -> list[int]:
+    # [first call, end of the last body's calls, attempt of that body]
+    start = len(_ctx.signature.running[-1].calls)
+    return [start, start, 0]
 
   @contextlib.contextmanager
-  def _noted(self, boundary) -> Iterator[None]:
+  def _noted(self, boundary, body, state: list[int]) -> Iterator[None]:
     signature_pass = _ctx.signature.running[-1]
+    first, end, attempt = state
+    if body.attempt != attempt:
+      # The wrapper is traced again: keep one record of each call.
+      del signature_pass.calls[first:end]
+      signature_pass.conditional = {
+          i if i < first else i - (end - first): where
+          for i, where in signature_pass.conditional.items()
+          if not first <= i < end
+      }
+      state[2] = body.attempt
     start = len(signature_pass.calls)
     try:
       yield
     finally:
       for i in range(start, len(signature_pass.calls)):
         signature_pass.conditional.setdefault(i, boundary.describe())
+      state[1] = len(signature_pass.calls)
 
   def body(self, boundary, body, state):
     if boundary.carries is not None and boundary.carries.agrees:
-      return self._noted(boundary)
+      return self._noted(boundary, body, state)
     return contextlib.nullcontext()
-
-  def retracing(self, boundary, state: int) -> None:
-    # The bodies run again: keep one record of each call.
-    signature_pass = _ctx.signature.running[-1]
-    del signature_pass.calls[state:]
-    for i in [i for i in signature_pass.conditional if i >= state]:
-      del signature_pass.conditional[i]
 
 
 # Registered by hk_effects._src.wiring.

@@ -45,6 +45,10 @@ class _Call:
   alternatives: path_keys.Alternatives | None = None
 
 
+def _splits_members(boundary: boundaries.Boundary) -> bool:
+  return boundary.kind == "hk.vmap" and boundary.split_rng
+
+
 class _PathKeysAtBoundaries(boundaries.BoundaryEffect):
   """See the module docstring."""
 
@@ -52,10 +56,7 @@ class _PathKeysAtBoundaries(boundaries.BoundaryEffect):
     return path_keys.tracking()
 
   def wants_index(self, boundary: boundaries.Boundary) -> bool:
-    return boundary.is_loop
-
-  def wants_member(self, boundary: boundaries.Boundary) -> bool:
-    return boundary.kind == "hk.vmap" and boundary.split_rng
+    return boundary.is_loop or _splits_members(boundary)
 
   def enter(self, boundary: boundaries.Boundary) -> _Call:
     call = _Call()
@@ -73,7 +74,7 @@ class _PathKeysAtBoundaries(boundaries.BoundaryEffect):
       return path_keys.body(state.frame, body.index)
     if state.alternatives is not None:
       return state.alternatives.branch()
-    if self.wants_member(boundary):
+    if _splits_members(boundary):
       return path_keys.member(body.index)
     return contextlib.nullcontext()
 

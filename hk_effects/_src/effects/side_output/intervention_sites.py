@@ -46,7 +46,11 @@ import jax.numpy as jnp
 from hk_effects._src import context
 from hk_effects._src.core import binding
 from hk_effects._src.core import effect_base
+from hk_effects._src.core import tree_util
 from hk_effects._src.effects.side_output import side_output
+from hk_effects._src.effects.side_output import (
+    side_output_transport as transport,
+)
 from hk_effects._src.haiku import boundaries
 from hk_effects._src.haiku import nesting
 
@@ -122,15 +126,12 @@ class _InterventionsAtBoundaries(boundaries.BoundaryEffect):
     return bool(_ctx.intervention_sites.calls)
 
   def wants_index(self, boundary: boundaries.Boundary) -> bool:
-    return boundary.is_loop
-
-  def wants_member(self, boundary: boundaries.Boundary) -> bool:
-    return boundary.kind == "hk.vmap"
+    return boundary.is_loop or boundary.kind == "hk.vmap"
 
   def enter(self, boundary: boundaries.Boundary) -> _Entered:
     frames = _ctx.intervention_sites.frames
-    # What deliver() will prefix when the values leave this boundary: the
-    # nesting seen from the enclosing target (side_output_transport).
+    # What transport.deliver() will prefix when the values leave this
+    # boundary: the nesting seen from the enclosing target.
     outside_prev = nesting.prefix_from(frames[-1].token) if frames else ""
     outside_home = {
         id(c): nesting.prefix_from(c.scope.token)
@@ -151,9 +152,7 @@ class _InterventionsAtBoundaries(boundaries.BoundaryEffect):
       layer_prefix = nesting.lift_prefix_since(
           state.lifts_before, state.token, running=True
       )
-    index = (
-        body.index if boundary.is_loop or boundary.kind == "hk.vmap" else None
-    )
+    index = body.index if self.wants_index(boundary) else None
     if index is not None and boundary.reverse and boundary.length is not None:
       # The index counts steps as they run; values stack by position.
       index = boundary.length - 1 - index
@@ -174,20 +173,21 @@ def _frames(call: HandlerCall) -> list[_Frame]:
 
 def site_path(call: HandlerCall, site: binding.Site) -> str:
   """The path ``CollectingSideOutputs`` would report for ``site`` told now,
-  seen from handler call ``call``."""
-  parts = []
+  seen from handler call ``call``: the prefixes the transport adds as the
+  value leaves each nesting (``transport.reported_site``), all at once."""
+  prefixes = []
   frames = _frames(call)
   for j, frame in enumerate(frames):
     entered = frame.entered
-    parts.append(
+    prefixes.append(
         entered.outside_home.get(id(call), "")
         if j == 0
         else entered.outside_prev
     )
-    parts.append(frame.layer_prefix)
+    prefixes.append(frame.layer_prefix)
   last = frames[-1].token if frames else call.scope.token
-  parts += [nesting.prefix_from(last), site.module_path, site.attribute_path]
-  return "/".join(p for p in parts if p)
+  prefixes.append(nesting.prefix_from(last))
+  return transport.reported_path(transport.reported_site(site, *prefixes))
 
 
 def loop_axes(call: HandlerCall) -> list[tuple[str, Any, Any]]:
@@ -231,25 +231,6 @@ def intervened(
   )
 
 
-def as_arrays(value: Any, where: str) -> Any:
-  def convert(leaf):
-    try:
-      return jnp.asarray(leaf)
-    except TypeError as e:
-      raise TypeError(
-          f"{where} was told {leaf!r}, which is not an array."
-      ) from e
-
-  return jax.tree_util.tree_map(convert, value)
-
-
-def form(tree: Any) -> Any:
-  """Shapes and dtypes of a PyTree of arrays, for messages."""
-  return jax.tree_util.tree_map(
-      lambda x: f"{jnp.dtype(x.dtype).name}{list(x.shape)}", tree
-  )
-
-
 def unknown_length_fix(kind: str, what: str) -> str:
   """Why a loop of unknown length cannot take a stacked value, and the fix
   (the words end a sentence that names the site and the loop)."""
@@ -276,10 +257,11 @@ def sliced(replacement: Any, value: Any, axes, where: str, what: str) -> Any:
       value
   ):  # type: ignore[operator]
     raise ValueError(
-        f"{where}: the {what} has structure "
-        f"{jax.tree_util.tree_structure(replacement)}, but the value told "
-        f"there has {jax.tree_util.tree_structure(value)} ({form(value)}). "
-        f"Give a {what} of the told value's structure."
+        f"{where}: the {what} has structure"
+        f" {jax.tree_util.tree_structure(replacement)}, but the value told"
+        f" there has {jax.tree_util.tree_structure(value)}"
+        f" ({tree_util.forms(value)}). Give a {what} of the told value's"
+        " structure."
     )
 
   def one(r, v):

@@ -47,6 +47,7 @@ import jax.numpy as jnp
 from hk_effects._src import context
 from hk_effects._src.core import binding
 from hk_effects._src.core import effect_base
+from hk_effects._src.core import tree_util
 from hk_effects._src.effects.side_output import intervention_sites as sites
 from hk_effects._src.effects.side_output import side_output
 
@@ -103,7 +104,7 @@ class _Patch:
     self.replacement = replacement
 
   def __call__(self, value: Any) -> Any:
-    value = sites.as_arrays(value, self.where)
+    value = side_output.as_arrays(value, self.where)
     if not callable(self.replacement):
       return sites.sliced(
           self.replacement,
@@ -112,18 +113,13 @@ class _Patch:
           self.where,
           "replacement",
       )
-    new = sites.as_arrays(self.replacement(value), self.where)
-    if jax.tree_util.tree_structure(new) != jax.tree_util.tree_structure(
-        value
-    ) or sites.form(  # type: ignore[operator]
-        new
-    ) != sites.form(
-        value
-    ):
+    new = side_output.as_arrays(self.replacement(value), self.where)
+    if not tree_util.same_form(new, value):
       raise ValueError(
-          f"{self.where}: the patch function returned {sites.form(new)} for "
-          f"the value {sites.form(value)} told there. A function patch must "
-          "return a value of the told structure, shapes and dtypes."
+          f"{self.where}: the patch function returned {tree_util.forms(new)}"
+          f" for the value {tree_util.forms(value)} told there. A function"
+          " patch must return a value of the told structure, shapes and"
+          " dtypes."
       )
     return new
 
@@ -264,7 +260,7 @@ class _Perturb:
     self.found = found
 
   def __call__(self, value: Any) -> Any:
-    value = sites.as_arrays(value, self.where)
+    value = side_output.as_arrays(value, self.where)
     if sites.count_tell(self.call, self.path) > 1:
       raise ValueError(
           f"{self.where} was told more than once in one call (a module "
@@ -298,7 +294,7 @@ class _Perturb:
     if known != shapes:
       raise ValueError(
           f"{self.where} was told values of different shapes, "
-          f"{sites.form(known)} and {sites.form(shapes)}, so no one "
+          f"{tree_util.forms(known)} and {tree_util.forms(shapes)}, so no one "
           "perturbation fits it."
       )
 
@@ -372,14 +368,7 @@ class PerturbingSideOutputs(_InterventionHandler):
     """
     return cls(body, tag, tag_predicate, strict, handler_id)
 
-  def claims(self, request):
-    if not isinstance(request, side_output.SideOutputRequest):
-      return False
-    if self.tag is not None:
-      return request.tag == self.tag
-    if self.tag_predicate is not None:
-      return bool(self.tag_predicate(request.tag))
-    return True
+  claims = side_output.claims_by_tag
 
   def rewrite(self, request, site):
     call = sites.current_call(self)

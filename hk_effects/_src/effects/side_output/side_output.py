@@ -225,15 +225,17 @@ jax.tree_util.register_pytree_with_keys(
 )
 
 
-def _as_arrays(value: Any, site: binding.Site, tag: Any) -> Any:
+def as_arrays(value: Any, where: str) -> Any:
+  """``value`` (told ``where``) with each leaf an array."""
+
   def convert(leaf):
     try:
       return jnp.asarray(leaf)
     except TypeError as e:
       raise TypeError(
-          f"Side output {tag!r} at {site} was told {leaf!r} of type "
-          f"{type(leaf).__name__}, which is not an array. Tell PyTrees of "
-          "arrays or numbers (convert with jnp.asarray)."
+          f"{where} was told {leaf!r} of type {type(leaf).__name__}, which "
+          "is not an array. Tell PyTrees of arrays or numbers (convert with "
+          "jnp.asarray)."
       ) from e
 
   return jax.tree_util.tree_map(convert, value)
@@ -247,7 +249,7 @@ def _tell(
     value: Any,
 ) -> None:
   told = transport.Told(scope, site, tag, mode)
-  transport.deliver(told, _as_arrays(value, site, tag))
+  transport.deliver(told, as_arrays(value, f"Side output {tag!r} at {site}"))
 
 
 class SideOutputRuntimeImpl(effect_base.EffectRuntimeImpl):
@@ -273,6 +275,18 @@ class SideOutputRuntimeImpl(effect_base.EffectRuntimeImpl):
     value = self.request.tell(value)
     _tell(self.scope, self.site, self.request.tag, self.request.mode, value)
     return value
+
+
+def claims_by_tag(handler, request) -> bool:
+  """The ``claims`` of a handler selecting side outputs by its ``tag`` or
+  ``tag_predicate`` (every one where both are None)."""
+  if not isinstance(request, SideOutputRequest):
+    return False
+  if handler.tag is not None:
+    return request.tag == handler.tag
+  if handler.tag_predicate is not None:
+    return bool(handler.tag_predicate(request.tag))
+  return True
 
 
 class CollectingSideOutputs(effect_base.EffectHandler):
@@ -336,14 +350,7 @@ class CollectingSideOutputs(effect_base.EffectHandler):
   def effect_protocol(cls):
     return SideOutputEffect
 
-  def claims(self, request):
-    if not isinstance(request, SideOutputRequest):
-      return False
-    if self.tag is not None:
-      return request.tag == self.tag
-    if self.tag_predicate is not None:
-      return bool(self.tag_predicate(request.tag))
-    return True
+  claims = claims_by_tag
 
   def make_ref(self, request):
     return HandledSideOutputRef(request, handler_id=self.handler_id)

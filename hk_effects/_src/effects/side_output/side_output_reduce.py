@@ -35,6 +35,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from hk_effects._src.core import tree_util
+
 
 def _name(fn: Any) -> str:
   return (
@@ -138,33 +140,22 @@ def _as_arrays(where: str, what: str, tree: Any) -> Any:
     ) from e
 
 
-def _form(tree: Any) -> Any:
-  return jax.tree_util.tree_map(
-      lambda x: f"{jnp.dtype(x.dtype).name}{list(x.shape)}", tree
-  )
-
-
 def _checked(where: str, fn: Callable, what: str, acc: Any, value: Any) -> Any:
   try:
     new = fn(acc, value)
   except Exception as e:
     raise TypeError(
-        f"{where}: {what} {_name(fn)} raised {type(e).__name__}: {e} when "
-        f"given the accumulator {_form(acc)} and {_form(value)}. It is "
-        "called as fn(acc, value) and returns the new accumulator."
+        f"{where}: {what} {_name(fn)} raised {type(e).__name__}: {e} when given"
+        f" the accumulator {tree_util.forms(acc)} and {tree_util.forms(value)}."
+        " It is called as fn(acc, value) and returns the new accumulator."
     ) from e
   new = _as_arrays(where, what, new)
-  if jax.tree_util.tree_structure(new) != jax.tree_util.tree_structure(
-      acc
-  ) or _form(  # type: ignore[operator]
-      new
-  ) != _form(
-      acc
-  ):
+  if not tree_util.same_form(new, acc):
     raise ValueError(
-        f"{where}: {what} {_name(fn)} turned the accumulator {_form(acc)} "
-        f"into {_form(new)}. A reduction must keep the accumulator's "
-        "structure, shapes and dtypes (loops carry it), e.g. init_fn "
-        "returning jnp.zeros(shape, dtype) of the told values' shape."
+        f"{where}: {what} {_name(fn)} turned the accumulator"
+        f" {tree_util.forms(acc)} into {tree_util.forms(new)}. A reduction must"
+        " keep the accumulator's structure, shapes and dtypes (loops carry"
+        " it), e.g. init_fn returning jnp.zeros(shape, dtype) of the told"
+        " values' shape."
     )
   return new

@@ -165,7 +165,32 @@ class Told:
 
   @property
   def path(self) -> str:
-    return f"{self.site.module_path}/{self.site.attribute_path}"
+    return reported_path(self.site)
+
+  def under(self, prefix: str) -> "Told":
+    """This value seen from outside a nesting that adds ``prefix``."""
+    if not prefix:
+      return self
+    return dataclasses.replace(self, site=reported_site(self.site, prefix))
+
+
+def reported_site(site: binding.Site, *prefixes: str) -> binding.Site:
+  """``site`` as a collector reports it from outside nestings whose path
+  prefixes are ``prefixes`` (outermost first, "" for none).
+
+  The one rule for reported paths: a nested transform adds
+  ``nesting.prefix_from(<the target's transform>)`` and ``hk.layer_stack``
+  its lifted name (``Boundary.prefix``). The transport applies them one at
+  a time as values leave each nesting; ``intervention_sites`` applies all
+  of them at the tell, to select the site by the path it will have.
+  """
+  module_path = "/".join(p for p in (*prefixes, site.module_path) if p)
+  return binding.Site(module_path, site.attribute_path)
+
+
+def reported_path(site: binding.Site) -> str:
+  """``SideOutputValue.path`` of a (reported) site."""
+  return f"{site.module_path}/{site.attribute_path}"
 
 
 class Accumulator:
@@ -416,14 +441,7 @@ def deliver(told: Told, value: Any, present: Any = ALWAYS) -> None:
   if nesting.transform_token() is not target.token:
     # Told in a model nested in the target's (hk.lift, a re-entrant apply):
     # its module names get the path of the nesting.
-    prefix = nesting.prefix_from(target.token)
-    if prefix:
-      told = dataclasses.replace(
-          told,
-          site=binding.Site(
-              f"{prefix}/{told.site.module_path}", told.site.attribute_path
-          ),
-      )
+    told = told.under(nesting.prefix_from(target.token))
   # Only barriers lack an accumulator, and they raised above.
   assert target.accumulator is not None
   target.accumulator.add(told, value, present)
@@ -624,9 +642,6 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
   def active(self) -> bool:
     return _ctx.side_output_transport.collectors > 0
 
-  def needs_carry(self, boundary: boundaries.Boundary) -> bool:
-    return boundary.carries is not None
-
   def enter(self, boundary: boundaries.Boundary) -> _Carry:
     return _Carry()
 
@@ -743,16 +758,7 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
         if reduced is None:
           continue
         value, present = reduced
-      told = _as_partial(told)
-      if boundary.prefix:
-        told = dataclasses.replace(
-            told,
-            site=binding.Site(
-                f"{boundary.prefix}/{told.site.module_path}",
-                told.site.attribute_path,
-            ),
-        )
-      deliver(told, value, present)
+      deliver(_as_partial(told).under(boundary.prefix), value, present)
 
 
 # Registered by hk_effects._src.wiring.
