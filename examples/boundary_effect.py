@@ -65,7 +65,6 @@ class TotalImpl(hke.EffectRuntimeImpl):
     self.name = name
 
   def add(self, value: jax.Array) -> None:
-    self.check_alive()
     # Fails loudly under a wrapper whose body we never saw entered.
     hke.boundaries.check_entered(f"TotalRequest {self.name!r} at {self.site}")
     frame = _FRAMES[-1]

@@ -32,11 +32,15 @@ from __future__ import annotations
 import abc
 import collections
 import dataclasses
+import functools
 import hashlib
+import inspect
 import sys
 from typing import Any, Callable, ClassVar
 
 import jax
+
+from hk_effects._src.haiku import raw_transforms
 
 if sys.version_info >= (3, 11):
   from typing import dataclass_transform  # pylint: disable=g-importing-member
@@ -306,24 +310,36 @@ class EffectRuntimeImpl:
   """Base class of the objects that implement an effect while a handler runs.
 
   A runtime implementation is swapped into a module's attribute for the
-  duration of one method call; it must not outlive its handler's call:
-  ``check_alive()`` raises once the handler returned.
+  duration of one method call and must not outlive its handler's call. Every
+  public method a subclass defines (its protocol methods) runs two guards
+  before its body, so an effect never calls them itself:
+
+  * ``check_alive()``: ``UnhandledEffectError`` once the handler returned;
+  * where the subclass sets ``refuses_raw_transforms`` (its data lives where
+    Haiku threads it: rng, state), ``RawTransformError`` under a raw
+    ``jax.*`` transform inside the Haiku function.
 
   Example:
 
   >>> class Constant(EffectRuntimeImpl):
   ...   def ask(self):
-  ...     self.check_alive()
   ...     return 3
   >>> Constant(scope=None, site=None).ask()
   3
   """
 
   __slots__ = ("scope", "site")
+  refuses_raw_transforms: ClassVar[bool] = False
 
   def __init__(self, scope, site):
     self.scope = scope
     self.site = site
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    for name, method in list(vars(cls).items()):
+      if not name.startswith("_") and inspect.isfunction(method):
+        setattr(cls, name, _guarded(method, name, cls.refuses_raw_transforms))
 
   def __getattr__(self, name: str):
     # Only reached for a missing attribute: a method of another effect.
@@ -344,12 +360,32 @@ class EffectRuntimeImpl:
     )
 
   def check_alive(self) -> None:
+    """Raises ``UnhandledEffectError`` once the handler has returned."""
     if self.scope is not None and not self.scope.active:
       raise UnhandledEffectError(
           f"The runtime implementation for {self.site} was used after its "
           f"handler {self.scope.handler.handler_id!r} returned. Runtime "
           "implementations live only for one call; do not store them."
       )
+
+
+def _guarded(method: Callable[..., Any], name: str, refuses_raw: bool):
+  """``method`` after the runtime guards (trace time: kept to a test each)."""
+  if getattr(method, "_hke_guarded", False):
+    return method
+
+  @functools.wraps(method)
+  def guarded(self, *args, **kwargs):
+    scope = self.scope
+    if scope is not None and not scope.active:
+      EffectRuntimeImpl.check_alive(self)
+    if refuses_raw and raw_transforms.under_raw_transform():
+      effect = scope.handler.effect_protocol() if scope else type(self)
+      raw_transforms.check_no_raw_transform(self.site, effect.__name__, name)
+    return method(self, *args, **kwargs)
+
+  guarded._hke_guarded = True  # type: ignore[attr-defined]
+  return guarded
 
 
 def _describe_callable(fn: Any, depth: int = 0) -> str:

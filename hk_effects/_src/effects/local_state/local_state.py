@@ -61,7 +61,6 @@ from hk_effects._src.core import effect_base
 from hk_effects._src.core import tree_util
 from hk_effects._src.haiku import haiku_internals as hki
 from hk_effects._src.haiku import nesting
-from hk_effects._src.haiku import raw_transforms
 
 BUNDLE_PREFIX = "~local_state/"
 _SHARING_LEVELS = ("forbidden", "allowed", "unsafe")
@@ -335,6 +334,7 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
   """
 
   __slots__ = ("bundle", "key", "request")
+  refuses_raw_transforms = True
 
   def __init__(self, scope, site, bundle, key, request):
     super().__init__(scope, site)
@@ -342,9 +342,7 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
     self.key = key
     self.request = request
 
-  def _entry(self, method: str):
-    self.check_alive()
-    raw_transforms.check_no_raw_transform(self.site, "LocalStateEffect", method)
+  def _entry(self):
     effect_scope = binding.current_effect_scope()
     if effect_scope is not None and effect_scope.stateless:
       raise ValueError(
@@ -409,10 +407,10 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
     return bundle[self.key]
 
   def get(self) -> Any:
-    return self._entry("get")[1].current
+    return self._entry()[1].current
 
   def set(self, value: Any) -> None:
-    bundle, pair = self._entry("set")
+    bundle, pair = self._entry()
     _check_like(
         f"The value set into local state {self.key!r} at {self.site}",
         pair.current,

@@ -55,7 +55,6 @@ from hk_effects._src.core import tree_util
 from hk_effects._src.effects.local_state import local_state
 from hk_effects._src.effects.random import path_keys as path_keys_lib
 from hk_effects._src.haiku import haiku_internals as hki
-from hk_effects._src.haiku import raw_transforms
 
 
 class RandomEffect(Protocol):
@@ -219,10 +218,9 @@ class RandomRuntimeImpl(effect_base.EffectRuntimeImpl):
   """
 
   __slots__ = ()
+  refuses_raw_transforms = True
 
   def next_key(self) -> jax.Array:
-    self.check_alive()
-    raw_transforms.check_no_raw_transform(self.site, "RandomEffect", "next_key")
     key = hk.maybe_next_rng_key()
     if key is None:
       raise ValueError(
@@ -258,14 +256,13 @@ class PathRandomRuntimeImpl(effect_base.EffectRuntimeImpl):
   """
 
   __slots__ = ("tag",)
+  refuses_raw_transforms = True
 
   def __init__(self, scope, site, tag):
     super().__init__(scope, site)
     self.tag = tag
 
   def next_key(self) -> jax.Array:
-    self.check_alive()
-    raw_transforms.check_no_raw_transform(self.site, "RandomEffect", "next_key")
     return path_keys_lib.draw(
         self.scope.state.root,
         self.site.module_path,
