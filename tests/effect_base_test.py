@@ -223,6 +223,37 @@ class EffectRuntimeImplTest(absltest.TestCase):
       f.apply({}, jnp.zeros([2]))
 
 
+class DefaultsTest(absltest.TestCase):
+
+  def test_a_protocol_keyword_and_the_handler_defaults(self):
+    class Seven(Protocol):
+
+      def ask(self) -> int:
+        ...
+
+    @hke.pytree_dataclass
+    class SevenRequest(hke.EffectRequest, protocol=Seven):
+      pass
+
+    class SevenImpl(hke.EffectRuntimeImpl):
+
+      def ask(self):
+        return 7
+
+    class WithSeven(hke.EffectHandler, protocol=Seven):
+
+      def runtime_impl(self, scope, ref, site):
+        return SevenImpl(scope, site)
+
+    self.assertIs(SevenRequest.effect_protocol(), Seven)
+    handler = WithSeven.handling(lambda x: x, handler_id="seven")
+    self.assertIs(handler.effect_protocol(), Seven)
+    self.assertEqual(handler.handler_id, "seven")
+    self.assertTrue(handler.claims(SevenRequest()))
+    self.assertFalse(handler.claims(hke.RandomRequest()))
+    self.assertEqual(handler(3), 3)
+
+
 class HandlerIdTest(absltest.TestCase):
 
   def test_ids_are_the_same_in_two_fresh_processes(self):

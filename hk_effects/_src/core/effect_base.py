@@ -155,7 +155,8 @@ def protocol_methods(protocol: type) -> frozenset[str]:
 class EffectRequest(abc.ABC):
   """Base class of requests: "this layer needs effect X".
 
-  Subclasses are ``pytree_dataclass`` es and define ``effect_protocol()``.
+  Subclasses are ``pytree_dataclass`` es and name their protocol, as
+  ``class R(EffectRequest, protocol=P)`` or by defining ``effect_protocol()``.
   While no handler serves it, calling a protocol method on a request raises
   ``UnhandledEffectError``; other missing attributes raise ``AttributeError``.
 
@@ -165,6 +166,10 @@ class EffectRequest(abc.ABC):
   >>> isinstance(hke.RandomRequest(), hke.EffectRequest)
   True
   """
+
+  def __init_subclass__(cls, protocol: type | None = None, **kwargs):
+    super().__init_subclass__(**kwargs)
+    _name_protocol(cls, protocol)
 
   @classmethod
   @abc.abstractmethod
@@ -236,6 +241,11 @@ class EffectRequest(abc.ABC):
         "Wrap the forward function in a handler that claims this request, "
         f"e.g. {type(self).suggested_handler()}."
     )
+
+
+def _name_protocol(cls: type, protocol: type | None) -> None:
+  if protocol is not None:
+    cls.effect_protocol = classmethod(lambda _: protocol)  # type: ignore
 
 
 def _claims_quietly(handler: Any, request: Any) -> bool:
@@ -453,8 +463,15 @@ class HandlerBase(abc.ABC):
   handler_id: str
   rewrites: ClassVar[bool] = False
 
+  def __init_subclass__(cls, protocol: type | None = None, **kwargs):
+    super().__init_subclass__(**kwargs)
+    _name_protocol(cls, protocol)
+
   def __init__(
-      self, body: Callable[[Any], Any], handler_id: str | None, config: str = ""
+      self,
+      body: Callable[[Any], Any],
+      handler_id: str | None = None,
+      config: str = "",
   ):
     if not callable(body):
       raise TypeError(
@@ -474,9 +491,15 @@ class HandlerBase(abc.ABC):
     )
 
   @classmethod
+  def handling(cls, body: Callable[[Any], Any], *args, **kwargs):
+    """The handler running ``body``: ``cls(body, *args, **kwargs)``."""
+    return cls(body, *args, **kwargs)
+
+  @classmethod
   @abc.abstractmethod
   def effect_protocol(cls) -> type:
-    """The protocol of the effect this handler serves or rewrites."""
+    """The protocol of the effect this handler serves or rewrites (or
+    ``class H(EffectHandler, protocol=P)``)."""
 
   @abc.abstractmethod
   def claims(self, request: EffectRequest) -> bool:
@@ -538,8 +561,11 @@ class EffectHandler(HandlerBase):
   handler ``claims`` (unless an inner handler claimed them) and serves them
   with the runtime implementation from ``runtime_impl``.
 
-  Subclasses define ``effect_protocol``, ``claims``, ``runtime_impl`` and
-  ``__call__`` (which runs ``self.body`` inside ``hke.handler_scope``).
+  Subclasses name their protocol (``class H(EffectHandler, protocol=P)``)
+  and define ``runtime_impl``. By default a handler claims every request of
+  its protocol and ``__call__`` runs ``self.body`` inside
+  ``hke.handler_scope``; override ``claims`` and ``__call__`` (to pass the
+  scope a ``state``) where needed.
 
   Example:
 
@@ -549,6 +575,18 @@ class EffectHandler(HandlerBase):
   >>> h.effect_protocol().__name__
   'SideInputEffect'
   """
+
+  def claims(self, request: EffectRequest) -> bool:
+    """Whether this handler serves ``request``: by default, every request
+    of its protocol."""
+    return request.effect_protocol() is self.effect_protocol()
+
+  def __call__(self, arg):
+    """Runs the body with this handler active."""
+    from hk_effects._src.core import binding  # pylint: disable=g-import-not-at-top
+
+    with binding.handler_scope(self):
+      return self.body(arg)
 
   def make_ref(self, request: EffectRequest) -> HandledEffectRef:
     """The ref a claimed request becomes (override for a dedicated class)."""
