@@ -152,7 +152,7 @@ def protocol_methods(protocol: type) -> frozenset[str]:
   return frozenset(names)
 
 
-class EffectRequest(abc.ABC):
+class EffectRequest:
   """Base class of requests: "this layer needs effect X".
 
   Subclasses are ``pytree_dataclass`` es and name their protocol, as
@@ -172,9 +172,9 @@ class EffectRequest(abc.ABC):
     _name_protocol(cls, protocol)
 
   @classmethod
-  @abc.abstractmethod
   def effect_protocol(cls) -> type:
     """The protocol this request asks for."""
+    raise _no_protocol(cls, "EffectRequest")
 
   # Hooks the core calls (override where useful):
   #
@@ -246,6 +246,13 @@ class EffectRequest(abc.ABC):
 def _name_protocol(cls: type, protocol: type | None) -> None:
   if protocol is not None:
     cls.effect_protocol = classmethod(lambda _: protocol)  # type: ignore
+
+
+def _no_protocol(cls: type, base: str) -> TypeError:
+  return TypeError(
+      f"{cls.__name__} names no effect protocol: declare it as `class "
+      f"{cls.__name__}({base}, protocol=P)` or define effect_protocol()."
+  )
 
 
 def _claims_quietly(handler: Any, request: Any) -> bool:
@@ -496,10 +503,9 @@ class HandlerBase(abc.ABC):
     return cls(body, *args, **kwargs)
 
   @classmethod
-  @abc.abstractmethod
   def effect_protocol(cls) -> type:
-    """The protocol of the effect this handler serves or rewrites (or
-    ``class H(EffectHandler, protocol=P)``)."""
+    """The protocol of the effect this handler serves or rewrites."""
+    raise _no_protocol(cls, "EffectHandler")
 
   @abc.abstractmethod
   def claims(self, request: EffectRequest) -> bool:

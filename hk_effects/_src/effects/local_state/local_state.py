@@ -116,7 +116,9 @@ def _local_state_signature_detail(self, calls, conditional, state, site):
 
 
 @effect_base.pytree_dataclass
-class InitialLocalStateRequest(effect_base.EffectRequest):
+class InitialLocalStateRequest(
+    effect_base.EffectRequest, protocol=LocalStateEffect
+):
   """Requests a local state whose initial value ``state_initializer()`` makes.
 
   Example:
@@ -145,10 +147,6 @@ class InitialLocalStateRequest(effect_base.EffectRequest):
   name: str | None = effect_base.static_field(default=None)
 
   @classmethod
-  def effect_protocol(cls):
-    return LocalStateEffect
-
-  @classmethod
   def suggested_handler(cls) -> str:
     return "hke.handlers.handle_local_states(forward)"
 
@@ -173,7 +171,9 @@ class InitialLocalStateRequest(effect_base.EffectRequest):
 
 
 @effect_base.pytree_dataclass
-class FrozenLocalStateRequest(effect_base.EffectRequest):
+class FrozenLocalStateRequest(
+    effect_base.EffectRequest, protocol=LocalStateEffect
+):
   """A local state with a fixed value: ``get()`` works even when unhandled.
 
   Under ``handle_local_states`` it becomes a mutable state starting at
@@ -192,10 +192,6 @@ class FrozenLocalStateRequest(effect_base.EffectRequest):
   state: Any
   category: Any = effect_base.static_field()
   name: str | None = effect_base.static_field(default=None)
-
-  @classmethod
-  def effect_protocol(cls):
-    return LocalStateEffect
 
   @classmethod
   def suggested_handler(cls) -> str:
@@ -224,7 +220,9 @@ class FrozenLocalStateRequest(effect_base.EffectRequest):
 
 
 @effect_base.pytree_dataclass
-class SharedLocalStateRequest(effect_base.EffectRequest):
+class SharedLocalStateRequest(
+    effect_base.EffectRequest, protocol=LocalStateEffect
+):
   """Refers to the local state another request created under ``name``.
 
   Example:
@@ -238,10 +236,6 @@ class SharedLocalStateRequest(effect_base.EffectRequest):
 
   name: str = effect_base.static_field()
   category: Any = effect_base.static_field()
-
-  @classmethod
-  def effect_protocol(cls):
-    return LocalStateEffect
 
   @classmethod
   def suggested_handler(cls) -> str:
@@ -479,7 +473,9 @@ class _Claim:
   request: effect_base.EffectRequest
 
 
-class WithFunctionalLocalState(effect_base.EffectHandler):
+class WithFunctionalLocalState(
+    effect_base.EffectHandler, protocol=LocalStateEffect
+):
   """Serves local states from Haiku state (see ``handle_local_states``).
 
   Example:
@@ -516,10 +512,6 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
         handler_id,
         config=f"{category!r}|{predicate_name}|{state_sharing}",
     )
-
-  @classmethod
-  def effect_protocol(cls):
-    return LocalStateEffect
 
   def claims(self, request):
     if request.effect_protocol() is not LocalStateEffect:

@@ -89,7 +89,7 @@ def _random_signature_detail(self, calls, conditional, state, site) -> str:
 
 
 @effect_base.pytree_dataclass
-class RandomRequest(effect_base.EffectRequest):
+class RandomRequest(effect_base.EffectRequest, protocol=RandomEffect):
   """Requests untagged random keys (claimed by random handlers by default).
 
   Example:
@@ -109,10 +109,6 @@ class RandomRequest(effect_base.EffectRequest):
 
   signature_detail = _random_signature_detail
 
-  @classmethod
-  def effect_protocol(cls):
-    return RandomEffect
-
   def describe(self) -> str:
     return "random"
 
@@ -127,7 +123,7 @@ class RandomRequest(effect_base.EffectRequest):
 
 
 @effect_base.pytree_dataclass
-class TaggedRandomRequest(effect_base.EffectRequest):
+class TaggedRandomRequest(effect_base.EffectRequest, protocol=RandomEffect):
   """Requests keys from a named stream, served only by handlers that claim it.
 
   Example:
@@ -143,10 +139,6 @@ class TaggedRandomRequest(effect_base.EffectRequest):
   signature_detail = _random_signature_detail
 
   tag: Any = effect_base.static_field()
-
-  @classmethod
-  def effect_protocol(cls):
-    return RandomEffect
 
   def describe(self) -> str:
     return f"random[{self.tag!r}]"
@@ -325,7 +317,7 @@ def check_key(key: Any, handler: Any) -> jax.Array:
   )
 
 
-class _RandomHandler(effect_base.EffectHandler):
+class _RandomHandler(effect_base.EffectHandler, protocol=RandomEffect):
   """Shared parts of the random handlers."""
 
   def __init__(
@@ -360,10 +352,6 @@ class _RandomHandler(effect_base.EffectHandler):
     )
     super().__init__(body, handler_id, config=f"{predicate_name}|{config}")
     self.hole_predicate = hole_predicate
-
-  @classmethod
-  def effect_protocol(cls):
-    return RandomEffect
 
   def claims(self, request):
     return request.effect_protocol() is RandomEffect and bool(
