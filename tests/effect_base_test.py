@@ -253,6 +253,17 @@ class DefaultsTest(absltest.TestCase):
     self.assertFalse(handler.claims(hke.RandomRequest()))
     self.assertEqual(handler(3), 3)
 
+  def test_a_class_naming_no_protocol_says_how_to_name_one(self):
+    class Nameless(hke.EffectRequest):
+      pass
+
+    with self.assertRaisesRegex(
+        TypeError,
+        r"Nameless names no effect protocol: declare it as `class "
+        r"Nameless\(EffectRequest, protocol=P\)`",
+    ):
+      Nameless.effect_protocol()
+
 
 class HandlerIdTest(absltest.TestCase):
 

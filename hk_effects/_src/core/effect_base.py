@@ -388,8 +388,6 @@ class EffectRuntimeImpl:
 
 def _guarded(method: Callable[..., Any], name: str, refuses_raw: bool):
   """``method`` after the runtime guards (trace time: kept to a test each)."""
-  if getattr(method, "_hke_guarded", False):
-    return method
 
   @functools.wraps(method)
   def guarded(self, *args, **kwargs):
@@ -401,7 +399,6 @@ def _guarded(method: Callable[..., Any], name: str, refuses_raw: bool):
       raw_transforms.check_no_raw_transform(self.site, effect.__name__, name)
     return method(self, *args, **kwargs)
 
-  guarded._hke_guarded = True  # type: ignore[attr-defined]
   return guarded
 
 
