@@ -46,12 +46,8 @@ class TotalEffect(Protocol):
 
 
 @hke.pytree_dataclass
-class TotalRequest(hke.EffectRequest):
+class TotalRequest(hke.EffectRequest, protocol=TotalEffect):
   name: str = hke.static_field()
-
-  @classmethod
-  def effect_protocol(cls):
-    return TotalEffect
 
 
 _FRAMES: list[dict[str, jax.Array]] = []  # Innermost last: sums of a body.
@@ -65,26 +61,14 @@ class TotalImpl(hke.EffectRuntimeImpl):
     self.name = name
 
   def add(self, value: jax.Array) -> None:
-    self.check_alive()
     # Fails loudly under a wrapper whose body we never saw entered.
     hke.boundaries.check_entered(f"TotalRequest {self.name!r} at {self.site}")
     frame = _FRAMES[-1]
     frame[self.name] = frame.get(self.name, 0.0) + jnp.sum(value)
 
 
-class SummingTotals(hke.EffectHandler):
+class SummingTotals(hke.EffectHandler, protocol=TotalEffect):
   """``h(arg)`` returns ``(body(arg), {name: total})``."""
-
-  @classmethod
-  def handling(cls, body, handler_id: str | None = None):
-    return cls(body, handler_id)
-
-  @classmethod
-  def effect_protocol(cls):
-    return TotalEffect
-
-  def claims(self, request) -> bool:
-    return isinstance(request, TotalRequest)
 
   def runtime_impl(self, scope, ref, site):
     return TotalImpl(scope, site, ref.request.name)

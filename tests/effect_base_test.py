@@ -22,8 +22,10 @@ import pickle
 import subprocess
 import sys
 import textwrap
+from typing import Protocol
 
 from absl.testing import absltest
+import haiku as hk
 import jax
 import jax.numpy as jnp
 
@@ -138,6 +140,129 @@ class EffectRuntimeImplTest(absltest.TestCase):
 
   def test_without_a_scope_it_is_always_alive(self):
     effect_base.EffectRuntimeImpl(scope=None, site=None).check_alive()
+
+  def test_a_user_effect_gets_the_guards_without_calling_them(self):
+    # `ask` calls no guard itself; the base class runs them before its body.
+    class Forty(Protocol):
+
+      def ask(self) -> int:
+        ...
+
+    @hke.pytree_dataclass
+    class FortyRequest(hke.EffectRequest):
+
+      @classmethod
+      def effect_protocol(cls):
+        return Forty
+
+    class FortyImpl(hke.EffectRuntimeImpl):
+
+      def ask(self):
+        return 40
+
+    class WithForty(hke.EffectHandler):
+
+      @classmethod
+      def effect_protocol(cls):
+        return Forty
+
+      def claims(self, request):
+        return isinstance(request, FortyRequest)
+
+      def runtime_impl(self, scope, ref, site):
+        return FortyImpl(scope, site)
+
+      def __call__(self, arg):
+        with hke.handler_scope(self):
+          return self.body(arg)
+
+    leaked = []
+
+    class Leaks(hk.Module):
+
+      def __init__(self):
+        super().__init__(name="leaks")
+        self.forty = FortyRequest()
+
+      def __call__(self, x):
+        leaked.append(self.forty)
+        return x + self.forty.ask()
+
+    f = hke.transform(
+        WithForty(lambda x: Leaks()(x), handler_id="forty"), apply_rng=False
+    )
+    self.assertEqual(f.apply({}, 2), 42)
+    self.assertIsInstance(leaked[-1], FortyImpl)
+    with self.assertRaisesRegex(
+        hke.UnhandledEffectError,
+        r"^The runtime implementation for module 'leaks', attribute 'forty' "
+        r"was used after its handler 'forty' returned\. Runtime "
+        r"implementations live only for one call; do not store them\.$",
+    ):
+      leaked[-1].ask()
+    # Without `refuses_raw_transforms` a raw transform may serve it (as a
+    # side input); with it, the guard names the effect and the method.
+    vmapped = lambda x: jax.vmap(Leaks())(x)
+    f = hke.transform(WithForty(vmapped, handler_id="forty"), apply_rng=False)
+    self.assertEqual(f.apply({}, jnp.zeros([2])).tolist(), [40.0, 40.0])
+
+    class RefusingImpl(hke.EffectRuntimeImpl):
+      refuses_raw_transforms = True
+
+      def ask(self):
+        return 40
+
+    WithForty.runtime_impl = lambda self, scope, ref, site: RefusingImpl(
+        scope, site
+    )
+    with self.assertRaisesRegex(
+        hke.RawTransformError,
+        r"^Forty\.ask\(\) at module 'leaks', attribute 'forty' ran under a "
+        r"raw JAX transform \(jax\.vmap\).*hk\.vmap\.$",
+    ):
+      f.apply({}, jnp.zeros([2]))
+
+
+class DefaultsTest(absltest.TestCase):
+
+  def test_a_protocol_keyword_and_the_handler_defaults(self):
+    class Seven(Protocol):
+
+      def ask(self) -> int:
+        ...
+
+    @hke.pytree_dataclass
+    class SevenRequest(hke.EffectRequest, protocol=Seven):
+      pass
+
+    class SevenImpl(hke.EffectRuntimeImpl):
+
+      def ask(self):
+        return 7
+
+    class WithSeven(hke.EffectHandler, protocol=Seven):
+
+      def runtime_impl(self, scope, ref, site):
+        return SevenImpl(scope, site)
+
+    self.assertIs(SevenRequest.effect_protocol(), Seven)
+    handler = WithSeven.handling(lambda x: x, handler_id="seven")
+    self.assertIs(handler.effect_protocol(), Seven)
+    self.assertEqual(handler.handler_id, "seven")
+    self.assertTrue(handler.claims(SevenRequest()))
+    self.assertFalse(handler.claims(hke.RandomRequest()))
+    self.assertEqual(handler(3), 3)
+
+  def test_a_class_naming_no_protocol_says_how_to_name_one(self):
+    class Nameless(hke.EffectRequest):
+      pass
+
+    with self.assertRaisesRegex(
+        TypeError,
+        r"Nameless names no effect protocol: declare it as `class "
+        r"Nameless\(EffectRequest, protocol=P\)`",
+    ):
+      Nameless.effect_protocol()
 
 
 class HandlerIdTest(absltest.TestCase):

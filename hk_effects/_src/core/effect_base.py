@@ -32,11 +32,15 @@ from __future__ import annotations
 import abc
 import collections
 import dataclasses
+import functools
 import hashlib
+import inspect
 import sys
 from typing import Any, Callable, ClassVar
 
 import jax
+
+from hk_effects._src.haiku import raw_transforms
 
 if sys.version_info >= (3, 11):
   from typing import dataclass_transform  # pylint: disable=g-importing-member
@@ -148,10 +152,11 @@ def protocol_methods(protocol: type) -> frozenset[str]:
   return frozenset(names)
 
 
-class EffectRequest(abc.ABC):
+class EffectRequest:
   """Base class of requests: "this layer needs effect X".
 
-  Subclasses are ``pytree_dataclass`` es and define ``effect_protocol()``.
+  Subclasses are ``pytree_dataclass`` es and name their protocol, as
+  ``class R(EffectRequest, protocol=P)`` or by defining ``effect_protocol()``.
   While no handler serves it, calling a protocol method on a request raises
   ``UnhandledEffectError``; other missing attributes raise ``AttributeError``.
 
@@ -162,10 +167,14 @@ class EffectRequest(abc.ABC):
   True
   """
 
+  def __init_subclass__(cls, protocol: type | None = None, **kwargs):
+    super().__init_subclass__(**kwargs)
+    _name_protocol(cls, protocol)
+
   @classmethod
-  @abc.abstractmethod
   def effect_protocol(cls) -> type:
     """The protocol this request asks for."""
+    raise _no_protocol(cls, "EffectRequest")
 
   # Hooks the core calls (override where useful):
   #
@@ -232,6 +241,18 @@ class EffectRequest(abc.ABC):
         "Wrap the forward function in a handler that claims this request, "
         f"e.g. {type(self).suggested_handler()}."
     )
+
+
+def _name_protocol(cls: type, protocol: type | None) -> None:
+  if protocol is not None:
+    cls.effect_protocol = classmethod(lambda _: protocol)  # type: ignore
+
+
+def _no_protocol(cls: type, base: str) -> TypeError:
+  return TypeError(
+      f"{cls.__name__} names no effect protocol: declare it as `class "
+      f"{cls.__name__}({base}, protocol=P)` or define effect_protocol()."
+  )
 
 
 def _claims_quietly(handler: Any, request: Any) -> bool:
@@ -306,24 +327,36 @@ class EffectRuntimeImpl:
   """Base class of the objects that implement an effect while a handler runs.
 
   A runtime implementation is swapped into a module's attribute for the
-  duration of one method call; it must not outlive its handler's call:
-  ``check_alive()`` raises once the handler returned.
+  duration of one method call and must not outlive its handler's call. Every
+  public method a subclass defines (its protocol methods) runs two guards
+  before its body, so an effect never calls them itself:
+
+  * ``check_alive()``: ``UnhandledEffectError`` once the handler returned;
+  * where the subclass sets ``refuses_raw_transforms`` (its data lives where
+    Haiku threads it: rng, state), ``RawTransformError`` under a raw
+    ``jax.*`` transform inside the Haiku function.
 
   Example:
 
   >>> class Constant(EffectRuntimeImpl):
   ...   def ask(self):
-  ...     self.check_alive()
   ...     return 3
   >>> Constant(scope=None, site=None).ask()
   3
   """
 
   __slots__ = ("scope", "site")
+  refuses_raw_transforms: ClassVar[bool] = False
 
   def __init__(self, scope, site):
     self.scope = scope
     self.site = site
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    for name, method in list(vars(cls).items()):
+      if not name.startswith("_") and inspect.isfunction(method):
+        setattr(cls, name, _guarded(method, name, cls.refuses_raw_transforms))
 
   def __getattr__(self, name: str):
     # Only reached for a missing attribute: a method of another effect.
@@ -344,12 +377,29 @@ class EffectRuntimeImpl:
     )
 
   def check_alive(self) -> None:
+    """Raises ``UnhandledEffectError`` once the handler has returned."""
     if self.scope is not None and not self.scope.active:
       raise UnhandledEffectError(
           f"The runtime implementation for {self.site} was used after its "
           f"handler {self.scope.handler.handler_id!r} returned. Runtime "
           "implementations live only for one call; do not store them."
       )
+
+
+def _guarded(method: Callable[..., Any], name: str, refuses_raw: bool):
+  """``method`` after the runtime guards (trace time: kept to a test each)."""
+
+  @functools.wraps(method)
+  def guarded(self, *args, **kwargs):
+    scope = self.scope
+    if scope is not None and not scope.active:
+      EffectRuntimeImpl.check_alive(self)
+    if refuses_raw and raw_transforms.under_raw_transform():
+      effect = scope.handler.effect_protocol() if scope else type(self)
+      raw_transforms.check_no_raw_transform(self.site, effect.__name__, name)
+    return method(self, *args, **kwargs)
+
+  return guarded
 
 
 def _describe_callable(fn: Any, depth: int = 0) -> str:
@@ -417,8 +467,15 @@ class HandlerBase(abc.ABC):
   handler_id: str
   rewrites: ClassVar[bool] = False
 
+  def __init_subclass__(cls, protocol: type | None = None, **kwargs):
+    super().__init_subclass__(**kwargs)
+    _name_protocol(cls, protocol)
+
   def __init__(
-      self, body: Callable[[Any], Any], handler_id: str | None, config: str = ""
+      self,
+      body: Callable[[Any], Any],
+      handler_id: str | None = None,
+      config: str = "",
   ):
     if not callable(body):
       raise TypeError(
@@ -438,9 +495,14 @@ class HandlerBase(abc.ABC):
     )
 
   @classmethod
-  @abc.abstractmethod
+  def handling(cls, body: Callable[[Any], Any], *args, **kwargs):
+    """The handler running ``body``: ``cls(body, *args, **kwargs)``."""
+    return cls(body, *args, **kwargs)
+
+  @classmethod
   def effect_protocol(cls) -> type:
     """The protocol of the effect this handler serves or rewrites."""
+    raise _no_protocol(cls, "EffectHandler")
 
   @abc.abstractmethod
   def claims(self, request: EffectRequest) -> bool:
@@ -502,8 +564,11 @@ class EffectHandler(HandlerBase):
   handler ``claims`` (unless an inner handler claimed them) and serves them
   with the runtime implementation from ``runtime_impl``.
 
-  Subclasses define ``effect_protocol``, ``claims``, ``runtime_impl`` and
-  ``__call__`` (which runs ``self.body`` inside ``hke.handler_scope``).
+  Subclasses name their protocol (``class H(EffectHandler, protocol=P)``)
+  and define ``runtime_impl``. By default a handler claims every request of
+  its protocol and ``__call__`` runs ``self.body`` inside
+  ``hke.handler_scope``; override ``claims`` and ``__call__`` (to pass the
+  scope a ``state``) where needed.
 
   Example:
 
@@ -513,6 +578,18 @@ class EffectHandler(HandlerBase):
   >>> h.effect_protocol().__name__
   'SideInputEffect'
   """
+
+  def claims(self, request: EffectRequest) -> bool:
+    """Whether this handler serves ``request``: by default, every request
+    of its protocol."""
+    return request.effect_protocol() is self.effect_protocol()
+
+  def __call__(self, arg):
+    """Runs the body with this handler active."""
+    from hk_effects._src.core import binding  # pylint: disable=g-import-not-at-top
+
+    with binding.handler_scope(self):
+      return self.body(arg)
 
   def make_ref(self, request: EffectRequest) -> HandledEffectRef:
     """The ref a claimed request becomes (override for a dedicated class)."""

@@ -71,13 +71,18 @@ _HAIKU_WRAPPER_FOR = {
 }
 
 
-def check_no_raw_transform(site: Any, effect: str, method: str) -> None:
-  """Raises ``RawTransformError`` if a raw JAX transform is active.
+def under_raw_transform() -> bool:
+  """Whether a raw JAX transform sits between Haiku and the caller.
 
   Haiku records the JAX trace level at the transform and inside each of its
   wrappers; any other level means a raw ``jax.*`` transform sits between.
   """
-  if hki.JaxTraceLevel.current() == hki.frame_trace_level():
+  return hki.JaxTraceLevel.current() != hki.frame_trace_level()
+
+
+def check_no_raw_transform(site: Any, effect: str, method: str) -> None:
+  """Raises ``RawTransformError`` if a raw JAX transform is active."""
+  if not under_raw_transform():
     return
   kind = _trace_kind()
   wrapper = _HAIKU_WRAPPER_FOR.get(

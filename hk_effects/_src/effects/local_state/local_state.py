@@ -61,7 +61,6 @@ from hk_effects._src.core import effect_base
 from hk_effects._src.core import tree_util
 from hk_effects._src.haiku import haiku_internals as hki
 from hk_effects._src.haiku import nesting
-from hk_effects._src.haiku import raw_transforms
 
 BUNDLE_PREFIX = "~local_state/"
 _SHARING_LEVELS = ("forbidden", "allowed", "unsafe")
@@ -117,7 +116,9 @@ def _local_state_signature_detail(self, calls, conditional, state, site):
 
 
 @effect_base.pytree_dataclass
-class InitialLocalStateRequest(effect_base.EffectRequest):
+class InitialLocalStateRequest(
+    effect_base.EffectRequest, protocol=LocalStateEffect
+):
   """Requests a local state whose initial value ``state_initializer()`` makes.
 
   Example:
@@ -146,10 +147,6 @@ class InitialLocalStateRequest(effect_base.EffectRequest):
   name: str | None = effect_base.static_field(default=None)
 
   @classmethod
-  def effect_protocol(cls):
-    return LocalStateEffect
-
-  @classmethod
   def suggested_handler(cls) -> str:
     return "hke.handlers.handle_local_states(forward)"
 
@@ -174,7 +171,9 @@ class InitialLocalStateRequest(effect_base.EffectRequest):
 
 
 @effect_base.pytree_dataclass
-class FrozenLocalStateRequest(effect_base.EffectRequest):
+class FrozenLocalStateRequest(
+    effect_base.EffectRequest, protocol=LocalStateEffect
+):
   """A local state with a fixed value: ``get()`` works even when unhandled.
 
   Under ``handle_local_states`` it becomes a mutable state starting at
@@ -193,10 +192,6 @@ class FrozenLocalStateRequest(effect_base.EffectRequest):
   state: Any
   category: Any = effect_base.static_field()
   name: str | None = effect_base.static_field(default=None)
-
-  @classmethod
-  def effect_protocol(cls):
-    return LocalStateEffect
 
   @classmethod
   def suggested_handler(cls) -> str:
@@ -225,7 +220,9 @@ class FrozenLocalStateRequest(effect_base.EffectRequest):
 
 
 @effect_base.pytree_dataclass
-class SharedLocalStateRequest(effect_base.EffectRequest):
+class SharedLocalStateRequest(
+    effect_base.EffectRequest, protocol=LocalStateEffect
+):
   """Refers to the local state another request created under ``name``.
 
   Example:
@@ -239,10 +236,6 @@ class SharedLocalStateRequest(effect_base.EffectRequest):
 
   name: str = effect_base.static_field()
   category: Any = effect_base.static_field()
-
-  @classmethod
-  def effect_protocol(cls):
-    return LocalStateEffect
 
   @classmethod
   def suggested_handler(cls) -> str:
@@ -335,6 +328,7 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
   """
 
   __slots__ = ("bundle", "key", "request")
+  refuses_raw_transforms = True
 
   def __init__(self, scope, site, bundle, key, request):
     super().__init__(scope, site)
@@ -342,9 +336,7 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
     self.key = key
     self.request = request
 
-  def _entry(self, method: str):
-    self.check_alive()
-    raw_transforms.check_no_raw_transform(self.site, "LocalStateEffect", method)
+  def _entry(self):
     effect_scope = binding.current_effect_scope()
     if effect_scope is not None and effect_scope.stateless:
       raise ValueError(
@@ -409,10 +401,10 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
     return bundle[self.key]
 
   def get(self) -> Any:
-    return self._entry("get")[1].current
+    return self._entry()[1].current
 
   def set(self, value: Any) -> None:
-    bundle, pair = self._entry("set")
+    bundle, pair = self._entry()
     _check_like(
         f"The value set into local state {self.key!r} at {self.site}",
         pair.current,
@@ -481,7 +473,9 @@ class _Claim:
   request: effect_base.EffectRequest
 
 
-class WithFunctionalLocalState(effect_base.EffectHandler):
+class WithFunctionalLocalState(
+    effect_base.EffectHandler, protocol=LocalStateEffect
+):
   """Serves local states from Haiku state (see ``handle_local_states``).
 
   Example:
@@ -518,10 +512,6 @@ class WithFunctionalLocalState(effect_base.EffectHandler):
         handler_id,
         config=f"{category!r}|{predicate_name}|{state_sharing}",
     )
-
-  @classmethod
-  def effect_protocol(cls):
-    return LocalStateEffect
 
   def claims(self, request):
     if request.effect_protocol() is not LocalStateEffect:

@@ -52,12 +52,10 @@ from hk_effects._src.effects.local_state.local_state import (
 )
 
 
-class _RewritingHandler(effect_base.RewritingHandler):
+class _RewritingHandler(
+    effect_base.RewritingHandler, protocol=LocalStateEffect
+):
   """A handler that rewrites the local-state requests it claims."""
-
-  @classmethod
-  def effect_protocol(cls):
-    return LocalStateEffect
 
   def __call__(self, arg):
     with binding.handler_scope(self):

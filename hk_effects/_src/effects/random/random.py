@@ -55,7 +55,6 @@ from hk_effects._src.core import tree_util
 from hk_effects._src.effects.local_state import local_state
 from hk_effects._src.effects.random import path_keys as path_keys_lib
 from hk_effects._src.haiku import haiku_internals as hki
-from hk_effects._src.haiku import raw_transforms
 
 
 class RandomEffect(Protocol):
@@ -90,7 +89,7 @@ def _random_signature_detail(self, calls, conditional, state, site) -> str:
 
 
 @effect_base.pytree_dataclass
-class RandomRequest(effect_base.EffectRequest):
+class RandomRequest(effect_base.EffectRequest, protocol=RandomEffect):
   """Requests untagged random keys (claimed by random handlers by default).
 
   Example:
@@ -110,10 +109,6 @@ class RandomRequest(effect_base.EffectRequest):
 
   signature_detail = _random_signature_detail
 
-  @classmethod
-  def effect_protocol(cls):
-    return RandomEffect
-
   def describe(self) -> str:
     return "random"
 
@@ -128,7 +123,7 @@ class RandomRequest(effect_base.EffectRequest):
 
 
 @effect_base.pytree_dataclass
-class TaggedRandomRequest(effect_base.EffectRequest):
+class TaggedRandomRequest(effect_base.EffectRequest, protocol=RandomEffect):
   """Requests keys from a named stream, served only by handlers that claim it.
 
   Example:
@@ -144,10 +139,6 @@ class TaggedRandomRequest(effect_base.EffectRequest):
   signature_detail = _random_signature_detail
 
   tag: Any = effect_base.static_field()
-
-  @classmethod
-  def effect_protocol(cls):
-    return RandomEffect
 
   def describe(self) -> str:
     return f"random[{self.tag!r}]"
@@ -219,10 +210,9 @@ class RandomRuntimeImpl(effect_base.EffectRuntimeImpl):
   """
 
   __slots__ = ()
+  refuses_raw_transforms = True
 
   def next_key(self) -> jax.Array:
-    self.check_alive()
-    raw_transforms.check_no_raw_transform(self.site, "RandomEffect", "next_key")
     key = hk.maybe_next_rng_key()
     if key is None:
       raise ValueError(
@@ -258,14 +248,13 @@ class PathRandomRuntimeImpl(effect_base.EffectRuntimeImpl):
   """
 
   __slots__ = ("tag",)
+  refuses_raw_transforms = True
 
   def __init__(self, scope, site, tag):
     super().__init__(scope, site)
     self.tag = tag
 
   def next_key(self) -> jax.Array:
-    self.check_alive()
-    raw_transforms.check_no_raw_transform(self.site, "RandomEffect", "next_key")
     return path_keys_lib.draw(
         self.scope.state.root,
         self.site.module_path,
@@ -328,7 +317,7 @@ def check_key(key: Any, handler: Any) -> jax.Array:
   )
 
 
-class _RandomHandler(effect_base.EffectHandler):
+class _RandomHandler(effect_base.EffectHandler, protocol=RandomEffect):
   """Shared parts of the random handlers."""
 
   def __init__(
@@ -363,10 +352,6 @@ class _RandomHandler(effect_base.EffectHandler):
     )
     super().__init__(body, handler_id, config=f"{predicate_name}|{config}")
     self.hole_predicate = hole_predicate
-
-  @classmethod
-  def effect_protocol(cls):
-    return RandomEffect
 
   def claims(self, request):
     return request.effect_protocol() is RandomEffect and bool(

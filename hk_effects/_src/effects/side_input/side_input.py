@@ -62,7 +62,7 @@ def _side_input_signature_detail(self, calls, conditional, state, site):
 
 
 @effect_base.pytree_dataclass
-class SideInputRequest(effect_base.EffectRequest):
+class SideInputRequest(effect_base.EffectRequest, protocol=SideInputEffect):
   """Requests the side input named ``tag``.
 
   Example:
@@ -83,10 +83,6 @@ class SideInputRequest(effect_base.EffectRequest):
   signature_detail = _side_input_signature_detail
 
   tag: Any = effect_base.static_field()
-
-  @classmethod
-  def effect_protocol(cls):
-    return SideInputEffect
 
   @classmethod
   def suggested_handler(cls) -> str:
@@ -139,7 +135,6 @@ class SideInputRuntimeImpl(effect_base.EffectRuntimeImpl):
     self.value = value
 
   def ask(self) -> Any:
-    self.check_alive()
     return self.value
 
 
@@ -218,12 +213,8 @@ def _naming_served_values(handler: Any, call: _SideInputCall) -> Iterator[None]:
     ) from e
 
 
-class _SideInputHandler(effect_base.EffectHandler):
+class _SideInputHandler(effect_base.EffectHandler, protocol=SideInputEffect):
   tags: tuple[Any, ...]
-
-  @classmethod
-  def effect_protocol(cls):
-    return SideInputEffect
 
   def claims(self, request):
     return isinstance(request, SideInputRequest) and request.tag in self.tags

@@ -269,7 +269,6 @@ class SideOutputRuntimeImpl(effect_base.EffectRuntimeImpl):
     self.request = request
 
   def tell(self, value: Any) -> Any:
-    self.check_alive()
     # A request rewritten by a patching or perturbing handler
     # (intervention_sites.py) returns the value it replaces `value` with.
     value = self.request.tell(value)
