@@ -38,7 +38,7 @@ from absl.testing import absltest
 # Resolving symlinks finds the source tree under pytest, as a script, and in
 # Bazel's runfiles (with --spawn_strategy=local), so the check sees the files
 # a developer has, not only those Bazel was told about.
-_ROOT = pathlib.Path(__file__).resolve().parent.parent
+_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 # The tools are scripts that import each other by bare name, as Python allows
@@ -128,6 +128,41 @@ class BuildFilesTest(absltest.TestCase):
     ]
     self.assertEqual(
         target.deps, ("//tests:helpers", "//examples:train", "//tools:tool")
+    )
+
+  def test_tests_in_folders_import_the_shared_helpers_of_tests(self):
+    root = self._project({
+        "hk_effects/__init__.py": "",
+        "tests/test_utils.py": "import hk_effects\n",
+        "tests/core/cells.py": "import numpy\n",
+        "tests/core/core_test.py": (
+            "import cells\nfrom test_utils import x\n" + _MAIN
+        ),
+        "tests/tooling/typing/typing_test.py": "import jax\n" + _MAIN,
+    })
+    self.assertEqual(
+        check_build_files.package_dirs(root),
+        ["hk_effects", "tests", "tests/core"],
+    )
+    targets = {
+        t.label: t
+        for t in check_build_files.read_targets(
+            root / "tests" / "core" / "BUILD", "tests/core"
+        )
+    }
+    self.assertEqual(
+        targets["//tests/core:core_test"].deps,
+        ("//tests/core:cells", "//tests:test_utils"),
+    )
+    build = (root / "tests" / "core" / "BUILD").read_text()
+    self.assertIn("legacy_create_init = False", build)
+    self.assertIn('imports = ["."]', build)
+    self.assertFalse((root / "tests" / "tooling" / "BUILD").exists())
+    (root / "tests" / "core" / "side_input_test.py").write_text(_MAIN)
+    (problem,) = check_build_files.find_problems(root)
+    self.assertIn(
+        "tests/core/side_input_test.py is in no py_test of tests/core/BUILD",
+        problem,
     )
 
   def test_new_module_without_py_library_is_reported(self):

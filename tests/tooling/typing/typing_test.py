@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Users' type checkers accept the API: mypy checks tests/typing/user_snippet.py.
+"""Users' type checkers accept the API: mypy checks user_snippet.py.
 
 mypy reads hk_effects where Python imports it from: the checkout (an editable
 install) or site-packages, where only the ``py.typed`` marker makes mypy use
@@ -33,7 +33,7 @@ from absl.testing import absltest
 import hk_effects as hke
 
 _HERE = pathlib.Path(__file__).resolve().parent
-_ROOT = _HERE.parent.parent
+_ROOT = _HERE.parents[2]
 sys.path.insert(0, str(_HERE))
 
 import user_snippet  # pylint: disable=g-import-not-at-top,wrong-import-position  # noqa: E402

@@ -32,7 +32,7 @@ import textwrap
 
 from absl.testing import absltest
 
-_ROOT = pathlib.Path(__file__).resolve().parent.parent
+_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # The tools are scripts, imported by bare name as their siblings do.
 sys.path.insert(0, str(_ROOT / "tools"))

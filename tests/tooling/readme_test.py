@@ -23,7 +23,7 @@ import re
 from absl.testing import absltest
 from absl.testing import parameterized
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _readme_commands() -> list[str]:

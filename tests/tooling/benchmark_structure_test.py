@@ -748,7 +748,7 @@ class ScriptUsageTest(parameterized.TestCase):
       ),
   )
   def test_bad_flag_is_a_usage_error(self, script, flag, message):
-    root = pathlib.Path(__file__).resolve().parent.parent
+    root = pathlib.Path(__file__).resolve().parents[2]
     # A subprocess each: the two scripts define flags of the same names.
     result = subprocess.run(
         [sys.executable, str(root / "benchmarks" / script), flag],

@@ -29,7 +29,7 @@ import tempfile
 from absl.testing import absltest
 
 _SCRIPT = (
-    pathlib.Path(__file__).resolve().parent.parent / "tools" / "bazel_test.sh"
+    pathlib.Path(__file__).resolve().parents[2] / "tools" / "bazel_test.sh"
 )
 
 

@@ -29,7 +29,7 @@ import tempfile
 from absl.testing import absltest
 from absl.testing import parameterized
 
-PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "hk_effects"
+PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "hk_effects"
 
 # Lowest first. A module may import its own layer and those before it.
 LAYERS = (

@@ -40,7 +40,7 @@ import numpy as np
 
 from examples import checkpoints
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 LAUNCHER = ROOT / "examples" / "train_lm.py"
 TINY_FLAGS = (
     "--num_steps=3",

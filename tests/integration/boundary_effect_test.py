@@ -120,7 +120,7 @@ class BoundaryEffectTest(parameterized.TestCase):
 
   def test_the_example_runs(self):
     script = os.path.join(
-        os.path.dirname(__file__), "..", "examples", "boundary_effect.py"
+        os.path.dirname(__file__), "..", "..", "examples", "boundary_effect.py"
     )
     out = subprocess.run(
         [sys.executable, script],

@@ -39,7 +39,7 @@ import numpy as np
 
 import hk_effects as hke
 
-PAGE = pathlib.Path(__file__).resolve().parent.parent / "docs" / "porting.md"
+PAGE = pathlib.Path(__file__).resolve().parents[2] / "docs" / "porting.md"
 _PAGE = None
 
 

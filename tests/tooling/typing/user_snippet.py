@@ -14,11 +14,11 @@
 # ==============================================================================
 """A typed user program: every request and handler, as an editor sees them.
 
-tests/typing/typing_test.py type-checks this file with mypy (the settings in
-pyproject.toml) and runs it. Requests are dataclass constructors to a type
-checker (``pytree_dataclass`` carries ``typing.dataclass_transform``), and
-``assert_type`` fails the check where an annotation is lost to ``Any``. A new
-request or handler belongs here.
+tests/tooling/typing/typing_test.py type-checks this file with mypy (the
+settings in pyproject.toml) and runs it. Requests are dataclass constructors to
+a type checker (``pytree_dataclass`` carries ``typing.dataclass_transform``),
+and ``assert_type`` fails the check where an annotation is lost to ``Any``. A
+new request or handler belongs here.
 """
 
 from __future__ import annotations

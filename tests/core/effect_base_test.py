@@ -51,7 +51,9 @@ _ID_SCRIPT = textwrap.dedent("""
 """)
 
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_REPO_ROOT = os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", "..")
+)
 
 
 def _forward(x):

@@ -37,7 +37,9 @@ from examples.custom_effect import MultiplierRequest
 from examples.custom_effect import WithMultiplier
 import hk_effects as hke
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_REPO_ROOT = os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", "..")
+)
 
 
 class ScaledLinear(hk.Module):

@@ -681,7 +681,7 @@ class LauncherTest(absltest.TestCase):
   def test_cpu_run_prints_no_backend_or_log_lines(self):
     # A real process, as a user starts it: absl's INFO lines (JAX probing
     # for a TPU, orbax) would appear here if the launcher did not quiet them.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     result = subprocess.run(
         [
             sys.executable,

@@ -45,7 +45,7 @@ import matrix_cells_wrappers  # pylint: disable=unused-import
 
 import hk_effects as hke
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 START, END = "<!-- matrix:start -->", "<!-- matrix:end -->"
 # The page that shows the table (the README links to it).
 PAGE = "docs/control_flow.md"
