@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of binding by traversal (hk_effects/binding.py), rules S1, S2, S4."""
+"""Tests of binding by traversal (_src/core/binding.py), rules S1, S2, S4."""
 
 from __future__ import annotations
 

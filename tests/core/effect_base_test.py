@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of the base types (hk_effects/effect_base.py)."""
+"""Tests of the base types (_src/core/effect_base.py)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of hk_effects/boundaries.py and haiku_internals.py (issue 16).
+"""Tests of _src/haiku/boundaries.py and haiku_internals.py (issue 16).
 
 Haiku's wrappers are boundaries effects cross; a wrapper reached through a
 reference to Haiku's original (taken before ``import hk_effects``) is one

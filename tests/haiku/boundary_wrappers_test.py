@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of hk_effects/boundary_wrappers.py: hk_effects' wrappers stand in
+"""Tests of _src/haiku/boundary_wrappers.py: hk_effects' wrappers stand in
 for Haiku's under every name, and a model that uses no boundary effect
 traces exactly Haiku's program."""
 

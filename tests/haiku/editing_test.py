@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of ``hke.select_calls`` (hk_effects/editing.py)."""
+"""Tests of ``hke.select_calls`` (_src/haiku/editing.py)."""
 
 from __future__ import annotations
 

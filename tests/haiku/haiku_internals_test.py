@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of hk_effects/haiku_internals.py: the one module that reaches into
+"""Tests of _src/haiku/haiku_internals.py: the one module that reaches into
 ``haiku._src``: the version check, one object per replaced wrapper, and the
 shortcut past Haiku's interceptor chain."""
 

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of hk_effects/nesting.py: values told in a transform nested in
+"""Tests of _src/haiku/nesting.py: values told in a transform nested in
 another (``hk.lift``, a model applied inside a model) are named after the
 nesting module, under jit too."""
 

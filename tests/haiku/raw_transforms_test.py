@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of hk_effects/raw_transforms.py: an effect whose data Haiku threads
+"""Tests of _src/haiku/raw_transforms.py: an effect whose data Haiku threads
 (keys, local state, side outputs) used under a raw JAX transform inside a
 Haiku function is refused, naming the module, the effect method and the
 Haiku wrapper to use; read-only side inputs are served as they are."""

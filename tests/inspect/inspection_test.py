@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of hke.bindings and hke.free_effect_types (hk_effects/inspection.py)."""
+"""Tests of hke.bindings, hke.free_effect_types (_src/inspect/inspection.py)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of hk_effects/recording.py: inspection passes record each request's
+"""Tests of _src/inspect/recording.py: inspection passes record each request's
 protocol calls (how often, with what shapes) without running the model's
 effects for real."""
 

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of hk_effects/attention.py: KVCachedAttention decoding one token at
+"""Tests of _src/nn/attention.py: KVCachedAttention decoding one token at
 a time gives the full-sequence outputs, its cache lives in local state."""
 
 from __future__ import annotations

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of the shipped layers Dropout and ApplyAttentionMask (layers.py)."""
+"""Tests of the layers Dropout and ApplyAttentionMask (_src/nn/layers.py)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of hk_effects/handlers/local_state_rewriting.py: freezing local
+"""Tests of _src/effects/local_state/local_state_rewriting.py: freezing local
 states at given values, and what a frozen state refuses."""
 
 from __future__ import annotations

@@ -12,8 +12,9 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of hk_effects/path_key_loops.py: path keys index loop iterations at
-Haiku's boundaries, so a loop draws what the unrolled Python loop draws."""
+"""Tests of _src/effects/random/path_key_loops.py: path keys index loop
+iterations at Haiku's boundaries, so a loop draws what the unrolled Python loop
+draws."""
 
 from __future__ import annotations
 

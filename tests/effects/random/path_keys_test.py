@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of how path keys are derived (hk_effects/path_keys.py).
+"""Tests of how path keys are derived (_src/effects/random/path_keys.py).
 
 What users see of path keys (the same keys under refactors, loops and
 layer stacks) is in refactor_invariant_test.py; these pin the derivation:

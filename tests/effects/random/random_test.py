@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of the random effect (hk_effects/handlers/random.py), rule S5."""
+"""Tests of the random effect (_src/effects/random/random.py), rule S5."""
 
 from __future__ import annotations
 

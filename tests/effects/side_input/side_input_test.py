@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of the side-input effect (hk_effects/handlers/side_input.py)."""
+"""Tests of the side-input effect (_src/effects/side_input/side_input.py)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of hk_effects/handlers/intervention_sites.py: the paths patching
+"""Tests of _src/effects/side_output/intervention_sites.py: the paths patching
 and perturbing handlers select are the collector's paths, inside
 ``hk.layer_stack`` too, and a selector matching nothing names the closest."""
 

@@ -13,8 +13,8 @@
 # limitations under the License.
 # ==============================================================================
 """Tests of patching and perturbing side-output sites
-(hk_effects/handlers/patching.py, hk_effects/handlers/intervention_sites.py),
-written as interpretability work on a small transformer-like Haiku model."""
+(_src/effects/side_output/patching.py and intervention_sites.py), written as
+interpretability work on a small transformer-like Haiku model."""
 
 from __future__ import annotations
 

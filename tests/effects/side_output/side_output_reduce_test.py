@@ -13,7 +13,7 @@
 # limitations under the License.
 # ==============================================================================
 """Tests of custom side-output reductions, ``mode=hke.Reduce(...)``
-(hk_effects/handlers/side_output_reduce.py)."""
+(_src/effects/side_output/side_output_reduce.py)."""
 
 from __future__ import annotations
 

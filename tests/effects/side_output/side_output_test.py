@@ -12,9 +12,9 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of the side-output effect (hk_effects/handlers/side_output.py) and
+"""Tests of the side-output effect (_src/effects/side_output/side_output.py) and
 of the carriers that bring told values out of Haiku wrappers
-(hk_effects/handlers/side_output_transport.py)."""
+(_src/effects/side_output/side_output_transport.py)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Tests of hk_effects/handlers/side_output_transport.py: how told values
+"""Tests of _src/effects/side_output/side_output_transport.py: how told values
 cross Haiku's wrappers to the collector (stacked by loops, batched by
 ``hk.vmap``, refused with the fix where they cannot travel)."""
 
