@@ -236,7 +236,7 @@ def init(num_layers: int) -> tuple[Any, dict[str, Any]]:
       jax.random.key(1), first
   )
   # Same module names: the hand-threaded decoder's parameters are these
-  # (tests/benchmark_structure_test.py checks it).
+  # (tests/tooling/benchmark_structure_test.py checks it).
   _, hand_state = jax.jit(step_fn(HAND, num_layers).init)(
       jax.random.key(1), first
   )

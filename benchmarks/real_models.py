@@ -41,9 +41,10 @@ plain version's parameters and state):
 
 The ports' told values are not collected in the benchmark's step (a training
 or serving step does not look at them): that is the case that must cost
-nothing (``tests/benchmark_structure_test.py`` checks the jaxprs are equal).
-``ported_resnet(depth, collect=True)`` and ``ported_lm(depth, collect=True)``
-wrap the ports in a ``CollectingSideOutputs``, for checking what is told.
+nothing (``tests/tooling/benchmark_structure_test.py`` checks the jaxprs are
+equal). ``ported_resnet(depth, collect=True)`` and
+``ported_lm(depth, collect=True)`` wrap the ports in a
+``CollectingSideOutputs``, for checking what is told.
 """
 
 from __future__ import annotations

@@ -18,9 +18,20 @@ Strict: rank promotion and key reuse raise.
 
 XLA_FLAGS must be set before jax is imported anywhere; pytest imports this
 file first. `.ci/run` sets it too, for runs outside pytest.
+
+The tests live in folders that mirror the package (`core/`, `effects/random/`,
+..., `integration/`, `tooling/`) and import the shared helpers next to this
+file (`test_utils`, `doc_snippets`, `conftest` itself) by bare name, so this
+folder goes on `sys.path` (Bazel: the helpers' `imports = ["."]`). pytest
+imports each test file by its bare name too: basenames stay unique.
 """
 
 import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+  sys.path.insert(0, _HERE)
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

@@ -21,8 +21,8 @@ Run from anywhere:
 It fails (exit status 1, one line per problem) when
 
 - a module of `hk_effects/` (any of `LIBRARY_DIRS`) is in no `py_library`,
-- a `*_test.py` in `tests/` (or `examples/`, `benchmarks/`, `tools/`) has no
-  `py_test`,
+- a `*_test.py` in `tests/` or a folder under it (or `examples/`,
+  `benchmarks/`, `tools/`) has no `py_test`,
 - a launcher (a file with an `if __name__ == "__main__":` block) in
   `examples/`, `benchmarks/` or `tools/` has no `py_binary`, and any other
   module there or in `tests/` is in no target,
@@ -68,22 +68,31 @@ LIBRARY_DIRS = (
 # own directory first on sys.path, so their files import siblings by bare
 # name (`from test_utils import ...`); their targets carry imports = ["."].
 SCRIPT_DIRS = ("tests", "examples", "benchmarks", "tools")
+# The tests mirror the package in folders under tests/ (`tests/core`,
+# `tests/effects/random`, ..., `tests/integration`, `tests/tooling`), each a
+# BUILD package found by walking tests/; their files import the shared helpers
+# of tests/ (`test_utils`, `conftest`) by bare name, as pytest and Bazel put
+# tests/ on sys.path. Left out, with the reason:
+NOT_BAZEL_TEST_DIRS = {
+    # mypy reads pyproject.toml and the package from the source tree.
+    "tests/tooling/typing": "runs mypy on the checkout, not on runfiles",
+}
 REGENERATE = "run `python tools/gen_build_files.py`"
 # What files load at run time without saying so in `# bazel-deps:` and
 # `# bazel-data:` lines of their own (their authors may move them there):
 # path -> those lines.
 RUNTIME_INPUTS = {
-    "tests/bazel_test_sh_test.py": "# bazel-data: //tools:all_files",
-    "tests/doctest_test.py": (
+    "tests/tooling/bazel_test_sh_test.py": "# bazel-data: //tools:all_files",
+    "tests/tooling/doctest_test.py": (
         "# bazel-data: " + " ".join(f"//{d}:all_files" for d in LIBRARY_DIRS)
     ),
     # It runs README.md's snippets and those moved to docs/ pages, which
     # import hk_effects, and checks the README's links.
-    "tests/readme_test.py": (
+    "tests/tooling/readme_test.py": (
         "# bazel-deps: //hk_effects\n"
         "# bazel-data: //:README.md //:.ci/run //:docs_pages"
     ),
-    "tests/user_defined_effect_test.py": (
+    "tests/integration/user_defined_effect_test.py": (
         "# bazel-data: //examples:custom_effect"
     ),
 }
@@ -215,7 +224,7 @@ def _resolve(
   top_dirs = {d.split("/")[0] for d in LIBRARY_DIRS + SCRIPT_DIRS}
   if parts[0] in top_dirs:
     bases = [pathlib.PurePosixPath()]
-  elif str(importer.parent) in SCRIPT_DIRS:
+  elif is_script_dir(str(importer.parent)):
     # A sibling first, as Python finds it; then a script directory the file
     # put on sys.path itself (a test of an example launcher).
     bases = [importer.parent] + [pathlib.PurePosixPath(d) for d in SCRIPT_DIRS]
@@ -257,9 +266,27 @@ def scan(root: pathlib.Path, path: pathlib.PurePosixPath) -> SourceFile:
   )
 
 
+def is_script_dir(package: str) -> bool:
+  """Whether `package` holds scripts: one of SCRIPT_DIRS or under tests/."""
+  return package in SCRIPT_DIRS or package.startswith("tests/")
+
+
+def test_dirs(root: pathlib.Path) -> list[str]:
+  """The folders under tests/ that hold Python files, sorted."""
+  found = {
+      str(path.parent.relative_to(root))
+      for path in (root / "tests").glob("*/**/*.py")
+  }
+  return sorted(found - set(NOT_BAZEL_TEST_DIRS))
+
+
 def package_dirs(root: pathlib.Path) -> list[str]:
   """The BUILD packages that exist under `root`, in a fixed order."""
-  return [d for d in LIBRARY_DIRS + SCRIPT_DIRS if (root / d).is_dir()]
+  dirs = [d for d in LIBRARY_DIRS + SCRIPT_DIRS if (root / d).is_dir()]
+  if "tests" in dirs:
+    at = dirs.index("tests") + 1
+    dirs[at:at] = test_dirs(root)
+  return dirs
 
 
 def source_files(root: pathlib.Path) -> list[SourceFile]:

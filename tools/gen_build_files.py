@@ -60,7 +60,9 @@ _DESIGN_CARD = """\
 #   //hk_effects/_src/<layer>:<module>  one py_library per private module;
 #                               layers haiku, core, effects/<effect>,
 #                               inspect, nn (docs/design.md, Architecture)
-#   //tests:<module>_test       one py_test per test file
+#   //tests/<folder>:<x>_test   one py_test per test file; the folders
+#                               mirror the layers (core, effects/<effect>,
+#                               ...), plus integration/ and tooling/
 #   //examples:<launcher>       absl-flag launchers (py_binary)
 #   //benchmarks:<benchmark>    benchmarks (py_binary)
 #   //tools:gen_build_files     writes these BUILD files from the imports
@@ -92,9 +94,15 @@ def _target(source: layout.SourceFile) -> str:
   if source.rule == "py_test":
     env = "".join(f'        "{k}": "{v}",\n' for k, v in TEST_ENV)
     lines.append(f"    env = {{\n{env}    }},")
-  if package in layout.SCRIPT_DIRS and source.rule != "py_test":
+  if layout.is_script_dir(package) and source.rule != "py_test":
     lines.append('    imports = ["."],')
-  if package == "tests" and source.rule == "py_library":
+  in_tests = package == "tests" or package.startswith("tests/")
+  if in_tests and source.rule == "py_test":
+    # No implicit __init__.py in the runfiles: with one, a folder of tests/
+    # on sys.path (tests/haiku, tests/inspect) would hide the package of its
+    # name (haiku, the standard library's inspect), as pytest never does.
+    lines.append("    legacy_create_init = False,")
+  if in_tests and source.rule == "py_library":
     lines.append("    testonly = True,")
   if source.deps:
     # Buildifier's order: this package's targets first.

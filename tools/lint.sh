@@ -20,7 +20,7 @@
 #   license   every source file carries the Apache-2.0 header
 #   format    pyink (Google JAX style: 2-space indent, 80 columns)
 #   lint      ruff (pyflakes, pycodestyle, bugbear, import order)
-#   types     mypy on hk_effects/ and tests/typing/
+#   types     mypy on hk_effects/ and tests/tooling/typing/
 #
 # Needs the lint extra: pip install -e ".[lint]".
 set -euo pipefail
