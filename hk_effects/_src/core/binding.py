@@ -222,14 +222,13 @@ def handler_scope(handler, state: Any = None) -> Iterator[HandlerScope]:
       )
   scope = HandlerScope(handler, state)
   scope.token = token
-  _ctx.binding.scopes.append(scope)
   _ctx.binding.scope_version += 1
   try:
-    with _interceptor_installed(), boundaries.known_level():
-      yield scope
+    with context.pushed(_ctx.binding.scopes, scope), _interceptor_installed():
+      with boundaries.known_level():
+        yield scope
   finally:
     scope.active = False
-    _ctx.binding.scopes.remove(scope)
     _ctx.binding.scope_version += 1
 
 
@@ -239,12 +238,9 @@ def effect_scope(
 ) -> Iterator[_EffectScope]:
   """Installs the binding machinery for a whole transformed function."""
   scope = _EffectScope(stateless=stateless, observer=observer)
-  _ctx.binding.effect_scopes.append(scope)
-  try:
+  with context.pushed(_ctx.binding.effect_scopes, scope):
     with _interceptor_installed(), boundaries.known_level():
       yield scope
-  finally:
-    _ctx.binding.effect_scopes.remove(scope)
 
 
 def _is_effect_node(x: Any) -> bool:

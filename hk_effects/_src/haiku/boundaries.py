@@ -309,11 +309,8 @@ _ctx = context.CONTEXT
 def known_level() -> Iterator[None]:
   """Marks the current JAX trace level as one hk_effects saw entered (a
   handler's body, a boundary's body)."""
-  _ctx.boundaries.known.append(hki.JaxTraceLevel.current())
-  try:
+  with context.pushed(_ctx.boundaries.known, hki.JaxTraceLevel.current()):
     yield
-  finally:
-    _ctx.boundaries.known.pop()
 
 
 def check_entered(what: str) -> None:
