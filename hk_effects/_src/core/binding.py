@@ -42,27 +42,10 @@ from hk_effects._src.haiku import haiku_internals as hki
 from hk_effects._src.haiku import nesting
 
 _EFFECT_NODE_TYPES = (effect_base.EffectRequest, effect_base.HandledEffectRef)
-# Attribute values of these types never hold effect nodes: skipping them keeps
-# the per-call cost of modules without effects near zero.
-_SKIP_TYPES = (
-    str,
-    int,
-    float,
-    bool,
-    type(None),
-    bytes,
-    complex,
-    np.ndarray,
-    jax.Array,
-    hk.Module,
-    types.FunctionType,
-    types.MethodType,
-    types.BuiltinFunctionType,
-    type,
-)
-# The common ones, tested first by exact type with one set lookup, because
-# `isinstance(x, hk.Module)` goes through typing's Protocol machinery (about
-# 10 µs), which every plain attribute of every module call would pay.
+# Attribute values of these exact types never hold effect nodes, found with
+# one set lookup: `isinstance(x, hk.Module)` goes through typing's Protocol
+# machinery (about 10 µs), which every plain attribute of every module call
+# would pay. Skipping them keeps modules without effects near free.
 _SKIP_EXACT_TYPES: frozenset[type] = frozenset({
     str,
     int,
@@ -77,6 +60,14 @@ _SKIP_EXACT_TYPES: frozenset[type] = frozenset({
     types.MethodType,
     types.BuiltinFunctionType,
 })
+# Their subclasses too, and these.
+_SKIP_TYPES: tuple[type, ...] = (
+    *_SKIP_EXACT_TYPES,
+    np.ndarray,
+    jax.Array,
+    hk.Module,
+    type,
+)
 
 
 @dataclasses.dataclass(frozen=True)
