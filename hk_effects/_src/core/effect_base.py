@@ -459,7 +459,9 @@ class HandlerBase(abc.ABC):
 
   Two kinds derive from it: ``EffectHandler`` serves the requests it
   claims; ``RewritingHandler`` turns them into other requests for the
-  handlers outside it. Binding tells them apart by ``rewrites``.
+  handlers outside it. Binding tells them apart by ``rewrites``. Both claim
+  every request of their protocol and run ``body`` inside
+  ``hke.handler_scope`` unless they override ``claims`` / ``__call__``.
   """
 
   kind: ClassVar[str] = ""
@@ -504,13 +506,18 @@ class HandlerBase(abc.ABC):
     """The protocol of the effect this handler serves or rewrites."""
     raise _no_protocol(cls, "EffectHandler")
 
-  @abc.abstractmethod
   def claims(self, request: EffectRequest) -> bool:
-    """Whether this handler takes ownership of ``request``."""
+    """Whether this handler takes ``request``: by default, every request of
+    its protocol."""
+    return request.effect_protocol() is self.effect_protocol()
 
-  @abc.abstractmethod
   def __call__(self, arg):
-    """Runs the body with this handler active."""
+    """Runs the body with this handler active (override to pass
+    ``hke.handler_scope`` a ``state``)."""
+    from hk_effects._src.core import binding  # pylint: disable=g-import-not-at-top
+
+    with binding.handler_scope(self):
+      return self.body(arg)
 
   def __repr__(self) -> str:
     return f"{type(self).__name__}(handler_id={self.handler_id!r})"
@@ -525,17 +532,11 @@ class RewritingHandler(HandlerBase):
   Example: a handler that serves tag ``"old"`` under the name ``"new"``.
 
   >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
-  >>> class Rename(hke.RewritingHandler):
-  ...   @classmethod
-  ...   def effect_protocol(cls):
-  ...     return hke.SideInputEffect
+  >>> class Rename(hke.RewritingHandler, protocol=hke.SideInputEffect):
   ...   def claims(self, request):
   ...     return request.tag == "old"
   ...   def rewrite(self, request, site):
   ...     return hke.SideInputRequest("new")
-  ...   def __call__(self, arg):
-  ...     with hke.handler_scope(self):
-  ...       return self.body(arg)
   >>> class Scale(hk.Module):
   ...   def __init__(self, name=None):
   ...     super().__init__(name=name)
@@ -565,10 +566,8 @@ class EffectHandler(HandlerBase):
   with the runtime implementation from ``runtime_impl``.
 
   Subclasses name their protocol (``class H(EffectHandler, protocol=P)``)
-  and define ``runtime_impl``. By default a handler claims every request of
-  its protocol and ``__call__`` runs ``self.body`` inside
-  ``hke.handler_scope``; override ``claims`` and ``__call__`` (to pass the
-  scope a ``state``) where needed.
+  and define ``runtime_impl``; ``claims`` and ``__call__`` have defaults
+  (``HandlerBase``).
 
   Example:
 
@@ -578,18 +577,6 @@ class EffectHandler(HandlerBase):
   >>> h.effect_protocol().__name__
   'SideInputEffect'
   """
-
-  def claims(self, request: EffectRequest) -> bool:
-    """Whether this handler serves ``request``: by default, every request
-    of its protocol."""
-    return request.effect_protocol() is self.effect_protocol()
-
-  def __call__(self, arg):
-    """Runs the body with this handler active."""
-    from hk_effects._src.core import binding  # pylint: disable=g-import-not-at-top
-
-    with binding.handler_scope(self):
-      return self.body(arg)
 
   def make_ref(self, request: EffectRequest) -> HandledEffectRef:
     """The ref a claimed request becomes (override for a dedicated class)."""
