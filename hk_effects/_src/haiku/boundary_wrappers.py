@@ -128,6 +128,13 @@ class _Crossing:
     self.exit(extras)
     return out
 
+  def step(self, index: Any, fn: Callable[..., Any], /, *args, **kwargs):
+    """A loop step ``fn`` (returning ``(carry, y)``) inside the boundary;
+    where outputs are carried, they are stacked alongside ``y``."""
+    with self.inside(index):
+      carry, y = fn(*args, **kwargs)
+      return carry, (y, self.outputs()) if self.needs_carry else y
+
   def run(self, index: Any, body: Callable[..., Any], /, *args, **kwargs):
     """``body`` inside the boundary (and ``(out, extras)`` where outputs
     are carried)."""
@@ -161,11 +168,7 @@ def _run_scan(
     index = None
     if crossing.wants_index:
       x, index = x
-    with crossing.inside(index):
-      carry, y = f(carry, x)
-      if not crossing.needs_carry:
-        return carry, y
-      return carry, (y, crossing.outputs())
+    return crossing.step(index, f, carry, x)
 
   carry, ys = orig_scan(body, init, xs, length, reverse, unroll)
   return carry, crossing.finish(ys)
@@ -510,11 +513,7 @@ def _make_layer_call(orig):
     if crossing.wants_index:
       *rest, index = args
       args = tuple(rest)
-    with crossing.inside(index):
-      out, z = orig(self, *args, **kwargs)
-      if not crossing.needs_carry:
-        return out, z
-      return out, (z, crossing.outputs())
+    return crossing.step(index, orig, self, *args, **kwargs)
 
   return hki.transparent(_call_wrapped)
 
