@@ -33,6 +33,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import hk_effects
+import hk_effects.boundaries
 import hk_effects.handlers
 
 
@@ -48,9 +49,9 @@ def _module_names() -> list[str]:
 
 
 def _public_names() -> list[tuple[str, object]]:
-  """(qualified name, object) for each name the two facades export."""
+  """(qualified name, object) for each name the facades export."""
   exported = []
-  for facade in (hk_effects, hk_effects.handlers):
+  for facade in (hk_effects, hk_effects.handlers, hk_effects.boundaries):
     for name in facade.__all__:
       value = getattr(facade, name)
       if not inspect.ismodule(value):

@@ -136,6 +136,13 @@ class Boundary:
   ``relative``: the body runs in a fresh Haiku frame (``hk.layer_stack``);
   ``prefix``: the module path the body's module names lack
   (``hk.layer_stack``'s lifted name, known once the wrapper returned).
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> scan = hke.boundaries.Boundary("hk.scan", "stacked", length=3)
+  >>> scan.carries, scan.is_loop, scan.describe()
+  (<Carries.STACKED: 'stacked'>, True, 'hk.scan')
   """
 
   kind: str
@@ -174,7 +181,31 @@ class Boundary:
 
 @dataclasses.dataclass(eq=False)
 class Body:
-  """One traced run of a boundary's body (see ``BoundaryEffect.body``)."""
+  """One traced run of a boundary's body (see ``BoundaryEffect.body``).
+
+  ``index`` is the iteration, member or branch number where the effect
+  asked for it (branches always get theirs), ``level`` the JAX trace level
+  the body runs at.
+
+  Example (the branches ``hk.switch`` traces, by number):
+
+  >>> import contextlib, haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> class NoteBranches(hke.boundaries.BoundaryEffect):
+  ...   def __init__(self):
+  ...     self.numbers = []
+  ...   def active(self):
+  ...     return True
+  ...   def body(self, boundary, body, state):
+  ...     self.numbers.append(body.index)
+  ...     return contextlib.nullcontext()
+  >>> notes = hke.boundaries.register(NoteBranches())
+  >>> f = hk.transform(lambda i: hk.switch(i, [lambda: 0.0, lambda: 1.0]))
+  >>> float(f.apply({}, None, jnp.array(1)))
+  1.0
+  >>> hke.boundaries.unregister(notes)
+  >>> notes.numbers
+  [0, 1]
+  """
 
   boundary: Boundary
   index: Any
@@ -278,7 +309,18 @@ _EFFECTS: list[BoundaryEffect] = []
 
 
 def register(effect: BoundaryEffect) -> BoundaryEffect:
-  """Makes ``effect`` take part at every boundary (idempotent)."""
+  """Makes ``effect`` take part at every boundary (idempotent).
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> class Quiet(hke.boundaries.BoundaryEffect):
+  ...   pass
+  >>> quiet = hke.boundaries.register(Quiet())
+  >>> hke.boundaries.register(quiet) is quiet
+  True
+  >>> hke.boundaries.unregister(quiet)
+  """
   if not isinstance(effect, BoundaryEffect):
     raise TypeError(
         f"register expects a BoundaryEffect instance; got {effect!r}. "
@@ -290,7 +332,15 @@ def register(effect: BoundaryEffect) -> BoundaryEffect:
 
 
 def unregister(effect: BoundaryEffect) -> None:
-  """Stops ``effect`` taking part at boundaries (no-op if it did not)."""
+  """Stops ``effect`` taking part at boundaries (no-op if it did not).
+
+  Example:
+
+  >>> import hk_effects as hke
+  >>> quiet = hke.boundaries.register(hke.boundaries.BoundaryEffect())
+  >>> hke.boundaries.unregister(quiet)
+  >>> hke.boundaries.unregister(quiet)  # Already gone: nothing happens.
+  """
   if effect in _EFFECTS:
     _EFFECTS.remove(effect)
 
@@ -308,7 +358,14 @@ _ctx = context.CONTEXT
 @contextlib.contextmanager
 def known_level() -> Iterator[None]:
   """Marks the current JAX trace level as one hk_effects saw entered (a
-  handler's body, a boundary's body)."""
+  handler's body, a boundary's body), for ``check_entered``.
+
+  Example (what a handler running its body does):
+
+  >>> import hk_effects as hke
+  >>> with hke.boundaries.known_level():
+  ...   hke.boundaries.check_entered("a use in the body")
+  """
   with context.pushed(_ctx.boundaries.known, hki.JaxTraceLevel.current()):
     yield
 
@@ -318,6 +375,17 @@ def check_entered(what: str) -> None:
   running is one no boundary of hk_effects entered.
 
   ``what`` names the effect use (module, attribute, method) for the message.
+
+  Example (a use inside ``hk.scan``, whose body hk_effects enters):
+
+  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
+  >>> def count(x):
+  ...   def step(c, _):
+  ...     hke.boundaries.check_entered("a counter's add")
+  ...     return c + 1, None
+  ...   return hk.scan(step, x, None, length=2)[0]
+  >>> float(hk.transform(count).apply({}, None, jnp.zeros([])))
+  2.0
   """
   if not _ctx.boundaries.known or not hki.inside_transform():
     return
