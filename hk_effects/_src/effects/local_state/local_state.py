@@ -94,31 +94,38 @@ class LocalStateEffect(Protocol):
     """Replaces the value of the state (same structure, shapes, dtypes)."""
 
 
-def _local_state_signature_detail(self, calls, conditional, state, site):
-  del conditional
-  name = getattr(self, "name", None)
-  shapes = sorted({tree_util.describe(c.value) for c in calls})
-  label = f"{name!r}" if name else "unnamed"
-  category = getattr(self, "category", None)
-  seen = ", ".join(shapes) or "?"
-  bundle, key = bundle_name(category), state_key(self, site)
-  for stored_in, entries in (state or {}).items():
-    if (stored_in == bundle or stored_in.endswith(f"/{bundle}")) and (
-        key in entries
-    ):
-      stored = tree_util.describe(entries[key])
-      if [stored] != shapes:
-        # Per member of hke.vmap (or per layer): the module sees one slice.
-        per = "layer" if stored_in.startswith("__layer_stack") else "member"
-        return f"state {label} [{category}]: {stored} stored, {seen} per {per}"
-      break
-  return f"state {label} [{category}]: {seen}"
+class _LocalStateRequest(effect_base.EffectRequest, protocol=LocalStateEffect):
+  """What the three local-state requests share."""
+
+  @classmethod
+  def suggested_handler(cls) -> str:
+    return "hke.handlers.handle_local_states(forward)"
+
+  def signature_detail(self, calls, conditional, state, site):
+    del conditional
+    name = getattr(self, "name", None)
+    shapes = sorted({tree_util.describe(c.value) for c in calls})
+    label = f"{name!r}" if name else "unnamed"
+    category = getattr(self, "category", None)
+    seen = ", ".join(shapes) or "?"
+    bundle, key = bundle_name(category), state_key(self, site)
+    for stored_in, entries in (state or {}).items():
+      if (stored_in == bundle or stored_in.endswith(f"/{bundle}")) and (
+          key in entries
+      ):
+        stored = tree_util.describe(entries[key])
+        if [stored] != shapes:
+          # Per member of hke.vmap (or per layer): the module sees one slice.
+          per = "layer" if stored_in.startswith("__layer_stack") else "member"
+          return (
+              f"state {label} [{category}]: {stored} stored, {seen} per {per}"
+          )
+        break
+    return f"state {label} [{category}]: {seen}"
 
 
 @effect_base.pytree_dataclass
-class InitialLocalStateRequest(
-    effect_base.EffectRequest, protocol=LocalStateEffect
-):
+class InitialLocalStateRequest(_LocalStateRequest):
   """Requests a local state whose initial value ``state_initializer()`` makes.
 
   Example:
@@ -140,15 +147,9 @@ class InitialLocalStateRequest(
   1
   """
 
-  signature_detail = _local_state_signature_detail
-
   state_initializer: Callable[[], Any] = effect_base.static_field()
   category: Any = effect_base.static_field()
   name: str | None = effect_base.static_field(default=None)
-
-  @classmethod
-  def suggested_handler(cls) -> str:
-    return "hke.handlers.handle_local_states(forward)"
 
   @classmethod
   def porting_hint(cls) -> str:
@@ -171,9 +172,7 @@ class InitialLocalStateRequest(
 
 
 @effect_base.pytree_dataclass
-class FrozenLocalStateRequest(
-    effect_base.EffectRequest, protocol=LocalStateEffect
-):
+class FrozenLocalStateRequest(_LocalStateRequest):
   """A local state with a fixed value: ``get()`` works even when unhandled.
 
   Under ``handle_local_states`` it becomes a mutable state starting at
@@ -187,15 +186,9 @@ class FrozenLocalStateRequest(
   [1. 1.]
   """
 
-  signature_detail = _local_state_signature_detail
-
   state: Any
   category: Any = effect_base.static_field()
   name: str | None = effect_base.static_field(default=None)
-
-  @classmethod
-  def suggested_handler(cls) -> str:
-    return "hke.handlers.handle_local_states(forward)"
 
   def describe(self) -> str:
     named = f" {self.name!r}" if self.name else ""
@@ -220,9 +213,7 @@ class FrozenLocalStateRequest(
 
 
 @effect_base.pytree_dataclass
-class SharedLocalStateRequest(
-    effect_base.EffectRequest, protocol=LocalStateEffect
-):
+class SharedLocalStateRequest(_LocalStateRequest):
   """Refers to the local state another request created under ``name``.
 
   Example:
@@ -232,14 +223,8 @@ class SharedLocalStateRequest(
   'cache'
   """
 
-  signature_detail = _local_state_signature_detail
-
   name: str = effect_base.static_field()
   category: Any = effect_base.static_field()
-
-  @classmethod
-  def suggested_handler(cls) -> str:
-    return "hke.handlers.handle_local_states(forward)"
 
   def describe(self) -> str:
     return f"shared local state {self.name!r} [{self.category}]"
@@ -279,19 +264,19 @@ def bundle_name(category: Any) -> str:
 
 
 def _same_leaves(expected: Any, value: Any) -> bool:
-  """True when both trees have one structure and arrays of equal shapes and
-  dtypes; False means "look closer" (dtypes may still canonicalize alike)."""
+  """True when both trees have one structure and leaves of equal shapes and
+  dtypes; False for a Python scalar leaf."""
   expected_leaves, expected_def = jax.tree_util.tree_flatten(expected)
   value_leaves, value_def = jax.tree_util.tree_flatten(value)
   if expected_def != value_def:  # type: ignore[operator]  # (jaxlib stubs)
     return False
-  for a, b in zip(expected_leaves, value_leaves):
-    try:
-      if a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    except AttributeError:  # A Python scalar.
-      return False
-  return True
+  try:
+    return all(
+        a.shape == b.shape and a.dtype == b.dtype
+        for a, b in zip(expected_leaves, value_leaves)
+    )
+  except AttributeError:  # A Python scalar.
+    return False
 
 
 def _check_like(what: str, expected: Any, value: Any, fix: str) -> None:
@@ -299,18 +284,9 @@ def _check_like(what: str, expected: Any, value: Any, fix: str) -> None:
   # decided without building ShapeDtypeStructs: one per state per call.
   if _same_leaves(expected, value):
     return
-  expected_abs, value_abs = tree_util.abstract(expected), tree_util.abstract(
-      value
-  )
-  if jax.tree_util.tree_structure(expected_abs) != jax.tree_util.tree_structure(
-      value_abs
-  ) or any(  # type: ignore[operator]
-      a.shape != b.shape or a.dtype != b.dtype
-      for a, b in zip(
-          jax.tree_util.tree_leaves(expected_abs),
-          jax.tree_util.tree_leaves(value_abs),
-      )
-  ):
+  expected_abs = tree_util.abstract(expected)
+  value_abs = tree_util.abstract(value)
+  if not _same_leaves(expected_abs, value_abs):
     raise ValueError(
         f"{what} has the wrong structure, shape or dtype: expected "
         f"{expected_abs}, got {value_abs}. {fix}"
@@ -467,12 +443,6 @@ class _LocalStateCall:
   checked: set[tuple[str, str]] = dataclasses.field(default_factory=set)
 
 
-@dataclasses.dataclass
-class _Claim:
-  site: binding.Site
-  request: effect_base.EffectRequest
-
-
 class WithFunctionalLocalState(
     effect_base.EffectHandler, protocol=LocalStateEffect
 ):
@@ -527,15 +497,15 @@ class WithFunctionalLocalState(
     request = ref.request
     key = state_key(request, site)
     bundle = bundle_name(request.category)
-    if getattr(request, "name", None):
+    # A shared request refers to the state and never conflicts; recording it
+    # would hide a duplicate name met after it.
+    if getattr(request, "name", None) and not isinstance(
+        request, SharedLocalStateRequest
+    ):
       self._check_sharing(scope, (bundle, key), site, request)
     return LocalStateRuntimeImpl(scope, site, bundle, key, request)
 
   def _check_sharing(self, scope, full_key, site, request):
-    if isinstance(request, SharedLocalStateRequest):
-      # It refers to the state and never conflicts; recording it would hide
-      # a duplicate name met after it.
-      return
     # Names are per Haiku transform: a model nested in another (hk.lift,
     # lift_with_state) keeps its states in its own state dict.
     token = nesting.transform_token()
@@ -544,39 +514,28 @@ class WithFunctionalLocalState(
     if entry is None or entry[0] is not token:
       entry = per_transform[id(token)] = (token, {})
     claims = entry[1]
-    first = claims.get(full_key)
-    if first is None or first.site == site:
-      claims[full_key] = _Claim(site, request)
+    first_site, first = claims.get(full_key, (site, None))
+    if first is None or first_site == site:
+      claims[full_key] = (site, request)
       return
-    shared = isinstance(request, SharedLocalStateRequest) or isinstance(
-        first.request, SharedLocalStateRequest
-    )
-    if self.state_sharing == "forbidden" and not shared:
+    if self.state_sharing == "forbidden":
       raise ValueError(
-          f"Two local states are named {full_key[1]!r}: at {first.site} and "
+          f"Two local states are named {full_key[1]!r}: at {first_site} and "
           f"at {site}, and state_sharing='forbidden'. Give them distinct "
           "names, or pass state_sharing='allowed' (same initializer object) "
           "or 'unsafe' to share one value, or use SharedLocalStateRequest."
       )
-    if (
-        self.state_sharing == "allowed"
-        and not shared
-        and (
-            getattr(first.request, "state_initializer", None)
-            is not getattr(request, "state_initializer", None)
-        )
+    if self.state_sharing == "allowed" and (
+        getattr(first, "state_initializer", None)
+        is not getattr(request, "state_initializer", None)
     ):
       raise ValueError(
-          f"Local states named {full_key[1]!r} at {first.site} and {site} "
+          f"Local states named {full_key[1]!r} at {first_site} and {site} "
           "have different initializers, so state_sharing='allowed' cannot "
           "share them. Use the same initializer object, a "
           "SharedLocalStateRequest, or state_sharing='unsafe'."
       )
-    if (
-        self.state_sharing == "unsafe"
-        and not shared
-        and full_key in scope.state.created
-    ):
+    if self.state_sharing == "unsafe" and full_key in scope.state.created:
       # "Last one wins": the later request's initial value replaces the
       # earlier one while no module has set it yet (at init, or in the apply
       # that creates the state; a state given to apply is kept).
@@ -585,7 +544,7 @@ class WithFunctionalLocalState(
       if pair is not None and pair.initial is pair.current:
         value = request.initial_value()
         bundle[full_key[1]] = hki.StatePair(value, value)
-    claims[full_key] = _Claim(site, request)
+    claims[full_key] = (site, request)
 
   def __call__(self, arg):
     if not hki.inside_transform():
