@@ -14,27 +14,18 @@
 # ==============================================================================
 """The local-state effect: layers keep state with ``get()`` / ``set(value)``.
 
-Local states live in Haiku state, the one mutable place Haiku threads through
-``hk.scan``, ``hk.cond``, ``hk.switch``, ``hk.fori_loop``, ``hk.while_loop``,
-``hk.vmap``, ``hk.remat`` and ``hk.layer_stack``. So a ``set`` inside any of
-them comes out of ``apply``, and ``init`` returns the initial values, under
-``hke.transform_with_state``.
+Local states live in Haiku state, which Haiku threads through its control
+flow and transforms (``hk.scan``, ``hk.cond``, ``hk.vmap``, ``hk.remat``,
+``hk.layer_stack``, ...), so a ``set`` anywhere comes out of ``apply`` under
+``hke.transform_with_state``. They behave as ``hk.get_state`` /
+``hk.set_state``: untouched entries come out of ``apply`` unchanged; a state
+missing from ``apply``'s state is created there; an initializer runs only
+when its state is created; ``set`` checks the new value against the current
+one.
 
-They behave as ``hk.get_state`` / ``hk.set_state``: ``apply`` returns the
-entries its forward did not touch unchanged; a state missing from ``apply``'s
-state is created there from its initializer and returned; an initializer
-runs only when its state is created (never to check a state that exists);
-``set`` checks the new value against the current one. A
-``SharedLocalStateRequest`` whose state is missing is an error.
-
-Naming (deterministic): every state of category ``c`` is an entry of the
-Haiku state bundle ``"~local_state/c"``. An unnamed state is keyed by the
-requesting module's Haiku name and its attribute path, joined by ``":"``
-(``"transformer/~/block_3/attention:cache['k']"``); a named one by its name.
-For example a model with one counter module and one shared cache gives::
-
-  {"~local_state/counters": {"counter:count": 3},
-   "~local_state/cache": {"shared_cache": ...}}
+Naming: the states of category ``c`` are the entries of the Haiku state
+bundle ``"~local_state/c"``, keyed by name, or for an unnamed state by
+module name and attribute path (``"transformer/~/block_3/attention:cache"``).
 
 ``state_sharing`` (Penzai's three levels) decides what two requests with one
 explicit name mean: ``"forbidden"`` is an error; ``"allowed"`` shares one value
@@ -42,15 +33,14 @@ when both have the same initializer object (or one is a
 ``SharedLocalStateRequest``); ``"unsafe"`` always shares, and the initial value
 of the request bound last wins.
 
-Freezing states and hoisting shared ones rewrite requests instead of serving
-them: see ``local_state_rewriting.py``.
+``local_state_rewriting.py`` freezes states and hoists shared ones.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Protocol
 
 import haiku as hk
 import jax
@@ -366,12 +356,8 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
           "sure that module runs first, pass apply the state returned by "
           "init (which holds it), or use an InitialLocalStateRequest."
       )
-    key = member_key(self.bundle, self.key)
-    if key is None:
+    with member_rng(self.bundle, self.key):
       value = self.request.initial_value()
-    else:  # One state per member of an hke.vmap: a key per member too.
-      with hk.with_rng(key):
-        value = self.request.initial_value()
     bundle[self.key] = hki.StatePair(value, value)
     self.scope.state.created.add((self.bundle, self.key))
     return bundle[self.key]
@@ -392,41 +378,34 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
     bundle[self.key] = hki.StatePair(pair.initial, value)
 
 
-class _Members:
-
-  def __init__(self):
-    # (which bundles are per member, the member index) of the hke.vmap
-    # bodies running, innermost last.
-    self.running: list[tuple[Callable[[str], bool], Any]] = []
-
-
-context.declare("local_state_members", _Members)
+# (which bundles are per member, the member index) of the hke.vmap bodies
+# running, innermost last.
+context.declare("local_state_members", list)
 _ctx = context.CONTEXT
 
 
-@contextlib.contextmanager
-def per_member(mapped: Callable[[str], bool], index: Any) -> Iterator[None]:
+def per_member(mapped: Callable[[str], bool], index: Any) -> Any:
   """Inside ``hke.vmap``'s body: states of the bundles ``mapped`` accepts
-  are one per member, ``index`` the member's (``member_key``)."""
-  with context.pushed(_ctx.local_state_members.running, (mapped, index)):
-    yield
+  are one per member, ``index`` the member's (``member_rng``)."""
+  return context.pushed(_ctx.local_state_members, (mapped, index))
 
 
-def member_key(bundle: str, key: str) -> jax.Array | None:
-  """The rng for the initializer of a per-member state: one key per member,
-  read from Haiku's rng without drawing from it (so params are made from
-  the keys they would get without hke.vmap); None elsewhere."""
-  for mapped, index in reversed(_ctx.local_state_members.running):
+def member_rng(bundle: str, key: str) -> Any:
+  """Where a state's initializer runs: inside ``hke.vmap``, for a per-member
+  state, under an rng of its own per member, read from Haiku's rng without
+  drawing from it (so params are made from the keys they would get without
+  hke.vmap)."""
+  for mapped, index in reversed(_ctx.local_state_members):
     if mapped(bundle):
       rng = hki.current_frame().rng_stack.peek()
       if rng is None:
-        return None
+        break
       # The clone keeps JAX's key-reuse checker content: Haiku splits the
       # key itself later.
       base = jax.random.clone(rng.internal_state[0])
       base = jax.random.fold_in(base, tree_util.hash32(f"{bundle}|{key}"))
-      return jax.random.fold_in(base, index)
-  return None
+      return hk.with_rng(jax.random.fold_in(base, index))
+  return contextlib.nullcontext()
 
 
 @dataclasses.dataclass

@@ -48,10 +48,7 @@ def _per_member_key(next_creator, shape, dtype, init, context):
   """A Haiku state creator: a per-member state's initializer draws a key
   of its own per member (as local states' do)."""
   bundle, _, name = context.full_name.rpartition("/")
-  key = local_state.member_key(bundle, name)
-  if key is None:
-    return next_creator(shape, dtype, init)
-  with hk.with_rng(key):
+  with local_state.member_rng(bundle, name):
     return next_creator(shape, dtype, init)
 
 
