@@ -61,20 +61,11 @@ class LocalStateEffect(Protocol):
 
   Example:
 
-  >>> import haiku as hk, jax, jax.numpy as jnp, hk_effects as hke
-  >>> class Count(hk.Module):
-  ...   def __init__(self, name=None):
-  ...     super().__init__(name=name)
-  ...     self.n = hke.InitialLocalStateRequest(lambda: jnp.zeros([]), "c")
-  ...   def __call__(self, x):
-  ...     self.n.set(self.n.get() + 1)  # a LocalStateEffect
-  ...     return x
-  >>> f = hke.transform_with_state(
-  ...     hke.handlers.handle_local_states(lambda x: Count()(x)))
-  >>> params, state = f.init(None, 0.0)
-  >>> _, state = f.apply(params, state, None, 0.0)
-  >>> state["~local_state/c"]
-  {'count:n': Array(1., dtype=float32)}
+  >>> import jax.numpy as jnp, hk_effects as hke
+  >>> count: hke.LocalStateEffect = hke.FrozenLocalStateRequest(
+  ...     jnp.zeros([]), category="c")
+  >>> print(count.get())
+  0.0
   """
 
   def get(self) -> Any:

@@ -19,12 +19,6 @@ requests, which outer handlers then bind: ``freeze_local_states`` turns the
 states a ``handle_local_states`` handler would keep into frozen values,
 ``hoist_shared_state_requests`` turns named states into shared references
 that ``embed_shared_state_requests`` defines once, outside.
-
-Example:
-
->>> import hk_effects as hke
->>> hke.handlers.freeze_local_states is freeze_local_states
-True
 """
 
 from __future__ import annotations

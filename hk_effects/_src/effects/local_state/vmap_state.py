@@ -28,7 +28,6 @@ call; everything else (shared params, ``split_rng``) is ``hk.vmap``'s.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 from typing import Any, Callable, Mapping
@@ -269,16 +268,12 @@ def vmap(
           if axis_of(b) is None
           for k, pair in entries.items()
       }
-      with contextlib.ExitStack() as stack:
-        stack.enter_context(
-            local_state.per_member(
-                lambda b: axis_of(b) is not None, jax.lax.axis_index(name)
-            )
-        )
-        if state_axes is not None:
-          stack.enter_context(
-              hk.custom_creator(_per_member_key, params=False, state=True)
-          )
+      with (
+          local_state.per_member(
+              lambda b: axis_of(b) is not None, jax.lax.axis_index(name)
+          ),
+          hk.custom_creator(_per_member_key, params=False, state=True),
+      ):
         out = fun(*member_args)
       _check_keys_matched(local_state_axes, state_axes, list(inner_state))
       # Unmapped states set in here: the candidates when JAX refuses a
