@@ -179,7 +179,6 @@ class FrozenLocalStateRequest(_LocalStateRequest):
     return self.state
 
   def inspection_stand_in(self, method: str, *args) -> Any:
-    del args
     return self.state if method == "get" else None
 
   def get(self) -> Any:
@@ -226,15 +225,8 @@ class HandledLocalStateRef(effect_base.HandledEffectRef):
 
 
 def state_key(request: effect_base.EffectRequest, site: binding.Site) -> str:
-  """The key of a request's state inside its category's bundle.
-
-  Example:
-
-  >>> import hk_effects as hke
-  >>> site = binding.Site("mlp/~/counter", "count")
-  >>> state_key(hke.InitialLocalStateRequest(lambda: 0, "c"), site)
-  'mlp/~/counter:count'
-  """
+  """The key of a request's state in its bundle: its name, or
+  ``"<module path>:<attribute path>"``."""
   name = getattr(request, "name", None)
   return name if name else f"{site.module_path}:{site.attribute_path}"
 
@@ -275,14 +267,7 @@ def _check_like(what: str, expected: Any, value: Any, fix: str) -> None:
 
 
 class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
-  """Reads and writes one local state in the current Haiku frame's state.
-
-  Example:
-
-  >>> import hk_effects as hke
-  >>> issubclass(LocalStateRuntimeImpl, hke.EffectRuntimeImpl)
-  True
-  """
+  """Reads and writes one local state in the current Haiku frame's state."""
 
   __slots__ = ("bundle", "key", "request")
   refuses_raw_transforms = True
@@ -326,12 +311,8 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
     return bundle, pair
 
   def _create(self, bundle):
-    """Creates a missing state from its initial value, at init or in apply.
-
-    As ``hk.get_state(name, init=...)``: a state first used in apply (a
-    module that skips it at init under ``hk.running_init()``) is created
-    there and comes out of apply. This is the only place an initializer runs.
-    """
+    """Creates a missing state, at init or (as ``hk.get_state`` does) in
+    apply: the only place an initializer runs."""
     if isinstance(self.request, SharedLocalStateRequest):
       given = (
           ""
@@ -479,10 +460,9 @@ class WithFunctionalLocalState(
     # Names are per Haiku transform: a model nested in another (hk.lift,
     # lift_with_state) keeps its states in its own state dict.
     token = nesting.transform_token()
-    per_transform = scope.state.named
-    entry = per_transform.get(id(token))
+    entry = scope.state.named.get(id(token))
     if entry is None or entry[0] is not token:
-      entry = per_transform[id(token)] = (token, {})
+      entry = scope.state.named[id(token)] = (token, {})
     claims = entry[1]
     first_site, first = claims.get(full_key, (site, None))
     if first is None or first_site == site:

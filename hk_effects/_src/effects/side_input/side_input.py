@@ -38,17 +38,10 @@ class SideInputEffect(Protocol):
 
   Example:
 
-  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
-  >>> class Scale(hk.Module):
-  ...   def __init__(self, name=None):
-  ...     super().__init__(name=name)
-  ...     self.factor = hke.SideInputRequest("factor")  # a SideInputEffect
-  ...   def __call__(self, x):
-  ...     return x * self.factor.ask()
-  >>> f = hke.transform(hke.handlers.WithConstantSideInputs.handling(
-  ...     lambda x: Scale()(x), {"factor": 3.0}))
-  >>> f.apply({}, None, jnp.ones([2]))
-  Array([3., 3.], dtype=float32)
+  >>> import hk_effects as hke
+  >>> mask: hke.SideInputEffect = hke.SideInputRequest("mask")
+  >>> mask.tag
+  'mask'
   """
 
   def ask(self) -> Any:
@@ -119,14 +112,7 @@ class HoistedTag:
 
 
 class SideInputRuntimeImpl(effect_base.EffectRuntimeImpl):
-  """Returns the handler's value for the request's tag.
-
-  Example:
-
-  >>> import hk_effects as hke
-  >>> issubclass(SideInputRuntimeImpl, hke.EffectRuntimeImpl)
-  True
-  """
+  """Returns the handler's value for the request's tag."""
 
   __slots__ = ("value",)
 
