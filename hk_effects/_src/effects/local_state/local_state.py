@@ -85,9 +85,9 @@ class _LocalStateRequest(effect_base.EffectRequest, protocol=LocalStateEffect):
   def signature_detail(self, calls, conditional, state, site):
     del conditional
     name = getattr(self, "name", None)
-    shapes = sorted({tree_util.describe(c.value) for c in calls})
-    label = f"{name!r}" if name else "unnamed"
     category = getattr(self, "category", None)
+    head = f"state {repr(name) if name else 'unnamed'} [{category}]"
+    shapes = sorted({tree_util.describe(c.value) for c in calls})
     seen = ", ".join(shapes) or "?"
     bundle, key = bundle_name(category), state_key(self, site)
     for stored_in, entries in (state or {}).items():
@@ -98,11 +98,9 @@ class _LocalStateRequest(effect_base.EffectRequest, protocol=LocalStateEffect):
         if [stored] != shapes:
           # Per member of hke.vmap (or per layer): the module sees one slice.
           per = "layer" if stored_in.startswith("__layer_stack") else "member"
-          return (
-              f"state {label} [{category}]: {stored} stored, {seen} per {per}"
-          )
+          return f"{head}: {stored} stored, {seen} per {per}"
         break
-    return f"state {label} [{category}]: {seen}"
+    return f"{head}: {seen}"
 
 
 @effect_base.pytree_dataclass

@@ -51,11 +51,7 @@ class _RewritingHandler(
 class _FreezingHandler(_RewritingHandler):
   """Rewrites the requests ``handler`` claims into frozen requests."""
 
-  def __init__(
-      self,
-      handler: local_state.WithFunctionalLocalState,
-      states: Mapping[str, Mapping[str, Any]],
-  ):
+  def __init__(self, handler, states):
     super().__init__(handler.body, f"{handler.handler_id}_frozen")
     self.source = handler
     self.states = states
