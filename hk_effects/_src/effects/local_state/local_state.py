@@ -14,27 +14,18 @@
 # ==============================================================================
 """The local-state effect: layers keep state with ``get()`` / ``set(value)``.
 
-Local states live in Haiku state, the one mutable place Haiku threads through
-``hk.scan``, ``hk.cond``, ``hk.switch``, ``hk.fori_loop``, ``hk.while_loop``,
-``hk.vmap``, ``hk.remat`` and ``hk.layer_stack``. So a ``set`` inside any of
-them comes out of ``apply``, and ``init`` returns the initial values, under
-``hke.transform_with_state``.
+Local states live in Haiku state, which Haiku threads through its control
+flow and transforms (``hk.scan``, ``hk.cond``, ``hk.vmap``, ``hk.remat``,
+``hk.layer_stack``, ...), so a ``set`` anywhere comes out of ``apply`` under
+``hke.transform_with_state``. They behave as ``hk.get_state`` /
+``hk.set_state``: untouched entries come out of ``apply`` unchanged; a state
+missing from ``apply``'s state is created there; an initializer runs only
+when its state is created; ``set`` checks the new value against the current
+one.
 
-They behave as ``hk.get_state`` / ``hk.set_state``: ``apply`` returns the
-entries its forward did not touch unchanged; a state missing from ``apply``'s
-state is created there from its initializer and returned; an initializer
-runs only when its state is created (never to check a state that exists);
-``set`` checks the new value against the current one. A
-``SharedLocalStateRequest`` whose state is missing is an error.
-
-Naming (deterministic): every state of category ``c`` is an entry of the
-Haiku state bundle ``"~local_state/c"``. An unnamed state is keyed by the
-requesting module's Haiku name and its attribute path, joined by ``":"``
-(``"transformer/~/block_3/attention:cache['k']"``); a named one by its name.
-For example a model with one counter module and one shared cache gives::
-
-  {"~local_state/counters": {"counter:count": 3},
-   "~local_state/cache": {"shared_cache": ...}}
+Naming: the states of category ``c`` are the entries of the Haiku state
+bundle ``"~local_state/c"``, keyed by name, or for an unnamed state by
+module name and attribute path (``"transformer/~/block_3/attention:cache"``).
 
 ``state_sharing`` (Penzai's three levels) decides what two requests with one
 explicit name mean: ``"forbidden"`` is an error; ``"allowed"`` shares one value
@@ -42,15 +33,14 @@ when both have the same initializer object (or one is a
 ``SharedLocalStateRequest``); ``"unsafe"`` always shares, and the initial value
 of the request bound last wins.
 
-Freezing states and hoisting shared ones rewrite requests instead of serving
-them: see ``local_state_rewriting.py``.
+``local_state_rewriting.py`` freezes states and hoists shared ones.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Protocol
 
 import haiku as hk
 import jax
@@ -71,20 +61,11 @@ class LocalStateEffect(Protocol):
 
   Example:
 
-  >>> import haiku as hk, jax, jax.numpy as jnp, hk_effects as hke
-  >>> class Count(hk.Module):
-  ...   def __init__(self, name=None):
-  ...     super().__init__(name=name)
-  ...     self.n = hke.InitialLocalStateRequest(lambda: jnp.zeros([]), "c")
-  ...   def __call__(self, x):
-  ...     self.n.set(self.n.get() + 1)  # a LocalStateEffect
-  ...     return x
-  >>> f = hke.transform_with_state(
-  ...     hke.handlers.handle_local_states(lambda x: Count()(x)))
-  >>> params, state = f.init(None, 0.0)
-  >>> _, state = f.apply(params, state, None, 0.0)
-  >>> state["~local_state/c"]
-  {'count:n': Array(1., dtype=float32)}
+  >>> import jax.numpy as jnp, hk_effects as hke
+  >>> count: hke.LocalStateEffect = hke.FrozenLocalStateRequest(
+  ...     jnp.zeros([]), category="c")
+  >>> print(count.get())
+  0.0
   """
 
   def get(self) -> Any:
@@ -94,31 +75,36 @@ class LocalStateEffect(Protocol):
     """Replaces the value of the state (same structure, shapes, dtypes)."""
 
 
-def _local_state_signature_detail(self, calls, conditional, state, site):
-  del conditional
-  name = getattr(self, "name", None)
-  shapes = sorted({tree_util.describe(c.value) for c in calls})
-  label = f"{name!r}" if name else "unnamed"
-  category = getattr(self, "category", None)
-  seen = ", ".join(shapes) or "?"
-  bundle, key = bundle_name(category), state_key(self, site)
-  for stored_in, entries in (state or {}).items():
-    if (stored_in == bundle or stored_in.endswith(f"/{bundle}")) and (
-        key in entries
-    ):
-      stored = tree_util.describe(entries[key])
-      if [stored] != shapes:
-        # Per member of hke.vmap (or per layer): the module sees one slice.
-        per = "layer" if stored_in.startswith("__layer_stack") else "member"
-        return f"state {label} [{category}]: {stored} stored, {seen} per {per}"
-      break
-  return f"state {label} [{category}]: {seen}"
+class _LocalStateRequest(effect_base.EffectRequest, protocol=LocalStateEffect):
+  """What the three local-state requests share."""
+
+  @classmethod
+  def suggested_handler(cls) -> str:
+    return "hke.handlers.handle_local_states(forward)"
+
+  def signature_detail(self, calls, conditional, state, site):
+    del conditional
+    name = getattr(self, "name", None)
+    category = getattr(self, "category", None)
+    head = f"state {repr(name) if name else 'unnamed'} [{category}]"
+    shapes = sorted({tree_util.describe(c.value) for c in calls})
+    seen = ", ".join(shapes) or "?"
+    bundle, key = bundle_name(category), state_key(self, site)
+    for stored_in, entries in (state or {}).items():
+      if (stored_in == bundle or stored_in.endswith(f"/{bundle}")) and (
+          key in entries
+      ):
+        stored = tree_util.describe(entries[key])
+        if [stored] != shapes:
+          # Per member of hke.vmap (or per layer): the module sees one slice.
+          per = "layer" if stored_in.startswith("__layer_stack") else "member"
+          return f"{head}: {stored} stored, {seen} per {per}"
+        break
+    return f"{head}: {seen}"
 
 
 @effect_base.pytree_dataclass
-class InitialLocalStateRequest(
-    effect_base.EffectRequest, protocol=LocalStateEffect
-):
+class InitialLocalStateRequest(_LocalStateRequest):
   """Requests a local state whose initial value ``state_initializer()`` makes.
 
   Example:
@@ -140,15 +126,9 @@ class InitialLocalStateRequest(
   1
   """
 
-  signature_detail = _local_state_signature_detail
-
   state_initializer: Callable[[], Any] = effect_base.static_field()
   category: Any = effect_base.static_field()
   name: str | None = effect_base.static_field(default=None)
-
-  @classmethod
-  def suggested_handler(cls) -> str:
-    return "hke.handlers.handle_local_states(forward)"
 
   @classmethod
   def porting_hint(cls) -> str:
@@ -171,9 +151,7 @@ class InitialLocalStateRequest(
 
 
 @effect_base.pytree_dataclass
-class FrozenLocalStateRequest(
-    effect_base.EffectRequest, protocol=LocalStateEffect
-):
+class FrozenLocalStateRequest(_LocalStateRequest):
   """A local state with a fixed value: ``get()`` works even when unhandled.
 
   Under ``handle_local_states`` it becomes a mutable state starting at
@@ -187,15 +165,9 @@ class FrozenLocalStateRequest(
   [1. 1.]
   """
 
-  signature_detail = _local_state_signature_detail
-
   state: Any
   category: Any = effect_base.static_field()
   name: str | None = effect_base.static_field(default=None)
-
-  @classmethod
-  def suggested_handler(cls) -> str:
-    return "hke.handlers.handle_local_states(forward)"
 
   def describe(self) -> str:
     named = f" {self.name!r}" if self.name else ""
@@ -205,7 +177,6 @@ class FrozenLocalStateRequest(
     return self.state
 
   def inspection_stand_in(self, method: str, *args) -> Any:
-    del args
     return self.state if method == "get" else None
 
   def get(self) -> Any:
@@ -220,9 +191,7 @@ class FrozenLocalStateRequest(
 
 
 @effect_base.pytree_dataclass
-class SharedLocalStateRequest(
-    effect_base.EffectRequest, protocol=LocalStateEffect
-):
+class SharedLocalStateRequest(_LocalStateRequest):
   """Refers to the local state another request created under ``name``.
 
   Example:
@@ -232,14 +201,8 @@ class SharedLocalStateRequest(
   'cache'
   """
 
-  signature_detail = _local_state_signature_detail
-
   name: str = effect_base.static_field()
   category: Any = effect_base.static_field()
-
-  @classmethod
-  def suggested_handler(cls) -> str:
-    return "hke.handlers.handle_local_states(forward)"
 
   def describe(self) -> str:
     return f"shared local state {self.name!r} [{self.category}]"
@@ -260,15 +223,8 @@ class HandledLocalStateRef(effect_base.HandledEffectRef):
 
 
 def state_key(request: effect_base.EffectRequest, site: binding.Site) -> str:
-  """The key of a request's state inside its category's bundle.
-
-  Example:
-
-  >>> import hk_effects as hke
-  >>> site = binding.Site("mlp/~/counter", "count")
-  >>> state_key(hke.InitialLocalStateRequest(lambda: 0, "c"), site)
-  'mlp/~/counter:count'
-  """
+  """The key of a request's state in its bundle: its name, or
+  ``"<module path>:<attribute path>"``."""
   name = getattr(request, "name", None)
   return name if name else f"{site.module_path}:{site.attribute_path}"
 
@@ -279,19 +235,19 @@ def bundle_name(category: Any) -> str:
 
 
 def _same_leaves(expected: Any, value: Any) -> bool:
-  """True when both trees have one structure and arrays of equal shapes and
-  dtypes; False means "look closer" (dtypes may still canonicalize alike)."""
+  """True when both trees have one structure and leaves of equal shapes and
+  dtypes; False for a Python scalar leaf."""
   expected_leaves, expected_def = jax.tree_util.tree_flatten(expected)
   value_leaves, value_def = jax.tree_util.tree_flatten(value)
   if expected_def != value_def:  # type: ignore[operator]  # (jaxlib stubs)
     return False
-  for a, b in zip(expected_leaves, value_leaves):
-    try:
-      if a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    except AttributeError:  # A Python scalar.
-      return False
-  return True
+  try:
+    return all(
+        a.shape == b.shape and a.dtype == b.dtype
+        for a, b in zip(expected_leaves, value_leaves)
+    )
+  except AttributeError:  # A Python scalar.
+    return False
 
 
 def _check_like(what: str, expected: Any, value: Any, fix: str) -> None:
@@ -299,18 +255,9 @@ def _check_like(what: str, expected: Any, value: Any, fix: str) -> None:
   # decided without building ShapeDtypeStructs: one per state per call.
   if _same_leaves(expected, value):
     return
-  expected_abs, value_abs = tree_util.abstract(expected), tree_util.abstract(
-      value
-  )
-  if jax.tree_util.tree_structure(expected_abs) != jax.tree_util.tree_structure(
-      value_abs
-  ) or any(  # type: ignore[operator]
-      a.shape != b.shape or a.dtype != b.dtype
-      for a, b in zip(
-          jax.tree_util.tree_leaves(expected_abs),
-          jax.tree_util.tree_leaves(value_abs),
-      )
-  ):
+  expected_abs = tree_util.abstract(expected)
+  value_abs = tree_util.abstract(value)
+  if not _same_leaves(expected_abs, value_abs):
     raise ValueError(
         f"{what} has the wrong structure, shape or dtype: expected "
         f"{expected_abs}, got {value_abs}. {fix}"
@@ -318,14 +265,7 @@ def _check_like(what: str, expected: Any, value: Any, fix: str) -> None:
 
 
 class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
-  """Reads and writes one local state in the current Haiku frame's state.
-
-  Example:
-
-  >>> import hk_effects as hke
-  >>> issubclass(LocalStateRuntimeImpl, hke.EffectRuntimeImpl)
-  True
-  """
+  """Reads and writes one local state in the current Haiku frame's state."""
 
   __slots__ = ("bundle", "key", "request")
   refuses_raw_transforms = True
@@ -369,12 +309,8 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
     return bundle, pair
 
   def _create(self, bundle):
-    """Creates a missing state from its initial value, at init or in apply.
-
-    As ``hk.get_state(name, init=...)``: a state first used in apply (a
-    module that skips it at init under ``hk.running_init()``) is created
-    there and comes out of apply. This is the only place an initializer runs.
-    """
+    """Creates a missing state, at init or (as ``hk.get_state`` does) in
+    apply: the only place an initializer runs."""
     if isinstance(self.request, SharedLocalStateRequest):
       given = (
           ""
@@ -390,12 +326,8 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
           "sure that module runs first, pass apply the state returned by "
           "init (which holds it), or use an InitialLocalStateRequest."
       )
-    key = member_key(self.bundle, self.key)
-    if key is None:
+    with member_rng(self.bundle, self.key):
       value = self.request.initial_value()
-    else:  # One state per member of an hke.vmap: a key per member too.
-      with hk.with_rng(key):
-        value = self.request.initial_value()
     bundle[self.key] = hki.StatePair(value, value)
     self.scope.state.created.add((self.bundle, self.key))
     return bundle[self.key]
@@ -416,41 +348,34 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
     bundle[self.key] = hki.StatePair(pair.initial, value)
 
 
-class _Members:
-
-  def __init__(self):
-    # (which bundles are per member, the member index) of the hke.vmap
-    # bodies running, innermost last.
-    self.running: list[tuple[Callable[[str], bool], Any]] = []
-
-
-context.declare("local_state_members", _Members)
+# (which bundles are per member, the member index) of the hke.vmap bodies
+# running, innermost last.
+context.declare("local_state_members", list)
 _ctx = context.CONTEXT
 
 
-@contextlib.contextmanager
-def per_member(mapped: Callable[[str], bool], index: Any) -> Iterator[None]:
+def per_member(mapped: Callable[[str], bool], index: Any) -> Any:
   """Inside ``hke.vmap``'s body: states of the bundles ``mapped`` accepts
-  are one per member, ``index`` the member's (``member_key``)."""
-  with context.pushed(_ctx.local_state_members.running, (mapped, index)):
-    yield
+  are one per member, ``index`` the member's (``member_rng``)."""
+  return context.pushed(_ctx.local_state_members, (mapped, index))
 
 
-def member_key(bundle: str, key: str) -> jax.Array | None:
-  """The rng for the initializer of a per-member state: one key per member,
-  read from Haiku's rng without drawing from it (so params are made from
-  the keys they would get without hke.vmap); None elsewhere."""
-  for mapped, index in reversed(_ctx.local_state_members.running):
+def member_rng(bundle: str, key: str) -> Any:
+  """Where a state's initializer runs: inside ``hke.vmap``, for a per-member
+  state, under an rng of its own per member, read from Haiku's rng without
+  drawing from it (so params are made from the keys they would get without
+  hke.vmap)."""
+  for mapped, index in reversed(_ctx.local_state_members):
     if mapped(bundle):
       rng = hki.current_frame().rng_stack.peek()
       if rng is None:
-        return None
+        break
       # The clone keeps JAX's key-reuse checker content: Haiku splits the
       # key itself later.
       base = jax.random.clone(rng.internal_state[0])
       base = jax.random.fold_in(base, tree_util.hash32(f"{bundle}|{key}"))
-      return jax.random.fold_in(base, index)
-  return None
+      return hk.with_rng(jax.random.fold_in(base, index))
+  return contextlib.nullcontext()
 
 
 @dataclasses.dataclass
@@ -465,12 +390,6 @@ class _LocalStateCall:
   named: dict[int, Any] = dataclasses.field(default_factory=dict)
   created: set[tuple[str, str]] = dataclasses.field(default_factory=set)
   checked: set[tuple[str, str]] = dataclasses.field(default_factory=set)
-
-
-@dataclasses.dataclass
-class _Claim:
-  site: binding.Site
-  request: effect_base.EffectRequest
 
 
 class WithFunctionalLocalState(
@@ -527,56 +446,44 @@ class WithFunctionalLocalState(
     request = ref.request
     key = state_key(request, site)
     bundle = bundle_name(request.category)
-    if getattr(request, "name", None):
+    # A shared request refers to the state and never conflicts; recording it
+    # would hide a duplicate name met after it.
+    if getattr(request, "name", None) and not isinstance(
+        request, SharedLocalStateRequest
+    ):
       self._check_sharing(scope, (bundle, key), site, request)
     return LocalStateRuntimeImpl(scope, site, bundle, key, request)
 
   def _check_sharing(self, scope, full_key, site, request):
-    if isinstance(request, SharedLocalStateRequest):
-      # It refers to the state and never conflicts; recording it would hide
-      # a duplicate name met after it.
-      return
     # Names are per Haiku transform: a model nested in another (hk.lift,
     # lift_with_state) keeps its states in its own state dict.
     token = nesting.transform_token()
-    per_transform = scope.state.named
-    entry = per_transform.get(id(token))
+    entry = scope.state.named.get(id(token))
     if entry is None or entry[0] is not token:
-      entry = per_transform[id(token)] = (token, {})
+      entry = scope.state.named[id(token)] = (token, {})
     claims = entry[1]
-    first = claims.get(full_key)
-    if first is None or first.site == site:
-      claims[full_key] = _Claim(site, request)
+    first_site, first = claims.get(full_key, (site, None))
+    if first is None or first_site == site:
+      claims[full_key] = (site, request)
       return
-    shared = isinstance(request, SharedLocalStateRequest) or isinstance(
-        first.request, SharedLocalStateRequest
-    )
-    if self.state_sharing == "forbidden" and not shared:
+    if self.state_sharing == "forbidden":
       raise ValueError(
-          f"Two local states are named {full_key[1]!r}: at {first.site} and "
+          f"Two local states are named {full_key[1]!r}: at {first_site} and "
           f"at {site}, and state_sharing='forbidden'. Give them distinct "
           "names, or pass state_sharing='allowed' (same initializer object) "
           "or 'unsafe' to share one value, or use SharedLocalStateRequest."
       )
-    if (
-        self.state_sharing == "allowed"
-        and not shared
-        and (
-            getattr(first.request, "state_initializer", None)
-            is not getattr(request, "state_initializer", None)
-        )
+    if self.state_sharing == "allowed" and (
+        getattr(first, "state_initializer", None)
+        is not getattr(request, "state_initializer", None)
     ):
       raise ValueError(
-          f"Local states named {full_key[1]!r} at {first.site} and {site} "
+          f"Local states named {full_key[1]!r} at {first_site} and {site} "
           "have different initializers, so state_sharing='allowed' cannot "
           "share them. Use the same initializer object, a "
           "SharedLocalStateRequest, or state_sharing='unsafe'."
       )
-    if (
-        self.state_sharing == "unsafe"
-        and not shared
-        and full_key in scope.state.created
-    ):
+    if self.state_sharing == "unsafe" and full_key in scope.state.created:
       # "Last one wins": the later request's initial value replaces the
       # earlier one while no module has set it yet (at init, or in the apply
       # that creates the state; a state given to apply is kept).
@@ -585,7 +492,7 @@ class WithFunctionalLocalState(
       if pair is not None and pair.initial is pair.current:
         value = request.initial_value()
         bundle[full_key[1]] = hki.StatePair(value, value)
-    claims[full_key] = _Claim(site, request)
+    claims[full_key] = (site, request)
 
   def __call__(self, arg):
     if not hki.inside_transform():

@@ -19,12 +19,6 @@ requests, which outer handlers then bind: ``freeze_local_states`` turns the
 states a ``handle_local_states`` handler would keep into frozen values,
 ``hoist_shared_state_requests`` turns named states into shared references
 that ``embed_shared_state_requests`` defines once, outside.
-
-Example:
-
->>> import hk_effects as hke
->>> hke.handlers.freeze_local_states is freeze_local_states
-True
 """
 
 from __future__ import annotations
@@ -35,25 +29,17 @@ import haiku as hk
 
 from hk_effects._src.core import binding
 from hk_effects._src.core import effect_base
-from hk_effects._src.effects.local_state.local_state import bundle_name
-from hk_effects._src.effects.local_state.local_state import (
-    FrozenLocalStateRequest,
-)
-from hk_effects._src.effects.local_state.local_state import (
-    InitialLocalStateRequest,
-)
-from hk_effects._src.effects.local_state.local_state import LocalStateEffect
-from hk_effects._src.effects.local_state.local_state import (
-    SharedLocalStateRequest,
-)
-from hk_effects._src.effects.local_state.local_state import state_key
-from hk_effects._src.effects.local_state.local_state import (
-    WithFunctionalLocalState,
+from hk_effects._src.effects.local_state import local_state
+
+# The requests that define a state (rather than refer to one).
+_DEFINING = (
+    local_state.InitialLocalStateRequest,
+    local_state.FrozenLocalStateRequest,
 )
 
 
 class _RewritingHandler(
-    effect_base.RewritingHandler, protocol=LocalStateEffect
+    effect_base.RewritingHandler, protocol=local_state.LocalStateEffect
 ):
   """A handler that rewrites the local-state requests it claims."""
 
@@ -65,11 +51,7 @@ class _RewritingHandler(
 class _FreezingHandler(_RewritingHandler):
   """Rewrites the requests ``handler`` claims into frozen requests."""
 
-  def __init__(
-      self,
-      handler: WithFunctionalLocalState,
-      states: Mapping[str, Mapping[str, Any]],
-  ):
+  def __init__(self, handler, states):
     super().__init__(handler.body, f"{handler.handler_id}_frozen")
     self.source = handler
     self.states = states
@@ -78,7 +60,8 @@ class _FreezingHandler(_RewritingHandler):
     return self.source.claims(request)
 
   def rewrite(self, request, site):
-    bundle, key = bundle_name(request.category), state_key(request, site)
+    bundle = local_state.bundle_name(request.category)
+    key = local_state.state_key(request, site)
     try:
       value = self.states[bundle][key]
     except KeyError:
@@ -87,13 +70,14 @@ class _FreezingHandler(_RewritingHandler):
           f"(bundle {bundle!r}) at {site}. Pass the state mapping that "
           "init/apply returned for this model."
       ) from None
-    return FrozenLocalStateRequest(
+    return local_state.FrozenLocalStateRequest(
         value, request.category, name=getattr(request, "name", None) or key
     )
 
 
 def freeze_local_states(
-    handler: WithFunctionalLocalState, states: Mapping[str, Mapping[str, Any]]
+    handler: local_state.WithFunctionalLocalState,
+    states: Mapping[str, Mapping[str, Any]],
 ):
   """A forward function whose local states carry the given values, frozen.
 
@@ -118,7 +102,7 @@ def freeze_local_states(
   >>> print(hke.transform(frozen).apply({}, None, 1.0))
   11.0
   """
-  if not isinstance(handler, WithFunctionalLocalState):
+  if not isinstance(handler, local_state.WithFunctionalLocalState):
     raise TypeError(
         "freeze_local_states expects the handler handle_local_states "
         f"returned; got {handler!r}."
@@ -135,14 +119,14 @@ class _HoistingHandler(_RewritingHandler):
 
   def claims(self, request):
     return (
-        isinstance(request, (InitialLocalStateRequest, FrozenLocalStateRequest))
+        isinstance(request, _DEFINING)
         and request.name is not None
         and (self.category is None or request.category == self.category)
     )
 
   def rewrite(self, request, site):
     del site
-    return SharedLocalStateRequest(request.name, request.category)
+    return local_state.SharedLocalStateRequest(request.name, request.category)
 
 
 def hoist_shared_state_requests(
@@ -209,9 +193,7 @@ def embed_shared_state_requests(
   True
   """
   for name, request in requests.items():
-    if not isinstance(
-        request, (InitialLocalStateRequest, FrozenLocalStateRequest)
-    ) or (request.name != name):
+    if not isinstance(request, _DEFINING) or (request.name != name):
       raise ValueError(
           f"embed_shared_state_requests: entry {name!r} must be an "
           "InitialLocalStateRequest or FrozenLocalStateRequest with "

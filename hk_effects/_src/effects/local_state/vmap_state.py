@@ -14,31 +14,20 @@
 # ==============================================================================
 """``hke.vmap``: ``hk.vmap`` with per-member local state (and Haiku state).
 
-``hk.vmap`` maps its function's inputs and outputs but shares params and
-Haiku state across members, so a state set to a per-example value inside it
-(a KV cache, a step counter, running statistics per ensemble member) cannot
-be kept. ``hke.vmap(..., local_state_axes=...)`` maps the local states of
-the named categories (``state_axes=``: Haiku's own state, by module name)
-along an axis of the state itself:
-
-* at ``init`` they are created inside the mapped function, one per member,
-  and come out stacked on that axis; an initializer that draws
-  ``hk.next_rng_key()`` (a local state's, or ``hk.get_state``'s ``init``)
-  gets a key of its own per member, derived from Haiku's rng without
-  advancing it, so params are those ``hk.vmap`` gives;
-* in ``apply`` each member gets its slice as an ordinary state, may ``get``
-  and ``set`` it, and the slices come out stacked again.
-
-The states travel as extra mapped inputs and outputs of the ``hk.vmap``
-call; everything else is ``hk.vmap``'s, so params stay shared and
-``split_rng`` means what it does there. Unmapped categories keep
-``hk.vmap``'s semantics: shared, and a per-example ``set`` is an error that
-names ``local_state_axes`` as the fix.
+``hk.vmap`` shares Haiku state across members, so a state set to a
+per-example value inside it (a KV cache, statistics per ensemble member)
+cannot be kept. ``hke.vmap`` maps the states of the categories named in
+``local_state_axes`` (and, by module name, Haiku's own in ``state_axes``)
+along an axis of the state itself: ``init`` creates them inside the mapped
+function, one per member (an initializer drawing ``hk.next_rng_key()`` gets
+a key per member, derived from Haiku's rng without advancing it, so params
+are those ``hk.vmap`` gives), and ``apply`` gives each member its slice.
+The states travel as extra mapped inputs and outputs of one ``hk.vmap``
+call; everything else (shared params, ``split_rng``) is ``hk.vmap``'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 from typing import Any, Callable, Mapping
@@ -58,10 +47,7 @@ def _per_member_key(next_creator, shape, dtype, init, context):
   """A Haiku state creator: a per-member state's initializer draws a key
   of its own per member (as local states' do)."""
   bundle, _, name = context.full_name.rpartition("/")
-  key = local_state.member_key(bundle, name)
-  if key is None:
-    return next_creator(shape, dtype, init)
-  with hk.with_rng(key):
+  with local_state.member_rng(bundle, name):
     return next_creator(shape, dtype, init)
 
 
@@ -79,6 +65,10 @@ def _check_axes(name: str, axes: Axes) -> None:
         f"hke.vmap's {name} must be an int (every category), a mapping from "
         f"category to an int axis, or None; got {axes!r}."
     )
+
+
+def _axis_values(axes: Axes) -> list[int]:
+  return [axes] if isinstance(axes, int) else list((axes or {}).values())
 
 
 def _axis_of(
@@ -104,30 +94,22 @@ def _check_keys_matched(
     local_state_axes: Axes, state_axes: Axes, bundles: list[str]
 ) -> None:
   """Raises for keys of the axes mappings that name no state of the call
-  while states of that kind are left unmapped: a misspelt key, which would
-  leave the state it meant shared, and JAX's "vmap has mapped output ...
-  but out_axes is None" would name neither. A key naming nothing where
-  every state is mapped (one wrapper for several models) is harmless."""
-  local = sorted(
-      b[len(local_state.BUNDLE_PREFIX) :]
-      for b in bundles
-      if b.startswith(local_state.BUNDLE_PREFIX)
-  )
-  modules = sorted(
-      b for b in bundles if not b.startswith(local_state.BUNDLE_PREFIX)
-  )
-  unmapped = {
+  while states of that kind are left unmapped: a misspelt key would leave
+  the state it meant shared, and JAX's "vmap has mapped output ... but
+  out_axes is None" would name neither. A key naming nothing where every
+  state is mapped (one wrapper for several models) is harmless."""
+  prefix = local_state.BUNDLE_PREFIX
+  local = sorted(b[len(prefix) :] for b in bundles if b.startswith(prefix))
+  modules = sorted(b for b in bundles if not b.startswith(prefix))
+  unmapped = [
       b for b in bundles if _axis_of(b, local_state_axes, state_axes) is None
-  }
+  ]
   problems = []
   if isinstance(local_state_axes, Mapping) and any(
-      b.startswith(local_state.BUNDLE_PREFIX) for b in unmapped
+      b.startswith(prefix) for b in unmapped
   ):
     missing = [
-        c
-        for c in local_state_axes
-        if local_state.bundle_name(c)[len(local_state.BUNDLE_PREFIX) :]
-        not in local
+        c for c in local_state_axes if local_state.bundle_name(c) not in bundles
     ]
     if missing:
       problems.append(
@@ -135,7 +117,7 @@ def _check_keys_matched(
           f"of this call has; the categories that exist: {local}."
       )
   if isinstance(state_axes, Mapping) and any(
-      not b.startswith(local_state.BUNDLE_PREFIX) for b in unmapped
+      not b.startswith(prefix) for b in unmapped
   ):
     missing = [
         m
@@ -243,20 +225,7 @@ def vmap(
     return hk.vmap(
         fun, in_axes, out_axes, axis_name, axis_size, split_rng=split_rng
     )
-  axes = sorted(
-      set(
-          (
-              [local_state_axes]
-              if isinstance(local_state_axes, int)
-              else list((local_state_axes or {}).values())
-          )
-          + (
-              [state_axes]
-              if isinstance(state_axes, int)
-              else list((state_axes or {}).values())
-          )
-      )
-  )
+  axes = sorted(set(_axis_values(local_state_axes) + _axis_values(state_axes)))
   axis_of = functools.partial(
       _axis_of, local_state_axes=local_state_axes, state_axes=state_axes
   )
@@ -299,16 +268,12 @@ def vmap(
           if axis_of(b) is None
           for k, pair in entries.items()
       }
-      with contextlib.ExitStack() as stack:
-        stack.enter_context(
-            local_state.per_member(
-                lambda b: axis_of(b) is not None, jax.lax.axis_index(name)
-            )
-        )
-        if state_axes is not None:
-          stack.enter_context(
-              hk.custom_creator(_per_member_key, params=False, state=True)
-          )
+      with (
+          local_state.per_member(
+              lambda b: axis_of(b) is not None, jax.lax.axis_index(name)
+          ),
+          hk.custom_creator(_per_member_key, params=False, state=True),
+      ):
         out = fun(*member_args)
       _check_keys_matched(local_state_axes, state_axes, list(inner_state))
       # Unmapped states set in here: the candidates when JAX refuses a

@@ -38,17 +38,10 @@ class SideInputEffect(Protocol):
 
   Example:
 
-  >>> import haiku as hk, jax.numpy as jnp, hk_effects as hke
-  >>> class Scale(hk.Module):
-  ...   def __init__(self, name=None):
-  ...     super().__init__(name=name)
-  ...     self.factor = hke.SideInputRequest("factor")  # a SideInputEffect
-  ...   def __call__(self, x):
-  ...     return x * self.factor.ask()
-  >>> f = hke.transform(hke.handlers.WithConstantSideInputs.handling(
-  ...     lambda x: Scale()(x), {"factor": 3.0}))
-  >>> f.apply({}, None, jnp.ones([2]))
-  Array([3., 3.], dtype=float32)
+  >>> import hk_effects as hke
+  >>> mask: hke.SideInputEffect = hke.SideInputRequest("mask")
+  >>> mask.tag
+  'mask'
   """
 
   def ask(self) -> Any:
@@ -119,14 +112,7 @@ class HoistedTag:
 
 
 class SideInputRuntimeImpl(effect_base.EffectRuntimeImpl):
-  """Returns the handler's value for the request's tag.
-
-  Example:
-
-  >>> import hk_effects as hke
-  >>> issubclass(SideInputRuntimeImpl, hke.EffectRuntimeImpl)
-  True
-  """
+  """Returns the handler's value for the request's tag."""
 
   __slots__ = ("value",)
 
@@ -174,17 +160,8 @@ class _SideInputCall:
   """One call of a side-input handler: the values it serves, tags asked."""
 
   values: dict[Any, Any]
-  used: set[Any] = dataclasses.field(default_factory=set)
   # (tag, site) of each request bound, to name them if a shape error follows.
   asked: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
-
-
-def _describe(value: Any) -> str:
-  leaves = [
-      f"{jnp.asarray(leaf).dtype}{list(jnp.shape(leaf))}"
-      for leaf in jax.tree_util.tree_leaves(value)
-  ]
-  return leaves[0] if len(leaves) == 1 else f"({', '.join(leaves)})"
 
 
 @contextlib.contextmanager
@@ -200,16 +177,14 @@ def _naming_served_values(handler: Any, call: _SideInputCall) -> Iterator[None]:
       raise
     if not any(w in text.lower() for w in ("shape", "broadcast", "dtype")):
       raise
-    served = "; ".join(
-        f"{tag!r} = {_describe(call.values[tag])} for {site}"
-        for tag, site in dict.fromkeys(
-            (tag, str(site)) for tag, site in call.asked
-        )
-    )
+    served = []
+    for tag, site in dict.fromkeys((t, str(s)) for t, s in call.asked):
+      value = jax.tree_util.tree_map(jnp.asarray, call.values[tag])
+      served.append(f"{tag!r} = {tree_util.describe(value)} for {site}")
     raise type(e)(
-        f"{text}\n(While {handler!r} served side inputs: {served}. If the "
-        "error is about one of them, the value given for its tag has the "
-        "wrong shape or dtype for the module that asked.)"
+        f"{text}\n(While {handler!r} served side inputs: {'; '.join(served)}."
+        " If the error is about one of them, the value given for its tag has"
+        " the wrong shape or dtype for the module that asked.)"
     ) from e
 
 
@@ -223,7 +198,6 @@ class _SideInputHandler(effect_base.EffectHandler, protocol=SideInputEffect):
     return HandledSideInputRef(request, handler_id=self.handler_id)
 
   def runtime_impl(self, scope, ref, site):
-    scope.state.used.add(ref.request.tag)
     scope.state.asked.append((ref.request.tag, site))
     return SideInputRuntimeImpl(
         scope, site, scope.state.values[ref.request.tag]
@@ -360,12 +334,10 @@ class WithConstantSideInputs(_SideInputHandler):
 
   def __call__(self, arg):
     call = _SideInputCall(self.side_inputs)
-    with (
-        binding.handler_scope(self, call) as scope,
-        _naming_served_values(self, call),
-    ):
+    with binding.handler_scope(self, call), _naming_served_values(self, call):
       out = self.body(arg)
-    unused = [t for t in self.tags if t not in scope.state.used]
+    asked = {tag for tag, _ in call.asked}
+    unused = [t for t in self.tags if t not in asked]
     if unused and self.strict:
       raise ValueError(
           f"{self!r} was given side inputs {unused!r} that no module asked "
