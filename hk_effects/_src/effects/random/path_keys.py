@@ -46,7 +46,7 @@ import contextlib
 import dataclasses
 import hashlib
 import re
-from typing import Any, Iterator
+from typing import Any, ContextManager, Iterator
 
 import haiku as hk
 import jax
@@ -90,26 +90,10 @@ def split_name(name: str) -> tuple[str, int]:
 
 
 @dataclasses.dataclass(eq=False)
-class _Frame:
-  """One call of a loop wrapper (``hk.scan``, ``hk.layer_stack``, ...)."""
-
-  kind: str
-  length: int | None  # Iterations; None when unknown (traced bounds).
-  relative: bool  # The body runs in a fresh Haiku frame (layer_stack's lift).
-  space: Any  # Which calls the body sees as enclosing: a relative frame's
-  # body sees none of the calls outside it.
-  context: tuple["_Component", ...]  # Coordinates of the calling module.
-  # Families this loop indexes, by (id(counts), family): the dict counting
-  # them outside the loop, the family and its count when the loop started.
-  # After the loop the count moves on by `length`, as a Python loop's would.
-  enclosing: dict = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(eq=False)
 class _Invocation:
   """One traced run of a loop body (or a path-keyed handler's body)."""
 
-  frame: _Frame | None
+  frame: Loop | None
   index: Any  # The loop index (int or traced int); None at the root.
   space: Any
   seq: int
@@ -190,23 +174,22 @@ def handler_running() -> Iterator[None]:
   ...   print(tracking())
   True
   """
-  if _ctx.path_keys.depth:
-    _ctx.path_keys.depth += 1
-    try:
-      yield
-    finally:
-      _ctx.path_keys.depth -= 1
-    return
-  _ctx.path_keys.depth = 1
-  _ctx.path_keys.invocations.append(_Invocation(None, None, None, _next_seq()))
+  state = _ctx.path_keys
+  outermost = state.depth == 0
+  state.depth += 1
   try:
+    if not outermost:
+      yield
+      return
+    state.invocations.append(_Invocation(None, None, None, _next_seq()))
     with hk.intercept_methods(_intercept):
       yield
   finally:
-    _ctx.path_keys.depth = 0
-    _ctx.path_keys.invocations.clear()
-    _ctx.path_keys.calls.clear()
-    _ctx.path_keys.members.clear()
+    state.depth -= 1
+    if outermost:
+      state.invocations.clear()
+      state.calls.clear()
+      state.members.clear()
 
 
 def _intercept(next_fun, args, kwargs, context):
@@ -249,7 +232,7 @@ def _base(space: Any) -> tuple[_Component, ...]:
   call = _innermost_call(space)
   if call is not None:
     return call.canon
-  return space.context if isinstance(space, _Frame) else ()
+  return space.context if isinstance(space, Loop) else ()
 
 
 def _bump(counts: dict, family: str) -> Any:
@@ -352,46 +335,49 @@ def _loop_component(
   return dataclasses.replace(component, index=inv.index)
 
 
-@contextlib.contextmanager
-def loop(
-    kind: str, length: int | None, relative: bool = False
-) -> Iterator[_Frame]:
-  """One call of a loop wrapper; yields the frame its bodies index.
+class Loop:
+  """One call of a loop wrapper (``hk.scan``, ``hk.layer_stack``, ...):
+  iteration ``i`` of its body is call ``i`` of the families the body calls.
 
-  ``relative``: the body runs in a fresh Haiku frame (``hk.layer_stack``).
-
-  Example:
-
-  >>> with handler_running(), loop("hk.scan", 3) as frame:
-  ...   print(frame.kind, frame.length)
-  hk.scan 3
-  """
-  space = _ctx.path_keys.invocations[-1].space
-  frame = _Frame(kind, length, relative, space, _base(space))
-  if relative:
-    frame.space = frame
-  yield frame
-  for counts, family, start in frame.enclosing.values():
-    counts[family] = (
-        _UNKNOWN
-        if length is None or start is _UNKNOWN
-        else max(counts.get(family, 0), start + length)
-    )
-
-
-@contextlib.contextmanager
-def body(frame: _Frame, index: Any) -> Iterator[None]:
-  """One traced run of ``frame``'s body at loop index ``index``.
+  ``length`` is None when unknown (traced bounds); ``relative``: the body
+  runs in a fresh Haiku frame (``hk.layer_stack``'s lift), so it sees none
+  of the calls outside it.
 
   Example:
 
-  >>> with handler_running(), loop("hk.scan", 3) as frame, body(frame, 0):
-  ...   print(_ctx.path_keys.invocations[-1].index)
+  >>> with handler_running():
+  ...   scan = Loop("hk.scan", 3)
+  ...   with scan.body(0):
+  ...     print(_ctx.path_keys.invocations[-1].index)
+  ...   scan.finish()
   0
   """
-  inv = _Invocation(frame, index, frame.space, _next_seq())
-  with context.pushed(_ctx.path_keys.invocations, inv):
-    yield
+
+  def __init__(self, kind: str, length: int | None, relative: bool = False):
+    self.kind = kind
+    self.length = length
+    self.relative = relative
+    space = _ctx.path_keys.invocations[-1].space
+    self.context = _base(space)  # Coordinates of the calling module.
+    self.space = self if relative else space
+    # Families this loop indexes, by (id(counts), family): the dict counting
+    # them outside the loop, the family and its count when the loop started.
+    self.enclosing: dict = {}
+
+  def body(self, index: Any) -> ContextManager[Any]:
+    """One traced run of the body at loop index ``index``."""
+    inv = _Invocation(self, index, self.space, _next_seq())
+    return context.pushed(_ctx.path_keys.invocations, inv)
+
+  def finish(self) -> None:
+    """After the loop each count it indexes moves on by ``length``, as a
+    Python loop's would."""
+    for counts, family, start in self.enclosing.values():
+      counts[family] = (
+          _UNKNOWN
+          if self.length is None or start is _UNKNOWN
+          else max(counts.get(family, 0), start + self.length)
+      )
 
 
 class Alternatives:
@@ -403,7 +389,7 @@ class Alternatives:
 
   >>> with handler_running():
   ...   alternatives = Alternatives()
-  ...   with alternatives.branch():
+  ...   with alternatives.body(0):
   ...     pass
   ...   alternatives.finish()
   """
@@ -411,19 +397,18 @@ class Alternatives:
   def __init__(self):
     inv = _ctx.path_keys.invocations[-1]
     call = _innermost_call(inv.space)
-    if call is not None and call.seq > inv.seq:
-      self.tallies = [call.child_counts, call.draws]
-    else:
+    if call is None:
       self.tallies = [inv.counts]
-    inside = len(self.tallies) == 2
-    if call is not None and not inside:
-      self.tallies.append(call.draws)
+    else:
+      inside = call.seq > inv.seq  # The branching is in this call's method.
+      self.tallies = [call.child_counts if inside else inv.counts, call.draws]
     self.starts = [dict(t) for t in self.tallies]
     self.ends: list[list[dict]] = []
 
   @contextlib.contextmanager
-  def branch(self) -> Iterator[None]:
-    """One traced branch."""
+  def body(self, index: Any) -> Iterator[None]:
+    """One traced branch (``index``: its number)."""
+    del index
     for tally, start in zip(self.tallies, self.starts):
       tally.clear()
       tally.update(start)
