@@ -122,16 +122,9 @@ class _Call:
   module: Any
   space: Any
   seq: int
-  parent: "_Call | None"
-  base: tuple[_Component, ...]  # The coordinates above it, if no parent.
-  component: _Component
+  canon: tuple[_Component, ...]  # The coordinates of the call.
   child_counts: dict = dataclasses.field(default_factory=dict)
   draws: dict = dataclasses.field(default_factory=dict)
-
-  @property
-  def canon(self) -> tuple[_Component, ...]:
-    above = self.parent.canon if self.parent is not None else self.base
-    return above + (self.component,)
 
 
 class _ThreadState:
@@ -246,7 +239,6 @@ def _enter(module: Any) -> _Call:
   space = inv.space
   family = split_name(module.module_name.rsplit("/", 1)[-1])[0]
   parent = _innermost_call(space)
-  base = () if parent is not None else _base(space)
   if parent is not None and parent.seq > inv.seq:
     component = _counted(
         _bump(parent.child_counts, family),
@@ -256,7 +248,7 @@ def _enter(module: Any) -> _Call:
     )
   else:
     component = _loop_component(module.module_name, family, parent, inv)
-  return _Call(module, space, _next_seq(), parent, base, component)
+  return _Call(module, space, _next_seq(), _base(space) + (component,))
 
 
 def _counted(count: Any, family: str, path: str, where: str) -> _Component:
@@ -430,8 +422,7 @@ class Alternatives:
       tally.update(merged)
 
 
-@contextlib.contextmanager
-def member(index: Any) -> Iterator[None]:
+def member(index: Any) -> ContextManager[Any]:
   """The body of ``hk.vmap(split_rng=True)``: draws fold in ``index``.
 
   Example:
@@ -440,8 +431,7 @@ def member(index: Any) -> Iterator[None]:
   ...   print(_ctx.path_keys.members)
   [2]
   """
-  with context.pushed(_ctx.path_keys.members, index):
-    yield
+  return context.pushed(_ctx.path_keys.members, index)
 
 
 # A draw's key is one threefry of its handler's key with a 64-bit message:
