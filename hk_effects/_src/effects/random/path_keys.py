@@ -15,29 +15,27 @@
 """Refactor-invariant keys: a key as a pure function of where it is drawn.
 
 With ``path_keys=True`` a random handler derives each key from its own key
-and the *coordinates* of the draw instead of from a running sequence. The
-coordinates are the chain of module calls that leads to the draw, each call
-named by its module's family (the name without Haiku's ``_<n>`` suffix:
-``block_3`` is of family ``block``) and its call index: how many calls of
-that family its caller made before it. Then come the request's attribute
-path and tag and the number of earlier draws from it within the call.
+and the *coordinates* of the draw instead of from a running sequence: the
+chain of module calls that leads to the draw, each named by its module's
+family (the name without Haiku's ``_<n>`` suffix: ``block_3`` is of family
+``block``) and its call index (how many calls of that family its caller
+made before it); then the request's attribute path and tag and the number
+of earlier draws from it within the call.
 
 A call index counts calls, not modules, so these draw the same keys, bit for
 bit: a Python loop over fresh modules (``block``, ``block_1``, ...), a Python
 loop calling one module n times, ``hk.scan`` over that module (iteration i is
 call i) and ``hk.layer_stack`` (layer i is call i). ``hk.fori_loop`` and
-``hk.while_loop`` index their bodies the same way, and
-``hk.vmap(split_rng=True)`` folds in the member index.
+``hk.while_loop`` index their bodies the same way, ``hk.vmap(split_rng=True)``
+folds in the member index, and a branch of ``hk.cond`` / ``hk.switch`` draws
+what the same code under a Python ``if`` would (``path_key_loops.py``).
 
-Loops index calls at Haiku's boundaries (``path_key_loops.py``); calls are
-counted by a Haiku method interceptor installed while a path-keyed handler
-runs. Where a call index is not well defined (a family called twice in one
-loop iteration, a module called directly in two nested loops, a call after a
-loop of unknown length that called the same family), a draw raises
+Calls are counted by a Haiku method interceptor installed while a path-keyed
+handler runs. Where a call index is not well defined (a family called twice
+in one loop iteration, a module called directly in two nested loops, a call
+after a loop of unknown length that called the same family), a draw raises
 ``PathKeyCollisionError`` at trace time instead of sharing a key; calls that
-draw nothing are never refused. The branches of ``hk.cond`` and
-``hk.switch`` count from the same start, as only one of them runs: a branch
-draws what the same code under a Python ``if`` would.
+draw nothing are never refused.
 """
 
 from __future__ import annotations
@@ -58,8 +56,6 @@ from hk_effects._src import context
 from hk_effects._src.haiku import boundaries
 from hk_effects._src.haiku import haiku_internals as hki
 
-_SUFFIX = re.compile(r"^(.*)_(\d+)$")
-
 
 class PathKeyCollisionError(ValueError):
   """Two draws of a path-keyed random handler would get the same key.
@@ -73,20 +69,6 @@ class PathKeyCollisionError(ValueError):
 
 
 PathKeyCollisionError.__module__ = "hk_effects"
-
-
-def split_name(name: str) -> tuple[str, int]:
-  """``"block_3"`` -> ``("block", 3)``; a name without suffix has index 0.
-
-  Example:
-
-  >>> split_name("block_3"), split_name("linear")
-  (('block', 3), ('linear', 0))
-  """
-  match = _SUFFIX.match(name)
-  if match is None:
-    return name, 0
-  return match.group(1), int(match.group(2))
 
 
 @dataclasses.dataclass(eq=False)
@@ -237,7 +219,7 @@ def _bump(counts: dict, family: str) -> Any:
 def _enter(module: Any) -> _Call:
   inv = _ctx.path_keys.invocations[-1]
   space = inv.space
-  family = split_name(module.module_name.rsplit("/", 1)[-1])[0]
+  family = re.sub(r"_\d+$", "", module.module_name.rsplit("/", 1)[-1])
   parent = _innermost_call(space)
   if parent is not None and parent.seq > inv.seq:
     component = _counted(
