@@ -20,7 +20,7 @@ indices into its key, so it takes part at every boundary
 
 * ``hk.scan``, ``hk.fori_loop``, ``hk.while_loop`` and ``hk.layer_stack``
   index their bodies: iteration ``i`` counts as call ``i`` of the families
-  the body calls (``path_keys.loop`` and ``path_keys.body``); a loop with
+  the body calls (``path_keys.Loop``); a loop with
   traced bounds has no known length, so calls after it are refused if they
   would need it;
 * ``hk.vmap(split_rng=True)`` folds in the member index;
@@ -31,18 +31,10 @@ indices into its key, so it takes part at every boundary
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from typing import Any
 
 from hk_effects._src.effects.random import path_keys
 from hk_effects._src.haiku import boundaries
-
-
-@dataclasses.dataclass(eq=False)
-class _Call:
-  loop: Any = None  # The path_keys.loop context and its frame.
-  frame: Any = None
-  alternatives: path_keys.Alternatives | None = None
 
 
 def _splits_members(boundary: boundaries.Boundary) -> bool:
@@ -58,32 +50,24 @@ class _PathKeysAtBoundaries(boundaries.BoundaryEffect):
   def wants_index(self, boundary: boundaries.Boundary) -> bool:
     return boundary.is_loop or _splits_members(boundary)
 
-  def enter(self, boundary: boundaries.Boundary) -> _Call:
-    call = _Call()
+  def enter(self, boundary: boundaries.Boundary) -> Any:
     if boundary.is_loop:
-      call.loop = path_keys.loop(
-          boundary.kind, boundary.length, relative=boundary.relative
-      )
-      call.frame = call.loop.__enter__()  # pylint: disable=unnecessary-dunder-call
-    elif boundary.is_branch:
-      call.alternatives = path_keys.Alternatives()
-    return call
+      return path_keys.Loop(boundary.kind, boundary.length, boundary.relative)
+    if boundary.is_branch:
+      return path_keys.Alternatives()
+    return None
 
-  def body(self, boundary, body, state: _Call):
-    if state.frame is not None:
-      return path_keys.body(state.frame, body.index)
-    if state.alternatives is not None:
-      return state.alternatives.branch()
+  def body(self, boundary, body, state):
+    if state is not None:  # A Loop or Alternatives.
+      return state.body(body.index)
     if _splits_members(boundary):
       return path_keys.member(body.index)
     return contextlib.nullcontext()
 
-  def exit(self, boundary, state: _Call, outputs: Any) -> None:
-    del outputs
-    if state.loop is not None:
-      state.loop.__exit__(None, None, None)
-    elif state.alternatives is not None:
-      state.alternatives.finish()
+  def exit(self, boundary, state, outputs: Any) -> None:
+    del boundary, outputs
+    if state is not None:
+      state.finish()
 
 
 # Registered by hk_effects._src.wiring.

@@ -15,29 +15,27 @@
 """Refactor-invariant keys: a key as a pure function of where it is drawn.
 
 With ``path_keys=True`` a random handler derives each key from its own key
-and the *coordinates* of the draw instead of from a running sequence. The
-coordinates are the chain of module calls that leads to the draw, each call
-named by its module's family (the name without Haiku's ``_<n>`` suffix:
-``block_3`` is of family ``block``) and its call index: how many calls of
-that family its caller made before it. Then come the request's attribute
-path and tag and the number of earlier draws from it within the call.
+and the *coordinates* of the draw instead of from a running sequence: the
+chain of module calls that leads to the draw, each named by its module's
+family (the name without Haiku's ``_<n>`` suffix: ``block_3`` is of family
+``block``) and its call index (how many calls of that family its caller
+made before it); then the request's attribute path and tag and the number
+of earlier draws from it within the call.
 
 A call index counts calls, not modules, so these draw the same keys, bit for
 bit: a Python loop over fresh modules (``block``, ``block_1``, ...), a Python
 loop calling one module n times, ``hk.scan`` over that module (iteration i is
 call i) and ``hk.layer_stack`` (layer i is call i). ``hk.fori_loop`` and
-``hk.while_loop`` index their bodies the same way, and
-``hk.vmap(split_rng=True)`` folds in the member index.
+``hk.while_loop`` index their bodies the same way, ``hk.vmap(split_rng=True)``
+folds in the member index, and a branch of ``hk.cond`` / ``hk.switch`` draws
+what the same code under a Python ``if`` would (``path_key_loops.py``).
 
-Loops index calls at Haiku's boundaries (``path_key_loops.py``); calls are
-counted by a Haiku method interceptor installed while a path-keyed handler
-runs. Where a call index is not well defined (a family called twice in one
-loop iteration, a module called directly in two nested loops, a call after a
-loop of unknown length that called the same family), a draw raises
+Calls are counted by a Haiku method interceptor installed while a path-keyed
+handler runs. Where a call index is not well defined (a family called twice
+in one loop iteration, a module called directly in two nested loops, a call
+after a loop of unknown length that called the same family), a draw raises
 ``PathKeyCollisionError`` at trace time instead of sharing a key; calls that
-draw nothing are never refused. The branches of ``hk.cond`` and
-``hk.switch`` count from the same start, as only one of them runs: a branch
-draws what the same code under a Python ``if`` would.
+draw nothing are never refused.
 """
 
 from __future__ import annotations
@@ -46,7 +44,7 @@ import contextlib
 import dataclasses
 import hashlib
 import re
-from typing import Any, Iterator
+from typing import Any, ContextManager, Iterator
 
 import haiku as hk
 import jax
@@ -57,8 +55,6 @@ import numpy as np
 from hk_effects._src import context
 from hk_effects._src.haiku import boundaries
 from hk_effects._src.haiku import haiku_internals as hki
-
-_SUFFIX = re.compile(r"^(.*)_(\d+)$")
 
 
 class PathKeyCollisionError(ValueError):
@@ -75,41 +71,11 @@ class PathKeyCollisionError(ValueError):
 PathKeyCollisionError.__module__ = "hk_effects"
 
 
-def split_name(name: str) -> tuple[str, int]:
-  """``"block_3"`` -> ``("block", 3)``; a name without suffix has index 0.
-
-  Example:
-
-  >>> split_name("block_3"), split_name("linear")
-  (('block', 3), ('linear', 0))
-  """
-  match = _SUFFIX.match(name)
-  if match is None:
-    return name, 0
-  return match.group(1), int(match.group(2))
-
-
-@dataclasses.dataclass(eq=False)
-class _Frame:
-  """One call of a loop wrapper (``hk.scan``, ``hk.layer_stack``, ...)."""
-
-  kind: str
-  length: int | None  # Iterations; None when unknown (traced bounds).
-  relative: bool  # The body runs in a fresh Haiku frame (layer_stack's lift).
-  space: Any  # Which calls the body sees as enclosing: a relative frame's
-  # body sees none of the calls outside it.
-  context: tuple["_Component", ...]  # Coordinates of the calling module.
-  # Families this loop indexes, by (id(counts), family): the dict counting
-  # them outside the loop, the family and its count when the loop started.
-  # After the loop the count moves on by `length`, as a Python loop's would.
-  enclosing: dict = dataclasses.field(default_factory=dict)
-
-
 @dataclasses.dataclass(eq=False)
 class _Invocation:
   """One traced run of a loop body (or a path-keyed handler's body)."""
 
-  frame: _Frame | None
+  frame: Loop | None
   index: Any  # The loop index (int or traced int); None at the root.
   space: Any
   seq: int
@@ -138,16 +104,9 @@ class _Call:
   module: Any
   space: Any
   seq: int
-  parent: "_Call | None"
-  base: tuple[_Component, ...]  # The coordinates above it, if no parent.
-  component: _Component
+  canon: tuple[_Component, ...]  # The coordinates of the call.
   child_counts: dict = dataclasses.field(default_factory=dict)
   draws: dict = dataclasses.field(default_factory=dict)
-
-  @property
-  def canon(self) -> tuple[_Component, ...]:
-    above = self.parent.canon if self.parent is not None else self.base
-    return above + (self.component,)
 
 
 class _ThreadState:
@@ -190,23 +149,22 @@ def handler_running() -> Iterator[None]:
   ...   print(tracking())
   True
   """
-  if _ctx.path_keys.depth:
-    _ctx.path_keys.depth += 1
-    try:
-      yield
-    finally:
-      _ctx.path_keys.depth -= 1
-    return
-  _ctx.path_keys.depth = 1
-  _ctx.path_keys.invocations.append(_Invocation(None, None, None, _next_seq()))
+  state = _ctx.path_keys
+  outermost = state.depth == 0
+  state.depth += 1
   try:
+    if not outermost:
+      yield
+      return
+    state.invocations.append(_Invocation(None, None, None, _next_seq()))
     with hk.intercept_methods(_intercept):
       yield
   finally:
-    _ctx.path_keys.depth = 0
-    _ctx.path_keys.invocations.clear()
-    _ctx.path_keys.calls.clear()
-    _ctx.path_keys.members.clear()
+    state.depth -= 1
+    if outermost:
+      state.invocations.clear()
+      state.calls.clear()
+      state.members.clear()
 
 
 def _intercept(next_fun, args, kwargs, context):
@@ -249,7 +207,7 @@ def _base(space: Any) -> tuple[_Component, ...]:
   call = _innermost_call(space)
   if call is not None:
     return call.canon
-  return space.context if isinstance(space, _Frame) else ()
+  return space.context if isinstance(space, Loop) else ()
 
 
 def _bump(counts: dict, family: str) -> Any:
@@ -261,9 +219,8 @@ def _bump(counts: dict, family: str) -> Any:
 def _enter(module: Any) -> _Call:
   inv = _ctx.path_keys.invocations[-1]
   space = inv.space
-  family = split_name(module.module_name.rsplit("/", 1)[-1])[0]
+  family = re.sub(r"_\d+$", "", module.module_name.rsplit("/", 1)[-1])
   parent = _innermost_call(space)
-  base = () if parent is not None else _base(space)
   if parent is not None and parent.seq > inv.seq:
     component = _counted(
         _bump(parent.child_counts, family),
@@ -273,7 +230,7 @@ def _enter(module: Any) -> _Call:
     )
   else:
     component = _loop_component(module.module_name, family, parent, inv)
-  return _Call(module, space, _next_seq(), parent, base, component)
+  return _Call(module, space, _next_seq(), _base(space) + (component,))
 
 
 def _counted(count: Any, family: str, path: str, where: str) -> _Component:
@@ -352,46 +309,49 @@ def _loop_component(
   return dataclasses.replace(component, index=inv.index)
 
 
-@contextlib.contextmanager
-def loop(
-    kind: str, length: int | None, relative: bool = False
-) -> Iterator[_Frame]:
-  """One call of a loop wrapper; yields the frame its bodies index.
+class Loop:
+  """One call of a loop wrapper (``hk.scan``, ``hk.layer_stack``, ...):
+  iteration ``i`` of its body is call ``i`` of the families the body calls.
 
-  ``relative``: the body runs in a fresh Haiku frame (``hk.layer_stack``).
-
-  Example:
-
-  >>> with handler_running(), loop("hk.scan", 3) as frame:
-  ...   print(frame.kind, frame.length)
-  hk.scan 3
-  """
-  space = _ctx.path_keys.invocations[-1].space
-  frame = _Frame(kind, length, relative, space, _base(space))
-  if relative:
-    frame.space = frame
-  yield frame
-  for counts, family, start in frame.enclosing.values():
-    counts[family] = (
-        _UNKNOWN
-        if length is None or start is _UNKNOWN
-        else max(counts.get(family, 0), start + length)
-    )
-
-
-@contextlib.contextmanager
-def body(frame: _Frame, index: Any) -> Iterator[None]:
-  """One traced run of ``frame``'s body at loop index ``index``.
+  ``length`` is None when unknown (traced bounds); ``relative``: the body
+  runs in a fresh Haiku frame (``hk.layer_stack``'s lift), so it sees none
+  of the calls outside it.
 
   Example:
 
-  >>> with handler_running(), loop("hk.scan", 3) as frame, body(frame, 0):
-  ...   print(_ctx.path_keys.invocations[-1].index)
+  >>> with handler_running():
+  ...   scan = Loop("hk.scan", 3)
+  ...   with scan.body(0):
+  ...     print(_ctx.path_keys.invocations[-1].index)
+  ...   scan.finish()
   0
   """
-  inv = _Invocation(frame, index, frame.space, _next_seq())
-  with context.pushed(_ctx.path_keys.invocations, inv):
-    yield
+
+  def __init__(self, kind: str, length: int | None, relative: bool = False):
+    self.kind = kind
+    self.length = length
+    self.relative = relative
+    space = _ctx.path_keys.invocations[-1].space
+    self.context = _base(space)  # Coordinates of the calling module.
+    self.space = self if relative else space
+    # Families this loop indexes, by (id(counts), family): the dict counting
+    # them outside the loop, the family and its count when the loop started.
+    self.enclosing: dict = {}
+
+  def body(self, index: Any) -> ContextManager[Any]:
+    """One traced run of the body at loop index ``index``."""
+    inv = _Invocation(self, index, self.space, _next_seq())
+    return context.pushed(_ctx.path_keys.invocations, inv)
+
+  def finish(self) -> None:
+    """After the loop each count it indexes moves on by ``length``, as a
+    Python loop's would."""
+    for counts, family, start in self.enclosing.values():
+      counts[family] = (
+          _UNKNOWN
+          if self.length is None or start is _UNKNOWN
+          else max(counts.get(family, 0), start + self.length)
+      )
 
 
 class Alternatives:
@@ -403,7 +363,7 @@ class Alternatives:
 
   >>> with handler_running():
   ...   alternatives = Alternatives()
-  ...   with alternatives.branch():
+  ...   with alternatives.body(0):
   ...     pass
   ...   alternatives.finish()
   """
@@ -411,19 +371,18 @@ class Alternatives:
   def __init__(self):
     inv = _ctx.path_keys.invocations[-1]
     call = _innermost_call(inv.space)
-    if call is not None and call.seq > inv.seq:
-      self.tallies = [call.child_counts, call.draws]
-    else:
+    if call is None:
       self.tallies = [inv.counts]
-    inside = len(self.tallies) == 2
-    if call is not None and not inside:
-      self.tallies.append(call.draws)
+    else:
+      inside = call.seq > inv.seq  # The branching is in this call's method.
+      self.tallies = [call.child_counts if inside else inv.counts, call.draws]
     self.starts = [dict(t) for t in self.tallies]
     self.ends: list[list[dict]] = []
 
   @contextlib.contextmanager
-  def branch(self) -> Iterator[None]:
-    """One traced branch."""
+  def body(self, index: Any) -> Iterator[None]:
+    """One traced branch (``index``: its number)."""
+    del index
     for tally, start in zip(self.tallies, self.starts):
       tally.clear()
       tally.update(start)
@@ -445,8 +404,7 @@ class Alternatives:
       tally.update(merged)
 
 
-@contextlib.contextmanager
-def member(index: Any) -> Iterator[None]:
+def member(index: Any) -> ContextManager[Any]:
   """The body of ``hk.vmap(split_rng=True)``: draws fold in ``index``.
 
   Example:
@@ -455,8 +413,7 @@ def member(index: Any) -> Iterator[None]:
   ...   print(_ctx.path_keys.members)
   [2]
   """
-  with context.pushed(_ctx.path_keys.members, index):
-    yield
+  return context.pushed(_ctx.path_keys.members, index)
 
 
 # A draw's key is one threefry of its handler's key with a 64-bit message:

@@ -14,29 +14,24 @@
 # ==============================================================================
 """The random effect: layers draw fresh keys with ``next_key()``.
 
-Keys are drawn from Haiku's rng sequence, the one thing besides params and
-state that Haiku threads through ``hk.scan``, ``hk.vmap``, ``hk.remat``,
-``hk.cond`` and ``hk.layer_stack``. So every ``next_key()`` in one
-application is distinct across loop iterations and vmapped members, and the
-stream position never lives in a Python object that a loop would repeat.
+Keys come from Haiku's rng sequence, which Haiku threads (as it does params
+and state) through ``hk.scan``, ``hk.vmap``, ``hk.remat``, ``hk.cond`` and
+``hk.layer_stack``: every ``next_key()`` of one application is distinct
+across loop iterations and vmapped members, and no stream position lives in
+a Python object that a loop would repeat.
 
-Handlers that own a key (``WithRandomKeyFromArg``, ``WithFrozenRandomState``)
-push a Haiku rng sequence seeded by it for the duration of their body. When
-random handlers nest, a request of an outer handler called inside an inner
-handler's body draws from the innermost sequence, folded with the outer
-handler's id and with a key the inner handler drew from the enclosing
-sequence on entry: keys stay distinct and threaded, and the outer stream
-depends on its own key as well as (at the price of) the inner key.
+Handlers that own a key (``WithRandomKeyFromArg``, ``WithFrozenRandomState``,
+``WithStatefulRandomKey``) push a Haiku rng sequence seeded by it for their
+body. A request of an outer random handler called inside such a body draws
+from that innermost sequence, folded with the outer handler's id and with a
+key the inner handler drew from the enclosing sequence on entry: keys stay
+distinct and threaded, and the outer stream depends on its own key too.
 
-During ``init`` no handler pushes anything: every random request draws from
-``init``'s rng, so parameters (which Haiku initialises from the same
-sequence) depend on ``init``'s rng alone, whichever random handlers serve
-the forward pass (docs/design.md, S5).
-
-``WithHaikuRandom`` serves keys from whatever ``hk.next_rng_key()`` returns
-where the request is called: inside the body of a key-owning handler that
-is that handler's sequence, not the ``rng`` given to ``apply``. Put
-``WithHaikuRandom`` outside key-owning handlers to follow ``apply``'s rng.
+During ``init`` nothing is pushed: every request draws from ``init``'s rng,
+so parameters depend on it alone, whichever handlers serve the forward pass
+(docs/design.md, S5). ``WithHaikuRandom`` serves what ``hk.next_rng_key()``
+returns where the request is called: inside a key-owning handler's body,
+that handler's sequence, not ``apply``'s ``rng``.
 """
 
 from __future__ import annotations
@@ -79,17 +74,23 @@ class RandomEffect(Protocol):
     """Returns a fresh PRNG key, distinct from every other in this call."""
 
 
-def _random_signature_detail(self, calls, conditional, state, site) -> str:
-  del conditional, state, site
-  tag = getattr(self, "tag", None)
-  stream = "random" if tag is None else f"random[{tag!r}]"
-  # Counted at trace time: a body Haiku traces twice (hk.scan at init)
-  # counts twice; inside loops each draw is once per iteration.
-  return f"{stream}: {len(calls)} next_key() traced"
+class _KeyRequest(effect_base.EffectRequest, protocol=RandomEffect):
+  """What the two random requests share."""
+
+  def signature_detail(self, calls, conditional, state, site) -> str:
+    del conditional, state, site
+    # Counted at trace time: a body Haiku traces twice (hk.scan at init)
+    # counts twice; inside loops each draw is once per iteration.
+    return f"{self.describe()}: {len(calls)} next_key() traced"
+
+  def inspection_stand_in(self, method: str, *args) -> jax.Array:
+    """A key standing in for an unhandled draw during ``hke.bindings``."""
+    del method, args
+    return jax.random.key(0)
 
 
 @effect_base.pytree_dataclass
-class RandomRequest(effect_base.EffectRequest, protocol=RandomEffect):
+class RandomRequest(_KeyRequest):
   """Requests untagged random keys (claimed by random handlers by default).
 
   Example:
@@ -107,8 +108,6 @@ class RandomRequest(effect_base.EffectRequest, protocol=RandomEffect):
   (2,)
   """
 
-  signature_detail = _random_signature_detail
-
   def describe(self) -> str:
     return "random"
 
@@ -116,14 +115,9 @@ class RandomRequest(effect_base.EffectRequest, protocol=RandomEffect):
   def suggested_handler(cls) -> str:
     return "hke.handlers.WithHaikuRandom.handling(forward)"
 
-  def inspection_stand_in(self, method: str, *args) -> jax.Array:
-    """A key standing in for an unhandled draw during ``hke.bindings``."""
-    del method, args
-    return jax.random.key(0)
-
 
 @effect_base.pytree_dataclass
-class TaggedRandomRequest(effect_base.EffectRequest, protocol=RandomEffect):
+class TaggedRandomRequest(_KeyRequest):
   """Requests keys from a named stream, served only by handlers that claim it.
 
   Example:
@@ -136,8 +130,6 @@ class TaggedRandomRequest(effect_base.EffectRequest, protocol=RandomEffect):
   (True, False)
   """
 
-  signature_detail = _random_signature_detail
-
   tag: Any = effect_base.static_field()
 
   def describe(self) -> str:
@@ -149,11 +141,6 @@ class TaggedRandomRequest(effect_base.EffectRequest, protocol=RandomEffect):
         "hke.handlers.WithHaikuRandom.handling(forward, "
         "hole_predicate=hke.handlers.tagged(tag))"
     )
-
-  def inspection_stand_in(self, method: str, *args) -> jax.Array:
-    """A key standing in for an unhandled draw during ``hke.bindings``."""
-    del method, args
-    return jax.random.key(0)
 
 
 @effect_base.pytree_dataclass
@@ -200,50 +187,14 @@ def tagged(*tags: Any) -> Callable[[effect_base.EffectRequest], bool]:
 
 
 class RandomRuntimeImpl(effect_base.EffectRuntimeImpl):
-  """Serves ``next_key()`` from Haiku's innermost rng sequence.
+  """Serves ``next_key()`` from Haiku's innermost rng sequence or, for a
+  handler built with ``path_keys=True``, as a pure function of where the
+  draw happens (``path_keys.py``).
 
   Example:
 
   >>> import hk_effects as hke
   >>> issubclass(RandomRuntimeImpl, hke.EffectRuntimeImpl)
-  True
-  """
-
-  __slots__ = ()
-  refuses_raw_transforms = True
-
-  def next_key(self) -> jax.Array:
-    key = hk.maybe_next_rng_key()
-    if key is None:
-      raise ValueError(
-          f"{self.scope.handler!r} serves a random request at {self.site}, but "
-          "no rng is available: pass a key as `rng` to `init`/`apply` (for "
-          "WithHaikuRandom), or use WithRandomKeyFromArg / "
-          "WithFrozenRandomState to supply one explicitly."
-      )
-    owner = _innermost_rng_owner()
-    if (
-        owner is not None
-        and owner is not self.scope
-        and _is_inner(owner, self.scope)
-    ):
-      key = jax.random.fold_in(key, self.scope.state.salt)
-      entry_key = _first_owner_inside(self.scope).state.entry_key
-      if entry_key is not None:
-        key = jax.random.fold_in(entry_key, jax.random.bits(key))
-    return key
-
-
-class PathRandomRuntimeImpl(effect_base.EffectRuntimeImpl):
-  """Serves ``next_key()`` as a pure function of where the draw happens.
-
-  Used by random handlers built with ``path_keys=True``; see
-  ``hk_effects._src.effects.random.path_keys`` for the coordinates.
-
-  Example:
-
-  >>> import hk_effects as hke
-  >>> issubclass(PathRandomRuntimeImpl, hke.EffectRuntimeImpl)
   True
   """
 
@@ -255,36 +206,34 @@ class PathRandomRuntimeImpl(effect_base.EffectRuntimeImpl):
     self.tag = tag
 
   def next_key(self) -> jax.Array:
-    return path_keys_lib.draw(
-        self.scope.state.root,
-        self.site.module_path,
-        self.site.attribute_path,
-        self.tag,
-    )
-
-
-def _is_inner(
-    candidate: binding.HandlerScope, scope: binding.HandlerScope
-) -> bool:
-  scopes = binding.active_scopes()
-  return scopes.index(candidate) > scopes.index(scope)
-
-
-def _first_owner_inside(scope: binding.HandlerScope) -> binding.HandlerScope:
-  scopes = binding.active_scopes()
-  return next(s for s in scopes[scopes.index(scope) + 1 :] if _pushes_rng(s))
+    if self.scope.handler.path_keys:
+      return path_keys_lib.draw(
+          self.scope.state.root,
+          self.site.module_path,
+          self.site.attribute_path,
+          self.tag,
+      )
+    key = hk.maybe_next_rng_key()
+    if key is None:
+      raise ValueError(
+          f"{self.scope.handler!r} serves a random request at {self.site}, but "
+          "no rng is available: pass a key as `rng` to `init`/`apply` (for "
+          "WithHaikuRandom), or use WithRandomKeyFromArg / "
+          "WithFrozenRandomState to supply one explicitly."
+      )
+    scopes = binding.active_scopes()
+    inside = scopes[scopes.index(self.scope) + 1 :]
+    owner = next((s for s in inside if _pushes_rng(s)), None)
+    if owner is not None:
+      # The key came from an inner handler's sequence (module docstring).
+      key = jax.random.fold_in(key, tree_util.hash32(self.scope.handler_id))
+      if owner.state.entry_key is not None:
+        key = jax.random.fold_in(owner.state.entry_key, jax.random.bits(key))
+    return key
 
 
 def _pushes_rng(scope: binding.HandlerScope) -> bool:
   return isinstance(scope.state, _RandomCall) and scope.state.pushes_rng
-
-
-def _innermost_rng_owner() -> binding.HandlerScope | None:
-  """The innermost running random handler that pushed a Haiku rng sequence."""
-  for scope in reversed(binding.active_scopes()):
-    if _pushes_rng(scope):
-      return scope
-  return None
 
 
 @dataclasses.dataclass
@@ -294,13 +243,11 @@ class _RandomCall:
   ``pushes_rng``: its key is on Haiku's rng sequence (non-path handlers that
   own a key, at apply); ``entry_key``: a key drawn from the enclosing
   sequence on entry (folded into enclosing handlers' draws made inside);
-  ``salt``: this handler's id hashed; ``root``: the key path keys derive
-  from.
+  ``root``: the key path keys derive from.
   """
 
   pushes_rng: bool = False
   entry_key: Any = None
-  salt: int = 0
   root: Any = None
 
 
@@ -318,20 +265,13 @@ def check_key(key: Any, handler: Any) -> jax.Array:
 
 
 class _RandomHandler(effect_base.EffectHandler, protocol=RandomEffect):
-  """Shared parts of the random handlers."""
+  """Shared parts of the random handlers (each ``handling`` builds one)."""
 
   def __init__(
-      self,
-      body,
-      hole_predicate,
-      handler_id,
-      config="",
-      fold_in_axis=None,
-      path_keys=False,
+      self, body, hole_predicate, handler_id, fold_in_axis, path_keys, config=""
   ):
     if not isinstance(path_keys, bool):
       raise TypeError(f"path_keys must be True or False; got {path_keys!r}.")
-    self.path_keys = path_keys
     if path_keys:
       config = f"{config}|path_keys"
     if fold_in_axis is not None and not isinstance(fold_in_axis, str):
@@ -339,7 +279,6 @@ class _RandomHandler(effect_base.EffectHandler, protocol=RandomEffect):
           "fold_in_axis must be the name of a mapped axis (a str) or None; "
           f"got {fold_in_axis!r}."
       )
-    self.fold_in_axis = fold_in_axis
     if fold_in_axis is not None:
       config = f"{config}|fold_in_axis={fold_in_axis}"
     if not callable(hole_predicate):
@@ -352,6 +291,8 @@ class _RandomHandler(effect_base.EffectHandler, protocol=RandomEffect):
     )
     super().__init__(body, handler_id, config=f"{predicate_name}|{config}")
     self.hole_predicate = hole_predicate
+    self.fold_in_axis = fold_in_axis
+    self.path_keys = path_keys
 
   def claims(self, request):
     return request.effect_protocol() is RandomEffect and bool(
@@ -362,14 +303,7 @@ class _RandomHandler(effect_base.EffectHandler, protocol=RandomEffect):
     return HandledRandomRef(request, handler_id=self.handler_id)
 
   def runtime_impl(self, scope, ref, site):
-    if self.path_keys:
-      return PathRandomRuntimeImpl(
-          scope, site, getattr(ref.request, "tag", None)
-      )
-    return RandomRuntimeImpl(scope, site)
-
-  def _plain_call(self) -> "_RandomCall":
-    return _RandomCall(salt=tree_util.hash32(self.handler_id))
+    return RandomRuntimeImpl(scope, site, getattr(ref.request, "tag", None))
 
   def _device_key(self, key: jax.Array) -> jax.Array:
     """Folds the index along ``fold_in_axis`` into ``key``, if asked to."""
@@ -389,22 +323,41 @@ class _RandomHandler(effect_base.EffectHandler, protocol=RandomEffect):
     return jax.random.fold_in(key, index)
 
   def _run_with_key(self, arg, key):
+    """Runs the body serving keys from ``key``.
+
+    During ``init`` parameters depend on init's rng alone (design S5):
+    Haiku initialises parameters (and lifted modules, layer stacks, split
+    vmaps) from the top of its rng sequence, so nothing is pushed on it,
+    requests draw from init's rng as under ``WithHaikuRandom``, and no
+    device index is folded in (``init`` usually runs outside ``pmap``).
+    """
     if not hki.inside_transform():
       raise ValueError(
           f"{self!r} was called outside a Haiku transform, but it serves keys "
           "through Haiku's rng sequence. Call it inside hke.transform(...) (or "
           "hke.transform_with_state) init / apply."
       )
-    if hk.running_init():
-      return self._run_init(arg, key)
-    key = self._device_key(key)
+    init = hk.running_init()
+    if not init:
+      key = self._device_key(key)
     if self.path_keys:
       # Keys derive from `key` and the draw's coordinates alone, so nothing
       # is pushed on Haiku's rng sequence.
       with binding.handler_scope(self, _RandomCall(root=key)):
         with path_keys_lib.handler_running():
           return self.body(arg)
-    return self._run_pushed(arg, key)
+    if not init:
+      return self._run_pushed(arg, key)
+    if hki.current_frame().rng_stack.peek() is not None:
+      return self._run_plain(arg)
+    # init got no rng: requests draw from this handler's key, but Haiku's
+    # initialisers still see no rng, exactly as without the handler.
+    with hk.custom_creator(_without_handler_rng, params=True, state=True):
+      return self._run_pushed(arg, key)
+
+  def _run_plain(self, arg):
+    with binding.handler_scope(self, _RandomCall()):
+      return self.body(arg)
 
   def _run_pushed(self, arg, key):
     # Without this key, an enclosing random handler's requests served in this
@@ -415,36 +368,9 @@ class _RandomHandler(effect_base.EffectHandler, protocol=RandomEffect):
     entry_key = hk.maybe_next_rng_key() if encloses else None
     with hk.with_rng(key):
       with binding.handler_scope(
-          self,
-          _RandomCall(
-              pushes_rng=True,
-              entry_key=entry_key,
-              salt=tree_util.hash32(self.handler_id),
-          ),
+          self, _RandomCall(pushes_rng=True, entry_key=entry_key)
       ):
         return self.body(arg)
-
-  def _run_init(self, arg, key):
-    """``init``: parameters depend on init's rng alone (design S5).
-
-    Haiku initialises parameters (and lifted modules, layer stacks, split
-    vmaps) from the top of its rng sequence, so during ``init`` nothing is
-    pushed on it: requests draw from init's rng as under ``WithHaikuRandom``
-    (init's outputs are parameters and initial states, which must not depend
-    on which random handler serves the forward pass), and no device index
-    is folded in (``init`` usually runs outside ``pmap``).
-    """
-    if self.path_keys:
-      with binding.handler_scope(self, _RandomCall(root=key)):
-        with path_keys_lib.handler_running():
-          return self.body(arg)
-    if hki.current_frame().rng_stack.peek() is not None:
-      with binding.handler_scope(self, self._plain_call()):
-        return self.body(arg)
-    # init got no rng: requests draw from this handler's key, but Haiku's
-    # initialisers still see no rng, exactly as without the handler.
-    with hk.custom_creator(_without_handler_rng, params=True, state=True):
-      return self._run_pushed(arg, key)
 
 
 def _without_handler_rng(next_creator, shape, dtype, init, context):
@@ -493,13 +419,7 @@ class WithRandomKeyFromArg(_RandomHandler):
   ) -> "WithRandomKeyFromArg":
     """Builds the handler (``fold_in_axis``, ``path_keys``: see
     ``WithHaikuRandom``)."""
-    return cls(
-        body,
-        hole_predicate,
-        handler_id,
-        fold_in_axis=fold_in_axis,
-        path_keys=path_keys,
-    )
+    return cls(body, hole_predicate, handler_id, fold_in_axis, path_keys)
 
   def __call__(self, arg_and_key):
     if not (isinstance(arg_and_key, tuple) and len(arg_and_key) == 2):
@@ -533,31 +453,8 @@ class WithFrozenRandomState(_RandomHandler):
   True
   """
 
-  def __init__(
-      self,
-      body,
-      random_key,
-      starting_offset,
-      hole_predicate,
-      handler_id,
-      fold_in_axis=None,
-      path_keys=False,
-  ):
-    super().__init__(
-        body,
-        hole_predicate,
-        handler_id,
-        config=f"offset={starting_offset}",
-        fold_in_axis=fold_in_axis,
-        path_keys=path_keys,
-    )
-    self.random_key = check_key(random_key, self)
-    if not isinstance(starting_offset, int) or starting_offset < 0:
-      raise ValueError(
-          "starting_offset must be a non-negative int; got"
-          f" {starting_offset!r}."
-      )
-    self.starting_offset = starting_offset
+  random_key: jax.Array
+  starting_offset: int
 
   @classmethod
   def handling(
@@ -572,15 +469,22 @@ class WithFrozenRandomState(_RandomHandler):
   ) -> "WithFrozenRandomState":
     """Builds the handler (``fold_in_axis``, ``path_keys``: see
     ``WithHaikuRandom``)."""
-    return cls(
+    handler = cls(
         body,
-        random_key,
-        starting_offset,
         hole_predicate,
         handler_id,
-        fold_in_axis=fold_in_axis,
-        path_keys=path_keys,
+        fold_in_axis,
+        path_keys,
+        config=f"offset={starting_offset}",
     )
+    handler.random_key = check_key(random_key, handler)
+    if not isinstance(starting_offset, int) or starting_offset < 0:
+      raise ValueError(
+          "starting_offset must be a non-negative int; got"
+          f" {starting_offset!r}."
+      )
+    handler.starting_offset = starting_offset
+    return handler
 
   def __call__(self, arg):
     # Reusing the frozen key on every call is the point of this handler;
@@ -643,24 +547,14 @@ class WithHaikuRandom(_RandomHandler):
     Returns:
       The handler.
     """
-    return cls(
-        body,
-        hole_predicate,
-        handler_id,
-        fold_in_axis=fold_in_axis,
-        path_keys=path_keys,
-    )
+    return cls(body, hole_predicate, handler_id, fold_in_axis, path_keys)
 
   def __call__(self, arg):
-    if (
-        self.fold_in_axis is not None
-        and not self.path_keys
-        and hk.running_init()
+    # At init no device index is folded in: parameters are the same on
+    # every device.
+    if self.path_keys or (
+        self.fold_in_axis is not None and not hk.running_init()
     ):
-      # No device index at init: parameters are the same on every device.
-      with binding.handler_scope(self, self._plain_call()):
-        return self.body(arg)
-    if self.fold_in_axis is not None or self.path_keys:
       key = hk.maybe_next_rng_key()
       if key is None:
         raise ValueError(
@@ -668,8 +562,7 @@ class WithHaikuRandom(_RandomHandler):
             "as `rng` to `init`/`apply`."
         )
       return self._run_with_key(arg, key)
-    with binding.handler_scope(self, self._plain_call()):
-      return self.body(arg)
+    return self._run_plain(arg)
 
 
 class _KeyState(hk.Module):
@@ -741,26 +634,8 @@ class WithStatefulRandomKey(_RandomHandler):
   True
   """
 
-  def __init__(
-      self,
-      body,
-      initial_key,
-      hole_predicate,
-      state_category,
-      handler_id,
-      fold_in_axis=None,
-      path_keys=False,
-  ):
-    super().__init__(
-        body,
-        hole_predicate,
-        handler_id,
-        config=f"category={state_category!r}",
-        fold_in_axis=fold_in_axis,
-        path_keys=path_keys,
-    )
-    self.initial_key = check_key(initial_key, self)
-    self.state_category = state_category
+  initial_key: jax.Array
+  state_category: Any
 
   @classmethod
   def handling(
@@ -775,15 +650,17 @@ class WithStatefulRandomKey(_RandomHandler):
   ) -> "WithStatefulRandomKey":
     """Builds the handler (``fold_in_axis``, ``path_keys``: see
     ``WithHaikuRandom``)."""
-    return cls(
+    handler = cls(
         body,
-        initial_key,
         hole_predicate,
-        state_category,
         handler_id,
-        fold_in_axis=fold_in_axis,
-        path_keys=path_keys,
+        fold_in_axis,
+        path_keys,
+        config=f"category={state_category!r}",
     )
+    handler.initial_key = check_key(initial_key, handler)
+    handler.state_category = state_category
+    return handler
 
   def __call__(self, arg):
     key = _KeyState(
