@@ -82,12 +82,10 @@ def _matches(selector: Any, kind: str, path: str, tag: Any) -> bool:
     ) from e
 
 
-class _InterventionHandler(effect_base.RewritingHandler):
+class _InterventionHandler(
+    effect_base.RewritingHandler, protocol=side_output.SideOutputEffect
+):
   """A handler rewriting side-output requests into intervened ones."""
-
-  @classmethod
-  def effect_protocol(cls):
-    return side_output.SideOutputEffect
 
   def _run(self, arg: Any, spec: Any) -> tuple[Any, sites.HandlerCall]:
     with binding.handler_scope(self) as scope:

@@ -14,32 +14,20 @@
 # ==============================================================================
 """The side-output effect: layers report a value with ``tell(value)``.
 
-A side output (an intermediate activation, an auxiliary loss) flows *out* of
-the model: ``CollectingSideOutputs`` returns ``(out, [SideOutputValue, ...])``
-in call order, each value with the path of the module and attribute that told
-it. An unhandled ``tell`` does nothing, so a model that reports intermediates
-runs unchanged without a collector.
+Side outputs (intermediate activations, auxiliary losses) flow out of the
+model: ``CollectingSideOutputs`` returns ``(out, [SideOutputValue, ...])`` in
+call order, each with the path of the module and attribute that told it. An
+unhandled ``tell`` does nothing, so a model runs unchanged without a collector.
 
-Each request declares once how repeated tells at its site combine (``mode``):
-
-* ``"append"`` (default): every tell is kept; inside ``hk.scan``,
-  ``hk.map``, ``hk.fori_loop`` and ``hk.layer_stack`` the values come back as
-  one ``SideOutputValue`` per telling site, stacked on a new leading axis;
-* ``"last"``: one value per site, the last one told (inside loops, the value
-  of the last iteration to run);
-* ``"sum"``: one value per site, the sum of all values told;
-* ``hke.Reduce(init_fn, reduce_fn)``: one value per site, folded from all
-  values told with ``reduce_fn`` (``side_output_reduce.py``).
-
-Inside ``hk.vmap`` each member applies the mode to its own tells and the
-result is batched on a leading axis; inside ``hk.remat`` values are unchanged.
-Inside a branch of ``hk.cond`` / ``hk.switch`` a value comes back as the taken
-branch's; a site told in only some branches is zeros where its branch was
-not taken, and ``SideOutputValue.present`` says whether it was told.
-``hk.while_loop`` and ``hk.fori_loop`` with traced bounds carry ``"last"``
-and ``"sum"`` sites in the loop state (``"append"`` there is an error: the
-number of values is not static). ``side_output_transport.py`` explains how
-values leave these wrappers.
+A request's ``mode`` says how repeated tells at its site combine: ``"append"``
+keeps each (stacked on a leading axis by ``hk.scan``, ``hk.map``,
+``hk.fori_loop``, ``hk.layer_stack``); ``"last"``, ``"sum"`` and
+``hke.Reduce(init_fn, reduce_fn)`` keep one value per site. ``hk.vmap``
+batches the result; a site told in only some branches of ``hk.cond`` /
+``hk.switch`` is zeros where its branch was not taken, with
+``SideOutputValue.present`` False; ``hk.while_loop`` carries ``"last"`` and
+``"sum"`` sites in its state. ``side_output_transport.py`` explains how values
+leave these wrappers.
 """
 
 from __future__ import annotations
@@ -106,7 +94,7 @@ def _side_output_signature_detail(self, calls, conditional, state, site):
 
 
 @effect_base.pytree_dataclass
-class SideOutputRequest(effect_base.EffectRequest):
+class SideOutputRequest(effect_base.EffectRequest, protocol=SideOutputEffect):
   """Requests to report values under ``tag``; ``tell`` is a no-op if unhandled.
 
   Args:
@@ -136,10 +124,6 @@ class SideOutputRequest(effect_base.EffectRequest):
 
   def __post_init__(self):
     _check_mode(self.mode)
-
-  @classmethod
-  def effect_protocol(cls):
-    return SideOutputEffect
 
   @classmethod
   def suggested_handler(cls) -> str:
@@ -198,19 +182,11 @@ class SideOutputValue:
 
 
 def _flatten_value(v: SideOutputValue):
-  if v.present is transport.ALWAYS:
-    return ((jax.tree_util.GetAttrKey("value"), v.value),), (
-        v.path,
-        v.tag,
-        False,
-    )
-  return (
-      (
-          (jax.tree_util.GetAttrKey("value"), v.value),
-          (jax.tree_util.GetAttrKey("present"), v.present),
-      ),
-      (v.path, v.tag, True),
-  )
+  children = [(jax.tree_util.GetAttrKey("value"), v.value)]
+  conditional = v.present is not transport.ALWAYS
+  if conditional:
+    children.append((jax.tree_util.GetAttrKey("present"), v.present))
+  return tuple(children), (v.path, v.tag, conditional)
 
 
 def _unflatten_value(aux, children):
@@ -288,7 +264,9 @@ def claims_by_tag(handler, request) -> bool:
   return True
 
 
-class CollectingSideOutputs(effect_base.EffectHandler):
+class CollectingSideOutputs(
+    effect_base.EffectHandler, protocol=SideOutputEffect
+):
   """Collects side outputs: ``h(arg)`` returns ``(body(arg), values)``.
 
   ``values`` is a list of ``SideOutputValue`` in call order. With neither
@@ -344,10 +322,6 @@ class CollectingSideOutputs(effect_base.EffectHandler):
       The handler; calling it returns ``(body(arg), [SideOutputValue, ...])``.
     """
     return cls(body, tag, tag_predicate, handler_id)
-
-  @classmethod
-  def effect_protocol(cls):
-    return SideOutputEffect
 
   claims = claims_by_tag
 

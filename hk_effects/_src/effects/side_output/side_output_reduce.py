@@ -115,21 +115,6 @@ class Reduce:
         where, fn, "merge_fn" if self.merge_fn else "reduce_fn", acc, other
     )
 
-  def merge_stacked(self, where: str, stacked: Any, reverse: bool) -> Any:
-    """Merges partial accumulators stacked by a loop, in the order its
-    iterations ran (None if no iteration ran)."""
-    leaves = jax.tree_util.tree_leaves(stacked)
-    if not leaves or leaves[0].shape[0] == 0:
-      return None
-    if reverse:  # Position 0 of a reversed loop ran last.
-      stacked = jax.tree_util.tree_map(lambda v: v[::-1], stacked)
-    first = jax.tree_util.tree_map(lambda v: v[0], stacked)
-    rest = jax.tree_util.tree_map(lambda v: v[1:], stacked)
-    acc, _ = jax.lax.scan(
-        lambda acc, part: (self.merge(where, acc, part), None), first, rest
-    )
-    return acc
-
 
 def _as_arrays(where: str, what: str, tree: Any) -> Any:
   try:

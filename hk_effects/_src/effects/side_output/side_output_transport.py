@@ -15,40 +15,28 @@
 """How told values reach their collector through Haiku's wrappers.
 
 A value told inside ``hk.scan``, ``hk.vmap``, ``hk.remat``, ``hk.fori_loop``
-or ``hk.layer_stack`` is a tracer of the body's trace; kept in a Python list
-it would leak, and Haiku state keeps only the last iteration (and is refused
-by the stateless ``hk.transform``). So side outputs take part at Haiku's
-boundaries (``hk_effects._src.haiku.boundaries``) and ride out as *extra outputs* of
-the wrapped body:
+or ``hk.layer_stack`` is a tracer of the body's trace: kept in a Python list
+it would leak, and Haiku state keeps only the last iteration. So side outputs
+take part at Haiku's boundaries (``hk_effects._src.haiku.boundaries``): each
+told value goes to the innermost *target* on a thread-local stack (the
+collector's home, or a *transport* pushed inside a boundary's body); the
+transport's values leave as extra outputs of the body, so JAX stacks, batches
+or passes them like the body's own; after the wrapper they are told again at
+its level ("sum" and "last" reduced over the stacked axis). Only static
+metadata (site, tag, mode) stays on the Python side.
 
-1. each told value goes to the innermost *target* on a thread-local stack:
-   the collector's home (its own trace level) or a *transport* pushed inside
-   a boundary's body;
-2. when the body returns, the transport's values are the body's extra
-   outputs, so JAX stacks them (loops), batches them (``hk.vmap``) or passes
-   them through (``hk.remat``) exactly like the body's own outputs;
-3. after the wrapper they are told again at its level ("sum" and "last"
-   reduced over the stacked axis), where the next target (an enclosing
-   transport, or the collector) takes them. Only static metadata (site, tag,
-   mode) stays on the Python side.
+The branches of ``hk.cond`` / ``hk.switch`` must return one structure, so
+each returns the same *plan* of entries: a site told in only some branches is
+zeros where its branch was not taken, with a ``present`` flag (static
+``True``, costing nothing, where told unconditionally). The plan is learned
+from a first trace; only when branches differ are they traced again with it
+(``BoundaryEffect.retrace``). ``hk.while_loop`` and ``hk.fori_loop`` with
+traced bounds carry ``"last"`` and ``"sum"`` sites in the loop state the same
+way.
 
-Branches and while loops take part too. The branches of ``hk.cond`` /
-``hk.switch`` must return one structure, so every branch returns the same
-*plan* of entries: a site told in only some branches is zeros where its
-branch was not taken, with a ``present`` flag that says whether it was told
-(static ``True``, costing nothing, where a value is told unconditionally).
-The plan is learned from a first trace; only when the branches' entries
-differ are they traced once more with it (``BoundaryEffect.retrace``).
-``hk.while_loop`` and ``hk.fori_loop`` with traced bounds carry their
-``"last"`` and ``"sum"`` sites in the loop state the same way: each
-iteration starts from the carried values, as straight-line code would.
-
-A value is accepted only where the current JAX trace is the target's own,
-so no tracer can leak: under a raw JAX transform the tell raises
-``RawTransformError``, inside a Haiku wrapper hk_effects did not see
-``BoundaryBypassError``, and where a value cannot be carried out
-(``mode="append"`` in a while loop, inside ``hk.grad`` or
-``hk.eval_shape``) ``SideOutputPlacementError`` saying what to do instead.
+A value is accepted only where the current JAX trace is its target's, so no
+tracer leaks: elsewhere the tell raises ``RawTransformError``,
+``BoundaryBypassError`` or ``SideOutputPlacementError``.
 """
 
 from __future__ import annotations
@@ -80,33 +68,26 @@ ALWAYS = np.True_
 
 @dataclasses.dataclass(frozen=True)
 class Reduction:
-  """How a reducing mode folds the values told at one site (leaf by leaf;
-  ``hke.Reduce`` modes fold whole values: see ``_reducing``).
+  """How "last" or "sum" folds the values told at one site, leaf by leaf.
 
   ``combine(earlier, later)`` folds two tells in telling order;
-  ``over_axis(stacked, reverse)`` folds a loop's values stacked on axis 0
-  in the order the iterations ran (None: nothing was told);
-  ``over_axis_where(stacked, present, reverse)`` does the same where some
-  iterations did not tell (``present`` False there, their values zeros).
+  ``over_axis(stacked, present, reverse)`` folds a loop's values stacked on
+  axis 0 in the order the iterations ran (``present`` False where one did not
+  tell and its value is zeros; None: nothing was told).
   ``zeros_are_identity``: combining with zeros changes nothing, so an
   untold value (zeros) needs no select.
   """
 
   combine: Callable[[Any, Any], Any]
-  over_axis: Callable[[Any, bool], Any]
-  over_axis_where: Callable[[Any, Any, bool], Any]
+  over_axis: Callable[[Any, Any, bool], Any]
   zeros_are_identity: bool = False
 
 
-def _last_over_axis(stacked: Any, reverse: bool) -> Any:
-  if stacked.shape[0] == 0:
-    return None  # No iteration ran, so nothing was told.
-  # The last iteration to run is index 0 of a reversed loop.
-  return stacked[0 if reverse else -1]
-
-
-def _last_where(stacked: Any, present: Any, reverse: bool) -> Any:
+def _last_over_axis(stacked: Any, present: Any, reverse: bool) -> Any:
   n = stacked.shape[0]
+  if present is ALWAYS:
+    # The last iteration to run is index 0 of a reversed loop.
+    return None if n == 0 else stacked[0 if reverse else -1]
   if n == 0:
     return jnp.zeros(stacked.shape[1:], stacked.dtype)
   position = jnp.arange(n).reshape((n,) + (1,) * (present.ndim - 1))
@@ -122,15 +103,10 @@ def _last_where(stacked: Any, present: Any, reverse: bool) -> Any:
 
 
 REDUCTIONS: dict[str, Reduction] = {
-    "last": Reduction(
-        combine=lambda earlier, later: later,
-        over_axis=_last_over_axis,
-        over_axis_where=_last_where,
-    ),
+    "last": Reduction(lambda earlier, later: later, _last_over_axis),
     "sum": Reduction(
-        combine=jnp.add,
-        over_axis=lambda v, reverse: jnp.sum(v, axis=0, dtype=v.dtype),
-        over_axis_where=lambda v, p, reverse: jnp.sum(v, axis=0, dtype=v.dtype),
+        jnp.add,
+        lambda v, present, reverse: jnp.sum(v, axis=0, dtype=v.dtype),
         zeros_are_identity=True,
     ),
 }
@@ -207,39 +183,27 @@ class Accumulator:
     self._index: dict[tuple[Any, ...], int] = {}
 
   def add(self, told: Told, value: Any, present: Any = ALWAYS) -> None:
-    if told.mode == "append":
-      self.told.append(told)
-      self.values.append(value)
-      self.presents.append(present)
-      return
     key = (id(told.scope), told.site, told.tag, told.mode)
-    i = self._index.get(key)
-    if isinstance(told.mode, Reduce) and not told.reduced:
-      # A told value becomes an accumulator: reduce_fn(init_fn(), value),
-      # also where the earlier one may be untold.
-      if i is None:
-        value = told.mode.first(_where(told), value)
-      else:
-        alone = (
-            None
-            if self.presents[i] is ALWAYS
-            else told.mode.first(_where(told), value)
-        )
-        self.values[i], self.presents[i] = _combine(
-            told, self.values[i], self.presents[i], value, present, alone=alone
-        )
-        return
-    if i is None:
-      self._index[key] = len(self.values)
-      self.told.append(
-          dataclasses.replace(told, reduced=False) if told.reduced else told
-      )
-      self.values.append(value)
-      self.presents.append(present)
-    else:
+    i = None if told.mode == "append" else self._index.get(key)
+    # A told Reduce value becomes an accumulator: reduce_fn(init_fn(), value).
+    fresh = isinstance(told.mode, Reduce) and not told.reduced
+    if i is not None:
+      alone = None
+      if fresh and self.presents[i] is not ALWAYS:
+        alone = told.mode.first(_where(told), value)
       self.values[i], self.presents[i] = _combine(
-          told, self.values[i], self.presents[i], value, present
+          told, self.values[i], self.presents[i], value, present, alone=alone
       )
+      return
+    if told.mode != "append":
+      self._index[key] = len(self.values)
+    if fresh:
+      value = told.mode.first(_where(told), value)
+    self.told.append(
+        dataclasses.replace(told, reduced=False) if told.reduced else told
+    )
+    self.values.append(value)
+    self.presents.append(present)
 
   def keys(self) -> list[tuple[Told, int]]:
     """One key per entry: the site and, for "append", which of its tells."""
@@ -256,13 +220,7 @@ def _shapes(tree: Any) -> Any:
 
 
 def _check_alike(told: Told, a: Any, b: Any, why: str) -> None:
-  if jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(
-      b
-  ) or _shapes(  # type: ignore[operator]
-      a
-  ) != _shapes(
-      b
-  ):
+  if not tree_util.same_form(a, b):
     raise ValueError(
         f"Side output {told.tag!r} (mode={told.mode!r}) at {told.site} was "
         f"told values of different structure or shape: {_shapes(a)} and "
@@ -455,52 +413,52 @@ def _reduce_stacked(
   if told.mode == "append":
     return value, present
   if isinstance(told.mode, Reduce):
-    if present is ALWAYS:
-      merged = told.mode.merge_stacked(_where(told), value, reverse)
-      return None if merged is None else (merged, ALWAYS)
-    return _merge_where(told, value, present, reverse)
-  reduction = REDUCTIONS[told.mode]
-  tree_map = jax.tree_util.tree_map
-  if present is ALWAYS:
-    reduced = tree_map(lambda v: reduction.over_axis(v, reverse), value)
-    if any(
-        v is None
-        for v in jax.tree_util.tree_leaves(reduced, is_leaf=lambda v: v is None)
-    ):
-      return None
-    return reduced, ALWAYS
-  reduced = tree_map(
-      lambda v: reduction.over_axis_where(v, present, reverse), value
+    return _merge_stacked(told, value, present, reverse)
+  over_axis = REDUCTIONS[told.mode].over_axis
+  reduced = jax.tree_util.tree_map(
+      lambda v: over_axis(v, present, reverse), value
   )
-  return reduced, jnp.any(present, axis=0)
+  if present is not ALWAYS:
+    return reduced, jnp.any(present, axis=0)
+  leaves = jax.tree_util.tree_leaves(reduced, is_leaf=lambda v: v is None)
+  if any(v is None for v in leaves):
+    return None
+  return reduced, ALWAYS
 
 
-def _merge_where(
+def _merge_stacked(
     told: Told, stacked: Any, present: Any, reverse: bool
-) -> tuple[Any, Any]:
+) -> tuple[Any, Any] | None:
   """A loop's partial accumulators merged in the order its iterations ran,
-  skipping those that told nothing (present False)."""
+  skipping those that told nothing (None: no iteration ran)."""
   tree_map = jax.tree_util.tree_map
-  if present.shape[0] == 0:
+  leaves = jax.tree_util.tree_leaves(stacked)
+  if present is ALWAYS and (not leaves or leaves[0].shape[0] == 0):
+    return None
+  if present is not ALWAYS and present.shape[0] == 0:
     return (
         tree_map(lambda v: jnp.zeros(v.shape[1:], v.dtype), stacked),
         jnp.zeros(present.shape[1:], bool),
     )
   if reverse:  # Position 0 of a reversed loop ran last.
-    stacked, present = tree_map(lambda v: v[::-1], (stacked, present))
+    stacked = tree_map(lambda v: v[::-1], stacked)
+    present = present if present is ALWAYS else present[::-1]
+  told = dataclasses.replace(told, reduced=True)
   first = tree_map(lambda v: v[0], stacked)
-
-  def step(carry, part):
-    acc, has = carry
-    value, told_here = part
-    acc, has = _combine(
-        dataclasses.replace(told, reduced=True), acc, has, value, told_here
+  rest = tree_map(lambda v: v[1:], stacked)
+  if present is ALWAYS:
+    acc, _ = jax.lax.scan(
+        lambda acc, part: (_combine(told, acc, ALWAYS, part, ALWAYS)[0], None),
+        first,
+        rest,
     )
-    return (acc, has), None
-
-  rest = tree_map(lambda v: v[1:], (stacked, present))
-  (acc, has), _ = jax.lax.scan(step, (first, present[0]), rest)
-  return acc, has
+    return acc, ALWAYS
+  merged, _ = jax.lax.scan(
+      lambda carry, part: (_combine(told, *carry, *part), None),
+      (first, present[0]),
+      (rest, present[1:]),
+  )
+  return merged
 
 
 @effect_base.pytree_dataclass
@@ -524,13 +482,7 @@ class _Slot:
   present_shape: tuple[int, ...] | None
 
   def same_value(self, other: "_Slot") -> bool:
-    return jax.tree_util.tree_structure(  # type: ignore[operator]
-        self.value
-    ) == jax.tree_util.tree_structure(other.value) and _shapes(
-        self.value
-    ) == _shapes(
-        other.value
-    )
+    return tree_util.same_form(self.value, other.value)
 
 
 def _structure(tree: Any) -> str:
