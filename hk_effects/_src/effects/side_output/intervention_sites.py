@@ -14,23 +14,17 @@
 # ==============================================================================
 """Intervention sites: where a handler changes what a ``tell`` returns.
 
-``tell`` returns its value, so ``x = self.out.tell(x)`` is a site where a
-handler may replace ``x`` (``PatchingSideOutputs``) or add to it
-(``PerturbingSideOutputs``). Both are *rewriting* handlers: binding offers
-them every side-output request first (``EffectHandler.rewrites``), and they
-turn the requests they intervene on into an ``_IntervenedRequest`` whose
-``tell`` applies the intervention before an outer collector (if any) gets
-the value, so a collector around a patching handler sees patched values.
+Patching and perturbing handlers are *rewriting* handlers: binding offers them
+every side-output request first, and they turn the ones they intervene on into
+an ``_IntervenedRequest`` whose ``tell`` applies the intervention before any
+outer collector gets the value.
 
-A site is addressed by the path ``CollectingSideOutputs`` reports for it
-(``SideOutputValue.path``). That path is known at the tell only in part:
-``hk.layer_stack`` adds its name when it returns, and a nested transform
-(``hk.lift``, an ``apply`` inside another model) its prefix when its values
-reach the outer one. So the handlers take part at Haiku's boundaries and
-keep a stack of *frames* (one per traced body) with what each adds to the
-path, and, for loops and ``hk.vmap``, the body's index: a replacement
-given for the whole loop (stacked, as the collector returns it) is sliced to
-the iteration (or member) that tells.
+A site is addressed by the path ``CollectingSideOutputs`` reports for it,
+which the tell knows only in part: ``hk.layer_stack`` and nested transforms
+add their prefixes as values leave them. So the handlers keep a stack of
+*frames* (one per traced boundary body) with what each adds to the path and,
+for loops and ``hk.vmap``, the body's index, to slice a stacked replacement
+to the iteration (or member) that tells.
 """
 
 from __future__ import annotations
@@ -94,6 +88,8 @@ class _ThreadState:
   def __init__(self):
     self.frames: list[_Frame] = []
     self.calls: list[HandlerCall] = []
+    # Per handler id, the sites' shapes while perturbation_zeros traces.
+    self.discovering: list[dict] = []
 
 
 context.declare("intervention_sites", _ThreadState)

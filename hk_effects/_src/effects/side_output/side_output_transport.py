@@ -569,10 +569,9 @@ def _fit(plan: tuple[_Slot, ...], keys, values, presents) -> tuple[Any, ...]:
 class _Carry:
   """One boundary call: the target of its current body, what it told.
 
-  ``layout`` describes the extra outputs of the last body run: one
-  ``(Told, conditional)`` per entry, or, where bodies must agree, the
-  ``_Slot``s of ``plan``; ``seen`` holds the entries of each body traced
-  since the last attempt.
+  ``layout`` describes the extra outputs of the last body run, one
+  ``(Told, conditional)`` per entry; ``seen`` holds the entries of each body
+  traced since the last attempt.
   """
 
   target: _Target | None = None
@@ -654,7 +653,7 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
     plan = state.plan
     if plan is None or not set(keys) <= {s.key for s in plan}:
       plan = mine  # Its own entries; a new plan is made after the attempt.
-    state.layout = plan
+    state.layout = tuple((s.key[0], s.present_shape is not None) for s in plan)
     return _Entries(
         tuple(s.key for s in plan), _fit(plan, keys, values, presents)
     )
@@ -694,17 +693,10 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
   def exit(self, boundary, state: _Carry, outputs: Any) -> None:
     if outputs is None:
       return
-    if boundary.carries is not None and boundary.carries.agrees:
-      entries = []
-      for slot, out in zip(state.layout, outputs.values):
-        value, present = (out, ALWAYS) if slot.present_shape is None else out
-        entries.append((slot.key[0], value, present))
-    else:
-      entries = [
-          (told, *out) if conditional else (told, out, ALWAYS)
-          for (told, conditional), out in zip(state.layout, outputs)
-      ]
-    for told, value, present in entries:
+    if isinstance(outputs, _Entries):
+      outputs = outputs.values
+    for (told, conditional), out in zip(state.layout, outputs):
+      value, present = out if conditional else (out, ALWAYS)
       if boundary.carries is boundaries.Carries.STACKED:
         reduced = _reduce_stacked(told, value, present, boundary.reverse)
         if reduced is None:
