@@ -249,15 +249,13 @@ def sliced(replacement: Any, value: Any, axes, where: str, what: str) -> Any:
   stacked over the enclosing loops and ``hk.vmap`` s (``axes``, outermost
   first), as ``CollectingSideOutputs`` returns the values of such a site."""
   lengths = [length for _, length, _ in axes]
-  if jax.tree_util.tree_structure(replacement) != jax.tree_util.tree_structure(
-      value
-  ):  # type: ignore[operator]
+  given = jax.tree_util.tree_structure(replacement)
+  told = jax.tree_util.tree_structure(value)
+  if given != told:  # type: ignore[operator]
     raise ValueError(
-        f"{where}: the {what} has structure"
-        f" {jax.tree_util.tree_structure(replacement)}, but the value told"
-        f" there has {jax.tree_util.tree_structure(value)}"
-        f" ({tree_util.forms(value)}). Give a {what} of the told value's"
-        " structure."
+        f"{where}: the {what} has structure {given}, but the value told there"
+        f" has {told} ({tree_util.forms(value)}). Give a {what} of the told"
+        " value's structure."
     )
 
   def one(r, v):
@@ -279,13 +277,9 @@ def sliced(replacement: Any, value: Any, axes, where: str, what: str) -> Any:
           f"iteration / member of the enclosing {kinds}, as "
           "CollectingSideOutputs stacks them)"
       )
-    if r.ndim != len(stacked) or r.shape[len(lengths) :] != v.shape:
-      raise ValueError(
-          f"{where}: the {what} has shape {list(r.shape)}, but the value told "
-          f"there has shape {list(v.shape)}; give shape {accepted}."
-      )
+    fits = r.ndim == len(stacked) and r.shape[len(lengths) :] == v.shape
     for (kind, length, _), n in zip(axes, r.shape):
-      if length is None:
+      if fits and length is None:
         raise ValueError(
             f"{where}: the {what} of shape {list(r.shape)} is stacked over "
             f"{kind}"
@@ -293,11 +287,12 @@ def sliced(replacement: Any, value: Any, axes, where: str, what: str) -> Any:
             + f" Or give a value of the told shape {list(v.shape)}, used in "
             "every iteration."
         )
-      if n != length:
-        raise ValueError(
-            f"{where}: the {what} has shape {list(r.shape)}, but the value "
-            f"told there has shape {list(v.shape)}; give shape {accepted}."
-        )
+      fits = fits and n == length
+    if not fits:
+      raise ValueError(
+          f"{where}: the {what} has shape {list(r.shape)}, but the value told "
+          f"there has shape {list(v.shape)}; give shape {accepted}."
+      )
     for _, _, index in axes:
       r = r[index]
     return r

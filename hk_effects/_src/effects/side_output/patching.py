@@ -28,6 +28,7 @@ machinery.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Mapping
 
 import jax
@@ -84,13 +85,13 @@ class _InterventionHandler(
         return self.body(arg), call
 
 
+@dataclasses.dataclass(eq=False, repr=False)
 class _Patch:
   """Replaces one site's value (``intervened`` calls it at each tell)."""
 
-  def __init__(self, call, where: str, replacement: Any):
-    self.call = call
-    self.where = where
-    self.replacement = replacement
+  call: sites.HandlerCall
+  where: str
+  replacement: Any
 
   def __call__(self, value: Any) -> Any:
     value = side_output.as_arrays(value, self.where)
@@ -225,18 +226,16 @@ class PatchingSideOutputs(_InterventionHandler):
     return out
 
 
+@dataclasses.dataclass(eq=False, repr=False)
 class _Perturb:
   """Adds one site's perturbation (or records its shape, for
   ``perturbation_zeros``)."""
 
-  def __init__(
-      self, call, path: str, where: str, delta: Any, found: dict | None = None
-  ):
-    self.call = call
-    self.path = path
-    self.where = where
-    self.delta = delta
-    self.found = found
+  call: sites.HandlerCall
+  path: str
+  where: str
+  delta: Any
+  found: dict | None = None
 
   def __call__(self, value: Any) -> Any:
     value = side_output.as_arrays(value, self.where)
@@ -249,7 +248,7 @@ class _Perturb:
       )
     axes = sites.loop_axes(self.call)
     if self.found is not None:
-      self._record(value, axes)
+      self._record(value, axes, self.found)
       return value
     return jax.tree_util.tree_map(
         jnp.add,
@@ -257,7 +256,7 @@ class _Perturb:
         sites.sliced(self.delta, value, axes, self.where, "perturbation"),
     )
 
-  def _record(self, value: Any, axes) -> None:
+  def _record(self, value: Any, axes, found: dict) -> None:
     unknown = [kind for kind, length, _ in axes if length is None]
     if unknown:
       raise ValueError(
@@ -268,8 +267,7 @@ class _Perturb:
     shapes = jax.tree_util.tree_map(
         lambda v: jax.ShapeDtypeStruct(lengths + v.shape, v.dtype), value
     )
-    assert self.found is not None  # Only called while recording shapes.
-    known = self.found.setdefault(self.path, shapes)
+    known = found.setdefault(self.path, shapes)
     if known != shapes:
       raise ValueError(
           f"{self.where} was told values of different shapes, "
@@ -311,17 +309,11 @@ class PerturbingSideOutputs(_InterventionHandler):
   """
 
   def __init__(self, body, tag, tag_predicate, strict, handler_id):
-    if tag is not None and tag_predicate is not None:
-      raise ValueError(
-          f"PerturbingSideOutputs.handling got both tag={tag!r} and "
-          f"tag_predicate={tag_predicate!r}; pass one of them (or neither)."
-      )
-    self.tag = tag
-    self.tag_predicate = tag_predicate
-    self.strict = strict
-    super().__init__(
-        body, handler_id, config=f"{tag!r}|{_describe(tag_predicate)}|{strict}"
+    config = side_output.select_tags(
+        self, "PerturbingSideOutputs", tag, tag_predicate, "or neither"
     )
+    self.strict = strict
+    super().__init__(body, handler_id, config=f"{config}|{strict}")
 
   @classmethod
   def handling(

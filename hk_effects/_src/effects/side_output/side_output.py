@@ -73,15 +73,6 @@ class SideOutputEffect(Protocol):
     returns it, so ``x = self.out.tell(x)`` marks an intervention site."""
 
 
-def _check_mode(mode: Any) -> None:
-  if not isinstance(mode, Reduce) and mode not in transport.MODES:
-    raise ValueError(
-        f"Unknown side-output mode {mode!r}; use one of "
-        f"{transport.MODES!r} ('append' keeps every value, 'last' the last "
-        "one, 'sum' adds them) or hke.Reduce(init_fn, reduce_fn)."
-    )
-
-
 def _side_output_signature_detail(self, calls, conditional, state, site):
   del state, site
   shapes = sorted(
@@ -123,7 +114,12 @@ class SideOutputRequest(effect_base.EffectRequest, protocol=SideOutputEffect):
   mode: Any = effect_base.static_field(default="append")
 
   def __post_init__(self):
-    _check_mode(self.mode)
+    if not isinstance(self.mode, Reduce) and self.mode not in transport.MODES:
+      raise ValueError(
+          f"Unknown side-output mode {self.mode!r}; use one of "
+          f"{transport.MODES!r} ('append' keeps every value, 'last' the last "
+          "one, 'sum' adds them) or hke.Reduce(init_fn, reduce_fn)."
+      )
 
   @classmethod
   def suggested_handler(cls) -> str:
@@ -229,14 +225,7 @@ def _tell(
 
 
 class SideOutputRuntimeImpl(effect_base.EffectRuntimeImpl):
-  """Hands told values to the collector (through any Haiku wrapper between).
-
-  Example:
-
-  >>> import hk_effects as hke
-  >>> issubclass(SideOutputRuntimeImpl, hke.EffectRuntimeImpl)
-  True
-  """
+  """Hands told values to the collector (through any Haiku wrapper between)."""
 
   __slots__ = ("request",)
 
@@ -250,6 +239,21 @@ class SideOutputRuntimeImpl(effect_base.EffectRuntimeImpl):
     value = self.request.tell(value)
     _tell(self.scope, self.site, self.request.tag, self.request.mode, value)
     return value
+
+
+def select_tags(
+    handler, name: str, tag: Any, tag_predicate: Any, neither: str
+) -> str:
+  """Sets ``handler.tag`` and ``.tag_predicate`` (at most one of them) for
+  ``claims_by_tag``; returns them as config text."""
+  if tag is not None and tag_predicate is not None:
+    raise ValueError(
+        f"{name}.handling got both tag={tag!r} and "
+        f"tag_predicate={tag_predicate!r}; pass one of them ({neither})."
+    )
+  handler.tag, handler.tag_predicate = tag, tag_predicate
+  predicate_name = getattr(tag_predicate, "__qualname__", repr(tag_predicate))
+  return f"{tag!r}|{predicate_name}"
 
 
 def claims_by_tag(handler, request) -> bool:
@@ -286,21 +290,16 @@ class CollectingSideOutputs(
   """
 
   def __init__(self, body, tag, tag_predicate, handler_id):
-    if tag is not None and tag_predicate is not None:
-      raise ValueError(
-          f"CollectingSideOutputs.handling got both tag={tag!r} and "
-          f"tag_predicate={tag_predicate!r}; pass one of them (or neither, to "
-          "collect every tag)."
-      )
+    neither = "or neither, to collect every tag"
+    config = select_tags(
+        self, "CollectingSideOutputs", tag, tag_predicate, neither
+    )
     if tag_predicate is not None and not callable(tag_predicate):
       raise TypeError(
           "tag_predicate must be a callable taking a tag and returning a "
           f"bool; got {tag_predicate!r}."
       )
-    self.tag = tag
-    self.tag_predicate = tag_predicate
-    predicate_name = getattr(tag_predicate, "__qualname__", repr(tag_predicate))
-    super().__init__(body, handler_id, config=f"{tag!r}|{predicate_name}")
+    super().__init__(body, handler_id, config=config)
 
   @classmethod
   def handling(

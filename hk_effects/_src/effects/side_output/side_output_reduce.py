@@ -14,17 +14,12 @@
 # ==============================================================================
 """Custom reductions of side outputs: ``mode=hke.Reduce(init_fn, reduce_fn)``.
 
-A site whose request has ``mode=Reduce(...)`` keeps one value, folded from
-every value told there: ``acc = reduce_fn(acc, value)``, starting from
-``init_fn()`` (as Flax's ``sow(..., init_fn=, reduce_fn=)``). Inside
-``hk.scan`` / ``hk.layer_stack`` / ``hk.fori_loop`` each iteration folds its
-own tells into a partial accumulator (the body is traced once, so it cannot
-carry the running one), and after the loop the partials are merged in the
-order the iterations ran with ``merge_fn(acc_a, acc_b)``. ``merge_fn``
-defaults to ``reduce_fn``, which is right when the accumulator and the told
-values share one shape and ``reduce_fn`` is associative (max, min, a sum, a
-running ``logaddexp``); give ``merge_fn`` where they differ (a count and a
-sum, for a mean).
+A ``Reduce`` site keeps one value, ``acc = reduce_fn(acc, value)`` folded
+over every value told there from ``init_fn()`` (Flax's ``sow(..., init_fn=,
+reduce_fn=)``). A loop body is traced once, so each iteration folds its own
+tells into a partial accumulator, merged after the loop in the order the
+iterations ran with ``merge_fn`` (default ``reduce_fn``: right where
+accumulator and values share one shape and ``reduce_fn`` is associative).
 """
 
 from __future__ import annotations
@@ -79,9 +74,7 @@ class Reduce:
   def __post_init__(self):
     for field in ("init_fn", "reduce_fn", "merge_fn"):
       fn = getattr(self, field)
-      if fn is None and field == "merge_fn":
-        continue
-      if not callable(fn):
+      if not callable(fn) and not (fn is None and field == "merge_fn"):
         raise TypeError(
             f"hke.Reduce({field}=...) must be a callable; got {fn!r}. "
             "Reduce(init_fn, reduce_fn) takes `init_fn() -> acc` and "

@@ -16,27 +16,21 @@
 
 A value told inside ``hk.scan``, ``hk.vmap``, ``hk.remat``, ``hk.fori_loop``
 or ``hk.layer_stack`` is a tracer of the body's trace: kept in a Python list
-it would leak, and Haiku state keeps only the last iteration. So side outputs
-take part at Haiku's boundaries (``hk_effects._src.haiku.boundaries``): each
-told value goes to the innermost *target* on a thread-local stack (the
-collector's home, or a *transport* pushed inside a boundary's body); the
-transport's values leave as extra outputs of the body, so JAX stacks, batches
-or passes them like the body's own; after the wrapper they are told again at
-its level ("sum" and "last" reduced over the stacked axis). Only static
-metadata (site, tag, mode) stays on the Python side.
+it would leak. So each told value goes to the innermost *target* on a
+thread-local stack (the collector's home, or a *transport* pushed inside a
+boundary's body, ``hk_effects._src.haiku.boundaries``); a transport's values
+leave as extra outputs of the body, so JAX stacks, batches or passes them like
+the body's own, and after the wrapper they are told again at its level ("sum"
+and "last" reduced over the stacked axis). Only static metadata (site, tag,
+mode) stays on the Python side.
 
-The branches of ``hk.cond`` / ``hk.switch`` must return one structure, so
-each returns the same *plan* of entries: a site told in only some branches is
-zeros where its branch was not taken, with a ``present`` flag (static
+Bodies that must return one structure (the branches of ``hk.cond`` /
+``hk.switch``; ``hk.while_loop`` and traced-bound ``hk.fori_loop``, which
+carry "last" and "sum" sites in the loop state) return one *plan* of entries:
+a site some body did not tell is zeros there, with a ``present`` flag (static
 ``True``, costing nothing, where told unconditionally). The plan is learned
-from a first trace; only when branches differ are they traced again with it
-(``BoundaryEffect.retrace``). ``hk.while_loop`` and ``hk.fori_loop`` with
-traced bounds carry ``"last"`` and ``"sum"`` sites in the loop state the same
-way.
-
-A value is accepted only where the current JAX trace is its target's, so no
-tracer leaks: elsewhere the tell raises ``RawTransformError``,
-``BoundaryBypassError`` or ``SideOutputPlacementError``.
+from a first trace, and the bodies traced again only when they differ
+(``BoundaryEffect.retrace``).
 """
 
 from __future__ import annotations
@@ -66,23 +60,6 @@ from hk_effects._src.haiku import raw_transforms
 ALWAYS = np.True_
 
 
-@dataclasses.dataclass(frozen=True)
-class Reduction:
-  """How "last" or "sum" folds the values told at one site, leaf by leaf.
-
-  ``combine(earlier, later)`` folds two tells in telling order;
-  ``over_axis(stacked, present, reverse)`` folds a loop's values stacked on
-  axis 0 in the order the iterations ran (``present`` False where one did not
-  tell and its value is zeros; None: nothing was told).
-  ``zeros_are_identity``: combining with zeros changes nothing, so an
-  untold value (zeros) needs no select.
-  """
-
-  combine: Callable[[Any, Any], Any]
-  over_axis: Callable[[Any, Any, bool], Any]
-  zeros_are_identity: bool = False
-
-
 def _last_over_axis(stacked: Any, present: Any, reverse: bool) -> Any:
   n = stacked.shape[0]
   if present is ALWAYS:
@@ -102,12 +79,16 @@ def _last_over_axis(stacked: Any, present: Any, reverse: bool) -> Any:
   return jnp.take_along_axis(stacked, index, axis=0)[0]
 
 
-REDUCTIONS: dict[str, Reduction] = {
-    "last": Reduction(lambda earlier, later: later, _last_over_axis),
-    "sum": Reduction(
+# How "last" and "sum" fold the values told at one site, leaf by leaf:
+# combine(earlier, later) folds two tells in telling order;
+# over_axis(stacked, present, reverse) a loop's values stacked on axis 0, in
+# the order its iterations ran (present False where one did not tell; None:
+# nothing was told).
+REDUCTIONS: dict[str, tuple[Callable, Callable]] = {
+    "last": (lambda earlier, later: later, _last_over_axis),
+    "sum": (
         jnp.add,
         lambda v, present, reverse: jnp.sum(v, axis=0, dtype=v.dtype),
-        zeros_are_identity=True,
     ),
 }
 MODES = ("append", *REDUCTIONS)
@@ -135,9 +116,7 @@ class Told:
   site: binding.Site
   tag: Any
   mode: Any  # One of MODES, or a Reduce.
-  # A Reduce-mode value that is already a partial accumulator (a loop's, a
-  # branch's).
-  reduced: bool = False
+  reduced: bool = False  # A Reduce value that is a (loop's) accumulator.
 
   @property
   def path(self) -> str:
@@ -151,14 +130,11 @@ class Told:
 
 
 def reported_site(site: binding.Site, *prefixes: str) -> binding.Site:
-  """``site`` as a collector reports it from outside nestings whose path
-  prefixes are ``prefixes`` (outermost first, "" for none).
-
-  The one rule for reported paths: a nested transform adds
-  ``nesting.prefix_from(<the target's transform>)`` and ``hk.layer_stack``
-  its lifted name (``Boundary.prefix``). The transport applies them one at
-  a time as values leave each nesting; ``intervention_sites`` applies all
-  of them at the tell, to select the site by the path it will have.
+  """``site`` as a collector reports it from outside nestings adding path
+  ``prefixes`` (outermost first, "" for none): a nested transform adds
+  ``nesting.prefix_from(<the target's transform>)``, ``hk.layer_stack`` its
+  lifted name. The transport applies them as values leave each nesting;
+  ``intervention_sites`` all at once at the tell, to select sites by path.
   """
   module_path = "/".join(p for p in (*prefixes, site.module_path) if p)
   return binding.Site(module_path, site.attribute_path)
@@ -235,11 +211,6 @@ def _trailing(x: Any, ndim: int) -> Any:
   return jnp.reshape(x, jnp.shape(x) + (1,) * (ndim - jnp.ndim(x)))
 
 
-def _either(a: Any, b: Any) -> Any:
-  ndim = max(jnp.ndim(a), jnp.ndim(b))
-  return jnp.logical_or(_trailing(a, ndim), _trailing(b, ndim))
-
-
 def _where(told: Told) -> str:
   return f"Side output {told.tag!r} ({told.mode}) at {told.site}"
 
@@ -251,10 +222,17 @@ def _reducing(told: Told) -> tuple[Callable[[Any, Any], Any], bool]:
     if told.reduced:  # A partial accumulator (a loop's, a branch's).
       return functools.partial(mode.merge, _where(told)), False
     return functools.partial(mode.fold, _where(told)), False
-  reduction = REDUCTIONS[mode]
-  return (
-      functools.partial(jax.tree_util.tree_map, reduction.combine),
-      reduction.zeros_are_identity,
+  # Adding zeros changes nothing, so an untold "sum" value needs no select.
+  combine, _ = REDUCTIONS[mode]
+  return functools.partial(jax.tree_util.tree_map, combine), mode == "sum"
+
+
+def _select(present: Any, told: Any, untold: Any) -> Any:
+  """``told`` where ``present``, else ``untold``."""
+  if present is ALWAYS:
+    return told
+  return jax.tree_util.tree_map(
+      lambda c, x: jnp.where(_trailing(present, c.ndim), c, x), told, untold
   )
 
 
@@ -277,21 +255,14 @@ def _combine(
         "A value told conditionally keeps the earlier "
         "one where it was not told,",
     )
-  tree_map = jax.tree_util.tree_map
   combined = combine(a, b)
   if not zeros_are_identity:
-    if pb is not ALWAYS:
-      combined = tree_map(
-          lambda c, x: jnp.where(_trailing(pb, c.ndim), c, x), combined, a
-      )
-    if pa is not ALWAYS:
-      combined = tree_map(
-          lambda c, y: jnp.where(_trailing(pa, c.ndim), c, y),
-          combined,
-          b if alone is None else alone,
-      )
-  present = ALWAYS if pa is ALWAYS or pb is ALWAYS else _either(pa, pb)
-  return combined, present
+    combined = _select(pb, combined, a)
+    combined = _select(pa, combined, b if alone is None else alone)
+  if pa is ALWAYS or pb is ALWAYS:
+    return combined, ALWAYS
+  ndim = max(jnp.ndim(pa), jnp.ndim(pb))
+  return combined, jnp.logical_or(_trailing(pa, ndim), _trailing(pb, ndim))
 
 
 @dataclasses.dataclass(eq=False)
@@ -321,12 +292,6 @@ _ctx = context.CONTEXT
 
 
 @contextlib.contextmanager
-def _pushed(target: _Target) -> Iterator[_Target]:
-  with context.pushed(_ctx.side_output_transport.targets, target):
-    yield target
-
-
-@contextlib.contextmanager
 def collecting(scope) -> Iterator[Accumulator]:
   """Makes ``scope`` a collector whose home is the current trace level."""
   accumulator = Accumulator()
@@ -341,7 +306,7 @@ def collecting(scope) -> Iterator[Accumulator]:
   )
   _ctx.side_output_transport.collectors += 1
   try:
-    with _pushed(target):
+    with context.pushed(_ctx.side_output_transport.targets, target):
       yield accumulator
   finally:
     _ctx.side_output_transport.collectors -= 1
@@ -414,7 +379,7 @@ def _reduce_stacked(
     return value, present
   if isinstance(told.mode, Reduce):
     return _merge_stacked(told, value, present, reverse)
-  over_axis = REDUCTIONS[told.mode].over_axis
+  _, over_axis = REDUCTIONS[told.mode]
   reduced = jax.tree_util.tree_map(
       lambda v: over_axis(v, present, reverse), value
   )
@@ -484,6 +449,13 @@ class _Slot:
   def same_value(self, other: "_Slot") -> bool:
     return tree_util.same_form(self.value, other.value)
 
+  def same(self, other: "_Slot") -> bool:
+    return (
+        self.key == other.key
+        and self.present_shape == other.present_shape
+        and self.same_value(other)
+    )
+
 
 def _structure(tree: Any) -> str:
   described = jax.tree_util.tree_map(
@@ -493,9 +465,9 @@ def _structure(tree: Any) -> str:
 
 
 def _branch(boundary, number: int) -> str:
-  if (
-      boundary.carries is boundaries.Carries.CARRIED
-  ):  # The plan so far, then an iteration.
+  # A carried loop's plan is checked against the plan so far, then against
+  # an iteration.
+  if boundary.carries is boundaries.Carries.CARRIED:
     return ("the values carried in", "an iteration")[number]
   if boundary.kind == "hk.cond":
     return ("true_fun", "false_fun")[number]
@@ -504,7 +476,9 @@ def _branch(boundary, number: int) -> str:
 
 def _plan(boundary, bodies: list[tuple[_Slot, ...]]) -> tuple[_Slot, ...]:
   """The entries every body returns: all bodies' entries in order of first
-  appearance; conditional where some body lacks one."""
+  appearance; conditional where some body lacks one (all, in a carried
+  loop)."""
+  carried = boundary.carries is boundaries.Carries.CARRIED
   slots: dict[Any, _Slot] = {}
   first: dict[Any, int] = {}
   for number, body in enumerate(bodies):
@@ -517,7 +491,7 @@ def _plan(boundary, bodies: list[tuple[_Slot, ...]]) -> tuple[_Slot, ...]:
         raise SideOutputPlacementError(
             f"Side output {told.tag!r} (mode={told.mode!r}) at {told.site} was"
             " told with different structures in the"
-            f" {'iterations' if boundary.carries is boundaries.Carries.CARRIED else 'branches'}"
+            f" {'iterations' if carried else 'branches'}"
             f" of {boundary.describe()}: {_branch(boundary, first[slot.key])}"
             f" told {_structure(seen.value)}, {_branch(boundary, number)} told"
             f" {_structure(slot.value)}. The value after {boundary.describe()}"
@@ -534,7 +508,7 @@ def _plan(boundary, bodies: list[tuple[_Slot, ...]]) -> tuple[_Slot, ...]:
   plan = []
   for key, slot in slots.items():
     everywhere = all(any(s.key == key for s in body) for body in bodies)
-    if not everywhere and slot.present_shape is None:
+    if slot.present_shape is None and (carried or not everywhere):
       slot = dataclasses.replace(slot, present_shape=())
     plan.append(slot)
   return tuple(plan)
@@ -543,10 +517,7 @@ def _plan(boundary, bodies: list[tuple[_Slot, ...]]) -> tuple[_Slot, ...]:
 def _fit(plan: tuple[_Slot, ...], keys, values, presents) -> tuple[Any, ...]:
   """One body's entries in ``plan``'s layout: zeros and ``present`` False
   for what it did not tell."""
-  by_key = {
-      key: (value, present)
-      for key, value, present in zip(keys, values, presents)
-  }
+  by_key = dict(zip(keys, zip(values, presents)))
   fitted = []
   for slot in plan:
     value, present = by_key.get(slot.key, (None, False))
@@ -603,7 +574,8 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
 
   def body(self, boundary, body, state: _Carry):
     if boundary.carries is None:
-      return _pushed(_Target("barrier", boundary.describe(), None))
+      barrier = _Target("barrier", boundary.describe(), None)
+      return context.pushed(_ctx.side_output_transport.targets, barrier)
     state.target = _Target(
         "transport",
         boundary.describe(),
@@ -620,7 +592,7 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
           body.carried.layout, body.carried.values
       ):
         state.target.accumulator.add(_as_partial(key[0]), value, present)
-    return _pushed(state.target)
+    return context.pushed(_ctx.side_output_transport.targets, state.target)
 
   def outputs(self, boundary, state: _Carry) -> Any:
     # body() made the target and its accumulator for this carrying boundary.
@@ -641,11 +613,7 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
         _Slot(
             key,
             tree_util.abstract(v),
-            ()
-            if carried and p is ALWAYS
-            else None
-            if p is ALWAYS
-            else jnp.shape(p),
+            jnp.shape(p) if p is not ALWAYS else (() if carried else None),
         )
         for key, v, p in zip(keys, values, presents)
     )
@@ -662,13 +630,7 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
     seen, state.seen = state.seen, []
     if boundary.carries is boundaries.Carries.SELECTED:
       if len(seen) != boundary.length or all(
-          len(body) == len(seen[0])
-          and all(
-              a.key == b.key
-              and a.present_shape == b.present_shape
-              and a.same_value(b)
-              for a, b in zip(body, seen[0])
-          )
+          len(body) == len(seen[0]) and all(map(_Slot.same, body, seen[0]))
           for body in seen
       ):
         return False  # Not all branches traced, or they agreed.
@@ -679,12 +641,6 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
       return True
     if boundary.carries is boundaries.Carries.CARRIED and seen:
       plan = _plan(boundary, [state.plan or (), seen[-1]])
-      plan = tuple(
-          s
-          if s.present_shape is not None
-          else dataclasses.replace(s, present_shape=())
-          for s in plan
-      )
       if plan != state.plan:
         state.plan = plan
         return True
