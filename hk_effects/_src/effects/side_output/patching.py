@@ -353,10 +353,9 @@ class PerturbingSideOutputs(_InterventionHandler):
           "Tell from a module with its own SideOutputRequest, or perturb "
           "one tag per handler (tag=...)."
       )
-    if _ctx.intervention_sites.discovering:
-      found = _ctx.intervention_sites.discovering[-1].setdefault(
-          self.handler_id, {}
-      )
+    discovering = _ctx.intervention_sites.discovering
+    if discovering:
+      found = discovering[-1].setdefault(self.handler_id, {})
       return sites.intervened(
           request, _Perturb(call, path, where, None, found=found)
       )

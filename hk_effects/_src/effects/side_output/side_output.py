@@ -213,15 +213,16 @@ def as_arrays(value: Any, where: str) -> Any:
   return jax.tree_util.tree_map(convert, value)
 
 
-def _tell(
-    scope: binding.HandlerScope,
-    site: binding.Site,
-    tag: Any,
-    mode: str,
-    value: Any,
-) -> None:
-  told = transport.Told(scope, site, tag, mode)
-  transport.deliver(told, as_arrays(value, f"Side output {tag!r} at {site}"))
+def _tell(scope, site: binding.Site, request: SideOutputRequest, value: Any):
+  """Tells ``value`` to ``scope``'s collector (None: to no one); returns it."""
+  # A request rewritten by a patching or perturbing handler
+  # (intervention_sites.py) returns the value it replaces `value` with.
+  value = request.tell(value)
+  if scope is not None:
+    where = f"Side output {request.tag!r} at {site}"
+    told = transport.Told(scope, site, request.tag, request.mode)
+    transport.deliver(told, as_arrays(value, where))
+  return value
 
 
 class SideOutputRuntimeImpl(effect_base.EffectRuntimeImpl):
@@ -234,11 +235,7 @@ class SideOutputRuntimeImpl(effect_base.EffectRuntimeImpl):
     self.request = request
 
   def tell(self, value: Any) -> Any:
-    # A request rewritten by a patching or perturbing handler
-    # (intervention_sites.py) returns the value it replaces `value` with.
-    value = self.request.tell(value)
-    _tell(self.scope, self.site, self.request.tag, self.request.mode, value)
-    return value
+    return _tell(self.scope, self.site, self.request, value)
 
 
 def select_tags(
@@ -374,10 +371,7 @@ def tell(tag: Any, value: Any, mode: str = "append") -> Any:
   site = binding.Site(module_path, "tell")
   # Patching / perturbing handlers inside the collector rewrite the request.
   scope, request, _ = binding.serving_scope(request, site)
-  value = request.tell(value)
-  if scope is not None:
-    _tell(scope, site, tag, mode, value)
-  return value
+  return _tell(scope, site, request, value)
 
 
 def is_collected(tag: Any) -> bool:
