@@ -14,23 +14,17 @@
 # ==============================================================================
 """Intervention sites: where a handler changes what a ``tell`` returns.
 
-``tell`` returns its value, so ``x = self.out.tell(x)`` is a site where a
-handler may replace ``x`` (``PatchingSideOutputs``) or add to it
-(``PerturbingSideOutputs``). Both are *rewriting* handlers: binding offers
-them every side-output request first (``EffectHandler.rewrites``), and they
-turn the requests they intervene on into an ``_IntervenedRequest`` whose
-``tell`` applies the intervention before an outer collector (if any) gets
-the value, so a collector around a patching handler sees patched values.
+Patching and perturbing handlers are *rewriting* handlers: binding offers them
+every side-output request first, and they turn the ones they intervene on into
+an ``_IntervenedRequest`` whose ``tell`` applies the intervention before any
+outer collector gets the value.
 
-A site is addressed by the path ``CollectingSideOutputs`` reports for it
-(``SideOutputValue.path``). That path is known at the tell only in part:
-``hk.layer_stack`` adds its name when it returns, and a nested transform
-(``hk.lift``, an ``apply`` inside another model) its prefix when its values
-reach the outer one. So the handlers take part at Haiku's boundaries and
-keep a stack of *frames* (one per traced body) with what each adds to the
-path, and, for loops and ``hk.vmap``, the body's index: a replacement
-given for the whole loop (stacked, as the collector returns it) is sliced to
-the iteration (or member) that tells.
+A site is addressed by the path ``CollectingSideOutputs`` reports for it,
+which the tell knows only in part: ``hk.layer_stack`` and nested transforms
+add their prefixes as values leave them. So the handlers keep a stack of
+*frames* (one per traced boundary body) with what each adds to the path and,
+for loops and ``hk.vmap``, the body's index, to slice a stacked replacement
+to the iteration (or member) that tells.
 """
 
 from __future__ import annotations
@@ -94,6 +88,8 @@ class _ThreadState:
   def __init__(self):
     self.frames: list[_Frame] = []
     self.calls: list[HandlerCall] = []
+    # Per handler id, the sites' shapes while perturbation_zeros traces.
+    self.discovering: list[dict] = []
 
 
 context.declare("intervention_sites", _ThreadState)
@@ -253,15 +249,13 @@ def sliced(replacement: Any, value: Any, axes, where: str, what: str) -> Any:
   stacked over the enclosing loops and ``hk.vmap`` s (``axes``, outermost
   first), as ``CollectingSideOutputs`` returns the values of such a site."""
   lengths = [length for _, length, _ in axes]
-  if jax.tree_util.tree_structure(replacement) != jax.tree_util.tree_structure(
-      value
-  ):  # type: ignore[operator]
+  given = jax.tree_util.tree_structure(replacement)
+  told = jax.tree_util.tree_structure(value)
+  if given != told:  # type: ignore[operator]
     raise ValueError(
-        f"{where}: the {what} has structure"
-        f" {jax.tree_util.tree_structure(replacement)}, but the value told"
-        f" there has {jax.tree_util.tree_structure(value)}"
-        f" ({tree_util.forms(value)}). Give a {what} of the told value's"
-        " structure."
+        f"{where}: the {what} has structure {given}, but the value told there"
+        f" has {told} ({tree_util.forms(value)}). Give a {what} of the told"
+        " value's structure."
     )
 
   def one(r, v):
@@ -283,13 +277,9 @@ def sliced(replacement: Any, value: Any, axes, where: str, what: str) -> Any:
           f"iteration / member of the enclosing {kinds}, as "
           "CollectingSideOutputs stacks them)"
       )
-    if r.ndim != len(stacked) or r.shape[len(lengths) :] != v.shape:
-      raise ValueError(
-          f"{where}: the {what} has shape {list(r.shape)}, but the value told "
-          f"there has shape {list(v.shape)}; give shape {accepted}."
-      )
+    fits = r.ndim == len(stacked) and r.shape[len(lengths) :] == v.shape
     for (kind, length, _), n in zip(axes, r.shape):
-      if length is None:
+      if fits and length is None:
         raise ValueError(
             f"{where}: the {what} of shape {list(r.shape)} is stacked over "
             f"{kind}"
@@ -297,11 +287,12 @@ def sliced(replacement: Any, value: Any, axes, where: str, what: str) -> Any:
             + f" Or give a value of the told shape {list(v.shape)}, used in "
             "every iteration."
         )
-      if n != length:
-        raise ValueError(
-            f"{where}: the {what} has shape {list(r.shape)}, but the value "
-            f"told there has shape {list(v.shape)}; give shape {accepted}."
-        )
+      fits = fits and n == length
+    if not fits:
+      raise ValueError(
+          f"{where}: the {what} has shape {list(r.shape)}, but the value told "
+          f"there has shape {list(v.shape)}; give shape {accepted}."
+      )
     for _, _, index in axes:
       r = r[index]
     return r

@@ -14,32 +14,22 @@
 # ==============================================================================
 """Interventions on side-output sites: patch and perturb what a model tells.
 
-``tell`` returns its value, so a layer written ``x = self.out.tell(x)`` (or
-``hke.TellIntermediate``) is a site where these handlers change ``x``:
-
-* ``PatchingSideOutputs`` replaces it, with a value or a function of the old
-  value: activation patching, steering vectors, ablations;
-* ``PerturbingSideOutputs`` adds a perturbation, zero by default, so that
-  ``jax.grad`` with respect to the perturbations gives the gradient of the
-  loss with respect to each site's value (Flax's ``perturb``);
-  ``perturbation_zeros`` builds the zero tree.
-
-Sites are addressed by the paths ``CollectingSideOutputs`` reports
-(``SideOutputValue.path``): the values one collects can be patched back in
-as they are. A path is the module name Haiku gives the telling module, the
-one its params carry: inside ``hk.layer_stack`` that includes the stack's
-scope (``transformer/__layer_stack_no_per_layer/...``, repeating the
-holding module's name when one of its methods is stacked), so copy paths
-from a collection or ``hke.bindings``, or select by tag. A site inside ``hk.scan`` / ``hk.layer_stack`` / ``hk.vmap``
-takes either a value of the told shape (used in every iteration / member)
-or one stacked as the collector returns it (sliced to each iteration /
-member). ``intervention_sites.py`` has the machinery.
+``tell`` returns its value, so ``x = self.out.tell(x)`` (or
+``hke.TellIntermediate``) is a site where ``PatchingSideOutputs`` replaces
+``x`` (activation patching, steering, ablation) and ``PerturbingSideOutputs``
+adds a perturbation, zero by default, whose gradient is the loss's gradient
+with respect to the site's value (Flax's ``perturb``). Sites are addressed by
+the paths ``CollectingSideOutputs`` reports, so collected values patch back in
+as they are (inside ``hk.layer_stack`` a path includes the stack's scope,
+``transformer/__layer_stack_no_per_layer/...``: copy paths from a collection
+or ``hke.bindings``, or select by tag). ``intervention_sites.py`` has the
+machinery.
 """
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Callable, Iterator, Mapping
+import dataclasses
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +40,8 @@ from hk_effects._src.core import effect_base
 from hk_effects._src.core import tree_util
 from hk_effects._src.effects.side_output import intervention_sites as sites
 from hk_effects._src.effects.side_output import side_output
+
+_ctx = context.CONTEXT
 
 
 def _kind(selector: Any) -> str:
@@ -82,12 +74,10 @@ def _matches(selector: Any, kind: str, path: str, tag: Any) -> bool:
     ) from e
 
 
-class _InterventionHandler(effect_base.RewritingHandler):
+class _InterventionHandler(
+    effect_base.RewritingHandler, protocol=side_output.SideOutputEffect
+):
   """A handler rewriting side-output requests into intervened ones."""
-
-  @classmethod
-  def effect_protocol(cls):
-    return side_output.SideOutputEffect
 
   def _run(self, arg: Any, spec: Any) -> tuple[Any, sites.HandlerCall]:
     with binding.handler_scope(self) as scope:
@@ -95,13 +85,13 @@ class _InterventionHandler(effect_base.RewritingHandler):
         return self.body(arg), call
 
 
+@dataclasses.dataclass(eq=False, repr=False)
 class _Patch:
   """Replaces one site's value (``intervened`` calls it at each tell)."""
 
-  def __init__(self, call, where: str, replacement: Any):
-    self.call = call
-    self.where = where
-    self.replacement = replacement
+  call: sites.HandlerCall
+  where: str
+  replacement: Any
 
   def __call__(self, value: Any) -> Any:
     value = side_output.as_arrays(value, self.where)
@@ -236,28 +226,16 @@ class PatchingSideOutputs(_InterventionHandler):
     return out
 
 
-class _ThreadState:
-
-  def __init__(self):
-    self.discovering: list[dict] = []
-
-
-context.declare("patching", _ThreadState)
-_ctx = context.CONTEXT
-
-
+@dataclasses.dataclass(eq=False, repr=False)
 class _Perturb:
   """Adds one site's perturbation (or records its shape, for
   ``perturbation_zeros``)."""
 
-  def __init__(
-      self, call, path: str, where: str, delta: Any, found: dict | None = None
-  ):
-    self.call = call
-    self.path = path
-    self.where = where
-    self.delta = delta
-    self.found = found
+  call: sites.HandlerCall
+  path: str
+  where: str
+  delta: Any
+  found: dict | None = None
 
   def __call__(self, value: Any) -> Any:
     value = side_output.as_arrays(value, self.where)
@@ -270,7 +248,7 @@ class _Perturb:
       )
     axes = sites.loop_axes(self.call)
     if self.found is not None:
-      self._record(value, axes)
+      self._record(value, axes, self.found)
       return value
     return jax.tree_util.tree_map(
         jnp.add,
@@ -278,7 +256,7 @@ class _Perturb:
         sites.sliced(self.delta, value, axes, self.where, "perturbation"),
     )
 
-  def _record(self, value: Any, axes) -> None:
+  def _record(self, value: Any, axes, found: dict) -> None:
     unknown = [kind for kind, length, _ in axes if length is None]
     if unknown:
       raise ValueError(
@@ -289,8 +267,7 @@ class _Perturb:
     shapes = jax.tree_util.tree_map(
         lambda v: jax.ShapeDtypeStruct(lengths + v.shape, v.dtype), value
     )
-    assert self.found is not None  # Only called while recording shapes.
-    known = self.found.setdefault(self.path, shapes)
+    known = found.setdefault(self.path, shapes)
     if known != shapes:
       raise ValueError(
           f"{self.where} was told values of different shapes, "
@@ -332,17 +309,11 @@ class PerturbingSideOutputs(_InterventionHandler):
   """
 
   def __init__(self, body, tag, tag_predicate, strict, handler_id):
-    if tag is not None and tag_predicate is not None:
-      raise ValueError(
-          f"PerturbingSideOutputs.handling got both tag={tag!r} and "
-          f"tag_predicate={tag_predicate!r}; pass one of them (or neither)."
-      )
-    self.tag = tag
-    self.tag_predicate = tag_predicate
-    self.strict = strict
-    super().__init__(
-        body, handler_id, config=f"{tag!r}|{_describe(tag_predicate)}|{strict}"
+    config = side_output.select_tags(
+        self, "PerturbingSideOutputs", tag, tag_predicate, "or neither"
     )
+    self.strict = strict
+    super().__init__(body, handler_id, config=f"{config}|{strict}")
 
   @classmethod
   def handling(
@@ -382,8 +353,9 @@ class PerturbingSideOutputs(_InterventionHandler):
           "Tell from a module with its own SideOutputRequest, or perturb "
           "one tag per handler (tag=...)."
       )
-    if _ctx.patching.discovering:
-      found = _ctx.patching.discovering[-1].setdefault(self.handler_id, {})
+    discovering = _ctx.intervention_sites.discovering
+    if discovering:
+      found = discovering[-1].setdefault(self.handler_id, {})
       return sites.intervened(
           request, _Perturb(call, path, where, None, found=found)
       )
@@ -426,7 +398,7 @@ class PerturbingSideOutputs(_InterventionHandler):
     if (
         self.strict
         and perturbations is not None
-        and not _ctx.patching.discovering
+        and not _ctx.intervention_sites.discovering
     ):
       for path in perturbations:
         if path not in call.matched:
@@ -437,12 +409,6 @@ class PerturbingSideOutputs(_InterventionHandler):
               "hke.handlers.perturbation_zeros, or pass strict=False."
           )
     return out
-
-
-@contextlib.contextmanager
-def _discovering() -> Iterator[dict]:
-  with context.pushed(_ctx.patching.discovering, {}) as found:
-    yield found
 
 
 def perturbation_zeros(
@@ -479,7 +445,7 @@ def perturbation_zeros(
     def fresh(*args, **kwargs):
       return fn(*args, **kwargs)
 
-    with _discovering() as found:
+    with context.pushed(_ctx.intervention_sites.discovering, {}) as found:
       jax.eval_shape(fresh, *args, **kwargs)
     if handler_id is not None:
       if handler_id not in found:
@@ -491,25 +457,23 @@ def perturbation_zeros(
       shapes = found[handler_id]
     elif len(found) == 1:
       (shapes,) = found.values()
-    else:
+    elif found:
       raise ValueError(
-          "perturbation_zeros: "
+          "perturbation_zeros: several PerturbingSideOutputs ran "
+          f"({sorted(found)}); pass handler_id= to pick one."
+      )
+    else:
+      jitted = hasattr(fn, "lower") and hasattr(fn, "trace")
+      raise ValueError(
+          f"perturbation_zeros: no PerturbingSideOutputs in {fn!r} claimed a "
+          "side output. Pass the function that runs the handler (e.g. "
+          "model.apply), with the handler's argument as (arg, None)."
           + (
-              f"several PerturbingSideOutputs ran ({sorted(found)}); pass "
-              "handler_id= to pick one."
-              if found
-              else (
-                  f"no PerturbingSideOutputs in {fn!r} claimed a side output. "
-                  "Pass the function that runs the handler (e.g. model.apply), "
-                  "with the handler's argument as (arg, None)."
-                  + (
-                      " It is jax.jit-compiled: JAX reuses its cached trace "
-                      "without running the model; pass the function before "
-                      "jax.jit (model.apply, not jax.jit(model.apply))."
-                      if hasattr(fn, "lower") and hasattr(fn, "trace")
-                      else ""
-                  )
-              )
+              " It is jax.jit-compiled: JAX reuses its cached trace "
+              "without running the model; pass the function before "
+              "jax.jit (model.apply, not jax.jit(model.apply))."
+              if jitted
+              else ""
           )
       )
     return {

@@ -14,32 +14,20 @@
 # ==============================================================================
 """The side-output effect: layers report a value with ``tell(value)``.
 
-A side output (an intermediate activation, an auxiliary loss) flows *out* of
-the model: ``CollectingSideOutputs`` returns ``(out, [SideOutputValue, ...])``
-in call order, each value with the path of the module and attribute that told
-it. An unhandled ``tell`` does nothing, so a model that reports intermediates
-runs unchanged without a collector.
+Side outputs (intermediate activations, auxiliary losses) flow out of the
+model: ``CollectingSideOutputs`` returns ``(out, [SideOutputValue, ...])`` in
+call order, each with the path of the module and attribute that told it. An
+unhandled ``tell`` does nothing, so a model runs unchanged without a collector.
 
-Each request declares once how repeated tells at its site combine (``mode``):
-
-* ``"append"`` (default): every tell is kept; inside ``hk.scan``,
-  ``hk.map``, ``hk.fori_loop`` and ``hk.layer_stack`` the values come back as
-  one ``SideOutputValue`` per telling site, stacked on a new leading axis;
-* ``"last"``: one value per site, the last one told (inside loops, the value
-  of the last iteration to run);
-* ``"sum"``: one value per site, the sum of all values told;
-* ``hke.Reduce(init_fn, reduce_fn)``: one value per site, folded from all
-  values told with ``reduce_fn`` (``side_output_reduce.py``).
-
-Inside ``hk.vmap`` each member applies the mode to its own tells and the
-result is batched on a leading axis; inside ``hk.remat`` values are unchanged.
-Inside a branch of ``hk.cond`` / ``hk.switch`` a value comes back as the taken
-branch's; a site told in only some branches is zeros where its branch was
-not taken, and ``SideOutputValue.present`` says whether it was told.
-``hk.while_loop`` and ``hk.fori_loop`` with traced bounds carry ``"last"``
-and ``"sum"`` sites in the loop state (``"append"`` there is an error: the
-number of values is not static). ``side_output_transport.py`` explains how
-values leave these wrappers.
+A request's ``mode`` says how repeated tells at its site combine: ``"append"``
+keeps each (stacked on a leading axis by ``hk.scan``, ``hk.map``,
+``hk.fori_loop``, ``hk.layer_stack``); ``"last"``, ``"sum"`` and
+``hke.Reduce(init_fn, reduce_fn)`` keep one value per site. ``hk.vmap``
+batches the result; a site told in only some branches of ``hk.cond`` /
+``hk.switch`` is zeros where its branch was not taken, with
+``SideOutputValue.present`` False; ``hk.while_loop`` carries ``"last"`` and
+``"sum"`` sites in its state. ``side_output_transport.py`` explains how values
+leave these wrappers.
 """
 
 from __future__ import annotations
@@ -85,15 +73,6 @@ class SideOutputEffect(Protocol):
     returns it, so ``x = self.out.tell(x)`` marks an intervention site."""
 
 
-def _check_mode(mode: Any) -> None:
-  if not isinstance(mode, Reduce) and mode not in transport.MODES:
-    raise ValueError(
-        f"Unknown side-output mode {mode!r}; use one of "
-        f"{transport.MODES!r} ('append' keeps every value, 'last' the last "
-        "one, 'sum' adds them) or hke.Reduce(init_fn, reduce_fn)."
-    )
-
-
 def _side_output_signature_detail(self, calls, conditional, state, site):
   del state, site
   shapes = sorted(
@@ -106,7 +85,7 @@ def _side_output_signature_detail(self, calls, conditional, state, site):
 
 
 @effect_base.pytree_dataclass
-class SideOutputRequest(effect_base.EffectRequest):
+class SideOutputRequest(effect_base.EffectRequest, protocol=SideOutputEffect):
   """Requests to report values under ``tag``; ``tell`` is a no-op if unhandled.
 
   Args:
@@ -135,11 +114,12 @@ class SideOutputRequest(effect_base.EffectRequest):
   mode: Any = effect_base.static_field(default="append")
 
   def __post_init__(self):
-    _check_mode(self.mode)
-
-  @classmethod
-  def effect_protocol(cls):
-    return SideOutputEffect
+    if not isinstance(self.mode, Reduce) and self.mode not in transport.MODES:
+      raise ValueError(
+          f"Unknown side-output mode {self.mode!r}; use one of "
+          f"{transport.MODES!r} ('append' keeps every value, 'last' the last "
+          "one, 'sum' adds them) or hke.Reduce(init_fn, reduce_fn)."
+      )
 
   @classmethod
   def suggested_handler(cls) -> str:
@@ -198,19 +178,11 @@ class SideOutputValue:
 
 
 def _flatten_value(v: SideOutputValue):
-  if v.present is transport.ALWAYS:
-    return ((jax.tree_util.GetAttrKey("value"), v.value),), (
-        v.path,
-        v.tag,
-        False,
-    )
-  return (
-      (
-          (jax.tree_util.GetAttrKey("value"), v.value),
-          (jax.tree_util.GetAttrKey("present"), v.present),
-      ),
-      (v.path, v.tag, True),
-  )
+  children = [(jax.tree_util.GetAttrKey("value"), v.value)]
+  conditional = v.present is not transport.ALWAYS
+  if conditional:
+    children.append((jax.tree_util.GetAttrKey("present"), v.present))
+  return tuple(children), (v.path, v.tag, conditional)
 
 
 def _unflatten_value(aux, children):
@@ -241,26 +213,20 @@ def as_arrays(value: Any, where: str) -> Any:
   return jax.tree_util.tree_map(convert, value)
 
 
-def _tell(
-    scope: binding.HandlerScope,
-    site: binding.Site,
-    tag: Any,
-    mode: str,
-    value: Any,
-) -> None:
-  told = transport.Told(scope, site, tag, mode)
-  transport.deliver(told, as_arrays(value, f"Side output {tag!r} at {site}"))
+def _tell(scope, site: binding.Site, request: SideOutputRequest, value: Any):
+  """Tells ``value`` to ``scope``'s collector (None: to no one); returns it."""
+  # A request rewritten by a patching or perturbing handler
+  # (intervention_sites.py) returns the value it replaces `value` with.
+  value = request.tell(value)
+  if scope is not None:
+    where = f"Side output {request.tag!r} at {site}"
+    told = transport.Told(scope, site, request.tag, request.mode)
+    transport.deliver(told, as_arrays(value, where))
+  return value
 
 
 class SideOutputRuntimeImpl(effect_base.EffectRuntimeImpl):
-  """Hands told values to the collector (through any Haiku wrapper between).
-
-  Example:
-
-  >>> import hk_effects as hke
-  >>> issubclass(SideOutputRuntimeImpl, hke.EffectRuntimeImpl)
-  True
-  """
+  """Hands told values to the collector (through any Haiku wrapper between)."""
 
   __slots__ = ("request",)
 
@@ -269,11 +235,22 @@ class SideOutputRuntimeImpl(effect_base.EffectRuntimeImpl):
     self.request = request
 
   def tell(self, value: Any) -> Any:
-    # A request rewritten by a patching or perturbing handler
-    # (intervention_sites.py) returns the value it replaces `value` with.
-    value = self.request.tell(value)
-    _tell(self.scope, self.site, self.request.tag, self.request.mode, value)
-    return value
+    return _tell(self.scope, self.site, self.request, value)
+
+
+def select_tags(
+    handler, name: str, tag: Any, tag_predicate: Any, neither: str
+) -> str:
+  """Sets ``handler.tag`` and ``.tag_predicate`` (at most one of them) for
+  ``claims_by_tag``; returns them as config text."""
+  if tag is not None and tag_predicate is not None:
+    raise ValueError(
+        f"{name}.handling got both tag={tag!r} and "
+        f"tag_predicate={tag_predicate!r}; pass one of them ({neither})."
+    )
+  handler.tag, handler.tag_predicate = tag, tag_predicate
+  predicate_name = getattr(tag_predicate, "__qualname__", repr(tag_predicate))
+  return f"{tag!r}|{predicate_name}"
 
 
 def claims_by_tag(handler, request) -> bool:
@@ -288,7 +265,9 @@ def claims_by_tag(handler, request) -> bool:
   return True
 
 
-class CollectingSideOutputs(effect_base.EffectHandler):
+class CollectingSideOutputs(
+    effect_base.EffectHandler, protocol=SideOutputEffect
+):
   """Collects side outputs: ``h(arg)`` returns ``(body(arg), values)``.
 
   ``values`` is a list of ``SideOutputValue`` in call order. With neither
@@ -308,21 +287,16 @@ class CollectingSideOutputs(effect_base.EffectHandler):
   """
 
   def __init__(self, body, tag, tag_predicate, handler_id):
-    if tag is not None and tag_predicate is not None:
-      raise ValueError(
-          f"CollectingSideOutputs.handling got both tag={tag!r} and "
-          f"tag_predicate={tag_predicate!r}; pass one of them (or neither, to "
-          "collect every tag)."
-      )
+    neither = "or neither, to collect every tag"
+    config = select_tags(
+        self, "CollectingSideOutputs", tag, tag_predicate, neither
+    )
     if tag_predicate is not None and not callable(tag_predicate):
       raise TypeError(
           "tag_predicate must be a callable taking a tag and returning a "
           f"bool; got {tag_predicate!r}."
       )
-    self.tag = tag
-    self.tag_predicate = tag_predicate
-    predicate_name = getattr(tag_predicate, "__qualname__", repr(tag_predicate))
-    super().__init__(body, handler_id, config=f"{tag!r}|{predicate_name}")
+    super().__init__(body, handler_id, config=config)
 
   @classmethod
   def handling(
@@ -344,10 +318,6 @@ class CollectingSideOutputs(effect_base.EffectHandler):
       The handler; calling it returns ``(body(arg), [SideOutputValue, ...])``.
     """
     return cls(body, tag, tag_predicate, handler_id)
-
-  @classmethod
-  def effect_protocol(cls):
-    return SideOutputEffect
 
   claims = claims_by_tag
 
@@ -401,10 +371,7 @@ def tell(tag: Any, value: Any, mode: str = "append") -> Any:
   site = binding.Site(module_path, "tell")
   # Patching / perturbing handlers inside the collector rewrite the request.
   scope, request, _ = binding.serving_scope(request, site)
-  value = request.tell(value)
-  if scope is not None:
-    _tell(scope, site, tag, mode, value)
-  return value
+  return _tell(scope, site, request, value)
 
 
 def is_collected(tag: Any) -> bool:

@@ -14,17 +14,12 @@
 # ==============================================================================
 """Custom reductions of side outputs: ``mode=hke.Reduce(init_fn, reduce_fn)``.
 
-A site whose request has ``mode=Reduce(...)`` keeps one value, folded from
-every value told there: ``acc = reduce_fn(acc, value)``, starting from
-``init_fn()`` (as Flax's ``sow(..., init_fn=, reduce_fn=)``). Inside
-``hk.scan`` / ``hk.layer_stack`` / ``hk.fori_loop`` each iteration folds its
-own tells into a partial accumulator (the body is traced once, so it cannot
-carry the running one), and after the loop the partials are merged in the
-order the iterations ran with ``merge_fn(acc_a, acc_b)``. ``merge_fn``
-defaults to ``reduce_fn``, which is right when the accumulator and the told
-values share one shape and ``reduce_fn`` is associative (max, min, a sum, a
-running ``logaddexp``); give ``merge_fn`` where they differ (a count and a
-sum, for a mean).
+A ``Reduce`` site keeps one value, ``acc = reduce_fn(acc, value)`` folded
+over every value told there from ``init_fn()`` (Flax's ``sow(..., init_fn=,
+reduce_fn=)``). A loop body is traced once, so each iteration folds its own
+tells into a partial accumulator, merged after the loop in the order the
+iterations ran with ``merge_fn`` (default ``reduce_fn``: right where
+accumulator and values share one shape and ``reduce_fn`` is associative).
 """
 
 from __future__ import annotations
@@ -79,9 +74,7 @@ class Reduce:
   def __post_init__(self):
     for field in ("init_fn", "reduce_fn", "merge_fn"):
       fn = getattr(self, field)
-      if fn is None and field == "merge_fn":
-        continue
-      if not callable(fn):
+      if not callable(fn) and not (fn is None and field == "merge_fn"):
         raise TypeError(
             f"hke.Reduce({field}=...) must be a callable; got {fn!r}. "
             "Reduce(init_fn, reduce_fn) takes `init_fn() -> acc` and "
@@ -114,21 +107,6 @@ class Reduce:
     return _checked(
         where, fn, "merge_fn" if self.merge_fn else "reduce_fn", acc, other
     )
-
-  def merge_stacked(self, where: str, stacked: Any, reverse: bool) -> Any:
-    """Merges partial accumulators stacked by a loop, in the order its
-    iterations ran (None if no iteration ran)."""
-    leaves = jax.tree_util.tree_leaves(stacked)
-    if not leaves or leaves[0].shape[0] == 0:
-      return None
-    if reverse:  # Position 0 of a reversed loop ran last.
-      stacked = jax.tree_util.tree_map(lambda v: v[::-1], stacked)
-    first = jax.tree_util.tree_map(lambda v: v[0], stacked)
-    rest = jax.tree_util.tree_map(lambda v: v[1:], stacked)
-    acc, _ = jax.lax.scan(
-        lambda acc, part: (self.merge(where, acc, part), None), first, rest
-    )
-    return acc
 
 
 def _as_arrays(where: str, what: str, tree: Any) -> Any:

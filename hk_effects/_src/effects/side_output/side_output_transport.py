@@ -15,40 +15,22 @@
 """How told values reach their collector through Haiku's wrappers.
 
 A value told inside ``hk.scan``, ``hk.vmap``, ``hk.remat``, ``hk.fori_loop``
-or ``hk.layer_stack`` is a tracer of the body's trace; kept in a Python list
-it would leak, and Haiku state keeps only the last iteration (and is refused
-by the stateless ``hk.transform``). So side outputs take part at Haiku's
-boundaries (``hk_effects._src.haiku.boundaries``) and ride out as *extra outputs* of
-the wrapped body:
+or ``hk.layer_stack`` is a tracer of the body's trace: kept in a Python list
+it would leak. So each told value goes to the innermost *target* on a
+thread-local stack (the collector's home, or a *transport* pushed inside a
+boundary's body, ``hk_effects._src.haiku.boundaries``); a transport's values
+leave as extra outputs of the body, so JAX stacks, batches or passes them like
+the body's own, and after the wrapper they are told again at its level ("sum"
+and "last" reduced over the stacked axis). Only static metadata (site, tag,
+mode) stays on the Python side.
 
-1. each told value goes to the innermost *target* on a thread-local stack:
-   the collector's home (its own trace level) or a *transport* pushed inside
-   a boundary's body;
-2. when the body returns, the transport's values are the body's extra
-   outputs, so JAX stacks them (loops), batches them (``hk.vmap``) or passes
-   them through (``hk.remat``) exactly like the body's own outputs;
-3. after the wrapper they are told again at its level ("sum" and "last"
-   reduced over the stacked axis), where the next target (an enclosing
-   transport, or the collector) takes them. Only static metadata (site, tag,
-   mode) stays on the Python side.
-
-Branches and while loops take part too. The branches of ``hk.cond`` /
-``hk.switch`` must return one structure, so every branch returns the same
-*plan* of entries: a site told in only some branches is zeros where its
-branch was not taken, with a ``present`` flag that says whether it was told
-(static ``True``, costing nothing, where a value is told unconditionally).
-The plan is learned from a first trace; only when the branches' entries
-differ are they traced once more with it (``BoundaryEffect.retrace``).
-``hk.while_loop`` and ``hk.fori_loop`` with traced bounds carry their
-``"last"`` and ``"sum"`` sites in the loop state the same way: each
-iteration starts from the carried values, as straight-line code would.
-
-A value is accepted only where the current JAX trace is the target's own,
-so no tracer can leak: under a raw JAX transform the tell raises
-``RawTransformError``, inside a Haiku wrapper hk_effects did not see
-``BoundaryBypassError``, and where a value cannot be carried out
-(``mode="append"`` in a while loop, inside ``hk.grad`` or
-``hk.eval_shape``) ``SideOutputPlacementError`` saying what to do instead.
+Bodies that must return one structure (the branches of ``hk.cond`` /
+``hk.switch``; ``hk.while_loop`` and traced-bound ``hk.fori_loop``, which
+carry "last" and "sum" sites in the loop state) return one *plan* of entries:
+a site some body did not tell is zeros there, with a ``present`` flag (static
+``True``, costing nothing, where told unconditionally). The plan is learned
+from a first trace, and the bodies traced again only when they differ
+(``BoundaryEffect.retrace``).
 """
 
 from __future__ import annotations
@@ -78,35 +60,11 @@ from hk_effects._src.haiku import raw_transforms
 ALWAYS = np.True_
 
 
-@dataclasses.dataclass(frozen=True)
-class Reduction:
-  """How a reducing mode folds the values told at one site (leaf by leaf;
-  ``hke.Reduce`` modes fold whole values: see ``_reducing``).
-
-  ``combine(earlier, later)`` folds two tells in telling order;
-  ``over_axis(stacked, reverse)`` folds a loop's values stacked on axis 0
-  in the order the iterations ran (None: nothing was told);
-  ``over_axis_where(stacked, present, reverse)`` does the same where some
-  iterations did not tell (``present`` False there, their values zeros).
-  ``zeros_are_identity``: combining with zeros changes nothing, so an
-  untold value (zeros) needs no select.
-  """
-
-  combine: Callable[[Any, Any], Any]
-  over_axis: Callable[[Any, bool], Any]
-  over_axis_where: Callable[[Any, Any, bool], Any]
-  zeros_are_identity: bool = False
-
-
-def _last_over_axis(stacked: Any, reverse: bool) -> Any:
-  if stacked.shape[0] == 0:
-    return None  # No iteration ran, so nothing was told.
-  # The last iteration to run is index 0 of a reversed loop.
-  return stacked[0 if reverse else -1]
-
-
-def _last_where(stacked: Any, present: Any, reverse: bool) -> Any:
+def _last_over_axis(stacked: Any, present: Any, reverse: bool) -> Any:
   n = stacked.shape[0]
+  if present is ALWAYS:
+    # The last iteration to run is index 0 of a reversed loop.
+    return None if n == 0 else stacked[0 if reverse else -1]
   if n == 0:
     return jnp.zeros(stacked.shape[1:], stacked.dtype)
   position = jnp.arange(n).reshape((n,) + (1,) * (present.ndim - 1))
@@ -121,17 +79,16 @@ def _last_where(stacked: Any, present: Any, reverse: bool) -> Any:
   return jnp.take_along_axis(stacked, index, axis=0)[0]
 
 
-REDUCTIONS: dict[str, Reduction] = {
-    "last": Reduction(
-        combine=lambda earlier, later: later,
-        over_axis=_last_over_axis,
-        over_axis_where=_last_where,
-    ),
-    "sum": Reduction(
-        combine=jnp.add,
-        over_axis=lambda v, reverse: jnp.sum(v, axis=0, dtype=v.dtype),
-        over_axis_where=lambda v, p, reverse: jnp.sum(v, axis=0, dtype=v.dtype),
-        zeros_are_identity=True,
+# How "last" and "sum" fold the values told at one site, leaf by leaf:
+# combine(earlier, later) folds two tells in telling order;
+# over_axis(stacked, present, reverse) a loop's values stacked on axis 0, in
+# the order its iterations ran (present False where one did not tell; None:
+# nothing was told).
+REDUCTIONS: dict[str, tuple[Callable, Callable]] = {
+    "last": (lambda earlier, later: later, _last_over_axis),
+    "sum": (
+        jnp.add,
+        lambda v, present, reverse: jnp.sum(v, axis=0, dtype=v.dtype),
     ),
 }
 MODES = ("append", *REDUCTIONS)
@@ -159,9 +116,7 @@ class Told:
   site: binding.Site
   tag: Any
   mode: Any  # One of MODES, or a Reduce.
-  # A Reduce-mode value that is already a partial accumulator (a loop's, a
-  # branch's).
-  reduced: bool = False
+  reduced: bool = False  # A Reduce value that is a (loop's) accumulator.
 
   @property
   def path(self) -> str:
@@ -175,14 +130,11 @@ class Told:
 
 
 def reported_site(site: binding.Site, *prefixes: str) -> binding.Site:
-  """``site`` as a collector reports it from outside nestings whose path
-  prefixes are ``prefixes`` (outermost first, "" for none).
-
-  The one rule for reported paths: a nested transform adds
-  ``nesting.prefix_from(<the target's transform>)`` and ``hk.layer_stack``
-  its lifted name (``Boundary.prefix``). The transport applies them one at
-  a time as values leave each nesting; ``intervention_sites`` applies all
-  of them at the tell, to select the site by the path it will have.
+  """``site`` as a collector reports it from outside nestings adding path
+  ``prefixes`` (outermost first, "" for none): a nested transform adds
+  ``nesting.prefix_from(<the target's transform>)``, ``hk.layer_stack`` its
+  lifted name. The transport applies them as values leave each nesting;
+  ``intervention_sites`` all at once at the tell, to select sites by path.
   """
   module_path = "/".join(p for p in (*prefixes, site.module_path) if p)
   return binding.Site(module_path, site.attribute_path)
@@ -207,39 +159,27 @@ class Accumulator:
     self._index: dict[tuple[Any, ...], int] = {}
 
   def add(self, told: Told, value: Any, present: Any = ALWAYS) -> None:
-    if told.mode == "append":
-      self.told.append(told)
-      self.values.append(value)
-      self.presents.append(present)
-      return
     key = (id(told.scope), told.site, told.tag, told.mode)
-    i = self._index.get(key)
-    if isinstance(told.mode, Reduce) and not told.reduced:
-      # A told value becomes an accumulator: reduce_fn(init_fn(), value),
-      # also where the earlier one may be untold.
-      if i is None:
-        value = told.mode.first(_where(told), value)
-      else:
-        alone = (
-            None
-            if self.presents[i] is ALWAYS
-            else told.mode.first(_where(told), value)
-        )
-        self.values[i], self.presents[i] = _combine(
-            told, self.values[i], self.presents[i], value, present, alone=alone
-        )
-        return
-    if i is None:
-      self._index[key] = len(self.values)
-      self.told.append(
-          dataclasses.replace(told, reduced=False) if told.reduced else told
-      )
-      self.values.append(value)
-      self.presents.append(present)
-    else:
+    i = None if told.mode == "append" else self._index.get(key)
+    # A told Reduce value becomes an accumulator: reduce_fn(init_fn(), value).
+    fresh = isinstance(told.mode, Reduce) and not told.reduced
+    if i is not None:
+      alone = None
+      if fresh and self.presents[i] is not ALWAYS:
+        alone = told.mode.first(_where(told), value)
       self.values[i], self.presents[i] = _combine(
-          told, self.values[i], self.presents[i], value, present
+          told, self.values[i], self.presents[i], value, present, alone=alone
       )
+      return
+    if told.mode != "append":
+      self._index[key] = len(self.values)
+    if fresh:
+      value = told.mode.first(_where(told), value)
+    self.told.append(
+        dataclasses.replace(told, reduced=False) if told.reduced else told
+    )
+    self.values.append(value)
+    self.presents.append(present)
 
   def keys(self) -> list[tuple[Told, int]]:
     """One key per entry: the site and, for "append", which of its tells."""
@@ -256,13 +196,7 @@ def _shapes(tree: Any) -> Any:
 
 
 def _check_alike(told: Told, a: Any, b: Any, why: str) -> None:
-  if jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(
-      b
-  ) or _shapes(  # type: ignore[operator]
-      a
-  ) != _shapes(
-      b
-  ):
+  if not tree_util.same_form(a, b):
     raise ValueError(
         f"Side output {told.tag!r} (mode={told.mode!r}) at {told.site} was "
         f"told values of different structure or shape: {_shapes(a)} and "
@@ -277,11 +211,6 @@ def _trailing(x: Any, ndim: int) -> Any:
   return jnp.reshape(x, jnp.shape(x) + (1,) * (ndim - jnp.ndim(x)))
 
 
-def _either(a: Any, b: Any) -> Any:
-  ndim = max(jnp.ndim(a), jnp.ndim(b))
-  return jnp.logical_or(_trailing(a, ndim), _trailing(b, ndim))
-
-
 def _where(told: Told) -> str:
   return f"Side output {told.tag!r} ({told.mode}) at {told.site}"
 
@@ -293,10 +222,17 @@ def _reducing(told: Told) -> tuple[Callable[[Any, Any], Any], bool]:
     if told.reduced:  # A partial accumulator (a loop's, a branch's).
       return functools.partial(mode.merge, _where(told)), False
     return functools.partial(mode.fold, _where(told)), False
-  reduction = REDUCTIONS[mode]
-  return (
-      functools.partial(jax.tree_util.tree_map, reduction.combine),
-      reduction.zeros_are_identity,
+  # Adding zeros changes nothing, so an untold "sum" value needs no select.
+  combine, _ = REDUCTIONS[mode]
+  return functools.partial(jax.tree_util.tree_map, combine), mode == "sum"
+
+
+def _select(present: Any, told: Any, untold: Any) -> Any:
+  """``told`` where ``present``, else ``untold``."""
+  if present is ALWAYS:
+    return told
+  return jax.tree_util.tree_map(
+      lambda c, x: jnp.where(_trailing(present, c.ndim), c, x), told, untold
   )
 
 
@@ -319,21 +255,14 @@ def _combine(
         "A value told conditionally keeps the earlier "
         "one where it was not told,",
     )
-  tree_map = jax.tree_util.tree_map
   combined = combine(a, b)
   if not zeros_are_identity:
-    if pb is not ALWAYS:
-      combined = tree_map(
-          lambda c, x: jnp.where(_trailing(pb, c.ndim), c, x), combined, a
-      )
-    if pa is not ALWAYS:
-      combined = tree_map(
-          lambda c, y: jnp.where(_trailing(pa, c.ndim), c, y),
-          combined,
-          b if alone is None else alone,
-      )
-  present = ALWAYS if pa is ALWAYS or pb is ALWAYS else _either(pa, pb)
-  return combined, present
+    combined = _select(pb, combined, a)
+    combined = _select(pa, combined, b if alone is None else alone)
+  if pa is ALWAYS or pb is ALWAYS:
+    return combined, ALWAYS
+  ndim = max(jnp.ndim(pa), jnp.ndim(pb))
+  return combined, jnp.logical_or(_trailing(pa, ndim), _trailing(pb, ndim))
 
 
 @dataclasses.dataclass(eq=False)
@@ -363,12 +292,6 @@ _ctx = context.CONTEXT
 
 
 @contextlib.contextmanager
-def _pushed(target: _Target) -> Iterator[_Target]:
-  with context.pushed(_ctx.side_output_transport.targets, target):
-    yield target
-
-
-@contextlib.contextmanager
 def collecting(scope) -> Iterator[Accumulator]:
   """Makes ``scope`` a collector whose home is the current trace level."""
   accumulator = Accumulator()
@@ -383,7 +306,7 @@ def collecting(scope) -> Iterator[Accumulator]:
   )
   _ctx.side_output_transport.collectors += 1
   try:
-    with _pushed(target):
+    with context.pushed(_ctx.side_output_transport.targets, target):
       yield accumulator
   finally:
     _ctx.side_output_transport.collectors -= 1
@@ -455,52 +378,52 @@ def _reduce_stacked(
   if told.mode == "append":
     return value, present
   if isinstance(told.mode, Reduce):
-    if present is ALWAYS:
-      merged = told.mode.merge_stacked(_where(told), value, reverse)
-      return None if merged is None else (merged, ALWAYS)
-    return _merge_where(told, value, present, reverse)
-  reduction = REDUCTIONS[told.mode]
-  tree_map = jax.tree_util.tree_map
-  if present is ALWAYS:
-    reduced = tree_map(lambda v: reduction.over_axis(v, reverse), value)
-    if any(
-        v is None
-        for v in jax.tree_util.tree_leaves(reduced, is_leaf=lambda v: v is None)
-    ):
-      return None
-    return reduced, ALWAYS
-  reduced = tree_map(
-      lambda v: reduction.over_axis_where(v, present, reverse), value
+    return _merge_stacked(told, value, present, reverse)
+  _, over_axis = REDUCTIONS[told.mode]
+  reduced = jax.tree_util.tree_map(
+      lambda v: over_axis(v, present, reverse), value
   )
-  return reduced, jnp.any(present, axis=0)
+  if present is not ALWAYS:
+    return reduced, jnp.any(present, axis=0)
+  leaves = jax.tree_util.tree_leaves(reduced, is_leaf=lambda v: v is None)
+  if any(v is None for v in leaves):
+    return None
+  return reduced, ALWAYS
 
 
-def _merge_where(
+def _merge_stacked(
     told: Told, stacked: Any, present: Any, reverse: bool
-) -> tuple[Any, Any]:
+) -> tuple[Any, Any] | None:
   """A loop's partial accumulators merged in the order its iterations ran,
-  skipping those that told nothing (present False)."""
+  skipping those that told nothing (None: no iteration ran)."""
   tree_map = jax.tree_util.tree_map
-  if present.shape[0] == 0:
+  leaves = jax.tree_util.tree_leaves(stacked)
+  if present is ALWAYS and (not leaves or leaves[0].shape[0] == 0):
+    return None
+  if present is not ALWAYS and present.shape[0] == 0:
     return (
         tree_map(lambda v: jnp.zeros(v.shape[1:], v.dtype), stacked),
         jnp.zeros(present.shape[1:], bool),
     )
   if reverse:  # Position 0 of a reversed loop ran last.
-    stacked, present = tree_map(lambda v: v[::-1], (stacked, present))
+    stacked = tree_map(lambda v: v[::-1], stacked)
+    present = present if present is ALWAYS else present[::-1]
+  told = dataclasses.replace(told, reduced=True)
   first = tree_map(lambda v: v[0], stacked)
-
-  def step(carry, part):
-    acc, has = carry
-    value, told_here = part
-    acc, has = _combine(
-        dataclasses.replace(told, reduced=True), acc, has, value, told_here
+  rest = tree_map(lambda v: v[1:], stacked)
+  if present is ALWAYS:
+    acc, _ = jax.lax.scan(
+        lambda acc, part: (_combine(told, acc, ALWAYS, part, ALWAYS)[0], None),
+        first,
+        rest,
     )
-    return (acc, has), None
-
-  rest = tree_map(lambda v: v[1:], (stacked, present))
-  (acc, has), _ = jax.lax.scan(step, (first, present[0]), rest)
-  return acc, has
+    return acc, ALWAYS
+  merged, _ = jax.lax.scan(
+      lambda carry, part: (_combine(told, *carry, *part), None),
+      (first, present[0]),
+      (rest, present[1:]),
+  )
+  return merged
 
 
 @effect_base.pytree_dataclass
@@ -524,12 +447,13 @@ class _Slot:
   present_shape: tuple[int, ...] | None
 
   def same_value(self, other: "_Slot") -> bool:
-    return jax.tree_util.tree_structure(  # type: ignore[operator]
-        self.value
-    ) == jax.tree_util.tree_structure(other.value) and _shapes(
-        self.value
-    ) == _shapes(
-        other.value
+    return tree_util.same_form(self.value, other.value)
+
+  def same(self, other: "_Slot") -> bool:
+    return (
+        self.key == other.key
+        and self.present_shape == other.present_shape
+        and self.same_value(other)
     )
 
 
@@ -541,9 +465,9 @@ def _structure(tree: Any) -> str:
 
 
 def _branch(boundary, number: int) -> str:
-  if (
-      boundary.carries is boundaries.Carries.CARRIED
-  ):  # The plan so far, then an iteration.
+  # A carried loop's plan is checked against the plan so far, then against
+  # an iteration.
+  if boundary.carries is boundaries.Carries.CARRIED:
     return ("the values carried in", "an iteration")[number]
   if boundary.kind == "hk.cond":
     return ("true_fun", "false_fun")[number]
@@ -552,7 +476,9 @@ def _branch(boundary, number: int) -> str:
 
 def _plan(boundary, bodies: list[tuple[_Slot, ...]]) -> tuple[_Slot, ...]:
   """The entries every body returns: all bodies' entries in order of first
-  appearance; conditional where some body lacks one."""
+  appearance; conditional where some body lacks one (all, in a carried
+  loop)."""
+  carried = boundary.carries is boundaries.Carries.CARRIED
   slots: dict[Any, _Slot] = {}
   first: dict[Any, int] = {}
   for number, body in enumerate(bodies):
@@ -565,7 +491,7 @@ def _plan(boundary, bodies: list[tuple[_Slot, ...]]) -> tuple[_Slot, ...]:
         raise SideOutputPlacementError(
             f"Side output {told.tag!r} (mode={told.mode!r}) at {told.site} was"
             " told with different structures in the"
-            f" {'iterations' if boundary.carries is boundaries.Carries.CARRIED else 'branches'}"
+            f" {'iterations' if carried else 'branches'}"
             f" of {boundary.describe()}: {_branch(boundary, first[slot.key])}"
             f" told {_structure(seen.value)}, {_branch(boundary, number)} told"
             f" {_structure(slot.value)}. The value after {boundary.describe()}"
@@ -582,7 +508,7 @@ def _plan(boundary, bodies: list[tuple[_Slot, ...]]) -> tuple[_Slot, ...]:
   plan = []
   for key, slot in slots.items():
     everywhere = all(any(s.key == key for s in body) for body in bodies)
-    if not everywhere and slot.present_shape is None:
+    if slot.present_shape is None and (carried or not everywhere):
       slot = dataclasses.replace(slot, present_shape=())
     plan.append(slot)
   return tuple(plan)
@@ -591,10 +517,7 @@ def _plan(boundary, bodies: list[tuple[_Slot, ...]]) -> tuple[_Slot, ...]:
 def _fit(plan: tuple[_Slot, ...], keys, values, presents) -> tuple[Any, ...]:
   """One body's entries in ``plan``'s layout: zeros and ``present`` False
   for what it did not tell."""
-  by_key = {
-      key: (value, present)
-      for key, value, present in zip(keys, values, presents)
-  }
+  by_key = dict(zip(keys, zip(values, presents)))
   fitted = []
   for slot in plan:
     value, present = by_key.get(slot.key, (None, False))
@@ -617,10 +540,9 @@ def _fit(plan: tuple[_Slot, ...], keys, values, presents) -> tuple[Any, ...]:
 class _Carry:
   """One boundary call: the target of its current body, what it told.
 
-  ``layout`` describes the extra outputs of the last body run: one
-  ``(Told, conditional)`` per entry, or, where bodies must agree, the
-  ``_Slot``s of ``plan``; ``seen`` holds the entries of each body traced
-  since the last attempt.
+  ``layout`` describes the extra outputs of the last body run, one
+  ``(Told, conditional)`` per entry; ``seen`` holds the entries of each body
+  traced since the last attempt.
   """
 
   target: _Target | None = None
@@ -652,7 +574,8 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
 
   def body(self, boundary, body, state: _Carry):
     if boundary.carries is None:
-      return _pushed(_Target("barrier", boundary.describe(), None))
+      barrier = _Target("barrier", boundary.describe(), None)
+      return context.pushed(_ctx.side_output_transport.targets, barrier)
     state.target = _Target(
         "transport",
         boundary.describe(),
@@ -669,7 +592,7 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
           body.carried.layout, body.carried.values
       ):
         state.target.accumulator.add(_as_partial(key[0]), value, present)
-    return _pushed(state.target)
+    return context.pushed(_ctx.side_output_transport.targets, state.target)
 
   def outputs(self, boundary, state: _Carry) -> Any:
     # body() made the target and its accumulator for this carrying boundary.
@@ -690,11 +613,7 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
         _Slot(
             key,
             tree_util.abstract(v),
-            ()
-            if carried and p is ALWAYS
-            else None
-            if p is ALWAYS
-            else jnp.shape(p),
+            jnp.shape(p) if p is not ALWAYS else (() if carried else None),
         )
         for key, v, p in zip(keys, values, presents)
     )
@@ -702,7 +621,7 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
     plan = state.plan
     if plan is None or not set(keys) <= {s.key for s in plan}:
       plan = mine  # Its own entries; a new plan is made after the attempt.
-    state.layout = plan
+    state.layout = tuple((s.key[0], s.present_shape is not None) for s in plan)
     return _Entries(
         tuple(s.key for s in plan), _fit(plan, keys, values, presents)
     )
@@ -711,13 +630,7 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
     seen, state.seen = state.seen, []
     if boundary.carries is boundaries.Carries.SELECTED:
       if len(seen) != boundary.length or all(
-          len(body) == len(seen[0])
-          and all(
-              a.key == b.key
-              and a.present_shape == b.present_shape
-              and a.same_value(b)
-              for a, b in zip(body, seen[0])
-          )
+          len(body) == len(seen[0]) and all(map(_Slot.same, body, seen[0]))
           for body in seen
       ):
         return False  # Not all branches traced, or they agreed.
@@ -728,12 +641,6 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
       return True
     if boundary.carries is boundaries.Carries.CARRIED and seen:
       plan = _plan(boundary, [state.plan or (), seen[-1]])
-      plan = tuple(
-          s
-          if s.present_shape is not None
-          else dataclasses.replace(s, present_shape=())
-          for s in plan
-      )
       if plan != state.plan:
         state.plan = plan
         return True
@@ -742,17 +649,10 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
   def exit(self, boundary, state: _Carry, outputs: Any) -> None:
     if outputs is None:
       return
-    if boundary.carries is not None and boundary.carries.agrees:
-      entries = []
-      for slot, out in zip(state.layout, outputs.values):
-        value, present = (out, ALWAYS) if slot.present_shape is None else out
-        entries.append((slot.key[0], value, present))
-    else:
-      entries = [
-          (told, *out) if conditional else (told, out, ALWAYS)
-          for (told, conditional), out in zip(state.layout, outputs)
-      ]
-    for told, value, present in entries:
+    if isinstance(outputs, _Entries):
+      outputs = outputs.values
+    for (told, conditional), out in zip(state.layout, outputs):
+      value, present = out if conditional else (out, ALWAYS)
       if boundary.carries is boundaries.Carries.STACKED:
         reduced = _reduce_stacked(told, value, present, boundary.reverse)
         if reduced is None:
