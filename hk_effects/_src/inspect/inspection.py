@@ -24,11 +24,8 @@ import dataclasses
 import functools
 from typing import Any, Callable, Iterator
 
-import haiku as hk
-import jax
-
-from hk_effects._src.core import binding
 from hk_effects._src.inspect import recording
+from hk_effects._src.inspect import rendering
 
 
 @dataclasses.dataclass
@@ -78,25 +75,22 @@ class BindingTable:
     return [r for r in self.rows if not r.handled]
 
   def __str__(self) -> str:
-    header = ("module", "attribute", "request", "handler")
-    cells = [header] + [
-        (r.module_path, r.attribute_path, r.request.describe(), r.handler_id)
-        for r in self.rows
-    ]
-    widths = [max(len(c[i]) for c in cells) for i in range(4)]
-    lines = [
-        " | ".join(c[i].ljust(widths[i]) for i in range(4)).rstrip()
-        for c in cells
-    ]
-    lines.insert(1, "-+-".join("-" * w for w in widths)) if self.rows else None
-    if self.stopped_at:
-      lines.append(f"(stopped early at unhandled {self.stopped_at})")
-    return "\n".join(lines)
+    return rendering.text_table(
+        ("module", "attribute", "request", "handler"),
+        [
+            (
+                r.module_path,
+                r.attribute_path,
+                r.request.describe(),
+                r.handler_id,
+            )
+            for r in self.rows
+        ],
+        self.stopped_at,
+    )
 
   def _repr_html_(self) -> str:
-    from hk_effects._src.inspect import rendering  # pylint: disable=g-import-not-at-top
-
-    return rendering.html_table(self)
+    return rendering.html_table(self.rows, self.stopped_at)
 
 
 def bindings(fn: Callable[..., Any]) -> Callable[..., BindingTable]:
@@ -126,19 +120,9 @@ def bindings(fn: Callable[..., Any]) -> Callable[..., BindingTable]:
   @functools.wraps(fn)
   def run(*args, **kwargs) -> BindingTable:
     rows: list[recording.Row] = []
-
-    def forward(*a, **k):
-      with binding.effect_scope(observer=recording.Recorder(rows)):
-        return fn(*a, **k)
-
-    init = hk.transform_with_state(forward).init
-    try:
-      jax.eval_shape(
-          functools.partial(init, jax.random.key(0)), *args, **kwargs
-      )
-    except recording.StopInspection as stop:
-      return BindingTable(rows, stopped_at=f"{stop.site}: {stop.request!r}")
-    return BindingTable(rows)
+    recorder = recording.Recorder(rows)
+    _, stopped = recording.run_abstractly(fn, recorder, args, kwargs)
+    return BindingTable(rows, stopped_at=stopped)
 
   return run
 
@@ -163,11 +147,7 @@ def free_effect_types(fn: Callable[..., Any]) -> Callable[..., list[type]]:
   @functools.wraps(fn)
   def run(*args, **kwargs) -> list[type]:
     table = bindings(fn)(*args, **kwargs)
-    protocols: list[type] = []
-    for row in table.unhandled():
-      protocol = row.request.effect_protocol()
-      if protocol not in protocols:
-        protocols.append(protocol)
-    return protocols
+    unhandled = (row.request.effect_protocol() for row in table.unhandled())
+    return list(dict.fromkeys(unhandled))
 
   return run

@@ -14,19 +14,21 @@
 # ==============================================================================
 """What inspection passes record while a forward function runs abstractly.
 
-``hke.bindings`` records one ``Row`` per request and serving handler;
-``hke.effect_signature`` also records every protocol-method call
-(``EffectCall``) through a proxy around the runtime implementation; and an
-unhandled effect with no stand-in value stops the pass
-(``StopInspection``). A pass opens its effect scope with a ``Recorder``,
-the ``BindingObserver`` that binding reports to; binding never imports
-this module.
+``run_abstractly`` runs it with a ``Recorder`` observing binding (binding
+never imports this module): one ``Row`` per request and serving handler,
+for ``hke.effect_signature`` every protocol-method call (``EffectCall``),
+and a stop (``StopInspection``) at an unhandled effect with no stand-in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Any
+import functools
+from typing import Any, Callable
+
+import haiku as hk
+import jax
 
 from hk_effects._src.core import binding
 from hk_effects._src.core import effect_base
@@ -54,12 +56,7 @@ class Row:
 
     return repr_lib.render_object_constructor(
         type(self),
-        {
-            "module_path": self.module_path,
-            "attribute_path": self.attribute_path,
-            "request": self.request,
-            "handler_id": self.handler_id,
-        },
+        {f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
         path,
         subtree_renderer,
         color=effect_base.effect_colour(self.request.effect_protocol()),
@@ -82,30 +79,19 @@ class _RecordingProxy:
 
   def __init__(self, runtime, site, request, handler_id, calls):
     self._runtime = runtime
-    self._site = site
-    self._request = request
-    self._handler_id = handler_id
+    self._methods = effect_base.protocol_methods(request.effect_protocol())
+    self._call = functools.partial(EffectCall, site, request, handler_id)
     self._calls = calls
 
   def __getattr__(self, name: str):
     target = getattr(self._runtime, name)
-    if name not in effect_base.protocol_methods(
-        self._request.effect_protocol()
-    ):
+    if name not in self._methods:
       return target
 
     def recorded(*args, **kwargs):
       result = target(*args, **kwargs)
       value = args[0] if args else result
-      self._calls.append(
-          EffectCall(
-              self._site,
-              self._request,
-              self._handler_id,
-              name,
-              tree_util.abstract(value),
-          )
-      )
+      self._calls.append(self._call(name, tree_util.abstract(value)))
       return result
 
     return recorded
@@ -144,3 +130,28 @@ class Recorder(binding.BindingObserver):
 
   def unhandled_use(self, site, request) -> None:
     raise StopInspection(site, request)
+
+
+def run_abstractly(
+    fn: Callable[..., Any],
+    recorder: Recorder,
+    args,
+    kwargs,
+    also: Callable[[], Any] = contextlib.nullcontext,
+) -> tuple[Any, str | None]:
+  """Runs ``fn`` (inside ``also()``) under ``jax.eval_shape`` of Haiku's
+  ``init``, observed by ``recorder``; returns the state and where an
+  unhandled effect stopped the pass (or None)."""
+
+  def forward(*a, **k):
+    with binding.effect_scope(observer=recorder), also():
+      return fn(*a, **k)
+
+  init = hk.transform_with_state(forward).init
+  try:
+    _, state = jax.eval_shape(
+        functools.partial(init, jax.random.key(0)), *args, **kwargs
+    )
+  except StopInspection as stop:
+    return None, str(stop)
+  return state, None

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""HTML rendering of binding tables, one colour per effect protocol."""
+"""Text and HTML rendering of inspection tables."""
 
 from __future__ import annotations
 
@@ -21,17 +21,25 @@ import html
 from hk_effects._src.core import effect_base
 
 
-def html_table(table) -> str:
-  """An HTML ``<table>`` of a ``BindingTable``, rows coloured by effect.
+def text_table(header, cells, stopped_at: str | None) -> str:
+  """Aligned columns under ``header``, a rule under it when there are rows."""
+  lines = [header, *cells]
+  widths = [max(len(c[i]) for c in lines) for i in range(len(header))]
+  text = [
+      " | ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
+      for line in lines
+  ]
+  if cells:
+    text.insert(1, "-+-".join("-" * w for w in widths))
+  if stopped_at:
+    text.append(f"(stopped early at unhandled {stopped_at})")
+  return "\n".join(text)
 
-  Example:
 
-  >>> import hk_effects as hke
-  >>> html_table(hke.BindingTable([])).startswith("<table")
-  True
-  """
-  rows = []
-  for row in table.rows:
+def html_table(rows, stopped_at: str | None) -> str:
+  """An HTML ``<table>`` of binding rows, coloured by effect."""
+  lines = []
+  for row in rows:
     protocol = row.request.effect_protocol()
     colour = effect_base.effect_colour(protocol)
     cells = (
@@ -41,9 +49,10 @@ def html_table(table) -> str:
         row.handler_id,
     )
     style = f"background:{colour}33;border-left:4px solid {colour}"
-    weight = "" if row.handled else ";font-weight:bold;color:#b00"
-    rows.append(
-        f'<tr style="{style}{weight}" title="{protocol.__name__}">'
+    if row.handler_id == "unhandled":
+      style += ";font-weight:bold;color:#b00"
+    lines.append(
+        f'<tr style="{style}" title="{protocol.__name__}">'
         + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
         + "</tr>"
     )
@@ -51,9 +60,8 @@ def html_table(table) -> str:
       f"<th>{h}</th>" for h in ("module", "attribute", "request", "handler")
   )
   note = (
-      "<caption>stopped early at unhandled "
-      f"{html.escape(table.stopped_at)}</caption>"
-      if table.stopped_at
+      f"<caption>stopped early at unhandled {html.escape(stopped_at)}</caption>"
+      if stopped_at
       else ""
   )
-  return f"<table>{note}<tr>{head}</tr>{''.join(rows)}</table>"
+  return f"<table>{note}<tr>{head}</tr>{''.join(lines)}</table>"

@@ -14,16 +14,12 @@
 # ==============================================================================
 """``hke.effect_signature``: what a forward function asks of its handlers.
 
-An abstract pass (``jax.eval_shape`` of Haiku's ``init``, so no real
-computation) records every protocol-method call with the abstract value it
-passed or returned, and summarises it per module path: random streams and
-how many keys each draws, local states with names, shapes and dtypes, side
-outputs with tags and shapes, side inputs required, and the handler serving
-each (or ``"unhandled"``). Requests reached only inside control flow
-(``hk.cond`` branches, ``hk.scan`` bodies) are included, since ``init``
-traces them; a side output told inside a branch of ``hk.cond`` /
-``hk.switch`` (or a loop that may run no iteration) is reported as
-conditional: its value comes back with ``present`` False where not told.
+An abstract pass (``recording.run_abstractly``) records every
+protocol-method call with its abstract value, summarised per request by the
+request's ``signature_detail``. Requests inside control flow are included,
+since ``init`` traces them; calls made in a body that may not run (a branch
+of ``hk.cond`` / ``hk.switch``, a loop that may run no iteration) are noted
+as conditional.
 """
 
 from __future__ import annotations
@@ -34,13 +30,11 @@ import dataclasses
 import functools
 from typing import Any, Callable, Iterator
 
-import haiku as hk
-import jax
-
 from hk_effects._src import context
 from hk_effects._src.core import binding
 from hk_effects._src.haiku import boundaries
 from hk_effects._src.inspect import recording
+from hk_effects._src.inspect import rendering
 
 
 @dataclasses.dataclass
@@ -71,41 +65,26 @@ class EffectSignature:
 
   def by_module(self) -> dict[str, list[SignatureEntry]]:
     """Entries grouped by module path, in first-call order."""
-    grouped: dict[str, list[SignatureEntry]] = collections.OrderedDict()
+    grouped: dict[str, list[SignatureEntry]] = {}
     for entry in self.entries:
       grouped.setdefault(entry.module_path, []).append(entry)
-    return dict(grouped)
+    return grouped
 
   def unhandled(self) -> list[SignatureEntry]:
     return [e for e in self.entries if e.handler_id == "unhandled"]
 
   def __str__(self) -> str:
-    header = ("module", "attribute", "effect", "detail", "handler")
-    cells = [header] + [
-        (e.module_path, e.attribute_path, e.effect, e.detail, e.handler_id)
-        for e in self.entries
-    ]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
-    lines = [
-        " | ".join(c[i].ljust(widths[i]) for i in range(len(header))).rstrip()
-        for c in cells
-    ]
-    if self.entries:
-      lines.insert(1, "-+-".join("-" * w for w in widths))
-    if self.stopped_at:
-      lines.append(f"(stopped early at unhandled {self.stopped_at})")
-    return "\n".join(lines)
+    return rendering.text_table(
+        ("module", "attribute", "effect", "detail", "handler"),
+        [
+            (e.module_path, e.attribute_path, e.effect, e.detail, e.handler_id)
+            for e in self.entries
+        ],
+        self.stopped_at,
+    )
 
   def _repr_html_(self) -> str:
-    from hk_effects._src.inspect import rendering  # pylint: disable=g-import-not-at-top
-
-    rows = [
-        recording.Row(e.module_path, e.attribute_path, e.request, e.handler_id)
-        for e in self.entries
-    ]
-    return rendering.html_table(
-        type("T", (), {"rows": rows, "stopped_at": self.stopped_at})
-    )
+    return rendering.html_table(self.entries, self.stopped_at)
 
 
 @dataclasses.dataclass(eq=False)
@@ -195,25 +174,14 @@ def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
   def run(*args, **kwargs) -> EffectSignature:
     rows: list[recording.Row] = []
     calls: list[recording.EffectCall] = []
-
     signature_pass = _Pass(calls)
-
-    def forward(*a, **k):
-      with (
-          binding.effect_scope(observer=recording.Recorder(rows, calls)),
-          context.pushed(_ctx.signature.running, signature_pass),
-      ):
-        return fn(*a, **k)
-
-    init = hk.transform_with_state(forward).init
-    stopped = None
-    state = None
-    try:
-      _, state = jax.eval_shape(
-          functools.partial(init, jax.random.key(0)), *args, **kwargs
-      )
-    except recording.StopInspection as stop:
-      stopped = f"{stop.site}: {stop.request!r}"
+    state, stopped = recording.run_abstractly(
+        fn,
+        recording.Recorder(rows, calls),
+        args,
+        kwargs,
+        also=lambda: context.pushed(_ctx.signature.running, signature_pass),
+    )
     by_site = collections.defaultdict(list)
     conditional = collections.defaultdict(list)
     for i, call in enumerate(calls):
@@ -224,20 +192,16 @@ def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
     entries = []
     for row in rows:
       site = (row.module_path, row.attribute_path)
-      effect = row.request.effect_protocol().__name__
+      detail = row.request.signature_detail(
+          by_site[site], conditional[site], state, binding.Site(*site)
+      )
       entries.append(
           SignatureEntry(
-              row.module_path,
-              row.attribute_path,
-              effect,
+              *site,
+              row.request.effect_protocol().__name__,
               row.request,
               row.handler_id,
-              row.request.signature_detail(
-                  by_site.get(site, []),
-                  conditional.get(site, []),
-                  state,
-                  binding.Site(row.module_path, row.attribute_path),
-              ),
+              detail,
           )
       )
     return EffectSignature(entries, stopped_at=stopped)
