@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import haiku as hk
@@ -23,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from hk_effects._src.effects.local_state import local_state
+from hk_effects._src.effects.side_input import side_input
 
 
 class KVCachedAttention(hk.Module):
@@ -84,26 +86,21 @@ class KVCachedAttention(hk.Module):
     self.batch_size = batch_size
     self.model_size = model_size
     self.w_init = w_init or hk.initializers.VarianceScaling(1.0)
-    shape = (batch_size, max_length, num_heads, key_size)
-    self.cache = {
-        "k": local_state.InitialLocalStateRequest(
-            lambda: jnp.zeros(shape, jnp.float32), cache_category
-        ),
-        "v": local_state.InitialLocalStateRequest(
-            lambda: jnp.zeros(shape, jnp.float32), cache_category
-        ),
-        "index": local_state.InitialLocalStateRequest(
-            lambda: jnp.zeros([], jnp.int32), cache_category
-        ),
+    kv = (batch_size, max_length, num_heads, key_size)
+    zeros = {
+        "k": (kv, jnp.float32),
+        "v": (kv, jnp.float32),
+        "index": ([], jnp.int32),
     }
+    self.cache = {
+        name: local_state.InitialLocalStateRequest(
+            functools.partial(jnp.zeros, shape, dtype), cache_category
+        )
+        for name, (shape, dtype) in zeros.items()
+    }
+    self.mask = None
     if mask_tag is not None:
-      from hk_effects._src.effects.side_input import side_input  # pylint: disable=g-import-not-at-top
-
-      self.mask: side_input.SideInputRequest | None = (
-          side_input.SideInputRequest(mask_tag)
-      )
-    else:
-      self.mask = None
+      self.mask = side_input.SideInputRequest(mask_tag)
 
   def _project(self, x: jax.Array, name: str) -> jax.Array:
     y = hk.Linear(
@@ -131,19 +128,11 @@ class KVCachedAttention(hk.Module):
             "max_length, or reset the cache (initialize the state anew) "
             "before decoding further."
         )
-      k_all = jax.lax.dynamic_update_slice_in_dim(
-          self.cache["k"].get(), k.astype(jnp.float32), index, axis=1
-      )
-      v_all = jax.lax.dynamic_update_slice_in_dim(
-          self.cache["v"].get(), v.astype(jnp.float32), index, axis=1
-      )
-      self.cache["k"].set(k_all)
-      self.cache["v"].set(v_all)
+      k, v = self._cached("k", k, index), self._cached("v", v, index)
       self.cache["index"].set(index + time)
       query_pos = index + jnp.arange(time)
       key_pos = jnp.arange(self.max_length)
       mask = (key_pos[None, :] <= query_pos[:, None])[None, None]
-      k, v = k_all.astype(k.dtype), v_all.astype(v.dtype)
     else:
       mask = jnp.tril(jnp.ones([time, time], bool))[None, None]
     if self.mask is not None:
@@ -162,6 +151,14 @@ class KVCachedAttention(hk.Module):
     if decode:
       out = jnp.where(overflow, jnp.asarray(jnp.nan, out.dtype), out)
     return out
+
+  def _cached(self, name: str, new: jax.Array, index) -> jax.Array:
+    """Cache ``name`` with ``new`` written at ``index``, in ``new``'s dtype."""
+    full = jax.lax.dynamic_update_slice_in_dim(
+        self.cache[name].get(), new.astype(jnp.float32), index, axis=1
+    )
+    self.cache[name].set(full)
+    return full.astype(new.dtype)
 
   def _check_decode_shape(self, x: jax.Array) -> None:
     batch, time = x.shape[0], x.shape[1]
