@@ -14,17 +14,13 @@
 # ==============================================================================
 """Intervention sites: where a handler changes what a ``tell`` returns.
 
-Patching and perturbing handlers are *rewriting* handlers: binding offers them
-every side-output request first, and they turn the ones they intervene on into
-an ``_IntervenedRequest`` whose ``tell`` applies the intervention before any
-outer collector gets the value.
-
-A site is addressed by the path ``CollectingSideOutputs`` reports for it,
-which the tell knows only in part: ``hk.layer_stack`` and nested transforms
-add their prefixes as values leave them. So the handlers keep a stack of
-*frames* (one per traced boundary body) with what each adds to the path and,
-for loops and ``hk.vmap``, the body's index, to slice a stacked replacement
-to the iteration (or member) that tells.
+Patching and perturbing handlers rewrite the side-output requests they
+intervene on into an ``_IntervenedRequest``, whose ``tell`` applies the
+intervention before any outer collector gets the value. A site is addressed
+by the path ``CollectingSideOutputs`` reports, which ``hk.layer_stack`` and
+nested transforms complete only as values leave them; so a stack of *frames*
+(one per traced boundary body) keeps what each adds to the path and, for
+loops and ``hk.vmap``, the body's index, to slice stacked values.
 """
 
 from __future__ import annotations
@@ -78,7 +74,7 @@ class HandlerCall:
   start: int  # Frames already open when it started.
   spec: Any  # What the handler intervenes with (its own type).
   seen: dict = dataclasses.field(default_factory=dict)  # path -> tag.
-  matched: set = dataclasses.field(default_factory=set)  # Selector indices.
+  matched: set = dataclasses.field(default_factory=set)  # Selectors hit.
   # (path, frames) -> tells, for handlers that refuse a path told twice.
   tells: dict = dataclasses.field(default_factory=dict)
 
@@ -98,8 +94,7 @@ _ctx = context.CONTEXT
 
 @contextlib.contextmanager
 def handler_call(scope, spec: Any) -> Iterator[HandlerCall]:
-  """Registers a running intervention handler call (``scope`` its binding
-  scope) for the duration of its body."""
+  """Registers a running intervention handler call for its body's run."""
   call = HandlerCall(scope, len(_ctx.intervention_sites.frames), spec)
   with context.pushed(_ctx.intervention_sites.calls, call):
     yield call
@@ -169,18 +164,15 @@ def _frames(call: HandlerCall) -> list[_Frame]:
 
 def site_path(call: HandlerCall, site: binding.Site) -> str:
   """The path ``CollectingSideOutputs`` would report for ``site`` told now,
-  seen from handler call ``call``: the prefixes the transport adds as the
-  value leaves each nesting (``transport.reported_site``), all at once."""
+  seen from ``call``: the prefixes the transport adds as the value leaves
+  each nesting, all at once."""
   prefixes = []
   frames = _frames(call)
   for j, frame in enumerate(frames):
-    entered = frame.entered
-    prefixes.append(
-        entered.outside_home.get(id(call), "")
-        if j == 0
-        else entered.outside_prev
-    )
-    prefixes.append(frame.layer_prefix)
+    outside = frame.entered.outside_prev
+    if j == 0:
+      outside = frame.entered.outside_home.get(id(call), "")
+    prefixes += [outside, frame.layer_prefix]
   last = frames[-1].token if frames else call.scope.token
   prefixes.append(nesting.prefix_from(last))
   return transport.reported_path(transport.reported_site(site, *prefixes))
@@ -197,8 +189,7 @@ def loop_axes(call: HandlerCall) -> list[tuple[str, Any, Any]]:
 
 
 def count_tell(call: HandlerCall, path: str) -> int:
-  """Counts a tell at ``path`` in the innermost body running; returns how
-  many were made there (1 for the first)."""
+  """Counts a tell at ``path`` in the running body; returns the count."""
   key = (path, tuple(_frames(call)))
   call.tells[key] = call.tells.get(key, 0) + 1
   return call.tells[key]

@@ -14,16 +14,12 @@
 # ==============================================================================
 """Interventions on side-output sites: patch and perturb what a model tells.
 
-``tell`` returns its value, so ``x = self.out.tell(x)`` (or
-``hke.TellIntermediate``) is a site where ``PatchingSideOutputs`` replaces
-``x`` (activation patching, steering, ablation) and ``PerturbingSideOutputs``
-adds a perturbation, zero by default, whose gradient is the loss's gradient
-with respect to the site's value (Flax's ``perturb``). Sites are addressed by
-the paths ``CollectingSideOutputs`` reports, so collected values patch back in
-as they are (inside ``hk.layer_stack`` a path includes the stack's scope,
-``transformer/__layer_stack_no_per_layer/...``: copy paths from a collection
-or ``hke.bindings``, or select by tag). ``intervention_sites.py`` has the
-machinery.
+``tell`` returns its value, so ``x = self.out.tell(x)`` is a site where
+``PatchingSideOutputs`` replaces ``x`` (activation patching, steering,
+ablation) and ``PerturbingSideOutputs`` adds a perturbation whose gradient is
+the gradient with respect to the site's value (Flax's ``perturb``). Sites are
+addressed by the paths ``CollectingSideOutputs`` reports, so collected values
+patch back in as they are. ``intervention_sites.py`` has the machinery.
 """
 
 from __future__ import annotations
@@ -83,6 +79,12 @@ class _InterventionHandler(
     with binding.handler_scope(self) as scope:
       with sites.handler_call(scope, spec) as call:
         return self.body(arg), call
+
+  def _site(self, request, site) -> tuple[sites.HandlerCall, str, Any]:
+    """The running call, the site's path and the tag first told there."""
+    call = sites.current_call(self)
+    path = sites.site_path(call, site)
+    return call, path, call.seen.setdefault(path, request.tag)
 
 
 @dataclasses.dataclass(eq=False, repr=False)
@@ -184,9 +186,7 @@ class PatchingSideOutputs(_InterventionHandler):
     return isinstance(request, side_output.SideOutputRequest)
 
   def rewrite(self, request, site):
-    call = sites.current_call(self)
-    path = sites.site_path(call, site)
-    call.seen.setdefault(path, request.tag)
+    call, path, _ = self._site(request, site)
     hits = [
         i
         for i, (s, kind, _) in enumerate(self.patches)
@@ -247,14 +247,11 @@ class _Perturb:
           "/ hk.layer_stack, whose sites take stacked perturbations."
       )
     axes = sites.loop_axes(self.call)
-    if self.found is not None:
-      self._record(value, axes, self.found)
-      return value
-    return jax.tree_util.tree_map(
-        jnp.add,
-        value,
-        sites.sliced(self.delta, value, axes, self.where, "perturbation"),
-    )
+    if self.found is None:
+      delta = sites.sliced(self.delta, value, axes, self.where, "perturbation")
+      return jax.tree_util.tree_map(jnp.add, value, delta)
+    self._record(value, axes, self.found)
+    return value
 
   def _record(self, value: Any, axes, found: dict) -> None:
     unknown = [kind for kind, length, _ in axes if length is None]
@@ -342,12 +339,11 @@ class PerturbingSideOutputs(_InterventionHandler):
   claims = side_output.claims_by_tag
 
   def rewrite(self, request, site):
-    call = sites.current_call(self)
-    path = sites.site_path(call, site)
+    call, path, first_tag = self._site(request, site)
     where = f"Perturbed side output {path!r} (tag {request.tag!r})"
-    if call.seen.setdefault(path, request.tag) != request.tag:
+    if first_tag != request.tag:
       raise ValueError(
-          f"{where}: the path also tells tag {call.seen[path]!r}, so one "
+          f"{where}: the path also tells tag {first_tag!r}, so one "
           "perturbation entry cannot tell the sites apart (functional "
           "hke.tell calls in one module share the path '<module>/tell'). "
           "Tell from a module with its own SideOutputRequest, or perturb "
@@ -447,35 +443,32 @@ def perturbation_zeros(
 
     with context.pushed(_ctx.intervention_sites.discovering, {}) as found:
       jax.eval_shape(fresh, *args, **kwargs)
-    if handler_id is not None:
-      if handler_id not in found:
-        raise ValueError(
-            "perturbation_zeros: no PerturbingSideOutputs with id "
-            f"{handler_id!r} told anything; handlers that did: "
-            f"{sorted(found)}."
-        )
-      shapes = found[handler_id]
-    elif len(found) == 1:
-      (shapes,) = found.values()
-    elif found:
+    if handler_id is not None and handler_id not in found:
+      raise ValueError(
+          "perturbation_zeros: no PerturbingSideOutputs with id "
+          f"{handler_id!r} told anything; handlers that did: "
+          f"{sorted(found)}."
+      )
+    if handler_id is None and len(found) > 1:
       raise ValueError(
           "perturbation_zeros: several PerturbingSideOutputs ran "
           f"({sorted(found)}); pass handler_id= to pick one."
       )
-    else:
-      jitted = hasattr(fn, "lower") and hasattr(fn, "trace")
+    if not found:
+      jitted = ""
+      if hasattr(fn, "lower") and hasattr(fn, "trace"):
+        jitted = (
+            " It is jax.jit-compiled: JAX reuses its cached trace without "
+            "running the model; pass the function before jax.jit "
+            "(model.apply, not jax.jit(model.apply))."
+        )
       raise ValueError(
           f"perturbation_zeros: no PerturbingSideOutputs in {fn!r} claimed a "
           "side output. Pass the function that runs the handler (e.g. "
           "model.apply), with the handler's argument as (arg, None)."
-          + (
-              " It is jax.jit-compiled: JAX reuses its cached trace "
-              "without running the model; pass the function before "
-              "jax.jit (model.apply, not jax.jit(model.apply))."
-              if jitted
-              else ""
-          )
+          + jitted
       )
+    shapes = found[next(iter(found)) if handler_id is None else handler_id]
     return {
         path: jax.tree_util.tree_map(
             lambda s: jnp.zeros(s.shape, s.dtype), tree

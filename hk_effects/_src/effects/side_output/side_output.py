@@ -14,20 +14,16 @@
 # ==============================================================================
 """The side-output effect: layers report a value with ``tell(value)``.
 
-Side outputs (intermediate activations, auxiliary losses) flow out of the
-model: ``CollectingSideOutputs`` returns ``(out, [SideOutputValue, ...])`` in
-call order, each with the path of the module and attribute that told it. An
-unhandled ``tell`` does nothing, so a model runs unchanged without a collector.
-
-A request's ``mode`` says how repeated tells at its site combine: ``"append"``
-keeps each (stacked on a leading axis by ``hk.scan``, ``hk.map``,
-``hk.fori_loop``, ``hk.layer_stack``); ``"last"``, ``"sum"`` and
-``hke.Reduce(init_fn, reduce_fn)`` keep one value per site. ``hk.vmap``
-batches the result; a site told in only some branches of ``hk.cond`` /
-``hk.switch`` is zeros where its branch was not taken, with
+``CollectingSideOutputs`` returns ``(out, [SideOutputValue, ...])`` in call
+order; an unhandled ``tell`` does nothing. A request's ``mode`` says how
+repeated tells at its site combine: ``"append"`` keeps each (stacked on a
+leading axis by ``hk.scan``, ``hk.map``, ``hk.fori_loop``,
+``hk.layer_stack``); ``"last"``, ``"sum"`` and ``hke.Reduce`` keep one value
+per site. ``hk.vmap`` batches the result; a site told in only some branches
+of ``hk.cond`` / ``hk.switch`` is zeros where not taken, with
 ``SideOutputValue.present`` False; ``hk.while_loop`` carries ``"last"`` and
-``"sum"`` sites in its state. ``side_output_transport.py`` explains how values
-leave these wrappers.
+``"sum"`` sites. ``side_output_transport.py`` explains how values leave
+these wrappers.
 """
 
 from __future__ import annotations
@@ -73,17 +69,6 @@ class SideOutputEffect(Protocol):
     returns it, so ``x = self.out.tell(x)`` marks an intervention site."""
 
 
-def _side_output_signature_detail(self, calls, conditional, state, site):
-  del state, site
-  shapes = sorted(
-      {tree_util.describe(c.value) for c in calls if c.method == "tell"}
-  )
-  where = ""
-  if conditional:
-    where = f", conditional ({', '.join(sorted(set(conditional)))})"
-  return f"tells {self.tag!r} x{len(calls)}: {', '.join(shapes) or '?'}{where}"
-
-
 @effect_base.pytree_dataclass
 class SideOutputRequest(effect_base.EffectRequest, protocol=SideOutputEffect):
   """Requests to report values under ``tag``; ``tell`` is a no-op if unhandled.
@@ -108,8 +93,6 @@ class SideOutputRequest(effect_base.EffectRequest, protocol=SideOutputEffect):
   [2. 2.]
   """
 
-  signature_detail = _side_output_signature_detail
-
   tag: Any = effect_base.static_field()
   mode: Any = effect_base.static_field(default="append")
 
@@ -128,6 +111,15 @@ class SideOutputRequest(effect_base.EffectRequest, protocol=SideOutputEffect):
   def describe(self) -> str:
     suffix = "" if self.mode == "append" else f", {self.mode}"
     return f"side output {self.tag!r}{suffix}"
+
+  def signature_detail(self, calls, conditional, state, site) -> str:
+    del state, site
+    told = {tree_util.describe(c.value) for c in calls if c.method == "tell"}
+    where = ""
+    if conditional:
+      where = f", conditional ({', '.join(sorted(set(conditional)))})"
+    shapes = ", ".join(sorted(told)) or "?"
+    return f"tells {self.tag!r} x{len(calls)}: {shapes}{where}"
 
   def tell(self, value: Any) -> Any:
     """Returns ``value``: an unhandled side output is dropped by design
@@ -214,9 +206,8 @@ def as_arrays(value: Any, where: str) -> Any:
 
 
 def _tell(scope, site: binding.Site, request: SideOutputRequest, value: Any):
-  """Tells ``value`` to ``scope``'s collector (None: to no one); returns it."""
-  # A request rewritten by a patching or perturbing handler
-  # (intervention_sites.py) returns the value it replaces `value` with.
+  """Tells ``value`` to ``scope``'s collector (None: to no one); returns it,
+  or what a patching / perturbing handler's rewritten request makes of it."""
   value = request.tell(value)
   if scope is not None:
     where = f"Side output {request.tag!r} at {site}"
@@ -241,8 +232,7 @@ class SideOutputRuntimeImpl(effect_base.EffectRuntimeImpl):
 def select_tags(
     handler, name: str, tag: Any, tag_predicate: Any, neither: str
 ) -> str:
-  """Sets ``handler.tag`` and ``.tag_predicate`` (at most one of them) for
-  ``claims_by_tag``; returns them as config text."""
+  """Sets ``handler.tag`` / ``.tag_predicate`` (not both); returns config."""
   if tag is not None and tag_predicate is not None:
     raise ValueError(
         f"{name}.handling got both tag={tag!r} and "
@@ -254,8 +244,7 @@ def select_tags(
 
 
 def claims_by_tag(handler, request) -> bool:
-  """The ``claims`` of a handler selecting side outputs by its ``tag`` or
-  ``tag_predicate`` (every one where both are None)."""
+  """Claims by ``handler.tag`` or ``.tag_predicate`` (all where both None)."""
   if not isinstance(request, SideOutputRequest):
     return False
   if handler.tag is not None:
@@ -331,13 +320,8 @@ class CollectingSideOutputs(
     with binding.handler_scope(self) as scope:
       with transport.collecting(scope) as collected:
         out = self.body(arg)
-    values = [
-        SideOutputValue(told.path, told.tag, value, present)
-        for told, value, present in zip(
-            collected.told, collected.values, collected.presents
-        )
-    ]
-    return out, values
+    told = zip(collected.told, collected.values, collected.presents)
+    return out, [SideOutputValue(t.path, t.tag, v, p) for t, v, p in told]
 
 
 def tell(tag: Any, value: Any, mode: str = "append") -> Any:
