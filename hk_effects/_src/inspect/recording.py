@@ -34,8 +34,6 @@ from hk_effects._src.core import binding
 from hk_effects._src.core import effect_base
 from hk_effects._src.core import tree_util
 
-Site = binding.Site
-
 
 @dataclasses.dataclass
 class Row:
@@ -67,7 +65,7 @@ class Row:
 class EffectCall:
   """One protocol-method call seen by an inspection pass."""
 
-  site: Site
+  site: binding.Site
   request: Any
   handler_id: str
   method: str
@@ -100,7 +98,7 @@ class _RecordingProxy:
 class StopInspection(Exception):
   """Raised by inspection passes when an unhandled effect blocks the run."""
 
-  def __init__(self, site: Site, request):
+  def __init__(self, site: binding.Site, request):
     super().__init__(f"{site}: {request!r}")
     self.site = site
     self.request = request

@@ -96,13 +96,8 @@ class _Pass:
   conditional: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
-class _Passes:
-
-  def __init__(self):
-    self.running: list[_Pass] = []
-
-
-context.declare("signature", _Passes)
+# The running signature passes, innermost last.
+context.declare("signature", list)
 _ctx = context.CONTEXT
 
 
@@ -111,16 +106,16 @@ class _ConditionalCalls(boundaries.BoundaryEffect):
   of unknown length), while a signature pass runs."""
 
   def active(self) -> bool:
-    return bool(_ctx.signature.running)
+    return bool(_ctx.signature)
 
   def enter(self, boundary) -> list[int]:
     # [first call, end of the last body's calls, attempt of that body]
-    start = len(_ctx.signature.running[-1].calls)
+    start = len(_ctx.signature[-1].calls)
     return [start, start, 0]
 
   @contextlib.contextmanager
   def _noted(self, boundary, body, state: list[int]) -> Iterator[None]:
-    signature_pass = _ctx.signature.running[-1]
+    signature_pass = _ctx.signature[-1]
     first, end, attempt = state
     if body.attempt != attempt:
       # The wrapper is traced again: keep one record of each call.
@@ -180,7 +175,7 @@ def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
         recording.Recorder(rows, calls),
         args,
         kwargs,
-        also=lambda: context.pushed(_ctx.signature.running, signature_pass),
+        also=lambda: context.pushed(_ctx.signature, signature_pass),
     )
     by_site = collections.defaultdict(list)
     conditional = collections.defaultdict(list)

@@ -102,10 +102,8 @@ class ApplyAttentionMask(hk.Module):
     self.masked_out_value = masked_out_value
 
   def __call__(self, logits: jax.Array) -> jax.Array:
-    mask = self.mask.ask()
-    return jnp.where(
-        mask, logits, jnp.asarray(self.masked_out_value, logits.dtype)
-    )
+    masked_out = jnp.asarray(self.masked_out_value, logits.dtype)
+    return jnp.where(self.mask.ask(), logits, masked_out)
 
 
 class TellIntermediate(hk.Module):

@@ -98,12 +98,9 @@ class _Patch:
   def __call__(self, value: Any) -> Any:
     value = side_output.as_arrays(value, self.where)
     if not callable(self.replacement):
+      axes = sites.loop_axes(self.call)
       return sites.sliced(
-          self.replacement,
-          value,
-          sites.loop_axes(self.call),
-          self.where,
-          "replacement",
+          self.replacement, value, axes, self.where, "replacement"
       )
     new = side_output.as_arrays(self.replacement(value), self.where)
     if not tree_util.same_form(new, value):
