@@ -109,9 +109,7 @@ class KVCachedAttention(hk.Module):
     return y.reshape(x.shape[:-1] + (self.num_heads, self.key_size))
 
   def __call__(self, x: jax.Array, *, decode: bool = False) -> jax.Array:
-    q = self._project(x, "query")
-    k = self._project(x, "key")
-    v = self._project(x, "value")
+    q, k, v = (self._project(x, n) for n in ("query", "key", "value"))
     time = x.shape[1]
     if decode:
       self._check_decode_shape(x)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
-from typing import Any, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -90,14 +90,6 @@ class _ThreadState:
 
 context.declare("intervention_sites", _ThreadState)
 _ctx = context.CONTEXT
-
-
-@contextlib.contextmanager
-def handler_call(scope, spec: Any) -> Iterator[HandlerCall]:
-  """Registers a running intervention handler call for its body's run."""
-  call = HandlerCall(scope, len(_ctx.intervention_sites.frames), spec)
-  with context.pushed(_ctx.intervention_sites.calls, call):
-    yield call
 
 
 def current_call(handler) -> HandlerCall:

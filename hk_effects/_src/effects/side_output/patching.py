@@ -77,7 +77,9 @@ class _InterventionHandler(
 
   def _run(self, arg: Any, spec: Any) -> tuple[Any, sites.HandlerCall]:
     with binding.handler_scope(self) as scope:
-      with sites.handler_call(scope, spec) as call:
+      frames = len(_ctx.intervention_sites.frames)
+      call = sites.HandlerCall(scope, frames, spec)
+      with context.pushed(_ctx.intervention_sites.calls, call):
         return self.body(arg), call
 
   def _site(self, request, site) -> tuple[sites.HandlerCall, str, Any]:
@@ -388,12 +390,8 @@ class PerturbingSideOutputs(_InterventionHandler):
           f"{perturbations!r}."
       )
     out, call = self._run(arg, perturbations)
-    if (
-        self.strict
-        and perturbations is not None
-        and not _ctx.intervention_sites.discovering
-    ):
-      for path in perturbations:
+    if self.strict and not _ctx.intervention_sites.discovering:
+      for path in perturbations or ():
         if path not in call.matched:
           raise ValueError(
               f"PerturbingSideOutputs: the perturbation for {path!r} matched "
