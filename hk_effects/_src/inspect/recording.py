@@ -106,11 +106,14 @@ class StopInspection(Exception):
 
 class Recorder(binding.BindingObserver):
   """Records a pass's rows (one per site and handler) and, given ``calls``,
-  every protocol-method call; stops the pass at an unclaimed request."""
+  every protocol-method call; stops the pass at an unclaimed request.
+  ``conditional`` maps the index of a call made in a body that may not run
+  to the wrapper's description (kept by ``signature.py``)."""
 
   def __init__(self, rows: list[Row], calls: list[EffectCall] | None = None):
     self.rows = rows
     self.calls = calls
+    self.conditional: dict[int, str] = {}
     self._recorded: set[tuple[str, str, str]] = set()
 
   def bound(self, site, request, handler_id: str) -> None:

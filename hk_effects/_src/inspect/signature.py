@@ -87,16 +87,7 @@ class EffectSignature:
     return rendering.html_table(self.entries, self.stopped_at)
 
 
-@dataclasses.dataclass(eq=False)
-class _Pass:
-  """One running signature pass: its calls, and which ran in a body that
-  may not run (by index into ``calls``, to the wrapper's name)."""
-
-  calls: list[recording.EffectCall]
-  conditional: dict[int, str] = dataclasses.field(default_factory=dict)
-
-
-# The running signature passes, innermost last.
+# The recorders of the running signature passes, innermost last.
 context.declare("signature", list)
 _ctx = context.CONTEXT
 
@@ -115,24 +106,24 @@ class _ConditionalCalls(boundaries.BoundaryEffect):
 
   @contextlib.contextmanager
   def _noted(self, boundary, body, state: list[int]) -> Iterator[None]:
-    signature_pass = _ctx.signature[-1]
+    recorder = _ctx.signature[-1]
     first, end, attempt = state
     if body.attempt != attempt:
       # The wrapper is traced again: keep one record of each call.
-      del signature_pass.calls[first:end]
-      signature_pass.conditional = {
+      del recorder.calls[first:end]
+      recorder.conditional = {
           i if i < first else i - (end - first): where
-          for i, where in signature_pass.conditional.items()
+          for i, where in recorder.conditional.items()
           if not first <= i < end
       }
       state[2] = body.attempt
-    start = len(signature_pass.calls)
+    start = len(recorder.calls)
     try:
       yield
     finally:
-      for i in range(start, len(signature_pass.calls)):
-        signature_pass.conditional.setdefault(i, boundary.describe())
-      state[1] = len(signature_pass.calls)
+      for i in range(start, len(recorder.calls)):
+        recorder.conditional.setdefault(i, boundary.describe())
+      state[1] = len(recorder.calls)
 
   def body(self, boundary, body, state):
     if boundary.carries is not None and boundary.carries.agrees:
@@ -167,25 +158,24 @@ def effect_signature(fn: Callable[..., Any]) -> Callable[..., EffectSignature]:
 
   @functools.wraps(fn)
   def run(*args, **kwargs) -> EffectSignature:
-    rows: list[recording.Row] = []
     calls: list[recording.EffectCall] = []
-    signature_pass = _Pass(calls)
+    recorder = recording.Recorder([], calls)
     state, stopped = recording.run_abstractly(
         fn,
-        recording.Recorder(rows, calls),
+        recorder,
         args,
         kwargs,
-        also=lambda: context.pushed(_ctx.signature, signature_pass),
+        also=lambda: context.pushed(_ctx.signature, recorder),
     )
     by_site = collections.defaultdict(list)
     conditional = collections.defaultdict(list)
     for i, call in enumerate(calls):
       site = (call.site.module_path, call.site.attribute_path)
       by_site[site].append(call)
-      if i in signature_pass.conditional:
-        conditional[site].append(signature_pass.conditional[i])
+      if i in recorder.conditional:
+        conditional[site].append(recorder.conditional[i])
     entries = []
-    for row in rows:
+    for row in recorder.rows:
       site = (row.module_path, row.attribute_path)
       detail = row.request.signature_detail(
           by_site[site], conditional[site], state, binding.Site(*site)
