@@ -75,19 +75,8 @@ class BindingTable:
     return [r for r in self.rows if not r.handled]
 
   def __str__(self) -> str:
-    return rendering.text_table(
-        ("module", "attribute", "request", "handler"),
-        [
-            (
-                r.module_path,
-                r.attribute_path,
-                r.request.describe(),
-                r.handler_id,
-            )
-            for r in self.rows
-        ],
-        self.stopped_at,
-    )
+    rows = [rendering.cells(r) for r in self.rows]
+    return rendering.text_table(rendering.HEADER, rows, self.stopped_at)
 
   def _repr_html_(self) -> str:
     return rendering.html_table(self.rows, self.stopped_at)

@@ -20,6 +20,14 @@ import html
 
 from hk_effects._src.core import effect_base
 
+HEADER = ("module", "attribute", "request", "handler")
+
+
+def cells(row) -> tuple[str, str, str, str]:
+  """A binding row as text, one cell per ``HEADER`` column."""
+  request = row.request.describe()
+  return (row.module_path, row.attribute_path, request, row.handler_id)
+
 
 def text_table(header, cells, stopped_at: str | None) -> str:
   """Aligned columns under ``header``, a rule under it when there are rows."""
@@ -42,23 +50,15 @@ def html_table(rows, stopped_at: str | None) -> str:
   for row in rows:
     protocol = row.request.effect_protocol()
     colour = effect_base.effect_colour(protocol)
-    cells = (
-        row.module_path,
-        row.attribute_path,
-        row.request.describe(),
-        row.handler_id,
-    )
     style = f"background:{colour}33;border-left:4px solid {colour}"
     if row.handler_id == "unhandled":
       style += ";font-weight:bold;color:#b00"
     lines.append(
         f'<tr style="{style}" title="{protocol.__name__}">'
-        + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+        + "".join(f"<td>{html.escape(c)}</td>" for c in cells(row))
         + "</tr>"
     )
-  head = "".join(
-      f"<th>{h}</th>" for h in ("module", "attribute", "request", "handler")
-  )
+  head = "".join(f"<th>{h}</th>" for h in HEADER)
   note = (
       f"<caption>stopped early at unhandled {html.escape(stopped_at)}</caption>"
       if stopped_at
