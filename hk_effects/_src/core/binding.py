@@ -14,13 +14,13 @@
 # ==============================================================================
 """Binding by traversal: how requests meet the handlers that serve them.
 
-While at least one handler (or ``hke.transform``) runs, a Haiku method
-interceptor is installed. On every module method call it walks the module's
-attributes (and the dicts, lists, tuples and dataclass nodes inside them) as
-PyTrees, and its class's attributes that hold requests. Each request is bound to the innermost running handler that claims
-it, becoming that handler's ``HandledEffectRef``; for the duration of the call
-each ref whose handler runs is replaced by the handler's runtime
-implementation. After the call the module holds refs again.
+While a handler (or ``hke.transform``) runs, a Haiku method interceptor
+walks, at every module method call, the module's attributes (and the dicts,
+lists, tuples and dataclasses inside them) and its class's attributes that
+hold requests. Each request is bound to the innermost running handler that
+claims it, becoming that handler's ``HandledEffectRef``; for the duration of
+the call the module sees the handler's runtime implementation instead, and
+after it holds the refs again.
 """
 
 from __future__ import annotations
@@ -85,16 +85,16 @@ class HandlerScope:
   """One running call of one handler; runtime impls check ``active``.
 
   ``state`` is what the handler keeps for this call (its own type: the
-  values it serves, what was used), given to ``handler_scope``.
+  values it serves, what was used), given to ``handler_scope``; ``token``
+  names the Haiku transform it was entered in (``nesting``).
   """
 
-  def __init__(self, handler, state: Any = None):
+  def __init__(self, handler, state: Any = None, token: Any = None):
     self.handler = handler
     self.handler_id = handler.handler_id
     self.state = state
     self.active = True
-    # The Haiku transform the handler was entered in (hk_effects._src.haiku.nesting).
-    self.token = None
+    self.token = token
 
 
 class BindingObserver:
@@ -148,6 +148,7 @@ class _ThreadState:
 
 context.declare("binding", _ThreadState)
 _ctx = context.CONTEXT
+_NO_CONTEXT = contextlib.nullcontext()
 
 
 def active_scopes() -> tuple[HandlerScope, ...]:
@@ -161,20 +162,15 @@ def current_effect_scope() -> _EffectScope | None:
 
 @contextlib.contextmanager
 def _interceptor_installed() -> Iterator[None]:
-  if _ctx.binding.interceptor_depth:
-    _ctx.binding.interceptor_depth += 1
-    try:
-      yield
-    finally:
-      _ctx.binding.interceptor_depth -= 1
-    return
-  _ctx.binding.interceptor_depth = 1
+  depth = _ctx.binding.interceptor_depth
+  _ctx.binding.interceptor_depth = depth + 1
   try:
-    with hk.intercept_methods(_intercept):
+    with hk.intercept_methods(_intercept) if not depth else _NO_CONTEXT:
       yield
   finally:
-    _ctx.binding.interceptor_depth = 0
-    nesting.clear()
+    _ctx.binding.interceptor_depth = depth
+    if not depth:
+      nesting.clear()
 
 
 @contextlib.contextmanager
@@ -211,8 +207,7 @@ def handler_scope(handler, state: Any = None) -> Iterator[HandlerScope]:
           "enclosing running handler with the same id. Pass a distinct "
           "`handler_id=` to `.handling(...)` (ids must be unique in a nest)."
       )
-  scope = HandlerScope(handler, state)
-  scope.token = token
+  scope = HandlerScope(handler, state, token)
   _ctx.binding.scope_version += 1
   try:
     with context.pushed(_ctx.binding.scopes, scope), _interceptor_installed():
@@ -232,36 +227,6 @@ def effect_scope(
   with context.pushed(_ctx.binding.effect_scopes, scope):
     with _interceptor_installed(), boundaries.known_level():
       yield scope
-
-
-def _is_effect_node(x: Any) -> bool:
-  return isinstance(x, _EFFECT_NODE_TYPES)
-
-
-def _record(site: Site, request, handler_id: str) -> None:
-  for effect_scope_ in _ctx.binding.effect_scopes:
-    if effect_scope_.observer is not None:
-      effect_scope_.observer.bound(site, request, handler_id)
-
-
-def _innermost_observer() -> BindingObserver | None:
-  for effect_scope_ in reversed(_ctx.binding.effect_scopes):
-    if effect_scope_.observer is not None:
-      return effect_scope_.observer
-  return None
-
-
-def _bind_node(node, site: Site) -> tuple[Any, Any]:
-  """Returns (what the module keeps, what it sees during the call)."""
-  kept, runtime = _bind_node_unrecorded(node, site)
-  observer = _innermost_observer()
-  if observer is not None:
-    if isinstance(kept, effect_base.HandledEffectRef):
-      request, handler_id = kept.request, kept.handler_id
-    else:
-      request, handler_id = kept, "unhandled"
-    runtime = observer.runtime(runtime, site, request, handler_id)
-  return kept, runtime
 
 
 def handler_claims(handler, request, site: Site | None = None) -> bool:
@@ -320,36 +285,45 @@ def serving_scope(
   return None, request, rewritten
 
 
-def _bind_node_unrecorded(node, site: Site) -> tuple[Any, Any]:
-  # A stored ref only caches the last binding: which handler serves the
-  # request is decided afresh against the handlers running now (S1).
+def _bind_node(node, site: Site) -> tuple[Any, Any]:
+  """Returns (what the module keeps, what it sees during the call).
+
+  A stored ref only caches the last binding: which handler serves the
+  request is decided afresh against the handlers running now (S1).
+  """
   is_ref = isinstance(node, effect_base.HandledEffectRef)
   scope, request, rewritten = serving_scope(
       node.request if is_ref else node, site
   )
+  observer = None
+  for effect_scope_ in _ctx.binding.effect_scopes:
+    if effect_scope_.observer is not None:
+      observer = effect_scope_.observer
+      observer.bound(site, request, scope.handler_id if scope else "unhandled")
   if scope is None:
-    _record(site, request, "unhandled")
-    return node, UnhandledPlaceholder(
+    kept, runtime = node, UnhandledPlaceholder(
         request, site, last_handler=node.handler_id if is_ref else None
     )
-  _record(site, request, scope.handler_id)
-  if rewritten:
+  elif rewritten:
     # The module keeps what it had: the rewrite holds only while its
     # handler runs.
-    return node, scope.handler.runtime_impl(
+    kept, runtime = node, scope.handler.runtime_impl(
         scope, scope.handler.make_ref(request), site
     )
-  if is_ref and node.handler_id == scope.handler_id:
-    kept = node
   else:
-    kept = scope.handler.make_ref(request)
-    # Lets the ref say where it sits if it is used outside a method.
-    object.__setattr__(kept, "_hke_site", site)
-  return kept, scope.handler.runtime_impl(scope, kept, site)
-
-
-def _is_dataclass_instance(value: Any) -> bool:
-  return dataclasses.is_dataclass(value) and not isinstance(value, type)
+    if is_ref and node.handler_id == scope.handler_id:
+      kept = node
+    else:
+      kept = scope.handler.make_ref(request)
+      # Lets the ref say where it sits if it is used outside a method.
+      object.__setattr__(kept, "_hke_site", site)
+    runtime = scope.handler.runtime_impl(scope, kept, site)
+  if observer is not None:
+    if isinstance(kept, effect_base.HandledEffectRef):
+      runtime = observer.runtime(runtime, site, kept.request, kept.handler_id)
+    else:
+      runtime = observer.runtime(runtime, site, kept, "unhandled")
+  return kept, runtime
 
 
 # Containers nested deeper than this are not searched for requests (it also
@@ -367,7 +341,7 @@ def _bind_tree(
   with keys of mixed types) must not break a module that has no requests.
   Paths are written as ``jax.tree_util.keystr`` writes them.
   """
-  if _is_effect_node(value):
+  if isinstance(value, _EFFECT_NODE_TYPES):
     return _bind_node(value, Site(module_path, path))
   if type(value) in _SKIP_EXACT_TYPES or depth >= _MAX_DEPTH:
     return None
@@ -403,7 +377,7 @@ def _children(value: Any, path: str) -> list[tuple[Any, Any, str]] | None:
           (i, v, f"{path}.{f}") for i, (f, v) in enumerate(zip(fields, value))
       ]
     return [(i, v, f"{path}[{i}]") for i, v in enumerate(value)]
-  if _is_dataclass_instance(value) and not isinstance(value, _SKIP_TYPES):
+  if dataclasses.is_dataclass(value) and not isinstance(value, _SKIP_TYPES):
     # (A dataclass module binds its requests in its own calls.)
     return [
         (f.name, getattr(value, f.name, None), f"{path}.{f.name}")
@@ -423,12 +397,9 @@ def _rebuilt(original: Any, items: dict) -> Any:
     new.update(items)
     return new
   if isinstance(original, (list, tuple)):
-    values = list(items.values())
-    if kind is list or kind is tuple:
-      return kind(values)
     if hasattr(original, "_fields"):  # A namedtuple.
-      return kind(*values)
-    return kind(values)
+      return kind(*items.values())
+    return kind(items.values())
   # A dataclass: a copy with the fields set directly, so no __init__ /
   # __post_init__ runs (they may validate or derive fields) and frozen
   # classes work too. Only the fields that changed are set.
@@ -453,11 +424,7 @@ def _kind_of_type(kind: type) -> int:
     found = _NODE
   elif issubclass(kind, (list, tuple, dict)):
     found = _TREE
-  elif (
-      dataclasses.is_dataclass(kind)
-      and not issubclass(kind, type)
-      and not issubclass(kind, _SKIP_TYPES)
-  ):
+  elif dataclasses.is_dataclass(kind) and not issubclass(kind, _SKIP_TYPES):
     found = _TREE
   else:
     found = _SKIP
@@ -466,16 +433,17 @@ def _kind_of_type(kind: type) -> int:
   return found
 
 
-def _bind_attribute(module_path: str, name: str, value):
-  """None if ``value`` holds no effect node, else (kept, runtime) values."""
+def _bind_attribute(swaps: list, module_path: str, name: str, value) -> None:
+  """Appends (name, kept, runtime) to ``swaps`` if ``value`` holds effects."""
   kind = type(value)
   found = _KIND_OF_TYPE.get(kind)
   if found is None:
     found = _kind_of_type(kind)
   if found == _SKIP:
-    return None
+    return
   if found == _NODE:
-    return _bind_node(value, Site(module_path, name))
+    swaps.append((name, *_bind_node(value, Site(module_path, name))))
+    return
   if kind is tuple or kind is list or kind is dict:
     # A look at the items first: most such attributes hold plain values
     # (LayerNorm's `axis` tuple, on every call).
@@ -484,8 +452,10 @@ def _bind_attribute(module_path: str, name: str, value):
       if type(item) not in _SKIP_EXACT_TYPES:
         break
     else:
-      return None
-  return _bind_tree(value, module_path, name)
+      return
+  bound = _bind_tree(value, module_path, name)
+  if bound is not None:
+    swaps.append((name, *bound))
 
 
 def _intercept(next_fun: Callable, args, kwargs, context):
@@ -505,18 +475,8 @@ def _intercept_direct(
   """``_intercept`` for a method other than ``__init__``, without Haiku's
   chain (``hki.register_own_interceptor``)."""
   del method_name  # Every method binds alike.
-  if nesting.is_lifting_module(module):
-    return _lift_call(next_fun, args, kwargs, module)
-  return _bind_and_call(next_fun, args, kwargs, module)
-
-
-def install() -> None:
-  """Binds requests at every module method call from now on (once, from
-  ``hk_effects._src.wiring``)."""
-  hki.register_own_interceptor(_intercept, _intercept_direct)
-
-
-def _lift_call(next_fun: Callable, args, kwargs, module):
+  if not nesting.is_lifting_module(module):
+    return _bind_and_call(next_fun, args, kwargs, module)
   # Values told in the lifted transform are named after the lifting module.
   nesting.lift_call_started(module)
   result = None
@@ -525,6 +485,12 @@ def _lift_call(next_fun: Callable, args, kwargs, module):
     return result
   finally:
     nesting.lift_call_ended(module, result)
+
+
+def install() -> None:
+  """Binds requests at every module method call from now on (once, from
+  ``hk_effects._src.wiring``)."""
+  hki.register_own_interceptor(_intercept, _intercept_direct)
 
 
 # Per module class: the names of its class attributes holding effect nodes
@@ -541,10 +507,10 @@ def _class_nodes(cls: type) -> tuple[str, ...]:
     for name, value in vars(klass).items():
       if name in names or name.startswith("__"):
         continue
-      holds = _is_effect_node(value)
+      holds = isinstance(value, _EFFECT_NODE_TYPES)
       if not holds and type(value) in (list, tuple, dict):
         items = value.values() if type(value) is dict else value
-        holds = any(_is_effect_node(item) for item in items)
+        holds = any(isinstance(v, _EFFECT_NODE_TYPES) for v in items)
       names[name] = holds
   found = tuple(name for name, holds in names.items() if holds)
   _CLASS_NODES[cls] = found
@@ -557,31 +523,24 @@ def _bind_and_call(next_fun: Callable, args, kwargs, module):
   if outer is not None and outer[0] == _ctx.binding.scope_version:
     # A nested call under the same handlers: already bound.
     return next_fun(*args, **kwargs)
-  swaps = []
+  swaps: list[tuple[str, Any, Any]] = []
   if outer is None:
     skipped = _SKIPPED_TYPES
     for name, value in vars(module).items():
-      if type(value) in skipped:
-        continue  # Most attributes: decided here, without a call.
-      bound = _bind_attribute(module.module_name, name, value)
-      if bound is not None:
-        swaps.append((name, bound[0], bound[1]))
+      if type(value) not in skipped:  # Most are skipped here, without a call.
+        _bind_attribute(swaps, module.module_name, name, value)
     cls = type(module)
     class_nodes = _CLASS_NODES.get(cls)
     if class_nodes is None:
       class_nodes = _class_nodes(cls)
     for name in class_nodes:
       if name not in module.__dict__:
-        bound = _bind_attribute(module.module_name, name, getattr(cls, name))
-        if bound is not None:
-          swaps.append((name, bound[0], bound[1]))
+        _bind_attribute(swaps, module.module_name, name, getattr(cls, name))
   else:
     # A nested call under other handlers (one the outer call entered, or a
     # method run inside a handler of its own): rebind what the module keeps.
     for name, kept, _ in outer[1]:
-      bound = _bind_attribute(module.module_name, name, kept)
-      if bound is not None:
-        swaps.append((name, bound[0], bound[1]))
+      _bind_attribute(swaps, module.module_name, name, kept)
   if not swaps:
     return next_fun(*args, **kwargs)
   for name, _, runtime in swaps:
@@ -636,7 +595,7 @@ def unbound_use_message(node: Any, method: str) -> str | None:
   """
   if not hki.inside_transform():
     return None
-  stack = [s for s in hki.current_frame().module_stack]
+  stack = list(hki.current_frame().module_stack)
   if not stack:
     return None
   running = [s.module for s in stack]
@@ -701,9 +660,7 @@ class UnhandledPlaceholder:
     if own is not None:
       return getattr(request, name)
     if not is_protocol_method:
-      raise AttributeError(
-          f"{type(request).__name__!r} object has no attribute {name!r}"
-      )
+      raise effect_base.no_attribute(request, name)
     if observer is not None:
       observer.unhandled_use(self._site, request)
     raise effect_base.UnhandledEffectError(self._message(name))
@@ -711,14 +668,9 @@ class UnhandledPlaceholder:
   def _message(self, method: str) -> str:
     request = self._request
     protocol = request.effect_protocol()
-    others = []
     effect_scope_ = current_effect_scope()
-    if effect_scope_ is not None:
-      others = [
-          f"  - {s}: {r!r}"
-          for s, r in effect_scope_.unhandled
-          if s != self._site
-      ]
+    unhandled = effect_scope_.unhandled if effect_scope_ else []
+    others = [f"  - {s}: {r!r}" for s, r in unhandled if s != self._site]
     text = (
         f"Unhandled {protocol.__name__}: {self._site} holds {request!r}, and "
         f"its .{method}() was called, but no running handler claims it. "

@@ -133,9 +133,8 @@ def effect_colour(protocol: type) -> str:
   >>> effect_colour(hke.RandomEffect).startswith("#")
   True
   """
-  if protocol not in _EFFECT_COLOURS:
-    _EFFECT_COLOURS[protocol] = _PALETTE[len(_EFFECT_COLOURS) % len(_PALETTE)]
-  return _EFFECT_COLOURS[protocol]
+  colour = _PALETTE[len(_EFFECT_COLOURS) % len(_PALETTE)]
+  return _EFFECT_COLOURS.setdefault(protocol, colour)
 
 
 def protocol_methods(protocol: type) -> frozenset[str]:
@@ -217,21 +216,19 @@ class EffectRequest:
     if name.startswith("__") or name not in protocol_methods(
         type(self).effect_protocol()
     ):
-      raise AttributeError(
-          f"{type(self).__name__!r} object has no attribute {name!r}"
-      )
+      raise no_attribute(self, name)
     from hk_effects._src.core import binding  # pylint: disable=g-import-not-at-top
 
     if any(_claims_quietly(s.handler, self) for s in binding.active_scopes()):
-      message = binding.unbound_use_message(self, name)
-      if message is not None:
-        raise UnhandledEffectError(message)
       raise UnhandledEffectError(
-          f"{self!r}.{name}() was called outside a module method, while a "
-          "handler that claims it runs. Effects are served only inside the "
-          "methods of the module that holds the request: call the request "
-          "from a method of that module, not from the forward function's "
-          "body."
+          binding.unbound_use_message(self, name)
+          or (
+              f"{self!r}.{name}() was called outside a module method, while "
+              "a handler that claims it runs. Effects are served only inside "
+              "the methods of the module that holds the request: call the "
+              "request from a method of that module, not from the forward "
+              "function's body."
+          )
       )
     raise UnhandledEffectError(
         f"{self!r}.{name}() was called, but no handler serves this "
@@ -246,6 +243,13 @@ class EffectRequest:
 def _name_protocol(cls: type, protocol: type | None) -> None:
   if protocol is not None:
     cls.effect_protocol = classmethod(lambda _: protocol)  # type: ignore
+
+
+def no_attribute(obj: Any, name: str) -> AttributeError:
+  """Python's own error for a missing attribute ``name`` of ``obj``."""
+  return AttributeError(
+      f"{type(obj).__name__!r} object has no attribute {name!r}"
+  )
 
 
 def _no_protocol(cls: type, base: str) -> TypeError:
@@ -289,24 +293,23 @@ class HandledEffectRef:
     if name.startswith("_") or name not in protocol_methods(
         type(self.request).effect_protocol()
     ):
-      raise AttributeError(
-          f"{type(self).__name__!r} object has no attribute {name!r}"
-      )
+      raise no_attribute(self, name)
+    from hk_effects._src.core import binding  # pylint: disable=g-import-not-at-top
+
     site = self.__dict__.get("_hke_site")
     where = f" at {site}" if site is not None else ""
-    if _handler_running(self.handler_id):
-      from hk_effects._src.core import binding  # pylint: disable=g-import-not-at-top
-
-      message = binding.unbound_use_message(self, name)
-      if message is not None:
-        raise UnhandledEffectError(message)
+    if any(s.handler_id == self.handler_id for s in binding.active_scopes()):
       raise UnhandledEffectError(
-          f"{self.request!r}{where} was used (.{name}()) outside a method of "
-          f"its module, while its handler {self.handler_id!r} runs. Effects "
-          "are served only inside the methods of the module that holds the "
-          "request, for the duration of the call: call the request from a "
-          "method of that module (e.g. add a method that uses it and call "
-          "that), not from the forward function's body."
+          binding.unbound_use_message(self, name)
+          or (
+              f"{self.request!r}{where} was used (.{name}()) outside a "
+              f"method of its module, while its handler {self.handler_id!r} "
+              "runs. Effects are served only inside the methods of the "
+              "module that holds the request, for the duration of the call: "
+              "call the request from a method of that module (e.g. add a "
+              "method that uses it and call that), not from the forward "
+              "function's body."
+          )
       )
     raise UnhandledEffectError(
         f"{self.request!r}{where} belongs to handler {self.handler_id!r}, "
@@ -315,12 +318,6 @@ class HandledEffectRef:
         "request, while a handler that claims it runs: call the module "
         "inside the handler's body instead of using its request directly."
     )
-
-
-def _handler_running(handler_id: str) -> bool:
-  from hk_effects._src.core import binding  # pylint: disable=g-import-not-at-top
-
-  return any(s.handler_id == handler_id for s in binding.active_scopes())
 
 
 class EffectRuntimeImpl:
@@ -364,9 +361,7 @@ class EffectRuntimeImpl:
       raise AttributeError(name)
     handler = getattr(self.scope, "handler", None)
     if handler is None:
-      raise AttributeError(
-          f"{type(self).__name__!r} object has no attribute {name!r}"
-      )
+      raise no_attribute(self, name)
     protocol = handler.effect_protocol()
     raise AttributeError(
         f"{type(self).__name__} at {self.site} serves {protocol.__name__} "
