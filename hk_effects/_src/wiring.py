@@ -15,17 +15,10 @@
 """Connects the layers to Haiku, once, from ``import hk_effects``.
 
 Nothing in ``_src`` changes Haiku or registers itself when imported; this
-is the one place that does, in this order:
-
-1. Haiku's lifting wrappers (``hk.scan``, ``hk.vmap``, ``hk.cond``, ...) are
-   replaced by ones that open a boundary around their bodies
-   (``haiku/boundary_wrappers.py``); ``hke.vmap`` explains their error for
-   a state set per example.
-2. Method interceptors: binding (requests are bound at every module method
-   call) and then path keys' call counter.
-3. The effects that take part at boundaries, in the order they enter:
-   path keys' loop indices, side outputs' transport, interventions' sites,
-   and the signature's notes of conditional calls.
+is the one place that does, in this order: Haiku's lifting wrappers
+(``hk.scan``, ``hk.vmap``, ...) replaced by ones that open a boundary around
+their bodies; the method interceptors (binding, then path keys' call
+counter); the effects that take part at boundaries, in the order they enter.
 
 Example:
 

@@ -42,10 +42,8 @@ from hk_effects._src.haiku import haiku_internals as hki
 from hk_effects._src.haiku import nesting
 
 _EFFECT_NODE_TYPES = (effect_base.EffectRequest, effect_base.HandledEffectRef)
-# Attribute values of these exact types never hold effect nodes, found with
-# one set lookup: `isinstance(x, hk.Module)` goes through typing's Protocol
-# machinery (about 10 µs), which every plain attribute of every module call
-# would pay. Skipping them keeps modules without effects near free.
+# Values of these exact types hold no effect node, found with one set lookup
+# (`isinstance(x, hk.Module)` costs about 10 µs per attribute and call).
 _SKIP_EXACT_TYPES: frozenset[type] = frozenset({
     str,
     int,
@@ -161,12 +159,16 @@ def current_effect_scope() -> _EffectScope | None:
 
 
 @contextlib.contextmanager
-def _interceptor_installed() -> Iterator[None]:
+def _entered(stack: list, scope: Any) -> Iterator[None]:
+  """Pushes ``scope`` on ``stack`` with the interceptor installed (by the
+  outermost scope only) and the trace level known to boundaries."""
   depth = _ctx.binding.interceptor_depth
   _ctx.binding.interceptor_depth = depth + 1
   try:
-    with hk.intercept_methods(_intercept) if not depth else _NO_CONTEXT:
-      yield
+    with context.pushed(stack, scope):
+      with hk.intercept_methods(_intercept) if not depth else _NO_CONTEXT:
+        with boundaries.known_level():
+          yield
   finally:
     _ctx.binding.interceptor_depth = depth
     if not depth:
@@ -210,9 +212,8 @@ def handler_scope(handler, state: Any = None) -> Iterator[HandlerScope]:
   scope = HandlerScope(handler, state, token)
   _ctx.binding.scope_version += 1
   try:
-    with context.pushed(_ctx.binding.scopes, scope), _interceptor_installed():
-      with boundaries.known_level():
-        yield scope
+    with _entered(_ctx.binding.scopes, scope):
+      yield scope
   finally:
     scope.active = False
     _ctx.binding.scope_version += 1
@@ -224,9 +225,8 @@ def effect_scope(
 ) -> Iterator[_EffectScope]:
   """Installs the binding machinery for a whole transformed function."""
   scope = _EffectScope(stateless=stateless, observer=observer)
-  with context.pushed(_ctx.binding.effect_scopes, scope):
-    with _interceptor_installed(), boundaries.known_level():
-      yield scope
+  with _entered(_ctx.binding.effect_scopes, scope):
+    yield scope
 
 
 def handler_claims(handler, request, site: Site | None = None) -> bool:
@@ -261,11 +261,10 @@ def _predicate_error(
 def serving_scope(
     request: Any, site: Site
 ) -> tuple[HandlerScope | None, Any, bool]:
-  """Who serves ``request`` at ``site`` now (S1): the innermost running
-  handler that claims it, after the rewrites of the rewriting handlers
-  inside that one. Returns (its scope or None, the request as rewritten,
-  whether a rewrite happened). The one claim rule: binding and
-  ``hke.tell`` both use it."""
+  """Who serves ``request`` at ``site`` now (S1), for binding and
+  ``hke.tell``: (the innermost running handler's scope that claims it, or
+  None; the request as the rewriting handlers inside it rewrote it; whether
+  one did)."""
   rewritten = False
   for candidate in reversed(_ctx.binding.scopes):
     # `handler_claims`, inlined: this runs for every request of every call.
@@ -275,9 +274,7 @@ def serving_scope(
       raise _predicate_error(candidate.handler, request, site, e) from e
     if not claimed:
       continue
-    if candidate.handler.rewrites:
-      # A rewriting handler turns the request into another one that outer
-      # handlers may claim.
+    if candidate.handler.rewrites:  # Outer handlers may claim the rewrite.
       request = candidate.handler.rewrite(request, site)
       rewritten = True
       continue
@@ -400,9 +397,8 @@ def _rebuilt(original: Any, items: dict) -> Any:
     if hasattr(original, "_fields"):  # A namedtuple.
       return kind(*items.values())
     return kind(items.values())
-  # A dataclass: a copy with the fields set directly, so no __init__ /
-  # __post_init__ runs (they may validate or derive fields) and frozen
-  # classes work too. Only the fields that changed are set.
+  # A dataclass: a copy with the changed fields set directly, so that no
+  # __init__ / __post_init__ runs and frozen classes work too.
   new = copy.copy(original)
   for name, value in items.items():
     if getattr(original, name, None) is not value:
@@ -410,12 +406,10 @@ def _rebuilt(original: Any, items: dict) -> Any:
   return new
 
 
-# What an attribute value of a given type can hold, decided once per type:
-# `isinstance` against ABCs and Haiku's Module protocol costs microseconds,
-# and every method call of every module asks it of each attribute.
+# What a value of a given type can hold, decided once per type for the same
+# reason; `_SKIPPED_TYPES` (those holding nothing) is tested without a call.
 _SKIP, _NODE, _TREE = 0, 1, 2
 _KIND_OF_TYPE: dict[type, int] = {kind: _SKIP for kind in _SKIP_EXACT_TYPES}
-# The types found to hold nothing, for a test without a call.
 _SKIPPED_TYPES: set[type] = set(_SKIP_EXACT_TYPES)
 
 
@@ -584,15 +578,10 @@ def _find_holder(node: Any, modules: list) -> tuple[Any, str] | None:
 
 
 def unbound_use_message(node: Any, method: str) -> str | None:
-  """Why ``node`` (a request or ref) was unbound when ``.method()`` was
-  called inside a module method with a claiming handler running, or None
-  when the call is not inside a module method.
-
-  Haiku intercepts every method but ``@hk.transparent`` ones, and binding
-  happens when an intercepted method of the holding module starts, so the
-  two ways to reach a request unbound are a transparent method and a request
-  made (or put on the module) during the call.
-  """
+  """Why ``node`` (a request or ref) was unbound at ``.method()`` inside a
+  module method with a claiming handler running (None outside one): it was
+  reached through an ``@hk.transparent`` method, which Haiku does not
+  intercept, or made (or put on the module) during the call."""
   if not hki.inside_transform():
     return None
   stack = list(hki.current_frame().module_stack)
@@ -656,27 +645,20 @@ class UnhandledPlaceholder:
       stand_in = request.inspection_stand_in
       if stand_in is not None:
         return lambda *a, **k: stand_in(name, *a, **k)
-    own = getattr(type(request), name, None)
-    if own is not None:
-      return getattr(request, name)
+    if getattr(type(request), name, None) is not None:
+      return getattr(request, name)  # The request's unhandled behaviour.
     if not is_protocol_method:
       raise effect_base.no_attribute(request, name)
     if observer is not None:
       observer.unhandled_use(self._site, request)
-    raise effect_base.UnhandledEffectError(self._message(name))
-
-  def _message(self, method: str) -> str:
-    request = self._request
-    protocol = request.effect_protocol()
-    effect_scope_ = current_effect_scope()
     unhandled = effect_scope_.unhandled if effect_scope_ else []
     others = [f"  - {s}: {r!r}" for s, r in unhandled if s != self._site]
     text = (
-        f"Unhandled {protocol.__name__}: {self._site} holds {request!r}, and "
-        f"its .{method}() was called, but no running handler claims it. "
-        "Wrap the forward function in a handler that claims it, e.g. "
-        f"{request.suggested_handler()}, or check that the "
-        "handler's tag / predicate / category matches this request."
+        f"Unhandled {request.effect_protocol().__name__}: {self._site} holds "
+        f"{request!r}, and its .{name}() was called, but no running handler "
+        "claims it. Wrap the forward function in a handler that claims it, "
+        f"e.g. {request.suggested_handler()}, or check that the handler's "
+        "tag / predicate / category matches this request."
     )
     if self._last_handler is not None:
       text += (
@@ -687,7 +669,7 @@ class UnhandledPlaceholder:
       )
     if others:
       text += "\nOther unhandled requests met so far:\n" + "\n".join(others)
-    return text
+    raise effect_base.UnhandledEffectError(text)
 
   def __repr__(self) -> str:
     return f"UnhandledPlaceholder({self._request!r} at {self._site})"

@@ -101,9 +101,6 @@ def same_form(a: Any, b: Any) -> bool:
   >>> same_form(jnp.ones([2]), jnp.zeros([2])), same_form(jnp.ones(3), jnp.ones(2))
   (True, False)
   """
-  same_structure = jax.tree_util.tree_structure(
-      a
-  ) == jax.tree_util.tree_structure(  # type: ignore[operator]
-      b
-  )
+  structure = jax.tree_util.tree_structure
+  same_structure = structure(a) == structure(b)  # type: ignore[operator]
   return same_structure and forms(a) == forms(b)
