@@ -120,15 +120,13 @@ class BindingObserver:
     raising here ends the pass."""
 
 
+@dataclasses.dataclass(eq=False)
 class _EffectScope:
   """What ``hke.transform`` (or an inspection pass) adds to a call."""
 
-  def __init__(
-      self, stateless: bool = False, observer: BindingObserver | None = None
-  ):
-    self.stateless = stateless
-    self.observer = observer
-    self.unhandled: list[tuple[Site, Any]] = []
+  stateless: bool = False
+  observer: BindingObserver | None = None
+  unhandled: list[tuple[Site, Any]] = dataclasses.field(default_factory=list)
 
 
 class _ThreadState:

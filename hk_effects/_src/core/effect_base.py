@@ -175,11 +175,9 @@ class EffectRequest:
     """The protocol this request asks for."""
     raise _no_protocol(cls, "EffectRequest")
 
-  # Hooks the core calls (override where useful):
-  #
-  # `inspection_stand_in(method, *args)`, a method, gives inspection passes
+  # A hook: `inspection_stand_in(method, *args)` gives inspection passes
   # (`hke.bindings`, `hke.effect_signature`) the value an unhandled protocol
-  # call stands for, so they can go on; None: the pass stops there.
+  # call stands for, so they can go on; None stops the pass there.
   inspection_stand_in: Callable[..., Any] | None = None
 
   def describe(self) -> str:
@@ -459,7 +457,6 @@ class HandlerBase(abc.ABC):
   ``hke.handler_scope`` unless they override ``claims`` / ``__call__``.
   """
 
-  kind: ClassVar[str] = ""
   body: Callable[[Any], Any]
   handler_id: str
   rewrites: ClassVar[bool] = False

@@ -68,11 +68,9 @@ def describe(value: Any) -> str:
   for leaf in jax.tree_util.tree_leaves(value):
     if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
       dims = ",".join(str(d) for d in leaf.shape)
-      dtype = (
-          str(leaf.dtype)
-          if str(leaf.dtype).startswith("key")
-          else jnp.dtype(leaf.dtype).name
-      )
+      dtype = str(leaf.dtype)
+      if not dtype.startswith("key"):
+        dtype = jnp.dtype(leaf.dtype).name
       parts.append(f"{dtype}[{dims}]")
     else:
       parts.append(type(leaf).__name__)
