@@ -96,14 +96,11 @@ class HandlerScope:
 
 
 class BindingObserver:
-  """Watches binding for a pass that only looks (``hke.bindings``).
-
-  An effect scope opened with an observer reports to it every request bound
-  at a method call, may have it wrap the runtime implementation the method
-  sees, and lets it stop the pass where an unclaimed request is used (the
-  request's ``inspection_stand_in`` answers instead where it has one). The
-  core knows no more of inspection than this.
-  """
+  """Watches binding for a pass that only looks (``hke.bindings``): all
+  the core knows of inspection. An effect scope opened with an observer
+  reports each binding to it, lets it wrap the runtime implementation the
+  method sees, and lets it stop the pass where an unclaimed request without
+  an ``inspection_stand_in`` is used."""
 
   def bound(self, site: Site, request: Any, handler_id: str) -> None:
     """Called once per binding of ``request`` at ``site``."""
@@ -134,9 +131,8 @@ class _ThreadState:
   def __init__(self):
     self.scopes: list[HandlerScope] = []
     self.effect_scopes: list[_EffectScope] = []
-    # id(module) -> (scope_version, swaps) of the innermost running binding
-    # of that module: a nested method call rebinds only if handlers were
-    # entered or left since.
+    # id(module) -> (scope_version, swaps) of its innermost running binding:
+    # a nested call rebinds only if handlers were entered or left since.
     self.bound_modules: dict[int, tuple[int, list]] = {}
     self.scope_version = 0
     self.interceptor_depth = 0

@@ -404,13 +404,10 @@ def _describe_callable(fn: Any, depth: int = 0) -> str:
   module = getattr(fn, "__module__", None) or ""
   qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
   code = getattr(fn, "__code__", None)
-  if code is not None:
-    # Where the function is defined: two lambdas of one scope (even of one
-    # line) are distinct callables and get distinct ids.
+  if code is not None:  # Two lambdas of one line get distinct ids.
     qualname += f"@{code.co_firstlineno}:{_first_column(code)}"
   # Closures of one function (a helper wrapping its argument in a handler,
-  # applied twice) differ only in what they close over; naming the callables
-  # they close over keeps the ids of such nested handlers distinct.
+  # applied twice) differ only in the callables they close over.
   closed_over = []
   for cell in (getattr(fn, "__closure__", None) or ()) if depth < 4 else ():
     try:

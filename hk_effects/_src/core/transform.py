@@ -114,13 +114,10 @@ def _scoped_factory(f: Callable[[], tuple[Any, Any]], stateless: bool):
 
   @functools.wraps(f)
   def factory():
-    template, apply_fns = f()
-    # `updated=()`: a module's attributes are not copied onto its wrapper.
-    return (
-        _with_effect_scope(template, stateless, updated=()),
-        jax.tree.map(
-            lambda g: _with_effect_scope(g, stateless, updated=()), apply_fns
-        ),
+    # The template and the tree of apply functions alike; `updated=()`: a
+    # module's attributes are not copied onto its wrapper.
+    return jax.tree.map(
+        lambda g: _with_effect_scope(g, stateless, updated=()), f()
     )
 
   return factory
