@@ -23,12 +23,12 @@ counter); the effects that take part at boundaries, in the order they enter.
 Example:
 
 >>> from hk_effects._src import wiring
->>> wiring.install()  # Already done by ``import hk_effects``; idempotent.
->>> wiring.installed()
-True
+>>> wiring.install()  # Done by ``import hk_effects``; a no-op from then on.
 """
 
 from __future__ import annotations
+
+import functools
 
 from hk_effects._src.core import binding
 from hk_effects._src.effects.local_state import vmap_state
@@ -40,14 +40,10 @@ from hk_effects._src.haiku import boundaries
 from hk_effects._src.haiku import boundary_wrappers
 from hk_effects._src.inspect import signature
 
-_installed = False
 
-
+@functools.cache
 def install() -> None:
-  """Installs hk_effects into Haiku (a no-op after the first call)."""
-  global _installed
-  if _installed:
-    return
+  """Installs hk_effects into Haiku (once: later calls return the cache)."""
   boundary_wrappers.install()
   boundary_wrappers.STATE_EXPLAINERS.append(
       vmap_state.explain_per_example_state
@@ -61,9 +57,3 @@ def install() -> None:
       signature.BOUNDARY_EFFECT,
   ):
     boundaries.register(effect)
-  _installed = True
-
-
-def installed() -> bool:
-  """Whether ``install`` has run."""
-  return _installed

@@ -345,16 +345,9 @@ def _bind_tree(
   }
   if all(b is None for _, b in bound.values()):
     return None
-  return tuple(
-      _rebuilt(
-          value,
-          {
-              key: item if b is None else b[i]
-              for key, (item, b) in bound.items()
-          },
-      )
-      for i in (0, 1)
-  )
+  kept = {k: item if b is None else b[0] for k, (item, b) in bound.items()}
+  seen = {k: item if b is None else b[1] for k, (item, b) in bound.items()}
+  return _rebuilt(value, kept), _rebuilt(value, seen)
 
 
 def _children(value: Any, path: str) -> list[tuple[Any, Any, str]] | None:
