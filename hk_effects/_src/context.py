@@ -18,8 +18,8 @@ Each feature that remembers what is running (handler scopes entered,
 module calls bound, path keys' loop frames, side-output collectors waiting)
 declares one *slot* here: a plain class holding its state for one thread,
 read as ``CONTEXT.<slot>``. With the package's one ``threading.local`` here,
-the declarations (``slots()``) show all hidden state, and ``reset()`` clears
-it at once (a thread left in a bad state by an interrupted trace).
+the ``declare`` calls show all hidden state, and ``reset()`` clears it at
+once (a thread left in a bad state by an interrupted trace).
 
 Example:
 
@@ -83,11 +83,6 @@ def undeclare(name: str) -> None:
   """Removes slot ``name`` (and this thread's state in it)."""
   _SLOTS.pop(name, None)
   CONTEXT.__dict__.pop(name, None)
-
-
-def slots() -> tuple[str, ...]:
-  """The declared slots' names, sorted."""
-  return tuple(sorted(_SLOTS))
 
 
 def reset() -> None:

@@ -575,8 +575,7 @@ def unbound_use_message(node: Any, method: str) -> str | None:
   if not stack:
     return None
   running = [s.module for s in stack]
-  current = stack[0]
-  where = f"{current.module.module_name!r}.{current.method_name}"
+  where = f"{stack[0].module.module_name!r}.{stack[0].method_name}"
   found = _find_holder(node, running)
   if found is not None and not any(found[0] is m for m in running):
     holder, path = found

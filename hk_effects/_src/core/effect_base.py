@@ -139,16 +139,13 @@ def effect_colour(protocol: type) -> str:
 
 def protocol_methods(protocol: type) -> frozenset[str]:
   """Names of the methods a ``typing.Protocol`` declares."""
-  names: set[str] = set()
-  for klass in protocol.__mro__:
-    if klass is object or klass.__name__ in ("Protocol", "Generic"):
-      continue
-    names.update(
-        n
-        for n, v in vars(klass).items()
-        if callable(v) and not n.startswith("_")
-    )
-  return frozenset(names)
+  return frozenset(
+      name
+      for klass in protocol.__mro__
+      if klass is not object and klass.__name__ not in ("Protocol", "Generic")
+      for name, value in vars(klass).items()
+      if callable(value) and not name.startswith("_")
+  )
 
 
 class EffectRequest:
