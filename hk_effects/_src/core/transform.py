@@ -112,13 +112,15 @@ def transform_with_state(fn: Callable[..., Any]) -> hk.TransformedWithState:
 def _scoped_factory(f: Callable[[], tuple[Any, Any]], stateless: bool):
   """``f`` of ``hk.multi_transform*`` with each function it returns scoped."""
 
+  # `updated=()`: a module's attributes are not copied onto its wrapper.
+  scoped = functools.partial(
+      _with_effect_scope, stateless=stateless, updated=()
+  )
+
   @functools.wraps(f)
   def factory():
-    # The template and the tree of apply functions alike; `updated=()`: a
-    # module's attributes are not copied onto its wrapper.
-    return jax.tree.map(
-        lambda g: _with_effect_scope(g, stateless, updated=()), f()
-    )
+    template, apply_fns = f()
+    return scoped(template), jax.tree.map(scoped, apply_fns)
 
   return factory
 
