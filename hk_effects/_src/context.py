@@ -14,18 +14,12 @@
 # ==============================================================================
 """Every piece of per-thread state hk_effects keeps, in one place.
 
-While a transformed function runs, hk_effects remembers what is running:
-the handler scopes entered, the module calls bound, the loop frames path
-keys count in, the side-output collectors waiting, ... Each such feature
-declares one *slot* here, a plain class whose instance holds that feature's
-state for one thread, and reads it as ``CONTEXT.<slot>``. There is one
-``threading.local`` in the package, this module's, so a reader finds all
-hidden state by reading the declarations (``slots()``), and ``reset()``
-clears it all at once (for a thread left in a bad state by an interrupted
-trace; tests check after each one that nothing is left).
-
-As Haiku keeps its thread-local stacks in one block of ``haiku/_src/base.py``,
-the layers here never hold a ``threading.local`` of their own.
+Each feature that remembers what is running (handler scopes entered,
+module calls bound, path keys' loop frames, side-output collectors waiting)
+declares one *slot* here: a plain class holding its state for one thread,
+read as ``CONTEXT.<slot>``. With the package's one ``threading.local`` here,
+the ``declare`` calls show all hidden state, and ``reset()`` clears it at
+once (a thread left in a bad state by an interrupted trace).
 
 Example:
 
@@ -89,11 +83,6 @@ def undeclare(name: str) -> None:
   """Removes slot ``name`` (and this thread's state in it)."""
   _SLOTS.pop(name, None)
   CONTEXT.__dict__.pop(name, None)
-
-
-def slots() -> tuple[str, ...]:
-  """The declared slots' names, sorted."""
-  return tuple(sorted(_SLOTS))
 
 
 def reset() -> None:

@@ -15,27 +15,20 @@
 """Connects the layers to Haiku, once, from ``import hk_effects``.
 
 Nothing in ``_src`` changes Haiku or registers itself when imported; this
-is the one place that does, in this order:
-
-1. Haiku's lifting wrappers (``hk.scan``, ``hk.vmap``, ``hk.cond``, ...) are
-   replaced by ones that open a boundary around their bodies
-   (``haiku/boundary_wrappers.py``); ``hke.vmap`` explains their error for
-   a state set per example.
-2. Method interceptors: binding (requests are bound at every module method
-   call) and then path keys' call counter.
-3. The effects that take part at boundaries, in the order they enter:
-   path keys' loop indices, side outputs' transport, interventions' sites,
-   and the signature's notes of conditional calls.
+is the one place that does, in this order: Haiku's lifting wrappers
+(``hk.scan``, ``hk.vmap``, ...) replaced by ones that open a boundary around
+their bodies; the method interceptors (binding, then path keys' call
+counter); the effects that take part at boundaries, in the order they enter.
 
 Example:
 
 >>> from hk_effects._src import wiring
->>> wiring.install()  # Already done by ``import hk_effects``; idempotent.
->>> wiring.installed()
-True
+>>> wiring.install()  # Done by ``import hk_effects``; a no-op from then on.
 """
 
 from __future__ import annotations
+
+import functools
 
 from hk_effects._src.core import binding
 from hk_effects._src.effects.local_state import vmap_state
@@ -47,14 +40,10 @@ from hk_effects._src.haiku import boundaries
 from hk_effects._src.haiku import boundary_wrappers
 from hk_effects._src.inspect import signature
 
-_installed = False
 
-
+@functools.cache
 def install() -> None:
-  """Installs hk_effects into Haiku (a no-op after the first call)."""
-  global _installed
-  if _installed:
-    return
+  """Installs hk_effects into Haiku (once: later calls return the cache)."""
   boundary_wrappers.install()
   boundary_wrappers.STATE_EXPLAINERS.append(
       vmap_state.explain_per_example_state
@@ -68,9 +57,3 @@ def install() -> None:
       signature.BOUNDARY_EFFECT,
   ):
     boundaries.register(effect)
-  _installed = True
-
-
-def installed() -> bool:
-  """Whether ``install`` has run."""
-  return _installed

@@ -14,13 +14,13 @@
 # ==============================================================================
 """Binding by traversal: how requests meet the handlers that serve them.
 
-While at least one handler (or ``hke.transform``) runs, a Haiku method
-interceptor is installed. On every module method call it walks the module's
-attributes (and the dicts, lists, tuples and dataclass nodes inside them) as
-PyTrees, and its class's attributes that hold requests. Each request is bound to the innermost running handler that claims
-it, becoming that handler's ``HandledEffectRef``; for the duration of the call
-each ref whose handler runs is replaced by the handler's runtime
-implementation. After the call the module holds refs again.
+While a handler (or ``hke.transform``) runs, a Haiku method interceptor
+walks, at every module method call, the module's attributes (and the dicts,
+lists, tuples and dataclasses inside them) and its class's attributes that
+hold requests. Each request is bound to the innermost running handler that
+claims it, becoming that handler's ``HandledEffectRef``; for the duration of
+the call the module sees the handler's runtime implementation instead, and
+after it holds the refs again.
 """
 
 from __future__ import annotations
@@ -42,10 +42,8 @@ from hk_effects._src.haiku import haiku_internals as hki
 from hk_effects._src.haiku import nesting
 
 _EFFECT_NODE_TYPES = (effect_base.EffectRequest, effect_base.HandledEffectRef)
-# Attribute values of these exact types never hold effect nodes, found with
-# one set lookup: `isinstance(x, hk.Module)` goes through typing's Protocol
-# machinery (about 10 µs), which every plain attribute of every module call
-# would pay. Skipping them keeps modules without effects near free.
+# Values of these exact types hold no effect node, found with one set lookup
+# (`isinstance(x, hk.Module)` costs about 10 µs per attribute and call).
 _SKIP_EXACT_TYPES: frozenset[type] = frozenset({
     str,
     int,
@@ -85,27 +83,24 @@ class HandlerScope:
   """One running call of one handler; runtime impls check ``active``.
 
   ``state`` is what the handler keeps for this call (its own type: the
-  values it serves, what was used), given to ``handler_scope``.
+  values it serves, what was used), given to ``handler_scope``; ``token``
+  names the Haiku transform it was entered in (``nesting``).
   """
 
-  def __init__(self, handler, state: Any = None):
+  def __init__(self, handler, state: Any = None, token: Any = None):
     self.handler = handler
     self.handler_id = handler.handler_id
     self.state = state
     self.active = True
-    # The Haiku transform the handler was entered in (hk_effects._src.haiku.nesting).
-    self.token = None
+    self.token = token
 
 
 class BindingObserver:
-  """Watches binding for a pass that only looks (``hke.bindings``).
-
-  An effect scope opened with an observer reports to it every request bound
-  at a method call, may have it wrap the runtime implementation the method
-  sees, and lets it stop the pass where an unclaimed request is used (the
-  request's ``inspection_stand_in`` answers instead where it has one). The
-  core knows no more of inspection than this.
-  """
+  """Watches binding for a pass that only looks (``hke.bindings``): all
+  the core knows of inspection. An effect scope opened with an observer
+  reports each binding to it, lets it wrap the runtime implementation the
+  method sees, and lets it stop the pass where an unclaimed request without
+  an ``inspection_stand_in`` is used."""
 
   def bound(self, site: Site, request: Any, handler_id: str) -> None:
     """Called once per binding of ``request`` at ``site``."""
@@ -122,15 +117,13 @@ class BindingObserver:
     raising here ends the pass."""
 
 
+@dataclasses.dataclass(eq=False)
 class _EffectScope:
   """What ``hke.transform`` (or an inspection pass) adds to a call."""
 
-  def __init__(
-      self, stateless: bool = False, observer: BindingObserver | None = None
-  ):
-    self.stateless = stateless
-    self.observer = observer
-    self.unhandled: list[tuple[Site, Any]] = []
+  stateless: bool = False
+  observer: BindingObserver | None = None
+  unhandled: list[tuple[Site, Any]] = dataclasses.field(default_factory=list)
 
 
 class _ThreadState:
@@ -138,9 +131,8 @@ class _ThreadState:
   def __init__(self):
     self.scopes: list[HandlerScope] = []
     self.effect_scopes: list[_EffectScope] = []
-    # id(module) -> (scope_version, swaps) of the innermost running binding
-    # of that module: a nested method call rebinds only if handlers were
-    # entered or left since.
+    # id(module) -> (scope_version, swaps) of its innermost running binding:
+    # a nested call rebinds only if handlers were entered or left since.
     self.bound_modules: dict[int, tuple[int, list]] = {}
     self.scope_version = 0
     self.interceptor_depth = 0
@@ -148,6 +140,7 @@ class _ThreadState:
 
 context.declare("binding", _ThreadState)
 _ctx = context.CONTEXT
+_NO_CONTEXT = contextlib.nullcontext()
 
 
 def active_scopes() -> tuple[HandlerScope, ...]:
@@ -160,21 +153,20 @@ def current_effect_scope() -> _EffectScope | None:
 
 
 @contextlib.contextmanager
-def _interceptor_installed() -> Iterator[None]:
-  if _ctx.binding.interceptor_depth:
-    _ctx.binding.interceptor_depth += 1
-    try:
-      yield
-    finally:
-      _ctx.binding.interceptor_depth -= 1
-    return
-  _ctx.binding.interceptor_depth = 1
+def _entered(stack: list, scope: Any) -> Iterator[None]:
+  """Pushes ``scope`` on ``stack`` with the interceptor installed (by the
+  outermost scope only) and the trace level known to boundaries."""
+  depth = _ctx.binding.interceptor_depth
+  _ctx.binding.interceptor_depth = depth + 1
   try:
-    with hk.intercept_methods(_intercept):
-      yield
+    with context.pushed(stack, scope):
+      with hk.intercept_methods(_intercept) if not depth else _NO_CONTEXT:
+        with boundaries.known_level():
+          yield
   finally:
-    _ctx.binding.interceptor_depth = 0
-    nesting.clear()
+    _ctx.binding.interceptor_depth = depth
+    if not depth:
+      nesting.clear()
 
 
 @contextlib.contextmanager
@@ -211,13 +203,11 @@ def handler_scope(handler, state: Any = None) -> Iterator[HandlerScope]:
           "enclosing running handler with the same id. Pass a distinct "
           "`handler_id=` to `.handling(...)` (ids must be unique in a nest)."
       )
-  scope = HandlerScope(handler, state)
-  scope.token = token
+  scope = HandlerScope(handler, state, token)
   _ctx.binding.scope_version += 1
   try:
-    with context.pushed(_ctx.binding.scopes, scope), _interceptor_installed():
-      with boundaries.known_level():
-        yield scope
+    with _entered(_ctx.binding.scopes, scope):
+      yield scope
   finally:
     scope.active = False
     _ctx.binding.scope_version += 1
@@ -229,39 +219,8 @@ def effect_scope(
 ) -> Iterator[_EffectScope]:
   """Installs the binding machinery for a whole transformed function."""
   scope = _EffectScope(stateless=stateless, observer=observer)
-  with context.pushed(_ctx.binding.effect_scopes, scope):
-    with _interceptor_installed(), boundaries.known_level():
-      yield scope
-
-
-def _is_effect_node(x: Any) -> bool:
-  return isinstance(x, _EFFECT_NODE_TYPES)
-
-
-def _record(site: Site, request, handler_id: str) -> None:
-  for effect_scope_ in _ctx.binding.effect_scopes:
-    if effect_scope_.observer is not None:
-      effect_scope_.observer.bound(site, request, handler_id)
-
-
-def _innermost_observer() -> BindingObserver | None:
-  for effect_scope_ in reversed(_ctx.binding.effect_scopes):
-    if effect_scope_.observer is not None:
-      return effect_scope_.observer
-  return None
-
-
-def _bind_node(node, site: Site) -> tuple[Any, Any]:
-  """Returns (what the module keeps, what it sees during the call)."""
-  kept, runtime = _bind_node_unrecorded(node, site)
-  observer = _innermost_observer()
-  if observer is not None:
-    if isinstance(kept, effect_base.HandledEffectRef):
-      request, handler_id = kept.request, kept.handler_id
-    else:
-      request, handler_id = kept, "unhandled"
-    runtime = observer.runtime(runtime, site, request, handler_id)
-  return kept, runtime
+  with _entered(_ctx.binding.effect_scopes, scope):
+    yield scope
 
 
 def handler_claims(handler, request, site: Site | None = None) -> bool:
@@ -296,11 +255,10 @@ def _predicate_error(
 def serving_scope(
     request: Any, site: Site
 ) -> tuple[HandlerScope | None, Any, bool]:
-  """Who serves ``request`` at ``site`` now (S1): the innermost running
-  handler that claims it, after the rewrites of the rewriting handlers
-  inside that one. Returns (its scope or None, the request as rewritten,
-  whether a rewrite happened). The one claim rule: binding and
-  ``hke.tell`` both use it."""
+  """Who serves ``request`` at ``site`` now (S1), for binding and
+  ``hke.tell``: (the innermost running handler's scope that claims it, or
+  None; the request as the rewriting handlers inside it rewrote it; whether
+  one did)."""
   rewritten = False
   for candidate in reversed(_ctx.binding.scopes):
     # `handler_claims`, inlined: this runs for every request of every call.
@@ -310,9 +268,7 @@ def serving_scope(
       raise _predicate_error(candidate.handler, request, site, e) from e
     if not claimed:
       continue
-    if candidate.handler.rewrites:
-      # A rewriting handler turns the request into another one that outer
-      # handlers may claim.
+    if candidate.handler.rewrites:  # Outer handlers may claim the rewrite.
       request = candidate.handler.rewrite(request, site)
       rewritten = True
       continue
@@ -320,36 +276,45 @@ def serving_scope(
   return None, request, rewritten
 
 
-def _bind_node_unrecorded(node, site: Site) -> tuple[Any, Any]:
-  # A stored ref only caches the last binding: which handler serves the
-  # request is decided afresh against the handlers running now (S1).
+def _bind_node(node, site: Site) -> tuple[Any, Any]:
+  """Returns (what the module keeps, what it sees during the call).
+
+  A stored ref only caches the last binding: which handler serves the
+  request is decided afresh against the handlers running now (S1).
+  """
   is_ref = isinstance(node, effect_base.HandledEffectRef)
   scope, request, rewritten = serving_scope(
       node.request if is_ref else node, site
   )
+  observer = None
+  for effect_scope_ in _ctx.binding.effect_scopes:
+    if effect_scope_.observer is not None:
+      observer = effect_scope_.observer
+      observer.bound(site, request, scope.handler_id if scope else "unhandled")
   if scope is None:
-    _record(site, request, "unhandled")
-    return node, UnhandledPlaceholder(
+    kept, runtime = node, UnhandledPlaceholder(
         request, site, last_handler=node.handler_id if is_ref else None
     )
-  _record(site, request, scope.handler_id)
-  if rewritten:
+  elif rewritten:
     # The module keeps what it had: the rewrite holds only while its
     # handler runs.
-    return node, scope.handler.runtime_impl(
+    kept, runtime = node, scope.handler.runtime_impl(
         scope, scope.handler.make_ref(request), site
     )
-  if is_ref and node.handler_id == scope.handler_id:
-    kept = node
   else:
-    kept = scope.handler.make_ref(request)
-    # Lets the ref say where it sits if it is used outside a method.
-    object.__setattr__(kept, "_hke_site", site)
-  return kept, scope.handler.runtime_impl(scope, kept, site)
-
-
-def _is_dataclass_instance(value: Any) -> bool:
-  return dataclasses.is_dataclass(value) and not isinstance(value, type)
+    if is_ref and node.handler_id == scope.handler_id:
+      kept = node
+    else:
+      kept = scope.handler.make_ref(request)
+      # Lets the ref say where it sits if it is used outside a method.
+      object.__setattr__(kept, "_hke_site", site)
+    runtime = scope.handler.runtime_impl(scope, kept, site)
+  if observer is not None:
+    if isinstance(kept, effect_base.HandledEffectRef):
+      runtime = observer.runtime(runtime, site, kept.request, kept.handler_id)
+    else:
+      runtime = observer.runtime(runtime, site, kept, "unhandled")
+  return kept, runtime
 
 
 # Containers nested deeper than this are not searched for requests (it also
@@ -367,7 +332,7 @@ def _bind_tree(
   with keys of mixed types) must not break a module that has no requests.
   Paths are written as ``jax.tree_util.keystr`` writes them.
   """
-  if _is_effect_node(value):
+  if isinstance(value, _EFFECT_NODE_TYPES):
     return _bind_node(value, Site(module_path, path))
   if type(value) in _SKIP_EXACT_TYPES or depth >= _MAX_DEPTH:
     return None
@@ -380,16 +345,9 @@ def _bind_tree(
   }
   if all(b is None for _, b in bound.values()):
     return None
-  return tuple(
-      _rebuilt(
-          value,
-          {
-              key: item if b is None else b[i]
-              for key, (item, b) in bound.items()
-          },
-      )
-      for i in (0, 1)
-  )
+  kept = {k: item if b is None else b[0] for k, (item, b) in bound.items()}
+  seen = {k: item if b is None else b[1] for k, (item, b) in bound.items()}
+  return _rebuilt(value, kept), _rebuilt(value, seen)
 
 
 def _children(value: Any, path: str) -> list[tuple[Any, Any, str]] | None:
@@ -403,7 +361,7 @@ def _children(value: Any, path: str) -> list[tuple[Any, Any, str]] | None:
           (i, v, f"{path}.{f}") for i, (f, v) in enumerate(zip(fields, value))
       ]
     return [(i, v, f"{path}[{i}]") for i, v in enumerate(value)]
-  if _is_dataclass_instance(value) and not isinstance(value, _SKIP_TYPES):
+  if dataclasses.is_dataclass(value) and not isinstance(value, _SKIP_TYPES):
     # (A dataclass module binds its requests in its own calls.)
     return [
         (f.name, getattr(value, f.name, None), f"{path}.{f.name}")
@@ -423,15 +381,11 @@ def _rebuilt(original: Any, items: dict) -> Any:
     new.update(items)
     return new
   if isinstance(original, (list, tuple)):
-    values = list(items.values())
-    if kind is list or kind is tuple:
-      return kind(values)
     if hasattr(original, "_fields"):  # A namedtuple.
-      return kind(*values)
-    return kind(values)
-  # A dataclass: a copy with the fields set directly, so no __init__ /
-  # __post_init__ runs (they may validate or derive fields) and frozen
-  # classes work too. Only the fields that changed are set.
+      return kind(*items.values())
+    return kind(items.values())
+  # A dataclass: a copy with the changed fields set directly, so that no
+  # __init__ / __post_init__ runs and frozen classes work too.
   new = copy.copy(original)
   for name, value in items.items():
     if getattr(original, name, None) is not value:
@@ -439,12 +393,10 @@ def _rebuilt(original: Any, items: dict) -> Any:
   return new
 
 
-# What an attribute value of a given type can hold, decided once per type:
-# `isinstance` against ABCs and Haiku's Module protocol costs microseconds,
-# and every method call of every module asks it of each attribute.
+# What a value of a given type can hold, decided once per type for the same
+# reason; `_SKIPPED_TYPES` (those holding nothing) is tested without a call.
 _SKIP, _NODE, _TREE = 0, 1, 2
 _KIND_OF_TYPE: dict[type, int] = {kind: _SKIP for kind in _SKIP_EXACT_TYPES}
-# The types found to hold nothing, for a test without a call.
 _SKIPPED_TYPES: set[type] = set(_SKIP_EXACT_TYPES)
 
 
@@ -453,11 +405,7 @@ def _kind_of_type(kind: type) -> int:
     found = _NODE
   elif issubclass(kind, (list, tuple, dict)):
     found = _TREE
-  elif (
-      dataclasses.is_dataclass(kind)
-      and not issubclass(kind, type)
-      and not issubclass(kind, _SKIP_TYPES)
-  ):
+  elif dataclasses.is_dataclass(kind) and not issubclass(kind, _SKIP_TYPES):
     found = _TREE
   else:
     found = _SKIP
@@ -466,16 +414,17 @@ def _kind_of_type(kind: type) -> int:
   return found
 
 
-def _bind_attribute(module_path: str, name: str, value):
-  """None if ``value`` holds no effect node, else (kept, runtime) values."""
+def _bind_attribute(swaps: list, module_path: str, name: str, value) -> None:
+  """Appends (name, kept, runtime) to ``swaps`` if ``value`` holds effects."""
   kind = type(value)
   found = _KIND_OF_TYPE.get(kind)
   if found is None:
     found = _kind_of_type(kind)
   if found == _SKIP:
-    return None
+    return
   if found == _NODE:
-    return _bind_node(value, Site(module_path, name))
+    swaps.append((name, *_bind_node(value, Site(module_path, name))))
+    return
   if kind is tuple or kind is list or kind is dict:
     # A look at the items first: most such attributes hold plain values
     # (LayerNorm's `axis` tuple, on every call).
@@ -484,8 +433,10 @@ def _bind_attribute(module_path: str, name: str, value):
       if type(item) not in _SKIP_EXACT_TYPES:
         break
     else:
-      return None
-  return _bind_tree(value, module_path, name)
+      return
+  bound = _bind_tree(value, module_path, name)
+  if bound is not None:
+    swaps.append((name, *bound))
 
 
 def _intercept(next_fun: Callable, args, kwargs, context):
@@ -505,18 +456,8 @@ def _intercept_direct(
   """``_intercept`` for a method other than ``__init__``, without Haiku's
   chain (``hki.register_own_interceptor``)."""
   del method_name  # Every method binds alike.
-  if nesting.is_lifting_module(module):
-    return _lift_call(next_fun, args, kwargs, module)
-  return _bind_and_call(next_fun, args, kwargs, module)
-
-
-def install() -> None:
-  """Binds requests at every module method call from now on (once, from
-  ``hk_effects._src.wiring``)."""
-  hki.register_own_interceptor(_intercept, _intercept_direct)
-
-
-def _lift_call(next_fun: Callable, args, kwargs, module):
+  if not nesting.is_lifting_module(module):
+    return _bind_and_call(next_fun, args, kwargs, module)
   # Values told in the lifted transform are named after the lifting module.
   nesting.lift_call_started(module)
   result = None
@@ -525,6 +466,12 @@ def _lift_call(next_fun: Callable, args, kwargs, module):
     return result
   finally:
     nesting.lift_call_ended(module, result)
+
+
+def install() -> None:
+  """Binds requests at every module method call from now on (once, from
+  ``hk_effects._src.wiring``)."""
+  hki.register_own_interceptor(_intercept, _intercept_direct)
 
 
 # Per module class: the names of its class attributes holding effect nodes
@@ -541,10 +488,10 @@ def _class_nodes(cls: type) -> tuple[str, ...]:
     for name, value in vars(klass).items():
       if name in names or name.startswith("__"):
         continue
-      holds = _is_effect_node(value)
+      holds = isinstance(value, _EFFECT_NODE_TYPES)
       if not holds and type(value) in (list, tuple, dict):
         items = value.values() if type(value) is dict else value
-        holds = any(_is_effect_node(item) for item in items)
+        holds = any(isinstance(v, _EFFECT_NODE_TYPES) for v in items)
       names[name] = holds
   found = tuple(name for name, holds in names.items() if holds)
   _CLASS_NODES[cls] = found
@@ -557,31 +504,24 @@ def _bind_and_call(next_fun: Callable, args, kwargs, module):
   if outer is not None and outer[0] == _ctx.binding.scope_version:
     # A nested call under the same handlers: already bound.
     return next_fun(*args, **kwargs)
-  swaps = []
+  swaps: list[tuple[str, Any, Any]] = []
   if outer is None:
     skipped = _SKIPPED_TYPES
     for name, value in vars(module).items():
-      if type(value) in skipped:
-        continue  # Most attributes: decided here, without a call.
-      bound = _bind_attribute(module.module_name, name, value)
-      if bound is not None:
-        swaps.append((name, bound[0], bound[1]))
+      if type(value) not in skipped:  # Most are skipped here, without a call.
+        _bind_attribute(swaps, module.module_name, name, value)
     cls = type(module)
     class_nodes = _CLASS_NODES.get(cls)
     if class_nodes is None:
       class_nodes = _class_nodes(cls)
     for name in class_nodes:
       if name not in module.__dict__:
-        bound = _bind_attribute(module.module_name, name, getattr(cls, name))
-        if bound is not None:
-          swaps.append((name, bound[0], bound[1]))
+        _bind_attribute(swaps, module.module_name, name, getattr(cls, name))
   else:
     # A nested call under other handlers (one the outer call entered, or a
     # method run inside a handler of its own): rebind what the module keeps.
     for name, kept, _ in outer[1]:
-      bound = _bind_attribute(module.module_name, name, kept)
-      if bound is not None:
-        swaps.append((name, bound[0], bound[1]))
+      _bind_attribute(swaps, module.module_name, name, kept)
   if not swaps:
     return next_fun(*args, **kwargs)
   for name, _, runtime in swaps:
@@ -625,23 +565,17 @@ def _find_holder(node: Any, modules: list) -> tuple[Any, str] | None:
 
 
 def unbound_use_message(node: Any, method: str) -> str | None:
-  """Why ``node`` (a request or ref) was unbound when ``.method()`` was
-  called inside a module method with a claiming handler running, or None
-  when the call is not inside a module method.
-
-  Haiku intercepts every method but ``@hk.transparent`` ones, and binding
-  happens when an intercepted method of the holding module starts, so the
-  two ways to reach a request unbound are a transparent method and a request
-  made (or put on the module) during the call.
-  """
+  """Why ``node`` (a request or ref) was unbound at ``.method()`` inside a
+  module method with a claiming handler running (None outside one): it was
+  reached through an ``@hk.transparent`` method, which Haiku does not
+  intercept, or made (or put on the module) during the call."""
   if not hki.inside_transform():
     return None
-  stack = [s for s in hki.current_frame().module_stack]
+  stack = list(hki.current_frame().module_stack)
   if not stack:
     return None
   running = [s.module for s in stack]
-  current = stack[0]
-  where = f"{current.module.module_name!r}.{current.method_name}"
+  where = f"{stack[0].module.module_name!r}.{stack[0].method_name}"
   found = _find_holder(node, running)
   if found is not None and not any(found[0] is m for m in running):
     holder, path = found
@@ -697,34 +631,20 @@ class UnhandledPlaceholder:
       stand_in = request.inspection_stand_in
       if stand_in is not None:
         return lambda *a, **k: stand_in(name, *a, **k)
-    own = getattr(type(request), name, None)
-    if own is not None:
-      return getattr(request, name)
+    if getattr(type(request), name, None) is not None:
+      return getattr(request, name)  # The request's unhandled behaviour.
     if not is_protocol_method:
-      raise AttributeError(
-          f"{type(request).__name__!r} object has no attribute {name!r}"
-      )
+      raise effect_base.no_attribute(request, name)
     if observer is not None:
       observer.unhandled_use(self._site, request)
-    raise effect_base.UnhandledEffectError(self._message(name))
-
-  def _message(self, method: str) -> str:
-    request = self._request
-    protocol = request.effect_protocol()
-    others = []
-    effect_scope_ = current_effect_scope()
-    if effect_scope_ is not None:
-      others = [
-          f"  - {s}: {r!r}"
-          for s, r in effect_scope_.unhandled
-          if s != self._site
-      ]
+    unhandled = effect_scope_.unhandled if effect_scope_ else []
+    others = [f"  - {s}: {r!r}" for s, r in unhandled if s != self._site]
     text = (
-        f"Unhandled {protocol.__name__}: {self._site} holds {request!r}, and "
-        f"its .{method}() was called, but no running handler claims it. "
-        "Wrap the forward function in a handler that claims it, e.g. "
-        f"{request.suggested_handler()}, or check that the "
-        "handler's tag / predicate / category matches this request."
+        f"Unhandled {request.effect_protocol().__name__}: {self._site} holds "
+        f"{request!r}, and its .{name}() was called, but no running handler "
+        "claims it. Wrap the forward function in a handler that claims it, "
+        f"e.g. {request.suggested_handler()}, or check that the handler's "
+        "tag / predicate / category matches this request."
     )
     if self._last_handler is not None:
       text += (
@@ -735,7 +655,7 @@ class UnhandledPlaceholder:
       )
     if others:
       text += "\nOther unhandled requests met so far:\n" + "\n".join(others)
-    return text
+    raise effect_base.UnhandledEffectError(text)
 
   def __repr__(self) -> str:
     return f"UnhandledPlaceholder({self._request!r} at {self._site})"

@@ -133,23 +133,19 @@ def effect_colour(protocol: type) -> str:
   >>> effect_colour(hke.RandomEffect).startswith("#")
   True
   """
-  if protocol not in _EFFECT_COLOURS:
-    _EFFECT_COLOURS[protocol] = _PALETTE[len(_EFFECT_COLOURS) % len(_PALETTE)]
-  return _EFFECT_COLOURS[protocol]
+  colour = _PALETTE[len(_EFFECT_COLOURS) % len(_PALETTE)]
+  return _EFFECT_COLOURS.setdefault(protocol, colour)
 
 
 def protocol_methods(protocol: type) -> frozenset[str]:
   """Names of the methods a ``typing.Protocol`` declares."""
-  names: set[str] = set()
-  for klass in protocol.__mro__:
-    if klass is object or klass.__name__ in ("Protocol", "Generic"):
-      continue
-    names.update(
-        n
-        for n, v in vars(klass).items()
-        if callable(v) and not n.startswith("_")
-    )
-  return frozenset(names)
+  return frozenset(
+      name
+      for klass in protocol.__mro__
+      if klass is not object and klass.__name__ not in ("Protocol", "Generic")
+      for name, value in vars(klass).items()
+      if callable(value) and not name.startswith("_")
+  )
 
 
 class EffectRequest:
@@ -176,11 +172,9 @@ class EffectRequest:
     """The protocol this request asks for."""
     raise _no_protocol(cls, "EffectRequest")
 
-  # Hooks the core calls (override where useful):
-  #
-  # `inspection_stand_in(method, *args)`, a method, gives inspection passes
+  # A hook: `inspection_stand_in(method, *args)` gives inspection passes
   # (`hke.bindings`, `hke.effect_signature`) the value an unhandled protocol
-  # call stands for, so they can go on; None: the pass stops there.
+  # call stands for, so they can go on; None stops the pass there.
   inspection_stand_in: Callable[..., Any] | None = None
 
   def describe(self) -> str:
@@ -217,21 +211,19 @@ class EffectRequest:
     if name.startswith("__") or name not in protocol_methods(
         type(self).effect_protocol()
     ):
-      raise AttributeError(
-          f"{type(self).__name__!r} object has no attribute {name!r}"
-      )
+      raise no_attribute(self, name)
     from hk_effects._src.core import binding  # pylint: disable=g-import-not-at-top
 
     if any(_claims_quietly(s.handler, self) for s in binding.active_scopes()):
-      message = binding.unbound_use_message(self, name)
-      if message is not None:
-        raise UnhandledEffectError(message)
       raise UnhandledEffectError(
-          f"{self!r}.{name}() was called outside a module method, while a "
-          "handler that claims it runs. Effects are served only inside the "
-          "methods of the module that holds the request: call the request "
-          "from a method of that module, not from the forward function's "
-          "body."
+          binding.unbound_use_message(self, name)
+          or (
+              f"{self!r}.{name}() was called outside a module method, while "
+              "a handler that claims it runs. Effects are served only inside "
+              "the methods of the module that holds the request: call the "
+              "request from a method of that module, not from the forward "
+              "function's body."
+          )
       )
     raise UnhandledEffectError(
         f"{self!r}.{name}() was called, but no handler serves this "
@@ -246,6 +238,13 @@ class EffectRequest:
 def _name_protocol(cls: type, protocol: type | None) -> None:
   if protocol is not None:
     cls.effect_protocol = classmethod(lambda _: protocol)  # type: ignore
+
+
+def no_attribute(obj: Any, name: str) -> AttributeError:
+  """Python's own error for a missing attribute ``name`` of ``obj``."""
+  return AttributeError(
+      f"{type(obj).__name__!r} object has no attribute {name!r}"
+  )
 
 
 def _no_protocol(cls: type, base: str) -> TypeError:
@@ -289,24 +288,23 @@ class HandledEffectRef:
     if name.startswith("_") or name not in protocol_methods(
         type(self.request).effect_protocol()
     ):
-      raise AttributeError(
-          f"{type(self).__name__!r} object has no attribute {name!r}"
-      )
+      raise no_attribute(self, name)
+    from hk_effects._src.core import binding  # pylint: disable=g-import-not-at-top
+
     site = self.__dict__.get("_hke_site")
     where = f" at {site}" if site is not None else ""
-    if _handler_running(self.handler_id):
-      from hk_effects._src.core import binding  # pylint: disable=g-import-not-at-top
-
-      message = binding.unbound_use_message(self, name)
-      if message is not None:
-        raise UnhandledEffectError(message)
+    if any(s.handler_id == self.handler_id for s in binding.active_scopes()):
       raise UnhandledEffectError(
-          f"{self.request!r}{where} was used (.{name}()) outside a method of "
-          f"its module, while its handler {self.handler_id!r} runs. Effects "
-          "are served only inside the methods of the module that holds the "
-          "request, for the duration of the call: call the request from a "
-          "method of that module (e.g. add a method that uses it and call "
-          "that), not from the forward function's body."
+          binding.unbound_use_message(self, name)
+          or (
+              f"{self.request!r}{where} was used (.{name}()) outside a "
+              f"method of its module, while its handler {self.handler_id!r} "
+              "runs. Effects are served only inside the methods of the "
+              "module that holds the request, for the duration of the call: "
+              "call the request from a method of that module (e.g. add a "
+              "method that uses it and call that), not from the forward "
+              "function's body."
+          )
       )
     raise UnhandledEffectError(
         f"{self.request!r}{where} belongs to handler {self.handler_id!r}, "
@@ -315,12 +313,6 @@ class HandledEffectRef:
         "request, while a handler that claims it runs: call the module "
         "inside the handler's body instead of using its request directly."
     )
-
-
-def _handler_running(handler_id: str) -> bool:
-  from hk_effects._src.core import binding  # pylint: disable=g-import-not-at-top
-
-  return any(s.handler_id == handler_id for s in binding.active_scopes())
 
 
 class EffectRuntimeImpl:
@@ -364,9 +356,7 @@ class EffectRuntimeImpl:
       raise AttributeError(name)
     handler = getattr(self.scope, "handler", None)
     if handler is None:
-      raise AttributeError(
-          f"{type(self).__name__!r} object has no attribute {name!r}"
-      )
+      raise no_attribute(self, name)
     protocol = handler.effect_protocol()
     raise AttributeError(
         f"{type(self).__name__} at {self.site} serves {protocol.__name__} "
@@ -411,13 +401,10 @@ def _describe_callable(fn: Any, depth: int = 0) -> str:
   module = getattr(fn, "__module__", None) or ""
   qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
   code = getattr(fn, "__code__", None)
-  if code is not None:
-    # Where the function is defined: two lambdas of one scope (even of one
-    # line) are distinct callables and get distinct ids.
+  if code is not None:  # Two lambdas of one line get distinct ids.
     qualname += f"@{code.co_firstlineno}:{_first_column(code)}"
   # Closures of one function (a helper wrapping its argument in a handler,
-  # applied twice) differ only in what they close over; naming the callables
-  # they close over keeps the ids of such nested handlers distinct.
+  # applied twice) differ only in the callables they close over.
   closed_over = []
   for cell in (getattr(fn, "__closure__", None) or ()) if depth < 4 else ():
     try:
@@ -464,7 +451,6 @@ class HandlerBase(abc.ABC):
   ``hke.handler_scope`` unless they override ``claims`` / ``__call__``.
   """
 
-  kind: ClassVar[str] = ""
   body: Callable[[Any], Any]
   handler_id: str
   rewrites: ClassVar[bool] = False

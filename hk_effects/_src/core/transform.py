@@ -14,24 +14,18 @@
 # ==============================================================================
 """``hke.transform`` and friends: Haiku's transforms, plus effects.
 
-They return Haiku's own ``Transformed`` / ``TransformedWithState`` /
-``MultiTransformed`` / ``MultiTransformedWithState``. On top of Haiku they
-keep the binding machinery active for the whole function, so an unhandled
-request fails with its module path and attribute even where no handler runs,
-and they tell local-state handlers whether state is allowed.
-
-Haiku's contracts hold for what they return, as for Haiku's own objects:
-
-- ``haiku._src.transform.get_original_fn`` (which ``hk.experimental.tabulate``
-  and ``eval_summary`` use) gives back the function passed in, not a wrapper;
-- a function already wrapped in ``jax.jit`` / ``jax.pmap`` is refused with
-  Haiku's own error (jit the ``init`` / ``apply`` you get back instead);
-- ``hk.without_apply_rng``, ``hk.running_init()``,
-  ``hk.experimental.check_jax_usage`` work on / inside them unchanged.
-
-Handlers also work inside Haiku's own ``hk.transform*`` and
-``hk.multi_transform*`` (each handler installs the binding while it runs);
-the ``hke`` versions add the checks above and the clearer messages.
+They return Haiku's own ``Transformed`` (and ``*WithState``, ``Multi*``)
+objects, with the binding machinery active for the whole function, so an
+unhandled request fails with its module path and attribute even where no
+handler runs, and local-state handlers learn whether state is allowed.
+Haiku's contracts hold for them: ``get_original_fn`` (``tabulate``,
+``eval_summary``) gives back the function passed in, a ``jax.jit`` /
+``jax.pmap`` function is refused with Haiku's error, and
+``hk.without_apply_rng``, ``hk.running_init()`` and ``check_jax_usage`` work
+unchanged. They call Haiku's transforms as ``hki`` took them at import, so a
+program that puts hke's under Haiku's names (``tools/haiku_suite.py``) never
+makes them call themselves. Handlers work inside Haiku's own transforms too
+(each installs the binding while it runs), without these checks.
 """
 
 from __future__ import annotations
@@ -45,15 +39,6 @@ import jax
 from hk_effects._src.core import binding
 from hk_effects._src.haiku import haiku_internals as hki
 
-# Haiku's own transforms, taken at import: hke's call these, so a program (or
-# tools/haiku_suite.py) that replaces `hk.transform*` / `hk.multi_transform*`
-# by hke's never makes them call themselves. `hk.transform(f)` is
-# `without_state(transform_with_state(f))`, and so is hke's.
-_haiku_transform_with_state = hki.transform_with_state
-_haiku_without_state = hki.without_state
-_haiku_multi_transform_with_state = hki.multi_transform_with_state
-_haiku_multi_without_state = hki.multi_without_state
-
 
 def _with_effect_scope(
     fn: Callable[..., Any], stateless: bool, updated=functools.WRAPPER_UPDATES
@@ -66,8 +51,13 @@ def _with_effect_scope(
   return wrapped
 
 
-def _tie_in_original_fn(fn: Callable[..., Any], transformed):
-  """Makes Haiku's ``get_original_fn(transformed)`` return ``fn`` itself."""
+def _transform(fn: Callable[..., Any], stateless: bool, finish=lambda t: t):
+  """Haiku's ``finish(transform_with_state(fn))``, scoped, checked and with
+  ``get_original_fn`` giving back ``fn``."""
+  hki.check_not_jax_transformed(fn)
+  transformed = finish(
+      hki.transform_with_state(_with_effect_scope(fn, stateless))
+  )
   hki.tie_in_original_fn(fn, transformed.init, transformed.apply)
   return transformed
 
@@ -97,13 +87,7 @@ def transform(
   >>> f.apply(params, None, jnp.ones([1, 3])).shape
   (1, 2)
   """
-  hki.check_not_jax_transformed(fn)
-  transformed = _tie_in_original_fn(
-      fn,
-      _haiku_without_state(
-          _haiku_transform_with_state(_with_effect_scope(fn, stateless=True))
-      ),
-  )
+  transformed = _transform(fn, stateless=True, finish=hki.without_state)
   return transformed if apply_rng else hk.without_apply_rng(transformed)
 
 
@@ -122,25 +106,21 @@ def transform_with_state(fn: Callable[..., Any]) -> hk.TransformedWithState:
   >>> out.shape
   (1, 2)
   """
-  hki.check_not_jax_transformed(fn)
-  return _tie_in_original_fn(
-      fn, _haiku_transform_with_state(_with_effect_scope(fn, stateless=False))
-  )
+  return _transform(fn, stateless=False)
 
 
 def _scoped_factory(f: Callable[[], tuple[Any, Any]], stateless: bool):
   """``f`` of ``hk.multi_transform*`` with each function it returns scoped."""
 
+  # `updated=()`: a module's attributes are not copied onto its wrapper.
+  scoped = functools.partial(
+      _with_effect_scope, stateless=stateless, updated=()
+  )
+
   @functools.wraps(f)
   def factory():
     template, apply_fns = f()
-    # `updated=()`: a module's attributes are not copied onto its wrapper.
-    return (
-        _with_effect_scope(template, stateless, updated=()),
-        jax.tree.map(
-            lambda g: _with_effect_scope(g, stateless, updated=()), apply_fns
-        ),
-    )
+    return scoped(template), jax.tree.map(scoped, apply_fns)
 
   return factory
 
@@ -171,8 +151,8 @@ def multi_transform(
   >>> decode(params, None, encode(params, jax.random.key(1), x)).shape
   (1, 3)
   """
-  return _haiku_multi_without_state(
-      _haiku_multi_transform_with_state(_scoped_factory(f, stateless=True))
+  return hki.multi_without_state(
+      hki.multi_transform_with_state(_scoped_factory(f, stateless=True))
   )
 
 
@@ -198,4 +178,4 @@ def multi_transform_with_state(
   >>> out.shape
   (1, 2)
   """
-  return _haiku_multi_transform_with_state(_scoped_factory(f, stateless=False))
+  return hki.multi_transform_with_state(_scoped_factory(f, stateless=False))

@@ -68,11 +68,9 @@ def describe(value: Any) -> str:
   for leaf in jax.tree_util.tree_leaves(value):
     if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
       dims = ",".join(str(d) for d in leaf.shape)
-      dtype = (
-          str(leaf.dtype)
-          if str(leaf.dtype).startswith("key")
-          else jnp.dtype(leaf.dtype).name
-      )
+      dtype = str(leaf.dtype)
+      if not dtype.startswith("key"):
+        dtype = jnp.dtype(leaf.dtype).name
       parts.append(f"{dtype}[{dims}]")
     else:
       parts.append(type(leaf).__name__)
@@ -101,9 +99,6 @@ def same_form(a: Any, b: Any) -> bool:
   >>> same_form(jnp.ones([2]), jnp.zeros([2])), same_form(jnp.ones(3), jnp.ones(2))
   (True, False)
   """
-  same_structure = jax.tree_util.tree_structure(
-      a
-  ) == jax.tree_util.tree_structure(  # type: ignore[operator]
-      b
-  )
+  structure = jax.tree_util.tree_structure
+  same_structure = structure(a) == structure(b)  # type: ignore[operator]
   return same_structure and forms(a) == forms(b)
