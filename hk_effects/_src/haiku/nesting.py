@@ -40,6 +40,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
+
 from hk_effects._src import context
 from hk_effects._src.haiku import haiku_internals as hki
 
@@ -96,8 +98,6 @@ def lift_call_ended(module: Any, result: Any) -> None:
   del module
   if result is None:
     return
-  import jax  # pylint: disable=g-import-not-at-top
-
   leaves = tuple(jax.tree_util.tree_leaves(result))
   _ctx.nesting.done_lifts.append((token, prefix, leaves))
 
@@ -129,17 +129,13 @@ def lift_prefix_since(
 
 def clear() -> None:
   """Forgets everything (when the outermost hk_effects scope exits)."""
-  _ctx.nesting.running_lifts.clear()
-  _ctx.nesting.done_lifts.clear()
-  _ctx.nesting.parents.clear()
-  _ctx.nesting.nested_counts.clear()
+  for records in vars(_ctx.nesting).values():
+    records.clear()
 
 
 def _unwrapped(leaf: Any) -> Any:
   # A parameter mapped by hk.vmap arrives as a batch tracer of the value
   # lift returned. (A jit tracer's `val` is its jaxpr variable: no value.)
-  import jax  # pylint: disable=g-import-not-at-top
-
   for _ in range(4):
     inner = getattr(leaf, "val", None)
     if not isinstance(inner, (jax.Array, jax.core.Tracer)):
@@ -169,8 +165,6 @@ def _name_nested(token: Any) -> tuple[Any, str]:
   for lift_token, prefix in reversed(_ctx.nesting.running_lifts):
     if lift_token is parent:
       return parent, prefix
-  import jax  # pylint: disable=g-import-not-at-top
-
   mine = {
       id(_unwrapped(leaf))
       for leaf in jax.tree_util.tree_leaves(dict(own.params))
