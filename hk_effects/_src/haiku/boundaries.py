@@ -97,10 +97,9 @@ class Boundary:
   """One call of a Haiku wrapper.
 
   ``kind`` names it (``"hk.scan"``); ``carries`` says how extra body outputs
-  come back (``"stacked"``, ``"batched"``, ``"unchanged"``, ``"selected"``,
-  ``"carried"``, or None where they cannot: ``hk.grad``, ``hk.eval_shape``);
-  ``length`` is the number of iterations, members or branches (None if
-  unknown);
+  come back (a ``Carries``, or None where they cannot: ``hk.grad``,
+  ``hk.eval_shape``); ``length`` is the number of iterations, members or
+  branches (None if unknown);
   ``relative``: the body runs in a fresh Haiku frame (``hk.layer_stack``);
   ``prefix``: the module path the body's module names lack
   (``hk.layer_stack``'s lifted name, known once the wrapper returned).
@@ -257,13 +256,9 @@ class BoundaryEffect:
     return contextlib.nullcontext()
 
   def outputs(self, boundary: Boundary, state: Any) -> Any:
-    """Extra outputs (a PyTree of arrays, or None) of the body just run.
-
-    An effect that overrides this carries them wherever ``boundary.carries``
-    is not None, and ``exit`` gets them back from the JAX primitive:
-    stacked, batched, as they were, the taken branch's, or those of the
-    last iteration.
-    """
+    """Extra outputs (a PyTree of arrays, or None) of the body just run;
+    an effect that overrides this carries them wherever ``boundary.carries``
+    is not None, and ``exit`` gets them back as ``carries`` says."""
     del boundary, state
     return None
 
@@ -274,15 +269,12 @@ class BoundaryEffect:
     return None
 
   def retrace(self, boundary: Boundary, state: Any) -> bool:
-    """After a failed attempt: whether to trace the wrapper again.
-
-    Branches must return one structure, and a carry keep its own, which an
-    effect may learn only by tracing the bodies. The bodies of each new
-    attempt run with ``body.attempt`` one higher, so an effect keeping
-    Python-side records of bodies can drop the last attempt's. Haiku runs
-    ``hk.fori_loop``'s first step at init before the JAX primitive: that
-    step is never retraced, so outputs must settle in it.
-    """
+    """After a failed attempt: whether to trace the wrapper again, having
+    learned the one structure that branches or a carry need. Each new
+    attempt's bodies run with ``body.attempt`` one higher. A wrapper that
+    Haiku makes mutate its frame before the JAX primitive fails
+    (``hk.fori_loop``'s first step at init) is never retraced: there the
+    outputs settle in that first step."""
     del boundary, state
     return False
 

@@ -14,26 +14,18 @@
 # ==============================================================================
 """Which Haiku transform a call runs in, and what a nested one is called.
 
-A model may run inside another: ``hk.lift(inner.init)`` runs ``inner``'s
-``init`` inside the outer ``init``, and the outer forward then calls
-``inner.apply`` (or a teacher model is applied inside a student's module).
-Handlers are scoped by Python's dynamic extent, so an outer collector serves
-what the inner model tells; but the inner model's module names know nothing
-of the outer model, and its ``linear/out`` would merge with the outer
-``linear/out`` (one value dropped under ``mode="last"``). So values told in a
-nested transform get the *path of the nesting* as a prefix:
+A model may run inside another (``hk.lift(inner.init)``, or a teacher model
+applied inside a student's module). An outer collector serves what the
+inner model tells, but the inner module names know nothing of the outer
+model (its ``linear/out`` would merge with the outer one), so values told in
+a nested transform get the path of the nesting as a prefix: the lifting
+module's name (``hk.lift(..., name="inner")``) while the inner transform
+runs the lift's ``init`` or applies the parameters lift returned; else the
+module whose method runs in the outer transform when the inner one starts;
+else ``~nested_<k>``, the k-th nested transform met there (k from 0).
 
-* the lifting module's name (``hk.lift(..., name="inner")`` gives
-  ``inner/...``) when the inner transform runs the lift's ``init`` (inside
-  the lifting module's call) or applies the parameters that lift returned;
-* otherwise the module whose method runs in the outer transform when the
-  inner one starts (a model applied inside another model's module);
-* otherwise ``~nested_<k>``, the k-th nested transform met in that outer
-  transform (k from 0).
-
-A transform is identified by the bottom entry of its Haiku frame's JAX-trace
-stack: Haiku's wrappers (``hk.scan``, ``hk.vmap``, ...) evolve frames that
-copy that stack, while ``hk.transform`` creates a frame with a fresh one.
+A transform is identified by the bottom entry of its frame's JAX-trace
+stack: Haiku's wrappers copy that stack, ``hk.transform`` starts a new one.
 """
 
 from __future__ import annotations
