@@ -232,13 +232,11 @@ def _chained(direct, next_fun, method_name, module_):
 
 
 def clone_frame_keys() -> None:
-  """Replaces the typed keys of the current frame's state and rng sequence
-  by ``jax.random.clone``s (same values).
+  """Clones the typed keys of the current frame's state and rng sequence.
 
-  A wrapper traced again after a failed trace (``boundary_wrappers``) passes
-  them to its JAX primitive a second time; JAX's key-reuse checker
-  (``jax_debug_key_reuse``) would count that as reuse, though the failed
-  trace never ran. Without the checker this does nothing.
+  A wrapper traced again after a failed trace passes them to its JAX
+  primitive a second time, which ``jax_debug_key_reuse`` (the only case
+  where this does anything) would count as reuse.
   """
   if not getattr(jax.config, "jax_debug_key_reuse", False):
     return

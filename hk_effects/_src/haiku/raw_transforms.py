@@ -62,11 +62,8 @@ def _trace_kind() -> tuple[str, str]:
 
 
 def under_raw_transform() -> bool:
-  """Whether a raw JAX transform sits between Haiku and the caller.
-
-  Haiku records the JAX trace level at the transform and inside each of its
-  wrappers; any other level means a raw ``jax.*`` transform sits between.
-  """
+  """Whether a raw JAX transform sits between Haiku and the caller: the
+  trace level is not the one Haiku recorded at its transform or wrapper."""
   return hki.JaxTraceLevel.current() != hki.frame_trace_level()
 
 
