@@ -69,12 +69,8 @@ class _Crossing:
   def inside(
       self, index: Any, carried: tuple[Any, ...] | None = None
   ) -> Iterator[None]:
-    body = Body(
-        self.boundary,
-        index,
-        hki.JaxTraceLevel.current(),
-        attempt=self.attempt,
-    )
+    level = hki.JaxTraceLevel.current()
+    body = Body(self.boundary, index, level, attempt=self.attempt)
     with boundaries.known_level(), contextlib.ExitStack() as stack:
       for i, (effect, state) in enumerate(zip(self.effects, self.states)):
         if carried is not None:
