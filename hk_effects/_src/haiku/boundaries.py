@@ -323,8 +323,13 @@ def unregister(effect: BoundaryEffect) -> None:
     _EFFECTS.remove(effect)
 
 
-# Per thread: the JAX trace levels hk_effects saw entered.
-context.declare("known_levels", list)
+class _ThreadState:
+
+  def __init__(self):
+    self.known: list[Any] = []  # JAX trace levels hk_effects saw entered.
+
+
+context.declare("boundaries", _ThreadState)
 _ctx = context.CONTEXT
 
 
@@ -338,7 +343,7 @@ def known_level() -> ContextManager[Any]:
   >>> with hke.boundaries.known_level():
   ...   hke.boundaries.check_entered("a use in the body")
   """
-  return context.pushed(_ctx.known_levels, hki.JaxTraceLevel.current())
+  return context.pushed(_ctx.boundaries.known, hki.JaxTraceLevel.current())
 
 
 def check_entered(what: str) -> None:
@@ -358,12 +363,12 @@ def check_entered(what: str) -> None:
   >>> float(hk.transform(count).apply({}, None, jnp.zeros([])))
   2.0
   """
-  if not _ctx.known_levels or not hki.inside_transform():
+  if not _ctx.boundaries.known or not hki.inside_transform():
     return
   trace_stack = hki.current_frame().jax_trace_stack
   # A transform's own frame (one entry) is no wrapper body: nested models
   # (hk.lift, a layer_stack's layers) need no hook of ours.
-  if len(trace_stack) == 1 or trace_stack.peek() == _ctx.known_levels[-1]:
+  if len(trace_stack) == 1 or trace_stack.peek() == _ctx.boundaries.known[-1]:
     return
   raise BoundaryBypassError(
       f"{what} ran inside a Haiku wrapper body that hk_effects did not see "
