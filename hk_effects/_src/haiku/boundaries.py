@@ -23,47 +23,16 @@ through its JAX primitive: params, Haiku state and the rng sequence
 values on their way to a collector, the loop indices path keys fold in, or a
 user-defined effect's own data) must do something at each such call: that
 call is a *boundary*, and an effect takes part by subclassing
-``BoundaryEffect`` and calling ``register``:
-
-* ``enter(boundary)`` runs outside, before the wrapper, and returns a state
-  for this call; ``exit(boundary, state, outputs)`` runs after it;
-* ``body(boundary, body, state)`` is a context manager around each traced
-  run of the body; ``body.index`` is the loop iteration (a traced int), or
-  the member index under ``hk.vmap``, when the effect asked for it
-  (``wants_index``), and the branch number under ``hk.cond`` /
-  ``hk.switch``;
-* ``outputs(boundary, state)``, at the end of each body run, returns extra
-  outputs of the body (a PyTree of arrays, or None); an effect that
-  overrides it carries them wherever the boundary can
-  (``boundary.carries``: ``"stacked"`` by loops, ``"batched"`` by
-  ``hk.vmap``, ``"unchanged"`` by ``hk.remat``, ``"selected"`` by
-  ``hk.cond`` / ``hk.switch``, ``"carried"`` by ``hk.while_loop`` and
-  ``hk.fori_loop`` with traced bounds), and ``exit`` gets them back from
-  the JAX primitive: stacked, batched, as they were, the taken branch's, or
-  those of the last iteration;
-* where outputs are ``"carried"``, ``initial(boundary, state)`` gives those
-  carried into the first iteration, and each body gets the ones carried
-  into it as ``body.carried``;
-* branches must return one structure, and a carry keep its own, which an
-  effect may learn only by tracing the bodies: after an attempt that
-  failed, ``retrace(boundary, state)`` says whether the effect learned
-  something that calls for another trace; the bodies of each new attempt
-  run with ``body.attempt`` one higher, so an effect that keeps
-  Python-side records of the bodies can drop the last attempt's. A wrapper
-  that Haiku makes mutate its frame before the JAX primitive fails
-  (``hk.fori_loop``'s first step at init) is never retraced: there the
-  outputs settle in that first step.
-
+``BoundaryEffect`` (each hook says when it runs) and calling ``register``.
 An effect is consulted only while ``active()`` is true, so a model that uses
 none of them runs Haiku's original wrapper and its program is unchanged.
-``boundary_wrappers.py`` holds the replacements of Haiku's wrappers that
-drive these hooks.
+``boundary_wrappers.py`` holds the replacements that drive the hooks.
 
-Bodies entered here are *known*: ``check_entered`` (for effects whose data
-needs these hooks) raises ``BoundaryBypassError`` when the innermost Haiku
-wrapper body running is one hk_effects never saw (a reference to Haiku's
-original taken before ``import hk_effects``, e.g. ``from haiku import scan``),
-instead of repeating a key or dropping a value.
+Bodies entered here are *known*: ``check_entered`` raises
+``BoundaryBypassError`` when the innermost Haiku wrapper body running is one
+hk_effects never saw entered (a reference to Haiku's original taken before
+``import hk_effects``, e.g. ``from haiku import scan``), instead of
+repeating a key or dropping a value.
 """
 
 from __future__ import annotations
@@ -71,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
-from typing import Any, ContextManager, Iterator
+from typing import Any, ContextManager
 
 from hk_effects._src import context
 from hk_effects._src.haiku import haiku_internals as hki
@@ -119,9 +88,8 @@ class Carries(str, enum.Enum):
     return self in (Carries.SELECTED, Carries.CARRIED)
 
 
-# Wrappers whose body runs once per iteration, and those that pick a body.
-LOOP_KINDS = ("hk.scan", "hk.fori_loop", "hk.while_loop", "hk.layer_stack")
-BRANCH_KINDS = ("hk.cond", "hk.switch")
+_LOOP_KINDS = ("hk.scan", "hk.fori_loop", "hk.while_loop", "hk.layer_stack")
+_BRANCH_KINDS = ("hk.cond", "hk.switch")
 
 
 @dataclasses.dataclass(eq=False)
@@ -129,10 +97,9 @@ class Boundary:
   """One call of a Haiku wrapper.
 
   ``kind`` names it (``"hk.scan"``); ``carries`` says how extra body outputs
-  come back (``"stacked"``, ``"batched"``, ``"unchanged"``, ``"selected"``,
-  ``"carried"``, or None where they cannot: ``hk.grad``, ``hk.eval_shape``);
-  ``length`` is the number of iterations, members or branches (None if
-  unknown);
+  come back (a ``Carries``, or None where they cannot: ``hk.grad``,
+  ``hk.eval_shape``); ``length`` is the number of iterations, members or
+  branches (None if unknown);
   ``relative``: the body runs in a fresh Haiku frame (``hk.layer_stack``);
   ``prefix``: the module path the body's module names lack
   (``hk.layer_stack``'s lifted name, known once the wrapper returned).
@@ -166,11 +133,11 @@ class Boundary:
 
   @property
   def is_loop(self) -> bool:
-    return self.kind in LOOP_KINDS
+    return self.kind in _LOOP_KINDS
 
   @property
   def is_branch(self) -> bool:
-    return self.kind in BRANCH_KINDS
+    return self.kind in _BRANCH_KINDS
 
   def describe(self) -> str:
     """The wrapper as an error message names it."""
@@ -235,7 +202,7 @@ class BoundaryEffect:
   """What an effect does at Haiku's wrappers; subclass and ``register``.
 
   Every hook's default does nothing: override ``active`` and what you need
-  (the module docstring lists the eight hooks).
+  (each hook's docstring says when it runs).
 
   Example (an effect noting the bodies it crossed, while switched on):
 
@@ -279,29 +246,40 @@ class BoundaryEffect:
     return False
 
   def enter(self, boundary: Boundary) -> Any:
+    """Runs outside, before the wrapper; returns a state for this call."""
     del boundary
     return None
 
   def body(self, boundary: Boundary, body: Body, state: Any) -> ContextManager:
+    """A context manager around each traced run of the body."""
     del boundary, body, state
     return contextlib.nullcontext()
 
   def outputs(self, boundary: Boundary, state: Any) -> Any:
-    """Extra outputs of the body just run (override to carry them)."""
+    """Extra outputs (a PyTree of arrays, or None) of the body just run;
+    an effect that overrides this carries them wherever ``boundary.carries``
+    is not None, and ``exit`` gets them back as ``carries`` says."""
     del boundary, state
     return None
 
   def initial(self, boundary: Boundary, state: Any) -> Any:
-    """Outputs carried into the first iteration (``"carried"`` only)."""
+    """Outputs carried into the first iteration (``"carried"`` only); each
+    body gets those carried into it as ``body.carried``."""
     del boundary, state
     return None
 
   def retrace(self, boundary: Boundary, state: Any) -> bool:
-    """After a failed attempt: whether to trace the wrapper again."""
+    """After a failed attempt: whether to trace the wrapper again, having
+    learned the one structure that branches or a carry need. Each new
+    attempt's bodies run with ``body.attempt`` one higher. A wrapper that
+    Haiku makes mutate its frame before the JAX primitive fails
+    (``hk.fori_loop``'s first step at init) is never retraced: there the
+    outputs settle in that first step."""
     del boundary, state
     return False
 
   def exit(self, boundary: Boundary, state: Any, outputs: Any) -> None:
+    """Runs after the wrapper, with the outputs it carried (or None)."""
     del boundary, state, outputs
 
 
@@ -355,8 +333,7 @@ context.declare("boundaries", _ThreadState)
 _ctx = context.CONTEXT
 
 
-@contextlib.contextmanager
-def known_level() -> Iterator[None]:
+def known_level() -> ContextManager[Any]:
   """Marks the current JAX trace level as one hk_effects saw entered (a
   handler's body, a boundary's body), for ``check_entered``.
 
@@ -366,8 +343,7 @@ def known_level() -> Iterator[None]:
   >>> with hke.boundaries.known_level():
   ...   hke.boundaries.check_entered("a use in the body")
   """
-  with context.pushed(_ctx.boundaries.known, hki.JaxTraceLevel.current()):
-    yield
+  return context.pushed(_ctx.boundaries.known, hki.JaxTraceLevel.current())
 
 
 def check_entered(what: str) -> None:

@@ -65,19 +65,12 @@ class _Crossing:
     self.states = [e.enter(boundary) for e in self.effects]
     self.attempt = 0
 
-  def __bool__(self) -> bool:
-    return bool(self.effects)
-
   @contextlib.contextmanager
   def inside(
       self, index: Any, carried: tuple[Any, ...] | None = None
   ) -> Iterator[None]:
-    body = Body(
-        self.boundary,
-        index,
-        hki.JaxTraceLevel.current(),
-        attempt=self.attempt,
-    )
+    level = hki.JaxTraceLevel.current()
+    body = Body(self.boundary, index, level, attempt=self.attempt)
     with boundaries.known_level(), contextlib.ExitStack() as stack:
       for i, (effect, state) in enumerate(zip(self.effects, self.states)):
         if carried is not None:
@@ -85,47 +78,41 @@ class _Crossing:
         stack.enter_context(effect.body(self.boundary, body, state))
       yield
 
-  def outputs(self) -> tuple[Any, ...]:
+  def _each(self, hook: str) -> tuple[Any, ...]:
     return tuple(
-        e.outputs(self.boundary, s) for e, s in zip(self.effects, self.states)
+        getattr(e, hook)(self.boundary, s)
+        for e, s in zip(self.effects, self.states)
     )
 
-  def initial(self) -> tuple[Any, ...]:
-    return tuple(
-        e.initial(self.boundary, s) for e, s in zip(self.effects, self.states)
-    )
+  def outputs(self) -> tuple[Any, ...] | None:
+    """The body's extra outputs where they are carried (else None)."""
+    return self._each("outputs") if self.needs_carry else None
+
+  def initial(self) -> tuple[Any, ...] | None:
+    return self._each("initial") if self.needs_carry else None
 
   def traced(self, attempt: Callable[[], Any]) -> Any:
     """``attempt()``, traced again while an effect learned, from a failed
     attempt, the structure its outputs need (``BoundaryEffect.retrace``)."""
-    for _ in range(_ATTEMPTS - 1):
+    for _ in range(_ATTEMPTS - 1 if self.needs_carry else 0):
       try:
         return attempt()
       except Exception:  # pylint: disable=broad-except
         # Every effect looks at what it saw (`any` would stop at the first).
-        wants = [
-            e.retrace(self.boundary, s)
-            for e, s in zip(self.effects, self.states)
-        ]
-        if not any(wants):
+        if not any(self._each("retrace")):
           raise
       self.attempt += 1
       hki.clone_frame_keys()
     return attempt()
 
-  def exit(self, outputs: tuple[Any, ...] | None) -> None:
-    if outputs is None:
-      outputs = (None,) * len(self.effects)
-    for effect, state, out in zip(self.effects, self.states, outputs):
-      effect.exit(self.boundary, state, out)
-
   def finish(self, out: Any) -> Any:
     """Exits with the extra outputs of ``out`` (``(out, extras)`` where
-    outputs are carried, see ``run``); returns the wrapper's own."""
-    extras = None
+    outputs are carried); returns the wrapper's own."""
+    extras = (None,) * len(self.effects)
     if self.needs_carry:
       out, extras = out
-    self.exit(extras)
+    for effect, state, extra in zip(self.effects, self.states, extras):
+      effect.exit(self.boundary, state, extra)
     return out
 
   def step(self, index: Any, fn: Callable[..., Any], /, *args, **kwargs):
@@ -156,13 +143,13 @@ def _step_indices(length: int, reverse: bool) -> jax.Array:
 # ------------------------------------------------------------------ wrappers
 
 
-def _run_scan(
-    orig_scan, crossing: _Crossing, f, init, xs, length, reverse, unroll
-):
+def _run_scan(orig_scan, crossing: _Crossing, f, init, xs, *scan_args):
+  """``orig_scan(f, init, xs, *scan_args)`` crossing the boundary."""
   if crossing.wants_index:
     # hk.scan knows its length (given, or from xs) before it runs.
-    assert crossing.boundary.length is not None
-    xs = (xs, _step_indices(crossing.boundary.length, reverse))
+    boundary = crossing.boundary
+    assert boundary.length is not None
+    xs = (xs, _step_indices(boundary.length, boundary.reverse))
 
   def body(carry, x):
     index = None
@@ -170,14 +157,8 @@ def _run_scan(
       x, index = x
     return crossing.step(index, f, carry, x)
 
-  carry, ys = orig_scan(body, init, xs, length, reverse, unroll)
+  carry, ys = orig_scan(body, init, xs, *scan_args)
   return carry, crossing.finish(ys)
-
-
-def _scan_length(xs, length):
-  if length is not None:
-    return length
-  return jax.tree_util.tree_leaves(xs)[0].shape[0]
 
 
 def _make_scan(orig):
@@ -185,9 +166,10 @@ def _make_scan(orig):
   def scan(f, init, xs, length=None, reverse=False, unroll=1):
     if not _any_active():
       return orig(f, init, xs, length, reverse, unroll)
-    crossing = _Crossing(
-        Boundary("hk.scan", Carries.STACKED, _scan_length(xs, length), reverse)
-    )
+    steps = length
+    if steps is None:
+      steps = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    crossing = _Crossing(Boundary("hk.scan", Carries.STACKED, steps, reverse))
     return _run_scan(orig, crossing, f, init, xs, length, reverse, unroll)
 
   return scan
@@ -205,45 +187,25 @@ def _make_fori_loop(orig):
     except (TypeError, jax.errors.ConcretizationTypeError):
       length = None
     static = length is not None
-    crossing = _Crossing(
-        Boundary(
-            "hk.fori_loop",
-            Carries.STACKED if static else Carries.CARRIED,
-            length,
-        )
-    )
+    carries = Carries.STACKED if static else Carries.CARRIED
+    crossing = _Crossing(Boundary("hk.fori_loop", carries, length))
     if crossing.needs_carry and static:
       # With static bounds the loop is a scan (as jax.lax.fori_loop lowers
       # it), which can stack what its body returns.
       step = lambda val, i: (body_fun(i, val), None)
-      val, _ = _run_scan(
-          hki.original("scan"),
-          crossing,
-          step,
-          init_val,
-          jnp.arange(lower_i, upper_i),
-          None,
-          False,
-          1,
-      )
-      return val
-    if not crossing.needs_carry:
+      xs = jnp.arange(lower_i, upper_i)
+      return _run_scan(hki.original("scan"), crossing, step, init_val, xs)[0]
 
-      def indexed(i, val):
-        index = i - lower if crossing.wants_index else None
-        return crossing.run(index, body_fun, i, val)
-
-      return crossing.finish(orig(lower, upper, indexed, init_val))
-
+    # The loop value also carries the effects' outputs (None where not).
     def attempt():
       def carrying(i, val_and_carried):
         val, carried = val_and_carried
         index = i - lower if crossing.wants_index else None
         with crossing.inside(index, carried):
-          val = body_fun(i, val)
-          return val, crossing.outputs()
+          return body_fun(i, val), crossing.outputs()
 
-      return orig(lower, upper, carrying, (init_val, crossing.initial()))
+      val, out = orig(lower, upper, carrying, (init_val, crossing.initial()))
+      return (val, out) if crossing.needs_carry else val
 
     return crossing.finish(crossing.traced(attempt))
 
@@ -280,9 +242,6 @@ def _make_while_loop(orig):
     if not _any_active():
       return orig(cond_fun, body_fun, init_val)
     crossing = _Crossing(Boundary("hk.while_loop", Carries.CARRIED))
-    if not crossing.wants_index and not crossing.needs_carry:
-      body = functools.partial(crossing.run, None, body_fun)
-      return crossing.finish(orig(cond_fun, body, init_val))
 
     # The loop state also carries the iteration count (to index the body)
     # and the effects' outputs (None where not wanted).
@@ -291,19 +250,18 @@ def _make_while_loop(orig):
         val, index, carried = state
         with crossing.inside(index, carried):
           val = body_fun(val)
-          out = crossing.outputs() if crossing.needs_carry else None
+          out = crossing.outputs()
         return val, None if index is None else index + 1, out
 
       index = jnp.zeros((), jnp.int32) if crossing.wants_index else None
-      carried = crossing.initial() if crossing.needs_carry else None
       val, _, out = orig(
-          lambda state: cond_fun(state[0]), step, (init_val, index, carried)
+          lambda state: cond_fun(state[0]),
+          step,
+          (init_val, index, crossing.initial()),
       )
-      return val, out
+      return (val, out) if crossing.needs_carry else val
 
-    val, extras = crossing.traced(attempt)
-    crossing.exit(extras)
-    return val
+    return crossing.finish(crossing.traced(attempt))
 
   return while_loop
 
@@ -333,13 +291,9 @@ def _make_vmap(orig):
     def _mapped(*args):
       if not _any_active():
         return plain(*args)
+      split_rng = bool(kwargs.get("split_rng", False))
       crossing = _Crossing(
-          Boundary(
-              "hk.vmap",
-              Carries.BATCHED,
-              axis_size,
-              split_rng=bool(kwargs.get("split_rng", False)),
-          )
+          Boundary("hk.vmap", Carries.BATCHED, axis_size, split_rng=split_rng)
       )
       name = axis_name
       if crossing.wants_index and name is None:
@@ -369,7 +323,6 @@ _BATCHED_STATE = re.compile(
     r"but output was batched"
 )
 
-
 # (state bundle, key) -> an error saying what a state set to a per-example
 # value inside hk.vmap means and how to fix it, or None; the effect that
 # knows the fix registers it (hk_effects._src.wiring: hke.vmap's).
@@ -389,27 +342,37 @@ def _per_example_state_error(error: ValueError) -> ValueError | None:
   return None
 
 
-def _make_remat(orig):
+def _make_function_wrapper(orig, kind: str, carries: Carries | None):
+  """``hk.remat``, ``hk.grad``, ``hk.value_and_grad``: the function they
+  wrap is the body, where an effect is active when it is called."""
+
   @functools.wraps(orig)
-  def remat(fun, *remat_args, **remat_kwargs):
-    plain = orig(fun, *remat_args, **remat_kwargs)
+  def wrapper(fun, *args, **kwargs):
+    plain = orig(fun, *args, **kwargs)
 
     @functools.wraps(fun)
-    def rematted(*args, **kwargs):
+    def call(*a, **k):
       if not _any_active():
-        return plain(*args, **kwargs)
-      crossing = _Crossing(Boundary("hk.remat", Carries.UNCHANGED))
-      return crossing.finish(
-          orig(
-              functools.partial(crossing.run, None, fun),
-              *remat_args,
-              **remat_kwargs,
-          )(*args, **kwargs)
-      )
+        return plain(*a, **k)
+      crossing = _Crossing(Boundary(kind, carries))
+      body = functools.partial(crossing.run, None, fun)
+      return crossing.finish(orig(body, *args, **kwargs)(*a, **k))
 
-    return rematted
+    return call
 
-  return remat
+  return wrapper
+
+
+def _make_eval_shape(orig):
+  @functools.wraps(orig)
+  def eval_shape(fun, *args, **kwargs):
+    if not _any_active():
+      return orig(fun, *args, **kwargs)
+    crossing = _Crossing(Boundary("hk.eval_shape", None))
+    body = functools.partial(crossing.run, None, fun)
+    return crossing.finish(orig(body, *args, **kwargs))
+
+  return eval_shape
 
 
 def _make_branching(orig, kind: str):
@@ -424,7 +387,6 @@ def _make_branching(orig, kind: str):
 
     def branch(fun):
       number = next(numbers)
-
       return functools.wraps(fun)(functools.partial(crossing.run, number, fun))
 
     if kind == "hk.switch":
@@ -434,42 +396,9 @@ def _make_branching(orig, kind: str):
       args = tuple(branch(a) if callable(a) else a for a in args)
       kwargs = {k: branch(v) if callable(v) else v for k, v in kwargs.items()}
     crossing.boundary.length = next(numbers)
-    if not crossing.needs_carry:
-      return crossing.finish(orig(*args, **kwargs))
     return crossing.finish(crossing.traced(lambda: orig(*args, **kwargs)))
 
   return branching
-
-
-def _make_marking(orig, kind: str):
-  """Wrappers that cannot carry outputs (``hk.grad``, ``hk.eval_shape``):
-  their bodies are known, for ``check_entered``."""
-
-  @functools.wraps(orig)
-  def wrapper(fun, *args, **kwargs):
-    if kind == "hk.eval_shape":
-      if not _any_active():
-        return orig(fun, *args, **kwargs)
-      crossing = _Crossing(Boundary(kind, None))
-      return crossing.finish(
-          orig(functools.partial(crossing.run, None, fun), *args, **kwargs)
-      )
-    transformed = orig(fun, *args, **kwargs)
-
-    @functools.wraps(transformed)
-    def call(*a, **k):
-      if not _any_active():
-        return transformed(*a, **k)
-      crossing = _Crossing(Boundary(kind, None))
-      return crossing.finish(
-          orig(functools.partial(crossing.run, None, fun), *args, **kwargs)(
-              *a, **k
-          )
-      )
-
-    return call
-
-  return wrapper
 
 
 def _make_layer_stack_call(orig):
@@ -524,11 +453,16 @@ def install() -> None:
   hki.replace("fori_loop", _make_fori_loop)
   hki.replace("while_loop", _make_while_loop)
   hki.replace("vmap", _make_vmap)
-  hki.replace("remat", _make_remat)
   hki.replace("cond", functools.partial(_make_branching, kind="hk.cond"))
   hki.replace("switch", functools.partial(_make_branching, kind="hk.switch"))
-  for name in ("grad", "value_and_grad", "eval_shape"):
-    hki.replace(name, functools.partial(_make_marking, kind=f"hk.{name}"))
+  for name, carries in (
+      ("remat", Carries.UNCHANGED),
+      ("grad", None),
+      ("value_and_grad", None),
+  ):
+    make = functools.partial(_make_function_wrapper, kind=f"hk.{name}")
+    hki.replace(name, functools.partial(make, carries=carries))
+  hki.replace("eval_shape", _make_eval_shape)
   hki.replace_method(hki.LayerStack, "__call__", _make_layer_stack_call)
   for cls in hki.LAYER_STACK_IMPLEMENTATIONS:
     hki.replace_method(cls, "_call_wrapped", _make_layer_call)

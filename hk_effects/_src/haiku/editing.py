@@ -141,7 +141,7 @@ class CallSelection:
     ...       None, jnp.zeros([1, 2])))
     [[2.]]
     """
-    return _edit(self, "before", _check_callable(factory, "insert_before"))
+    return _edit(self, "insert_before", factory)
 
   def insert_after(
       self, factory: Callable[[], Callable[[Any], Any]]
@@ -158,7 +158,7 @@ class CallSelection:
     ...       None, jnp.ones([1, 2])))
     [[0.]]
     """
-    return _edit(self, "after", _check_callable(factory, "insert_after"))
+    return _edit(self, "insert_after", factory)
 
   def apply(
       self, wrapper: Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -178,16 +178,7 @@ class CallSelection:
     ...       None, jnp.ones([1, 2])))
     [[4.]]
     """
-    return _edit(self, "apply", _check_callable(wrapper, "apply"))
-
-
-def _check_callable(value: Any, method: str) -> Any:
-  if not callable(value):
-    raise TypeError(
-        f"{method} expects a callable; got {value!r}. Pass a factory such as "
-        "`lambda: hke.TellIntermediate('tag')` (a module class also works)."
-    )
-  return value
+    return _edit(self, "apply", wrapper)
 
 
 def select_calls(
@@ -222,8 +213,13 @@ def select_calls(
 
 
 def _edit(
-    selection: CallSelection, kind: str, maker: Callable[..., Any]
+    selection: CallSelection, method: str, maker: Callable[..., Any]
 ) -> Callable[..., Any]:
+  if not callable(maker):
+    raise TypeError(
+        f"{method} expects a callable; got {maker!r}. Pass a factory such as "
+        "`lambda: hke.TellIntermediate('tag')` (a module class also works)."
+    )
   fn = selection.fn
 
   def edited(*args, **kwargs):
@@ -234,20 +230,20 @@ def _edit(
     def direct(next_fun, method_name, module, call_args, call_kwargs):
       if inserting[0] or not selection.selects(module, method_name):
         return next_fun(*call_args, **call_kwargs)
-      if kind == "after":
+      if method == "apply":
+        return maker(next_fun)(*call_args, **call_kwargs)
+      if method == "insert_after":
         out = next_fun(*call_args, **call_kwargs)
         return _run_inserted(inserting, maker, out, module)
-      if kind == "before":
-        if not call_args:
-          raise ValueError(
-              f"insert_before: {module.module_name}.{method_name} was called "
-              "without positional arguments, so there is no input to "
-              "transform. Select calls that take their input first, or use "
-              ".apply(wrapper)."
-          )
-        first = _run_inserted(inserting, maker, call_args[0], module)
-        return next_fun(first, *call_args[1:], **call_kwargs)
-      return maker(next_fun)(*call_args, **call_kwargs)
+      if not call_args:
+        raise ValueError(
+            f"insert_before: {module.module_name}.{method_name} was called "
+            "without positional arguments, so there is no input to "
+            "transform. Select calls that take their input first, or use "
+            ".apply(wrapper)."
+        )
+      first = _run_inserted(inserting, maker, call_args[0], module)
+      return next_fun(first, *call_args[1:], **call_kwargs)
 
     def interceptor(next_fun, call_args, call_kwargs, context):
       return direct(

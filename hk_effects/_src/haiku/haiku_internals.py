@@ -14,18 +14,11 @@
 # ==============================================================================
 """Every use of Haiku's private modules (``haiku._src``), in one place.
 
-hk_effects needs a few things Haiku does not export: the current frame (its
-state, rng sequence and JAX-trace stack), the method-interceptor stack, the
-classes behind ``hk.layer_stack`` and ``hk.lift``, and the module attributes
-through which Haiku's own code reaches its wrappers (``haiku._src.stateful.
-scan`` is what ``hk.map`` calls). Keeping them here means one file to read
-when Haiku changes, and a version check at import instead of an
-``AttributeError`` at the first ``hk.scan``.
-
-``replace(name, replacement)`` installs one object under every public and
-private name of a Haiku function (``hk.vmap is haiku._src.stateful.vmap``
-stays true, so Haiku's advice ``hk.vmap.require_split_rng = False`` reaches
-the one object).
+One file to read when Haiku changes, and a version check at import instead
+of an ``AttributeError`` at the first ``hk.scan``. ``replace`` installs one
+object under every name of a Haiku wrapper (``hk.map`` calls
+``haiku._src.stateful.scan``; Haiku's advice ``hk.vmap.require_split_rng =
+False`` must reach the one ``hk.vmap``).
 """
 
 from __future__ import annotations
@@ -126,19 +119,9 @@ def frame_trace_level() -> Any:
   return base.current_frame().jax_trace_stack.peek()
 
 
-# Where Haiku's wrappers live: hk_effects replaces each under all of them.
-_OWNERS = {
-    "scan": (hk, stateful, recurrent.hk),
-    "fori_loop": (hk, stateful),
-    "while_loop": (hk, stateful),
-    "vmap": (hk, stateful),
-    "remat": (hk, stateful),
-    "cond": (hk, stateful),
-    "switch": (hk, stateful),
-    "grad": (hk, stateful),
-    "value_and_grad": (hk, stateful),
-    "eval_shape": (hk, stateful),
-}
+# Where Haiku's wrappers live (``hk.dynamic_unroll`` calls ``recurrent.hk``'s
+# scan): hk_effects replaces each under every one of these names.
+_OWNERS = (hk, stateful, recurrent.hk)
 
 
 def original(name: str) -> Callable[..., Any]:
@@ -154,8 +137,9 @@ def replace(name: str, make: Callable[[Callable[..., Any]], Any]) -> None:
   orig = getattr(stateful, name)
   replacement = make(orig)
   replacement.__hk_effects_original__ = orig
-  for owner in _OWNERS[name]:
-    setattr(owner, name, replacement)
+  for owner in _OWNERS:
+    if getattr(owner, name, None) is orig:
+      setattr(owner, name, replacement)
 
 
 def replace_method(
@@ -176,16 +160,12 @@ def register_own_interceptor(
 ) -> None:
   """Lets hk_effects' ``interceptor`` skip Haiku's interceptor chain.
 
-  Haiku's ``run_interceptors`` builds a ``MethodContext``, clones the
-  interceptor stack and a self-referencing ``next_fun`` closure for every
-  method call once any interceptor is installed, ``__init__`` included:
-  in an effect-dense model that is a large share of what hk_effects adds to
-  a trace (``benchmarks/overhead.py``). While every interceptor on the stack
-  is one registered here, the replacement below calls their ``direct(next,
-  method_name, module, args, kwargs)`` forms in the stack's order, and calls
-  ``__init__`` straight through (registered interceptors must do nothing
-  for it); with any other interceptor present, or none, Haiku's own
-  function runs, so ordering with users' interceptors is Haiku's.
+  Haiku's chain (a ``MethodContext``, a stack clone and a closure per method
+  call, ``__init__`` included) is a large share of what hk_effects adds to
+  a trace (``benchmarks/overhead.py``). The replacement below calls the
+  ``direct(next, method_name, module, args, kwargs)`` forms registered
+  here in the stack's order, skips them for ``__init__`` (they must do
+  nothing for it), and gives only users' interceptors a ``MethodContext``.
   """
   _OWN_INTERCEPTORS[interceptor] = direct
   if getattr(module.run_interceptors, "__hk_effects_original__", None):
@@ -198,40 +178,34 @@ def register_own_interceptor(
       bound_method, method_name, self, orig_class, *args, **kwargs
   ):
     storage = storage_owner._storage  # pylint: disable=protected-access
-    if len(storage) == 1:
-      direct_ = own.get(storage[0])
-      if direct_ is not None:
-        if method_name == "__init__":
-          return bound_method(*args, **kwargs)
-        return direct_(bound_method, method_name, self, args, kwargs)
-    elif storage:
-      if all(i in own for i in storage):
-        if method_name == "__init__":
-          return bound_method(*args, **kwargs)
-        call = bound_method
-        for interceptor_ in reversed(storage):
-          call = _chained(own[interceptor_], call, method_name, self)
-        return call(*args, **kwargs)
-      # A user's interceptor among ours: it gets Haiku's MethodContext, ours
-      # their direct form, in the stack's order (what Haiku's chain does,
-      # without its stack clone and self-referencing closure per call).
-      context = module.MethodContext(
-          module=self,
-          method_name=method_name,
-          orig_method=bound_method,
-          orig_class=orig_class,
+    if not storage:
+      return original_run(
+          bound_method, method_name, self, orig_class, *args, **kwargs
       )
-      call = bound_method
-      for interceptor_ in reversed(storage):
-        direct_ = own.get(interceptor_)
-        if direct_ is None:
-          call = _foreign(interceptor_, call, context)
-        elif method_name != "__init__":
-          call = _chained(direct_, call, method_name, self)
-      return call(*args, **kwargs)
-    return original_run(
-        bound_method, method_name, self, orig_class, *args, **kwargs
-    )
+    direct_ = own.get(storage[0]) if len(storage) == 1 else None
+    if direct_ is not None:  # The common case, kept short.
+      if method_name == "__init__":
+        return bound_method(*args, **kwargs)
+      return direct_(bound_method, method_name, self, args, kwargs)
+    # Ours in their direct form, a user's with Haiku's MethodContext, in the
+    # stack's order (what Haiku's chain does, without its stack clone and
+    # self-referencing closure per call).
+    context = None
+    call = bound_method
+    for interceptor_ in reversed(storage):
+      direct_ = own.get(interceptor_)
+      if direct_ is None:
+        if context is None:
+          context = module.MethodContext(
+              module=self,
+              method_name=method_name,
+              orig_method=bound_method,
+              orig_class=orig_class,
+          )
+        call = _foreign(interceptor_, call, context)
+      elif method_name != "__init__":
+        call = _chained(direct_, call, method_name, self)
+    return call(*args, **kwargs)
 
   replacement: Any = run_interceptors  # Marked with what it replaces.
   replacement.__hk_effects_original__ = original_run
@@ -257,27 +231,24 @@ def _chained(direct, next_fun, method_name, module_):
   )
 
 
-def _is_typed_key(x: Any) -> bool:
-  return isinstance(x, jax.Array) and jax.dtypes.issubdtype(
-      x.dtype, jax.dtypes.prng_key
-  )
-
-
 def clone_frame_keys() -> None:
-  """Replaces the typed keys of the current frame's state and rng sequence
-  by ``jax.random.clone``s (same values).
+  """Clones the typed keys of the current frame's state and rng sequence.
 
-  A wrapper traced again after a failed trace (``boundary_wrappers``) passes
-  them to its JAX primitive a second time; JAX's key-reuse checker
-  (``jax_debug_key_reuse``) would count that as reuse, though the failed
-  trace never ran. Without the checker this does nothing.
+  A wrapper traced again after a failed trace passes them to its JAX
+  primitive a second time, which ``jax_debug_key_reuse`` (the only case
+  where this does anything) would count as reuse.
   """
   if not getattr(jax.config, "jax_debug_key_reuse", False):
     return
-  clone = lambda x: jax.random.clone(x) if _is_typed_key(x) else x  # pylint: disable=unnecessary-lambda-assignment
-  frame = base.current_frame()
-  states: Any = frame.state  # Haiku annotates it loosely; StatePairs here.
-  for bundle in (states or {}).values():
+
+  def clone(x):
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(
+        x.dtype, jax.dtypes.prng_key
+    ):
+      return jax.random.clone(x)
+    return x
+
+  for bundle in (frame_state() or {}).values():
     for name, pair in bundle.items():
       current = jax.tree_util.tree_map(clone, pair.current)
       initial = (
@@ -286,7 +257,7 @@ def clone_frame_keys() -> None:
           else jax.tree_util.tree_map(clone, pair.initial)
       )
       bundle[name] = StatePair(initial, current)
-  rng = frame.rng_stack.peek()
+  rng = current_frame().rng_stack.peek()
   if rng is not None:
     rng.replace_internal_state(
         jax.tree_util.tree_map(clone, rng.internal_state)

@@ -14,31 +14,25 @@
 # ==============================================================================
 """Which Haiku transform a call runs in, and what a nested one is called.
 
-A model may run inside another: ``hk.lift(inner.init)`` runs ``inner``'s
-``init`` inside the outer ``init``, and the outer forward then calls
-``inner.apply`` (or a teacher model is applied inside a student's module).
-Handlers are scoped by Python's dynamic extent, so an outer collector serves
-what the inner model tells; but the inner model's module names know nothing
-of the outer model, and its ``linear/out`` would merge with the outer
-``linear/out`` (one value dropped under ``mode="last"``). So values told in a
-nested transform get the *path of the nesting* as a prefix:
+A model may run inside another (``hk.lift(inner.init)``, or a teacher model
+applied inside a student's module). An outer collector serves what the
+inner model tells, but the inner module names know nothing of the outer
+model (its ``linear/out`` would merge with the outer one), so values told in
+a nested transform get the path of the nesting as a prefix: the lifting
+module's name (``hk.lift(..., name="inner")``) while the inner transform
+runs the lift's ``init`` or applies the parameters lift returned; else the
+module whose method runs in the outer transform when the inner one starts;
+else ``~nested_<k>``, the k-th nested transform met there (k from 0).
 
-* the lifting module's name (``hk.lift(..., name="inner")`` gives
-  ``inner/...``) when the inner transform runs the lift's ``init`` (inside
-  the lifting module's call) or applies the parameters that lift returned;
-* otherwise the module whose method runs in the outer transform when the
-  inner one starts (a model applied inside another model's module);
-* otherwise ``~nested_<k>``, the k-th nested transform met in that outer
-  transform (k from 0).
-
-A transform is identified by the bottom entry of its Haiku frame's JAX-trace
-stack: Haiku's wrappers (``hk.scan``, ``hk.vmap``, ...) evolve frames that
-copy that stack, while ``hk.transform`` creates a frame with a fresh one.
+A transform is identified by the bottom entry of its frame's JAX-trace
+stack: Haiku's wrappers copy that stack, ``hk.transform`` starts a new one.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import jax
 
 from hk_effects._src import context
 from hk_effects._src.haiku import haiku_internals as hki
@@ -96,8 +90,6 @@ def lift_call_ended(module: Any, result: Any) -> None:
   del module
   if result is None:
     return
-  import jax  # pylint: disable=g-import-not-at-top
-
   leaves = tuple(jax.tree_util.tree_leaves(result))
   _ctx.nesting.done_lifts.append((token, prefix, leaves))
 
@@ -129,17 +121,13 @@ def lift_prefix_since(
 
 def clear() -> None:
   """Forgets everything (when the outermost hk_effects scope exits)."""
-  _ctx.nesting.running_lifts.clear()
-  _ctx.nesting.done_lifts.clear()
-  _ctx.nesting.parents.clear()
-  _ctx.nesting.nested_counts.clear()
+  for records in vars(_ctx.nesting).values():
+    records.clear()
 
 
 def _unwrapped(leaf: Any) -> Any:
   # A parameter mapped by hk.vmap arrives as a batch tracer of the value
   # lift returned. (A jit tracer's `val` is its jaxpr variable: no value.)
-  import jax  # pylint: disable=g-import-not-at-top
-
   for _ in range(4):
     inner = getattr(leaf, "val", None)
     if not isinstance(inner, (jax.Array, jax.core.Tracer)):
@@ -169,8 +157,6 @@ def _name_nested(token: Any) -> tuple[Any, str]:
   for lift_token, prefix in reversed(_ctx.nesting.running_lifts):
     if lift_token is parent:
       return parent, prefix
-  import jax  # pylint: disable=g-import-not-at-top
-
   mine = {
       id(_unwrapped(leaf))
       for leaf in jax.tree_util.tree_leaves(dict(own.params))

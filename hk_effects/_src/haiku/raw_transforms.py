@@ -12,16 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Effects refuse to run under a raw JAX transform inside a Haiku function.
-
-Haiku threads its state, parameters and rng through its own wrappers
-(``hk.scan``, ``hk.vmap``, ``hk.cond``, ``hk.fori_loop``, ``hk.remat``), and
-hk_effects keeps effect data in the same places (or at those boundaries).
-Under the raw ``jax.*`` equivalent inside a module the data would leak a
-tracer or repeat itself, so an effect checks the JAX trace level against the
-one Haiku expects and raises ``RawTransformError`` naming the Haiku wrapper
-to use.
-"""
+"""Effects refuse to run under a raw JAX transform inside a Haiku function
+(``RawTransformError``, naming the Haiku wrapper to use instead)."""
 
 from __future__ import annotations
 
@@ -50,33 +42,28 @@ class RawTransformError(ValueError):
 RawTransformError.__module__ = "hk_effects"
 
 
-def _trace_kind() -> str:
+def _trace_kind() -> tuple[str, str]:
+  """The raw transform running, and the Haiku wrapper to use instead."""
   from jax._src import core as jax_core  # pylint: disable=g-import-not-at-top
 
-  trace = jax_core.trace_ctx.trace
-  name = type(trace).__name__
+  name = type(jax_core.trace_ctx.trace).__name__
   if "Batch" in name:
-    return "jax.vmap"
+    return "jax.vmap", "hk.vmap"
   if "JVP" in name or "Linearize" in name:
-    return "jax.grad / jax.jvp"
-  return (
+    return "jax.grad / jax.jvp", "hk.grad / hk.value_and_grad"
+  kind = (
       "jax.lax.scan / jax.lax.cond / jax.lax.fori_loop / jax.checkpoint /"
       " jax.jit"
   )
-
-
-_HAIKU_WRAPPER_FOR = {
-    "jax.vmap": "hk.vmap",
-    "jax.grad / jax.jvp": "hk.grad / hk.value_and_grad",
-}
+  return kind, (
+      "hk.scan / hk.cond / hk.fori_loop / hk.remat (or jit the whole "
+      "apply function)"
+  )
 
 
 def under_raw_transform() -> bool:
-  """Whether a raw JAX transform sits between Haiku and the caller.
-
-  Haiku records the JAX trace level at the transform and inside each of its
-  wrappers; any other level means a raw ``jax.*`` transform sits between.
-  """
+  """Whether a raw JAX transform sits between Haiku and the caller: the
+  trace level is not the one Haiku recorded at its transform or wrapper."""
   return hki.JaxTraceLevel.current() != hki.frame_trace_level()
 
 
@@ -84,12 +71,7 @@ def check_no_raw_transform(site: Any, effect: str, method: str) -> None:
   """Raises ``RawTransformError`` if a raw JAX transform is active."""
   if not under_raw_transform():
     return
-  kind = _trace_kind()
-  wrapper = _HAIKU_WRAPPER_FOR.get(
-      kind,
-      "hk.scan / hk.cond / hk.fori_loop / hk.remat (or jit the whole "
-      "apply function)",
-  )
+  kind, wrapper = _trace_kind()
   raise RawTransformError(
       f"{effect}.{method}() at {site} ran under a raw JAX transform ({kind}) "
       "inside a Haiku function. The effect's data lives where Haiku threads "
