@@ -34,11 +34,7 @@ from hk_effects._src.core import tree_util
 
 
 def _name(fn: Any) -> str:
-  return (
-      getattr(fn, "__qualname__", None)
-      or getattr(fn, "__name__", None)
-      or repr(fn)
-  )
+  return getattr(fn, "__qualname__", getattr(fn, "__name__", repr(fn)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,16 +93,12 @@ class Reduce:
       ) from e
     return self.fold(where, _as_arrays(where, "init_fn", acc), value)
 
-  def fold(self, where: str, acc: Any, value: Any) -> Any:
-    """``reduce_fn(acc, value)``, checked to keep the accumulator's form."""
+  def fold(self, where: str, acc: Any, value: Any, partial: bool = False):
+    """``reduce_fn(acc, value)`` (``merge_fn`` where ``value`` is a later
+    ``partial`` accumulator), checked to keep the accumulator's form."""
+    if partial and self.merge_fn is not None:
+      return _checked(where, self.merge_fn, "merge_fn", acc, value)
     return _checked(where, self.reduce_fn, "reduce_fn", acc, value)
-
-  def merge(self, where: str, acc: Any, other: Any) -> Any:
-    """Merges the partial accumulator ``other`` (told later) into ``acc``."""
-    fn = self.reduce_fn if self.merge_fn is None else self.merge_fn
-    return _checked(
-        where, fn, "merge_fn" if self.merge_fn else "reduce_fn", acc, other
-    )
 
 
 def _as_arrays(where: str, what: str, tree: Any) -> Any:

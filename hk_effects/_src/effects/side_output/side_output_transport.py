@@ -15,29 +15,25 @@
 """How told values reach their collector through Haiku's wrappers.
 
 A value told inside ``hk.scan``, ``hk.vmap``, ``hk.remat``, ``hk.fori_loop``
-or ``hk.layer_stack`` is a tracer of the body's trace: kept in a Python list
-it would leak. So each told value goes to the innermost *target* on a
-thread-local stack (the collector's home, or a *transport* pushed inside a
-boundary's body, ``hk_effects._src.haiku.boundaries``); a transport's values
-leave as extra outputs of the body, so JAX stacks, batches or passes them like
-the body's own, and after the wrapper they are told again at its level ("sum"
-and "last" reduced over the stacked axis). Only static metadata (site, tag,
-mode) stays on the Python side.
+or ``hk.layer_stack`` is a tracer of the body's trace, which a Python list
+would leak. So it goes to the innermost *target* on a thread-local stack: the
+collector's home, or a *transport* pushed inside a boundary's body. A
+transport's values leave as extra outputs of the body (JAX stacks or batches
+them like the body's own) and are told again after the wrapper ("sum" and
+"last" reduced over the stacked axis).
 
-Bodies that must return one structure (the branches of ``hk.cond`` /
-``hk.switch``; ``hk.while_loop`` and traced-bound ``hk.fori_loop``, which
-carry "last" and "sum" sites in the loop state) return one *plan* of entries:
-a site some body did not tell is zeros there, with a ``present`` flag (static
-``True``, costing nothing, where told unconditionally). The plan is learned
-from a first trace, and the bodies traced again only when they differ
-(``BoundaryEffect.retrace``).
+Bodies that must return one structure (``hk.cond`` / ``hk.switch`` branches;
+``hk.while_loop`` and traced-bound ``hk.fori_loop``, carrying "last" and
+"sum" sites in the loop state) return one *plan* of entries, learned from a
+first trace and retraced when bodies differ (``BoundaryEffect.retrace``): a
+site some body did not tell is zeros there, with a ``present`` flag (static
+``True`` where told unconditionally).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 from typing import Any, Callable, Iterator
 
 import haiku as hk
@@ -55,8 +51,7 @@ from hk_effects._src.haiku import haiku_internals as hki
 from hk_effects._src.haiku import nesting
 from hk_effects._src.haiku import raw_transforms
 
-# The `present` of a value told unconditionally: static, so nothing is
-# traced for it.
+# The `present` of a value told unconditionally: static, nothing is traced.
 ALWAYS = np.True_
 
 
@@ -79,11 +74,9 @@ def _last_over_axis(stacked: Any, present: Any, reverse: bool) -> Any:
   return jnp.take_along_axis(stacked, index, axis=0)[0]
 
 
-# How "last" and "sum" fold the values told at one site, leaf by leaf:
-# combine(earlier, later) folds two tells in telling order;
-# over_axis(stacked, present, reverse) a loop's values stacked on axis 0, in
-# the order its iterations ran (present False where one did not tell; None:
-# nothing was told).
+# How "last" and "sum" fold a site's values, leaf by leaf: combine(earlier,
+# later) two tells; over_axis(stacked, present, reverse) a loop's values
+# stacked on axis 0 in the order its iterations ran (None: nothing was told).
 REDUCTIONS: dict[str, tuple[Callable, Callable]] = {
     "last": (lambda earlier, later: later, _last_over_axis),
     "sum": (
@@ -124,18 +117,12 @@ class Told:
 
   def under(self, prefix: str) -> "Told":
     """This value seen from outside a nesting that adds ``prefix``."""
-    if not prefix:
-      return self
     return dataclasses.replace(self, site=reported_site(self.site, prefix))
 
 
 def reported_site(site: binding.Site, *prefixes: str) -> binding.Site:
-  """``site`` as a collector reports it from outside nestings adding path
-  ``prefixes`` (outermost first, "" for none): a nested transform adds
-  ``nesting.prefix_from(<the target's transform>)``, ``hk.layer_stack`` its
-  lifted name. The transport applies them as values leave each nesting;
-  ``intervention_sites`` all at once at the tell, to select sites by path.
-  """
+  """``site`` as reported from outside nestings (a nested transform,
+  ``hk.layer_stack``) adding path ``prefixes``, outermost first."""
   module_path = "/".join(p for p in (*prefixes, site.module_path) if p)
   return binding.Site(module_path, site.attribute_path)
 
@@ -175,9 +162,7 @@ class Accumulator:
       self._index[key] = len(self.values)
     if fresh:
       value = told.mode.first(_where(told), value)
-    self.told.append(
-        dataclasses.replace(told, reduced=False) if told.reduced else told
-    )
+    self.told.append(dataclasses.replace(told, reduced=False))
     self.values.append(value)
     self.presents.append(present)
 
@@ -195,7 +180,14 @@ def _shapes(tree: Any) -> Any:
   return jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), tree)
 
 
-def _check_alike(told: Told, a: Any, b: Any, why: str) -> None:
+def _check_alike(told: Told, a: Any, b: Any) -> None:
+  if told.mode == "sum":
+    why = "'sum' adds every value told at one site,"
+  else:
+    why = (
+        "A value told conditionally keeps the earlier one where it was not"
+        " told,"
+    )
   if not tree_util.same_form(a, b):
     raise ValueError(
         f"Side output {told.tag!r} (mode={told.mode!r}) at {told.site} was "
@@ -215,18 +207,6 @@ def _where(told: Told) -> str:
   return f"Side output {told.tag!r} ({told.mode}) at {told.site}"
 
 
-def _reducing(told: Told) -> tuple[Callable[[Any, Any], Any], bool]:
-  """The mode's ``(combine of whole values, zeros_are_identity)``."""
-  mode = told.mode
-  if isinstance(mode, Reduce):
-    if told.reduced:  # A partial accumulator (a loop's, a branch's).
-      return functools.partial(mode.merge, _where(told)), False
-    return functools.partial(mode.fold, _where(told)), False
-  # Adding zeros changes nothing, so an untold "sum" value needs no select.
-  combine, _ = REDUCTIONS[mode]
-  return functools.partial(jax.tree_util.tree_map, combine), mode == "sum"
-
-
 def _select(present: Any, told: Any, untold: Any) -> Any:
   """``told`` where ``present``, else ``untold``."""
   if present is ALWAYS:
@@ -242,21 +222,15 @@ def _combine(
   """Folds the later tell ``b`` into ``a`` as straight-line code would; an
   untold side (present False) leaves the other as it is (``alone``: what
   ``b`` is without ``a``, where that is not ``b`` itself)."""
-  combine, zeros_are_identity = _reducing(told)
-  if told.mode == "sum":
-    _check_alike(told, a, b, "'sum' adds every value told at one site,")
-  elif not isinstance(told.mode, Reduce) and (
-      pa is not ALWAYS or pb is not ALWAYS
-  ):
-    _check_alike(
-        told,
-        a,
-        b,
-        "A value told conditionally keeps the earlier "
-        "one where it was not told,",
-    )
-  combined = combine(a, b)
-  if not zeros_are_identity:
+  if isinstance(told.mode, Reduce):
+    # A partial accumulator (a loop's, a branch's) is merged, a value folded.
+    combined = told.mode.fold(_where(told), a, b, partial=told.reduced)
+  else:
+    if told.mode == "sum" or pa is not ALWAYS or pb is not ALWAYS:
+      _check_alike(told, a, b)
+    combined = jax.tree_util.tree_map(REDUCTIONS[told.mode][0], a, b)
+  # Adding zeros changes nothing, so an untold "sum" value needs no select.
+  if told.mode != "sum":
     combined = _select(pb, combined, a)
     combined = _select(pa, combined, b if alone is None else alone)
   if pa is ALWAYS or pb is ALWAYS:
@@ -271,7 +245,7 @@ class _Target:
   name: str
   level: Any
   scope: Any = None
-  accumulator: Accumulator | None = None
+  accumulator: Accumulator = dataclasses.field(default_factory=Accumulator)
   # The Haiku transform the target lives in (hk_effects._src.haiku.nesting), and
   # whether it runs init.
   token: Any = None
@@ -280,11 +254,10 @@ class _Target:
   carried: bool = False
 
 
+@dataclasses.dataclass
 class _ThreadState:
-
-  def __init__(self):
-    self.targets: list[_Target] = []
-    self.collectors = 0
+  targets: list[_Target] = dataclasses.field(default_factory=list)
+  collectors: int = 0
 
 
 context.declare("side_output_transport", _ThreadState)
@@ -365,8 +338,6 @@ def deliver(told: Told, value: Any, present: Any = ALWAYS) -> None:
     # Told in a model nested in the target's (hk.lift, a re-entrant apply):
     # its module names get the path of the nesting.
     told = told.under(nesting.prefix_from(target.token))
-  # Only barriers lack an accumulator, and they raised above.
-  assert target.accumulator is not None
   target.accumulator.add(told, value, present)
 
 
@@ -412,26 +383,17 @@ def _merge_stacked(
   first = tree_map(lambda v: v[0], stacked)
   rest = tree_map(lambda v: v[1:], stacked)
   if present is ALWAYS:
-    acc, _ = jax.lax.scan(
-        lambda acc, part: (_combine(told, acc, ALWAYS, part, ALWAYS)[0], None),
-        first,
-        rest,
-    )
-    return acc, ALWAYS
-  merged, _ = jax.lax.scan(
-      lambda carry, part: (_combine(told, *carry, *part), None),
-      (first, present[0]),
-      (rest, present[1:]),
-  )
-  return merged
+    step = lambda acc, x: (_combine(told, acc, ALWAYS, x, ALWAYS)[0], None)
+    return jax.lax.scan(step, first, rest)[0], ALWAYS
+  step = lambda carry, x: (_combine(told, *carry, *x), None)
+  return jax.lax.scan(step, (first, present[0]), (rest, present[1:]))[0]
 
 
 @effect_base.pytree_dataclass
 class _Entries:
-  """Extra outputs of a body whose bodies must agree (branches, carried
-  loops): ``layout`` is static, so bodies with different entries have
-  different PyTree structures, and JAX refuses to join them instead of
-  mixing two sites' values."""
+  """Extra outputs of bodies that must agree (branches, carried loops): a
+  static ``layout`` makes bodies with different entries different PyTrees,
+  which JAX refuses to join rather than mix two sites' values."""
 
   layout: tuple[Any, ...] = effect_base.static_field()
   values: tuple[Any, ...]
@@ -446,14 +408,11 @@ class _Slot:
   value: Any
   present_shape: tuple[int, ...] | None
 
-  def same_value(self, other: "_Slot") -> bool:
-    return tree_util.same_form(self.value, other.value)
-
   def same(self, other: "_Slot") -> bool:
     return (
         self.key == other.key
         and self.present_shape == other.present_shape
-        and self.same_value(other)
+        and tree_util.same_form(self.value, other.value)
     )
 
 
@@ -486,7 +445,7 @@ def _plan(boundary, bodies: list[tuple[_Slot, ...]]) -> tuple[_Slot, ...]:
       seen = slots.get(slot.key)
       if seen is None:
         slots[slot.key], first[slot.key] = slot, number
-      elif not seen.same_value(slot):
+      elif not tree_util.same_form(seen.value, slot.value):
         told = slot.key[0]
         raise SideOutputPlacementError(
             f"Side output {told.tag!r} (mode={told.mode!r}) at {told.site} was"
@@ -522,9 +481,7 @@ def _fit(plan: tuple[_Slot, ...], keys, values, presents) -> tuple[Any, ...]:
   for slot in plan:
     value, present = by_key.get(slot.key, (None, False))
     if value is None:
-      value = jax.tree_util.tree_map(
-          lambda a: jnp.zeros(a.shape, a.dtype), slot.value
-      )
+      value = jax.tree_util.tree_map(jnp.zeros_like, slot.value)
     if slot.present_shape is None:
       fitted.append(value)
       continue
@@ -538,14 +495,11 @@ def _fit(plan: tuple[_Slot, ...], keys, values, presents) -> tuple[Any, ...]:
 
 @dataclasses.dataclass(eq=False)
 class _Carry:
-  """One boundary call: the target of its current body, what it told.
+  """One boundary call. ``layout``: the last body's extra outputs, one
+  ``(Told, conditional)`` each; ``seen``: each body's entries since the last
+  attempt."""
 
-  ``layout`` describes the extra outputs of the last body run, one
-  ``(Told, conditional)`` per entry; ``seen`` holds the entries of each body
-  traced since the last attempt.
-  """
-
-  target: _Target | None = None
+  accumulator: Accumulator | None = None  # The current body's.
   layout: tuple[Any, ...] = ()
   plan: tuple[_Slot, ...] | None = None
   seen: list[tuple[_Slot, ...]] = dataclasses.field(default_factory=list)
@@ -576,28 +530,27 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
     if boundary.carries is None:
       barrier = _Target("barrier", boundary.describe(), None)
       return context.pushed(_ctx.side_output_transport.targets, barrier)
-    state.target = _Target(
+    state.accumulator = accumulator = Accumulator()
+    target = _Target(
         "transport",
         boundary.describe(),
         body.level,
-        accumulator=Accumulator(),
+        accumulator=accumulator,
         token=nesting.transform_token(),
         init=hk.running_init(),
         carried=boundary.carries is boundaries.Carries.CARRIED,
     )
-    assert state.target.accumulator is not None  # Made just above.
-    if boundary.carries is boundaries.Carries.CARRIED:
+    if target.carried:
       # Each iteration goes on from the values carried into it.
       for key, (value, present) in zip(
           body.carried.layout, body.carried.values
       ):
-        state.target.accumulator.add(_as_partial(key[0]), value, present)
-    return context.pushed(_ctx.side_output_transport.targets, state.target)
+        accumulator.add(_as_partial(key[0]), value, present)
+    return context.pushed(_ctx.side_output_transport.targets, target)
 
   def outputs(self, boundary, state: _Carry) -> Any:
-    # body() made the target and its accumulator for this carrying boundary.
-    assert state.target is not None and state.target.accumulator is not None
-    accumulator = state.target.accumulator
+    accumulator = state.accumulator
+    assert accumulator is not None  # body() made it.
     values, presents = accumulator.values, accumulator.presents
     if not (boundary.carries and boundary.carries.agrees):
       # Static metadata only; the values leave as outputs of the trace.
@@ -634,17 +587,13 @@ class _SideOutputsAtBoundaries(boundaries.BoundaryEffect):
           for body in seen
       ):
         return False  # Not all branches traced, or they agreed.
-      plan = _plan(boundary, seen)
-      if plan == state.plan:
-        return False  # Planned already: the failure is not ours.
-      state.plan = plan
-      return True
-    if boundary.carries is boundaries.Carries.CARRIED and seen:
-      plan = _plan(boundary, [state.plan or (), seen[-1]])
-      if plan != state.plan:
-        state.plan = plan
-        return True
-    return False
+    elif boundary.carries is boundaries.Carries.CARRIED and seen:
+      seen = [state.plan or (), seen[-1]]
+    else:
+      return False
+    # An unchanged plan means the failure is not ours.
+    plan, state.plan = state.plan, _plan(boundary, seen)
+    return plan != state.plan
 
   def exit(self, boundary, state: _Carry, outputs: Any) -> None:
     if outputs is None:
