@@ -26,15 +26,14 @@ function serves it. Using an effect takes three steps:
 3. Wrap the forward function in handlers and transform it:
    ``hke.transform(hke.handlers.WithHaikuRandom.handling(forward))``.
 
-While a handler runs, each module method call binds the requests the
-handler claims (innermost handler first) and swaps in a runtime
-implementation for the duration of the call. Requests nobody claims raise
-``UnhandledEffectError`` naming the module and attribute when used;
-``hke.bindings(fn)(x)`` lists them all beforehand.
+While a handler runs, each module method call swaps the requests the handler
+claims (innermost handler first) for runtime implementations until it
+returns. A request nobody claims raises ``UnhandledEffectError`` naming the
+module and attribute when used; ``hke.bindings(fn)(x)`` lists them beforehand.
 
 Defining a new effect takes a protocol, a request and a handler written with
-``EffectRequest``, ``EffectRuntimeImpl`` and ``EffectHandler`` (docs/concepts.md has
-a complete 40-line example).
+``EffectRequest``, ``EffectRuntimeImpl`` and ``EffectHandler``
+(docs/concepts.md has a complete 40-line example).
 
 Example:
 
