@@ -15,13 +15,9 @@
 """The local-state effect: layers keep state with ``get()`` / ``set(value)``.
 
 Local states live in Haiku state, which Haiku threads through its control
-flow and transforms (``hk.scan``, ``hk.cond``, ``hk.vmap``, ``hk.remat``,
-``hk.layer_stack``, ...), so a ``set`` anywhere comes out of ``apply`` under
-``hke.transform_with_state``. They behave as ``hk.get_state`` /
-``hk.set_state``: untouched entries come out of ``apply`` unchanged; a state
-missing from ``apply``'s state is created there; an initializer runs only
-when its state is created; ``set`` checks the new value against the current
-one.
+flow and transforms, so a ``set`` anywhere comes out of ``apply`` under
+``hke.transform_with_state``. As with ``hk.get_state``, a state missing from
+``apply``'s state is created there, and only then does its initializer run.
 
 Naming: the states of category ``c`` are the entries of the Haiku state
 bundle ``"~local_state/c"``, keyed by name, or for an unnamed state by
@@ -78,28 +74,31 @@ class LocalStateEffect(Protocol):
 class _LocalStateRequest(effect_base.EffectRequest, protocol=LocalStateEffect):
   """What the three local-state requests share."""
 
+  _kind = "local state"
+
   @classmethod
   def suggested_handler(cls) -> str:
     return "hke.handlers.handle_local_states(forward)"
 
+  def describe(self) -> str:
+    named = f" {self.name!r}" if self.name else ""
+    return f"{self._kind}{named} [{self.category}]"
+
   def signature_detail(self, calls, conditional, state, site):
     del conditional
-    name = getattr(self, "name", None)
-    category = getattr(self, "category", None)
-    head = f"state {repr(name) if name else 'unnamed'} [{category}]"
+    name = repr(self.name) if self.name else "unnamed"
+    head = f"state {name} [{self.category}]"
     shapes = sorted({tree_util.describe(c.value) for c in calls})
     seen = ", ".join(shapes) or "?"
-    bundle, key = bundle_name(category), state_key(self, site)
+    bundle, key = bundle_name(self.category), state_key(self, site)
     for stored_in, entries in (state or {}).items():
-      if (stored_in == bundle or stored_in.endswith(f"/{bundle}")) and (
-          key in entries
-      ):
+      if f"/{stored_in}".endswith(f"/{bundle}") and key in entries:
         stored = tree_util.describe(entries[key])
-        if [stored] != shapes:
-          # Per member of hke.vmap (or per layer): the module sees one slice.
-          per = "layer" if stored_in.startswith("__layer_stack") else "member"
-          return f"{head}: {stored} stored, {seen} per {per}"
-        break
+        if [stored] == shapes:
+          break
+        # Per member of hke.vmap (or per layer): the module sees one slice.
+        per = "layer" if stored_in.startswith("__layer_stack") else "member"
+        return f"{head}: {stored} stored, {seen} per {per}"
     return f"{head}: {seen}"
 
 
@@ -139,10 +138,6 @@ class InitialLocalStateRequest(_LocalStateRequest):
         "__call__."
     )
 
-  def describe(self) -> str:
-    named = f" {self.name!r}" if self.name else ""
-    return f"local state{named} [{self.category}]"
-
   def initial_value(self) -> Any:
     return self.state_initializer()
 
@@ -168,10 +163,7 @@ class FrozenLocalStateRequest(_LocalStateRequest):
   state: Any
   category: Any = effect_base.static_field()
   name: str | None = effect_base.static_field(default=None)
-
-  def describe(self) -> str:
-    named = f" {self.name!r}" if self.name else ""
-    return f"frozen local state{named} [{self.category}]"
+  _kind = "frozen local state"
 
   def initial_value(self) -> Any:
     return self.state
@@ -203,9 +195,7 @@ class SharedLocalStateRequest(_LocalStateRequest):
 
   name: str = effect_base.static_field()
   category: Any = effect_base.static_field()
-
-  def describe(self) -> str:
-    return f"shared local state {self.name!r} [{self.category}]"
+  _kind = "shared local state"
 
 
 @effect_base.pytree_dataclass
@@ -235,8 +225,8 @@ def bundle_name(category: Any) -> str:
 
 
 def _same_leaves(expected: Any, value: Any) -> bool:
-  """True when both trees have one structure and leaves of equal shapes and
-  dtypes; False for a Python scalar leaf."""
+  """Whether both trees have one structure, shapes and dtypes (False for a
+  Python scalar leaf)."""
   expected_leaves, expected_def = jax.tree_util.tree_flatten(expected)
   value_leaves, value_def = jax.tree_util.tree_flatten(value)
   if expected_def != value_def:  # type: ignore[operator]  # (jaxlib stubs)
@@ -251,17 +241,14 @@ def _same_leaves(expected: Any, value: Any) -> bool:
 
 
 def _check_like(what: str, expected: Any, value: Any, fix: str) -> None:
-  # The common case (a traced value set into a state of its own shape) is
-  # decided without building ShapeDtypeStructs: one per state per call.
-  if _same_leaves(expected, value):
-    return
-  expected_abs = tree_util.abstract(expected)
-  value_abs = tree_util.abstract(value)
-  if not _same_leaves(expected_abs, value_abs):
-    raise ValueError(
-        f"{what} has the wrong structure, shape or dtype: expected "
-        f"{expected_abs}, got {value_abs}. {fix}"
-    )
+  # Most values match as they are: ShapeDtypeStructs are built only if not.
+  if not _same_leaves(expected, value):
+    expected, value = tree_util.abstract(expected), tree_util.abstract(value)
+    if not _same_leaves(expected, value):
+      raise ValueError(
+          f"{what} has the wrong structure, shape or dtype: expected "
+          f"{expected}, got {value}. {fix}"
+      )
 
 
 class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
@@ -284,8 +271,7 @@ class LocalStateRuntimeImpl(effect_base.EffectRuntimeImpl):
           "hke.transform, which has no state. Use hke.transform_with_state: "
           "its init returns the local states and its apply updates them."
       )
-    # Haiku annotates frame state as arrays; local states keep their pairs
-    # (initial, current) there.
+    # Any: Haiku annotates frame state as arrays, local states keep pairs.
     frame_state: Any = hki.frame_state()
     bundle = frame_state[self.bundle]
     pair = bundle.get(self.key)
@@ -380,11 +366,9 @@ def member_rng(bundle: str, key: str) -> Any:
 
 @dataclasses.dataclass
 class _LocalStateCall:
-  """One call of a local-state handler.
-
-  ``named``: per Haiku transform, the first request met for each explicit
-  name (for ``state_sharing``); ``created``: states this call created;
-  ``checked``: frozen states whose given value was checked.
+  """One call of a local-state handler: per Haiku transform, the first
+  request met for each explicit name (``named``, for ``state_sharing``), the
+  states it ``created`` and the frozen states whose given value it ``checked``.
   """
 
   named: dict[int, Any] = dataclasses.field(default_factory=dict)
@@ -426,11 +410,8 @@ class WithFunctionalLocalState(
     self.category_predicate = category_predicate
     self.state_sharing = state_sharing
     predicate_name = getattr(category_predicate, "__qualname__", None)
-    super().__init__(
-        body,
-        handler_id,
-        config=f"{category!r}|{predicate_name}|{state_sharing}",
-    )
+    config = f"{category!r}|{predicate_name}|{state_sharing}"
+    super().__init__(body, handler_id, config=config)
 
   def claims(self, request):
     if request.effect_protocol() is not LocalStateEffect:
@@ -501,9 +482,7 @@ class WithFunctionalLocalState(
           "live in Haiku state. Call it inside hke.transform_with_state(...) "
           "init / apply."
       )
-    # Entries the body does not touch stay in Haiku's state as they are, so
-    # apply returns them unchanged (hk.multi_transform_with_state, an eval
-    # forward skipping a training-only module, sibling handlers).
+    # Entries the body does not touch stay in Haiku's state as they are.
     with binding.handler_scope(self, _LocalStateCall()):
       return self.body(arg)
 

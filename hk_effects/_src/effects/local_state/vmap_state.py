@@ -15,15 +15,12 @@
 """``hke.vmap``: ``hk.vmap`` with per-member local state (and Haiku state).
 
 ``hk.vmap`` shares Haiku state across members, so a state set to a
-per-example value inside it (a KV cache, statistics per ensemble member)
-cannot be kept. ``hke.vmap`` maps the states of the categories named in
-``local_state_axes`` (and, by module name, Haiku's own in ``state_axes``)
-along an axis of the state itself: ``init`` creates them inside the mapped
-function, one per member (an initializer drawing ``hk.next_rng_key()`` gets
-a key per member, derived from Haiku's rng without advancing it, so params
-are those ``hk.vmap`` gives), and ``apply`` gives each member its slice.
-The states travel as extra mapped inputs and outputs of one ``hk.vmap``
-call; everything else (shared params, ``split_rng``) is ``hk.vmap``'s.
+per-example value inside it (a KV cache, per-member statistics) cannot be
+kept. The mapped states travel as extra mapped inputs and outputs of one
+``hk.vmap`` call; ``init`` creates them inside it, one per member, each
+initializer with a key per member derived from Haiku's rng without advancing
+it (so params are those ``hk.vmap`` gives). Everything else (shared params,
+``split_rng``) is ``hk.vmap``'s.
 """
 
 from __future__ import annotations
@@ -52,15 +49,10 @@ def _per_member_key(next_creator, shape, dtype, init, context):
 
 
 def _check_axes(name: str, axes: Axes) -> None:
-  ok = (
-      axes is None
-      or isinstance(axes, int)
-      or (
-          isinstance(axes, Mapping)
-          and all(isinstance(a, int) for a in axes.values())
-      )
-  )
-  if not ok or isinstance(axes, bool):
+  values = axes.values() if isinstance(axes, Mapping) else [axes]
+  if axes is not None and (
+      isinstance(axes, bool) or not all(isinstance(a, int) for a in values)
+  ):
     raise TypeError(
         f"hke.vmap's {name} must be an int (every category), a mapping from "
         f"category to an int axis, or None; got {axes!r}."
@@ -71,63 +63,52 @@ def _axis_values(axes: Axes) -> list[int]:
   return [axes] if isinstance(axes, int) else list((axes or {}).values())
 
 
+def _names(key: Any, bundle: str) -> bool:
+  """Whether a key of ``local_state_axes`` (a category) or ``state_axes`` (a
+  module, covering its submodules) names Haiku state bundle ``bundle``."""
+  if bundle.startswith(local_state.BUNDLE_PREFIX):
+    return bundle == local_state.bundle_name(key)
+  return bundle == key or bundle.startswith(f"{key}/")
+
+
 def _axis_of(
     bundle: str, local_state_axes: Axes, state_axes: Axes
 ) -> int | None:
   """The axis of the states of Haiku state bundle ``bundle``, if mapped."""
   if bundle.startswith(local_state.BUNDLE_PREFIX):
-    if isinstance(local_state_axes, int):
-      return local_state_axes
-    for category, axis in (local_state_axes or {}).items():
-      if local_state.bundle_name(category) == bundle:
-        return axis
-    return None
-  if isinstance(state_axes, int):
-    return state_axes
-  for module, axis in (state_axes or {}).items():
-    if bundle == module or bundle.startswith(f"{module}/"):
-      return axis
-  return None
+    axes = local_state_axes
+  else:
+    axes = state_axes
+  if isinstance(axes, int):
+    return axes
+  return next((a for k, a in (axes or {}).items() if _names(k, bundle)), None)
 
 
 def _check_keys_matched(
     local_state_axes: Axes, state_axes: Axes, bundles: list[str]
 ) -> None:
-  """Raises for keys of the axes mappings that name no state of the call
-  while states of that kind are left unmapped: a misspelt key would leave
-  the state it meant shared, and JAX's "vmap has mapped output ... but
-  out_axes is None" would name neither. A key naming nothing where every
-  state is mapped (one wrapper for several models) is harmless."""
+  """Raises for keys naming no state of the call while states of their kind
+  are left unmapped: a misspelt key would leave its state shared, and JAX's
+  "mapped output ... but out_axes is None" would name neither."""
   prefix = local_state.BUNDLE_PREFIX
-  local = sorted(b[len(prefix) :] for b in bundles if b.startswith(prefix))
-  modules = sorted(b for b in bundles if not b.startswith(prefix))
-  unmapped = [
-      b for b in bundles if _axis_of(b, local_state_axes, state_axes) is None
-  ]
   problems = []
-  if isinstance(local_state_axes, Mapping) and any(
-      b.startswith(prefix) for b in unmapped
-  ):
-    missing = [
-        c for c in local_state_axes if local_state.bundle_name(c) not in bundles
-    ]
-    if missing:
+  for is_local, axes in ((True, local_state_axes), (False, state_axes)):
+    own = [b for b in bundles if b.startswith(prefix) == is_local]
+    if not isinstance(axes, Mapping) or all(
+        _axis_of(b, local_state_axes, state_axes) is not None for b in own
+    ):
+      continue
+    missing = [k for k in axes if not any(_names(k, b) for b in own)]
+    if missing and is_local:
       problems.append(
           f"local_state_axes names categories {missing} that no local state "
-          f"of this call has; the categories that exist: {local}."
+          "of this call has; the categories that exist: "
+          f"{sorted(b[len(prefix) :] for b in own)}."
       )
-  if isinstance(state_axes, Mapping) and any(
-      not b.startswith(prefix) for b in unmapped
-  ):
-    missing = [
-        m
-        for m in state_axes
-        if not any(b == m or b.startswith(f"{m}/") for b in modules)
-    ]
-    if missing:
+    elif missing:
       problems.append(
           f"state_axes names modules {missing} that hold no Haiku state in "
-          f"this call; the state bundles that exist: {modules}."
+          f"this call; the state bundles that exist: {sorted(own)}."
       )
   if problems:
     raise ValueError(
@@ -299,7 +280,6 @@ def vmap(
           del inner_state[bundle]
       return out, new
 
-    group_axes = {axis: axis for axis in axes}
     # An empty group maps nothing (Haiku's size check needs arrays).
     given_axes = {axis: axis if states[axis] else None for axis in axes}
     set_unmapped: list[tuple[str, str]] = []
@@ -307,7 +287,7 @@ def vmap(
       out, new = hk.vmap(
           member,
           (given_axes, *_per_argument(in_axes, args)),
-          (out_axes, group_axes),
+          (out_axes, {axis: axis for axis in axes}),
           name,
           axis_size,
           split_rng=split_rng,
@@ -327,10 +307,9 @@ def vmap(
       for bundle, entries in group.items():
         target = outer_state[bundle]
         for key, (initial, current) in entries.items():
-          pair = target.get(key)
-          target[key] = hki.StatePair(
-              pair.initial if pair is not None else initial, current
-          )
+          if key in target:
+            initial = target[key].initial
+          target[key] = hki.StatePair(initial, current)
     return out
 
   return mapped

@@ -48,12 +48,6 @@ class SideInputEffect(Protocol):
     """Returns the side input's value."""
 
 
-def _side_input_signature_detail(self, calls, conditional, state, site):
-  del conditional, state, site
-  shapes = sorted({tree_util.describe(c.value) for c in calls})
-  return f"needs {self.tag!r}: {', '.join(shapes) or '?'}"
-
-
 @effect_base.pytree_dataclass
 class SideInputRequest(effect_base.EffectRequest, protocol=SideInputEffect):
   """Requests the side input named ``tag``.
@@ -73,8 +67,6 @@ class SideInputRequest(effect_base.EffectRequest, protocol=SideInputEffect):
   [3. 3.]
   """
 
-  signature_detail = _side_input_signature_detail
-
   tag: Any = effect_base.static_field()
 
   @classmethod
@@ -83,6 +75,11 @@ class SideInputRequest(effect_base.EffectRequest, protocol=SideInputEffect):
 
   def describe(self) -> str:
     return f"side input {self.tag!r}"
+
+  def signature_detail(self, calls, conditional, state, site):
+    del conditional, state, site
+    shapes = sorted({tree_util.describe(c.value) for c in calls})
+    return f"needs {self.tag!r}: {', '.join(shapes) or '?'}"
 
 
 @effect_base.pytree_dataclass
@@ -301,11 +298,8 @@ class WithConstantSideInputs(_SideInputHandler):
     self.tags = tuple(self.side_inputs)
     self.keep_unused = keep_unused
     self.strict = strict
-    super().__init__(
-        body,
-        handler_id,
-        config=f"{self.tags!r}|keep_unused={keep_unused}|strict={strict}",
-    )
+    config = f"{self.tags!r}|keep_unused={keep_unused}|strict={strict}"
+    super().__init__(body, handler_id, config=config)
 
   @classmethod
   def handling(
@@ -316,20 +310,7 @@ class WithConstantSideInputs(_SideInputHandler):
       handler_id: str | None = None,
       strict: bool = False,
   ) -> "WithConstantSideInputs":
-    """Builds the handler.
-
-    Args:
-      body: the one-argument forward function.
-      side_inputs: ``{tag: value}``; values are PyTrees of arrays.
-      keep_unused: Penzai's flag; side inputs nobody asks for are never an
-        error unless ``strict``.
-      handler_id: an explicit id; inferred when None.
-      strict: if True, a side input that no module asked for during the call
-        raises ``ValueError`` (a misspelt tag).
-
-    Returns:
-      The handler.
-    """
+    """Builds the handler (``keep_unused``, ``strict``: see the class)."""
     return cls(body, side_inputs, keep_unused, handler_id, strict=strict)
 
   def __call__(self, arg):
