@@ -22,13 +22,10 @@ family (the name without Haiku's ``_<n>`` suffix: ``block_3`` is of family
 made before it); then the request's attribute path and tag and the number
 of earlier draws from it within the call.
 
-A call index counts calls, not modules, so these draw the same keys, bit for
-bit: a Python loop over fresh modules (``block``, ``block_1``, ...), a Python
-loop calling one module n times, ``hk.scan`` over that module (iteration i is
-call i) and ``hk.layer_stack`` (layer i is call i). ``hk.fori_loop`` and
-``hk.while_loop`` index their bodies the same way, ``hk.vmap(split_rng=True)``
-folds in the member index, and a branch of ``hk.cond`` / ``hk.switch`` draws
-what the same code under a Python ``if`` would (``path_key_loops.py``).
+A call index counts calls, not modules, so a Python loop over fresh modules
+(``block``, ``block_1``, ...) or over one module, ``hk.scan`` and
+``hk.layer_stack`` draw the same keys, bit for bit (loops, vmaps and
+branches: ``path_key_loops.py``).
 
 Calls are counted by a Haiku method interceptor installed while a path-keyed
 handler runs. Where a call index is not well defined (a family called twice
@@ -44,6 +41,7 @@ import contextlib
 import dataclasses
 import hashlib
 import re
+import struct
 from typing import Any, ContextManager, Iterator
 
 import haiku as hk
@@ -92,9 +90,6 @@ class _Component:
   # Why this call has no well-defined index (raised only if it draws).
   problem: str | None = None
 
-  def value(self) -> Any:
-    return self.static if self.index is None else self.static + self.index
-
 
 _UNKNOWN = object()  # A count after a loop of unknown length.
 
@@ -124,13 +119,7 @@ _ctx = context.CONTEXT
 
 
 def tracking() -> bool:
-  """Whether a path-keyed handler runs (the loop wrappers' one check).
-
-  Example:
-
-  >>> tracking()
-  False
-  """
+  """Whether a path-keyed handler runs (the loop wrappers' one check)."""
   return _ctx.path_keys.depth > 0
 
 
@@ -141,27 +130,19 @@ def _next_seq() -> int:
 
 @contextlib.contextmanager
 def handler_running() -> Iterator[None]:
-  """Counts module calls while a path-keyed handler's body runs.
-
-  Example:
-
-  >>> with handler_running():
-  ...   print(tracking())
-  True
-  """
+  """Counts module calls while a path-keyed handler's body runs."""
   state = _ctx.path_keys
-  outermost = state.depth == 0
   state.depth += 1
   try:
-    if not outermost:
+    if state.depth > 1:
       yield
-      return
-    state.invocations.append(_Invocation(None, None, None, _next_seq()))
-    with hk.intercept_methods(_intercept):
-      yield
+    else:
+      state.invocations.append(_Invocation(None, None, None, _next_seq()))
+      with hk.intercept_methods(_intercept):
+        yield
   finally:
     state.depth -= 1
-    if outermost:
+    if not state.depth:
       state.invocations.clear()
       state.calls.clear()
       state.members.clear()
@@ -357,16 +338,7 @@ class Loop:
 class Alternatives:
   """Branches of ``hk.cond`` / ``hk.switch``: each starts from the counts
   before the branching, as only one of them runs; after it (``finish``),
-  every count is the largest any branch reached.
-
-  Example:
-
-  >>> with handler_running():
-  ...   alternatives = Alternatives()
-  ...   with alternatives.body(0):
-  ...     pass
-  ...   alternatives.finish()
-  """
+  every count is the largest any branch reached."""
 
   def __init__(self):
     inv = _ctx.path_keys.invocations[-1]
@@ -405,14 +377,7 @@ class Alternatives:
 
 
 def member(index: Any) -> ContextManager[Any]:
-  """The body of ``hk.vmap(split_rng=True)``: draws fold in ``index``.
-
-  Example:
-
-  >>> with handler_running(), member(2):
-  ...   print(_ctx.path_keys.members)
-  [2]
-  """
+  """The body of ``hk.vmap(split_rng=True)``: draws fold in ``index``."""
   return context.pushed(_ctx.path_keys.members, index)
 
 
@@ -472,11 +437,7 @@ def _fold_message(key: jax.Array, message: tuple[Any, Any]) -> jax.Array:
 
 
 def _name_words(text: str) -> list[int]:
-  digest = hashlib.sha256(text.encode()).digest()
-  return [
-      int.from_bytes(digest[:4], "little"),
-      int.from_bytes(digest[4:8], "little"),
-  ]
+  return list(struct.unpack("<2I", hashlib.sha256(text.encode()).digest()[:8]))
 
 
 def draw(
@@ -527,9 +488,8 @@ def draw(
   # The call indices, then a digest of what is static: the families, the
   # request and the number of the draw.
   name = "/".join(c.family for c in canon)
-  words = [c.value() for c in canon] + _name_words(
-      f"{name}|{attribute_path}|{tag!r}|{number}"
-  )
+  words = [c.static if c.index is None else c.static + c.index for c in canon]
+  words += _name_words(f"{name}|{attribute_path}|{tag!r}|{number}")
   key = _fold_message(jax.random.clone(root), _message(words))
   for index in _ctx.path_keys.members:
     key = jax.random.fold_in(key, index)

@@ -14,24 +14,14 @@
 # ==============================================================================
 """The random effect: layers draw fresh keys with ``next_key()``.
 
-Keys come from Haiku's rng sequence, which Haiku threads (as it does params
-and state) through ``hk.scan``, ``hk.vmap``, ``hk.remat``, ``hk.cond`` and
-``hk.layer_stack``: every ``next_key()`` of one application is distinct
-across loop iterations and vmapped members, and no stream position lives in
-a Python object that a loop would repeat.
-
-Handlers that own a key (``WithRandomKeyFromArg``, ``WithFrozenRandomState``,
-``WithStatefulRandomKey``) push a Haiku rng sequence seeded by it for their
-body. A request of an outer random handler called inside such a body draws
-from that innermost sequence, folded with the outer handler's id and with a
-key the inner handler drew from the enclosing sequence on entry: keys stay
-distinct and threaded, and the outer stream depends on its own key too.
-
-During ``init`` nothing is pushed: every request draws from ``init``'s rng,
-so parameters depend on it alone, whichever handlers serve the forward pass
-(docs/design.md, S5). ``WithHaikuRandom`` serves what ``hk.next_rng_key()``
-returns where the request is called: inside a key-owning handler's body,
-that handler's sequence, not ``apply``'s ``rng``.
+Keys come from Haiku's rng sequence, which Haiku threads through its loops,
+vmaps and branches, so no stream position lives in a Python object that a
+loop would repeat. A handler that owns a key pushes a sequence seeded by it
+for its body, except during ``init`` (parameters depend on ``init``'s rng
+alone, docs/design.md S5). An outer handler's request served inside such a
+body draws from that sequence, folded with the outer handler's id and with a
+key the inner handler drew from the enclosing sequence on entry, so the
+outer stream depends on its own key too.
 """
 
 from __future__ import annotations
@@ -189,14 +179,7 @@ def tagged(*tags: Any) -> Callable[[effect_base.EffectRequest], bool]:
 class RandomRuntimeImpl(effect_base.EffectRuntimeImpl):
   """Serves ``next_key()`` from Haiku's innermost rng sequence or, for a
   handler built with ``path_keys=True``, as a pure function of where the
-  draw happens (``path_keys.py``).
-
-  Example:
-
-  >>> import hk_effects as hke
-  >>> issubclass(RandomRuntimeImpl, hke.EffectRuntimeImpl)
-  True
-  """
+  draw happens (``path_keys.py``)."""
 
   __slots__ = ("tag",)
   refuses_raw_transforms = True
@@ -323,14 +306,9 @@ class _RandomHandler(effect_base.EffectHandler, protocol=RandomEffect):
     return jax.random.fold_in(key, index)
 
   def _run_with_key(self, arg, key):
-    """Runs the body serving keys from ``key``.
-
-    During ``init`` parameters depend on init's rng alone (design S5):
-    Haiku initialises parameters (and lifted modules, layer stacks, split
-    vmaps) from the top of its rng sequence, so nothing is pushed on it,
-    requests draw from init's rng as under ``WithHaikuRandom``, and no
-    device index is folded in (``init`` usually runs outside ``pmap``).
-    """
+    """Runs the body serving keys from ``key``. During ``init`` nothing is
+    pushed (Haiku initialises parameters from the top of its rng sequence)
+    and no device index is folded in (``init`` usually runs outside pmap)."""
     if not hki.inside_transform():
       raise ValueError(
           f"{self!r} was called outside a Haiku transform, but it serves keys "
@@ -377,12 +355,9 @@ def _without_handler_rng(next_creator, shape, dtype, init, context):
   """A Haiku creator running an initialiser with the rng a random handler
   pushed hidden (Haiku then raises its own error if the initialiser draws)."""
   del context
-  frame = hki.current_frame()
-  top = frame.rng_stack.peek()
-  pushed = any(_pushes_rng(s) for s in binding.active_scopes())
-  if top is None or not pushed:
+  if not any(_pushes_rng(s) for s in binding.active_scopes()):
     return next_creator(shape, dtype, init)
-  with frame.rng_stack(None):
+  with hki.current_frame().rng_stack(None):
     return next_creator(shape, dtype, init)
 
 
