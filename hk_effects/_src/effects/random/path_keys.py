@@ -92,6 +92,8 @@ class _Component:
 
 
 _UNKNOWN = object()  # A count after a loop of unknown length.
+# Haiku's instance suffix: module `block_3` is of family `block`.
+_SUFFIX = re.compile(r"_\d+$")
 
 
 @dataclasses.dataclass(eq=False)
@@ -200,7 +202,7 @@ def _bump(counts: dict, family: str) -> Any:
 def _enter(module: Any) -> _Call:
   inv = _ctx.path_keys.invocations[-1]
   space = inv.space
-  family = re.sub(r"_\d+$", "", module.module_name.rsplit("/", 1)[-1])
+  family = _SUFFIX.sub("", module.module_name.rsplit("/", 1)[-1])
   parent = _innermost_call(space)
   if parent is not None and parent.seq > inv.seq:
     component = _counted(
@@ -211,7 +213,8 @@ def _enter(module: Any) -> _Call:
     )
   else:
     component = _loop_component(module.module_name, family, parent, inv)
-  return _Call(module, space, _next_seq(), _base(space) + (component,))
+  above = parent.canon if parent is not None else _base(space)
+  return _Call(module, space, _next_seq(), above + (component,))
 
 
 def _counted(count: Any, family: str, path: str, where: str) -> _Component:
