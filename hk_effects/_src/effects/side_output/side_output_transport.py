@@ -162,7 +162,9 @@ class Accumulator:
       self._index[key] = len(self.values)
     if fresh:
       value = told.mode.first(_where(told), value)
-    self.told.append(dataclasses.replace(told, reduced=False))
+    self.told.append(
+        dataclasses.replace(told, reduced=False) if told.reduced else told
+    )
     self.values.append(value)
     self.presents.append(present)
 
