@@ -260,9 +260,14 @@ def sliced(replacement: Any, value: Any, axes, where: str, what: str) -> Any:
           f"iteration / member of the enclosing {kinds}, as "
           "CollectingSideOutputs stacks them)"
       )
-    fits = r.ndim == len(stacked) and r.shape[len(lengths) :] == v.shape
+    mismatch = ValueError(
+        f"{where}: the {what} has shape {list(r.shape)}, but the value told "
+        f"there has shape {list(v.shape)}; give shape {accepted}."
+    )
+    if r.ndim != len(stacked) or r.shape[len(lengths) :] != v.shape:
+      raise mismatch
     for (kind, length, _), n in zip(axes, r.shape):
-      if fits and length is None:
+      if length is None:
         raise ValueError(
             f"{where}: the {what} of shape {list(r.shape)} is stacked over "
             f"{kind}"
@@ -270,12 +275,8 @@ def sliced(replacement: Any, value: Any, axes, where: str, what: str) -> Any:
             + f" Or give a value of the told shape {list(v.shape)}, used in "
             "every iteration."
         )
-      fits = fits and n == length
-    if not fits:
-      raise ValueError(
-          f"{where}: the {what} has shape {list(r.shape)}, but the value told "
-          f"there has shape {list(v.shape)}; give shape {accepted}."
-      )
+      if n != length:
+        raise mismatch
     for _, _, index in axes:
       r = r[index]
     return r
